@@ -1,0 +1,155 @@
+"""The student contract: what ``process_documents_batch`` receives and returns.
+
+Everything a processor needs from the harness is named here, so that the
+student module imports one place (``from batchlab.contract import ...``):
+
+* :class:`BatchConfig`: the knobs (concurrency, retry budget, backoff);
+* the state names of the checkpoint state machine
+  ``pending -> processing -> done | failed`` (``degraded`` is a kind of done);
+* :class:`BatchReport`: what the processor reports about a run. The grader
+  recomputes every figure from the ledger and the sink and checks that the
+  report agrees (observability must not lie);
+* :class:`Progress`: the callback through which the processor reports state
+  changes (the progress bar and the teacher's dashboard read them).
+
+The signature every implementation provides::
+
+    async def process_documents_batch(documents, *, batch_id, service, sink,
+                                      state_dir, config, progress=None,
+                                      sleep=asyncio.sleep, clock=time.monotonic) -> BatchReport
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+PENDING = "pending"
+PROCESSING = "processing"
+DONE = "done"
+DEGRADED = "degraded"
+FAILED = "failed"
+STATES = (PENDING, PROCESSING, DONE, DEGRADED, FAILED)
+#: States a document does not leave within a run.
+TERMINAL_STATES = (DONE, DEGRADED, FAILED)
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Run settings. Delays are in seconds; ``max_attempts`` counts the first call too.
+
+    ``backoff(attempt) = min(max_delay, base_delay * 2**attempt) + uniform(0, jitter)``
+    for ``attempt`` = 0, 1, 2 ... (the wait after the first, second ... failure).
+    """
+
+    concurrency: int = 8
+    max_attempts: int = 4
+    base_delay: float = 0.02
+    max_delay: float = 0.5
+    jitter: float = 0.02
+    layer: str = "chunks"
+    shard: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if min(self.base_delay, self.max_delay, self.jitter) < 0:
+            raise ValueError("delays must not be negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BatchConfig":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+class Progress(Protocol):
+    """Called on every state change: ``progress(doc_id, state, error=None, attempts=0)``."""
+
+    def __call__(self, doc_id: str, state: str, *, error: str | None = None, attempts: int = 0) -> None: ...
+
+
+def no_progress(doc_id: str, state: str, *, error: str | None = None, attempts: int = 0) -> None:
+    """The default :class:`Progress`: report nothing."""
+
+
+@dataclass
+class BatchReport:
+    """What a processor says about one run (one pass) of a batch.
+
+    Counts of states (``done``, ``degraded``, ``failed``) describe the whole
+    batch as the checkpoint sees it at the end of the run, earlier passes
+    included; ``executed``, ``skipped``, ``retries``, the timings and the
+    latencies describe this run only.
+
+    Rates, with N = ``total`` documents, U = ``unique`` valid keys, R = ``rejected``:
+    ``completion_rate = (done + degraded) / U``, ``fail_rate = (failed + R) / N``
+    where ``failed`` counts valid keys that ended failed, and
+    ``duplicate_rate = sum(executions - 1 for keys executed more than once) / U``.
+    """
+
+    batch_id: str
+    total: int = 0
+    unique: int = 0
+    rejected: int = 0
+    duplicates_in_input: int = 0
+    done: int = 0
+    degraded: int = 0
+    failed: int = 0
+    executed: int = 0
+    skipped: int = 0
+    recovered: int = 0
+    retries: int = 0
+    duplicate_executions: int = 0
+    resume_time_s: float | None = None
+    wall_time_s: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
+    failure_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def completion_rate(self) -> float:
+        return (self.done + self.degraded) / self.unique if self.unique else 1.0
+
+    @property
+    def fail_rate(self) -> float:
+        return (self.failed + self.rejected) / self.total if self.total else 0.0
+
+    @property
+    def duplicate_rate(self) -> float:
+        return self.duplicate_executions / self.unique if self.unique else 0.0
+
+    @property
+    def throughput_docs_per_min(self) -> float:
+        return 60.0 * self.executed / self.wall_time_s if self.wall_time_s > 0 else 0.0
+
+    @property
+    def latency_p50_s(self) -> float | None:
+        return percentile(self.latencies_s, 50)
+
+    @property
+    def latency_p95_s(self) -> float | None:
+        return percentile(self.latencies_s, 95)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("latencies_s")
+        data["latency_count"] = len(self.latencies_s)
+        for name in ("completion_rate", "fail_rate", "duplicate_rate", "throughput_docs_per_min",
+                     "latency_p50_s", "latency_p95_s"):
+            data[name] = getattr(self, name)
+        return data
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (linear interpolation, as numpy's default); None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)

@@ -1,0 +1,91 @@
+"""The ledger: an append-only JSON-lines record of every side effect of a run.
+
+It is the ground truth for every metric (DESIGN.md section 5). Each event is one
+short line written with a single ``os.write`` on a file opened with ``O_APPEND``:
+a SIGKILL can land before or after the line, never inside it, and the parent
+process can append its own events (a kill it sent) to the same file safely.
+The student's code never sees the ledger: the harness's service and sink write
+to it, so nothing a student writes can forge it.
+
+Event kinds (field ``ev``):
+
+``pass_start``  a worker process started (``pass``, ``pid``, ``batch_id``, ``documents``)
+``call_start`` / ``call_ok`` / ``call_fail``  one service call (``doc_id``, ``key``, ``chunk``, ``attempt``, ``error``)
+``sink_put``    a committed output (``doc_id``, ``key``, ``mode``)
+``state``       a state change reported by the processor through ``progress`` (``doc_id``, ``state``, ``error``)
+``crash``       a planned crash fired (``kind``, ``at``); ``kill`` the parent sent SIGKILL
+``pass_end``    the processor returned (``report``); ``student_error`` it raised (``error``)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+MAX_FIELD_CHARS = 600
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+        return value[:MAX_FIELD_CHARS] + "..."
+    return value
+
+
+class Ledger:
+    """Appends events for one pass of one worker process."""
+
+    def __init__(self, path: str | Path, *, pass_no: int, clock=time.time) -> None:
+        self.path = Path(path)
+        self.pass_no = pass_no
+        self._clock = clock
+        self._pid = os.getpid()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def emit(self, ev: str, **fields: Any) -> None:
+        record = {"ev": ev, "t": self._clock(), "pass": self.pass_no, "pid": self._pid}
+        for name, value in fields.items():
+            record[name] = _short(value)
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+        os.write(self._fd, line.encode("utf-8"))
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def append_event(path: str | Path, ev: str, *, pass_no: int, **fields: Any) -> None:
+    """Append one event from outside a worker (the runner recording a kill it sent)."""
+    with Ledger(path, pass_no=pass_no) as ledger:
+        ledger.emit(ev, **fields)
+
+
+def iter_events(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield the events of a ledger in order; a torn or foreign line is skipped, never fatal."""
+    p = Path(path)
+    if not p.exists():
+        return
+    with p.open("rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                continue
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and "ev" in event:
+                yield event
+
+
+def read_events(path: str | Path) -> list[dict[str, Any]]:
+    return list(iter_events(path))

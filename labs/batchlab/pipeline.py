@@ -1,0 +1,120 @@
+"""The document pipeline from Lessons 11-14, given to students as pure functions.
+
+* :func:`clean_text` normalizes a document (NFC, whitespace collapsed);
+* :func:`chunk_text` splits it at sentence boundaries into chunks of at most
+  ``max_chars`` characters (the full path: its chunks are sent, in order, to the
+  external embedding service);
+* :func:`fixed_chunks` + :func:`local_embed` are the **degraded path**: fixed-size
+  chunks and a cheap local embedding, no external service, so a document can
+  still be committed (marked ``degraded``, to be backfilled later) when the
+  service keeps failing;
+* :func:`embed` is the deterministic embedding the simulated service returns.
+
+Because everything here is pure and deterministic, :func:`expected_output` is
+the oracle: the grader compares what a run committed with what the pipeline
+gives without any fault (the 6.5840 ``mrsequential`` idea).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from .documents import Document, normalize_text
+
+CHUNK_MAX_CHARS = 400
+DEGRADED_CHUNK_CHARS = 300
+EMBED_DIM = 8
+
+MODE_FULL = "full"
+MODE_DEGRADED = "degraded"
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s*")
+
+
+def clean_text(text: str) -> str:
+    """Normalize a document's text (Lesson 11's cleaning): NFC and collapsed whitespace."""
+    return normalize_text(text)
+
+
+def chunk_text(text: str, max_chars: int = CHUNK_MAX_CHARS) -> list[str]:
+    """Split cleaned text into chunks of whole sentences, each at most ``max_chars`` long.
+
+    A sentence longer than ``max_chars`` is cut into ``max_chars`` pieces. The
+    result is deterministic, so the same text always gives the same chunks.
+    """
+    if max_chars < 1:
+        raise ValueError("max_chars must be positive")
+    chunks: list[str] = []
+    current = ""
+    for sentence in _SENTENCE_END.split(text):
+        if not sentence:
+            continue
+        while len(sentence) > max_chars:
+            if current:
+                chunks.append(current)
+                current = ""
+            chunks.append(sentence[:max_chars])
+            sentence = sentence[max_chars:]
+        if not current:
+            current = sentence
+        elif len(current) + 1 + len(sentence) <= max_chars:
+            current = f"{current} {sentence}"
+        else:
+            chunks.append(current)
+            current = sentence
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def fixed_chunks(text: str, size: int = DEGRADED_CHUNK_CHARS) -> list[str]:
+    """The degraded path's chunking: fixed-size pieces, no sentence awareness."""
+    if size < 1:
+        raise ValueError("size must be positive")
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _vector(seed: bytes) -> list[float]:
+    digest = hashlib.blake2b(seed, digest_size=EMBED_DIM * 2).digest()
+    return [round((v / 32767.5) - 1.0, 5) for v in struct.unpack(f">{EMBED_DIM}H", digest)]
+
+
+def embed(text: str) -> list[float]:
+    """The external model's embedding of one chunk (deterministic stand-in)."""
+    return _vector(b"model:" + text.encode("utf-8"))
+
+
+def local_embed(text: str) -> list[float]:
+    """The degraded path's local embedding: cheap, deterministic, different from :func:`embed`."""
+    return _vector(b"local:" + text.encode("utf-8"))
+
+
+def degraded_chunks(doc: Document) -> tuple[list[str], list[list[float]]]:
+    """Run the whole degraded path for one document: clean, fixed chunks, local vectors."""
+    chunks = fixed_chunks(clean_text(doc.content))
+    return chunks, [local_embed(c) for c in chunks]
+
+
+def expected_output(doc: Document, mode: str = MODE_FULL) -> dict[str, Any]:
+    """What a correct run commits for ``doc`` in ``mode`` (the oracle)."""
+    text = clean_text(doc.content)
+    if mode == MODE_FULL:
+        chunks = chunk_text(text)
+        vectors = [embed(c) for c in chunks]
+    elif mode == MODE_DEGRADED:
+        chunks, vectors = degraded_chunks(doc)
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    return {"mode": mode, "chunks": list(chunks), "vectors": [list(v) for v in vectors]}
+
+
+def output_matches(doc: Document, mode: str, chunks: Sequence[str], vectors: Sequence[Sequence[float]]) -> bool:
+    """True when committed chunks and vectors equal the oracle's for ``mode``."""
+    if mode not in (MODE_FULL, MODE_DEGRADED):
+        return False
+    want = expected_output(doc, mode)
+    return list(chunks) == want["chunks"] and [list(v) for v in vectors] == want["vectors"]

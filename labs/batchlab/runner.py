@@ -1,0 +1,263 @@
+"""The runner: executes an implementation file in child processes, crashing and resuming it.
+
+A *run* is one batch in one run directory::
+
+    RUN_DIR/spec.json        what to run (implementation, input, config, fault plan)
+    RUN_DIR/ledger.jsonl     every side effect, every pass (ground truth)
+    RUN_DIR/sink.sqlite      committed outputs
+    RUN_DIR/state/           the processor's own checkpoint (``state_dir``)
+    RUN_DIR/passN.stdout/.stderr  the child's output, kept for feedback
+
+Pass 1 runs with a planned crash; later passes resume with the same batch id and
+state directory (``run_passes`` can kill several passes in a row). Every pass
+has a timeout; a hanging child is killed and reported, never waited for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .contract import BatchConfig
+from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
+from .ledger import append_event
+from .service import LatencyModel
+
+EventsCallback = Callable[[list[dict[str, Any]]], None]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for a child (the grader's protection against student code)."""
+
+    cpu_s: int | None = None
+    memory_bytes: int | None = None
+    file_bytes: int | None = None
+
+    def apply(self) -> None:  # runs in the child, before exec
+        for res, value in ((resource.RLIMIT_CPU, self.cpu_s), (resource.RLIMIT_AS, self.memory_bytes),
+                           (resource.RLIMIT_FSIZE, self.file_bytes)):
+            if value is not None:
+                resource.setrlimit(res, (value, value))
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines a run, apart from its crash plans."""
+
+    impl: Path
+    input: Path
+    run_dir: Path
+    batch_id: str = "batch-001"
+    config: BatchConfig = field(default_factory=BatchConfig)
+    plan: FaultPlan = field(default_factory=FaultPlan)
+    latency: LatencyModel = field(default_factory=LatencyModel)
+    durable: str = "process"
+    timeout_s: float = 120.0
+    output_cap: int = 64_000
+    limits: Limits | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "impl": str(Path(self.impl).resolve()), "input": str(Path(self.input).resolve()),
+            "batch_id": self.batch_id, "config": self.config.to_dict(), "plan": self.plan.to_dict(),
+            "latency": self.latency.to_dict(), "durable": self.durable,
+        }
+
+
+@dataclass
+class PassResult:
+    """How one child process ended."""
+
+    pass_no: int
+    returncode: int | None
+    duration_s: float
+    crash: CrashPlan
+    killed_by_parent: bool = False
+    timed_out: bool = False
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def sigkilled(self) -> bool:
+        return self.returncode == -signal.SIGKILL
+
+    @property
+    def outcome(self) -> str:
+        if self.timed_out:
+            return "timeout"
+        if self.sigkilled:
+            return "killed"
+        if self.returncode == 0:
+            return "ok"
+        if self.returncode is not None and self.returncode < 0:
+            return f"signal {-self.returncode}"
+        return {2: "bad input", 3: "import error", 4: "raised"}.get(self.returncode or 0, f"exit {self.returncode}")
+
+
+class LedgerTail:
+    """Reads the events appended to a ledger since the last call (for live progress)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def read_new(self) -> list[dict[str, Any]]:
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self._offset)
+                blob = fh.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(blob)
+        blob = self._partial + blob
+        lines = blob.split(b"\n")
+        self._partial = lines.pop()
+        events = []
+        for line in lines:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(ev, dict):
+                events.append(ev)
+        return events
+
+
+def prepare(spec: RunSpec, *, fresh: bool = False) -> Path:
+    """Create the run directory and write its spec (``fresh`` removes an earlier run first)."""
+    run = Path(spec.run_dir)
+    if fresh and run.exists():
+        shutil.rmtree(run)
+    (run / "state").mkdir(parents=True, exist_ok=True)
+    (run / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
+    return run
+
+
+def _read_capped(path: Path, cap: int) -> str:
+    if not path.exists():
+        return ""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        data = fh.read(cap)
+    text = data.decode("utf-8", errors="replace")
+    if size > cap:
+        text += f"\n... [{size - cap} more bytes of output cut]"
+    return text
+
+
+def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan) -> tuple[subprocess.Popen[bytes], float]:
+    """Start the worker of one pass; returns the process and its start time (the resume clock's zero)."""
+    run = Path(spec.run_dir)
+    kind = crash.kind if crash.kind != CRASH_RANDOM else CRASH_NONE
+    t0 = time.time()
+    cmd = [sys.executable, "-m", "batchlab.worker", str(run), "--pass", str(pass_no), "--crash", kind,
+           "--at", str(crash.at), "--t0", repr(t0)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **spec.env}
+    stdout = (run / f"pass{pass_no}.stdout").open("wb")
+    stderr = (run / f"pass{pass_no}.stderr").open("wb")
+    try:
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True,
+                                preexec_fn=spec.limits.apply if spec.limits else None)
+    finally:
+        stdout.close()
+        stderr.close()
+    return proc, t0
+
+
+def run_pass(
+    spec: RunSpec,
+    pass_no: int,
+    crash: CrashPlan | None = None,
+    *,
+    on_events: EventsCallback | None = None,
+    poll_s: float = 0.02,
+) -> PassResult:
+    """Run one pass to its end (or its kill, or its timeout)."""
+    crash = crash or CrashPlan()
+    run = Path(spec.run_dir)
+    ledger = run / "ledger.jsonl"
+    tail = LedgerTail(ledger)
+    tail.read_new() if ledger.exists() else None  # only this pass's events from here on
+    proc, t0 = start_pass(spec, pass_no, crash)
+    kill_at: float | None = None
+    killed = timed_out = False
+    while proc.poll() is None:
+        now = time.time()
+        events = tail.read_new()
+        if on_events and events:
+            on_events(events)
+        if crash.kind == CRASH_RANDOM and kill_at is None and any(e.get("ev") == "sink_put" for e in events):
+            kill_at = now + crash.random_delay(spec.plan.seed, pass_no)
+        if kill_at is not None and now >= kill_at and not killed:
+            append_event(ledger, "kill", pass_no=pass_no, kind=CRASH_RANDOM, by="parent",
+                         delay=round(kill_at - t0, 4))
+            _kill(proc)
+            killed = True
+        if now - t0 > spec.timeout_s:
+            append_event(ledger, "timeout", pass_no=pass_no, after_s=spec.timeout_s)
+            _kill(proc)
+            timed_out = True
+        time.sleep(poll_s)
+    proc.wait()
+    if on_events:
+        rest = tail.read_new()
+        if rest:
+            on_events(rest)
+    return PassResult(
+        pass_no=pass_no, returncode=proc.returncode, duration_s=time.time() - t0, crash=crash,
+        killed_by_parent=killed, timed_out=timed_out,
+        stdout=_read_capped(run / f"pass{pass_no}.stdout", spec.output_cap),
+        stderr=_read_capped(run / f"pass{pass_no}.stderr", spec.output_cap),
+    )
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_passes(
+    spec: RunSpec,
+    crashes: Sequence[CrashPlan],
+    *,
+    fresh: bool = True,
+    on_events: EventsCallback | None = None,
+    on_pass: Callable[[PassResult], None] | None = None,
+) -> list[PassResult]:
+    """One pass per crash plan, then a final pass without a crash that resumes whatever is left.
+
+    A pass whose worker could not even start the batch (bad input, import error)
+    ends the run: resuming it would fail the same way.
+    """
+    prepare(spec, fresh=fresh)
+    results: list[PassResult] = []
+    plans = [*crashes, CrashPlan()]
+    for pass_no, crash in enumerate(plans, start=1):
+        result = run_pass(spec, pass_no, crash, on_events=on_events)
+        results.append(result)
+        if on_pass:
+            on_pass(result)
+        if result.returncode in (2, 3) or result.timed_out:
+            break
+    return results
+
+
+def run_two_pass(spec: RunSpec, crash: CrashPlan, **kwargs: Any) -> list[PassResult]:
+    """The lesson's scenario: a first pass that crashes, then the resume pass."""
+    return run_passes(spec, [crash], **kwargs)

@@ -1,0 +1,151 @@
+"""The simulated external parse-and-embed service.
+
+It stands in for a remote model endpoint: each call embeds one chunk of one
+document, takes a simulated latency with a long tail, and fails according to a
+seeded :class:`~batchlab.faults.FaultPlan`. It records every call in the ledger
+(start, ok or fail, with the attempt number it counted itself), so the grader
+knows exactly what a processor did, whatever the processor says about itself.
+
+The service counts attempts per ``(document identity, chunk)`` within one worker
+process; a resumed pass starts counting again, as a restarted client would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import pipeline
+from .documents import Document, ident_of, normalize_id
+from .faults import CRASH_DURING_CALL, CrashPlan, FaultPlan, kill_self, unit
+from .ledger import Ledger
+
+
+class ServiceError(Exception):
+    """A failed call to the external service. ``kind`` classifies it for failure statistics."""
+
+    transient = False
+
+    def __init__(self, kind: str, message: str = "") -> None:
+        super().__init__(message or kind)
+        self.kind = kind
+
+
+class TransientServiceError(ServiceError):
+    """Timeout or 503: worth retrying with backoff (the lesson's 500 path, retry branch)."""
+
+    transient = True
+
+
+class PermanentServiceError(ServiceError):
+    """The service cannot handle this document (a parse failure): retrying will not help."""
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """Log-normal call latency: ``median_ms`` with spread ``sigma``; slow calls add the long tail."""
+
+    median_ms: float = 3.0
+    sigma: float = 0.4
+
+    def sample(self, u: float) -> float:
+        """Latency in seconds for a uniform number ``u`` in (0, 1)."""
+        if self.median_ms <= 0:
+            return 0.0
+        u = min(max(u, 1e-9), 1 - 1e-9)
+        z = statistics.NormalDist().inv_cdf(u)
+        return self.median_ms / 1000.0 * float(2.718281828459045 ** (self.sigma * z))
+
+    @property
+    def mean_s(self) -> float:
+        return self.median_ms / 1000.0 * float(2.718281828459045 ** (self.sigma**2 / 2))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SimulatedService:
+    """The external service handed to ``process_documents_batch``.
+
+    Use: ``vector = await service.embed(doc, chunk_index, chunk_text)`` for each
+    chunk of a document, in order. Raises :class:`TransientServiceError` or
+    :class:`PermanentServiceError`.
+    """
+
+    def __init__(
+        self,
+        *,
+        plan: FaultPlan | None = None,
+        latency: LatencyModel | None = None,
+        ledger: Ledger | None = None,
+        crash: CrashPlan | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        on_crash: Callable[[], None] = kill_self,
+    ) -> None:
+        self.plan = plan or FaultPlan()
+        self.latency = latency or LatencyModel()
+        self.ledger = ledger
+        self.crash = crash or CrashPlan()
+        self._sleep = sleep
+        self._on_crash = on_crash
+        self._attempts: dict[tuple[str, int], int] = defaultdict(int)
+        self._idents: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._doc_inflight: dict[str, int] = defaultdict(int)
+        self.calls = 0
+        self.failures = 0
+        self.inflight = 0
+        self.max_inflight = 0
+        self.max_doc_inflight = 0
+
+    def _ident(self, doc: Document) -> tuple[str, str]:
+        cache_key = (doc.source, doc.id, doc.content)
+        found = self._idents.get(cache_key)
+        if found is None:
+            found = (ident_of(doc), normalize_id(doc.id))
+            self._idents[cache_key] = found
+        return found
+
+    def _emit(self, ev: str, **fields: Any) -> None:
+        if self.ledger is not None:
+            self.ledger.emit(ev, **fields)
+
+    async def embed(self, doc: Document, chunk: int, text: str) -> list[float]:
+        """Embed chunk number ``chunk`` (from 0) of ``doc``; the result is the model's vector."""
+        ident, norm = self._ident(doc)
+        self._attempts[(ident, chunk)] += 1
+        attempt = self._attempts[(ident, chunk)]
+        self.calls += 1
+        call_no = self.calls
+        self.inflight += 1
+        doc_ref = f"{doc.source}|{doc.id}"
+        self._doc_inflight[doc_ref] += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        self.max_doc_inflight = max(self.max_doc_inflight, self._doc_inflight[doc_ref])
+        self._emit("call_start", doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
+                   call=call_no, inflight=self.inflight, doc_inflight=self._doc_inflight[doc_ref])
+        try:
+            if self.crash.kind == CRASH_DURING_CALL and call_no == self.crash.at:
+                self._emit("crash", kind=CRASH_DURING_CALL, at=call_no, doc_id=doc.id, ident=ident)
+                self._on_crash()
+            fault = self.plan.decide(ident, norm, chunk, attempt)
+            delay = self.latency.sample(unit(self.plan.seed, "latency", ident, chunk, attempt))
+            if fault.slow:
+                delay *= self.plan.slow_factor
+            await self._sleep(delay)
+            if fault.error is not None:
+                self.failures += 1
+                self._emit("call_fail", doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
+                           call=call_no, error=fault.error, permanent=fault.permanent)
+                error_cls = PermanentServiceError if fault.permanent else TransientServiceError
+                raise error_cls(fault.error, f"{fault.error} on {doc.id} chunk {chunk} attempt {attempt}")
+            vector = pipeline.embed(text)
+            self._emit("call_ok", doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
+                       call=call_no, latency=round(delay, 6))
+            return vector
+        finally:
+            self.inflight -= 1
+            self._doc_inflight[doc_ref] -= 1
