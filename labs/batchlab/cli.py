@@ -1,0 +1,375 @@
+"""``batchlab``: a thin command line over the kit's keyword-only functions.
+
+Every verb calls a plain function that notebooks, tests and the dashboard call
+too (otter-grader's ``cli.py`` shape). Bad input of any kind prints the unified
+error structure ``{"error": {code, message, details, hints}}`` and exits 2,
+before anything of an earlier run is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, KitError, UsageError
+from .faults import CRASH_KINDS
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors come out in the unified error structure too."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}", code="usage_error", details={"usage": self.format_usage().strip()},
+                         hints=[f"Run `{self.prog} --help`."])
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a rate in [0, 1] (3 % is 0.03)")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise KitError(f"{text!r} is not a file", code="file_not_found", details={"path": text},
+                       hints=["Check the path."])
+    return path
+
+
+class _Bars:
+    """tqdm progress bars fed by ledger events: one bar per pass, committed documents of the batch."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.committed: set[str] = set()
+        self.bar: Any = None
+        self.retries = 0
+
+    def start(self, pass_no: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        self.close()
+        self.bar = tqdm(total=self.total, initial=len(self.committed), desc=f"pass {pass_no}", unit="doc",
+                        file=sys.stderr, dynamic_ncols=True, leave=True)
+
+    def __call__(self, events: list[dict[str, Any]]) -> None:
+        for ev in events:
+            if ev.get("ev") == "pass_start":
+                self.start(int(ev.get("pass", 0)))
+            elif ev.get("ev") == "sink_put" and ev.get("ident") not in self.committed:
+                self.committed.add(ev["ident"])
+                if self.bar is not None:
+                    self.bar.update(1)
+            elif ev.get("ev") == "call_start" and int(ev.get("attempt", 1)) > 1:
+                self.retries += 1
+                if self.bar is not None:
+                    self.bar.set_postfix(retries=self.retries, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _say(text: str, quiet: bool) -> None:
+    if not quiet:
+        print(text, file=sys.stderr)
+
+
+def _describe_pass(result: Any) -> str:
+    text = f"pass {result.pass_no}: {result.outcome} after {result.duration_s:.2f} s"
+    if result.sigkilled:
+        text += f" (SIGKILL, crash plan: {result.crash.kind}" + (f" at {result.crash.at})" if result.crash.at else ")")
+    return text
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    from .documents import load_batch
+    from .metrics import format_table
+
+    if args.input is not None and args.docs is not None:
+        raise UsageError("give --input or --docs, not both", code="usage_error",
+                         hints=["--docs N generates an input of N documents."])
+    quiet = args.json
+    if args.input is not None:
+        load_batch(args.input)  # validate first: a bad file changes nothing
+    bars = _Bars(total=0, enabled=not quiet)
+    result_holder: dict[str, Any] = {}
+
+    def on_events(events: list[dict[str, Any]]) -> None:
+        if bars.total == 0 and "total" in result_holder:
+            bars.total = result_holder["total"]
+        bars(events)
+
+    def on_pass(result: Any) -> None:
+        bars.close()
+        _say(_describe_pass(result), quiet)
+
+    from .demo import planned_calls  # noqa: F401  (imported for side-effect free validation)
+
+    if args.input is not None:
+        from .documents import Document, ident_of, try_parse
+
+        batch = load_batch(args.input)
+        result_holder["total"] = len({ident_of(d) for d in map(try_parse, batch.documents) if isinstance(d, Document)})
+    elif args.docs is None:
+        from .documents import Document, ident_of, try_parse
+        from .paths import example_input
+
+        batch = load_batch(example_input())
+        result_holder["total"] = len({ident_of(d) for d in map(try_parse, batch.documents) if isinstance(d, Document)})
+    else:
+        result_holder["total"] = args.docs
+    bars.total = result_holder["total"]
+    result = run_demo(input_path=args.input, docs=args.docs, seed=args.seed, fault_rate=args.fault_rate,
+                      crash=args.crash, at=args.at, concurrency=args.concurrency, impl=args.impl,
+                      run_dir=args.run_dir, latency_ms=args.latency_ms, on_events=on_events, on_pass=on_pass)
+    bars.close()
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        m = result.metrics
+        print(f"implementation: {result.impl}")
+        print(f"input: {result.input} ({m.total} documents, {m.unique} unique, {m.rejected} rejected)")
+        print(f"run directory: {result.run_dir}")
+        for p in result.passes:
+            print(_describe_pass(p))
+        if len(m.passes) > 1 and m.passes[-1].report:
+            rep = m.passes[-1].report
+            print(f"resume: skipped {rep.get('skipped', '?')} committed documents, recovered "
+                  f"{rep.get('recovered', '?')}, executed {rep.get('executed', '?')}")
+        if not result.crash_fired:
+            print(f"warning: the planned crash ({result.crash.kind}) never fired")
+        print()
+        print(format_table(m))
+        print()
+        print("all lesson thresholds met" if result.ok else "some thresholds are not met")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """One pass in a run directory: the first creates it, the next ones resume it."""
+    from .contract import BatchConfig
+    from .demo import default_demo_impl
+    from .documents import load_batch
+    from .faults import CrashPlan, FaultPlan
+    from .ledger import read_events
+    from .metrics import format_table, metrics_for_run
+    from .runner import RunSpec, prepare, run_pass
+    from .service import LatencyModel
+
+    batch = load_batch(args.input)
+    run = Path(args.run_dir)
+    spec_file = run / "spec.json"
+    if spec_file.exists():
+        old = json.loads(spec_file.read_text(encoding="utf-8"))
+        if Path(old["input"]).resolve() != Path(args.input).resolve():
+            raise UsageError(f"{run} belongs to another input ({old['input']})", code="run_dir_mismatch",
+                             details={"run_dir": str(run), "input": old["input"]},
+                             hints=["Resume with the same --input, or choose a new --run-dir."])
+    events = read_events(run / "ledger.jsonl")
+    pass_no = 1 + max((int(e.get("pass", 0)) for e in events), default=0)
+    spec = RunSpec(impl=Path(args.impl or default_demo_impl()), input=Path(args.input), run_dir=run,
+                   batch_id=args.batch_id or batch.batch_id or "batch-001",
+                   config=BatchConfig(concurrency=args.concurrency),
+                   plan=FaultPlan(seed=args.seed, transient_rate=args.fault_rate),
+                   latency=LatencyModel(median_ms=args.latency_ms), timeout_s=args.timeout)
+    prepare(spec)
+    crash = CrashPlan(kind=args.crash, at=args.at or (1 if args.crash in ("during_call", "after_commit") else 0))
+    result = run_pass(spec, pass_no, crash)
+    print(_describe_pass(result))
+    if result.stdout.strip() and result.returncode == 2:
+        print(result.stdout)
+    if result.returncode not in (0, None) and not result.sigkilled:
+        print(result.stderr[-3000:], file=sys.stderr)
+    metrics = metrics_for_run(run)
+    print(format_table(metrics))
+    return EXIT_OK if result.returncode == 0 or result.sigkilled else EXIT_FAILED
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from .metrics import format_table, metrics_for_run
+
+    run = Path(args.run_dir)
+    if not (run / "spec.json").exists():
+        raise UsageError(f"{run} is not a run directory", code="not_a_run", details={"run_dir": str(run)},
+                         hints=["A run directory has spec.json and ledger.jsonl (from `batchlab demo` or `run`)."])
+    metrics = metrics_for_run(run)
+    print(json.dumps(metrics.to_dict(), ensure_ascii=False, indent=2, default=str) if args.json
+          else format_table(metrics))
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from .documents import Document, ident_of, load_batch, try_parse
+
+    batch = load_batch(args.input)
+    parsed = [try_parse(raw) for raw in batch.documents]
+    valid = [d for d in parsed if isinstance(d, Document)]
+    invalid = Counter(e.code for e in parsed if not isinstance(e, Document))
+    summary = {"input": str(args.input), "batch_id": batch.batch_id, "documents": len(parsed),
+               "valid": len(valid), "unique": len({ident_of(d) for d in valid}),
+               "invalid": dict(invalid), "sources": dict(Counter(d.source for d in valid))}
+    print(json.dumps(summary, ensure_ascii=False, indent=2))
+    return EXIT_OK
+
+
+def cmd_make_input(args: argparse.Namespace) -> int:
+    from .documents import MAX_BATCH_DOCUMENTS
+    from .examples import make_documents, write_input
+
+    if args.docs > MAX_BATCH_DOCUMENTS:
+        raise UsageError(f"--docs {args.docs} is more than {MAX_BATCH_DOCUMENTS}", code="usage_error",
+                         hints=["Generate several shards with different --seed and --batch-id."])
+    if args.min_bytes > args.max_bytes:
+        raise UsageError("--min-bytes is larger than --max-bytes", code="usage_error")
+    out = Path(args.out or f"examples/input_{args.docs}.json")
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists", code="output_exists", details={"out": str(out)},
+                         hints=["Pass --force to overwrite it, or choose another --out."])
+    docs = make_documents(args.docs, seed=args.seed, min_bytes=args.min_bytes, max_bytes=args.max_bytes)
+    write_input(out, docs, batch_id=args.batch_id)
+    print(json.dumps({"out": str(out), "documents": len(docs), "seed": args.seed}))
+    return EXIT_OK
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from .paths import kit_root
+    from .release import release
+
+    result = release(root=kit_root(), check=args.check, out=Path(args.out) if args.out else None)
+    if args.check:
+        print(f"{result.student} is up to date")
+    else:
+        print(f"{'wrote' if result.changed else 'unchanged'}: {result.student}")
+        if result.out_dir:
+            print(f"student distribution: {result.out_dir}")
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import format_bench, run_bench
+
+    result = run_bench(quick=args.quick, impl=args.impl)
+    print(json.dumps(result, indent=2) if args.json else format_bench(result))
+    return EXIT_OK
+
+
+#: Extra verbs registered by other harness modules: name -> (module, function that adds the parser).
+EXTENSIONS: dict[str, tuple[str, str]] = {
+    "report": ("batchlab.report", "add_parser"),
+    "check": ("batchlab.checks", "add_parser"),
+    "grade": ("batchlab.grading", "add_parser"),
+    "dashboard": ("batchlab.dashboard", "add_parser"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="batchlab", description="Lesson 15 lab kit: batch processing with checkpoint and resume.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--impl", type=_existing_file, default=None,
+                       help="implementation file (default: the reference if present, else the student module)")
+        p.add_argument("--seed", type=int, default=15, help="seed of the fault plan (replayable)")
+        p.add_argument("--fault-rate", type=_rate, default=0.03, help="transient fault rate per call (0.01-0.05)")
+        p.add_argument("--concurrency", type=_positive, default=8)
+        p.add_argument("--latency-ms", type=float, default=3.0, help="median service latency")
+
+    p = sub.add_parser("demo", help="first run with faults and a crash, then resume; metrics against thresholds")
+    p.add_argument("--input", type=Path, default=None, help="batch file (default: examples/input_example.json)")
+    p.add_argument("--docs", type=_positive, default=None, help="generate an input of N documents instead")
+    p.add_argument("--crash", choices=CRASH_KINDS, default="during_call")
+    p.add_argument("--at", type=_positive, default=None, help="crash at the K-th call or commit")
+    p.add_argument("--run-dir", type=Path, default=None)
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="run one pass in a run directory (run it again to resume)")
+    p.add_argument("--input", type=Path, default=Path("examples/input_example.json"))
+    p.add_argument("--run-dir", type=Path, default=Path("runs/manual"))
+    p.add_argument("--batch-id", default=None)
+    p.add_argument("--crash", choices=CRASH_KINDS, default="none")
+    p.add_argument("--at", type=_positive, default=None)
+    p.add_argument("--timeout", type=float, default=300.0)
+    common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("metrics", help="the metrics of a run directory")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("validate", help="check a batch file and summarize it")
+    p.add_argument("input", type=Path)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("make-input", help="write a synthetic batch of N documents")
+    p.add_argument("--docs", type=_positive, required=True)
+    p.add_argument("--seed", type=int, default=15)
+    p.add_argument("--out", default=None)
+    p.add_argument("--batch-id", default="batch-001")
+    p.add_argument("--min-bytes", type=_positive, default=100)
+    p.add_argument("--max-bytes", type=_positive, default=50_000)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_make_input)
+
+    p = sub.add_parser("release", help="generate the student skeleton from the solution")
+    p.add_argument("--check", action="store_true", help="fail if the committed skeleton is stale")
+    p.add_argument("--out", default=None, help="also write a student distribution into this new folder")
+    p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("bench", help="benchmark the reference processor (figures, not pass/fail)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    p.add_argument("--impl", type=_existing_file, default=None)
+    p.set_defaults(func=cmd_bench)
+
+    import importlib
+
+    for name, (module_name, fn_name) in EXTENSIONS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        getattr(module, fn_name)(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        func: Callable[[argparse.Namespace], int] = args.func
+        return func(args)
+    except KitError as exc:
+        print(exc.to_json())
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The demo: the lesson's whole story in one call (first run, crash, resume, metrics).
+
+:func:`run_demo` is a plain keyword-only function; ``batchlab demo`` formats its
+result, and notebooks call it directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .contract import BatchConfig
+from .documents import Batch, Document, ident_of, load_batch, try_parse
+from .examples import make_documents, write_input
+from .faults import CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
+from .metrics import Metrics, metrics_for_run
+from .paths import example_input, kit_root, solution_module, student_module
+from .pipeline import chunk_text, clean_text
+from .runner import EventsCallback, PassResult, RunSpec, run_passes
+
+
+def default_demo_impl() -> Path:
+    """The reference where the kit has it (teachers' copy), else the student module (students' copy)."""
+    sol = solution_module()
+    return sol if sol.exists() else student_module()
+
+
+def new_run_dir(prefix: str = "demo") -> Path:
+    """A fresh ``runs/PREFIX-TIMESTAMP`` folder, so that no earlier run is ever overwritten."""
+    base = kit_root() / "runs"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run = base / f"{prefix}-{stamp}"
+    n = 1
+    while run.exists():
+        n += 1
+        run = base / f"{prefix}-{stamp}-{n}"
+    return run
+
+
+def planned_calls(batch: Batch) -> int:
+    """How many service calls a fault-free run makes (to place a crash in the middle)."""
+    seen: set[str] = set()
+    calls = 0
+    for raw in batch.documents:
+        doc = try_parse(raw)
+        if isinstance(doc, Document) and (ident := ident_of(doc)) not in seen:
+            seen.add(ident)
+            calls += len(chunk_text(clean_text(doc.content)))
+    return calls
+
+
+@dataclass
+class DemoResult:
+    run_dir: Path
+    impl: Path
+    input: Path
+    crash: CrashPlan
+    passes: list[PassResult]
+    metrics: Metrics
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def crash_fired(self) -> bool:
+        return bool(self.metrics.crashes) or self.crash.kind == CRASH_NONE
+
+    @property
+    def ok(self) -> bool:
+        return self.metrics.meets_thresholds() and self.crash_fired
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir), "impl": str(self.impl), "input": str(self.input),
+            "settings": self.settings,
+            "crash": {"kind": self.crash.kind, "at": self.crash.at, "fired": self.crash_fired},
+            "passes": [{"pass": p.pass_no, "outcome": p.outcome, "duration_s": round(p.duration_s, 3)}
+                       for p in self.passes],
+            "metrics": self.metrics.summary(),
+            "thresholds": {t.metric: {"value": v, "bound": t.text, "ok": ok} for t, v, ok in self.metrics.checks()},
+            "ok": self.ok,
+        }
+
+
+def run_demo(
+    *,
+    input_path: Path | None = None,
+    docs: int | None = None,
+    seed: int = 15,
+    fault_rate: float = 0.03,
+    crash: str = CRASH_DURING_CALL,
+    at: int | None = None,
+    concurrency: int = 8,
+    impl: Path | None = None,
+    run_dir: Path | None = None,
+    latency_ms: float = 3.0,
+    on_events: EventsCallback | None = None,
+    on_pass: Callable[[PassResult], None] | None = None,
+) -> DemoResult:
+    """Pass 1 with ``fault_rate`` transient faults and a crash, then the resume pass; metrics of both."""
+    from .service import LatencyModel
+
+    run = run_dir or new_run_dir()
+    if docs is not None:
+        source = write_input(run / "input.json", make_documents(docs, seed=seed))
+    else:
+        source = Path(input_path or example_input())
+    batch = load_batch(source)  # raises BatchInputError before anything is written
+    if crash == CRASH_DURING_CALL and at is None:
+        at = max(1, int(planned_calls(batch) * 0.4))
+    elif at is None:
+        at = max(1, int(len(batch) * 0.4))
+    plan = CrashPlan(kind=crash, at=at if crash not in (CRASH_NONE, CRASH_RANDOM) else 0,
+                     window=(0.05, 0.3))
+    impl_path = Path(impl or default_demo_impl())
+    spec = RunSpec(impl=impl_path, input=source, run_dir=run, batch_id=batch.batch_id or "batch-001",
+                   config=BatchConfig(concurrency=concurrency), plan=FaultPlan(seed=seed, transient_rate=fault_rate),
+                   latency=LatencyModel(median_ms=latency_ms))
+    passes = run_passes(spec, [plan], fresh=False, on_events=on_events, on_pass=on_pass)
+    return DemoResult(run_dir=run, impl=impl_path, input=source, crash=plan, passes=passes,
+                      metrics=metrics_for_run(run),
+                      settings={"seed": seed, "fault_rate": fault_rate, "concurrency": concurrency,
+                                "latency_ms": latency_ms, "documents": len(batch)})
