@@ -15,4 +15,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "check", "load_student"]
+
+
+def __getattr__(name: str) -> object:
+    """Lazy exports for notebooks (``from batchlab import check``) without importing them on every use."""
+    if name in ("check", "load_student"):
+        from . import checks
+
+        return getattr(checks, name)
+    raise AttributeError(f"module 'batchlab' has no attribute {name!r}")
