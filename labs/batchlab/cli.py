@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=15, help="seed of the fault plan (replayable)")
         p.add_argument("--fault-rate", type=_rate, default=0.03, help="transient fault rate per call (0.01-0.05)")
         p.add_argument("--concurrency", type=_positive, default=8)
-        p.add_argument("--latency-ms", type=float, default=3.0, help="median service latency")
+        p.add_argument("--latency-ms", type=float, default=10.0, help="median service latency")
 
     p = sub.add_parser("demo", help="first run with faults and a crash, then resume; metrics against thresholds")
     p.add_argument("--input", type=Path, default=None, help="batch file (default: examples/input_example.json)")

@@ -94,7 +94,7 @@ def run_demo(
     concurrency: int = 8,
     impl: Path | None = None,
     run_dir: Path | None = None,
-    latency_ms: float = 3.0,
+    latency_ms: float = 10.0,
     on_events: EventsCallback | None = None,
     on_pass: Callable[[PassResult], None] | None = None,
 ) -> DemoResult:

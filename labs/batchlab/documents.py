@@ -36,7 +36,6 @@ MAX_BATCH_DOCUMENTS = 200_000
 DEFAULT_SOURCE = "default"
 BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
-_WS = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ def normalize_text(text: str) -> str:
     """NFC-normalize and collapse whitespace, so that formatting noise does not change identity."""
     if not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
-    return _WS.sub(" ", text).strip()
+    return " ".join(text.split())  # str.split() splits on every Unicode whitespace; faster than a regex
 
 
 def content_hash(text: str) -> str:

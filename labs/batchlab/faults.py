@@ -117,7 +117,7 @@ class FaultPlan:
             return Fault(error=PERMANENT_KIND, permanent=True, slow=slow)
         if attempt <= self.fails_first(ident, norm_id):
             return Fault(error=TRANSIENT_KINDS[attempt % 2], slow=slow)
-        u = unit(self.seed, "transient", ident, chunk, attempt)
+        u = unit(self.seed, "transient", ident, chunk, attempt) if self.transient_rate > 0 else 1.0
         if u < self.transient_rate:
             return Fault(error=TRANSIENT_KINDS[int(u * 1e6) % 2], slow=slow)
         return Fault(slow=slow)
