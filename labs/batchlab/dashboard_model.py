@@ -1,0 +1,628 @@
+"""The teacher dashboard's model: state and actions in plain Python, no widgets (STYLE.md item 6).
+
+The dashboard shows one batch on a projector while it runs: first run, a crash,
+the resume, and the metrics against the lesson's thresholds. Everything it
+shows comes from the same places the grader reads:
+
+* the worker is a real child process (:func:`batchlab.runner.start_pass`), so
+  *Crash now* is a real ``SIGKILL`` of the worker's process group, never of the
+  kernel that runs the notebook;
+* live figures are folded from the ledger as it grows
+  (:class:`batchlab.runner.LedgerTail`), never from the processor's memory;
+* the metrics are :func:`batchlab.metrics.metrics_for_run` at the end of each
+  pass, checked against :data:`batchlab.thresholds.THRESHOLDS`.
+
+:class:`DashboardModel` never blocks: ``run()`` and ``resume()`` start a worker
+and return; ``poll()`` reads what happened since the last call and returns an
+immutable :class:`Snapshot`, which is all a view needs. A view (the ipywidgets
+one in :mod:`batchlab.dashboard`, or a test) calls ``poll()`` from a background
+thread while button clicks call the actions from the kernel's thread, so every
+public method takes the model's lock.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .contract import DEGRADED, DONE, FAILED, PENDING, PROCESSING, STATES, TERMINAL_STATES, BatchConfig
+from .documents import Document, ident_of, load_batch, normalize_id, try_parse
+from .errors import KitError
+from .examples import make_documents, write_input
+from .faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_KINDS, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
+from .ledger import append_event
+from .metrics import Metrics, metrics_for_run
+from .runner import LedgerTail, PassResult, RunSpec, prepare, start_pass
+from .service import LatencyModel
+from .thresholds import THRESHOLDS, Threshold
+
+#: Phases of the dashboard, as its status line shows them.
+IDLE = "idle"
+RUNNING = "running"
+KILLED = "killed"
+FINISHED = "finished"
+ERROR = "error"
+
+#: ``kind`` of the ledger's ``kill`` event when the teacher pressed *Crash now*.
+MANUAL_KILL = "manual"
+
+
+class DashboardError(KitError):
+    """An action that does not fit the dashboard's state (Resume before Run, a bad setting ...)."""
+
+    default_code = "dashboard_error"
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    """The controls. ``fault_rate`` is a fraction (0.03 is 3 %), as in :class:`FaultPlan`.
+
+    ``latency_ms`` is the simulated service's median latency: 20 ms makes a
+    120-document batch last several seconds, long enough for a teacher to press
+    *Crash now* in the middle. ``crash_fraction`` places a planned crash
+    (``during_call``, ``after_commit``) at that fraction of the pass's work;
+    ``random_window`` is the range of a ``random`` kill's delay after the first commit.
+    """
+
+    documents: int = 120
+    fault_rate: float = 0.03
+    concurrency: int = 8
+    crash: str = CRASH_NONE
+    seed: int = 15
+    latency_ms: float = 20.0
+    crash_fraction: float = 0.4
+    random_window: tuple[float, float] = (0.5, 2.5)
+
+    def validate(self) -> "DashboardSettings":
+        problems: dict[str, Any] = {}
+        if not 1 <= self.documents <= 5000:
+            problems["documents"] = self.documents
+        if not 0.0 <= self.fault_rate <= 0.5:
+            problems["fault_rate"] = self.fault_rate
+        if not 1 <= self.concurrency <= 256:
+            problems["concurrency"] = self.concurrency
+        if self.crash not in CRASH_KINDS:
+            problems["crash"] = self.crash
+        if self.latency_ms < 0:
+            problems["latency_ms"] = self.latency_ms
+        if not 0.0 < self.crash_fraction < 1.0:
+            problems["crash_fraction"] = self.crash_fraction
+        if problems:
+            raise DashboardError(
+                f"bad dashboard setting(s): {', '.join(problems)}", code="bad_setting", details=problems,
+                hints=["documents 1-5000, fault_rate 0-0.5 (0.03 is 3 %), concurrency 1-256, "
+                       f"crash one of {', '.join(CRASH_KINDS)}."])
+        return self
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A moment on the completion plot: a crash (``kind`` crash) or a resume (``kind`` resume)."""
+
+    t: float
+    kind: str
+    label: str
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One line of the metric table; ``ok`` is None for figures that are reported, not judged."""
+
+    label: str
+    value: str
+    bound: str
+    ok: bool | None
+
+
+@dataclass(frozen=True)
+class PassInfo:
+    """One worker process as the dashboard saw it."""
+
+    pass_no: int
+    pid: int
+    outcome: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a view shows, at one instant. Immutable, so a view thread can read it freely."""
+
+    phase: str
+    pass_no: int
+    pid: int | None
+    run_dir: str | None
+    counts: Mapping[str, int]
+    total: int
+    retries: int
+    duplicates: int
+    calls: int
+    elapsed_s: float
+    series: tuple[tuple[float, int], ...]
+    markers: tuple[Marker, ...]
+    metrics: tuple[MetricRow, ...]
+    passes: tuple[PassInfo, ...]
+    message: str
+    settings: DashboardSettings
+
+    @property
+    def finished(self) -> int:
+        """Documents in a terminal state (done, degraded or failed)."""
+        return sum(self.counts[s] for s in TERMINAL_STATES)
+
+    @property
+    def fraction(self) -> float:
+        return self.finished / self.total if self.total else 0.0
+
+    @property
+    def live(self) -> bool:
+        return self.phase == RUNNING
+
+    @property
+    def metrics_ok(self) -> bool | None:
+        """All thresholds met (None before the first pass ended)."""
+        judged = [m.ok for m in self.metrics if m.ok is not None]
+        return all(judged) if judged else None
+
+
+class StateBoard:
+    """The state of every document of a batch, folded from ledger events.
+
+    A *unit* is what the lesson counts once: a distinct identity among the valid
+    documents (duplicates in the input fold into one), or one invalid entry.
+    Ground truth wins over what the processor says: ``done``/``degraded`` come
+    from the sink's ``sink_put`` events (with their mode), ``processing`` from a
+    service call or a ``processing`` report, ``failed`` from the processor's
+    ``failed`` report (nothing else can say it). A terminal state is never
+    downgraded: a later call on a committed document is a duplicate execution,
+    counted as such, not a document going back to work. A document that was
+    ``processing`` when a worker died stays ``processing`` (that is exactly what
+    its checkpoint says) until a resume finishes it.
+    """
+
+    def __init__(self, documents: Sequence[Any]) -> None:
+        self.units: list[str] = []
+        self._by_ident: dict[str, str] = {}
+        self._by_doc_id: dict[str, str] = {}
+        self._invalid: list[str] = []
+        for index, raw in enumerate(documents):
+            parsed = try_parse(raw)
+            if isinstance(parsed, Document):
+                ident = ident_of(parsed)
+                if ident not in self._by_ident:
+                    self._by_ident[ident] = ident
+                    self.units.append(ident)
+                for name in (parsed.id, normalize_id(parsed.id)):
+                    self._by_doc_id.setdefault(name, ident)
+            else:
+                unit = f"invalid#{index}"
+                self.units.append(unit)
+                self._invalid.append(unit)
+                self._by_doc_id.setdefault(unit, unit)
+                raw_id = raw.get("id") if isinstance(raw, Mapping) else None
+                if raw_id is not None:
+                    self._by_doc_id.setdefault(str(raw_id), unit)
+        self.state: dict[str, str] = dict.fromkeys(self.units, PENDING)
+        self.retries = 0
+        self.calls = 0
+        self.duplicates = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.units)
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATES, 0)
+        for state in self.state.values():
+            counts[state] += 1
+        return counts
+
+    def finished(self) -> int:
+        return sum(1 for s in self.state.values() if s in TERMINAL_STATES)
+
+    def _unit_of_doc(self, doc_id: Any) -> str | None:
+        name = str(doc_id)
+        return self._by_doc_id.get(name) or self._by_doc_id.get(normalize_id(name))
+
+    def _set(self, unit: str | None, state: str) -> None:
+        if unit is None or unit not in self.state:
+            return
+        current = self.state[unit]
+        if current in (DONE, DEGRADED):
+            return  # committed output is final
+        if state == PROCESSING and current != PENDING:
+            return
+        self.state[unit] = state
+
+    def apply(self, event: Mapping[str, Any]) -> None:
+        """Fold one ledger event in."""
+        kind = event.get("ev")
+        if kind == "call_start":
+            self.calls += 1
+            if int(event.get("attempt", 1) or 1) > 1:
+                self.retries += 1
+            self._set(self._by_ident.get(str(event.get("ident"))), PROCESSING)
+        elif kind == "sink_put":
+            if int(event.get("writes", 1) or 1) > 1:
+                self.duplicates += 1
+            state = DEGRADED if event.get("mode") == "degraded" else DONE
+            self._set(self._by_ident.get(str(event.get("ident"))), state)
+        elif kind == "state":
+            state = event.get("state")
+            unit = self._unit_of_doc(event.get("doc_id"))
+            if state == PROCESSING:
+                self._set(unit, PROCESSING)
+            elif state == FAILED:
+                if unit is None:  # an invalid entry the processor named its own way
+                    unit = next((u for u in self._invalid if self.state[u] != FAILED), None)
+                self._set(unit, FAILED)
+
+
+def _fmt(metric: str, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if metric.endswith("_rate"):
+        return f"{value * 100:.2f} %"
+    if metric.endswith("_s"):
+        return f"{value:.3f} s"
+    if metric.endswith("per_min"):
+        return f"{value:,.0f} docs/min"
+    return f"{value:g}"
+
+
+def metric_rows(metrics: Metrics, thresholds: Mapping[str, Threshold] = THRESHOLDS) -> tuple[MetricRow, ...]:
+    """The lesson's metric table: thresholds judged (green or red), then the reported figures."""
+    rows = [MetricRow(t.label, _fmt(name, value), t.text, ok)
+            for name, (t, value, ok) in zip(thresholds, metrics.checks(thresholds))]
+    for name, label in (("throughput_docs_per_min", "throughput"), ("latency_p50_s", "latency p50"),
+                        ("latency_p95_s", "latency p95")):
+        rows.append(MetricRow(label, _fmt(name, metrics.value(name)), "reported", None))
+    rows.append(MetricRow("retries", str(metrics.retries), "reported", None))
+    return tuple(rows)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the worker's whole process group (the worker runs in its own session)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+_LIVE_MODELS: "weakref.WeakSet[DashboardModel]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """A kernel that exits takes no worker with it into the background."""
+    for model in list(_LIVE_MODELS):
+        model.close()
+
+
+class DashboardModel:
+    """One batch on the dashboard: Run, Crash now, Resume, Reset, and ``poll()`` for what happened.
+
+    ``impl`` is the implementation file (default: the reference where the kit
+    has it, else the student module). ``runs_dir`` is where run directories go;
+    by default each run gets a temporary directory that Reset and close remove.
+    ``timeout_s`` bounds every pass: a hanging worker is killed, never waited for.
+    """
+
+    def __init__(
+        self,
+        *,
+        impl: str | Path | None = None,
+        settings: DashboardSettings | None = None,
+        runs_dir: str | Path | None = None,
+        timeout_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        from .demo import default_demo_impl
+
+        self.impl = Path(impl) if impl is not None else default_demo_impl()
+        self.settings = (settings or DashboardSettings()).validate()
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else None
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._clear()
+        _LIVE_MODELS.add(self)
+
+    # -- internal state ----------------------------------------------------------------
+
+    def _clear(self) -> None:
+        self._run_dir: Path | None = None
+        self._owned_dir: Path | None = None
+        self._spec: RunSpec | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pass_no = 0
+        self._pass_t0 = 0.0
+        self._pass_crash = CrashPlan()
+        self._killed_by_parent = False
+        self._timed_out = False
+        self._kill_at: float | None = None
+        self._tail: LedgerTail | None = None
+        self._board = StateBoard([])
+        self._t_start: float | None = None
+        self._series: list[tuple[float, int]] = []
+        self._markers: list[Marker] = []
+        self._passes: list[PassInfo] = []
+        self._metrics: tuple[MetricRow, ...] = ()
+        self._metrics_obj: Metrics | None = None
+        self._phase = IDLE
+        self._message = "按 Run 开始 (press Run to start)"
+        self._last_event_t: float | None = None
+
+    @property
+    def live(self) -> bool:
+        """A worker process is running."""
+        with self._lock:
+            return self._proc is not None
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self._run_dir
+
+    @property
+    def worker_pid(self) -> int | None:
+        with self._lock:
+            return self._proc.pid if self._proc is not None else None
+
+    @property
+    def metrics(self) -> Metrics | None:
+        """The full metrics of the run after the last pass that ended (None before)."""
+        return self._metrics_obj
+
+    def configure(self, **changes: Any) -> DashboardSettings:
+        """Change settings (the view's sliders call this); they apply at the next Run."""
+        with self._lock:
+            self.settings = replace(self.settings, **changes).validate()
+            return self.settings
+
+    # -- actions ---------------------------------------------------------------------
+
+    def run(self) -> Snapshot:
+        """Start a new batch (pass 1, with the chosen crash kind); an earlier batch is dropped first."""
+        with self._lock:
+            settings = self.settings.validate()
+            self._drop()
+            self._clear()
+            run_dir = self._new_run_dir()
+            source = write_input(run_dir / "input.json", make_documents(settings.documents, seed=settings.seed))
+            batch = load_batch(source)
+            self._board = StateBoard(batch.documents)
+            self._spec = RunSpec(
+                impl=self.impl, input=source, run_dir=run_dir, batch_id=batch.batch_id or "batch-001",
+                config=BatchConfig(concurrency=settings.concurrency),
+                plan=FaultPlan(seed=settings.seed, transient_rate=settings.fault_rate),
+                latency=LatencyModel(median_ms=settings.latency_ms), timeout_s=self.timeout_s)
+            prepare(self._spec)  # a new directory: the input is already in it
+            self._tail = LedgerTail(run_dir / "ledger.jsonl")
+            self._t_start = self._clock()
+            self._series = [(0.0, 0)]
+            self._start(1, self._crash_plan(batch.documents))
+            return self.snapshot()
+
+    def crash_now(self) -> int:
+        """SIGKILL the running worker (its process group), now. Returns the killed pid."""
+        with self._lock:
+            if self._proc is None:
+                raise DashboardError("no worker is running: nothing to crash", code="not_running",
+                                     hints=["Press Run (or Resume) first, then Crash now while it runs."])
+            if self._proc.poll() is not None:
+                self._finish()
+                raise DashboardError("the worker had already ended: nothing to crash", code="not_running",
+                                     hints=["Press Resume (or Run) first, then Crash now while it runs."])
+            pid = self._proc.pid
+            assert self._tail is not None and self._run_dir is not None
+            append_event(self._run_dir / "ledger.jsonl", "kill", pass_no=self._pass_no, kind=MANUAL_KILL,
+                         by="teacher", delay=round(self._clock() - self._pass_t0, 4))
+            self._killed_by_parent = True
+            _kill_group(self._proc)
+            self._finish()
+            return pid
+
+    def resume(self) -> Snapshot:
+        """Start the next pass on the same batch id and state directory (no planned crash)."""
+        with self._lock:
+            if self._spec is None:
+                raise DashboardError("nothing to resume yet", code="no_run", hints=["Press Run first."])
+            if self._proc is not None:
+                raise DashboardError("a worker is still running", code="still_running",
+                                     hints=["Wait for it to end, or press Crash now first."])
+            self._start(self._pass_no + 1, CrashPlan())
+            return self.snapshot()
+
+    def reset(self) -> Snapshot:
+        """Kill any worker, forget the batch and remove its temporary run directory."""
+        with self._lock:
+            self._drop()
+            self._clear()
+            return self.snapshot()
+
+    def close(self) -> None:
+        """Reset; the model stays usable (Run starts a new batch)."""
+        self.reset()
+
+    def poll(self) -> Snapshot:
+        """Read what happened since the last call (ledger events, the worker's exit) and return a snapshot."""
+        with self._lock:
+            if self._tail is None:
+                return self.snapshot()
+            events = self._tail.read_new()
+            self._fold(events)
+            proc = self._proc
+            if proc is not None:
+                now = self._clock()
+                if (self._pass_crash.kind == CRASH_RANDOM and self._kill_at is None
+                        and any(e.get("ev") == "sink_put" for e in events)):
+                    lo, hi = self.settings.random_window
+                    self._kill_at = now + replace(self._pass_crash, window=(lo, hi)).random_delay(
+                        self.settings.seed, self._pass_no)
+                if self._kill_at is not None and now >= self._kill_at and proc.poll() is None:
+                    assert self._run_dir is not None
+                    append_event(self._run_dir / "ledger.jsonl", "kill", pass_no=self._pass_no, kind=CRASH_RANDOM,
+                                 by="parent", delay=round(now - self._pass_t0, 4))
+                    self._killed_by_parent = True
+                    _kill_group(proc)
+                elif now - self._pass_t0 > self.timeout_s and proc.poll() is None:
+                    assert self._run_dir is not None
+                    append_event(self._run_dir / "ledger.jsonl", "timeout", pass_no=self._pass_no,
+                                 after_s=self.timeout_s)
+                    self._timed_out = True
+                    _kill_group(proc)
+                if proc.poll() is not None:
+                    self._finish()
+            return self.snapshot()
+
+    def wait(self, timeout: float = 120.0, *, interval: float = 0.05) -> Snapshot:
+        """Poll until no worker runs (for scripts and tests); raises if ``timeout`` passes first."""
+        return self.wait_until(lambda s: not s.live, timeout=timeout, interval=interval)
+
+    def wait_until(self, predicate: Callable[[Snapshot], bool], *, timeout: float = 120.0,
+                   interval: float = 0.05) -> Snapshot:
+        """Poll until ``predicate(snapshot)`` holds; raises :class:`DashboardError` after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            snap = self.poll()
+            if predicate(snap):
+                return snap
+            if time.monotonic() > deadline:
+                raise DashboardError(f"the dashboard did not reach the expected state in {timeout:g} s",
+                                     code="wait_timeout", details={"phase": snap.phase, "counts": dict(snap.counts)})
+            time.sleep(interval)
+
+    # -- snapshot ----------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            elapsed = (self._clock() - self._t_start) if self._t_start is not None else 0.0
+            return Snapshot(
+                phase=self._phase, pass_no=self._pass_no, pid=self._proc.pid if self._proc else None,
+                run_dir=str(self._run_dir) if self._run_dir else None, counts=self._board.counts(),
+                total=self._board.total, retries=self._board.retries, duplicates=self._board.duplicates,
+                calls=self._board.calls, elapsed_s=max(elapsed, 0.0), series=tuple(self._series),
+                markers=tuple(self._markers), metrics=self._metrics, passes=tuple(self._passes),
+                message=self._message, settings=self.settings)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _new_run_dir(self) -> Path:
+        if self.runs_dir is None:
+            path = Path(tempfile.mkdtemp(prefix="batchlab-dashboard-"))
+            self._owned_dir = path
+        else:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            path = Path(tempfile.mkdtemp(prefix=time.strftime("dashboard-%Y%m%d-%H%M%S-"), dir=self.runs_dir))
+        self._run_dir = path
+        return path
+
+    def _crash_plan(self, documents: Sequence[Any]) -> CrashPlan:
+        from .demo import planned_calls
+        from .documents import Batch
+
+        kind, fraction = self.settings.crash, self.settings.crash_fraction
+        if kind == CRASH_DURING_CALL:
+            return CrashPlan(kind=kind, at=max(1, int(planned_calls(Batch(list(documents))) * fraction)))
+        if kind == CRASH_AFTER_COMMIT:
+            valid = sum(1 for u in self._board.units if not u.startswith("invalid#"))
+            return CrashPlan(kind=kind, at=max(1, int(valid * fraction)))
+        if kind == CRASH_RANDOM:
+            return CrashPlan(kind=kind, window=self.settings.random_window)
+        return CrashPlan()
+
+    def _start(self, pass_no: int, crash: CrashPlan) -> None:
+        assert self._spec is not None
+        self._pass_no = pass_no
+        self._pass_crash = crash
+        self._killed_by_parent = self._timed_out = False
+        self._kill_at = None
+        self._proc, self._pass_t0 = start_pass(self._spec, pass_no, crash)
+        if pass_no > 1:
+            self._markers.append(Marker(self._rel(self._pass_t0), "resume", f"恢复 resume (pass {pass_no})"))
+        self._phase = RUNNING
+        crash_text = "" if crash.kind == CRASH_NONE else f", planned crash {crash.kind}" + (
+            f" at {crash.at}" if crash.at else "")
+        self._message = f"pass {pass_no} running (pid {self._proc.pid}{crash_text})"
+
+    def _rel(self, t: float) -> float:
+        return max(t - (self._t_start or t), 0.0)
+
+    def _fold(self, events: Iterable[Mapping[str, Any]]) -> None:
+        before = self._board.finished()
+        for ev in events:
+            self._board.apply(ev)
+            kind = ev.get("ev")
+            t = float(ev.get("t", self._clock()))
+            if kind in ("crash", "kill", "timeout"):
+                label = {"crash": f"崩溃 crash ({ev.get('kind')})", "timeout": "超时 timeout"}.get(
+                    str(kind), "手动崩溃 Crash now" if ev.get("kind") == MANUAL_KILL else "随机崩溃 random kill")
+                self._markers.append(Marker(self._rel(t), "crash", label))
+            after = self._board.finished()
+            if after != before:
+                self._series.append((self._rel(t), after))
+                before = after
+
+    def _finish(self) -> None:
+        """The worker ended (by itself or killed): reap it, read its last events, compute the metrics."""
+        proc = self._proc
+        assert proc is not None and self._tail is not None and self._run_dir is not None
+        proc.wait()
+        self._fold(self._tail.read_new())
+        result = PassResult(pass_no=self._pass_no, returncode=proc.returncode,
+                            duration_s=self._clock() - self._pass_t0, crash=self._pass_crash,
+                            killed_by_parent=self._killed_by_parent, timed_out=self._timed_out)
+        self._proc = None
+        self._passes.append(PassInfo(self._pass_no, proc.pid, result.outcome, round(result.duration_s, 3)))
+        try:
+            self._metrics_obj = metrics_for_run(self._run_dir)
+            self._metrics = metric_rows(self._metrics_obj)
+        except Exception as exc:  # noqa: BLE001 - a view must survive anything a run leaves behind
+            self._metrics_obj, self._metrics = None, ()
+            self._message = f"metrics unavailable: {type(exc).__name__}: {exc}"
+        snap_counts = self._board.counts()
+        if result.outcome == "ok":
+            self._phase = FINISHED
+            left = snap_counts[PENDING] + snap_counts[PROCESSING]
+            self._message = (f"pass {self._pass_no} finished in {result.duration_s:.1f} s"
+                             + (f"; {left} documents not finished" if left else "; batch complete"))
+        elif result.outcome == "killed":
+            self._phase = KILLED
+            self._message = (f"pass {self._pass_no} killed by SIGKILL (pid {proc.pid}); "
+                             f"{snap_counts[PROCESSING]} documents left in processing. Press Resume.")
+        else:
+            self._phase = ERROR
+            tail = " ".join(self._output_tail(name) for name in ("stdout", "stderr"))
+            self._message = f"pass {self._pass_no} ended: {result.outcome}. {tail.strip()}"
+
+    def _output_tail(self, stream: str, chars: int = 600) -> str:
+        assert self._run_dir is not None
+        path = self._run_dir / f"pass{self._pass_no}.{stream}"
+        return path.read_text(encoding="utf-8", errors="replace")[-chars:] if path.exists() else ""
+
+    def _drop(self) -> None:
+        """Kill any live worker and remove the run directory this model created."""
+        if self._proc is not None:
+            _kill_group(self._proc)
+            self._proc.wait()
+            self._proc = None
+        if self._owned_dir is not None:
+            shutil.rmtree(self._owned_dir, ignore_errors=True)
+            self._owned_dir = None
+
+
+__all__ = [
+    "DashboardError", "DashboardModel", "DashboardSettings", "Marker", "MetricRow", "PassInfo", "Snapshot",
+    "StateBoard", "metric_rows", "IDLE", "RUNNING", "KILLED", "FINISHED", "ERROR", "MANUAL_KILL",
+]
