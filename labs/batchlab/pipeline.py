@@ -32,7 +32,7 @@ EMBED_DIM = 8
 MODE_FULL = "full"
 MODE_DEGRADED = "degraded"
 
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s*")
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])")
 
 
 def clean_text(text: str) -> str:
@@ -43,32 +43,30 @@ def clean_text(text: str) -> str:
 def chunk_text(text: str, max_chars: int = CHUNK_MAX_CHARS) -> list[str]:
     """Split cleaned text into chunks of whole sentences, each at most ``max_chars`` long.
 
-    A sentence longer than ``max_chars`` is cut into ``max_chars`` pieces. The
-    result is deterministic, so the same text always gives the same chunks.
+    Sentences keep their own separators (a space after "." but none after "。"),
+    so joining Chinese sentences adds no space. A sentence longer than
+    ``max_chars`` is cut into ``max_chars`` pieces. Deterministic: the same text
+    always gives the same chunks.
     """
     if max_chars < 1:
         raise ValueError("max_chars must be positive")
     chunks: list[str] = []
     current = ""
-    for sentence in _SENTENCE_END.split(text):
-        if not sentence:
+    for piece in _SENTENCE_END.split(text):
+        if not piece.strip():
             continue
-        while len(sentence) > max_chars:
-            if current:
-                chunks.append(current)
-                current = ""
-            chunks.append(sentence[:max_chars])
-            sentence = sentence[max_chars:]
-        if not current:
-            current = sentence
-        elif len(current) + 1 + len(sentence) <= max_chars:
-            current = f"{current} {sentence}"
-        else:
-            chunks.append(current)
-            current = sentence
-    if current:
-        chunks.append(current)
-    return chunks
+        if len(current) + len(piece) <= max_chars:
+            current += piece
+            continue
+        if current.strip():
+            chunks.append(current.strip())
+        current = piece.lstrip()
+        while len(current) > max_chars:
+            chunks.append(current[:max_chars].strip())
+            current = current[max_chars:].lstrip()
+    if current.strip():
+        chunks.append(current.strip())
+    return [c for c in chunks if c]
 
 
 def fixed_chunks(text: str, size: int = DEGRADED_CHUNK_CHARS) -> list[str]:

@@ -1,0 +1,50 @@
+"""The ledger: one line per event, readable after a kill, shared safely with the parent."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from batchlab.ledger import Ledger, append_event, read_events
+
+
+class TestLedger:
+    def test_events_carry_kind_time_pass_and_fields(self, tmp_path: Path) -> None:
+        with Ledger(tmp_path / "l.jsonl", pass_no=3, clock=lambda: 12.5) as ledger:
+            ledger.emit("call_start", doc_id="d1", chunk=0)
+        (event,) = read_events(tmp_path / "l.jsonl")
+        assert event["ev"] == "call_start" and event["t"] == 12.5 and event["pass"] == 3 and event["doc_id"] == "d1"
+
+    def test_a_torn_last_line_is_skipped_not_fatal(self, tmp_path: Path) -> None:
+        path = tmp_path / "l.jsonl"
+        with Ledger(path, pass_no=1) as ledger:
+            ledger.emit("pass_start")
+        with path.open("ab") as fh:
+            fh.write(b'{"ev": "call_st')
+        assert [e["ev"] for e in read_events(path)] == ["pass_start"]
+
+    def test_long_fields_are_shortened(self, tmp_path: Path) -> None:
+        with Ledger(tmp_path / "l.jsonl", pass_no=1) as ledger:
+            ledger.emit("student_error", error="x" * 10_000)
+        assert len(read_events(tmp_path / "l.jsonl")[0]["error"]) < 1000
+
+    def test_child_and_parent_appends_interleave_without_tearing(self, tmp_path: Path) -> None:
+        path = tmp_path / "l.jsonl"
+        code = textwrap.dedent(f"""
+            import os, signal
+            from batchlab.ledger import Ledger
+            ledger = Ledger({str(path)!r}, pass_no=1)
+            for i in range(3000):
+                ledger.emit("call_start", i=i, pad="p" * 200)
+            os.kill(os.getpid(), signal.SIGKILL)
+        """)
+        child = subprocess.Popen([sys.executable, "-c", code])
+        for i in range(200):
+            append_event(path, "kill", pass_no=1, i=i)
+        assert child.wait() == -signal.SIGKILL
+        events = read_events(path)
+        assert sum(e["ev"] == "call_start" for e in events) == 3000
+        assert sum(e["ev"] == "kill" for e in events) == 200

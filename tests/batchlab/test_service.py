@@ -1,0 +1,89 @@
+"""The simulated service: faults per plan, attempts counted by the service, every call in the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from batchlab.documents import Document
+from batchlab.faults import CrashPlan, FaultPlan
+from batchlab.ledger import Ledger, read_events
+from batchlab.pipeline import embed
+from batchlab.service import LatencyModel, PermanentServiceError, SimulatedService, TransientServiceError
+
+DOC = Document(id="doc-1", content="Some text.", source="wiki")
+
+
+def make(tmp_path: Path, **kwargs: object) -> tuple[SimulatedService, list[float], Path]:
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+
+    path = tmp_path / "ledger.jsonl"
+    service = SimulatedService(ledger=Ledger(path, pass_no=1), sleep=sleep, **kwargs)  # type: ignore[arg-type]
+    return service, slept, path
+
+
+class TestSimulatedService:
+    def test_returns_the_model_embedding(self, tmp_path: Path) -> None:
+        service, _, _ = make(tmp_path)
+        assert asyncio.run(service.embed(DOC, 0, "Some text.")) == embed("Some text.")
+
+    def test_transient_fault_then_success_on_retry(self, tmp_path: Path) -> None:
+        service, _, ledger = make(tmp_path, plan=FaultPlan(fail_first_ids={"doc-1": 1}))
+        with pytest.raises(TransientServiceError):
+            asyncio.run(service.embed(DOC, 0, "x"))
+        asyncio.run(service.embed(DOC, 0, "x"))
+        events = [(e["ev"], e["attempt"]) for e in read_events(ledger)]
+        assert events == [("call_start", 1), ("call_fail", 1), ("call_start", 2), ("call_ok", 2)]
+
+    def test_permanent_fault_is_permanent(self, tmp_path: Path) -> None:
+        service, _, _ = make(tmp_path, plan=FaultPlan(permanent_ids=("doc-1",)))
+        for _ in range(3):
+            with pytest.raises(PermanentServiceError):
+                asyncio.run(service.embed(DOC, 0, "x"))
+
+    def test_latency_is_slept_through_the_injected_sleep(self, tmp_path: Path) -> None:
+        service, slept, _ = make(tmp_path, latency=LatencyModel(median_ms=10, sigma=0.0))
+        asyncio.run(service.embed(DOC, 0, "x"))
+        assert slept == [pytest.approx(0.010)]
+
+    def test_slow_calls_form_a_long_tail(self, tmp_path: Path) -> None:
+        service, slept, _ = make(tmp_path, latency=LatencyModel(median_ms=10, sigma=0.0),
+                                 plan=FaultPlan(slow_rate=1.0, slow_factor=20))
+        asyncio.run(service.embed(DOC, 0, "x"))
+        assert slept == [pytest.approx(0.2)]
+
+    def test_crash_during_the_kth_call_fires_inside_that_call(self, tmp_path: Path) -> None:
+        fired: list[int] = []
+        service, _, ledger = make(tmp_path, crash=CrashPlan(kind="during_call", at=2),
+                                  on_crash=lambda: fired.append(1))
+        asyncio.run(service.embed(DOC, 0, "a"))
+        assert not fired
+        asyncio.run(service.embed(DOC, 1, "b"))
+        assert fired == [1]
+        crash = [e for e in read_events(ledger) if e["ev"] == "crash"]
+        assert crash and crash[0]["at"] == 2 and crash[0]["kind"] == "during_call"
+
+    def test_counts_concurrent_calls_for_one_document(self, tmp_path: Path) -> None:
+        service, _, ledger = make(tmp_path)
+
+        async def both() -> None:
+            gate = asyncio.Event()
+
+            async def sleep(_: float) -> None:
+                await gate.wait()
+
+            service._sleep = sleep  # the two calls overlap until the gate opens
+            first = asyncio.create_task(service.embed(DOC, 0, "a"))
+            second = asyncio.create_task(service.embed(DOC, 1, "b"))
+            await asyncio.sleep(0)
+            gate.set()
+            await asyncio.gather(first, second)
+
+        asyncio.run(both())
+        assert service.max_doc_inflight == 2 and service.max_inflight == 2
+        assert max(e["doc_inflight"] for e in read_events(ledger) if e["ev"] == "call_start") == 2
