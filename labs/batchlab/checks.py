@@ -381,7 +381,7 @@ def _tail(text: str, limit: int = _OUTPUT_CAP) -> str:
 def grader_command(step: str, impl: Path, results: Path, grader_dir: Path) -> list[str]:
     """The grader's own entry point, exactly as a TA would type it (with no cache written into the kit)."""
     return [sys.executable, "-m", "pytest", str(grader_dir), "--impl", str(impl), "--step", step,
-            "--results", str(results), "-p", "no:cacheprovider", "-q"]
+            "--results", str(results), "-p", "no:cacheprovider", "-q", "--color=no"]
 
 
 def check(
@@ -425,7 +425,7 @@ def _run_grader(result: CheckResult, *, grader_dir: Path, timeout_s: float) -> N
     with tempfile.TemporaryDirectory(prefix="batchlab-check-") as tmp:
         results_file = Path(tmp) / "results.json"
         cmd = grader_command(result.step, result.impl, results_file, grader_dir)
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PY_COLORS": "0"}
         env.pop(STRICT_ENV, None)
         proc = subprocess.Popen(cmd, cwd=str(grader_dir.parent), env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
