@@ -1,0 +1,146 @@
+"""End-to-end: the reference crashed for real by each crash kind, then resumed, at 1000 documents."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from batchlab.contract import BatchConfig
+from batchlab.documents import Document, try_parse
+from batchlab.examples import make_documents, write_input
+from batchlab.faults import CrashPlan, FaultPlan
+from batchlab.ledger import read_events
+from batchlab.metrics import metrics_for_run
+from batchlab.runner import LedgerTail, RunSpec, run_pass, run_passes, prepare
+from batchlab.service import LatencyModel
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def thousand_documents(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1000 entries (small documents): 20 duplicates, 10 invalid, 1 empty."""
+    docs = make_documents(1000, seed=21, min_bytes=200, max_bytes=2500)
+    return write_input(tmp_path_factory.mktemp("input") / "input.json", docs)
+
+
+def spec_for(impl: Path, source: Path, run_dir: Path, **kwargs: object) -> RunSpec:
+    return RunSpec(impl=impl, input=source, run_dir=run_dir, latency=LatencyModel(median_ms=1.0),
+                   plan=FaultPlan(seed=5, transient_rate=0.03), config=BatchConfig(concurrency=8),
+                   timeout_s=120, **kwargs)  # type: ignore[arg-type]
+
+
+CRASHES = {
+    "during_call": CrashPlan(kind="during_call", at=1500),
+    "after_commit": CrashPlan(kind="after_commit", at=400),
+    "random": CrashPlan(kind="random", window=(0.3, 0.8)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CRASHES))
+def test_reference_commits_every_document_once_after_a_real_crash(
+    kind: str, reference_impl: Path, thousand_documents: Path, tmp_path: Path
+) -> None:
+    spec = spec_for(reference_impl, thousand_documents, tmp_path / "run")
+    first, second = run_passes(spec, [CRASHES[kind]])
+    assert first.sigkilled, f"pass 1 was not killed: {first.outcome}\n{first.stderr}"
+    assert second.outcome == "ok", second.stderr
+    m = metrics_for_run(spec.run_dir)
+    assert m.crashes and m.crashes[0]["ev"] in ("crash", "kill")
+    assert m.missing == [] and m.wrong_output == []
+    assert m.completed == m.unique
+    assert m.duplicates == [], [d.describe() for d in m.duplicates]
+    assert m.duplicate_rate == 0.0
+    assert m.passes[0].committed > 0 and m.passes[1].committed > 0  # the crash really split the work
+    assert m.meets_thresholds()
+    if kind == "after_commit":  # the document committed just before the kill is healed from the sink, not redone
+        assert m.passes[1].report["recovered"] == 1
+
+
+def test_invalid_documents_end_failed_with_their_classified_error(
+    reference_impl: Path, thousand_documents: Path, tmp_path: Path
+) -> None:
+    spec = spec_for(reference_impl, thousand_documents, tmp_path / "run")
+    run_passes(spec, [])
+    import json
+
+    raw = json.loads(thousand_documents.read_text(encoding="utf-8"))["documents"]
+    expected = Counter(p.code for p in map(try_parse, raw) if not isinstance(p, Document))
+    failed = Counter(e["error"] for e in read_events(spec.run_dir / "ledger.jsonl")
+                     if e["ev"] == "state" and e["state"] == "failed")
+    assert expected == failed and sum(expected.values()) == 11
+    report = metrics_for_run(spec.run_dir).passes[0].report
+    assert report is not None and report["rejected"] == 11 and report["failure_reasons"]["missing_id"] == 5
+
+
+def test_a_rerun_of_a_finished_batch_executes_nothing(reference_impl: Path, example_input_path: Path,
+                                                      tmp_path: Path) -> None:
+    spec = spec_for(reference_impl, example_input_path, tmp_path / "run")
+    run_passes(spec, [])
+    calls_before = sum(e["ev"] == "call_start" for e in read_events(spec.run_dir / "ledger.jsonl"))
+    result = run_pass(spec, 2)
+    assert result.outcome == "ok"
+    events = read_events(spec.run_dir / "ledger.jsonl")
+    assert sum(e["ev"] == "call_start" for e in events) == calls_before
+    m = metrics_for_run(spec.run_dir)
+    assert m.passes[1].resume_time_s == 0.0 and m.passes[1].report["skipped"] == m.unique
+
+
+def test_the_skeleton_fails_cleanly_and_is_reported(skeleton_impl: Path, example_input_path: Path,
+                                                    tmp_path: Path) -> None:
+    spec = spec_for(skeleton_impl, example_input_path, tmp_path / "run")
+    results = run_passes(spec, [CrashPlan(kind="during_call", at=5)])
+    assert [r.outcome for r in results] == ["raised", "raised"]
+    assert "NotImplementedError" in results[0].stderr and "TODO step" in results[0].stderr
+    m = metrics_for_run(spec.run_dir)
+    assert m.completion_rate == 0.0 and not m.meets_thresholds()
+    assert m.passes[0].student_error and "NotImplementedError" in m.passes[0].student_error
+
+
+def test_an_import_error_stops_the_run_after_one_pass(tmp_path: Path, example_input_path: Path) -> None:
+    impl = tmp_path / "broken.py"
+    impl.write_text("import not_a_module_anywhere\n", encoding="utf-8")
+    results = run_passes(spec_for(impl, example_input_path, tmp_path / "run"), [CrashPlan()])
+    assert [r.outcome for r in results] == ["import error"]
+    assert "ModuleNotFoundError" in results[0].stderr
+
+
+def test_a_hanging_pass_is_killed_at_its_timeout(tmp_path: Path, example_input_path: Path) -> None:
+    impl = tmp_path / "hangs.py"
+    impl.write_text("import time\nasync def process_documents_batch(documents, **kw):\n    time.sleep(60)\n",
+                    encoding="utf-8")
+    spec = spec_for(impl, example_input_path, tmp_path / "run")
+    spec.timeout_s = 1.0
+    (result,) = run_passes(spec, [])
+    assert result.timed_out and result.outcome == "timeout"
+    assert any(e["ev"] == "timeout" for e in read_events(spec.run_dir / "ledger.jsonl"))
+
+
+def test_bad_batch_input_exits_2_with_the_unified_error(reference_impl: Path, tmp_path: Path) -> None:
+    source = tmp_path / "bad.json"
+    source.write_text('{"documents": 5}', encoding="utf-8")
+    (result,) = run_passes(spec_for(reference_impl, source, tmp_path / "run"), [])
+    assert result.returncode == 2 and '"code": "wrong_type"' in result.stdout
+
+
+def test_the_ledger_tail_returns_only_new_complete_lines(tmp_path: Path) -> None:
+    path = tmp_path / "l.jsonl"
+    tail = LedgerTail(path)
+    assert tail.read_new() == []
+    path.write_bytes(b'{"ev": "a"}\n{"ev": "b"')
+    assert [e["ev"] for e in tail.read_new()] == ["a"]
+    with path.open("ab") as fh:
+        fh.write(b'}\n{"ev": "c"}\n')
+    assert [e["ev"] for e in tail.read_new()] == ["b", "c"]
+
+
+def test_prepare_writes_a_spec_the_worker_can_read(reference_impl: Path, example_input_path: Path,
+                                                   tmp_path: Path) -> None:
+    import json
+
+    run = prepare(spec_for(reference_impl, example_input_path, tmp_path / "run"))
+    spec = json.loads((run / "spec.json").read_text(encoding="utf-8"))
+    assert spec["impl"] == str(reference_impl.resolve()) and spec["plan"]["transient_rate"] == 0.03
+    assert (run / "state").is_dir()
