@@ -193,11 +193,16 @@ def bench_resume(impl: Path, tmp: Path, n: int) -> dict[str, Any]:
             "skipped_before_first_call": n // 2}
 
 
-def run_bench(*, quick: bool = False, impl: Path | None = None, repeat: int = 1) -> dict[str, Any]:
+FULL_SIZES = {"throughput": 10_000, "resume_small": 10_000, "resume_large": 100_000, "orchestration": 1000}
+QUICK_SIZES = {"throughput": 1000, "resume_small": 1000, "resume_large": 3000, "orchestration": 300}
+
+
+def run_bench(*, quick: bool = False, impl: Path | None = None, repeat: int = 1,
+              sizes: dict[str, int] | None = None) -> dict[str, Any]:
+    """Every figure, ``repeat`` times, with medians and the targets side by side."""
     impl = Path(impl or solution_module())
     module = load_impl(impl, name="bench_document_processor")
-    sizes = {"throughput": 1000 if quick else 10_000, "resume_small": 1000 if quick else 10_000,
-             "resume_large": 3000 if quick else 100_000, "orchestration": 300 if quick else 1000}
+    sizes = sizes or (QUICK_SIZES if quick else FULL_SIZES)
     samples: dict[str, list[float]] = {}
     details: dict[str, Any] = {}
     for i in range(repeat):

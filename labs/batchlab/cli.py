@@ -269,7 +269,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import format_bench, run_bench
 
-    result = run_bench(quick=args.quick, impl=args.impl)
+    result = run_bench(quick=args.quick, impl=args.impl, repeat=args.repeat)
     print(json.dumps(result, indent=2) if args.json else format_bench(result))
     return EXIT_OK
 
@@ -342,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmark the reference processor (figures, not pass/fail)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    p.add_argument("--repeat", type=_positive, default=1, help="runs per figure; medians are reported")
     p.add_argument("--impl", type=_existing_file, default=None)
     p.set_defaults(func=cmd_bench)
 
