@@ -100,67 +100,46 @@ def _describe_pass(result: Any) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import run_demo, unique_identities
     from .documents import load_batch
     from .metrics import format_table
+    from .paths import example_input
 
     if args.input is not None and args.docs is not None:
         raise UsageError("give --input or --docs, not both", code="usage_error",
                          hints=["--docs N generates an input of N documents."])
     quiet = args.json
-    if args.input is not None:
-        load_batch(args.input)  # validate first: a bad file changes nothing
-    bars = _Bars(total=0, enabled=not quiet)
-    result_holder: dict[str, Any] = {}
-
-    def on_events(events: list[dict[str, Any]]) -> None:
-        if bars.total == 0 and "total" in result_holder:
-            bars.total = result_holder["total"]
-        bars(events)
+    # Validate first: a bad file raises before anything is written.
+    total = args.docs if args.docs is not None else unique_identities(load_batch(args.input or example_input()))
+    bars = _Bars(total=total, enabled=not quiet)
 
     def on_pass(result: Any) -> None:
         bars.close()
         _say(_describe_pass(result), quiet)
 
-    from .demo import planned_calls  # noqa: F401  (imported for side-effect free validation)
-
-    if args.input is not None:
-        from .documents import Document, ident_of, try_parse
-
-        batch = load_batch(args.input)
-        result_holder["total"] = len({ident_of(d) for d in map(try_parse, batch.documents) if isinstance(d, Document)})
-    elif args.docs is None:
-        from .documents import Document, ident_of, try_parse
-        from .paths import example_input
-
-        batch = load_batch(example_input())
-        result_holder["total"] = len({ident_of(d) for d in map(try_parse, batch.documents) if isinstance(d, Document)})
-    else:
-        result_holder["total"] = args.docs
-    bars.total = result_holder["total"]
     result = run_demo(input_path=args.input, docs=args.docs, seed=args.seed, fault_rate=args.fault_rate,
                       crash=args.crash, at=args.at, concurrency=args.concurrency, impl=args.impl,
-                      run_dir=args.run_dir, latency_ms=args.latency_ms, on_events=on_events, on_pass=on_pass)
+                      run_dir=args.run_dir, latency_ms=args.latency_ms, on_events=bars, on_pass=on_pass)
     bars.close()
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
-    else:
-        m = result.metrics
-        print(f"implementation: {result.impl}")
-        print(f"input: {result.input} ({m.total} documents, {m.unique} unique, {m.rejected} rejected)")
-        print(f"run directory: {result.run_dir}")
-        for p in result.passes:
-            print(_describe_pass(p))
-        if len(m.passes) > 1 and m.passes[-1].report:
-            rep = m.passes[-1].report
-            print(f"resume: skipped {rep.get('skipped', '?')} committed documents, recovered "
-                  f"{rep.get('recovered', '?')}, executed {rep.get('executed', '?')}")
-        if not result.crash_fired:
-            print(f"warning: the planned crash ({result.crash.kind}) never fired")
-        print()
-        print(format_table(m))
-        print()
-        print("all lesson thresholds met" if result.ok else "some thresholds are not met")
+        return EXIT_OK if result.ok else EXIT_FAILED
+    m = result.metrics
+    print(f"implementation: {result.impl}")
+    print(f"input: {result.input} ({m.total} documents, {m.unique} unique, {m.rejected} rejected)")
+    print(f"run directory: {result.run_dir}")
+    for p in result.passes:
+        print(_describe_pass(p))
+    if len(m.passes) > 1 and m.passes[-1].report:
+        rep = m.passes[-1].report
+        print(f"resume: skipped {rep.get('skipped', '?')} committed documents, recovered "
+              f"{rep.get('recovered', '?')}, executed {rep.get('executed', '?')}")
+    if not result.crash_fired:
+        print(f"warning: the planned crash ({result.crash.kind}) never fired")
+    print()
+    print(format_table(m))
+    print()
+    print("all lesson thresholds met" if result.ok else "some thresholds are not met")
     return EXIT_OK if result.ok else EXIT_FAILED
 
 

@@ -40,6 +40,11 @@ def new_run_dir(prefix: str = "demo") -> Path:
     return run
 
 
+def unique_identities(batch: Batch) -> int:
+    """How many distinct valid documents a batch holds (the progress bar's total)."""
+    return len({ident_of(d) for d in map(try_parse, batch.documents) if isinstance(d, Document)})
+
+
 def planned_calls(batch: Batch) -> int:
     """How many service calls a fault-free run makes (to place a crash in the middle)."""
     seen: set[str] = set()
