@@ -67,6 +67,14 @@ METRIC_NAMES = {
 }
 PLOTS = ("throughput", "latency", "failures", "passes", "retry_delays")
 LOG_LINES = 40
+#: The placeholders a template may use (``{{ name }}``); templates/README.md lists what each one holds.
+TEMPLATE_KEYS = frozenset({
+    "generated_at", "run_dir", "impl", "input", "batch_id", "documents", "unique", "rejected", "degraded",
+    "completed", "config", "fault_plan", "kills", "passes", "verdict", "metric_table", "pass_table",
+    "failure_table", "retry_table", "retry_count", "integrity", "observability_table", "log_excerpt",
+    "plot_throughput", "plot_latency", "plot_failures", "plot_passes", "plot_retry_delays", "plot_language",
+    "metrics_command", "report_command", "p50", "p95",
+})
 
 
 def template_path() -> Path:
@@ -304,6 +312,8 @@ def build_report(*, run_dir: str | Path, out: str | Path, lang: str = "auto",
     if not tpl.is_file():
         raise UsageError(f"template {tpl} not found", code="template_missing", details={"template": str(tpl)},
                          hints=["The kit's template is templates/submission-report.md; pass --template PATH."])
+    template_text = tpl.read_text(encoding="utf-8")
+    fill_template(template_text, dict.fromkeys(TEMPLATE_KEYS, ""))  # an unknown placeholder fails before any work
     style = choose_style(lang)
     spec = json.loads((run / "spec.json").read_text(encoding="utf-8"))
     events = read_events(run / "ledger.jsonl")
@@ -347,7 +357,7 @@ def build_report(*, run_dir: str | Path, out: str | Path, lang: str = "auto",
         _write_csv(tmp / "passes.csv", pass_fields, [[r.get(f) for f in pass_fields] for r in pass_rows])
         values = _values(run, out, spec, metrics, rows, pass_rows, delays, expected, kills, events, origin,
                          observed_table, style)
-        (tmp / "report.md").write_text(fill_template(tpl.read_text(encoding="utf-8"), values), encoding="utf-8")
+        (tmp / "report.md").write_text(fill_template(template_text, values), encoding="utf-8")
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(tmp, out)
@@ -459,7 +469,7 @@ def _values(run: Path, out: Path, spec: Mapping[str, Any], metrics: Metrics, row
     if not kills:
         verdict += " ⚠ 没有记录到崩溃：请用 `--crash during_call` 等方式注入一次崩溃再提交。"
     rel_out = out
-    return {
+    values = {
         "generated_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "run_dir": f"`{run}`",
         "impl": f"`{spec.get('impl', '?')}`",
@@ -495,6 +505,8 @@ def _values(run: Path, out: Path, spec: Mapping[str, Any], metrics: Metrics, row
         "p50": fmt_value("latency_p50_s", metrics.latency_p50_s),
         "p95": fmt_value("latency_p95_s", metrics.latency_p95_s),
     }
+    assert set(values) == TEMPLATE_KEYS, set(values) ^ TEMPLATE_KEYS
+    return values
 
 
 _EXIT_NAMES = {"ok": "正常结束", "killed": "被杀死（SIGKILL）", "died": "进程消失", "student_error": "抛出异常",
