@@ -1,0 +1,306 @@
+"""pytest wiring of the grader: options, the task pool, scoring, ``results.json`` and the score table.
+
+``pytest grader`` grades the student module; options (see ``grader/README.md``):
+
+``--impl PATH``        the implementation (else ``$BATCHLAB_IMPL``, else the student module)
+``--results FILE``     where results go (default ``grader-results/results.json`` under the current directory)
+``--hidden``           also run the hidden scenarios in ``grader/hidden/``
+``--step STEP``        only that step's tests (``checkpoint`` or ``01`` ...); scenarios are left out
+``--thresholds FILE``  another threshold file (default: the kit's ``batchlab/thresholds.toml``)
+``--jobs N``           child processes run at once (default 3)
+``--timeout-scale X``  multiply every timeout (slow machines)
+
+This conftest is an *initial* conftest whenever pytest is pointed at ``grader``
+or at a file inside it, so the options work for ``pytest grader/test_x.py`` too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batchlab.paths import student_module
+
+from .results import GraderError, SessionSummary, TestRecord, score_table, write_results
+from .sandbox import Verdict
+from .scenarios import HIDDEN_SCENARIO_COUNT
+from .steps import parse_step, step_number
+from .tasks import Context, Scheduler
+from .thresholds import THRESHOLDS_FILE, load_thresholds
+
+GRADER_DIR = Path(__file__).resolve().parent
+EARNED = pytest.StashKey[float]()
+NOTE = pytest.StashKey[str]()
+SCENARIO = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("batchlab grader")
+    group.addoption("--impl", default=None, help="implementation file to grade")
+    group.addoption("--results", default=None, help="results.json path (default grader-results/results.json)")
+    group.addoption("--hidden", action="store_true", default=False, help="also run the hidden scenarios")
+    group.addoption("--step", default=None, help="only this step's tests: checkpoint|idempotency|... or 01..06")
+    group.addoption("--thresholds", default=None, help="threshold file (default: the kit's thresholds.toml)")
+    group.addoption("--jobs", type=int, default=3, help="child processes run at once")
+    group.addoption("--timeout-scale", type=float, default=1.0, help="multiply every timeout")
+
+
+@dataclass
+class GraderSession:
+    ctx: Context
+    scheduler: Scheduler
+    results_path: Path
+    step: str | None
+    hidden: bool
+    impl_problem: str | None = None
+    records: list[TestRecord] = field(default_factory=list)
+    grader_errors: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    written: bool = False
+
+
+SESSION = pytest.StashKey[GraderSession]()
+
+
+def _resolve(config: pytest.Config, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else Path(config.invocation_params.dir) / path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "points(n): points of a graded test")
+    config.addinivalue_line("markers", "step(name): the lesson step a test belongs to")
+    config.addinivalue_line("markers", "task(name): the grader task whose facts the test judges")
+    config.addinivalue_line("markers", "scenario: an acceptance scenario (no step)")
+    if not hasattr(config.option, "impl"):
+        return
+    try:
+        step = parse_step(config.option.step) if config.option.step else None
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    impl = _resolve(config, config.option.impl) or (
+        Path(os.environ["BATCHLAB_IMPL"]) if os.environ.get("BATCHLAB_IMPL") else student_module())
+    results_path = _resolve(config, config.option.results) or (
+        Path(config.invocation_params.dir) / "grader-results" / "results.json")
+    thresholds_file = _resolve(config, config.option.thresholds) or THRESHOLDS_FILE
+    try:
+        thresholds = load_thresholds(thresholds_file)
+    except (OSError, ValueError) as exc:
+        raise pytest.UsageError(f"cannot read thresholds {thresholds_file}: {exc}") from None
+    results_dir = results_path.parent
+    _clean(results_dir)
+    ctx = Context(impl=impl.resolve(), results_dir=results_dir.resolve(), thresholds=thresholds,
+                  timeout_scale=config.option.timeout_scale)
+    session = GraderSession(ctx=ctx, scheduler=Scheduler(ctx, jobs=max(1, config.option.jobs)),
+                            results_path=results_path, step=step, hidden=config.option.hidden)
+    if not impl.is_file():
+        session.impl_problem = f"the implementation file {impl} does not exist"
+    config.stash[SESSION] = session
+
+
+def _clean(results_dir: Path) -> None:
+    """Remove what an earlier grader run left (only the grader's own files)."""
+    for name in ("runs", "work", "metrics"):
+        shutil.rmtree(results_dir / name, ignore_errors=True)
+    for png in results_dir.glob("*.timeline.png"):
+        png.unlink(missing_ok=True)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path.name == "hidden" and collection_path.parent == GRADER_DIR and not config.getoption(
+            "hidden", default=False):
+        return True
+    return None
+
+
+def _step_of(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("step")
+    return marker.args[0] if marker else None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    gs = config.stash.get(SESSION, None)
+    if gs is None:
+        return
+    if gs.step:
+        keep = [i for i in items if _step_of(i) == gs.step]
+        dropped = [i for i in items if _step_of(i) != gs.step]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+    if not items:
+        return
+    if gs.impl_problem is None:
+        verdict = gs.ctx.probe("import", {}, workdir="import", timeout_s=30)
+        if verdict.is_grader_error:
+            gs.grader_errors.append(verdict.failure("import check"))
+        elif not verdict.ok:
+            gs.impl_problem = verdict.failure("the module")
+        else:
+            missing = [n for n, ok in verdict.data["names"].items() if not ok]
+            if not verdict.data["batch_is_async"] and "process_documents_batch" not in missing:
+                missing.append("process_documents_batch (must be `async def`)")
+            if missing:
+                gs.impl_problem = f"the module lacks {', '.join(missing)} (see the module docstring)"
+    if gs.impl_problem is None:
+        names = [m.args[0] for i in items for m in i.iter_markers("task")]
+        gs.scheduler.submit(names)
+
+
+class Grade:
+    """The fixture tests use: wait for facts, fail with a message, give partial points."""
+
+    def __init__(self, item: pytest.Item, gs: GraderSession) -> None:
+        self.item = item
+        self.gs = gs
+
+    @property
+    def ctx(self) -> Context:
+        return self.gs.ctx
+
+    def facts(self, name: str | None = None) -> Any:
+        if self.gs.impl_problem:
+            self.fail(f"not graded: {self.gs.impl_problem}")
+        if name is None:
+            marker = self.item.get_closest_marker("task")
+            if marker is None:
+                raise GraderError(f"{self.item.nodeid} names no task")
+            name = marker.args[0]
+        return self.gs.scheduler.result(name)
+
+    def verdict(self, what: str, name: str | None = None) -> Any:
+        """The data of a probe task, or a failure explaining why there is none."""
+        verdict: Verdict = self.facts(name)
+        if verdict.is_grader_error:
+            raise GraderError(verdict.failure(what))
+        if not verdict.ok:
+            self.fail(verdict.failure(what))
+        return verdict.data
+
+    def fail(self, message: str, *, earned: float = 0.0) -> None:
+        self.item.stash[EARNED] = earned
+        pytest.fail(message, pytrace=False)
+
+    def note(self, message: str) -> None:
+        """What the results show for a passing test."""
+        self.item.stash[NOTE] = message
+
+    def scenario(self, data: dict[str, Any]) -> None:
+        self.item.stash[SCENARIO] = data
+
+
+@pytest.fixture
+def grade(request: pytest.FixtureRequest) -> Grade:
+    gs = request.config.stash.get(SESSION, None)
+    if gs is None:
+        raise GraderError("the grader session was not configured (run pytest on the grader folder)")
+    return Grade(request.node, gs)
+
+
+def _number(item: pytest.Item, gs: GraderSession) -> str:
+    step = _step_of(item)
+    same = [r for r in gs.records if r.step == step and (r.scenario is not None) == (
+        item.get_closest_marker("scenario") is not None)]
+    if step:
+        return f"{step_number(step)}.{len(same) + 1}"
+    hidden = "/hidden/" in item.nodeid.replace("\\", "/")
+    prefix = "H" if hidden else "A"
+    return f"{prefix}.{sum(1 for r in gs.records if r.number.startswith(prefix + '.')) + 1}"
+
+
+def _title(item: pytest.Item) -> str:
+    scen = item.get_closest_marker("scenario")
+    if scen and scen.args:
+        return str(scen.args[0])
+    doc = getattr(getattr(item, "function", None), "__doc__", None) or item.name
+    first = doc.strip().splitlines()[0].rstrip(".")
+    step = _step_of(item)
+    return f"{step}: {first}" if step else first
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    outcome = yield
+    rep = outcome.get_result()
+    gs = item.config.stash.get(SESSION, None)
+    if gs is None:
+        return
+    if rep.when == "call" or (rep.when == "setup" and not rep.passed):
+        marker = item.get_closest_marker("points")
+        max_score = float(marker.args[0]) if marker else 0.0
+        grader_error = None
+        hidden = "/hidden/" in item.nodeid.replace("\\", "/")
+        scenario = item.stash.get(SCENARIO, None)
+        if rep.passed:
+            score, status, output = max_score, "passed", item.stash.get(NOTE, "passed")
+        elif rep.skipped:
+            score, status, output = 0.0, "failed", f"skipped: {rep.longreprtext[-500:]}"
+        else:
+            exc = call.excinfo
+            if exc is not None and exc.errisinstance(pytest.fail.Exception):
+                score = min(item.stash.get(EARNED, 0.0), max_score)
+                status, output = "failed", str(exc.value.msg)
+            else:
+                detail = (exc.exconly() if exc else "") + "\n" + (
+                    "".join(traceback.format_tb(exc.tb)[-4:]) if exc else rep.longreprtext[-2000:])
+                grader_error = f"{item.nodeid}: {detail.strip()}"
+                gs.grader_errors.append(grader_error)
+                score, status = 0.0, "failed"
+                output = f"GRADER ERROR (not your fault; a TA will look at it): {detail.strip()[-1500:]}"
+        gs.records.append(TestRecord(
+            nodeid=item.nodeid, name=_title(item), number=_number(item, gs), step=_step_of(item),
+            max_score=max_score, score=score, status=status, output=output,
+            visibility="after_published" if hidden else "visible", grader_error=grader_error, scenario=scenario,
+            duration_s=rep.duration))
+    elif rep.when == "teardown" and rep.failed:
+        gs.grader_errors.append(f"{item.nodeid} (teardown): {rep.longreprtext[-1500:]}")
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.failed:
+        _pending_collect_errors.append(f"collection of {report.nodeid or 'grader'} failed: "
+                                       f"{report.longreprtext[-2000:]}")
+
+
+_pending_collect_errors: list[str] = []
+
+
+def _summary(gs: GraderSession) -> SessionSummary:
+    return SessionSummary(
+        records=gs.records, hidden_count=HIDDEN_SCENARIO_COUNT, hidden_run=gs.hidden, step=gs.step,
+        grader_errors=[*gs.grader_errors, *_pending_collect_errors], impl=str(gs.ctx.impl),
+        duration_s=time.monotonic() - gs.started,
+        thresholds={name: t.text for name, t in gs.ctx.thresholds.items()})
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    gs = session.config.stash.get(SESSION, None)
+    if gs is None:
+        return
+    gs.scheduler.shutdown()
+    write_results(gs.results_path, _summary(gs))
+    gs.written = True
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    gs = config.stash.get(SESSION, None)
+    if gs is None:
+        return
+    summary = _summary(gs)
+    tr = terminalreporter
+    tr.section("grader score")
+    for line in score_table(summary).splitlines():
+        tr.write_line(line)
+    tr.write_line("")
+    tr.write_line(f"results: {gs.results_path}")
+    tr.write_line(summary.final_line(), bold=True)

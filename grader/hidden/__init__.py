@@ -1,0 +1,1 @@
+"""Hidden scenarios: run only with ``pytest grader --hidden``; never part of a student distribution."""

@@ -1,0 +1,28 @@
+"""Hidden scenarios: other seeds and crash points of the public ones, run at grading (``--hidden``).
+
+Left out of the student distribution by ``batchlab release --out`` (any path part
+named ``hidden``). ``grader.scenarios.HIDDEN_SCENARIO_COUNT`` must equal
+``len(HIDDEN_SCENARIOS)`` (a kit test checks it).
+"""
+
+from __future__ import annotations
+
+from batchlab.contract import BatchConfig
+from batchlab.faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_RANDOM, FaultPlan
+
+from grader.scenarios import Crash, Scenario, register_scenarios
+
+HIDDEN_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("hidden_first_commit", "a SIGKILL right after the very first commit", "example", 101,
+             FaultPlan(seed=101, transient_rate=0.02), (Crash(CRASH_AFTER_COMMIT, at=1),), hidden=True),
+    Scenario("hidden_late_call", "5 % faults and a SIGKILL late in the run (90 % of the calls)", "example", 103,
+             FaultPlan(seed=103, transient_rate=0.05), (Crash(CRASH_DURING_CALL, at_fraction=0.9),), hidden=True),
+    Scenario("hidden_random_kills", "two random SIGKILLs at concurrency 3", "whales", 107,
+             FaultPlan(seed=107, transient_rate=0.03), (Crash(CRASH_RANDOM, window=(0.1, 0.5)),) * 2,
+             config=BatchConfig(concurrency=3), hidden=True),
+    Scenario("hidden_permanent_rate", "3 % permanent and 4 % transient faults at concurrency 2", "invalid_mix", 109,
+             FaultPlan(seed=109, transient_rate=0.04, permanent_rate=0.03), (Crash(CRASH_AFTER_COMMIT, at=60),),
+             config=BatchConfig(concurrency=2), hidden=True),
+)
+
+register_scenarios(HIDDEN_SCENARIOS)

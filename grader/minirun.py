@@ -1,0 +1,71 @@
+"""Small in-probe batch runs for the step tests: one or more passes, then the ledger's account of them.
+
+Step tests need things the harness worker cannot do: an injected ``sleep`` that
+records delays instead of waiting, a guard that ends endless retries, a SIGKILL
+*before* a sink write. The probe's ``batch_pass`` check runs one pass with the
+harness's own service, sink and ledger; :func:`mini_run` chains passes in one
+run directory and returns what the ledger and the sink recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchlab.ledger import read_events
+from batchlab.sink import SinkRecord, read_outputs, read_puts
+
+from .analysis import PassView, pass_views
+from .sandbox import Verdict
+from .tasks import Context
+
+
+@dataclass
+class MiniRun:
+    run_dir: Path
+    documents: list[dict[str, Any]]
+    verdicts: list[Verdict]
+    events: list[dict[str, Any]]
+    puts: list[dict[str, Any]]
+    outputs: dict[str, SinkRecord]
+    views: list[PassView]
+
+    def calls(self, pass_no: int | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["ev"] == "call_start" and (pass_no is None or e["pass"] == pass_no)]
+
+    def outputs_by_doc(self) -> dict[str, SinkRecord]:
+        return {rec.doc_id.strip().casefold(): rec for rec in self.outputs.values()}
+
+
+def mini_run(ctx: Context, name: str, documents: list[dict[str, Any]], passes: list[dict[str, Any]],
+             *, timeout_s: float = 40.0) -> MiniRun:
+    """Run ``passes`` (each a dict of ``batch_pass`` arguments) one after the other in one run directory."""
+    run_dir = ctx.workdir(f"mini-{name}") / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    input_path = run_dir.parent / "input.json"
+    input_path.write_text(json.dumps({"documents": documents}, ensure_ascii=False), encoding="utf-8")
+    verdicts = []
+    for pass_no, extra in enumerate(passes, start=1):
+        args = {"run_dir": str(run_dir), "input": str(input_path), "batch_id": f"batch-{name}".replace("_", "-"),
+                "pass_no": pass_no, **extra}
+        verdicts.append(ctx.probe("batch_pass", args, workdir=f"mini-{name}", timeout_s=timeout_s))
+    events = read_events(run_dir / "ledger.jsonl")
+    puts = read_puts(run_dir / "sink.sqlite")
+    outputs = {rec.key: rec for rec in read_outputs(run_dir / "sink.sqlite")}
+    return MiniRun(run_dir=run_dir, documents=documents, verdicts=verdicts, events=events, puts=puts,
+                   outputs=outputs, views=pass_views(documents, events, puts))
+
+
+def short_docs(prefix: str, n: int, *, sentences: int = 1) -> list[dict[str, Any]]:
+    """``n`` small documents; with ``sentences`` > 1 each spans several chunks (400 characters each)."""
+    body = ("Each chunk of one document must go to the service in order, and never two at once. " * 5).strip()
+    docs = []
+    for i in range(n):
+        if sentences == 1:
+            content = f"Short document {prefix}-{i} about checkpoints and retries."
+        else:
+            content = " ".join(f"{body} Part {prefix}-{i}.{s}." for s in range(sentences))
+        docs.append({"id": f"{prefix}-{i}", "source": "wiki", "content": content})
+    return docs

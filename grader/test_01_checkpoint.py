@@ -1,0 +1,257 @@
+"""Step 01 (checkpoint): the state machine and a checkpoint store that survives SIGKILL.
+
+Each test judges facts a probe child collected from the student's
+``CheckpointStore``; the kill test SIGKILLs a child that hammers ``transition``
+at a seeded random moment and reopens the store afterwards.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import pytest
+
+from grader.results import GraderError
+from grader.sandbox import start_probe
+from grader.tasks import Context, task
+
+pytestmark = pytest.mark.step("checkpoint")
+
+P, DN, DG, F = "processing", "done", "degraded", "failed"
+
+
+def _ops_probe(ctx: Context, name: str, ops: list[list[Any]]) -> Any:
+    work = ctx.workdir(f"checkpoint-{name}")
+    return ctx.probe("checkpoint_script", {"state_dir": str(work / "state"), "ops": ops}, workdir=f"checkpoint-{name}")
+
+
+@task("checkpoint:round_trip")
+def round_trip_facts(ctx: Context) -> Any:
+    return _ops_probe(ctx, "round_trip", [
+        ["open"],
+        ["transition", "k1", P, "doc-1", None], ["transition", "k1", DN, None, None],
+        ["transition", "k2", P, "doc-2", None], ["transition", "k2", F, None, "timeout"],
+        ["transition", "k3", P, "doc-3", None], ["transition", "k3", DG, None, "permanent:parse_error"],
+        ["close"],
+        ["open"], ["get", "k1"], ["get", "k2"], ["get", "k3"], ["get", "never-seen"], ["entries"], ["close"],
+    ])
+
+
+@task("checkpoint:transitions")
+def transition_facts(ctx: Context) -> Any:
+    return _ops_probe(ctx, "transitions", [
+        ["open"],
+        ["transition", "k", P, "doc-k", None],          # 1 pending -> processing
+        ["transition", "k", P, None, None],             # 2 processing -> processing (resume after a crash)
+        ["transition", "k", DN, None, None],            # 3 processing -> done
+        ["transition", "k", P, None, None],             # 4 done -> processing: illegal
+        ["transition", "k", F, None, "late"],           # 5 done -> failed: illegal
+        ["get", "k"],                                   # 6 still done
+        ["transition", "s", DN, "doc-s", None],         # 7 pending -> done: illegal (skips processing)
+        ["get", "s"],                                   # 8 not done
+        ["transition", "m", P, "doc-m", None],          # 9
+        ["transition", "m", DG, None, "permanent"],     # 10 processing -> degraded
+        ["transition", "f", P, "doc-f", None],          # 11
+        ["transition", "f", F, None, "unexpected"],     # 12 processing -> failed
+        ["close"],
+    ])
+
+
+@task("checkpoint:attempts")
+def attempts_facts(ctx: Context) -> Any:
+    return _ops_probe(ctx, "attempts", [
+        ["open"],
+        ["transition", "a", P, "doc-a", None], ["transition", "a", P, None, None],
+        ["transition", "a", F, None, "timeout"],
+        ["transition", "b", P, "doc-b", None], ["transition", "b", DG, None, "permanent:parse_error"],
+        ["get", "a"], ["get", "b"], ["close"],
+        ["open"], ["get", "a"], ["get", "b"], ["close"],
+    ])
+
+
+def _values(grade: Any, what: str) -> list[dict[str, Any]]:
+    results = grade.verdict(what)
+    for r in results:
+        if "raised" in r and r["op"][0] in ("open", "get", "entries", "close"):
+            raised = r["raised"]
+            grade.fail(f"{what}: {r['op'][0]}({', '.join(map(str, r['op'][1:]))}) raised "
+                       f"{raised['type']}: {raised['message']}")
+    return results
+
+
+def _entry_problem(label: str, entry: dict[str, Any] | None, **want: Any) -> str | None:
+    if entry is None:
+        return f"{label} is missing"
+    for field, value in want.items():
+        got = entry.get(field)
+        if field == "last_error":
+            if value is None and got is not None:
+                return f"{label}: last_error is {got!r}, expected none"
+            if value is not None and (got is None or value not in got):
+                return f"{label}: last_error is {got!r}, expected it to record {value!r}"
+        elif got != value:
+            return f"{label}: {field} is {got!r}, expected {value!r}"
+    return None
+
+
+@pytest.mark.points(3)
+@pytest.mark.task("checkpoint:round_trip")
+def test_round_trip_across_reopen(grade: Any) -> None:
+    """A closed and reopened store returns every entry as it was written"""
+    r = _values(grade, "checkpoint round trip")
+    after = {op["op"][1]: op["value"] for op in r[9:13]}
+    problems = [p for p in (
+        _entry_problem("after reopen, k1", after["k1"], state=DN, attempts=1, doc_id="doc-1"),
+        _entry_problem("after reopen, k2", after["k2"], state=F, attempts=1, doc_id="doc-2", last_error="timeout"),
+        _entry_problem("after reopen, k3", after["k3"], state=DG, attempts=1, doc_id="doc-3"),
+    ) if p]
+    if after["never-seen"] is not None:
+        problems.append(f"get() of a key never written returned {after['never-seen']}, expected None (pending)")
+    entries = r[13]["value"] or {}
+    if sorted(entries) != ["k1", "k2", "k3"]:
+        problems.append(f"entries() after reopen has keys {sorted(entries)}, expected ['k1', 'k2', 'k3']")
+    if problems:
+        grade.fail("checkpoint round trip (write, close, reopen): " + "; ".join(problems))
+    grade.note("3 entries written, closed, reopened: states, attempts, doc ids and errors intact")
+
+
+@pytest.mark.points(3)
+@pytest.mark.task("checkpoint:transitions")
+def test_legal_and_illegal_transitions(grade: Any) -> None:
+    """Legal moves succeed; done is final and processing cannot be skipped"""
+    r = _values(grade, "state transitions")
+    problems = []
+    for index, label in ((1, "pending -> processing"), (2, "processing -> processing (resume)"),
+                         (3, "processing -> done"), (9, "pending -> processing"), (10, "processing -> degraded"),
+                         (11, "pending -> processing"), (12, "processing -> failed")):
+        if "raised" in r[index]:
+            problems.append(f"legal move {label} raised {r[index]['raised']['type']}: {r[index]['raised']['message']}")
+    for index, label in ((4, "done -> processing"), (5, "done -> failed"), (7, "pending -> done")):
+        raised = r[index].get("raised")
+        if raised is None:
+            problems.append(f"illegal move {label} was accepted (it must raise IllegalTransition)")
+        elif not (raised["is_illegal_transition"] or raised["is_value_error"]):
+            problems.append(f"illegal move {label} raised {raised['type']}, expected IllegalTransition "
+                            "(a ValueError)")
+    still = r[6]["value"]
+    if still is None or still.get("state") != DN:
+        problems.append(f"after the refused moves, k should still be done; get() says {still}")
+    skipped = r[8]["value"]
+    if skipped is not None and skipped.get("state") == DN:
+        problems.append("a refused pending -> done move left the key done anyway")
+    if problems:
+        grade.fail("state machine: " + "; ".join(problems))
+    grade.note("7 legal moves accepted, 3 illegal moves refused, state unchanged after a refusal")
+
+
+@pytest.mark.points(2)
+@pytest.mark.task("checkpoint:attempts")
+def test_attempts_and_last_error_recorded(grade: Any) -> None:
+    """Entering processing counts an attempt; the last error is kept, also across a reopen"""
+    r = _values(grade, "attempts and last_error")
+    problems = []
+    for label, offset in (("before reopen", 6), ("after reopen", 10)):
+        a, b = r[offset]["value"], r[offset + 1]["value"]
+        problems += [p for p in (
+            _entry_problem(f"{label}, a (processing twice, then failed)", a, state=F, attempts=2,
+                           last_error="timeout"),
+            _entry_problem(f"{label}, b (processing, then degraded)", b, state=DG, attempts=1,
+                           last_error="permanent:parse_error"),
+        ) if p]
+    if problems:
+        grade.fail("attempts/last_error: " + "; ".join(problems))
+    grade.note("attempts counted per entry into processing; last_error kept across a reopen")
+
+
+KILL_KEYS = 300
+KILL_ROUNDS = 3
+
+
+def _acked(log: str) -> dict[str, int]:
+    last: dict[str, int] = {}
+    for line in log.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 2 and parts[1].isdigit():
+            last[parts[0]] = int(parts[1])
+    return last
+
+
+@task("checkpoint:kill", cost=3.0)
+def kill_facts(ctx: Context) -> dict[str, Any]:
+    """Hammer ``transition`` in a child, SIGKILL it at a seeded random moment, reopen; three rounds."""
+    work = ctx.workdir("checkpoint-kill")
+    state_dir, log = work / "state", work / "acked.log"
+    rng = random.Random(ctx.seed)
+    rounds = []
+    for round_no in range(1, KILL_ROUNDS + 1):
+        before = len(log.read_text().splitlines()) if log.exists() else 0
+        hammer = start_probe(ctx.impl, "checkpoint_hammer",
+                             {"state_dir": str(state_dir), "keys": KILL_KEYS, "log": str(log)}, workdir=work)
+        deadline = time.monotonic() + ctx.timeout(30)
+        progressed = False
+        while time.monotonic() < deadline and hammer.proc.poll() is None:
+            lines = len(log.read_text().splitlines()) if log.exists() else 0
+            if lines - before >= KILL_KEYS + 20:
+                progressed = True
+                break
+            time.sleep(0.01)
+        if not progressed:
+            verdict = hammer.finish(0.5)
+            return {"round": round_no, "problem": "hammer", "verdict": verdict}
+        delay = rng.uniform(0.0, 0.03)
+        time.sleep(delay)
+        hammer.kill()
+        acked = _acked(log.read_text())
+        dump = ctx.probe("checkpoint_dump", {"state_dir": str(state_dir)}, workdir="checkpoint-kill")
+        rounds.append({"round": round_no, "delay_s": delay, "acked": len(acked)})
+        if not dump.ok:
+            return {"round": round_no, "problem": "reopen", "verdict": dump, "rounds": rounds}
+        entries = dump.data["entries"]
+        lost, torn = [], []
+        for key, attempts in sorted(acked.items()):
+            got = entries.get(key)
+            if got is None or got.get("attempts") is None or got["attempts"] < attempts:
+                lost.append(f"{key} (acknowledged attempts {attempts}, store says "
+                            f"{None if got is None else got.get('attempts')})")
+            elif got["attempts"] > attempts + 1 or got.get("state") != "processing":
+                torn.append(f"{key} ({got})")
+        if lost or torn:
+            return {"round": round_no, "problem": "inconsistent", "lost": lost, "torn": torn, "rounds": rounds,
+                    "acked": len(acked)}
+    return {"problem": None, "rounds": rounds}
+
+
+@pytest.mark.points(4)
+@pytest.mark.task("checkpoint:kill")
+def test_survives_sigkill_during_writes(grade: Any) -> None:
+    """A SIGKILL at a random moment of a stream of transitions leaves a readable, complete checkpoint"""
+    facts = grade.facts()
+    problem = facts["problem"]
+    how = (f"(a child made transitions on {KILL_KEYS} keys and was SIGKILLed at a random moment, seed "
+           f"{grade.ctx.seed}, round {facts.get('round')} of {KILL_ROUNDS})")
+    if problem == "hammer":
+        verdict = facts["verdict"]
+        if verdict.is_grader_error:
+            raise GraderError(verdict.failure("checkpoint kill test"))
+        grade.fail(verdict.failure(f"checkpoint under load {how}"))
+    if problem == "reopen":
+        verdict = facts["verdict"]
+        if verdict.status == "todo":
+            grade.fail(verdict.failure("checkpoint reopen after SIGKILL"))
+        grade.fail(f"the checkpoint could not be reopened after a SIGKILL during writes {how}: "
+                   + verdict.failure("reopen").split(": ", 1)[-1]
+                   + "\nA whole-file rewrite is torn by a kill: use SQLite transactions or write a temporary "
+                     "file and os.replace() it.")
+    if problem == "inconsistent":
+        lost, torn = facts["lost"], facts["torn"]
+        parts = []
+        if lost:
+            parts.append(f"{len(lost)} of {facts['acked']} acknowledged transitions lost, e.g. {'; '.join(lost[:3])}")
+        if torn:
+            parts.append(f"{len(torn)} entries in an impossible state, e.g. {'; '.join(torn[:3])}")
+        grade.fail(f"checkpoint after SIGKILL {how}: " + "; ".join(parts)
+                   + "\nA transition must be durable when it returns.")
+    grade.note(f"{KILL_ROUNDS} SIGKILLs during {KILL_KEYS}-key write streams: the store reopened every time with "
+               "every acknowledged transition")
