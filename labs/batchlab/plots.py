@@ -277,9 +277,11 @@ def plot_throughput(path: Path, *, commits: Sequence[float], passes: Sequence[tu
         for k in kills:
             for ax in (top, bottom):
                 ax.axvline(k, color=_KILL_COLOR, linewidth=3.5)
-            top.annotate(style.t("kill"), xy=(k, 0.82), xycoords=("data", "axes fraction"),
-                         xytext=(-8, 0), textcoords="offset points", ha="right", color=_KILL_COLOR,
-                         fontsize=16, fontweight="bold")
+            left = k > 0.3 * end  # the label goes where there is room: left of the line unless it is near the axis
+            top.annotate(style.t("kill"), xy=(k, 0.8), xycoords=("data", "axes fraction"),
+                         xytext=(-8 if left else 8, 0), textcoords="offset points", ha="right" if left else "left",
+                         color=_KILL_COLOR, fontsize=16, fontweight="bold",
+                         bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
         bottom.set_xlim(0, end * 1.02)
         return _save(fig, path, style)
 
