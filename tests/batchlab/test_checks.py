@@ -1,0 +1,207 @@
+"""In-notebook checks: step names, fresh imports of the student module, guarded cells, and check(step)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from batchlab import checks
+from batchlab.checks import CheckResult, UnknownStepError, check, load_student, normalize_step, overview, student_cell
+from batchlab.cli import main
+
+
+@pytest.fixture
+def impl_file(tmp_path: Path) -> Path:
+    """A tiny implementation file whose ``VERSION`` a test can rewrite."""
+    path = tmp_path / "impl.py"
+    path.write_text("VERSION = 1\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def grader_that_hangs(tmp_path: Path) -> Path:
+    """A grader folder whose only test sleeps far longer than any timeout a test gives."""
+    grader = tmp_path / "hanging" / "grader"
+    grader.mkdir(parents=True)
+    (grader / "conftest.py").write_text(
+        "def pytest_addoption(parser):\n"
+        "    for name in ('--impl', '--step', '--results'):\n"
+        "        parser.addoption(name)\n", encoding="utf-8")
+    (grader / "test_hang.py").write_text("import time\n\ndef test_forever():\n    time.sleep(600)\n", encoding="utf-8")
+    return grader
+
+
+@pytest.fixture
+def grader_that_crashes(tmp_path: Path) -> Path:
+    """A grader folder whose conftest raises at import, so no results.json is ever written."""
+    grader = tmp_path / "crashing" / "grader"
+    grader.mkdir(parents=True)
+    (grader / "conftest.py").write_text("raise RuntimeError('grader bug: cannot start')\n", encoding="utf-8")
+    return grader
+
+
+@pytest.fixture(scope="module")
+def skeleton_checkpoint_result() -> CheckResult:
+    """check("checkpoint") run by the real grader on the generated skeleton (shared: one grader run)."""
+    from batchlab.paths import student_module
+
+    return check("checkpoint", impl=student_module())
+
+
+class TestNormalizeStep:
+    @pytest.mark.parametrize("given", ["checkpoint", "01", "1", 1, " Checkpoint "])
+    def test_a_name_or_a_notebook_number_names_the_step(self, given: object) -> None:
+        assert normalize_step(given) == "checkpoint"  # type: ignore[arg-type]
+
+    def test_every_notebook_number_maps_to_the_grader_step_names(self) -> None:
+        assert [normalize_step(n) for n in range(1, 7)] == [
+            "checkpoint", "idempotency", "backoff", "concurrency", "resume", "metrics"]
+
+    def test_an_unknown_step_raises_the_unified_error(self) -> None:
+        with pytest.raises(UnknownStepError) as info:
+            normalize_step("07")
+        error = info.value.to_dict()["error"]
+        assert error["code"] == "unknown_step" and "checkpoint" in error["hints"][0]
+
+
+class TestLoadStudent:
+    def test_it_imports_the_file_named_by_batchlab_impl(self, impl_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("BATCHLAB_IMPL", str(impl_file))
+        assert load_student().VERSION == 1
+
+    def test_an_edit_is_picked_up_by_the_next_call_without_a_restart(self, impl_file: Path) -> None:
+        first = load_student(impl_file)
+        impl_file.write_text("VERSION = 2\n", encoding="utf-8")
+        second = load_student(impl_file)
+        assert (first.VERSION, second.VERSION) == (1, 2)
+        assert first is not second
+
+    def test_the_lazy_export_from_batchlab_is_the_same_function(self) -> None:
+        import batchlab
+
+        assert batchlab.load_student is load_student and batchlab.check is check
+
+
+class TestStudentCell:
+    def test_an_unfinished_step_becomes_a_todo_note_instead_of_an_error(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.delenv("BATCHLAB_STRICT", raising=False)
+        with student_cell("step 01") as note:
+            raise NotImplementedError("TODO step 01: open the store")
+        assert note.todo and "TODO step 01" in note.text()
+        assert "TODO step 01" in capsys.readouterr().out
+
+    def test_a_bug_is_shown_with_its_place_in_the_student_file(
+        self, impl_file: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("BATCHLAB_STRICT", raising=False)
+        monkeypatch.setenv("BATCHLAB_IMPL", str(impl_file))
+        impl_file.write_text("def broken():\n    return 1 / 0\n", encoding="utf-8")
+        with student_cell("step 02") as note:
+            load_student().broken()
+        assert not note.todo
+        assert "ZeroDivisionError" in note.text() and "impl.py:2 in broken" in note.text()
+
+    def test_strict_mode_lets_every_error_through(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("BATCHLAB_STRICT", "1")
+        with pytest.raises(NotImplementedError):
+            with student_cell("step 01"):
+                raise NotImplementedError("TODO step 01")
+
+    def test_a_cell_that_works_leaves_no_note(self) -> None:
+        with student_cell("step 01") as note:
+            pass
+        assert note.error is None and note.text() == ""
+
+
+class TestOverview:
+    def test_the_skeleton_has_todos_in_every_step(self, skeleton_impl: Path) -> None:
+        todo = overview(skeleton_impl).todo
+        assert all(todo.get(num, 0) > 0 for num in checks.STEPS), todo
+
+    def test_the_reference_has_none(self, reference_impl: Path) -> None:
+        view = overview(reference_impl)
+        assert all(done for *_, done in view.rows())
+        assert "待完成" not in view._repr_html_() and "TODO x" not in view.text()
+
+    def test_a_missing_file_is_reported_not_raised(self, tmp_path: Path) -> None:
+        assert "cannot read" in overview(tmp_path / "nope.py").text()
+
+
+class TestCheckWithTheRealGrader:
+    def test_the_reference_passes_every_public_check_and_hidden_scenarios_are_announced(
+        self, reference_impl: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code = main(["check", "01", "--impl", str(reference_impl), "--json"])
+        result = json.loads(capsys.readouterr().out)
+        assert code == 0, result
+        assert result["status"] == "passed" and result["step"] == "checkpoint"
+        assert result["total"] > 0 and result["passed"] == result["total"]
+        assert result["hidden_scenarios"] > 0
+        assert f"{result['total']}/{result['total']} public checks passed; " \
+               f"{result['hidden_scenarios']} hidden scenarios run at grading" in result["headline"]
+
+    def test_the_skeleton_fails_with_todo_feedback(self, skeleton_checkpoint_result: CheckResult) -> None:
+        result = skeleton_checkpoint_result
+        assert result.status == "failed" and result.total > 0 and result.passed == 0
+        assert all("TODO step 01" in t.output for t in result.tests), [t.output for t in result.tests]
+
+    def test_the_notebook_view_is_html_with_every_check_and_the_hidden_count(
+        self, skeleton_checkpoint_result: CheckResult
+    ) -> None:
+        page = skeleton_checkpoint_result._repr_html_()
+        assert page.startswith("<div") and "hidden scenarios run at grading" in page
+        for t in skeleton_checkpoint_result.tests:
+            assert t.name.split(":")[0] in page
+        assert "TODO step 01" in page
+
+    def test_the_terminal_view_is_plain_text(self, skeleton_checkpoint_result: CheckResult) -> None:
+        text = str(skeleton_checkpoint_result)
+        assert "<" not in text.splitlines()[1] and "FAIL" in text and "TODO step 01" in text
+
+
+class TestCheckNeverRaises:
+    def test_a_missing_grader_is_a_readable_message(self, reference_impl: Path, tmp_path: Path) -> None:
+        result = check("checkpoint", impl=reference_impl, grader_dir=tmp_path / "no-grader")
+        assert result.status == "error" and "grader is not installed" in result.message
+
+    def test_a_missing_implementation_is_a_readable_message(self, tmp_path: Path) -> None:
+        result = check("checkpoint", impl=tmp_path / "gone.py")
+        assert result.status == "error" and "not found" in result.message
+
+    def test_an_unknown_step_is_a_readable_message(self, reference_impl: Path) -> None:
+        result = check("08", impl=reference_impl)
+        assert result.status == "error" and "unknown step" in result.message
+        assert "could not run" in str(result)
+
+    def test_a_grader_that_hangs_is_stopped_at_the_timeout(self, reference_impl: Path,
+                                                          grader_that_hangs: Path) -> None:
+        result = check("checkpoint", impl=reference_impl, grader_dir=grader_that_hangs, timeout_s=3)
+        assert result.status == "error" and "did not finish within 3 s" in result.message
+
+    def test_a_grader_that_crashes_is_reported_with_its_output(self, reference_impl: Path,
+                                                              grader_that_crashes: Path) -> None:
+        result = check("checkpoint", impl=reference_impl, grader_dir=grader_that_crashes)
+        assert result.status == "error"
+        assert "without writing results.json" in result.message and "grader bug: cannot start" in result.message
+
+
+class TestCommandLine:
+    def test_an_unknown_step_is_bad_input_with_exit_2(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["check", "nope"]) == 2
+        assert json.loads(capsys.readouterr().out)["error"]["code"] == "unknown_step"
+
+    def test_a_missing_impl_file_is_bad_input_with_exit_2(self, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["check", "checkpoint", "--impl", str(tmp_path / "gone.py")]) == 2
+        assert json.loads(capsys.readouterr().out)["error"]["code"] == "file_not_found"
+
+    def test_the_verb_is_registered_in_the_kit_cli(self) -> None:
+        import subprocess
+
+        out = subprocess.run([sys.executable, "-m", "batchlab", "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "public tests of one step" in " ".join(out.stdout.split())
