@@ -10,6 +10,7 @@ The output folder holds::
 
     report.md        the template (templates/submission-report.md) filled in, Chinese
     report.json      every figure: metrics, thresholds, per pass, retry delays, the student's report
+    grader-results.json  a copy of the grader's results, when ``--grader-results`` is given
     metrics.csv      one row per metric: value, threshold, result
     passes.csv       one row per pass (pass 1 against pass 2 ...)
     plots/*.png      throughput over time (kill marked), latency histogram (p50/p95),
@@ -73,7 +74,7 @@ TEMPLATE_KEYS = frozenset({
     "completed", "config", "fault_plan", "kills", "passes", "verdict", "metric_table", "pass_table",
     "failure_table", "retry_table", "retry_count", "integrity", "observability_table", "log_excerpt",
     "plot_throughput", "plot_latency", "plot_failures", "plot_passes", "plot_retry_delays", "plot_language",
-    "metrics_command", "report_command", "p50", "p95",
+    "metrics_command", "report_command", "p50", "p95", "grader_section",
 })
 
 
@@ -302,12 +303,17 @@ def fill_template(text: str, values: Mapping[str, Any]) -> str:
 
 
 def build_report(*, run_dir: str | Path, out: str | Path, lang: str = "auto",
-                 template: str | Path | None = None) -> ReportResult:
-    """Write the report folder ``out`` for the run in ``run_dir`` (see the module docstring)."""
+                 template: str | Path | None = None, grader_results: str | Path | None = None) -> ReportResult:
+    """Write the report folder ``out`` for the run in ``run_dir`` (see the module docstring).
+
+    ``grader_results``: a ``results.json`` written by ``pytest grader``; its score
+    table goes into the report and the file is copied beside it.
+    """
     run = Path(run_dir)
     out = Path(out)
     _check_run_dir(run)
     _check_out(out)
+    graded = read_grader_results(grader_results) if grader_results is not None else None
     tpl = Path(template) if template else template_path()
     if not tpl.is_file():
         raise UsageError(f"template {tpl} not found", code="template_missing", details={"template": str(tpl)},
@@ -357,6 +363,10 @@ def build_report(*, run_dir: str | Path, out: str | Path, lang: str = "auto",
         _write_csv(tmp / "passes.csv", pass_fields, [[r.get(f) for f in pass_fields] for r in pass_rows])
         values = _values(run, out, spec, metrics, rows, pass_rows, delays, expected, kills, events, origin,
                          observed_table, style)
+        values["grader_section"] = grader_section(graded)
+        if graded is not None:
+            (tmp / "grader-results.json").write_text(json.dumps(graded, ensure_ascii=False, indent=2) + "\n",
+                                                     encoding="utf-8")
         (tmp / "report.md").write_text(fill_template(template_text, values), encoding="utf-8")
         if out.exists():
             out.rmdir()  # empty (checked above)
@@ -366,6 +376,51 @@ def build_report(*, run_dir: str | Path, out: str | Path, lang: str = "auto",
         raise
     files = sorted(p for p in out.rglob("*") if p.is_file())
     return ReportResult(out=out, files=files, style=style, meets_thresholds=metrics.meets_thresholds(), data=data)
+
+
+def read_grader_results(path: str | Path) -> dict[str, Any]:
+    """A Gradescope-format ``results.json`` (``score``, ``tests[]``), or the unified error."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        data = None
+        problem = "does not exist"
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        data = None
+        problem = f"is not readable JSON ({exc.__class__.__name__})"
+    else:
+        problem = "has no `tests` list" if not (isinstance(data, dict) and isinstance(data.get("tests"), list)) else ""
+    if data is None or problem:
+        raise UsageError(f"grader results {p} {problem}", code="bad_grader_results", details={"path": str(p)},
+                         hints=["Run `pytest grader` first; it writes grader-results/results.json."])
+    return data
+
+
+def grader_section(results: Mapping[str, Any] | None) -> str:
+    """The grader's score table in Markdown (or how to attach it)."""
+    if results is None:
+        return ("没有附上评分结果。运行 `pytest grader` 后，用 `batchlab report RUN_DIR --out DIR "
+                "--grader-results grader-results/results.json` 重新生成报告即可附上。")
+    tests = results.get("tests", [])
+    total = sum(float(t.get("score", 0) or 0) for t in tests)
+    top = sum(float(t.get("max_score", 0) or 0) for t in tests)
+    score = float(results.get("score", total) or 0)
+    extra = results.get("extra_data") or {}
+    table = _table(["编号", "测试", "得分", "结果"],
+                   [[t.get("number", ""), str(t.get("name", ""))[:90], f"{float(t.get('score', 0) or 0):g} / "
+                     f"{float(t.get('max_score', 0) or 0):g}", "✅ 通过" if t.get("status") == "passed" else "❌ 未通过"]
+                    for t in tests])
+    lines = [f"总分（score）：**{score:g} / {float(results.get('max_score', top) or top):g}**，"
+             f"{sum(t.get('status') == 'passed' for t in tests)} / {len(tests)} 项通过。", "", table]
+    hidden = extra.get("hidden_scenarios")
+    if hidden:
+        lines += ["", f"另有 {hidden} 个隐藏场景（hidden scenarios）在正式评分时运行，本地全部通过不等于满分。"]
+    errors = extra.get("grader_errors") or []
+    if errors:
+        lines += ["", f"⚠ 评分器自身出错 {len(errors)} 次（grader errors），请联系助教。"]
+    lines += ["", "原始结果已复制到本文件夹的 `grader-results.json`。"]
+    return "\n".join(lines)
 
 
 def rejected_codes(spec: Mapping[str, Any]) -> set[str]:
@@ -505,7 +560,7 @@ def _values(run: Path, out: Path, spec: Mapping[str, Any], metrics: Metrics, row
         "p50": fmt_value("latency_p50_s", metrics.latency_p50_s),
         "p95": fmt_value("latency_p95_s", metrics.latency_p95_s),
     }
-    assert set(values) == TEMPLATE_KEYS, set(values) ^ TEMPLATE_KEYS
+    assert set(values) | {"grader_section"} == TEMPLATE_KEYS, set(values) ^ TEMPLATE_KEYS
     return values
 
 
@@ -520,7 +575,8 @@ _EXIT_NAMES = {"ok": "正常结束", "killed": "被杀死（SIGKILL）", "died":
 def cmd_report(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
     out = Path(args.out) if args.out else Path("reports") / (run.resolve().name or "run")
-    result = build_report(run_dir=run, out=out, lang=args.lang, template=args.template)
+    result = build_report(run_dir=run, out=out, lang=args.lang, template=args.template,
+                          grader_results=args.grader_results)
     if args.json:
         print(json.dumps({"out": str(result.out), "report": str(result.markdown),
                           "files": [str(f) for f in result.files], "plot_language": result.style.lang,
@@ -542,5 +598,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--lang", choices=("auto", "zh", "en"), default="auto",
                    help="plot labels: Chinese where a CJK font is found (auto), or force one")
     p.add_argument("--template", type=Path, default=None, help="another Markdown template")
+    p.add_argument("--grader-results", type=Path, default=None,
+                   help="attach the score table of a `pytest grader` results.json")
     p.add_argument("--json", action="store_true", help="print what was written as JSON")
     p.set_defaults(func=cmd_report)

@@ -196,6 +196,37 @@ class TestCommandLine:
         assert printed["plot_language"] == "en"
 
 
+class TestGraderResults:
+    def test_the_graders_score_table_is_attached_and_copied(self, tmp_path, killed_and_resumed_run):
+        results = {"score": 5.0, "max_score": 8.0, "extra_data": {"hidden_scenarios": 4, "grader_errors": []},
+                   "tests": [{"number": "05.1", "name": "resume: skips committed keys", "score": 2.0, "max_score": 2.0,
+                              "status": "passed"},
+                             {"number": "05.2", "name": "resume: redoes work killed before the sink write",
+                              "score": 3.0, "max_score": 6.0, "status": "failed"}]}
+        source = tmp_path / "results.json"
+        source.write_text(json.dumps(results), encoding="utf-8")
+        out = tmp_path / "out"
+        build_report(run_dir=killed_and_resumed_run, out=out, lang="en", grader_results=source)
+        text = (out / "report.md").read_text(encoding="utf-8")
+        assert "**5 / 8**" in text and "1 / 2 项通过" in text and "另有 4 个隐藏场景" in text
+        assert "| 05.2 | resume: redoes work killed before the sink write | 3 / 6 | ❌ 未通过 |" in text
+        assert json.loads((out / "grader-results.json").read_text(encoding="utf-8")) == results
+
+    def test_without_grader_results_the_report_says_how_to_attach_them(self, english_report):
+        out, _ = english_report
+        assert "--grader-results grader-results/results.json" in (out / "report.md").read_text(encoding="utf-8")
+        assert not (out / "grader-results.json").exists()
+
+    def test_a_file_that_is_not_grader_results_gives_the_unified_error_before_any_work(self, tmp_path, capsys,
+                                                                                       killed_and_resumed_run):
+        bogus = tmp_path / "results.json"
+        bogus.write_text('{"score": 1}', encoding="utf-8")
+        assert main(["report", str(killed_and_resumed_run), "--out", str(tmp_path / "out"),
+                     "--grader-results", str(bogus)]) == 2
+        assert json.loads(capsys.readouterr().out)["error"]["code"] == "bad_grader_results"
+        assert not (tmp_path / "out").exists()
+
+
 class TestFonts:
     def test_without_a_cjk_font_labels_are_english_and_forcing_chinese_is_refused(self):
         from matplotlib import font_manager
