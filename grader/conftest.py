@@ -138,6 +138,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if dropped:
             config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+    # Hidden scenarios last, so that the public ones keep their numbers and order.
+    items.sort(key=lambda i: "/hidden/" in i.nodeid.replace("\\", "/"))
     if not items:
         return
     if gs.impl_problem is None:

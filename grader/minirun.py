@@ -50,7 +50,10 @@ def mini_run(ctx: Context, name: str, documents: list[dict[str, Any]], passes: l
     for pass_no, extra in enumerate(passes, start=1):
         args = {"run_dir": str(run_dir), "input": str(input_path), "batch_id": f"batch-{name}".replace("_", "-"),
                 "pass_no": pass_no, **extra}
-        verdicts.append(ctx.probe("batch_pass", args, workdir=f"mini-{name}", timeout_s=timeout_s))
+        verdict = ctx.probe("batch_pass", args, workdir=f"mini-{name}", timeout_s=timeout_s)
+        verdicts.append(verdict)
+        if verdict.status in ("timeout", "import_error", "grader_error"):
+            break  # resuming would hang or fail the same way
     events = read_events(run_dir / "ledger.jsonl")
     puts = read_puts(run_dir / "sink.sqlite")
     outputs = {rec.key: rec for rec in read_outputs(run_dir / "sink.sqlite")}

@@ -182,6 +182,8 @@ class Scenario:
         return sum(BASE_POINTS.values()) + sum(EXTRA_POINTS[e] for e in self.extra)
 
     def describe_crashes(self, plans: Sequence[CrashPlan]) -> str:
+        if self.flow == "bad_input":
+            return "pass 1: the good batch; pass 2: a malformed batch file; pass 3: resume of the good batch"
         parts = []
         for n, p in enumerate(plans, start=1):
             if p.kind == CRASH_NONE:
@@ -273,6 +275,8 @@ def run_scenario(sc: Scenario, ctx: Context) -> ScenarioRun:
     if sc.flow == "bad_input":
         prepare(spec, fresh=True)
         passes = [run_pass(spec, 1)]
+        if passes[0].returncode != 0:  # no good state to protect: the scenario is not scored anyway
+            return _collect(sc, run_dir, documents, plans, passes, time.monotonic() - started, facts)
         before = _digest(run_dir)
         good = input_path.read_bytes()
         bad = '{"batch_id": "batch-bad-batch-input", "documents": [{"id": "doc-1", "content": "half a file'
@@ -283,7 +287,11 @@ def run_scenario(sc: Scenario, ctx: Context) -> ScenarioRun:
         passes.append(run_pass(spec, 3))
     else:
         passes = run_passes(spec, plans, fresh=True)
-    duration = time.monotonic() - started
+    return _collect(sc, run_dir, documents, plans, passes, time.monotonic() - started, facts)
+
+
+def _collect(sc: Scenario, run_dir: Path, documents: list[dict[str, Any]], plans: list[CrashPlan],
+             passes: list[PassResult], duration: float, facts: dict[str, Any]) -> ScenarioRun:
     events = read_events(run_dir / "ledger.jsonl")
     puts = read_puts(run_dir / "sink.sqlite")
     metrics = compute_metrics(documents, events, read_outputs(run_dir / "sink.sqlite"), puts)

@@ -56,10 +56,13 @@ def draw_timeline(events: Sequence[Mapping[str, Any]], path: Path, *, title: str
     rows = {doc: i for i, doc in enumerate(d for d in ordered if d in first_seen or d in highlight)
             if i < MAX_ROWS}
     fig, ax = plt.subplots(figsize=(12, max(3.0, 0.18 * len(rows) + 1.5)), dpi=90)
+    groups: dict[tuple[int, bool, bool], list[tuple[float, float]]] = {}
     for doc, a, b, ok, retry in calls:
         if doc in rows:
-            ax.barh(rows[doc], max(b - a, 0.002), left=a, height=0.6, color="#4caf50" if ok else "#ff9800",
-                    hatch="//" if retry else None, edgecolor="#555555" if retry else None, linewidth=0.3)
+            groups.setdefault((rows[doc], ok, retry), []).append((a, max(b - a, 0.002)))
+    for (row, ok, retry), spans in groups.items():  # one artist per row and kind: fast for 1000s of calls
+        ax.broken_barh(spans, (row - 0.3, 0.6), facecolors="#4caf50" if ok else "#ff9800",
+                       hatch="//" if retry else None, edgecolor="#555555" if retry else "none", linewidth=0.3)
     for doc, t, dup in commits:
         if doc in rows:
             ax.plot(t, rows[doc], "rx" if dup else "k.", markersize=7 if dup else 4)

@@ -1,0 +1,22 @@
+"""Done before the sink write: the checkpoint says ``done`` before ``sink.put`` has made the output durable.
+
+A kill between the two loses the document for good: the resume skips it as done.
+"""
+
+REPLACEMENTS = [
+    ('''            writes = sink.put(key, doc, result.chunks, result.vectors, mode=result.mode)
+            if writes > 1:
+                report.duplicate_executions += 1
+            state = DONE if result.mode == MODE_FULL else DEGRADED
+            store.transition(key, state, error=result.error)
+''', '''            state = DONE if result.mode == MODE_FULL else DEGRADED
+            store.transition(key, state, error=result.error)
+            writes = sink.put(key, doc, result.chunks, result.vectors, mode=result.mode)
+            if writes > 1:
+                report.duplicate_executions += 1
+'''),
+]
+LOSES = {"test_resume_redoes_work_killed_before_its_sink_write"}
+MAY_LOSE = {"test_scenario[random_kills]"}
+SCENARIO_CHECKS = {"completion", "fail rate", "report agrees with ledger"}
+MESSAGE = r"marked done before sink.put returned"
