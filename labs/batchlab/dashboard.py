@@ -63,12 +63,12 @@ CRASH_LABELS = {"none": "不崩溃 none", "during_call": "调用中 during_call"
 
 CSS = """
 <style>
-.batchlab-dashboard { font-size: 20px; max-width: 1100px; }
+.batchlab-dashboard { font-size: 20px; max-width: 1000px; }
 .batchlab-dashboard .widget-label, .batchlab-dashboard .widget-readout,
 .batchlab-dashboard .widget-inline-hbox .widget-label { font-size: 20px !important; line-height: 32px; }
 .batchlab-dashboard .widget-slider, .batchlab-dashboard .widget-dropdown { height: 36px; }
 .batchlab-dashboard .widget-dropdown select { font-size: 20px; height: 34px; }
-.batchlab-dashboard .jupyter-button { font-size: 22px; font-weight: 600; height: 56px; border-radius: 8px; }
+.batchlab-dashboard .jupyter-button { font-size: 21px; font-weight: 600; border-radius: 8px; }
 .batchlab-dashboard .widget-progress .progress { height: 34px; }
 .bl-title { font-size: 30px; font-weight: 700; margin: 4px 0 8px 0; }
 .bl-status { font-size: 20px; padding: 6px 0; }
@@ -96,7 +96,7 @@ def status_html(snap: Snapshot) -> str:
     worker = f"worker pid <b>{snap.pid}</b>" if snap.pid else "no worker running"
     passes = ", ".join(f"pass {p.pass_no}: {p.outcome} ({p.duration_s:.1f} s)" for p in snap.passes)
     return (
-        f'<div class="bl-status" data-phase="{snap.phase}">'
+        f'<div class="bl-status" data-phase="{snap.phase}" data-pid="{snap.pid or ""}" data-kernel-pid="{os.getpid()}">'
         f'<span class="bl-phase" style="background:{color}">{html.escape(PHASE_LABELS.get(snap.phase, snap.phase))}'
         f"</span> &nbsp;pass {snap.pass_no} · {worker} · kernel pid {os.getpid()} · "
         f"{snap.elapsed_s:.1f} s<br>{html.escape(snap.message)}"
@@ -130,7 +130,7 @@ def metrics_html(snap: Snapshot) -> str:
     rows = []
     for row in snap.metrics:
         if row.ok is None:
-            verdict = '<td class="bl-note">reported</td>'
+            verdict = "<td></td>"
         else:
             verdict = f'<td class="{"bl-ok" if row.ok else "bl-bad"}">{"✔ PASS" if row.ok else "✘ FAIL"}</td>'
         rows.append(f'<tr data-metric="{html.escape(row.label)}" data-ok="{row.ok}"><td>{html.escape(row.label)}</td>'
@@ -139,9 +139,9 @@ def metrics_html(snap: Snapshot) -> str:
     return f'<table class="bl-metrics">{head}{"".join(rows)}</table>'
 
 
-def completion_svg(snap: Snapshot, *, width: int = 1000, height: int = 330) -> str:
+def completion_svg(snap: Snapshot, *, width: int = 900, height: int = 330) -> str:
     """Finished documents over time, a red line at each crash and a green line at each resume."""
-    left, right, top, bottom = 70, 20, 20, 56
+    left, right, top, bottom = 80, 24, 20, 62
     pw, ph = width - left - right, height - top - bottom
     series = list(snap.series)
     if series and snap.live:
@@ -156,19 +156,19 @@ def completion_svg(snap: Snapshot, *, width: int = 1000, height: int = 330) -> s
     def y(n: float) -> float:
         return top + ph * (1 - n / n_max)
 
-    parts = [f'<svg class="bl-plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" style="background:#fff;font-family:sans-serif">']
+    parts = [f'<svg class="bl-plot" xmlns="http://www.w3.org/2000/svg" width="100%" viewBox="0 0 {width} {height}" '
+             f'style="max-width:{width}px;background:#fff;font-family:sans-serif">']
     for i in range(5):
         n = n_max * i / 4
         t = t_max * i / 4
         parts.append(f'<line x1="{left}" y1="{y(n):.1f}" x2="{left + pw}" y2="{y(n):.1f}" stroke="#e5e7eb"/>')
-        parts.append(f'<text x="{left - 8}" y="{y(n) + 6:.1f}" font-size="17" text-anchor="end">{n:.0f}</text>')
-        parts.append(f'<text x="{x(t):.1f}" y="{top + ph + 24}" font-size="17" text-anchor="middle">{t:.1f}</text>')
+        parts.append(f'<text x="{left - 8}" y="{y(n) + 6:.1f}" font-size="20" text-anchor="end">{n:.0f}</text>')
+        parts.append(f'<text x="{x(t):.1f}" y="{top + ph + 26}" font-size="20" text-anchor="middle">{t:.1f}</text>')
     parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#9ca3af"/>')
-    parts.append(f'<text x="{left + pw / 2}" y="{height - 6}" font-size="18" text-anchor="middle">'
+    parts.append(f'<text x="{left + pw / 2}" y="{height - 6}" font-size="21" text-anchor="middle">'
                  "时间 time (s)</text>")
-    parts.append(f'<text x="16" y="{top + ph / 2}" font-size="18" text-anchor="middle" '
-                 f'transform="rotate(-90 16 {top + ph / 2})">已结束 finished</text>')
+    parts.append(f'<text x="20" y="{top + ph / 2}" font-size="21" text-anchor="middle" '
+                 f'transform="rotate(-90 20 {top + ph / 2})">已结束 finished</text>')
     if series:
         points = []
         prev_n = series[0][1]
@@ -181,10 +181,13 @@ def completion_svg(snap: Snapshot, *, width: int = 1000, height: int = 330) -> s
     for i, m in enumerate(snap.markers):
         color = "#dc2626" if m.kind == "crash" else "#16a34a"
         dash = ' stroke-dasharray="8,5"' if m.kind == "crash" else ""
-        ty = top + 22 + 24 * (i % 3)
+        ty = top + 24 + 26 * (i % 4)
         parts.append(f'<line class="bl-marker" data-kind="{m.kind}" x1="{x(m.t):.1f}" y1="{top}" x2="{x(m.t):.1f}" '
                      f'y2="{top + ph}" stroke="{color}" stroke-width="3"{dash}/>')
-        parts.append(f'<text x="{x(m.t) + 6:.1f}" y="{ty}" font-size="18" fill="{color}" font-weight="700">'
+        right_half = x(m.t) > left + pw * 0.6  # keep the label inside the plot
+        anchor, tx = ("end", x(m.t) - 6) if right_half else ("start", x(m.t) + 6)
+        parts.append(f'<text x="{tx:.1f}" y="{ty}" font-size="21" fill="{color}" font-weight="700" '
+                     f'text-anchor="{anchor}">'
                      f"{html.escape(m.label)}</text>")
     parts.append("</svg>")
     return "".join(parts)
@@ -213,29 +216,31 @@ class Dashboard:
         self._render_lock = threading.Lock()
         self.last_error: str | None = None
         s = self.model.settings
-        wide = w.Layout(width="600px")
-        style = {"description_width": "260px"}
+        style = {"description_width": "300px"}
+
+        def wide() -> Any:
+            return w.Layout(width="100%", max_width="860px")
 
         self.documents = w.IntSlider(value=s.documents, min=20, max=1000, step=10, description="文档数 documents",
-                                     layout=wide, style=style, continuous_update=False)
+                                     layout=wide(), style=style, continuous_update=False)
         self.fault_rate = w.IntSlider(value=round(s.fault_rate * 100), min=1, max=5, step=1,
-                                      description="故障率 fault rate (%)", layout=wide, style=style,
+                                      description="故障率 fault rate (%)", layout=wide(), style=style,
                                       continuous_update=False)
         self.concurrency = w.IntSlider(value=s.concurrency, min=1, max=32, step=1, description="并发 concurrency",
-                                       layout=wide, style=style, continuous_update=False)
+                                       layout=wide(), style=style, continuous_update=False)
         self.crash = w.Dropdown(options=[(CRASH_LABELS[k], k) for k in CRASH_KINDS], value=s.crash,
-                                description="计划崩溃 crash kind", layout=wide, style=style)
+                                description="计划崩溃 crash kind", layout=wide(), style=style)
         for control in (self.documents, self.fault_rate, self.concurrency, self.crash):
             control.observe(self._on_setting, names="value")
 
         def button(text: str, style_name: str, css: str, handler: Callable[[Any], None]) -> Any:
-            b = w.Button(description=text, button_style=style_name, layout=w.Layout(width="230px", height="56px"))
+            b = w.Button(description=text, button_style=style_name, layout=w.Layout(flex="1 1 auto", width="auto", height="58px", margin="4px"))
             b.add_class(css)
             b.on_click(handler)
             return b
 
         self.run_button = button("▶ 运行 Run", "primary", "bl-run", lambda _: self._act(self.model.run))
-        self.crash_button = button("💥 立即崩溃 Crash now", "danger", "bl-crash", lambda _: self._act(self.model.crash_now))
+        self.crash_button = button("✖ 立即崩溃 Crash now", "danger", "bl-crash", lambda _: self._act(self.model.crash_now))
         self.resume_button = button("⟳ 恢复 Resume", "success", "bl-resume", lambda _: self._act(self.model.resume))
         self.reset_button = button("⟲ 重置 Reset", "warning", "bl-reset", lambda _: self._act(self.model.reset))
 
@@ -254,9 +259,9 @@ class Dashboard:
         self.plot.add_class("bl-plot-box")
         self.widget = w.VBox([
             self.title,
-            w.HBox([w.VBox([self.documents, self.fault_rate, self.concurrency, self.crash]),
-                    w.VBox([w.HBox([self.run_button, self.crash_button]),
-                            w.HBox([self.resume_button, self.reset_button])])]),
+            self.documents, self.fault_rate, self.concurrency, self.crash,
+            w.HBox([self.run_button, self.crash_button, self.resume_button, self.reset_button],
+                   layout=w.Layout(width="100%", max_width="1000px", flex_flow="row wrap")),
             self.status, self.progress_label, self.progress, self.counts, self.plot, self.metrics,
         ], layout=w.Layout(width="100%"))
         self.widget.add_class("batchlab-dashboard")

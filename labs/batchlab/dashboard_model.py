@@ -355,6 +355,7 @@ class DashboardModel:
         self._tail: LedgerTail | None = None
         self._board = StateBoard([])
         self._t_start: float | None = None
+        self._t_end: float | None = None
         self._series: list[tuple[float, int]] = []
         self._markers: list[Marker] = []
         self._passes: list[PassInfo] = []
@@ -507,7 +508,8 @@ class DashboardModel:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            elapsed = (self._clock() - self._t_start) if self._t_start is not None else 0.0
+            end = self._clock() if self._proc is not None else self._t_end
+            elapsed = (end - self._t_start) if self._t_start is not None and end is not None else 0.0
             return Snapshot(
                 phase=self._phase, pass_no=self._pass_no, pid=self._proc.pid if self._proc else None,
                 run_dir=str(self._run_dir) if self._run_dir else None, counts=self._board.counts(),
@@ -584,6 +586,7 @@ class DashboardModel:
                             duration_s=self._clock() - self._pass_t0, crash=self._pass_crash,
                             killed_by_parent=self._killed_by_parent, timed_out=self._timed_out)
         self._proc = None
+        self._t_end = self._clock()
         self._passes.append(PassInfo(self._pass_no, proc.pid, result.outcome, round(result.duration_s, 3)))
         try:
             self._metrics_obj = metrics_for_run(self._run_dir)
