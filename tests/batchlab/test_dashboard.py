@@ -312,3 +312,28 @@ def test_no_worker_outlives_its_model(reference_impl: Path, tmp_path: Path) -> N
     assert pid is not None and _alive(pid)
     model.close()
     assert not _alive(pid)
+
+
+@pytest.mark.slow
+def test_a_kernel_that_shuts_down_takes_its_running_worker_with_it(tmp_path: Path) -> None:
+    """A notebook closed mid-run leaves no worker behind: the kernel's exit kills it (atexit)."""
+    from jupyter_client.manager import start_new_kernel
+
+    kernel, client = start_new_kernel(kernel_name="python3")
+    try:
+        out: list[str] = []
+        code = ("from batchlab.dashboard_model import DashboardModel, DashboardSettings\n"
+                "settings = DashboardSettings(documents=300, latency_ms=50)\n"  # a pass of about half a minute
+                f"model = DashboardModel(settings=settings, runs_dir={str(tmp_path)!r})\n"
+                "print(model.run().pid)")
+        client.execute_interactive(code, timeout=60, output_hook=lambda msg: out.append(
+            msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None)
+        pid = int("".join(out).strip())
+        assert _alive(pid)
+    finally:
+        client.stop_channels()
+        kernel.shutdown_kernel(now=False)
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
