@@ -32,7 +32,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from .examples import make_documents, write_input
 from .faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_KINDS, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
 from .ledger import append_event
 from .metrics import Metrics, metrics_for_run
+from .metrics import _fmt as format_value  # the one formatting of figures, shared with format_table
 from .runner import LedgerTail, PassResult, RunSpec, prepare, start_pass
 from .service import LatencyModel
 from .thresholds import THRESHOLDS, Threshold
@@ -269,25 +270,13 @@ class StateBoard:
                 self._set(unit, FAILED)
 
 
-def _fmt(metric: str, value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if metric.endswith("_rate"):
-        return f"{value * 100:.2f} %"
-    if metric.endswith("_s"):
-        return f"{value:.3f} s"
-    if metric.endswith("per_min"):
-        return f"{value:,.0f} docs/min"
-    return f"{value:g}"
-
-
 def metric_rows(metrics: Metrics, thresholds: Mapping[str, Threshold] = THRESHOLDS) -> tuple[MetricRow, ...]:
     """The lesson's metric table: thresholds judged (green or red), then the reported figures."""
-    rows = [MetricRow(t.label, _fmt(name, value), t.text, ok)
+    rows = [MetricRow(t.label, format_value(name, value), t.text, ok)
             for name, (t, value, ok) in zip(thresholds, metrics.checks(thresholds))]
     for name, label in (("throughput_docs_per_min", "throughput"), ("latency_p50_s", "latency p50"),
                         ("latency_p95_s", "latency p95")):
-        rows.append(MetricRow(label, _fmt(name, metrics.value(name)), "reported", None))
+        rows.append(MetricRow(label, format_value(name, metrics.value(name)), "reported", None))
     rows.append(MetricRow("retries", str(metrics.retries), "reported", None))
     return tuple(rows)
 
