@@ -394,7 +394,10 @@ def check(
     """Run the grader's public tests of ``step`` on the student module and summarize them. Never raises.
 
     ``impl`` defaults to ``BATCHLAB_IMPL``, else the student module; ``timeout_s``
-    to ``BATCHLAB_CHECK_TIMEOUT``, else 300 s.
+    to ``BATCHLAB_CHECK_TIMEOUT``, else 300 s. The one exception to "never raises"
+    is ``BATCHLAB_STRICT=1`` (set by the kit's notebook tests only): then a result
+    that is not all green raises ``AssertionError``, so the notebooks' own test
+    proves that every check cell turns green with the reference.
     """
     started = time.monotonic()
     path = impl_path(impl)
@@ -411,6 +414,8 @@ def check(
         result.status = "error"
         result.message = f"unexpected error in check(): {type(exc).__name__}: {exc}"
     result.duration_s = time.monotonic() - started
+    if strict() and not result.ok:  # the kit's notebook tests: the reference must be all green
+        raise AssertionError(result.text())
     return result
 
 

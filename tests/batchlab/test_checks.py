@@ -13,6 +13,12 @@ from batchlab.checks import CheckResult, UnknownStepError, check, load_student, 
 from batchlab.cli import main
 
 
+@pytest.fixture(autouse=True)
+def not_strict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Student mode: BATCHLAB_STRICT (the notebook tests' switch) is off unless a test turns it on."""
+    monkeypatch.delenv("BATCHLAB_STRICT", raising=False)
+
+
 @pytest.fixture
 def impl_file(tmp_path: Path) -> Path:
     """A tiny implementation file whose ``VERSION`` a test can rewrite."""
@@ -188,6 +194,14 @@ class TestCheckNeverRaises:
         result = check("checkpoint", impl=reference_impl, grader_dir=grader_that_crashes)
         assert result.status == "error"
         assert "without writing results.json" in result.message and "grader bug: cannot start" in result.message
+
+
+    def test_strict_mode_turns_a_check_that_is_not_green_into_an_assertion(
+        self, reference_impl: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("BATCHLAB_STRICT", "1")
+        with pytest.raises(AssertionError, match="grader is not installed"):
+            check("checkpoint", impl=reference_impl, grader_dir=tmp_path / "no-grader")
 
 
 class TestCommandLine:
