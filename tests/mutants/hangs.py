@@ -20,8 +20,6 @@ LOSES = {
         "duplicates_in_input", "permanent_and_invalid", "bad_batch_input", "large_batch")),
 }
 MAY_LOSE: set[str] = set()
-SCENARIO_CHECKS = {"completion", "duplicate rate", "fail rate", "resume time", "exactly-once",
-                   "report agrees with ledger", "idle resume", "duplicates folded", "degraded path", "unified error",
-                   "earlier state untouched"}
+SCENARIO_CHECKS = {"not scored"}  # every scenario times out before it can be scored
 MESSAGE = r"a hang or an endless loop"
 GRADER_ARGS = ["--timeout-scale", "0.15", "--jobs", "6"]  # hung children wait, they use no CPU

@@ -1,0 +1,67 @@
+"""``batchlab grade``: run the grader (``pytest grader``) on an implementation file.
+
+A thin wrapper, so that a TA or a student can grade without remembering pytest's
+options::
+
+    batchlab grade [--impl PATH] [--hidden] [--step STEP] [--results FILE]
+
+It runs ``python -m pytest <kit_root>/grader ...`` in a child process (the
+grader itself sandboxes the student's code) and returns pytest's exit code.
+The harness does not import the grader: this only starts it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import UsageError
+from .paths import kit_root
+
+
+def grade_command(*, impl: Path | None = None, hidden: bool = False, step: str | None = None,
+                  results: Path | None = None, extra: list[str] | None = None) -> list[str]:
+    """The pytest command line that grades ``impl`` (the default implementation when None)."""
+    grader = kit_root() / "grader"
+    # nbval (a pytest plugin of the kit) is not needed by the grader and costs seconds at start-up.
+    cmd = [sys.executable, "-m", "pytest", str(grader), "-p", "no:nbval", "-p", "no:cacheprovider", "-q"]
+    if impl is not None:
+        cmd += ["--impl", str(Path(impl).resolve())]
+    if hidden:
+        cmd.append("--hidden")
+    if step is not None:
+        cmd += ["--step", step]
+    if results is not None:
+        cmd += ["--results", str(Path(results).resolve())]
+    return cmd + list(extra or [])
+
+
+def run_grade(*, impl: Path | None = None, hidden: bool = False, step: str | None = None,
+              results: Path | None = None) -> int:
+    """Grade and return pytest's exit code (0: every graded test passed)."""
+    if not (kit_root() / "grader").is_dir():
+        raise UsageError("this copy of the kit has no grader/ folder", code="grader_missing",
+                         details={"kit_root": str(kit_root())}, hints=["Run it from a full copy of the kit."])
+    if impl is not None and not Path(impl).is_file():
+        raise UsageError(f"{impl} is not a file", code="file_not_found", details={"impl": str(impl)},
+                         hints=["Point --impl at a document_processor.py."])
+    return subprocess.call(grade_command(impl=impl, hidden=hidden, step=step, results=results))
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    return run_grade(impl=args.impl, hidden=args.hidden, step=args.step, results=args.results)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("grade", help="grade an implementation with the pytest grader (score table, "
+                                            "results.json)")
+    p.add_argument("--impl", type=Path, default=None,
+                   help="implementation file (default: $BATCHLAB_IMPL, else the student module)")
+    p.add_argument("--hidden", action="store_true", help="also run the hidden scenarios (grading)")
+    p.add_argument("--step", default=None, help="only one step: checkpoint|idempotency|backoff|concurrency|"
+                                                "resume|metrics or 01..06")
+    p.add_argument("--results", type=Path, default=None,
+                   help="results.json path (default grader-results/results.json)")
+    p.set_defaults(func=cmd_grade)
