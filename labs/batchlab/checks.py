@@ -545,11 +545,13 @@ def show_passes(passes: Any, *, stderr_lines: int = 12) -> list[str]:
             line += f" (SIGKILL, crash plan {p.crash.kind}" + (f" at {p.crash.at})" if p.crash.at else ")")
         lines.append(line)
         if p.outcome in ("raised", "import error", "timeout", "bad input") or p.outcome.startswith(("exit", "signal")):
-            tail = "\n".join(p.stderr.strip().splitlines()[-stderr_lines:])
-            todo = "NotImplementedError" in p.stderr
-            lines.append("    " + ("尚未完成 (TODO): 这一轮在你的模块里遇到了 NotImplementedError。" if todo
-                                   else "这一轮没有正常结束，worker 的错误输出 (stderr) 末尾："))
-            lines += [f"    | {row}" for row in tail.splitlines()]
+            rows = p.stderr.strip().splitlines()
+            todo = [row for row in rows if row.startswith("NotImplementedError")]
+            if todo:  # an unfinished step: the TODO line says everything, the asyncio frames nothing
+                lines.append(f"    尚未完成 (TODO): {todo[-1].partition(': ')[2] or todo[-1]}")
+            else:
+                lines.append("    这一轮没有正常结束，worker 的错误输出 (stderr) 末尾：")
+                lines += [f"    | {row}" for row in rows[-stderr_lines:]]
             broken.append(line)
     print("\n".join(lines))
     if broken and strict():
