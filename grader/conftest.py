@@ -252,6 +252,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
             if exc is not None and exc.errisinstance(pytest.fail.Exception):
                 score = min(item.stash.get(EARNED, 0.0), max_score)
                 status, output = "failed", str(exc.value.msg)
+                if "replay:" not in output:
+                    output += (f"\nreplay: python -m pytest '{item.nodeid}' --impl {gs.ctx.impl}"
+                               + (" --hidden" if hidden else ""))
             else:
                 detail = (exc.exconly() if exc else "") + "\n" + (
                     "".join(traceback.format_tb(exc.tb)[-4:]) if exc else rep.longreprtext[-2000:])

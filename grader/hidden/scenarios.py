@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from batchlab.contract import BatchConfig
 from batchlab.faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_RANDOM, FaultPlan
+from batchlab.service import LatencyModel
 
 from grader.scenarios import Crash, Scenario, register_scenarios
 
@@ -17,9 +18,10 @@ HIDDEN_SCENARIOS: tuple[Scenario, ...] = (
              FaultPlan(seed=101, transient_rate=0.02), (Crash(CRASH_AFTER_COMMIT, at=1),), hidden=True),
     Scenario("hidden_late_call", "5 % faults and a SIGKILL late in the run (90 % of the calls)", "example", 103,
              FaultPlan(seed=103, transient_rate=0.05), (Crash(CRASH_DURING_CALL, at_fraction=0.9),), hidden=True),
+    # Slower calls (5 ms) keep work in flight for both kills even though the whales fill all 3 slots at first.
     Scenario("hidden_random_kills", "two random SIGKILLs at concurrency 3", "whales", 107,
-             FaultPlan(seed=107, transient_rate=0.03), (Crash(CRASH_RANDOM, window=(0.1, 0.5)),) * 2,
-             config=BatchConfig(concurrency=3), hidden=True),
+             FaultPlan(seed=107, transient_rate=0.03), (Crash(CRASH_RANDOM, window=(0.05, 0.3)),) * 2,
+             config=BatchConfig(concurrency=3), latency=LatencyModel(median_ms=5.0, sigma=0.4), hidden=True),
     Scenario("hidden_permanent_rate", "3 % permanent and 4 % transient faults at concurrency 2", "invalid_mix", 109,
              FaultPlan(seed=109, transient_rate=0.04, permanent_rate=0.03), (Crash(CRASH_AFTER_COMMIT, at=60),),
              config=BatchConfig(concurrency=2), hidden=True),

@@ -114,3 +114,17 @@ def test_student_distribution_has_no_hidden_scenarios_and_still_grades(tmp_path:
     data = run.results
     assert data["score"] == 0 and data["extra_data"]["hidden_scenarios"] >= 1 and not data["extra_data"]["grader_errors"]
     assert all("TODO step 02" in t["output"] for t in data["tests"])
+
+
+def test_thresholds_option_changes_the_bounds(tmp_path: Path) -> None:
+    """--thresholds FILE replaces the kit's thresholds: an impossible completion bound fails only that check."""
+    strict = tmp_path / "strict.toml"
+    strict.write_text('[completion_rate]\nmin = 1.5\nlabel = "completion rate"\n\n[duplicate_rate]\nmax = 0.01\n\n'
+                      '[fail_rate]\nmax = 0.05\n\n[resume_time_s]\nmax = 60.0\n', encoding="utf-8")
+    run = run_grader(solution_module(), tmp_path / "results.json", "--thresholds", str(strict), "-k", "clean_run")
+    data = run.results
+    (test,) = data["tests"]
+    assert test["score"] == test["max_score"] - 1
+    assert "FAILED completion (1 pts): completion: 100.00 % < 150 %" in test["output"]
+    assert "replay: python -m pytest" in test["output"]
+    assert data["extra_data"]["thresholds"]["completion_rate"] == ">= 150 %"
