@@ -24,8 +24,7 @@ def judge(grade: Any, request: pytest.FixtureRequest, sc: Scenario) -> None:
     replay = (f"python -m pytest {shlex.quote(request.node.nodeid)} --impl {shlex.quote(str(ctx.impl))}"
               + (" --hidden" if sc.hidden else ""))
     result = evaluate(run, ctx.thresholds, replay=replay)
-    metrics_dir = ctx.results_dir / "metrics"
-    metrics_dir.mkdir(parents=True, exist_ok=True)
+    metrics_dir = ctx.area("metrics")
     (metrics_dir / f"{sc.name}.json").write_text(
         json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     grade.scenario(result.to_dict())

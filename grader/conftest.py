@@ -30,9 +30,9 @@ from batchlab.paths import student_module
 
 from .results import GraderError, SessionSummary, TestRecord, score_table, write_results
 from .sandbox import Verdict
-from .scenarios import HIDDEN_SCENARIO_COUNT
+from .scenarios import HIDDEN_SCENARIO_COUNT, PUBLIC_SCENARIOS
 from .steps import parse_step, step_number
-from .tasks import Context, Scheduler
+from .tasks import MARKER, Context, Scheduler
 from .thresholds import THRESHOLDS_FILE, load_thresholds
 
 GRADER_DIR = Path(__file__).resolve().parent
@@ -108,11 +108,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _clean(results_dir: Path) -> None:
-    """Remove what an earlier grader run left (only the grader's own files)."""
-    for name in ("runs", "work", "metrics"):
-        shutil.rmtree(results_dir / name, ignore_errors=True)
-    for png in results_dir.glob("*.timeline.png"):
-        png.unlink(missing_ok=True)
+    """Remove what an earlier grader run left: only folders it marked as its own, and its scenario pictures."""
+    for name in ("runs", "work", "metrics", "runs-grader", "work-grader", "metrics-grader"):
+        if (results_dir / name / MARKER).is_file():
+            shutil.rmtree(results_dir / name, ignore_errors=True)
+    for sc in (*PUBLIC_SCENARIOS, *_hidden_scenarios()):
+        (results_dir / f"{sc.name}.timeline.png").unlink(missing_ok=True)
+
+
+def _hidden_scenarios() -> tuple[Any, ...]:
+    try:
+        from .hidden.scenarios import HIDDEN_SCENARIOS
+    except ImportError:  # a student distribution has no hidden scenarios
+        return ()
+    return HIDDEN_SCENARIOS
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

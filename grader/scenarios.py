@@ -264,7 +264,7 @@ def _digest(run_dir: Path) -> dict[str, str]:
 
 def run_scenario(sc: Scenario, ctx: Context) -> ScenarioRun:
     """Run every pass of ``sc`` against the implementation; collect the ledger's account of it."""
-    base = ctx.results_dir / "runs"
+    base = ctx.area("runs")
     run_dir = base / sc.name
     documents = sc.documents()
     input_path = write_input(base / f"{sc.name}.input.json", documents, batch_id=f"batch-{sc.name}".replace("_", "-"))

@@ -36,7 +36,18 @@ class Context:
 
     @property
     def work_root(self) -> Path:
-        return self.results_dir / "work"
+        return self.area("work")
+
+    def area(self, name: str) -> Path:
+        """A folder of the grader's beside the results (``runs``, ``work``, ``metrics``), marked as the grader's.
+
+        A folder of that name that the grader did not make (no marker) is never adopted: the grader uses
+        ``<name>-grader`` instead, so a later run can never remove someone else's files.
+        """
+        path = self.results_dir / name
+        if path.exists() and not (path / MARKER).is_file():
+            path = self.results_dir / f"{name}-grader"
+        return owned_dir(path)
 
     def workdir(self, name: str) -> Path:
         path = self.work_root / name
@@ -51,6 +62,18 @@ class Context:
         """Run one probe check on the implementation (in a sandboxed child)."""
         return run_probe(self.impl, check, args, workdir=self.workdir(workdir), timeout_s=self.timeout(timeout_s),
                          env=env)
+
+
+#: The file that marks a folder as the grader's own: only such folders are ever removed by a later run.
+MARKER = ".batchlab-grader"
+
+
+def owned_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    marker = path / MARKER
+    if not marker.exists():
+        marker.write_text("written by the batchlab grader; removed by its next run\n", encoding="utf-8")
+    return path
 
 
 @dataclass(frozen=True)

@@ -128,3 +128,15 @@ def test_thresholds_option_changes_the_bounds(tmp_path: Path) -> None:
     assert "FAILED completion (1 pts): completion: 100.00 % < 150 %" in test["output"]
     assert "replay: python -m pytest" in test["output"]
     assert data["extra_data"]["thresholds"]["completion_rate"] == ">= 150 %"
+
+
+def test_grader_never_removes_folders_it_did_not_make(tmp_path: Path) -> None:
+    """A runs/ folder of the user beside the results survives two grader runs; the grader uses runs-grader/."""
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "demo-keep.txt").write_text("mine", encoding="utf-8")
+    for _ in range(2):
+        run = run_grader(solution_module(), tmp_path / "results.json", "-k", "bad_batch_input")
+        assert run.returncode == 0, run.stdout[-1500:]
+    assert (tmp_path / "runs" / "demo-keep.txt").read_text(encoding="utf-8") == "mine"
+    assert (tmp_path / "runs-grader" / "bad_batch_input" / "ledger.jsonl").is_file()
+    assert (tmp_path / "metrics" / "bad_batch_input.json").is_file()
