@@ -5,11 +5,21 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from batchlab import checks
-from batchlab.checks import CheckResult, UnknownStepError, check, load_student, normalize_step, overview, student_cell
+from batchlab.checks import (
+    CheckResult,
+    UnknownStepError,
+    check,
+    load_student,
+    normalize_step,
+    overview,
+    show_passes,
+    student_cell,
+)
 from batchlab.cli import main
 
 
@@ -136,6 +146,34 @@ class TestOverview:
 
     def test_a_missing_file_is_reported_not_raised(self, tmp_path: Path) -> None:
         assert "cannot read" in overview(tmp_path / "nope.py").text()
+
+
+@pytest.fixture(scope="module")
+def skeleton_passes(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
+    """Two real worker passes of the untouched skeleton over five documents (both raise NotImplementedError)."""
+    from batchlab.examples import make_documents, write_input
+    from batchlab.paths import student_module
+    from batchlab.runner import RunSpec, run_passes
+
+    work = tmp_path_factory.mktemp("skeleton-run")
+    spec = RunSpec(impl=student_module(), input=write_input(work / "in.json", make_documents(5, max_bytes=500)),
+                   run_dir=work / "run", timeout_s=60)
+    return run_passes(spec, [])
+
+
+class TestShowPasses:
+    def test_a_pass_stopped_by_a_todo_shows_the_todo_line(self, skeleton_passes: list[Any],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+        lines = show_passes(skeleton_passes)
+        assert lines[0].startswith("pass 1: raised")
+        assert "TODO step 05" in lines[1] and "asyncio" not in capsys.readouterr().out
+
+    def test_strict_mode_refuses_a_pass_that_did_not_end_as_planned(
+        self, skeleton_passes: list[Any], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("BATCHLAB_STRICT", "1")
+        with pytest.raises(RuntimeError, match="pass 1: raised"):
+            show_passes(skeleton_passes)
 
 
 class TestCheckWithTheRealGrader:
