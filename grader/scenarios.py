@@ -189,7 +189,7 @@ class Scenario:
             if p.kind == CRASH_NONE:
                 parts.append(f"pass {n}: no crash")
             elif p.kind == CRASH_RANDOM:
-                parts.append(f"pass {n}: SIGKILL {p.window[0]:g}-{p.window[1]:g} s after its first commit")
+                parts.append(f"pass {n}: SIGKILL {p.window[0]:g}-{p.window[1]:g} s after its first service call")
             else:
                 unit = "service call" if p.kind == CRASH_DURING_CALL else "sink commit"
                 parts.append(f"pass {n}: SIGKILL {'during' if p.kind == CRASH_DURING_CALL else 'right after'} "

@@ -44,7 +44,7 @@ from .faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_KINDS, CRASH_NO
 from .ledger import append_event
 from .metrics import Metrics, metrics_for_run
 from .metrics import _fmt as format_value  # the one formatting of figures, shared with format_table
-from .runner import LedgerTail, PassResult, RunSpec, prepare, start_pass
+from .runner import WORK_EVENTS, LedgerTail, PassResult, RunSpec, prepare, start_pass
 from .service import LatencyModel
 from .thresholds import THRESHOLDS, Threshold
 
@@ -73,7 +73,8 @@ class DashboardSettings:
     120-document batch last several seconds, long enough for a teacher to press
     *Crash now* in the middle. ``crash_fraction`` places a planned crash
     (``during_call``, ``after_commit``) at that fraction of the pass's work;
-    ``random_window`` is the range of a ``random`` kill's delay after the first commit.
+    ``random_window`` is the range of a ``random`` kill's delay after the pass's first
+    service call (as in :func:`batchlab.runner.run_pass`).
     """
 
     documents: int = 120
@@ -456,7 +457,7 @@ class DashboardModel:
             if proc is not None:
                 now = self._clock()
                 if (self._pass_crash.kind == CRASH_RANDOM and self._kill_at is None
-                        and any(e.get("ev") == "sink_put" for e in events)):
+                        and any(e.get("ev") in WORK_EVENTS for e in events)):
                     lo, hi = self.settings.random_window
                     self._kill_at = now + replace(self._pass_crash, window=(lo, hi)).random_delay(
                         self.settings.seed, self._pass_no)

@@ -17,8 +17,9 @@ Faults, in the lesson's words (模拟解析失败/外部服务超时):
 Crash points (:class:`CrashPlan`) kill the worker with a real SIGKILL:
 ``during_call`` inside the K-th service call of the pass, ``after_commit`` right
 after the K-th sink commit returned (before the processor can record it in its
-checkpoint), and ``random``: the parent process kills the worker after a seeded
-random delay, which can land anywhere, a checkpoint write included.
+checkpoint), and ``random``: the parent process kills the worker a seeded random delay
+after the pass's first service call, which can land anywhere, a checkpoint
+write included.
 """
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ from .ledger import append_event
 from .service import LatencyModel
 
 EventsCallback = Callable[[list[dict[str, Any]]], None]
+#: Ledger events that show a pass is doing real work (a random kill's delay counts from the first).
+WORK_EVENTS = frozenset({"call_start", "sink_put"})
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,8 @@ def run_pass(
         events = tail.read_new()
         if on_events and events:
             on_events(events)
-        if crash.kind == CRASH_RANDOM and kill_at is None and any(e.get("ev") == "sink_put" for e in events):
+        if crash.kind == CRASH_RANDOM and kill_at is None and any(e.get("ev") in WORK_EVENTS for e in events):
+            # The clock starts at the pass's first service call: the processor is at work, whatever is left.
             kill_at = now + crash.random_delay(spec.plan.seed, pass_no)
         if kill_at is not None and now >= kill_at and not killed:
             append_event(ledger, "kill", pass_no=pass_no, kind=CRASH_RANDOM, by="parent",
