@@ -36,7 +36,6 @@ from types import ModuleType
 from typing import Any
 
 from .contract import BatchConfig
-from .documents import load_batch
 from .examples import make_documents, write_input
 from .faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CrashPlan, FaultPlan
 from .ledger import Ledger, read_events

@@ -47,16 +47,8 @@ from typing import Any
 
 from .errors import EXIT_FAILED, EXIT_OK, KitError
 from .paths import default_impl, kit_root
+from .steps import STEPS, UnknownStepError, normalize_step, step_number  # noqa: F401 (re-exported)
 
-#: Step names shared by the grader, the notebooks and ``check()``: notebook number -> name.
-STEPS: dict[str, str] = {
-    "01": "checkpoint",
-    "02": "idempotency",
-    "03": "backoff",
-    "04": "concurrency",
-    "05": "resume",
-    "06": "metrics",
-}
 #: What each step asks the student to write (shown by :func:`overview`).
 STEP_TITLES: dict[str, str] = {
     "checkpoint": "状态机与检查点 (CheckpointStore)",
@@ -73,31 +65,6 @@ STRICT_ENV = "BATCHLAB_STRICT"
 TIMEOUT_ENV = "BATCHLAB_CHECK_TIMEOUT"
 MODULE_NAME = "student_document_processor"
 _OUTPUT_CAP = 4000
-
-
-class UnknownStepError(KitError):
-    """``check()`` was asked for a step that does not exist."""
-
-    default_code = "unknown_step"
-
-
-def normalize_step(step: str | int) -> str:
-    """``"checkpoint"``, ``"01"``, ``"1"`` and ``1`` all name step ``checkpoint``."""
-    text = str(step).strip().lower()
-    if text in STEPS.values():
-        return text
-    if text.isdigit() and f"{int(text):02d}" in STEPS:
-        return STEPS[f"{int(text):02d}"]
-    raise UnknownStepError(
-        f"unknown step {step!r}",
-        details={"step": str(step), "steps": dict(STEPS)},
-        hints=[f"Use one of: {', '.join(STEPS.values())} (or its notebook number 01-06)."],
-    )
-
-
-def step_number(step: str) -> str:
-    """The notebook number of a step name (``"checkpoint"`` -> ``"01"``; ``"??"`` for an unknown step)."""
-    return next((num for num, value in STEPS.items() if value == str(step)), "??")
 
 
 # ---------------------------------------------------------------------------
