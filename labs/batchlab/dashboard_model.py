@@ -43,7 +43,7 @@ from .examples import make_documents, write_input
 from .faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_KINDS, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
 from .ledger import append_event
 from .metrics import Metrics, metrics_for_run
-from .metrics import _fmt as format_value  # the one formatting of figures, shared with format_table
+from .metrics import format_value  # the one formatting of figures, shared with format_table
 from .runner import WORK_EVENTS, LedgerTail, PassResult, RunSpec, prepare, start_pass
 from .service import LatencyModel
 from .thresholds import THRESHOLDS, Threshold

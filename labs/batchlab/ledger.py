@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 MAX_FIELD_CHARS = 600
+#: One encoder for every line: ``json.dumps`` with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _short(value: Any) -> Any:
@@ -48,8 +50,8 @@ class Ledger:
     def emit(self, ev: str, **fields: Any) -> None:
         record = {"ev": ev, "t": self._clock(), "pass": self.pass_no, "pid": self._pid}
         for name, value in fields.items():
-            record[name] = _short(value)
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+            record[name] = _short(value) if type(value) is str else value
+        line = _ENCODER.encode(record) + "\n"
         os.write(self._fd, line.encode("utf-8"))
 
     def close(self) -> None:

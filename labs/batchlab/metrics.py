@@ -306,25 +306,26 @@ def _read_spec(run: Path) -> dict[str, Any]:
     return json.loads((run / "spec.json").read_text(encoding="utf-8"))
 
 
-def _fmt(metric: str, value: float | None) -> str:
+def format_value(metric: str, value: Any, *, per_min_unit: str = "docs/min") -> str:
+    """One figure as the tables show it, by the metric's name: rates in %, ``*_s`` in seconds."""
     if value is None:
         return "n/a"
     if metric.endswith("_rate"):
-        return f"{value * 100:.2f} %"
+        return f"{float(value) * 100:.2f} %"
     if metric.endswith("_s"):
-        return f"{value:.3f} s"
+        return f"{float(value):.3f} s"
     if metric.endswith("per_min"):
-        return f"{value:,.0f} docs/min"
-    return f"{value:g}"
+        return f"{float(value):,.0f} {per_min_unit}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def format_table(metrics: Metrics, thresholds: Mapping[str, Threshold] = THRESHOLDS) -> str:
     """The lesson's metric table: each figure, its threshold and PASS/FAIL (or 'reported')."""
-    rows = [(t.label, _fmt(name, metrics.value(name)), t.text, "PASS" if ok else "FAIL")
+    rows = [(t.label, format_value(name, metrics.value(name)), t.text, "PASS" if ok else "FAIL")
             for (t, _, ok), name in zip(metrics.checks(thresholds), thresholds)]
     for name, label in (("throughput_docs_per_min", "throughput"), ("latency_p50_s", "latency p50"),
                         ("latency_p95_s", "latency p95")):
-        rows.append((label, _fmt(name, metrics.value(name)), "reported", ""))
+        rows.append((label, format_value(name, metrics.value(name)), "reported", ""))
     rows.append(("retries", str(metrics.retries), "reported", ""))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     head = f"{'metric':<{width[0]}}  {'value':>{width[1]}}  {'threshold':<{width[2]}}  result"

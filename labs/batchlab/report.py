@@ -39,7 +39,7 @@ from typing import Any
 from .contract import percentile
 from .errors import EXIT_OK, KitError, UsageError
 from .ledger import read_events
-from .metrics import Metrics, metrics_for_run
+from .metrics import Metrics, format_value, metrics_for_run
 from .paths import kit_root
 from .plots import (
     PlotStyle,
@@ -213,15 +213,7 @@ def _log_line(ev: Mapping[str, Any], origin: float) -> str:
 # ---------------------------------------------------------------------------
 
 def fmt_value(metric: str, value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if metric.endswith("_rate"):
-        return f"{float(value) * 100:.2f} %"
-    if metric.endswith("_s"):
-        return f"{float(value):.3f} s"
-    if metric.endswith("per_min"):
-        return f"{float(value):,.0f} 文档/分钟"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return format_value(metric, value, per_min_unit="文档/分钟")
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
