@@ -107,7 +107,7 @@ def status_html(snap: Snapshot) -> str:
 
 def progress_text(snap: Snapshot) -> str:
     return (f'<span class="bl-progress-text" data-finished="{snap.finished}" data-total="{snap.total}">'
-            f"已结束 (finished) {snap.finished} / {snap.total} · {snap.fraction * 100:.1f} %</span>")
+            f"已处理完 (done + degraded + failed) {snap.finished} / {snap.total} · {snap.fraction * 100:.1f} %</span>")
 
 
 def counts_html(snap: Snapshot) -> str:
@@ -168,7 +168,7 @@ def completion_svg(snap: Snapshot, *, width: int = 900, height: int = 330) -> st
     parts.append(f'<text x="{left + pw / 2}" y="{height - 6}" font-size="21" text-anchor="middle">'
                  "时间 time (s)</text>")
     parts.append(f'<text x="20" y="{top + ph / 2}" font-size="21" text-anchor="middle" '
-                 f'transform="rotate(-90 20 {top + ph / 2})">已结束 finished</text>')
+                 f'transform="rotate(-90 20 {top + ph / 2})">已处理完 finished</text>')
     if series:
         points = []
         prev_n = series[0][1]
