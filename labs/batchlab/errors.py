@@ -74,8 +74,3 @@ class UsageError(KitError):
 
     default_code = "usage_error"
 
-
-def error_payload(code: str, message: str, *, details: dict[str, Any] | None = None,
-                  hints: list[str] | None = None) -> dict[str, Any]:
-    """Build the unified structure without raising (for reports and ledgers)."""
-    return KitError(message, code=code, details=details, hints=hints).to_dict()

@@ -151,9 +151,6 @@ class SqliteSink:
     def __contains__(self, key: object) -> bool:
         return self._conn.execute("SELECT 1 FROM outputs WHERE key = ?", (key,)).fetchone() is not None
 
-    def has(self, key: str) -> bool:
-        return key in self
-
     def keys(self) -> set[str]:
         """All committed keys (one query: use it to resume without a lookup per document)."""
         return {k for (k,) in self._conn.execute("SELECT key FROM outputs")}
