@@ -12,7 +12,10 @@ Faults, in the lesson's words (模拟解析失败/外部服务超时):
   (tests that retries really happen, and that backoff waits between them);
 * permanent: every call for the document fails with a permanent error (a parse
   failure); only the degraded path can commit it;
-* slow: a call takes ``slow_factor`` times longer (the long tail).
+* slow: a call takes ``slow_factor`` times longer (the long tail), at ``slow_rate``
+  per call or on every call of the documents named in ``slow_ids`` (a long-tail
+  document that stays in flight while the rest of the batch moves: what a test
+  needs to be sure a kill lands while work is outstanding).
 
 Crash points (:class:`CrashPlan`) kill the worker with a real SIGKILL:
 ``during_call`` inside the K-th service call of the pass, ``after_commit`` right
@@ -93,6 +96,7 @@ class FaultPlan:
     slow_factor: float = 20.0
     permanent_ids: tuple[str, ...] = ()
     fail_first_ids: Mapping[str, int] = field(default_factory=dict)
+    slow_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("transient_rate", "fail_first_rate", "permanent_rate", "slow_rate"):
@@ -111,9 +115,13 @@ class FaultPlan:
             return self.fail_first_k
         return 0
 
+    def is_slow(self, ident: str, norm_id: str, chunk: int, attempt: int) -> bool:
+        return norm_id in self.slow_ids or (
+            self.slow_rate > 0 and unit(self.seed, "slow", ident, chunk, attempt) < self.slow_rate)
+
     def decide(self, ident: str, norm_id: str, chunk: int, attempt: int) -> Fault:
         """The fault for the ``attempt``-th call (from 1) on ``chunk`` of a document."""
-        slow = self.slow_rate > 0 and unit(self.seed, "slow", ident, chunk, attempt) < self.slow_rate
+        slow = self.is_slow(ident, norm_id, chunk, attempt)
         if self.is_permanent(ident, norm_id):
             return Fault(error=PERMANENT_KIND, permanent=True, slow=slow)
         if attempt <= self.fails_first(ident, norm_id):
@@ -127,6 +135,7 @@ class FaultPlan:
         data = asdict(self)
         data["permanent_ids"] = list(self.permanent_ids)
         data["fail_first_ids"] = dict(self.fail_first_ids)
+        data["slow_ids"] = list(self.slow_ids)
         return data
 
     @classmethod
@@ -134,4 +143,5 @@ class FaultPlan:
         data = dict(data)
         data["permanent_ids"] = tuple(data.get("permanent_ids", ()))
         data["fail_first_ids"] = dict(data.get("fail_first_ids", {}))
+        data["slow_ids"] = tuple(data.get("slow_ids", ()))
         return cls(**data)

@@ -78,6 +78,31 @@ class LatencyModel:
         return asdict(self)
 
 
+def modelled_latency(plan: FaultPlan, latency: LatencyModel, ident: str, chunk: int, attempt: int, *,
+                     slow: bool) -> float:
+    """The seeded latency of one call, in seconds: a pure function, as every fault decision is."""
+    delay = latency.sample(unit(plan.seed, "latency", ident, chunk, attempt))
+    return delay * plan.slow_factor if slow else delay
+
+
+def guaranteed_busy_s(doc: Document, plan: FaultPlan, latency: LatencyModel) -> float:
+    """The least real time the service keeps ``doc`` in flight when its chunks are embedded in order.
+
+    The sum of its chunks' first-attempt latencies, less the timer slack the service
+    takes off each sleep; retries and backoff only add to it, and a slower machine
+    only stretches it (``asyncio.sleep`` never returns early). A test that must kill
+    a pass while work is outstanding puts such a document in the batch and keeps its
+    kill window well inside this figure, so the kill lands on a fast idle machine
+    and on a loaded one alike.
+    """
+    ident, norm = ident_of(doc), normalize_id(doc.id)
+    total = 0.0
+    for chunk, _ in enumerate(pipeline.chunk_text(pipeline.clean_text(doc.content))):
+        delay = modelled_latency(plan, latency, ident, chunk, 1, slow=plan.is_slow(ident, norm, chunk, 1))
+        total += max(0.0, delay - TIMER_SLACK_S)
+    return total
+
+
 class SimulatedService:
     """The external service handed to ``process_documents_batch``.
 
@@ -149,9 +174,7 @@ class SimulatedService:
                 self._emit("crash", kind=CRASH_DURING_CALL, at=call_no, doc_id=doc.id, ident=ident)
                 self._on_crash()
             fault = self.plan.decide(ident, norm, chunk, attempt)
-            delay = self.latency.sample(unit(self.plan.seed, "latency", ident, chunk, attempt))
-            if fault.slow:
-                delay *= self.plan.slow_factor
+            delay = modelled_latency(self.plan, self.latency, ident, chunk, attempt, slow=fault.slow)
             await self._sleep(max(0.0, delay - self.timer_slack_s) if delay > 0 else 0.0)
             if fault.error is not None:
                 self.failures += 1

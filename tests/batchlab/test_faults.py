@@ -35,12 +35,17 @@ class TestFaultPlan:
         faults = [plan.decide("s|doc-2|h", "doc-2", c, a) for c in range(3) for a in range(1, 4)]
         assert all(f.permanent and f.error == "parse_error" for f in faults)
 
+    def test_every_call_of_a_slow_document_is_slow_and_no_other(self) -> None:
+        plan = FaultPlan(seed=1, slow_ids=("doc-3",))
+        assert all(plan.decide("s|doc-3|h", "doc-3", c, a).slow for c in range(5) for a in range(1, 3))
+        assert not any(plan.decide(f"s|doc-{i}|h", f"doc-{i}", 0, 1).slow for i in range(50) if i != 3)
+
     def test_rates_outside_zero_one_are_refused(self) -> None:
         with pytest.raises(ValueError):
             FaultPlan(transient_rate=1.5)
 
     def test_round_trips_through_a_dict(self) -> None:
-        plan = FaultPlan(seed=5, transient_rate=0.02, permanent_ids=("a",), fail_first_ids={"b": 2})
+        plan = FaultPlan(seed=5, transient_rate=0.02, permanent_ids=("a",), fail_first_ids={"b": 2}, slow_ids=("c",))
         assert FaultPlan.from_dict(plan.to_dict()) == plan
 
 

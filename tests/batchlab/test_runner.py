@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from batchlab.contract import BatchConfig
-from batchlab.documents import Document, try_parse
-from batchlab.examples import make_documents, write_input
+from batchlab.documents import Document, parse_document, try_parse
+from batchlab.examples import EN_SENTENCES, make_documents, write_input
 from batchlab.faults import CrashPlan, FaultPlan
 from batchlab.ledger import read_events
 from batchlab.metrics import metrics_for_run
 from batchlab.runner import LedgerTail, RunSpec, run_pass, run_passes, prepare
-from batchlab.service import LatencyModel
+from batchlab.service import LatencyModel, guaranteed_busy_s
 
 pytestmark = pytest.mark.slow
 
@@ -26,10 +26,23 @@ def thousand_documents(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_input(tmp_path_factory.mktemp("input") / "input.json", docs)
 
 
+LATENCY = LatencyModel(median_ms=1.0)
+#: A long-tail document (about 100 chunks, every call slow): it keeps pass 1 busy for seconds.
+LONG_TAIL = {"id": "long-tail", "source": "handbook",
+             "content": " ".join(f"{EN_SENTENCES[i % len(EN_SENTENCES)]} ({i})" for i in range(440))}
+PLAN = FaultPlan(seed=5, transient_rate=0.03, slow_ids=("long-tail",))
+
+
+@pytest.fixture(scope="module")
+def documents_with_a_long_tail(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 1000 entries led by the long-tail document."""
+    docs = make_documents(1000, seed=21, min_bytes=200, max_bytes=2500)
+    return write_input(tmp_path_factory.mktemp("input") / "input.json", [LONG_TAIL, *docs])
+
+
 def spec_for(impl: Path, source: Path, run_dir: Path, **kwargs: object) -> RunSpec:
-    return RunSpec(impl=impl, input=source, run_dir=run_dir, latency=LatencyModel(median_ms=1.0),
-                   plan=FaultPlan(seed=5, transient_rate=0.03), config=BatchConfig(concurrency=8),
-                   timeout_s=120, **kwargs)  # type: ignore[arg-type]
+    return RunSpec(impl=impl, input=source, run_dir=run_dir, latency=LATENCY, plan=PLAN,
+                   config=BatchConfig(concurrency=8), timeout_s=120, **kwargs)  # type: ignore[arg-type]
 
 
 CRASHES = {
@@ -39,13 +52,26 @@ CRASHES = {
 }
 
 
+def test_the_long_tail_outlasts_the_random_kill_window() -> None:
+    """Whatever the machine's speed, the long tail is in flight when the random kill lands.
+
+    The kill comes at most 0.8 s after the pass's first service call; the long-tail
+    document cannot finish sooner than its calls' modelled latencies allow.
+    """
+    busy = guaranteed_busy_s(parse_document(LONG_TAIL), PLAN, LATENCY)
+    assert busy >= 2.5 * CRASHES["random"].window[1], busy
+
+
 @pytest.mark.parametrize("kind", sorted(CRASHES))
 def test_reference_commits_every_document_once_after_a_real_crash(
-    kind: str, reference_impl: Path, thousand_documents: Path, tmp_path: Path
+    kind: str, reference_impl: Path, documents_with_a_long_tail: Path, tmp_path: Path
 ) -> None:
-    spec = spec_for(reference_impl, thousand_documents, tmp_path / "run")
+    spec = spec_for(reference_impl, documents_with_a_long_tail, tmp_path / "run")
     first, second = run_passes(spec, [CRASHES[kind]])
     assert first.sigkilled, f"pass 1 was not killed: {first.outcome}\n{first.stderr}"
+    pass1_commits = {e["doc_id"] for e in read_events(spec.run_dir / "ledger.jsonl")
+                     if e["ev"] == "sink_put" and e["pass"] == 1}
+    assert "long-tail" not in pass1_commits, "the kill came after the long tail finished"
     assert second.outcome == "ok", second.stderr
     m = metrics_for_run(spec.run_dir)
     assert m.crashes and m.crashes[0]["ev"] in ("crash", "kill")

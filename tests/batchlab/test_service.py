@@ -11,7 +11,9 @@ from batchlab.documents import Document
 from batchlab.faults import CrashPlan, FaultPlan
 from batchlab.ledger import Ledger, read_events
 from batchlab.pipeline import embed
-from batchlab.service import LatencyModel, PermanentServiceError, SimulatedService, TransientServiceError
+from batchlab.pipeline import chunk_text, clean_text
+from batchlab.service import (LatencyModel, PermanentServiceError, SimulatedService, TransientServiceError,
+                              guaranteed_busy_s)
 
 DOC = Document(id="doc-1", content="Some text.", source="wiki")
 
@@ -87,3 +89,33 @@ class TestSimulatedService:
         asyncio.run(both())
         assert service.max_doc_inflight == 2 and service.max_inflight == 2
         assert max(e["doc_inflight"] for e in read_events(ledger) if e["ev"] == "call_start") == 2
+
+
+class TestGuaranteedBusyTime:
+    LONG = Document(id="long", content=" ".join(f"Sentence number {i} of a long document." for i in range(60)),
+                    source="wiki")
+
+    def test_a_document_embedded_in_order_takes_at_least_its_guaranteed_busy_time(self) -> None:
+        """The figure tests rely on to place a kill: real sleeps never make it shorter."""
+        import time
+
+        plan, latency = FaultPlan(seed=4, slow_ids=("long",), slow_factor=5.0), LatencyModel(median_ms=2.0)
+        service = SimulatedService(plan=plan, latency=latency)
+        chunks = chunk_text(clean_text(self.LONG.content))
+
+        async def embed_in_order() -> None:
+            for i, text in enumerate(chunks):
+                await service.embed(self.LONG, i, text)
+
+        started = time.perf_counter()
+        asyncio.run(embed_in_order())
+        elapsed = time.perf_counter() - started
+        busy = guaranteed_busy_s(self.LONG, plan, latency)
+        assert len(chunks) >= 5 and busy > 0.03
+        assert elapsed >= busy
+
+    def test_slow_documents_are_busy_slow_factor_times_longer(self) -> None:
+        latency = LatencyModel(median_ms=2.0)
+        normal = guaranteed_busy_s(self.LONG, FaultPlan(seed=4), latency)
+        slow = guaranteed_busy_s(self.LONG, FaultPlan(seed=4, slow_ids=("long",), slow_factor=10.0), latency)
+        assert slow > 5 * normal > 0
