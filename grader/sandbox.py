@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchlab.host import child_popen_kwargs, kill_group
 from batchlab.runner import Limits
 
 PROBE = Path(__file__).with_name("probe.py")
@@ -139,10 +140,7 @@ class ProbeProcess:
     started: float
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(self.proc)
         self.proc.wait()
 
     def finish(self, timeout_s: float) -> Verdict:
@@ -180,7 +178,7 @@ def start_probe(impl: Path, check: str, args: dict[str, Any], *, workdir: Path,
         proc = subprocess.Popen(
             [sys.executable, str(PROBE), str(impl), check, str(args_path), str(verdict_path)],
             cwd=workdir, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=child_env(env),
-            start_new_session=True, preexec_fn=LIMITS.apply)
+            **child_popen_kwargs(LIMITS))
     finally:
         stdout.close()
         stderr.close()

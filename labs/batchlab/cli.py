@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, KitError, UsageError
 from .faults import CRASH_KINDS
+from .host import require_supported_platform
 
 
 class _Parser(argparse.ArgumentParser):
@@ -340,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        require_supported_platform()  # native Windows: the unified error, before anything runs
         parser = build_parser()
         args = parser.parse_args(argv)
         func: Callable[[argparse.Namespace], int] = args.func

@@ -23,9 +23,7 @@ public method takes the model's lock.
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -41,12 +39,15 @@ from .documents import Document, ident_of, load_batch, normalize_id, try_parse
 from .errors import KitError
 from .examples import make_documents, write_input
 from .faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_KINDS, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
+from .host import kill_group, require_supported_platform
 from .ledger import append_event
 from .metrics import Metrics, metrics_for_run
 from .metrics import format_value  # the one formatting of figures, shared with format_table
 from .runner import WORK_EVENTS, LedgerTail, PassResult, RunSpec, prepare, start_pass
 from .service import LatencyModel
 from .thresholds import THRESHOLDS, Threshold
+
+require_supported_platform()  # native Windows: the teacher demo's first cell stops here with the unified error
 
 #: Phases of the dashboard, as its status line shows them.
 IDLE = "idle"
@@ -282,14 +283,6 @@ def metric_rows(metrics: Metrics, thresholds: Mapping[str, Threshold] = THRESHOL
     return tuple(rows)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the worker's whole process group (the worker runs in its own session)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 _LIVE_MODELS: "weakref.WeakSet[DashboardModel]" = weakref.WeakSet()
 
 
@@ -420,7 +413,7 @@ class DashboardModel:
             append_event(self._run_dir / "ledger.jsonl", "kill", pass_no=self._pass_no, kind=MANUAL_KILL,
                          by="teacher", delay=round(self._clock() - self._pass_t0, 4))
             self._killed_by_parent = True
-            _kill_group(self._proc)
+            kill_group(self._proc)
             self._finish()
             return pid
 
@@ -466,13 +459,13 @@ class DashboardModel:
                     append_event(self._run_dir / "ledger.jsonl", "kill", pass_no=self._pass_no, kind=CRASH_RANDOM,
                                  by="parent", delay=round(now - self._pass_t0, 4))
                     self._killed_by_parent = True
-                    _kill_group(proc)
+                    kill_group(proc)
                 elif now - self._pass_t0 > self.timeout_s and proc.poll() is None:
                     assert self._run_dir is not None
                     append_event(self._run_dir / "ledger.jsonl", "timeout", pass_no=self._pass_no,
                                  after_s=self.timeout_s)
                     self._timed_out = True
-                    _kill_group(proc)
+                    kill_group(proc)
                 if proc.poll() is not None:
                     self._finish()
             return self.snapshot()
@@ -607,7 +600,7 @@ class DashboardModel:
     def _drop(self) -> None:
         """Kill any live worker and remove the run directory this model created."""
         if self._proc is not None:
-            _kill_group(self._proc)
+            kill_group(self._proc)
             self._proc.wait()
             self._proc = None
         if self._owned_dir is not None:

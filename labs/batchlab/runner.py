@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -30,6 +29,7 @@ from typing import Any
 
 from .contract import BatchConfig
 from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
+from .host import child_popen_kwargs, kill_group
 from .ledger import append_event
 from .service import LatencyModel
 
@@ -40,17 +40,15 @@ WORK_EVENTS = frozenset({"call_start", "sink_put"})
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits for a child (the grader's protection against student code)."""
+    """Resource limits for a child (the grader's protection against student code).
+
+    :func:`batchlab.host.child_popen_kwargs` sets them in the child before exec
+    (the address-space limit on Linux only: see :mod:`batchlab.host`).
+    """
 
     cpu_s: int | None = None
     memory_bytes: int | None = None
     file_bytes: int | None = None
-
-    def apply(self) -> None:  # runs in the child, before exec
-        for res, value in ((resource.RLIMIT_CPU, self.cpu_s), (resource.RLIMIT_AS, self.memory_bytes),
-                           (resource.RLIMIT_FSIZE, self.file_bytes)):
-            if value is not None:
-                resource.setrlimit(res, (value, value))
 
 
 @dataclass
@@ -172,8 +170,7 @@ def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan) -> tuple[subproces
     stderr = (run / f"pass{pass_no}.stderr").open("wb")
     try:
         proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True,
-                                preexec_fn=spec.limits.apply if spec.limits else None)
+                                **child_popen_kwargs(spec.limits))
     finally:
         stdout.close()
         stderr.close()
@@ -208,11 +205,11 @@ def run_pass(
         if kill_at is not None and now >= kill_at and not killed:
             append_event(ledger, "kill", pass_no=pass_no, kind=CRASH_RANDOM, by="parent",
                          delay=round(kill_at - t0, 4))
-            _kill(proc)
+            kill_group(proc)
             killed = True
         if now - t0 > spec.timeout_s:
             append_event(ledger, "timeout", pass_no=pass_no, after_s=spec.timeout_s)
-            _kill(proc)
+            kill_group(proc)
             timed_out = True
         time.sleep(poll_s)
     proc.wait()
@@ -226,13 +223,6 @@ def run_pass(
         stdout=_read_capped(run / f"pass{pass_no}.stdout", spec.output_cap),
         stderr=_read_capped(run / f"pass{pass_no}.stderr", spec.output_cap),
     )
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def run_passes(
