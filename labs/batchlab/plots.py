@@ -4,10 +4,15 @@ Why a module of its own: the plots must be legible from the back of a classroom
 (16:9, large fonts, thick lines) and must never show "tofu" boxes. Chinese
 labels are used only when matplotlib's font manager knows a font that really
 has every glyph of those labels (checked in the font's own character map, not
-guessed from its name); otherwise every label is English. A fresh machine with
-only DejaVu therefore gets clean English plots, and a machine with
-``fonts-noto-cjk`` (or any CJK font) gets Chinese ones. The kit never requires a
-CJK font.
+guessed from its name); otherwise every label is English.
+
+The install command brings such a font: the kit depends on the pip package
+``mpl-font``, which ships Noto Sans CJK SC (SIL Open Font License 1.1). Its files
+are registered with matplotlib's font manager (``fontManager.addfont``) the first
+time a style is chosen, without importing ``mpl_font`` itself (its ``__init__``
+imports pyplot and rewrites rcParams). A fresh machine therefore gets Chinese
+plots; where the package is missing and no system CJK font is known (say, a
+Python without the kit's dependencies), every label stays English.
 
 Every function draws on its own :class:`matplotlib.figure.Figure` (no pyplot
 global state, no GUI backend), so plots can be made from worker threads,
@@ -16,6 +21,7 @@ notebooks and tests alike.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +35,10 @@ PREFERRED_CJK_FAMILIES = (
     "WenQuanYi Zen Hei", "Microsoft YaHei", "PingFang SC", "Hiragino Sans GB", "SimHei", "Heiti SC",
     "Sarasa Gothic SC", "Droid Sans Fallback", "AR PL UKai CN", "AR PL UMing CN", "Noto Sans CJK JP",
 )
+#: The pip package (a dependency in pyproject.toml) that brings a CJK font, and its files the kit registers:
+#: Noto Sans CJK SC Regular and Bold, SIL Open Font License 1.1 (licence text in each file's name table).
+BUNDLED_FONT_PACKAGE = "mpl_font"
+BUNDLED_FONT_FILES = ("fonts/noto/NotoSansCJKsc-Regular.otf", "fonts/noto/NotoSansCJKsc-Bold.otf")
 #: Hints in a font file's name that it may be CJK (used only to find fonts missing from a stale cache).
 _CJK_FILE_HINTS = ("cjk", "wqy", "wenquan", "hei", "song", "ming", "kai", "han", "droidsansfallback",
                    "sarasa", "yahei", "pingfang", "simsun", "noto sans sc", "notosanssc")
@@ -167,6 +177,8 @@ def find_cjk_font(entries: Iterable[Any] | None = None, *, text: str | None = No
     """
     from matplotlib import font_manager
 
+    if entries is None:
+        register_bundled_fonts()
     text = text or _label_chars(ZH)
     pool = list(font_manager.fontManager.ttflist if entries is None else entries)
     rank = {name: i for i, name in enumerate(PREFERRED_CJK_FAMILIES)}
@@ -193,6 +205,43 @@ def find_cjk_font(entries: Iterable[Any] | None = None, *, text: str | None = No
     return None
 
 
+def bundled_cjk_fonts() -> list[Path]:
+    """The font files of :data:`BUNDLED_FONT_PACKAGE` on this machine (empty when the package is absent).
+
+    The package is located, not imported: ``find_spec`` of a top-level package runs none of its code.
+    """
+    try:
+        spec = importlib.util.find_spec(BUNDLED_FONT_PACKAGE)
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    files = []
+    for root in spec.submodule_search_locations:
+        files += [Path(root) / rel for rel in BUNDLED_FONT_FILES if (Path(root) / rel).is_file()]
+    return files
+
+
+def register_bundled_fonts() -> list[str]:
+    """Add the bundled CJK font files to matplotlib's font manager (once); return the files added now.
+
+    ``addfont`` only appends to the in-memory font list: no rcParams change, nothing written to disk.
+    """
+    from matplotlib import font_manager
+
+    known = {e.fname for e in font_manager.fontManager.ttflist}
+    added = []
+    for path in bundled_cjk_fonts():
+        if str(path) in known:
+            continue
+        try:
+            font_manager.fontManager.addfont(str(path))
+        except (OSError, RuntimeError, ValueError):
+            continue
+        added.append(str(path))
+    return added
+
+
 def _looks_cjk(fname: str) -> bool:
     low = Path(fname).name.lower()
     return any(h in low for h in _CJK_FILE_HINTS) or low.endswith(".ttc")
@@ -214,7 +263,9 @@ def choose_style(lang: str = "auto", entries: Iterable[Any] | None = None) -> Pl
 
         raise UsageError("no font with Chinese glyphs is known to matplotlib", code="no_cjk_font",
                          hints=["Use --lang en or --lang auto.",
-                                "Or install one (Debian: apt-get install fonts-noto-cjk)."])
+                                "Reinstall the kit (pip install -e .), which brings the mpl-font package "
+                                "(Noto Sans CJK SC), or install a system CJK font "
+                                "(Debian: apt-get install fonts-noto-cjk)."])
     return PlotStyle(EN)
 
 

@@ -18,7 +18,8 @@ from batchlab.demo import run_demo
 from batchlab.errors import KitError, UsageError
 from batchlab.ledger import read_events
 from batchlab.metrics import metrics_for_run
-from batchlab.plots import LABELS, choose_style, covers, find_cjk_font
+from batchlab import plots
+from batchlab.plots import LABELS, bundled_cjk_fonts, choose_style, covers, find_cjk_font
 from batchlab.report import PLACEHOLDER, PLOTS, build_report, expected_backoff, fill_template, retry_delays
 from batchlab.thresholds import load_thresholds
 
@@ -253,11 +254,83 @@ class TestFonts:
     def test_with_a_cjk_font_labels_are_chinese_and_render_without_missing_glyphs(self, killed_and_resumed_run,
                                                                                  tmp_path):
         entry = find_cjk_font()
-        if entry is None:
-            pytest.skip("no CJK font known to matplotlib on this machine (Debian: apt-get install fonts-noto-cjk)")
+        assert entry is not None, "pip install -e . brings mpl-font (Noto Sans CJK SC): reinstall the kit"
         assert covers(entry.fname, "吞吐量延迟", getattr(entry, "index", 0))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = build_report(run_dir=killed_and_resumed_run, out=tmp_path / "zh", lang="auto")
         assert result.style.lang == "zh" and result.style.family == entry.name
         assert missing_glyph_warnings(caught) == []
+
+
+class TestBundledFont:
+    """Issue 8 item 8: the install command brings a CJK font, so a fresh machine gets Chinese plots."""
+
+    def test_the_kits_dependency_ships_noto_sans_cjk_sc_with_every_label_glyph(self):
+        files = bundled_cjk_fonts()
+        assert [f.name for f in files] == ["NotoSansCJKsc-Regular.otf", "NotoSansCJKsc-Bold.otf"], \
+            "mpl-font is a dependency in pyproject.toml: pip install -e . installs it"
+        for f in files:
+            assert covers(str(f), plots._label_chars("zh")), f
+
+    def test_the_font_is_open_licensed_as_the_readme_says(self):
+        from matplotlib.ft2font import FT2Font
+
+        for f in bundled_cjk_fonts():
+            names = FT2Font(str(f)).get_sfnt()
+            licence = [v.decode("utf-16-be", "replace") for (_, _, _, name_id), v in names.items() if name_id == 13]
+            assert any("SIL Open Font License, Version 1.1" in text for text in licence), f
+
+    def test_a_fresh_process_picks_chinese_labels_from_the_bundled_font_with_no_missing_glyph(
+            self, killed_and_resumed_run, tmp_path):
+        """A new interpreter with an empty matplotlib cache (as after pip install on a fresh machine)."""
+        import os
+        import subprocess
+        import sys
+
+        script = (
+            "import json, sys, warnings\n"
+            "from batchlab.report import build_report\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    r = build_report(run_dir=sys.argv[1], out=sys.argv[2], lang='auto')\n"
+            "print(json.dumps({'lang': r.style.lang, 'family': r.style.family, 'file': r.style.font_file,\n"
+            "                  'warnings': [str(w.message) for w in caught]}))\n"
+        )
+        env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / "mplconfig"), "MPLBACKEND": "Agg"}
+        proc = subprocess.run([sys.executable, "-c", script, str(killed_and_resumed_run), str(tmp_path / "zh")],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        got = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert got["lang"] == "zh" and got["family"] == "Noto Sans CJK SC", got
+        if find_cjk_font(_system_fonts()) is None:  # no system CJK font here: the font came from the package
+            assert got["file"] in [str(f) for f in bundled_cjk_fonts()], got
+        assert [w for w in got["warnings"] if "missing from" in w or "Glyph" in w] == []
+        report = (tmp_path / "zh" / "report.md").read_text(encoding="utf-8")
+        assert all((tmp_path / "zh" / "plots" / f"{name}.png").is_file() for name in PLOTS) and report
+
+    def test_without_the_package_and_without_a_system_cjk_font_labels_fall_back_to_english(
+            self, killed_and_resumed_run, tmp_path, monkeypatch):
+        import sys
+
+        from matplotlib import font_manager
+
+        monkeypatch.setitem(sys.modules, plots.BUNDLED_FONT_PACKAGE, None)  # the package made unavailable
+        latin_only = [e for e in font_manager.fontManager.ttflist if e.name.startswith("DejaVu")]
+        monkeypatch.setattr(font_manager.fontManager, "ttflist", latin_only)
+        monkeypatch.setattr(font_manager, "findSystemFonts", lambda *a, **k: [])
+        assert bundled_cjk_fonts() == [] and plots.register_bundled_fonts() == []
+        assert choose_style("auto").lang == "en"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = build_report(run_dir=killed_and_resumed_run, out=tmp_path / "en", lang="auto")
+        assert result.style.lang == "en" and result.style.family is None
+        assert missing_glyph_warnings(caught) == []
+
+
+def _system_fonts() -> list[Any]:
+    """The fonts matplotlib knows apart from the bundled package's."""
+    from matplotlib import font_manager
+
+    bundled = {str(f) for f in bundled_cjk_fonts()}
+    return [e for e in font_manager.fontManager.ttflist if e.fname not in bundled]
