@@ -1,0 +1,220 @@
+"""batchlab.host: the platforms the kit supports, the portable fallbacks, and the stop on native Windows.
+
+The macOS path is the portable one: ``BATCHLAB_FORCE_PORTABLE=1`` forces it on
+Linux, and the end-to-end tests below run the demo, a step check and the grader
+on the reference with it, in child processes that inherit the switch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batchlab.host import (
+    FORCE_PORTABLE_ENV,
+    UnsupportedPlatformError,
+    capabilities,
+    child_popen_kwargs,
+    kill_group,
+    require_supported_platform,
+)
+from batchlab.paths import kit_root, solution_module
+from batchlab.runner import Limits
+
+LINUX = sys.platform.startswith("linux")
+LIMITS = Limits(cpu_s=60, memory_bytes=2 * 1024**3, file_bytes=64 * 1024**2)
+#: A child that reports its own limits and session.
+REPORT_LIMITS = textwrap.dedent("""
+    import json, os, resource
+    print(json.dumps({"cpu": resource.getrlimit(resource.RLIMIT_CPU)[0],
+                      "as": resource.getrlimit(resource.RLIMIT_AS)[0],
+                      "fsize": resource.getrlimit(resource.RLIMIT_FSIZE)[0],
+                      "own_session": os.getsid(0) == os.getpid()}))
+""")
+
+
+def portable_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, FORCE_PORTABLE_ENV: "1", "PYTHONDONTWRITEBYTECODE": "1", **extra}
+
+
+def limits_of_child(**kwargs: Any) -> dict[str, Any]:
+    proc = subprocess.Popen([sys.executable, "-c", REPORT_LIMITS], stdout=subprocess.PIPE, text=True, **kwargs)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    return json.loads(out)
+
+
+class TestCapabilities:
+    @pytest.mark.skipif(not LINUX, reason="the Linux facilities exist on Linux only")
+    def test_linux_uses_every_limit(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv(FORCE_PORTABLE_ENV, raising=False)
+        caps = capabilities()
+        assert caps.supported and caps.linux_facilities and not caps.portable_forced
+        assert caps.rlimits == ("cpu", "address_space", "file_size")
+
+    def test_the_switch_forces_the_portable_fallbacks(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv(FORCE_PORTABLE_ENV, "1")
+        caps = capabilities()
+        assert caps.portable_forced and not caps.linux_facilities
+        assert caps.rlimits == ("cpu", "file_size")  # macOS does not enforce an address-space limit
+        assert caps.process_groups  # POSIX: sessions and group kills stay
+
+    @pytest.mark.parametrize("value", ["", "0", "false", "no"])
+    def test_an_empty_or_negative_switch_is_off(self, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+        monkeypatch.setenv(FORCE_PORTABLE_ENV, value)
+        assert not capabilities().portable_forced
+
+
+class TestChildProcesses:
+    @pytest.mark.skipif(not LINUX, reason="the address-space limit is set on Linux only")
+    def test_on_linux_a_child_gets_every_limit_and_its_own_session(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv(FORCE_PORTABLE_ENV, raising=False)
+        seen = limits_of_child(**child_popen_kwargs(LIMITS))
+        assert seen == {"cpu": 60, "as": 2 * 1024**3, "fsize": 64 * 1024**2, "own_session": True}
+
+    def test_with_the_fallbacks_forced_a_child_gets_no_address_space_limit(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv(FORCE_PORTABLE_ENV, "1")
+        seen = limits_of_child(**child_popen_kwargs(LIMITS))
+        assert seen == {"cpu": 60, "as": resource.getrlimit(resource.RLIMIT_AS)[0], "fsize": 64 * 1024**2,
+                        "own_session": True}
+
+    def test_no_limits_means_no_preexec_function(self) -> None:
+        assert child_popen_kwargs(None) == {"start_new_session": True, "preexec_fn": None}
+
+    @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the grandchild's state from /proc")
+    def test_kill_group_takes_the_childs_own_children_with_it(self, tmp_path: Path) -> None:
+        pid_file = tmp_path / "grandchild.pid"
+        script = textwrap.dedent(f"""
+            import subprocess, sys, time
+            p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+            open({str(pid_file)!r}, "w").write(str(p.pid))
+            time.sleep(120)
+        """)
+        proc = subprocess.Popen([sys.executable, "-c", script], **child_popen_kwargs(None))
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text()):  # wait for the grandchild, not for a delay
+            assert time.monotonic() < deadline and proc.poll() is None, "the child never started its own child"
+            time.sleep(0.02)
+        grandchild = int(pid_file.read_text())
+        kill_group(proc)
+        assert proc.wait(timeout=30) == -9
+        deadline = time.monotonic() + 30
+        while _alive(grandchild):
+            assert time.monotonic() < deadline, f"grandchild {grandchild} survived the group kill"
+            time.sleep(0.02)
+
+    def test_kill_group_of_a_child_already_gone_is_fine(self) -> None:
+        proc = subprocess.Popen([sys.executable, "-c", "pass"], **child_popen_kwargs(None))
+        proc.wait(timeout=60)
+        kill_group(proc)  # no ProcessLookupError
+        assert proc.returncode == 0
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, dead but not reaped by its new parent, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class TestNativeWindows:
+    """A native-Windows start, simulated by patching ``sys.platform`` after the interpreter has started."""
+
+    def test_linux_and_macos_are_supported(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("linux", "darwin"):
+            monkeypatch.setattr(sys, "platform", name)
+            require_supported_platform()
+
+    def test_the_error_is_the_unified_one_with_both_ways_out(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(sys, "platform", "win32")
+        with pytest.raises(UnsupportedPlatformError) as info:
+            require_supported_platform()
+        error = info.value.to_dict()["error"]
+        assert error["code"] == "unsupported_platform"
+        assert error["details"]["platform"] == "win32"
+        assert any("WSL2" in h for h in error["hints"]) and any("hosted setup" in h for h in error["hints"])
+
+    def test_batchlab_stops_at_once_with_the_unified_error_and_exit_2(self, tmp_path: Path) -> None:
+        run_dir = tmp_path / "run"
+        code = textwrap.dedent(f"""
+            import sys
+            from batchlab.cli import main
+            sys.platform = "win32"
+            sys.exit(main(["demo", "--run-dir", {str(run_dir)!r}]))
+        """)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                              timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        error = json.loads(proc.stdout)["error"]
+        assert error["code"] == "unsupported_platform"
+        assert any("WSL2" in h for h in error["hints"])
+        assert not run_dir.exists()  # stopped before anything ran
+
+    @pytest.mark.slow
+    def test_the_notebooks_first_cells_stop_with_the_unified_error(self, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+        """The committed first cells of a step notebook and of the teacher demo, run in a real kernel."""
+        nbformat = pytest.importorskip("nbformat")
+        nbclient = pytest.importorskip("nbclient")
+        for var in ("JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "MPLCONFIGDIR"):
+            monkeypatch.setenv(var, str(tmp_path / var.lower()))
+        firsts = []
+        for name in ("01_checkpoint.ipynb", "teacher_demo.ipynb"):
+            nb = nbformat.read(kit_root() / "notebooks" / name, as_version=4)
+            firsts.append(next(c.source for c in nb.cells if c.cell_type == "code"))
+        patch = "import sys\nimport matplotlib.pyplot, pandas  # imported as on Linux\nsys.platform = 'win32'"
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in (patch, *firsts)])
+        nbclient.NotebookClient(nb, kernel_name="python3", timeout=180, allow_errors=True,
+                                resources={"metadata": {"path": str(tmp_path)}}).execute()
+        assert not [o for o in nb.cells[0].outputs if o.output_type == "error"]
+        for cell in nb.cells[1:]:
+            errors = [o for o in cell.outputs if o.output_type == "error"]
+            assert len(errors) == 1, f"the cell did not stop:\n{cell.source}"
+            assert errors[0].ename == "UnsupportedPlatformError"
+            # IPython shows the unified error alone, not a traceback (``_render_traceback_``)
+            shown = json.loads("\n".join(errors[0].traceback))
+            assert shown["error"]["code"] == "unsupported_platform"
+
+
+@pytest.mark.slow
+class TestForcedFallbacksEndToEnd:
+    """The macOS path on Linux: demo, a step check and the grader on the reference, with the fallbacks forced."""
+
+    def test_the_demo_meets_every_threshold(self, tmp_path: Path) -> None:
+        proc = subprocess.run(["batchlab", "demo", "--run-dir", str(tmp_path / "run"), "--json"],
+                              capture_output=True, text=True, cwd=tmp_path, env=portable_env(), timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        demo = json.loads(proc.stdout)
+        assert demo["crash"]["fired"] and [p["outcome"] for p in demo["passes"]] == ["killed", "ok"]
+        assert demo["ok"] and all(t["ok"] for t in demo["thresholds"].values())
+
+    def test_a_step_check_passes_on_the_reference(self, tmp_path: Path) -> None:
+        proc = subprocess.run(["batchlab", "check", "checkpoint", "--impl", str(solution_module()), "--json"],
+                              capture_output=True, text=True, cwd=tmp_path, env=portable_env(), timeout=400)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        result = json.loads(proc.stdout)
+        assert result["status"] == "passed" and result["tests"]
+        assert all(t["passed"] and t["score"] == t["max_score"] for t in result["tests"])
+
+    def test_the_grader_gives_the_reference_full_marks(self, tmp_path: Path) -> None:
+        results = tmp_path / "grader-results" / "results.json"
+        proc = subprocess.run([sys.executable, "-m", "pytest", str(kit_root() / "grader"), "--impl",
+                               str(solution_module()), "--results", str(results), "-q", "-p", "no:cacheprovider",
+                               "-p", "no:nbval"],
+                              capture_output=True, text=True, cwd=tmp_path, env=portable_env(), timeout=600)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        data = json.loads(results.read_text(encoding="utf-8"))
+        assert data["score"] == sum(t["max_score"] for t in data["tests"]) > 0
