@@ -60,11 +60,9 @@ def grader_that_crashes(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def skeleton_checkpoint_result() -> CheckResult:
+def skeleton_checkpoint_result(skeleton_impl: Path) -> CheckResult:
     """check("checkpoint") run by the real grader on the generated skeleton (shared: one grader run)."""
-    from batchlab.paths import student_module
-
-    return check("checkpoint", impl=student_module())
+    return check("checkpoint", impl=skeleton_impl)
 
 
 class TestNormalizeStep:
@@ -149,14 +147,13 @@ class TestOverview:
 
 
 @pytest.fixture(scope="module")
-def skeleton_passes(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
+def skeleton_passes(tmp_path_factory: pytest.TempPathFactory, skeleton_impl: Path) -> list[Any]:
     """Two real worker passes of the untouched skeleton over five documents (both raise NotImplementedError)."""
     from batchlab.examples import make_documents, write_input
-    from batchlab.paths import student_module
     from batchlab.runner import RunSpec, run_passes
 
     work = tmp_path_factory.mktemp("skeleton-run")
-    spec = RunSpec(impl=student_module(), input=write_input(work / "in.json", make_documents(5, max_bytes=500)),
+    spec = RunSpec(impl=skeleton_impl, input=write_input(work / "in.json", make_documents(5, max_bytes=500)),
                    run_dir=work / "run", timeout_s=60)
     return run_passes(spec, [])
 
@@ -177,7 +174,7 @@ class TestShowPasses:
 
 
 class TestCheckWithTheRealGrader:
-    def test_the_reference_passes_every_public_check_and_hidden_scenarios_are_announced(
+    def test_the_reference_passes_every_public_check_of_the_step_named_in_the_headline(
         self, reference_impl: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         code = main(["check", "01", "--impl", str(reference_impl), "--json"])
@@ -185,20 +182,31 @@ class TestCheckWithTheRealGrader:
         assert code == 0, result
         assert result["status"] == "passed" and result["step"] == "checkpoint"
         assert result["total"] > 0 and result["passed"] == result["total"]
+        assert result["headline"] == f"{result['total']}/{result['total']} public checks of step 01 passed."
+        # The grader's count is kept as data; the sentence about it belongs to the whole grader's run only.
         assert result["hidden_scenarios"] > 0
-        assert f"{result['total']}/{result['total']} public checks passed; " \
-               f"{result['hidden_scenarios']} hidden scenarios run at grading" in result["headline"]
+
+    def test_a_step_check_does_not_repeat_the_hidden_scenarios_sentence(
+        self, skeleton_checkpoint_result: CheckResult
+    ) -> None:
+        """Issue 8 item 7: "M hidden scenarios run at grading" is said once, by `pytest grader`, not per step."""
+        for view in (skeleton_checkpoint_result.text(), skeleton_checkpoint_result._repr_html_()):
+            assert "hidden" not in view and "隐藏" not in view
+        green = CheckResult(step="resume", impl=Path("m.py"), status="passed", hidden_scenarios=4,
+                            tests=[checks.TestOutcome("05.1: resume", True, 3, 3)])
+        assert "hidden" not in green.text() and "隐藏" not in green.text()
+        assert "第 05 步的公开检查全部通过 (1/1)" in green.headline_zh()
 
     def test_the_skeleton_fails_with_todo_feedback(self, skeleton_checkpoint_result: CheckResult) -> None:
         result = skeleton_checkpoint_result
         assert result.status == "failed" and result.total > 0 and result.passed == 0
         assert all("TODO step 01" in t.output for t in result.tests), [t.output for t in result.tests]
 
-    def test_the_notebook_view_is_html_with_every_check_and_the_hidden_count(
+    def test_the_notebook_view_is_html_with_every_check_and_the_step_headline(
         self, skeleton_checkpoint_result: CheckResult
     ) -> None:
         page = skeleton_checkpoint_result._repr_html_()
-        assert page.startswith("<div") and "hidden scenarios run at grading" in page
+        assert page.startswith("<div") and "public checks of step 01 passed" in page
         for t in skeleton_checkpoint_result.tests:
             assert t.name.split(":")[0] in page
         assert "TODO step 01" in page
@@ -257,3 +265,74 @@ class TestCommandLine:
 
         out = subprocess.run([sys.executable, "-m", "batchlab", "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "public tests of one step" in " ".join(out.stdout.split())
+
+
+class TestWorkDir:
+    """Issue 8 item 7: a notebook's scratch folder (up to 8 MB of runs) is gone once its kernel exits."""
+
+    SCRIPT = (
+        "import sys\n"
+        "from batchlab.checks import work_dir\n"
+        "work = work_dir('lesson15-test-')\n"
+        "(work / 'run').mkdir()\n"
+        "(work / 'run' / 'ledger.jsonl').write_bytes(b'x' * 2_000_000)\n"
+        "print(work, flush=True)\n"
+        "if sys.argv[1:] == ['fail']:\n"
+        "    raise RuntimeError('a cell blew up')\n"
+    )
+
+    def _run_child(self, tmp_path: Path, *args: str) -> tuple[Any, Path]:
+        import os
+        import subprocess
+
+        env = {**os.environ, "TMPDIR": str(tmp_path)}
+        proc = subprocess.run([sys.executable, "-c", self.SCRIPT, *args], capture_output=True, text=True,
+                              env=env, timeout=60)
+        work = Path(proc.stdout.strip().splitlines()[0])
+        return proc, work
+
+    def test_a_python_process_that_used_it_leaves_nothing_behind(self, tmp_path: Path) -> None:
+        proc, work = self._run_child(tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert work.parent == tmp_path and work.name.startswith("lesson15-test-")
+        assert not work.exists() and list(tmp_path.iterdir()) == []
+
+    def test_it_is_removed_even_when_the_process_ends_with_an_error(self, tmp_path: Path) -> None:
+        proc, work = self._run_child(tmp_path, "fail")
+        assert proc.returncode == 1 and "a cell blew up" in proc.stderr
+        assert not work.exists()
+
+    def test_it_stays_while_the_process_lives(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("TMPDIR", str(tmp_path))
+        import tempfile
+
+        monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+        work = checks.work_dir("lesson15-alive-")
+        assert work.is_dir() and work.parent == tmp_path
+        checks._remove_work_dir(work, owner_pid=-1)  # a forked child's copy of the hook: not the owner
+        assert work.is_dir()
+        checks._remove_work_dir(work, owner_pid=__import__("os").getpid())
+        assert not work.exists()
+
+    def test_a_jupyter_kernel_that_used_it_leaves_nothing_behind_after_shutdown(self, tmp_path: Path) -> None:
+        import os
+
+        jupyter_client = pytest.importorskip("jupyter_client")
+        km, kc = jupyter_client.manager.start_new_kernel(
+            kernel_name="python3", env={**os.environ, "TMPDIR": str(tmp_path)})
+        try:
+            lines: list[str] = []
+
+            def keep(msg: dict[str, Any]) -> None:
+                if msg["msg_type"] == "stream":
+                    lines.append(msg["content"]["text"])
+
+            reply = kc.execute_interactive(self.SCRIPT.replace("sys.argv[1:]", "[]"), timeout=60,
+                                           output_hook=keep)
+            assert reply["content"]["status"] == "ok", reply["content"]
+            work = Path("".join(lines).strip())
+            assert work.is_dir() and work.parent == tmp_path
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=False)
+        assert not work.exists() and list(tmp_path.iterdir()) == []
