@@ -1,4 +1,10 @@
-"""Fixtures shared by the kit's own tests."""
+"""Fixtures shared by the kit's own tests.
+
+No test reads or writes the student's working module
+(``labs/student/lab03/src/services/document_processor.py``): a student runs this
+suite in the middle of their work. Tests that need the skeleton get the one the
+solution renders to, written into a temporary folder.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from batchlab.paths import example_input, kit_root, solution_module, student_module
+from batchlab.paths import STUDENT_MODULE, example_input, kit_root, solution_module
+from batchlab.release import render_student
+
+
+def write_skeleton(folder: Path) -> Path:
+    """The student skeleton the solution renders to, as ``folder/document_processor.py``."""
+    path = folder / STUDENT_MODULE.name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_student(solution_module()), encoding="utf-8")
+    return path
 
 
 @pytest.fixture
@@ -15,10 +30,10 @@ def reference_impl() -> Path:
     return solution_module()
 
 
-@pytest.fixture
-def skeleton_impl() -> Path:
-    """The generated student skeleton file."""
-    return student_module()
+@pytest.fixture(scope="session")
+def skeleton_impl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The student skeleton generated from the solution (never the student's working file)."""
+    return write_skeleton(tmp_path_factory.mktemp("skeleton"))
 
 
 @pytest.fixture

@@ -131,6 +131,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"run directory: {result.run_dir}")
     for p in result.passes:
         print(_describe_pass(p))
+    unfinished = result.unfinished
+    if unfinished is not None:  # a TODO stopped the run: say which, not a table of FAILs
+        print()
+        print("\n".join(unfinished.lines()))
+        return EXIT_FAILED
     if len(m.passes) > 1 and m.passes[-1].report:
         rep = m.passes[-1].report
         print(f"resume: skipped {rep.get('skipped', '?')} committed documents, recovered "
@@ -236,13 +241,18 @@ def cmd_release(args: argparse.Namespace) -> int:
     from .paths import kit_root
     from .release import release
 
-    result = release(root=kit_root(), check=args.check, out=Path(args.out) if args.out else None)
-    if args.check:
-        print(f"{result.student} is up to date")
+    result = release(root=kit_root(), check=args.check, out=Path(args.out) if args.out else None,
+                     force=args.force)
+    if result.out_dir:
+        print(f"student distribution: {result.out_dir}")
+        print("  next: cd into it, `git init && git add -A && git commit -m 'Lesson 15 lab'`, and publish it "
+              "as the class repository (its README.md is the students' guide)")
+    elif args.check:
+        print(f"{result.student} is up to date" + (f" ({result.note})" if result.note else ""))
     else:
         print(f"{'wrote' if result.changed else 'unchanged'}: {result.student}")
-        if result.out_dir:
-            print(f"student distribution: {result.out_dir}")
+        if result.backup:
+            print(f"the earlier working copy is kept at {result.backup}")
     return EXIT_OK
 
 
@@ -315,8 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_make_input)
 
     p = sub.add_parser("release", help="generate the student skeleton from the solution")
-    p.add_argument("--check", action="store_true", help="fail if the committed skeleton is stale")
-    p.add_argument("--out", default=None, help="also write a student distribution into this new folder")
+    p.add_argument("--check", action="store_true",
+                   help="fail if the skeleton is stale (neither the committed nor the working file is what the "
+                        "solution gives)")
+    p.add_argument("--out", default=None,
+                   help="write a student distribution into this new folder (and nothing else: the student file "
+                        "of this checkout is left alone)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite a student file that holds edits (a copy goes to runs/release-backup/)")
     p.set_defaults(func=cmd_release)
 
     p = sub.add_parser("bench", help="benchmark the reference processor (figures, not pass/fail)")

@@ -6,8 +6,9 @@ result, and notebooks call it directly.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,54 @@ def planned_calls(batch: Batch) -> int:
     return calls
 
 
+#: The line a TODO placeholder of the student module leaves in a worker's stderr.
+_TODO_LINE = re.compile(r"^NotImplementedError: (TODO step (\d\d)\b.*)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """Why a run stopped on an unfinished student module: the TODO it hit and the steps still to write."""
+
+    todo: str
+    steps_left: list[tuple[str, str]]
+
+    @property
+    def sentence(self) -> str:
+        """The sentence the grader and ``check()`` give for a TODO placeholder."""
+        return f"not implemented yet ({self.todo})"
+
+    def lines(self) -> list[str]:
+        from .steps import STEPS
+
+        left = ", ".join(f"{num} {name}" for num, name in self.steps_left) or "none (see the TODO above)"
+        first = self.steps_left[0] if self.steps_left else next(iter(STEPS.items()))
+        notebook = next((p.name for p in sorted((kit_root() / "notebooks").glob(f"{first[0]}_*.ipynb"))),
+                        f"the notebook {first[0]}")
+        return [
+            f"your module is not finished yet (尚未完成): {self.sentence}",
+            f"steps with TODOs left: {left}",
+            f"next: notebooks/{notebook}, then `batchlab check {first[1]}`; "
+            "the demo runs your module once steps 01-05 are written",
+        ]
+
+
+def unfinished_module(impl: Path, passes: Sequence[PassResult]) -> Unfinished | None:
+    """The TODO that stopped a pass, if a pass raised on one (None when the module ran its own code)."""
+    for p in passes:
+        if p.outcome != "raised":
+            continue
+        found = _TODO_LINE.findall(p.stderr)
+        if found:
+            from .checks import overview
+
+            todo = overview(impl).todo
+            from .steps import STEPS
+
+            left = [(num, name) for num, name in STEPS.items() if todo.get(num, 0)]
+            return Unfinished(todo=found[-1][0].strip(), steps_left=left)
+    return None
+
+
 @dataclass
 class DemoResult:
     run_dir: Path
@@ -66,6 +115,10 @@ class DemoResult:
     passes: list[PassResult]
     metrics: Metrics
     settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def unfinished(self) -> Unfinished | None:
+        return unfinished_module(self.impl, self.passes)
 
     @property
     def crash_fired(self) -> bool:
@@ -85,6 +138,8 @@ class DemoResult:
             "metrics": self.metrics.summary(),
             "thresholds": {t.metric: {"value": v, "bound": t.text, "ok": ok} for t, v, ok in self.metrics.checks()},
             "ok": self.ok,
+            "unfinished": (None if (u := self.unfinished) is None else
+                           {"todo": u.todo, "message": u.sentence, "steps_left": [n for n, _ in u.steps_left]}),
         }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from batchlab.paths import SOLUTION_MODULE, STUDENT_MODULE
-from batchlab.release import ReleaseError, release, render_student, strip_solutions
+from batchlab.release import STUDENT_README, ReleaseError, release, render_student, strip_solutions
 
 SOURCE = """def f(x):
     \"\"\"Doc.\"\"\"
@@ -49,50 +49,141 @@ class TestStripSolutions:
         assert info.value.code == code and "sol.py:" in info.value.message
 
 
+def kit_copy(repo_root: Path, tmp_path: Path, *, git: bool) -> Path:
+    """The solution and the committed skeleton in a folder of their own (a git repository if ``git``)."""
+    root = tmp_path / "kit"
+    for rel in (SOLUTION_MODULE, STUDENT_MODULE):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(render_student(repo_root / SOLUTION_MODULE) if rel == STUDENT_MODULE
+                                else (repo_root / rel).read_text(encoding="utf-8"), encoding="utf-8")
+    if git:
+        for cmd in (["init", "-q"], ["add", "-A"],
+                    ["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "kit"]):
+            subprocess.run(["git", "-C", str(root), *cmd], check=True, capture_output=True)
+    return root
+
+
+def edit_solution(root: Path) -> None:
+    path = root / SOLUTION_MODULE
+    path.write_text(path.read_text(encoding="utf-8").replace('"""', '"""Changed. ', 1), encoding="utf-8")
+
+
+STUDENT_WORK = "# a student's finished work\nVALUE = 42\n"
+
+
 class TestRelease:
     def test_the_committed_skeleton_is_what_release_writes(self, repo_root: Path) -> None:
+        """In sync: the solution renders to the committed skeleton (the student's working file may differ)."""
         release(root=repo_root, check=True)
 
-    def test_check_fails_when_the_skeleton_is_stale(self, repo_root: Path, tmp_path: Path) -> None:
-        for rel in (SOLUTION_MODULE, STUDENT_MODULE):
-            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(repo_root / rel, tmp_path / rel)
-        with (tmp_path / STUDENT_MODULE).open("a", encoding="utf-8") as fh:
-            fh.write("# edited by hand\n")
+    def test_check_fails_when_the_solution_changed_without_a_new_skeleton(self, repo_root: Path,
+                                                                          tmp_path: Path) -> None:
+        root = kit_copy(repo_root, tmp_path, git=True)
+        edit_solution(root)
         with pytest.raises(ReleaseError) as info:
-            release(root=tmp_path, check=True)
+            release(root=root, check=True)
         assert info.value.code == "skeleton_stale"
-        release(root=tmp_path)
-        release(root=tmp_path, check=True)
+        assert release(root=root).changed
+        release(root=root, check=True)
+
+    def test_check_passes_when_a_student_filled_in_their_module(self, repo_root: Path, tmp_path: Path) -> None:
+        root = kit_copy(repo_root, tmp_path, git=True)
+        (root / STUDENT_MODULE).write_text(STUDENT_WORK, encoding="utf-8")
+        result = release(root=root, check=True)
+        assert "student's edits" in result.note
+        assert (root / STUDENT_MODULE).read_text(encoding="utf-8") == STUDENT_WORK
+
+    def test_check_still_catches_a_stale_skeleton_behind_a_student_edit(self, repo_root: Path,
+                                                                         tmp_path: Path) -> None:
+        root = kit_copy(repo_root, tmp_path, git=True)
+        (root / STUDENT_MODULE).write_text(STUDENT_WORK, encoding="utf-8")
+        edit_solution(root)
+        with pytest.raises(ReleaseError) as info:
+            release(root=root, check=True)
+        assert info.value.code == "skeleton_stale"
+
+    @pytest.mark.parametrize("git", [True, False], ids=["git", "no-git"])
+    def test_release_refuses_to_overwrite_a_student_s_work(self, repo_root: Path, tmp_path: Path,
+                                                           git: bool) -> None:
+        root = kit_copy(repo_root, tmp_path, git=git)
+        (root / STUDENT_MODULE).write_text(STUDENT_WORK, encoding="utf-8")
+        edit_solution(root)
+        with pytest.raises(ReleaseError) as info:
+            release(root=root)
+        assert info.value.code == "student_work_present" and info.value.hints
+        assert (root / STUDENT_MODULE).read_text(encoding="utf-8") == STUDENT_WORK
+
+    def test_force_overwrites_after_keeping_a_copy_of_the_work(self, repo_root: Path, tmp_path: Path) -> None:
+        root = kit_copy(repo_root, tmp_path, git=True)
+        (root / STUDENT_MODULE).write_text(STUDENT_WORK, encoding="utf-8")
+        result = release(root=root, force=True)
+        assert result.changed and result.backup is not None
+        assert result.backup.read_text(encoding="utf-8") == STUDENT_WORK
+        assert result.backup.is_relative_to(root / "runs")
+        assert (root / STUDENT_MODULE).read_text(encoding="utf-8") == render_student(root / SOLUTION_MODULE)
+
+    def test_release_regenerates_an_untouched_skeleton_after_a_solution_change(self, repo_root: Path,
+                                                                               tmp_path: Path) -> None:
+        root = kit_copy(repo_root, tmp_path, git=True)
+        edit_solution(root)
+        result = release(root=root)
+        assert result.changed and result.backup is None
+        assert (root / STUDENT_MODULE).read_text(encoding="utf-8").startswith('"""Changed. ')
 
     def test_every_solution_region_names_its_lesson_step(self, repo_root: Path) -> None:
         student = render_student(repo_root / SOLUTION_MODULE)
         todos = [line.strip() for line in student.splitlines() if line.strip().startswith("# TODO")]
         assert len(todos) >= 8 and all(t.startswith("# TODO step 0") for t in todos)
 
-    def test_the_skeleton_imports_and_its_entry_point_raises_not_implemented(self, repo_root: Path) -> None:
+    def test_the_skeleton_imports_and_its_entry_point_raises_not_implemented(self, skeleton_impl: Path) -> None:
         code = (
             "import asyncio, sys\n"
             "from batchlab.worker import load_impl\n"
-            f"m = load_impl({str(repo_root / STUDENT_MODULE)!r})\n"
+            f"m = load_impl({str(skeleton_impl)!r})\n"
             "try:\n"
             "    asyncio.run(m.process_documents_batch([], batch_id='b', service=None, sink=None, state_dir='.'))\n"
             "except NotImplementedError as e:\n"
             "    print('TODO OK', e)\n"
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-        assert out.startswith("TODO OK TODO step 05")
+        assert out.startswith("TODO OK TODO step 0")
 
+
+class TestDistribution:
     def test_a_distribution_has_no_solution_and_no_hidden_scenarios(self, repo_root: Path, tmp_path: Path) -> None:
-        hidden = repo_root / "grader" / "hidden"
         out = tmp_path / "dist"
         release(root=repo_root, out=out)
         files = [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()]
-        assert any(f.startswith("labs/student/") for f in files)
-        assert any(f.startswith("labs/batchlab/") for f in files)
+        assert any(f.startswith("labs/batchlab/") for f in files) and any(f.startswith("grader/") for f in files)
         assert not any("solution" in f.split("/") or "hidden" in f.split("/") for f in files)
-        if hidden.exists():
-            assert any(f.startswith("grader/") for f in files)
+
+    def test_its_student_module_is_the_skeleton_and_its_readme_the_student_guide(self, repo_root: Path,
+                                                                                 tmp_path: Path) -> None:
+        out = release(root=repo_root, out=tmp_path / "dist").out_dir
+        assert out is not None
+        assert (out / STUDENT_MODULE).read_text(encoding="utf-8") == render_student(repo_root / SOLUTION_MODULE)
+        assert (out / "README.md").read_text(encoding="utf-8") == (repo_root / STUDENT_README).read_text(
+            encoding="utf-8")
+        assert not (out / STUDENT_README).exists()
+
+    def test_writing_a_distribution_leaves_the_kit_s_student_module_alone(self, repo_root: Path,
+                                                                          tmp_path: Path) -> None:
+        root = kit_copy(repo_root, tmp_path, git=True)
+        (root / STUDENT_MODULE).write_text(STUDENT_WORK, encoding="utf-8")
+        edit_solution(root)  # even a stale skeleton is not rewritten by --out
+        out = release(root=root, out=tmp_path / "dist").out_dir
+        assert out is not None
+        assert (root / STUDENT_MODULE).read_text(encoding="utf-8") == STUDENT_WORK
+        assert (out / STUDENT_MODULE).read_text(encoding="utf-8").startswith('"""Changed. ')
+
+    def test_every_file_its_readme_names_exists(self, repo_root: Path, tmp_path: Path) -> None:
+        out = release(root=repo_root, out=tmp_path / "dist").out_dir
+        assert out is not None
+        named = set(re.findall(r"`((?:labs|notebooks|templates|examples|grader|tests)/[^`\s]*|[\w-]+\.md)`",
+                               (out / "README.md").read_text(encoding="utf-8")))
+        assert len(named) >= 5
+        missing = sorted(n for n in named if not (out / n.rstrip("/")).exists())
+        assert missing == []
 
     def test_a_distribution_never_overwrites_a_folder(self, repo_root: Path, tmp_path: Path) -> None:
         (tmp_path / "dist").mkdir()

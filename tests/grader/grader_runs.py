@@ -23,7 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from batchlab.paths import kit_root, solution_module, student_module
+from batchlab.paths import kit_root, solution_module
 
 ROOT = kit_root()
 if str(ROOT) not in sys.path:  # the grader package (grader/) is imported by some tests
@@ -102,6 +102,15 @@ class GraderRuns:
              "retry_without_backoff", "unlimited_retries", "concurrent_chunks", "hangs", "no_checkpoint",
              "unbounded_concurrency", "skeleton", "import_error"]
 
+    def _skeleton(self) -> Path:
+        """The skeleton the solution renders to (never the student's working file, which may hold their work)."""
+        from batchlab.release import render_student
+
+        path = self.base / "skeleton-source" / "document_processor.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_student(solution_module()), encoding="utf-8")
+        return path
+
     def __init__(self, base: Path) -> None:
         self.base = base
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="grader-run")
@@ -109,7 +118,7 @@ class GraderRuns:
         solution = solution_module().read_text(encoding="utf-8")
         jobs: dict[str, tuple[Path, list[str]]] = {
             "reference": (solution_module(), ["--hidden"]),
-            "skeleton": (student_module(), []),
+            "skeleton": (self._skeleton(), []),
         }
         self.build_errors: dict[str, BaseException] = {}
         for name in MUTANTS:

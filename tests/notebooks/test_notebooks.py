@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from batchlab.checks import STEPS
-from batchlab.paths import kit_root, solution_module, student_module
+from batchlab.paths import kit_root, solution_module
 
 NOTEBOOKS = kit_root() / "notebooks"
 STEP_NOTEBOOKS = sorted(NOTEBOOKS.glob("0[0-6]_*.ipynb"))
@@ -135,14 +135,16 @@ class NbvalRun:
 
 
 @pytest.fixture(scope="module")
-def nbval_runs() -> Iterator[dict[str, NbvalRun]]:
-    """Both nbval runs, started together (one per core) so that the pair costs the time of the longer one."""
+def nbval_runs(skeleton_impl: Path) -> Iterator[dict[str, NbvalRun]]:
+    """Both nbval runs, started together (one per core) so that the pair costs the time of the longer one.
+
+    The skeleton run uses the skeleton the solution renders to, not the student's working file."""
     runs: dict[str, NbvalRun] = {}
     before = files_under(NOTEBOOKS)
     if solution_module().exists():
         runs["reference"] = NbvalRun(start_nbval([NOTEBOOKS], {"BATCHLAB_IMPL": str(solution_module()),
                                                                "BATCHLAB_STRICT": "1"}), time.monotonic())
-    runs["skeleton"] = NbvalRun(start_nbval(STEP_NOTEBOOKS, {"BATCHLAB_IMPL": str(student_module()),
+    runs["skeleton"] = NbvalRun(start_nbval(STEP_NOTEBOOKS, {"BATCHLAB_IMPL": str(skeleton_impl),
                                                             "BATCHLAB_STRICT": "0"}), time.monotonic())
     runs["before"] = before  # type: ignore[assignment]
     yield runs
