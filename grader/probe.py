@@ -22,19 +22,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
+import statistics
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from batchlab.contract import PROCESSING, BatchConfig
-from batchlab.documents import Document, ident_of
+from batchlab.documents import Document, ident_of, parse_document
 from batchlab.faults import CrashPlan, FaultPlan, kill_self
 from batchlab.ledger import Ledger
-from batchlab.service import LatencyModel, PermanentServiceError, SimulatedService
+from batchlab.pipeline import output_matches
+from batchlab.service import LatencyModel, PermanentServiceError, SimulatedService, TransientServiceError
 from batchlab.sink import SqliteSink
 from batchlab.worker import LedgerProgress, load_impl
 
@@ -170,6 +174,136 @@ def check_checkpoint_dump(module: Any, args: dict[str, Any]) -> dict[str, Any]:
     return {"entries": entries}
 
 
+class WriteCounter:
+    """Bytes this process has passed to write(2) so far (``wchar`` of ``/proc/self/io``); None off Linux."""
+
+    def __init__(self) -> None:
+        try:
+            self.fd: int | None = os.open("/proc/self/io", os.O_RDONLY)
+            self.read()
+        except (OSError, ValueError):
+            self.fd = None
+
+    def read(self) -> int | None:
+        if self.fd is None:
+            return None
+        for line in os.pread(self.fd, 4096, 0).decode().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+        raise ValueError("no wchar in /proc/self/io")
+
+
+def check_checkpoint_cost(module: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """The cost of one transition in a small checkpoint against a growing one (the checkpoint hot spot).
+
+    A *small* store gets ``small`` keys; a *big* one (another state directory)
+    grows towards ``levels[-1]`` keys, within ``budget_s`` seconds of filling. Each
+    transition's time and bytes written (``wchar``, deterministic whatever the load)
+    are recorded. A *measurement* times ``samples`` transitions (``processing ->
+    processing`` on existing keys: the sizes stay put) on the two stores in
+    alternation, so that a loaded machine slows both alike (at least 21 of each when
+    they take more than ``measure_s``), and keeps the medians of time and bytes and
+    their ratios. One is made at each level, and as soon as the median bytes of the
+    last 50 fill transitions pass ``bytes_ratio`` times the small store's (a store
+    that rewrites everything would otherwise take minutes to fill). Filling stops
+    once a measurement passes ``time_ratio`` or ``bytes_ratio``.
+    """
+    store_cls = need(module, "CheckpointStore")
+    small_n, samples = int(args["small"]), int(args["samples"])
+    levels, budget_s = [int(n) for n in args["levels"]], float(args["budget_s"])
+    time_limit, bytes_limit = float(args["time_ratio"]), float(args["bytes_ratio"])
+    measure_s = float(args.get("measure_s", 3.0))
+    root = Path(args["work"])
+    writes = WriteCounter()
+
+    def key(i: int) -> str:
+        return f"cost-{i:06d}"
+
+    def timed(store: Any, k: str, **kwargs: Any) -> tuple[float, int | None]:
+        w0 = writes.read()
+        t = time.perf_counter()
+        store.transition(k, PROCESSING, **kwargs)
+        elapsed = time.perf_counter() - t
+        w1 = writes.read()
+        return elapsed, (None if w0 is None or w1 is None else w1 - w0)
+
+    def median(values: list[Any]) -> Any:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    def ratio(big: float | None, small: float | None) -> float | None:
+        if big is None or small is None:
+            return None
+        if small <= 0:
+            return 1.0 if big <= 0 else float("inf")
+        return big / small
+
+    with student_code():
+        small = store_cls(str(root / "small-state"), "batch-cost-small")
+        big = store_cls(str(root / "big-state"), "batch-cost-big")
+        for i in range(small_n):
+            small.transition(key(i), PROCESSING, doc_id=f"doc-{i}")
+
+    measured: list[dict[str, Any]] = []
+
+    def measure(size: int, why: str) -> dict[str, Any]:
+        gc.collect()
+        gc.disable()
+        try:
+            small_t: list[tuple[float, int | None]] = []
+            big_t: list[tuple[float, int | None]] = []
+            m0 = time.perf_counter()
+            with student_code():
+                for n in range(samples):
+                    small_t.append(timed(small, key((n * 7919) % small_n)))
+                    big_t.append(timed(big, key((n * 7919) % size)))
+                    if n >= 20 and time.perf_counter() - m0 > measure_s:
+                        break  # a slow store: 21 pairs or more are enough for a median
+        finally:
+            gc.enable()
+        row = {"size": size, "why": why, "samples": len(small_t),
+               "small_ms": median([t for t, _ in small_t]) * 1e3, "big_ms": median([t for t, _ in big_t]) * 1e3,
+               "small_bytes": median([b for _, b in small_t]), "big_bytes": median([b for _, b in big_t])}
+        row["time_ratio"] = ratio(row["big_ms"], row["small_ms"])
+        row["bytes_ratio"] = ratio(row["big_bytes"], row["small_bytes"])
+        measured.append(row)
+        return row
+
+    def too_costly(row: dict[str, Any]) -> bool:
+        return row["time_ratio"] > time_limit or (row["bytes_ratio"] is not None and row["bytes_ratio"] > bytes_limit)
+
+    with student_code():  # the small store's bytes per transition, for the fill's early measurements
+        baseline = median([timed(small, key(n % small_n))[1] for n in range(21)])
+    size, fill_s, stopped = 0, 0.0, "done"
+    for level in levels:
+        while size < level and stopped == "done":
+            if fill_s >= budget_s:
+                stopped = "budget"
+                break
+            batch_bytes = []
+            t0 = time.perf_counter()
+            with student_code():
+                for i in range(size, min(level, size + 50)):
+                    batch_bytes.append(timed(big, key(i), doc_id=f"doc-{i}")[1])
+            fill_s += time.perf_counter() - t0
+            size = min(level, size + 50)
+            grown = ratio(median(batch_bytes), baseline)
+            if size < level and grown is not None and grown > bytes_limit and too_costly(measure(size, "bytes grew")):
+                stopped = "ratio"
+        if stopped != "done":
+            break
+        if too_costly(measure(size, "level")):
+            stopped = "ratio"
+            break
+    if stopped == "budget":
+        measure(size, "budget")
+    with student_code():
+        small.close()
+        big.close()
+    return {"small": small_n, "levels": measured, "stopped": stopped, "fill_s": fill_s,
+            "bytes_counted": writes.fd is not None}
+
+
 def check_keys(module: Any, args: dict[str, Any]) -> list[Any]:
     """The key of each described document (the parent compares them)."""
     make_key = need(module, "make_idempotency_key")
@@ -195,6 +329,128 @@ def check_backoff(module: Any, args: dict[str, Any]) -> list[float]:
                                                                                lambda r=rand: r)
         out.append(float(value))
     return out
+
+
+def check_retrying(module: Any, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Drive ``make_retrying(config, sleep=, before_sleep=)`` over calls that fail as each case says.
+
+    A case's call fails ``failures`` times with a transient (timeout) or permanent
+    (parse error) error, then succeeds; past ``guard`` calls it raises a guard error
+    that no retry policy should retry, so that unlimited retries end. Each case gets
+    a fresh retrying object. Recorded: calls, the waits passed to ``sleep``, how
+    often ``before_sleep`` ran, and what came out.
+    """
+    make_retrying = need(module, "make_retrying")
+    out = []
+    for case in args["cases"]:
+        config = BatchConfig(**case["config"])
+        guard = int(case.get("guard", 12))
+        calls, sleeps, before = 0, [], 0
+        raised_by_call: list[BaseException] = []
+
+        async def call() -> str:
+            nonlocal calls
+            calls += 1
+            if calls > guard:
+                exc: BaseException = PermanentServiceError("grader_guard", f"more than {guard} calls")
+            elif calls <= case["failures"]:
+                exc = (TransientServiceError("timeout", f"call {calls} timed out") if case["error"] == "transient"
+                       else PermanentServiceError("parse_error", f"call {calls}: cannot parse"))
+            else:
+                return "ok"
+            raised_by_call.append(exc)
+            raise exc
+
+        async def recording_sleep(delay: float) -> None:
+            sleeps.append(float(delay))
+
+        def count_before_sleep(state: Any) -> None:
+            nonlocal before
+            before += 1
+
+        async def drive() -> str:
+            with student_code():
+                retrying = make_retrying(config, sleep=recording_sleep, before_sleep=count_before_sleep)
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        result = await call()
+                return result
+            except BaseException as exc:  # noqa: BLE001
+                if any(exc is e for e in raised_by_call) or type(exc).__name__ == "RetryError":
+                    raise
+                raise StudentCodeError(exc) from exc
+
+        outcome: dict[str, Any]
+        try:
+            outcome = {"result": asyncio.run(drive())}
+        except StudentCodeError:
+            raise
+        except (TransientServiceError, PermanentServiceError) as exc:
+            outcome = {"raised": type(exc).__name__, "kind": exc.kind}
+        except BaseException as exc:  # noqa: BLE001 - tenacity's RetryError (no reraise=True)
+            outcome = {"raised": type(exc).__name__, "kind": None}
+        out.append({**outcome, "calls": calls, "sleeps": sleeps, "before_sleep": before})
+    return out
+
+
+def _result_fields(result: Any) -> dict[str, Any]:
+    def field(name: str) -> Any:
+        return result.get(name) if isinstance(result, dict) else getattr(result, name, None)
+
+    return {name: field(name) for name in ("mode", "chunks", "vectors", "error", "retries")}
+
+
+def check_documents(module: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """``process_document`` on each document, one after the other or through ``run_bounded``.
+
+    The harness's service records every call in a ledger (``run_dir/ledger.jsonl``:
+    in-flight counts, chunk order, attempts); the parent reads it. ``sleep`` is a
+    recording fake, so retries wait for nothing. Each result is summarized (mode,
+    error, retries, whether its output is the pipeline's for that mode).
+    """
+    process_document = need(module, "process_document")
+    run = Path(args["run_dir"])
+    run.mkdir(parents=True, exist_ok=True)
+    docs = [parse_document(raw) for raw in args["documents"]]
+    ledger = Ledger(run / "ledger.jsonl", pass_no=1)
+    service = GuardedService(plan=FaultPlan.from_dict(args.get("plan", {})),
+                             latency=LatencyModel(**args.get("latency", {})), ledger=ledger, guard=args.get("guard"))
+    config = BatchConfig(**args.get("config", {}))
+    sleeps: list[float] = []
+    on_calls: dict[str, int] = {}
+    results: dict[str, dict[str, Any]] = {}
+
+    async def recording_sleep(delay: float) -> None:
+        sleeps.append(float(delay))
+        await asyncio.sleep(0)
+
+    async def one(doc: Document) -> None:
+        def on_call() -> None:
+            on_calls[doc.id] = on_calls.get(doc.id, 0) + 1
+
+        result = await process_document(doc, service=service, config=config, sleep=recording_sleep, on_call=on_call)
+        fields = _result_fields(result)
+        chunks, vectors = fields.pop("chunks"), fields.pop("vectors")
+        try:
+            matches = output_matches(doc, str(fields["mode"]), list(chunks or []), list(vectors or []))
+        except Exception:  # noqa: BLE001 - a malformed result simply does not match
+            matches = False
+        results[doc.id] = {**{k: (v if isinstance(v, (int, float, str, type(None))) else repr(v)[:80])
+                              for k, v in fields.items()}, "matches": matches}
+
+    async def main() -> None:
+        if args.get("driver") == "bounded":
+            run_bounded = need(module, "run_bounded")
+            await run_bounded(docs, one, limit=config.concurrency)
+        else:
+            for doc in docs:
+                await one(doc)
+
+    with student_code():
+        asyncio.run(main())
+    return {"results": results, "sleeps": sleeps, "calls": service.calls, "guard_trips": service.guard_trips,
+            "on_calls": on_calls, "max_inflight": service.max_inflight, "max_doc_inflight": service.max_doc_inflight}
 
 
 class KillingSink(SqliteSink):
@@ -280,8 +536,11 @@ CHECKS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "checkpoint_script": check_checkpoint_script,
     "checkpoint_hammer": check_checkpoint_hammer,
     "checkpoint_dump": check_checkpoint_dump,
+    "checkpoint_cost": check_checkpoint_cost,
     "keys": check_keys,
     "backoff": check_backoff,
+    "retrying": check_retrying,
+    "documents": check_documents,
     "batch_pass": check_batch_pass,
 }
 

@@ -1,9 +1,10 @@
-"""Step 03 (backoff): exponential backoff with bounded jitter and a cap; a retry budget; degradation.
+"""Step 03 (backoff): exponential backoff with bounded jitter and a cap; a retry budget; transient errors only.
 
-``backoff_delay`` is called directly (in a probe child) with a fixed ``rand``.
-The retry behaviour is observed through ``process_documents_batch`` with an
-injected ``sleep`` that records each delay instead of waiting (no real time is
-spent), and with the ledger's count of calls per chunk.
+Only step 03's own code is called, so that this check passes as soon as step 03
+is written (``process_document`` and the batch come later): ``backoff_delay`` with
+a fixed ``rand``, and ``make_retrying`` driving calls that fail as planned, with
+an injected ``sleep`` that records each delay instead of waiting (no real time is
+spent). Degradation is step 04's (``process_document``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ from typing import Any
 
 import pytest
 
-from batchlab.pipeline import output_matches
-from batchlab.documents import parse_document
-from grader.minirun import MiniRun, mini_run, short_docs
 from grader.results import GraderError
 from grader.tasks import Context, task
 
@@ -96,118 +94,105 @@ def test_backoff_is_capped(grade: Any) -> None:
     grade.note("capped at max_delay (plus jitter)")
 
 
-SCHEDULE_CONFIG = {"max_attempts": 4, "base_delay": 0.05, "max_delay": 1.0, "jitter": 0.01, "concurrency": 2}
-
-
-@task("backoff:schedule")
-def schedule_facts(ctx: Context) -> MiniRun:
-    docs = short_docs("retry", 6)
-    plan = {"seed": 3, "fail_first_ids": {d["id"]: 2 for d in docs}}
-    return mini_run(ctx, "schedule", docs, [{"plan": plan, "config": SCHEDULE_CONFIG, "latency": {"median_ms": 0},
-                                             "record_sleep": True, "guard": 12}])
-
-
-@pytest.mark.points(2)
-@pytest.mark.task("backoff:schedule")
-def test_retries_wait_with_backoff(grade: Any) -> None:
-    """Retries through process_documents_batch wait base_delay, then 2 * base_delay, with jitter, via the injected sleep"""
-    run: MiniRun = grade.facts()
-    verdict = run.verdicts[0]
-    if not verdict.ok:
-        if verdict.is_grader_error:
-            raise GraderError(verdict.failure("retry schedule"))
-        grade.fail(verdict.failure("retries in process_documents_batch"))
-    sleeps = [d for d in verdict.data["sleeps"] if d > 0]
-    retries = sum(1 for e in run.calls() if e["attempt"] > 1)
-    how = ("6 one-chunk documents whose first 2 calls fail (timeout/503); max_attempts 4, base_delay 0.05, "
-           "jitter 0.01")
-    first = [d for d in sleeps if 0.05 - EPS <= d <= 0.06 + EPS]
-    second = [d for d in sleeps if 0.10 - EPS <= d <= 0.11 + EPS]
-    problems = []
-    if retries < 12:
-        problems.append(f"only {retries} retries were made (expected 12)")
-    if len(sleeps) < retries:
-        problems.append(f"{retries} retries but only {len(sleeps)} waits through the injected sleep "
-                        f"(waits: {[round(d, 4) for d in verdict.data['sleeps'][:8]]}): retrying at once, or "
-                        "sleeping with time.sleep/asyncio.sleep instead of the `sleep` argument")
-    elif len(first) < 6 or len(second) < 6:
-        problems.append(f"waits {sorted(round(d, 4) for d in sleeps)[:14]}: expected 6 in [0.05, 0.06] "
-                        "(after the first failure) and 6 in [0.10, 0.11] (after the second)")
-    elif len({round(d, 9) for d in first}) < 2:
-        problems.append(f"the 6 first waits are all {first[0]:.4f} s: no jitter")
-    not_full = [rec.doc_id for rec in run.outputs.values() if rec.mode != "full"]
-    if len(run.outputs) < 6 or not_full:
-        problems.append(f"after 2 transient failures each document must be committed in full mode "
-                        f"(committed: {len(run.outputs)}, not full: {not_full[:3]})")
-    if problems:
-        grade.fail(f"retry schedule ({how}): " + "; ".join(problems))
-    grade.note(f"12 retries, waits {sorted(round(d, 4) for d in sleeps)}")
-
-
-BUDGET_CONFIG = {"max_attempts": 3, "base_delay": 0.001, "max_delay": 0.01, "jitter": 0.001, "concurrency": 4}
+SCHEDULE_CONFIG = {"max_attempts": 4, "base_delay": 0.05, "max_delay": 1.0, "jitter": 0.01}
+BUDGET_CONFIG = {"max_attempts": 3, "base_delay": 0.001, "max_delay": 0.01, "jitter": 0.001}
 GUARD = 12
 
+#: make_retrying cases: 0-5 fail twice (timeout) then succeed; 6 always times out; 7 fails permanently.
+RETRY_CASES: list[dict[str, Any]] = (
+    [{"config": SCHEDULE_CONFIG, "failures": 2, "error": "transient", "guard": GUARD} for _ in range(6)]
+    + [{"config": BUDGET_CONFIG, "failures": 1000, "error": "transient", "guard": GUARD}]
+    + [{"config": SCHEDULE_CONFIG, "failures": 1000, "error": "permanent", "guard": GUARD}]
+)
 
-@task("backoff:budget")
-def budget_facts(ctx: Context) -> MiniRun:
-    docs = short_docs("budget", 5)
-    plan = {"seed": 5, "fail_first_ids": {"budget-0": 1000}, "permanent_ids": ["budget-1"]}
-    return mini_run(ctx, "budget", docs, [{"plan": plan, "config": BUDGET_CONFIG, "latency": {"median_ms": 0},
-                                           "record_sleep": True, "guard": GUARD}])
+
+@task("backoff:retrying")
+def retrying_facts(ctx: Context) -> Any:
+    return ctx.probe("retrying", {"cases": RETRY_CASES}, workdir="retrying")
 
 
-def _budget_run(grade: Any) -> MiniRun:
-    run: MiniRun = grade.facts()
-    verdict = run.verdicts[0]
+def _retrying(grade: Any) -> list[dict[str, Any]]:
+    verdict = grade.facts("backoff:retrying")
+    if verdict.is_grader_error:
+        raise GraderError(verdict.failure("make_retrying"))
     if not verdict.ok:
-        if verdict.is_grader_error:
-            raise GraderError(verdict.failure("retry budget"))
-        grade.fail(verdict.failure("retry budget in process_documents_batch"))
-    return run
+        grade.fail(verdict.failure("make_retrying(config, sleep=..., before_sleep=...)"))
+    return verdict.data
+
+
+def _outcome(case: dict[str, Any]) -> str:
+    if "raised" in case:
+        return f"raised {case['raised']}" + (f" ({case['kind']})" if case.get("kind") else "")
+    return f"returned {case['result']!r}"
 
 
 @pytest.mark.points(2)
-@pytest.mark.task("backoff:budget")
-def test_max_attempts_is_honoured(grade: Any) -> None:
-    """A call that keeps failing transiently is tried exactly max_attempts times, never without end"""
-    run = _budget_run(grade)
-    calls = [e for e in run.calls() if e["doc_id"] == "budget-0" and e["chunk"] == 0]
-    guard_hit = any(e["ev"] == "call_start" and e["doc_id"] == "budget-0" and e["attempt"] >= GUARD
-                    for e in run.events) or run.verdicts[0].data.get("guard_trips", 0) > 0
-    if len(calls) > BUDGET_CONFIG["max_attempts"]:
-        grade.fail(f"retry budget: budget-0 chunk 0 (every call times out) was called {len(calls)} times with "
-                   f"max_attempts={BUDGET_CONFIG['max_attempts']}"
-                   + (f"; the grader stopped it after {GUARD} calls (unlimited retries)" if guard_hit else ""))
-    if len(calls) < BUDGET_CONFIG["max_attempts"]:
-        grade.fail(f"retry budget: budget-0 chunk 0 (transient timeouts) was called only {len(calls)} time(s); "
-                   f"transient errors must be retried up to max_attempts={BUDGET_CONFIG['max_attempts']} times")
-    grade.note(f"budget-0 called exactly {len(calls)} times (max_attempts {BUDGET_CONFIG['max_attempts']})")
-
-
-@pytest.mark.points(2)
-@pytest.mark.task("backoff:budget")
-def test_degrades_instead_of_blocking(grade: Any) -> None:
-    """Exhausted retries and permanent errors take the degraded path; permanent errors are not retried"""
-    run = _budget_run(grade)
-    by_doc = run.outputs_by_doc()
-    docs = {d["id"]: parse_document(d) for d in run.documents}
+@pytest.mark.task("backoff:retrying")
+def test_retries_wait_with_backoff(grade: Any) -> None:
+    """make_retrying waits base_delay, then 2 * base_delay, with jitter, through the injected sleep"""
+    cases = _retrying(grade)[0:6]
+    how = ("6 calls whose first 2 attempts time out (TransientServiceError), each with a fresh "
+           "make_retrying(BatchConfig(max_attempts=4, base_delay=0.05, jitter=0.01), sleep=..., before_sleep=...)")
     problems = []
-    for doc_id, why in (("budget-0", "retries exhausted"), ("budget-1", "permanent error")):
-        rec = by_doc.get(doc_id)
-        if rec is None:
-            problems.append(f"{doc_id} ({why}) was never committed: the batch must converge through the degraded "
-                            "path (clean + fixed_chunks + local_embed, mode='degraded')")
-        elif rec.mode != "degraded" or not output_matches(docs[doc_id], rec.mode, rec.chunks, rec.vectors):
-            problems.append(f"{doc_id} ({why}) was committed in mode {rec.mode!r} with output that is not the "
-                            "degraded pipeline's (batchlab.pipeline.degraded_chunks)")
-    permanent_calls = [e for e in run.calls() if e["doc_id"] == "budget-1"]
-    if len(permanent_calls) > 1:
-        problems.append(f"budget-1 fails permanently (parse error) yet was called {len(permanent_calls)} times: "
-                        "retry transient errors only")
-    for doc_id in ("budget-2", "budget-3", "budget-4"):
-        rec = by_doc.get(doc_id)
-        if rec is None or rec.mode != "full":
-            problems.append(f"{doc_id} (no fault) is {'missing' if rec is None else 'committed ' + rec.mode}")
+    bad = [c for c in cases if c.get("result") != "ok" or c["calls"] != 3]
+    if bad:
+        problems.append(f"expected 3 calls each and the result 'ok'; got {bad[0]['calls']} calls and "
+                        f"{_outcome(bad[0])}")
+    sleeps = [d for c in cases for d in c["sleeps"] if d > 0]
+    retries = sum(max(0, c["calls"] - 1) for c in cases)
+    first = [c["sleeps"][0] for c in cases if len(c["sleeps"]) >= 1]
+    second = [c["sleeps"][1] for c in cases if len(c["sleeps"]) >= 2]
+    if len(sleeps) < retries:
+        problems.append(f"{retries} retries but only {len(sleeps)} waits through the injected sleep "
+                        f"(waits: {[round(d, 4) for c in cases for d in c['sleeps']][:8]}): retrying at once, or "
+                        "sleeping with time.sleep/asyncio.sleep instead of the `sleep` argument")
+    elif not all(0.05 - EPS <= d <= 0.06 + EPS for d in first) or not all(0.10 - EPS <= d <= 0.11 + EPS
+                                                                           for d in second):
+        problems.append(f"waits {[[round(d, 4) for d in c['sleeps']] for c in cases]}: expected each call to "
+                        "wait within [0.05, 0.06] after its first failure and within [0.10, 0.11] after its second")
+    elif len({round(d, 9) for d in first}) < 2:
+        problems.append(f"the 6 first waits are all {first[0]:.4f} s: no jitter")
+    not_told = [c for c in cases if c["before_sleep"] != len(c["sleeps"])]
+    if not_told:
+        problems.append(f"before_sleep was called {not_told[0]['before_sleep']} times for "
+                        f"{len(not_told[0]['sleeps'])} waits: pass it on to tenacity (before_sleep=before_sleep), "
+                        "it is how process_document counts its retries")
     if problems:
-        grade.fail("degradation: " + "; ".join(problems))
-    grade.note("exhausted and permanent documents committed degraded, healthy ones full")
+        grade.fail(f"retry schedule ({how}): " + "; ".join(problems))
+    grade.note(f"6 calls, 12 retries, waits {sorted(round(d, 4) for d in sleeps)}")
+
+
+@pytest.mark.points(2)
+@pytest.mark.task("backoff:retrying")
+def test_max_attempts_is_honoured(grade: Any) -> None:
+    """A call that keeps failing transiently is tried exactly max_attempts times, then its last error is raised"""
+    case = _retrying(grade)[6]
+    limit = BUDGET_CONFIG["max_attempts"]
+    what = f"retry budget: a call that always times out, max_attempts={limit}"
+    if case["calls"] > limit:
+        grade.fail(f"{what}: it was called {case['calls']} times"
+                   + (f"; the grader stopped it after {GUARD} calls (unlimited retries): "
+                      "stop=stop_after_attempt(config.max_attempts)" if case["calls"] > GUARD else ""))
+    if case["calls"] < limit:
+        grade.fail(f"{what}: it was called only {case['calls']} time(s); transient errors must be retried up to "
+                   f"max_attempts={limit} times (the first call included)")
+    if case.get("raised") != "TransientServiceError":
+        grade.fail(f"{what}: after {limit} attempts make_retrying {_outcome(case)}; it must re-raise the last "
+                   "TransientServiceError itself (reraise=True), so that process_document can tell "
+                   "'retries exhausted' from a bug")
+    grade.note(f"called exactly {case['calls']} times (max_attempts {limit}), then the last timeout was raised")
+
+
+@pytest.mark.points(2)
+@pytest.mark.task("backoff:retrying")
+def test_permanent_errors_are_not_retried(grade: Any) -> None:
+    """A permanent error (parse failure) is raised at once: retrying it cannot help"""
+    case = _retrying(grade)[7]
+    if case["calls"] > 1 or case["sleeps"]:
+        grade.fail(f"retry only transient errors: a call failing with PermanentServiceError (parse_error) was "
+                   f"called {min(case['calls'], GUARD)} times with {len(case['sleeps'])} waits"
+                   + (f" (the grader stopped it after {GUARD} calls)" if case["calls"] > GUARD else "")
+                   + "; retry=retry_if_exception_type(TransientServiceError)")
+    if case.get("raised") != "PermanentServiceError":
+        grade.fail(f"a permanent error must come out of make_retrying as it is; it {_outcome(case)}")
+    grade.note("a PermanentServiceError was raised after 1 call, no wait")

@@ -7,13 +7,21 @@ shared with other tests), longest first; each test then waits for its own.
 
 The broken variants are built at test time from the reference solution with the
 textual replacements of ``tests/mutants/<name>.py`` (each ``old`` must occur
-exactly once, so a changed solution fails loudly here).
+exactly once, so a changed solution fails loudly here); the correct variants in
+other styles likewise from ``tests/variants/<name>.py``. The reference *up to
+step N* (:func:`solution_up_to`) keeps the code of steps 01..N and turns every
+later region into the skeleton's TODO, as a student who has just finished step N
+would have it.
+
+Only the runs that the selected tests need are started up front (``wanted``);
+any other is started when first asked for.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import time
@@ -32,12 +40,17 @@ if str(ROOT) not in sys.path:  # the grader package (grader/) is imported by som
 GRADER_DIR = ROOT / "grader"
 MUTANTS_DIR = ROOT / "tests" / "mutants"
 MUTANTS = sorted(p.stem for p in MUTANTS_DIR.glob("*.py"))
+VARIANTS_DIR = ROOT / "tests" / "variants"
+VARIANTS = sorted(p.stem for p in VARIANTS_DIR.glob("*.py"))
+#: The lesson's steps by notebook number, and each step's grader test file.
+STEP_NUMBERS = ["01", "02", "03", "04", "05", "06"]
+STEP_FILES = {num: next(GRADER_DIR.glob(f"test_{num}_*.py")) for num in STEP_NUMBERS}
 #: pytest options of every grader child: nbval is not needed by the grader and costs ~3 s per start.
 PYTEST_ARGS = ["-q", "-p", "no:cacheprovider", "-p", "no:nbval"]
 
 
-def load_mutant(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"mutant_{name}", MUTANTS_DIR / f"{name}.py")
+def load_mutant(name: str, folder: Path = MUTANTS_DIR) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"{folder.name}_{name}", folder / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -56,6 +69,38 @@ def build_mutant(module: ModuleType, solution: str) -> str:
                                  f"found it {count} times (did the solution change?):\n{old}")
         source = source.replace(old, new)
     return source
+
+
+def load_variant(name: str) -> ModuleType:
+    return load_mutant(name, VARIANTS_DIR)
+
+
+_STEP_OF_REGION = re.compile(r"^[ \t]*#\s*BEGIN SOLUTION\b\s*step (\d\d)\b")
+
+
+def solution_up_to(step: str, solution: str) -> str:
+    """The reference as a student has it after finishing ``step``: later steps' regions become TODOs.
+
+    Regions of steps up to ``step`` lose their markers and keep their code; the others go
+    through :func:`batchlab.release.strip_solutions`, exactly as the skeleton is made.
+    """
+    from batchlab.release import END, strip_solutions
+
+    lines = solution.splitlines(keepends=True)
+    kept: list[str] = []
+    keeping = False
+    for line in lines:
+        begin = _STEP_OF_REGION.match(line)
+        if begin and begin.group(1) <= step:
+            keeping = True
+            continue
+        if keeping and END.match(line):
+            keeping = False
+            continue
+        kept.append(line)
+    if not any(_STEP_OF_REGION.match(line) for line in kept):
+        return "".join(kept)
+    return "".join(strip_solutions(kept, source=f"<solution up to step {step}>"))
 
 
 @dataclass
@@ -85,9 +130,11 @@ class GraderRun:
 
 
 def run_grader(impl: Path, results: Path, *args: str, cwd: Path | None = None,
-               grader: Path = GRADER_DIR) -> GraderRun:
+               grader: Path | list[Path] = GRADER_DIR) -> GraderRun:
+    """``python -m pytest GRADER --impl IMPL --results RESULTS ARGS``; ``grader`` may be a list of test files."""
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(grader), "--impl", str(impl), "--results",
+    paths = [str(p) for p in grader] if isinstance(grader, list) else [str(grader)]
+    proc = subprocess.run([sys.executable, "-m", "pytest", *paths, "--impl", str(impl), "--results",
                            str(results), *PYTEST_ARGS, *args],
                           capture_output=True, text=True, cwd=cwd or results.parent, timeout=600)
     return GraderRun(name=results.parent.name, impl=impl, results_path=results, returncode=proc.returncode,
@@ -95,12 +142,18 @@ def run_grader(impl: Path, results: Path, *args: str, cwd: Path | None = None,
 
 
 class GraderRuns:
-    """All grader runs of this test session, started together on first use, two at a time."""
+    """The grader runs of this test session, two at a time: the wanted ones started together, others on demand.
+
+    Names: ``reference`` (with ``--hidden``), ``skeleton``, each mutant, ``variant-<name>`` for each correct
+    variant, and ``upto-NN`` (the reference up to step NN, graded on the step files up to NN+1).
+    """
 
     #: Rough order of duration, longest first, so the pool ends early.
-    ORDER = ["reference", "non_atomic_checkpoint", "lying_report", "done_before_sink", "no_idempotency_check",
-             "retry_without_backoff", "unlimited_retries", "concurrent_chunks", "hangs", "no_checkpoint",
-             "unbounded_concurrency", "skeleton", "import_error"]
+    ORDER = ["reference", "variant-append_log_checkpoint", "json_rewrite_checkpoint", "non_atomic_checkpoint",
+             "lying_report", "done_before_sink", "no_idempotency_check", "upto-06", "upto-05", "upto-04",
+             "variant-default_sqlite_checkpoint", "retry_without_backoff", "unlimited_retries", "concurrent_chunks",
+             "hangs", "no_checkpoint", "unbounded_concurrency", "upto-03", "upto-02", "upto-01", "skeleton",
+             "import_error"]
 
     def _skeleton(self) -> Path:
         """The skeleton the solution renders to (never the student's working file, which may hold their work)."""
@@ -111,35 +164,50 @@ class GraderRuns:
         path.write_text(render_student(solution_module()), encoding="utf-8")
         return path
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, wanted: set[str] | None = None) -> None:
         self.base = base
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="grader-run")
         self.futures: dict[str, Future[GraderRun]] = {}
-        solution = solution_module().read_text(encoding="utf-8")
-        jobs: dict[str, tuple[Path, list[str]]] = {
-            "reference": (solution_module(), ["--hidden"]),
-            "skeleton": (self._skeleton(), []),
-        }
         self.build_errors: dict[str, BaseException] = {}
+        self.jobs: dict[str, Any] = {"reference": lambda: (solution_module(), ["--hidden"], GRADER_DIR),
+                                     "skeleton": lambda: (self._skeleton(), [], GRADER_DIR)}
         for name in MUTANTS:
-            module = load_mutant(name)
-            try:
-                source = build_mutant(module, solution)
-            except AssertionError as exc:
-                self.build_errors[name] = exc
-                continue
-            path = base / name / "document_processor.py"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(source, encoding="utf-8")
-            jobs[name] = (path, list(getattr(module, "GRADER_ARGS", [])))
-        order = [n for n in self.ORDER if n in jobs] + sorted(n for n in jobs if n not in self.ORDER)
-        for name in order:
-            impl, args = jobs[name]
-            results = base / name / "grader-results" / "results.json"
-            results.parent.mkdir(parents=True, exist_ok=True)
-            self.futures[name] = self.pool.submit(run_grader, impl, results, *args, cwd=base / name)
+            self.jobs[name] = lambda name=name: self._built(name, load_mutant(name))
+        for name in VARIANTS:
+            self.jobs[f"variant-{name}"] = lambda name=name: self._built(f"variant-{name}", load_variant(name))
+        for index, num in enumerate(STEP_NUMBERS):
+            files = [STEP_FILES[n] for n in STEP_NUMBERS[:index + 2]]  # up to step NN, and the next one
+            self.jobs[f"upto-{num}"] = lambda num=num, files=files: (
+                self._write(f"upto-{num}", solution_up_to(num, solution_module().read_text(encoding="utf-8"))),
+                [], files)
+        names = set(self.jobs) if wanted is None else wanted & set(self.jobs)
+        for name in [n for n in self.ORDER if n in names] + sorted(n for n in names if n not in self.ORDER):
+            self._submit(name)
+
+    def _write(self, name: str, source: str) -> Path:
+        path = self.base / name / "document_processor.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source, encoding="utf-8")
+        return path
+
+    def _built(self, name: str, module: ModuleType) -> tuple[Path, list[str], Path]:
+        source = build_mutant(module, solution_module().read_text(encoding="utf-8"))
+        return self._write(name, source), list(getattr(module, "GRADER_ARGS", [])), GRADER_DIR
+
+    def _submit(self, name: str) -> None:
+        if name in self.futures or name in self.build_errors:
+            return
+        try:
+            impl, args, grader = self.jobs[name]()
+        except AssertionError as exc:
+            self.build_errors[name] = exc
+            return
+        results = self.base / name / "grader-results" / "results.json"
+        results.parent.mkdir(parents=True, exist_ok=True)
+        self.futures[name] = self.pool.submit(run_grader, impl, results, *args, cwd=self.base / name, grader=grader)
 
     def get(self, name: str) -> GraderRun:
+        self._submit(name)
         if name in self.build_errors:
             raise self.build_errors[name]
         return self.futures[name].result()

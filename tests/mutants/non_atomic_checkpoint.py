@@ -51,7 +51,8 @@ REPLACEMENTS = [
         pass
 '''),
 ]
-LOSES = {"test_survives_sigkill_during_writes"}
+#: Rewriting the whole file per transition is also the checkpoint hot spot.
+LOSES = {"test_survives_sigkill_during_writes", "test_transition_cost_does_not_grow_with_the_checkpoint"}
 # A random kill can land inside a rewrite: the resume then cannot read its checkpoint.
 MAY_LOSE = {"test_scenario[random_kills]"}
 SCENARIO_CHECKS: set[str] = set()

@@ -1,7 +1,7 @@
-"""Unbounded concurrency: every document of the batch is started at once, whatever ``config.concurrency`` says."""
+"""Unbounded concurrency: ``run_bounded`` starts every document at once, whatever ``limit`` (``config.concurrency``) says."""
 
 REPLACEMENTS = [
-    ("    slots = asyncio.Semaphore(config.concurrency)\n", "    slots = asyncio.Semaphore(1_000_000)\n"),
+    ("    slots = asyncio.Semaphore(limit)\n", "    slots = asyncio.Semaphore(1_000_000)\n"),
 ]
 LOSES = {"test_concurrency_limit_is_respected"}
 MAY_LOSE: set[str] = set()
