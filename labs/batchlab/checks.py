@@ -99,17 +99,48 @@ def load_student(path: str | Path | None = None) -> ModuleType:
 
 
 def work_dir(prefix: str = "lesson15-") -> Path:
-    """A fresh temporary folder for a notebook's runs, removed when this Python process (the kernel) exits.
+    """A fresh temporary folder for a notebook's runs, removed when this Python process (the kernel) ends.
 
     Each notebook run writes run directories, ledgers and sinks (up to about 8 MB);
-    without this they piled up in the temporary folder, one per run. The removal is
-    an ``atexit`` hook, so it happens on a normal kernel shutdown or restart; a
-    kernel killed by SIGKILL cannot clean up (its folder stays, as with any
-    ``mkdtemp``). Worker children write into the folder but never remove it.
+    without this they piled up in the temporary folder, one per run. Two mechanisms:
+
+    * an ``atexit`` hook removes it on a normal exit (kernel shutdown or restart);
+    * a small reaper process removes it however the kernel ends, SIGKILL included
+      (``jupyter_client``'s ``shutdown_kernel(now=True)``, which nbval uses, an
+      out-of-memory kill): it blocks reading a pipe whose only write end this
+      process holds, and the kernel's death closes that pipe. The reaper runs in a
+      session of its own, so a kill of the kernel's process group spares it.
+
+    Worker children write into the folder but never remove it.
     """
     path = Path(tempfile.mkdtemp(prefix=prefix))
     atexit.register(_remove_work_dir, path, os.getpid())
+    _start_reaper(path)
     return path
+
+
+#: Write ends of the reapers' pipes: held (never written) for the life of the process.
+_REAPER_PIPES: list[int] = []
+_REAPER_CODE = ("import os, shutil, sys\n"
+                "while os.read(0, 1):\n"  # EOF once every write end is closed: the owner has ended
+                "    pass\n"
+                "shutil.rmtree(sys.argv[1], ignore_errors=True)\n")
+
+
+def _start_reaper(path: Path) -> None:
+    try:
+        read_end, write_end = os.pipe()  # not inheritable: other children never hold the write end
+    except OSError:
+        return
+    try:
+        subprocess.Popen([sys.executable, "-c", _REAPER_CODE, str(path)], stdin=read_end,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:  # no reaper (say, out of processes): the atexit hook still covers a normal exit
+        os.close(write_end)
+        return
+    finally:
+        os.close(read_end)
+    _REAPER_PIPES.append(write_end)
 
 
 def _remove_work_dir(path: Path, owner_pid: int) -> None:

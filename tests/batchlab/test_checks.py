@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -302,6 +303,22 @@ class TestWorkDir:
         assert proc.returncode == 1 and "a cell blew up" in proc.stderr
         assert not work.exists()
 
+    def test_a_process_killed_by_sigkill_leaves_nothing_behind_either(self, tmp_path: Path) -> None:
+        """No atexit hook runs after SIGKILL: the reaper process removes the folder."""
+        import os
+        import signal
+        import subprocess
+
+        script = self.SCRIPT + "import time\ntime.sleep(60)\n"
+        proc = subprocess.Popen([sys.executable, "-c", script, "stay"], stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "TMPDIR": str(tmp_path)})
+        work = Path(proc.stdout.readline().strip())
+        assert work.is_dir() and (work / "run" / "ledger.jsonl").stat().st_size == 2_000_000
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+        assert _gone_within(work, 15), f"{work} is still there 15 s after its owner was killed"
+        assert list(tmp_path.iterdir()) == []
+
     def test_it_stays_while_the_process_lives(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("TMPDIR", str(tmp_path))
         import tempfile
@@ -309,17 +326,21 @@ class TestWorkDir:
         monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
         work = checks.work_dir("lesson15-alive-")
         assert work.is_dir() and work.parent == tmp_path
+        time.sleep(0.5)  # the reaper is running and waits for this process, it does not remove the folder now
+        assert work.is_dir()
         checks._remove_work_dir(work, owner_pid=-1)  # a forked child's copy of the hook: not the owner
         assert work.is_dir()
         checks._remove_work_dir(work, owner_pid=__import__("os").getpid())
         assert not work.exists()
 
-    def test_a_jupyter_kernel_that_used_it_leaves_nothing_behind_after_shutdown(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("now", [False, True], ids=["graceful-shutdown", "killed-like-nbval"])
+    def test_a_jupyter_kernel_that_used_it_leaves_nothing_behind(self, tmp_path: Path, now: bool) -> None:
         import os
 
         jupyter_client = pytest.importorskip("jupyter_client")
         km, kc = jupyter_client.manager.start_new_kernel(
             kernel_name="python3", env={**os.environ, "TMPDIR": str(tmp_path)})
+        work = None
         try:
             lines: list[str] = []
 
@@ -334,5 +355,13 @@ class TestWorkDir:
             assert work.is_dir() and work.parent == tmp_path
         finally:
             kc.stop_channels()
-            km.shutdown_kernel(now=False)
-        assert not work.exists() and list(tmp_path.iterdir()) == []
+            km.shutdown_kernel(now=now)
+        assert work is not None and _gone_within(work, 15), f"{work} outlived its kernel"
+        assert list(tmp_path.iterdir()) == []
+
+
+def _gone_within(path: Path, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not path.exists()

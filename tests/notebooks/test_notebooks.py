@@ -107,7 +107,8 @@ class TestStructure:
     @pytest.mark.parametrize("path", STEP_NOTEBOOKS, ids=notebook_ids(STEP_NOTEBOOKS))
     def test_run_directories_go_to_a_temporary_folder(self, path: Path) -> None:
         setup = code_cells(path)[0]
-        assert "tempfile.mkdtemp(" in setup and "WORK" in setup
+        # work_dir(): a fresh temporary folder removed when the kernel ends (issue 8 item 7), never mkdtemp alone.
+        assert re.search(r"^WORK = work_dir\(", setup, re.M) and "mkdtemp(" not in setup, setup
         assert not any("kit_root()" in text or "new_run_dir(" in text for text in code_cells(path))
 
 
