@@ -119,8 +119,10 @@ def work_dir(prefix: str = "lesson15-") -> Path:
     return path
 
 
-#: Write ends of the reapers' pipes: held (never written) for the life of the process.
+#: Write ends of the reapers' pipes, held (never written) for the life of the process, and the reapers
+#: themselves (kept referenced: a collected Popen that still runs warns "subprocess is still running").
 _REAPER_PIPES: list[int] = []
+_REAPERS: list[subprocess.Popen[bytes]] = []
 _REAPER_CODE = ("import os, shutil, sys\n"
                 "while os.read(0, 1):\n"  # EOF once every write end is closed: the owner has ended
                 "    pass\n"
@@ -133,14 +135,15 @@ def _start_reaper(path: Path) -> None:
     except OSError:
         return
     try:
-        subprocess.Popen([sys.executable, "-c", _REAPER_CODE, str(path)], stdin=read_end,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        reaper = subprocess.Popen([sys.executable, "-c", _REAPER_CODE, str(path)], stdin=read_end,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     except OSError:  # no reaper (say, out of processes): the atexit hook still covers a normal exit
         os.close(write_end)
         return
     finally:
         os.close(read_end)
     _REAPER_PIPES.append(write_end)
+    _REAPERS.append(reaper)
 
 
 def _remove_work_dir(path: Path, owner_pid: int) -> None:
