@@ -316,6 +316,7 @@ class TestWorkDir:
         assert work.is_dir() and (work / "run" / "ledger.jsonl").stat().st_size == 2_000_000
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
+        proc.stdout.close()
         assert _gone_within(work, 15), f"{work} is still there 15 s after its owner was killed"
         assert list(tmp_path.iterdir()) == []
 
