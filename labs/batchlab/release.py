@@ -34,6 +34,7 @@ END = re.compile(r"^[ \t]*#\s*END SOLUTION\b")
 DISTRIBUTION = (
     "pyproject.toml", "checklist.md", ".gitignore",
     "labs/batchlab", "labs/student", "grader", "notebooks", "templates", "examples",
+    "binder", ".devcontainer",  # the hosted setup (Binder, JupyterHub, dev containers) comes along
 )
 #: The student distribution's README (its root README.md), kept beside the student module.
 STUDENT_README = Path("labs/student/README.md")

@@ -18,6 +18,7 @@ _BOOT = time.time()
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import importlib.machinery  # noqa: E402
 import importlib.util  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
@@ -34,10 +35,21 @@ EXIT_IMPORT = 3
 EXIT_RAISED = 4
 
 
+class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the file from its source every time: never reads or writes ``__pycache__``.
+
+    A cached ``.pyc`` is trusted when the source's mtime (whole seconds) and size match,
+    so an edit saved within the same second at the same size would run the old code.
+    """
+
+    def get_code(self, fullname: str) -> Any:
+        return compile(self.get_data(self.path), self.path, "exec", dont_inherit=True)
+
+
 def load_impl(path: str | Path, name: str = "student_document_processor") -> ModuleType:
-    """Import an implementation file by path (a fresh module object every time)."""
+    """Import an implementation file by path (a fresh module object, compiled from its source, every time)."""
     path = Path(path)
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(name, path, loader=_SourceOnlyLoader(name, str(path)))
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)

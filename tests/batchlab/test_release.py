@@ -155,6 +155,7 @@ class TestDistribution:
         release(root=repo_root, out=out)
         files = [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()]
         assert any(f.startswith("labs/batchlab/") for f in files) and any(f.startswith("grader/") for f in files)
+        assert "binder/postBuild" in files and ".devcontainer/devcontainer.json" in files
         assert not any("solution" in f.split("/") or "hidden" in f.split("/") for f in files)
 
     def test_its_student_module_is_the_skeleton_and_its_readme_the_student_guide(self, repo_root: Path,
