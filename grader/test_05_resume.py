@@ -3,6 +3,9 @@
 Each test is a small two-pass run in probe children with a real SIGKILL:
 before the K-th sink write (the harness's runner cannot place that one), or
 right after the K-th commit (before the processor can update its checkpoint).
+The first pass of the idle-resume run also shows whether the batch keeps to
+``config.concurrency`` (step 04 checks ``run_bounded`` itself; this checks that
+the batch uses it with that limit).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import pytest
 
 from grader.analysis import some
+from grader.test_04_concurrency import documents_in_flight
 from grader.minirun import MiniRun, mini_run, short_docs
 from grader.results import GraderError
 from grader.tasks import Context, task
@@ -118,3 +122,21 @@ def test_resume_trusts_the_sink_after_a_kill_after_commit(grade: Any) -> None:
     if missing:
         grade.fail(f"resume ({what}): {len(missing)} documents never committed: {some(missing)}")
     grade.note(f"{victim} (committed just before the kill) was healed from the sink, not redone")
+
+
+@pytest.mark.points(2)
+@pytest.mark.task("resume:idle")
+def test_batch_keeps_to_config_concurrency(grade: Any) -> None:
+    """process_documents_batch never has more than config.concurrency documents in flight"""
+    run: MiniRun = grade.facts()
+    _checked(grade, run, killed_first=False, what="a 12-document batch with config.concurrency 2")
+    first = [e for e in run.events if e.get("pass") == 1]
+    peak, at = documents_in_flight(first)
+    limit = CONFIG["concurrency"]
+    if peak > limit and at is not None:
+        grade.fail(f"concurrency: process_documents_batch had {peak} documents with service calls in flight at once "
+                   f"> config.concurrency {limit} (first at call #{at['call']}, {at['doc_id']}): run the documents "
+                   "left through run_bounded(..., limit=config.concurrency) instead of starting them all")
+    if not run.calls(1):
+        grade.fail("process_documents_batch made no service call on a fresh 12-document batch")
+    grade.note(f"peak {peak} documents in flight (config.concurrency {limit})")

@@ -12,7 +12,7 @@ REPLACEMENTS = [
      "    await asyncio.Event().wait()  # hangs forever\n"),
 ]
 LOSES = {
-    "test_resume_skips_committed_keys", "test_resume_redoes_work_killed_before_its_sink_write",
+    "test_resume_skips_committed_keys", "test_batch_keeps_to_config_concurrency", "test_resume_redoes_work_killed_before_its_sink_write",
     "test_resume_trusts_the_sink_after_a_kill_after_commit", "test_report_state_counts_agree_with_ledger",
     "test_report_rates_agree_with_ledger", "test_report_run_figures_agree_with_ledger",
     *(f"test_scenario[{name}]" for name in (
