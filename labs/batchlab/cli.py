@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -149,12 +150,87 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+class _StopSignals:
+    """Ctrl-C and SIGTERM of ``batchlab run``: the first asks the worker to stop, a second kills it.
+
+    Polled by :func:`batchlab.runner.run_pass` (``stop=``). Outside the main thread
+    (a notebook's helper thread) no handler can be installed and nothing changes.
+    """
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self.count = 0
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.count += 1
+        if self.signal is None:
+            self.signal = signal.Signals(signum).name
+            print(f"\n{self.signal}: stopping the worker (no new documents; in-flight ones get a few seconds "
+                  "to commit). Press Ctrl-C again to kill it now.", file=sys.stderr, flush=True)
+
+    def __call__(self) -> str | None:
+        from .runner import STOP_NOW
+
+        return STOP_NOW if self.count > 1 else self.signal
+
+    def __enter__(self) -> "_StopSignals":
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._old[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, old in self._old.items():
+            signal.signal(signum, old)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(getattr(signal, self.signal or "SIGINT"))
+
+
+def _check_run_dir_input(run: Path, input_path: Path) -> None:
+    """A run directory keeps the input it was started with; an unreadable spec is said so, not a traceback."""
+    spec_file = run / "spec.json"
+    if not (spec_file.exists() or spec_file.is_symlink()):
+        return
+    try:
+        old = json.loads(spec_file.read_text(encoding="utf-8"))
+        old_input = old["input"]
+        if not isinstance(old_input, str):
+            raise TypeError("input is not a string")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{spec_file} cannot be read: {type(exc).__name__}: {exc}", code="run_dir_corrupt",
+                         details={"run_dir": str(run), "spec": str(spec_file)},
+                         hints=["Choose a new --run-dir; keep this one for inspection."]) from None
+    if Path(old_input).resolve() != Path(input_path).resolve():
+        raise UsageError(f"{run} belongs to another input ({old_input})", code="run_dir_mismatch",
+                         details={"run_dir": str(run), "input": old_input},
+                         hints=["Resume with the same --input, or choose a new --run-dir."])
+
+
+def resume_command(input_path: Path, run_dir: Path) -> str:
+    import shlex
+
+    return f"batchlab run --input {shlex.quote(str(input_path))} --run-dir {shlex.quote(str(run_dir))}"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """One pass in a run directory: the first creates it, the next ones resume it."""
+    """One pass in a run directory: the first creates it, the next ones resume it.
+
+    The run directory is this command's (then its worker's) alone: a second ``run``
+    on it waits ``--wait`` seconds and refuses with ``run_dir_busy``. Ctrl-C or
+    SIGTERM stops the worker (no new documents, in-flight ones get
+    ``worker.STOP_GRACE_S`` to commit), prints how far it got and the resume
+    command, and exits 130 or 143; SIGKILL of this command kills the worker too.
+    """
     from .contract import BatchConfig
     from .demo import default_demo_impl
     from .documents import load_batch
     from .faults import CrashPlan, FaultPlan
+    from .host import RunDirLock
     from .ledger import read_events
     from .metrics import format_table, metrics_for_run
     from .runner import RunSpec, prepare, run_pass
@@ -162,31 +238,40 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     batch = load_batch(args.input)
     run = Path(args.run_dir)
-    spec_file = run / "spec.json"
-    if spec_file.exists():
-        old = json.loads(spec_file.read_text(encoding="utf-8"))
-        if Path(old["input"]).resolve() != Path(args.input).resolve():
-            raise UsageError(f"{run} belongs to another input ({old['input']})", code="run_dir_mismatch",
-                             details={"run_dir": str(run), "input": old["input"]},
-                             hints=["Resume with the same --input, or choose a new --run-dir."])
-    events = read_events(run / "ledger.jsonl")
-    pass_no = 1 + max((int(e.get("pass", 0)) for e in events), default=0)
-    spec = RunSpec(impl=Path(args.impl or default_demo_impl()), input=Path(args.input), run_dir=run,
-                   batch_id=args.batch_id or batch.batch_id or "batch-001",
-                   config=BatchConfig(concurrency=args.concurrency),
-                   plan=FaultPlan(seed=args.seed, transient_rate=args.fault_rate),
-                   latency=LatencyModel(median_ms=args.latency_ms), timeout_s=args.timeout)
-    prepare(spec)
-    crash = CrashPlan(kind=args.crash, at=args.at or (1 if args.crash in ("during_call", "after_commit") else 0))
-    result = run_pass(spec, pass_no, crash)
+    _check_run_dir_input(run, args.input)
+    with RunDirLock(run, role="batchlab run").acquire(args.wait) as lock:  # refuses a busy dir, touching nothing
+        events = read_events(run / "ledger.jsonl")
+        pass_no = 1 + max((_int(e.get("pass")) for e in events), default=0)
+        spec = RunSpec(impl=Path(args.impl or default_demo_impl()), input=Path(args.input), run_dir=run,
+                       batch_id=args.batch_id or batch.batch_id or "batch-001",
+                       config=BatchConfig(concurrency=args.concurrency),
+                       plan=FaultPlan(seed=args.seed, transient_rate=args.fault_rate),
+                       latency=LatencyModel(median_ms=args.latency_ms), timeout_s=args.timeout,
+                       lock_wait_s=args.wait)
+        prepare(spec)
+        crash = CrashPlan(kind=args.crash, at=args.at or (1 if args.crash in ("during_call", "after_commit") else 0))
+        with _StopSignals() as stop:
+            result = run_pass(spec, pass_no, crash, lock=lock, stop=stop)
     print(_describe_pass(result))
     if result.stdout.strip() and result.returncode == 2:
         print(result.stdout)
-    if result.returncode not in (0, None) and not result.sigkilled:
+    if result.returncode not in (0, None, 5) and not result.sigkilled:
         print(result.stderr[-3000:], file=sys.stderr)
     metrics = metrics_for_run(run)
     print(format_table(metrics))
+    if result.stopped_by:
+        print(f"\nstopped by {result.stopped_by}: {metrics.completed} of {metrics.unique} documents committed, "
+              f"{metrics.unique - metrics.completed} left (in-flight ones are redone on resume).")
+        print(f"resume with: {resume_command(args.input, run)}")
+        return stop.exit_code
     return EXIT_OK if result.returncode == 0 or result.sigkilled else EXIT_FAILED
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -196,7 +281,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if not (run / "spec.json").exists():
         raise UsageError(f"{run} is not a run directory", code="not_a_run", details={"run_dir": str(run)},
                          hints=["A run directory has spec.json and ledger.jsonl (from `batchlab demo` or `run`)."])
-    metrics = metrics_for_run(run)
+    metrics = metrics_for_run(run)  # whatever the directory holds: the figures, or a KitError
     print(json.dumps(metrics.to_dict(), ensure_ascii=False, indent=2, default=str) if args.json
           else format_table(metrics))
     return EXIT_OK
@@ -270,6 +355,7 @@ EXTENSIONS: dict[str, tuple[str, str]] = {
     "check": ("batchlab.checks", "add_parser"),
     "grade": ("batchlab.grading", "add_parser"),
     "dashboard": ("batchlab.dashboard", "add_parser"),
+    "chaos": ("batchlab.chaos", "add_parser"),
 }
 
 
@@ -302,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crash", choices=CRASH_KINDS, default="none")
     p.add_argument("--at", type=_positive, default=None)
     p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--wait", type=float, default=None,
+                   help="seconds to wait for a run directory another run holds, then refuse with run_dir_busy "
+                        "(default 3)")
     common(p)
     p.set_defaults(func=cmd_run)
 
@@ -355,11 +444,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _printable_streams() -> None:
+    """Anything the kit prints (an echoed id with a lone surrogate...) comes out escaped, never as a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         require_supported_platform()  # native Windows: the unified error, before anything runs
+        _printable_streams()
         parser = build_parser()
         args = parser.parse_args(argv)
+        if getattr(args, "wait", False) is None:
+            from .host import DEFAULT_LOCK_WAIT_S
+
+            args.wait = DEFAULT_LOCK_WAIT_S
         func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
     except KitError as exc:

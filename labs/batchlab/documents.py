@@ -11,15 +11,33 @@ Two levels of validation, as in the course's API:
   :class:`InvalidDocumentError` with a classifying ``code`` and the processor
   marks that document ``failed``.
 
+What the loader decides about inputs that are legal in one sense and not in another:
+
+* a UTF-8 **byte order mark** (Windows editors write one) is accepted and dropped;
+* **duplicate keys**: JSON allows them and Python keeps the last one, silently. A
+  duplicate ``batch_id`` or ``documents`` refuses the batch (``duplicate_key``); a
+  document with a duplicate key is rejected alone (which ``id`` or ``content`` was meant?);
+* **lone surrogates** (``"\\ud800"``: valid JSON grammar, not valid Unicode; they
+  cannot be hashed, stored or printed as UTF-8): in the batch id they refuse the
+  batch (``invalid_unicode``); inside a document they reject that document alone
+  (:class:`RejectedDocument`, with every string escaped so that a processor can
+  record its id), and the rest of the batch goes on;
+* nesting too deep for the parser and integers beyond Python's 4300-digit limit are
+  ``invalid_json``; a file that exists but cannot be read is ``input_unreadable``;
+  a symlink loop is named as one (``input_symlink_loop``), not "does not exist".
+
 The processor receives the raw document mappings, exactly as a real ingestion
 endpoint would, and parses each one itself with :func:`parse_document`.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import re
+import stat
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,6 +79,84 @@ class Batch:
         return len(self.documents)
 
 
+class RejectedDocument(dict):  # type: ignore[type-arg]
+    """A raw document the loader already knows is invalid, with the reason (``code``, ``reason``).
+
+    Its strings are escaped (a lone surrogate becomes the text ``\\ud800``), so a
+    processor can read ``raw.get("id")`` and record it anywhere; :func:`parse_document`
+    raises :class:`InvalidDocumentError` with ``code`` for it, so it ends ``rejected``.
+    """
+
+    def __init__(self, data: Mapping[Any, Any], *, code: str, reason: str) -> None:
+        super().__init__(data)
+        self.code = code
+        self.reason = reason
+
+
+class _DuplicateKeys(dict):  # type: ignore[type-arg]
+    """A decoded JSON object that repeated a key (``duplicates`` names them); JSON keeps the last value."""
+
+    duplicates: list[str]
+
+
+def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' object hook: a dict, marked when a key repeats (cheap: one length check)."""
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    marked = _DuplicateKeys(obj)
+    seen: set[str] = set()
+    marked.duplicates = sorted({k for k, _ in pairs if k in seen or seen.add(k)})  # type: ignore[func-returns-value]
+    return marked
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """True if ``text`` holds a lone surrogate code point (it cannot be encoded as UTF-8)."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _escape(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") if has_lone_surrogate(text) else text
+
+
+def _escaped(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (keys too) written as ``\\udXXX`` text."""
+    if isinstance(value, str):
+        return _escape(value)
+    if isinstance(value, Mapping):
+        return {_escape(k) if isinstance(k, str) else k: _escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    return value
+
+
+def _surrogate_field(raw: Mapping[Any, Any]) -> str | None:
+    """The name of the first field of ``raw`` (keys included, any depth) holding a lone surrogate."""
+    for key in raw:
+        if isinstance(key, str) and has_lone_surrogate(key):
+            return "(a key)"
+    stack: list[tuple[str, Any]] = [(str(k), v) for k, v in raw.items()]
+    while stack:  # iterative: metadata may be nested as deep as the parser allowed
+        name, value = stack.pop()
+        if isinstance(value, str):
+            if has_lone_surrogate(value):
+                return name
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                if isinstance(k, str) and has_lone_surrogate(k):
+                    return name
+                stack.append((name, v))
+        elif isinstance(value, list):
+            stack.extend((name, v) for v in value)
+    return None
+
+
 def normalize_id(doc_id: str) -> str:
     """Trim and case-fold an id: ``" DOC-7 "`` and ``"doc-7"`` name the same document."""
     return doc_id.strip().casefold()
@@ -97,8 +193,16 @@ def parse_document(raw: Any, *, default_source: str = DEFAULT_SOURCE) -> Documen
     """Validate one raw document mapping; raise :class:`InvalidDocumentError` if it is unusable.
 
     Codes: ``not_an_object``, ``missing_id``, ``missing_content``, ``wrong_type``,
-    ``empty_content``.
+    ``empty_content``, and from the loader (:class:`RejectedDocument`) ``invalid_unicode``
+    and ``duplicate_key``.
     """
+    if isinstance(raw, RejectedDocument):
+        raise InvalidDocumentError(
+            raw.reason,
+            code=raw.code,
+            details={"id": raw.get("id")},
+            hints=["Fix the document at its source; the rest of the batch is processed."],
+        )
     if not isinstance(raw, Mapping):
         raise InvalidDocumentError(
             f"a document must be a JSON object, got {type(raw).__name__}",
@@ -178,11 +282,46 @@ def check_batch_id(batch_id: Any) -> str:
     return batch_id
 
 
-def batch_from_data(data: Any, *, path: str | None = None) -> Batch:
-    """Validate the shape of already-decoded batch data (a list, or an object with ``documents``)."""
+def _checked(raw: Any) -> Any:
+    """``raw``, or a :class:`RejectedDocument` for it when a loader-level check rejects it."""
+    if not isinstance(raw, Mapping):
+        return raw
+    field_name = _surrogate_field(raw)
+    if field_name is not None:
+        return RejectedDocument(
+            _escaped(raw), code="invalid_unicode",
+            reason=f"field `{field_name}` holds a lone surrogate (an escape such as \\ud800 that is not "
+                   "valid Unicode)")
+    if isinstance(raw, _DuplicateKeys):
+        return RejectedDocument(
+            raw, code="duplicate_key",
+            reason=f"the document repeats the key(s) {', '.join(map(repr, raw.duplicates))}")
+    return raw
+
+
+def batch_from_data(data: Any, *, path: str | None = None, check_unicode: bool = True) -> Batch:
+    """Validate the shape of already-decoded batch data (a list, or an object with ``documents``).
+
+    ``check_unicode=False`` skips the per-document scan for lone surrogates and
+    repeated keys (the loader passes it when the file's text cannot hold either).
+    """
     where = {"path": path} if path else {}
     batch_id = None
+    if isinstance(data, _DuplicateKeys):
+        raise BatchInputError(
+            f"the batch object repeats the key(s) {', '.join(map(repr, data.duplicates))}",
+            code="duplicate_key",
+            details={**where, "duplicates": data.duplicates},
+            hints=["JSON parsers keep only the last of repeated keys, silently; write each key once."],
+        )
     if isinstance(data, Mapping):
+        if isinstance(data.get("batch_id"), str) and has_lone_surrogate(data["batch_id"]):
+            raise BatchInputError(
+                "the batch id holds a lone surrogate (an escape such as \\ud800 that is not valid Unicode)",
+                code="invalid_unicode",
+                details={**where, "field": "batch_id", "batch_id": data["batch_id"]},
+                hints=["Use letters, digits, '.', '_' and '-' in the batch id."],
+            )
         if "documents" not in data:
             raise BatchInputError(
                 "batch object has no `documents` field",
@@ -216,6 +355,8 @@ def batch_from_data(data: Any, *, path: str | None = None) -> Batch:
             details={**where, "documents": len(docs), "limit": MAX_BATCH_DOCUMENTS},
             hints=["Split it into shards, each with its own batch id."],
         )
+    if check_unicode:
+        docs = [_checked(raw) for raw in docs]
     oversized = []
     for index, raw in enumerate(docs):
         if isinstance(raw, Mapping) and isinstance(raw.get("content"), str):
@@ -233,24 +374,77 @@ def batch_from_data(data: Any, *, path: str | None = None) -> Batch:
     return Batch(documents=docs, batch_id=batch_id, path=path)
 
 
+def _input_error(p: Path, code: str, message: str, hint: str, **details: Any) -> BatchInputError:
+    return BatchInputError(message, code=code, details={"path": str(p), **details}, hints=[hint])
+
+
+def read_input_bytes(path: str | Path) -> bytes:
+    """The bytes of an input file, or :class:`BatchInputError` saying exactly why not."""
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except ValueError:  # an embedded NUL byte
+        raise _input_error(p, "input_not_found", "the input path is not a valid path", "Check the path.") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _input_error(p, "input_symlink_loop",
+                               f"input path {str(p)!r} is a symlink loop (a link that leads back to itself)",
+                               "Point --input at the real file: `ls -l` shows where each link goes.") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            if os.path.islink(p):
+                raise _input_error(p, "input_not_found",
+                                   f"input path {str(p)!r} is a symlink to {os.readlink(p)!r}, which does not exist",
+                                   "Fix or remove the dangling link.", target=os.readlink(p)) from None
+            raise _input_error(p, "input_not_found", f"input file {str(p)!r} does not exist",
+                               "Check the path, or use examples/input_example.json.") from None
+        raise _input_error(p, "input_unreadable", f"input file {str(p)!r} cannot be reached: {exc.strerror}",
+                           "Check the permissions of the file and of its folders.",
+                           errno=errno.errorcode.get(exc.errno or 0, str(exc.errno))) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _input_error(p, "input_not_a_file", f"input path {str(p)!r} is not a file", "Point at a .json file.")
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise _input_error(p, "input_unreadable", f"input file {str(p)!r} cannot be read: {exc.strerror}",
+                           "Check its permissions (`ls -l`; `chmod u+r FILE`).",
+                           errno=errno.errorcode.get(exc.errno or 0, str(exc.errno))) from None
+
+
+#: A lone surrogate can only come from a ``\\uD800``-``\\uDFFF`` escape (raw surrogate bytes are not UTF-8).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def parse_batch_text(text: str, *, path: str | None = None) -> Batch:
+    """Decode and validate the text of a batch file (a leading BOM is accepted)."""
+    p = Path(path or "<input>")
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a UTF-8 byte order mark, as Windows editors write it
+    try:
+        data = json.loads(text, object_pairs_hook=_object_pairs)
+    except json.JSONDecodeError as exc:
+        raise _input_error(p, "invalid_json",
+                           f"input file is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+                           "Validate it with `python -m json.tool FILE`.", line=exc.lineno, column=exc.colno) from None
+    except RecursionError:
+        raise _input_error(p, "invalid_json", "input file is nested too deeply to parse",
+                           "A batch is an object with a list of flat documents; check how the file was "
+                           "generated.") from None
+    except ValueError as exc:  # integers beyond Python's digit limit
+        raise _input_error(p, "invalid_json", f"input file holds a value that cannot be read: {exc}",
+                           "Numbers of more than 4300 digits are refused; quote them as strings.") from None
+    return batch_from_data(data, path=path, check_unicode=bool(_SURROGATE_ESCAPE.search(text)) or
+                           _has_duplicates(data))
+
+
+def _has_duplicates(data: Any) -> bool:
+    docs = data.get("documents") if isinstance(data, Mapping) else data
+    return isinstance(docs, list) and any(isinstance(d, _DuplicateKeys) for d in docs)
+
+
 def load_batch(path: str | Path) -> Batch:
     """Read and validate a batch file; raise :class:`BatchInputError` with the unified structure."""
     p = Path(path)
-    if not p.exists():
-        raise BatchInputError(
-            f"input file {str(p)!r} does not exist",
-            code="input_not_found",
-            details={"path": str(p)},
-            hints=["Check the path, or use examples/input_example.json."],
-        )
-    if not p.is_file():
-        raise BatchInputError(
-            f"input path {str(p)!r} is not a file",
-            code="input_not_a_file",
-            details={"path": str(p)},
-            hints=["Point at a .json file."],
-        )
-    blob = p.read_bytes()
+    blob = read_input_bytes(p)
     try:
         text = blob.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -260,13 +454,4 @@ def load_batch(path: str | Path) -> Batch:
             details={"path": str(p), "byte_offset": exc.start},
             hints=["Re-encode the file as UTF-8 (e.g. `iconv -f GBK -t UTF-8`)."],
         ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BatchInputError(
-            f"input file is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-            code="invalid_json",
-            details={"path": str(p), "line": exc.lineno, "column": exc.colno},
-            hints=["Validate it with `python -m json.tool FILE`."],
-        ) from None
-    return batch_from_data(data, path=str(p))
+    return parse_batch_text(text, path=str(p))

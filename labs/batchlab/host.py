@@ -28,6 +28,15 @@ address-space limit        ``setrlimit(RLIMIT_AS)``    not set: macOS does not e
 own session, group kill    ``start_new_session``,      the same (POSIX); where ``killpg`` is refused
                            ``os.killpg``               (macOS answers EPERM for a group of zombies) or
                                                        missing, the child alone is killed
+worker dies with parent    ``prctl(PR_SET_PDEATHSIG,   a pipe from the parent: the worker watches its read
+                           SIGKILL)``                  end and kills itself at end-of-file (the kernel
+                                                       closes the write end when the parent dies, however);
+                                                       also used on Linux when the parent starts the worker
+                                                       from a thread other than the main one (PDEATHSIG
+                                                       fires when the *thread* that forked the child exits)
+one worker per run dir     ``fcntl.flock``             the same on macOS (BSD ``flock``); where ``fcntl`` is
+                                                       missing, an exclusive-create pid file (a holder whose
+                                                       pid is gone is stale and taken over)
 =========================  ==========================  ======================================================
 
 Every call of these lives here (:func:`child_popen_kwargs`, :func:`kill_group`);
@@ -43,8 +52,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+import weakref
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol
 
@@ -126,15 +139,27 @@ def _rlimits(limits: Limited) -> list[tuple[int, int]]:
 
 
 def child_limiter(limits: Limited | None) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that sets ``limits`` in the child before exec (worked out here, in the parent)."""
+    """A ``preexec_fn`` that sets ``limits`` in the child before exec (worked out here, in the parent).
+
+    Where a ``preexec_fn`` runs anyway (limits are set) and ``PR_SET_PDEATHSIG`` is
+    usable, it also asks the kernel to SIGKILL the child when its parent dies: a
+    grader child running student code never outlives a killed grader.
+    """
     pairs = _rlimits(limits) if limits is not None else []
     if not pairs:
         return None
     import resource
 
+    prctl = _prctl() if pdeathsig_usable() else None
+    parent = os.getpid()
+
     def apply() -> None:  # runs in the forked child: no environment reads, no imports
         for res, value in pairs:
             resource.setrlimit(res, (value, value))
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+            if os.getppid() != parent:  # the parent died before the request: too late for the kernel
+                os.kill(os.getpid(), signal.SIGKILL)
 
     return apply
 
@@ -163,6 +188,309 @@ def kill_group(proc: subprocess.Popen[Any]) -> None:
             proc.kill()
 
 
+# ---------------------------------------------------------------------------------------------
+# A worker dies with its parent
+# ---------------------------------------------------------------------------------------------
+
+PR_SET_PDEATHSIG = 1
+#: How a child learns its link to the parent: ``pdeathsig:PID`` or ``pipe:FD`` (see :func:`hold_parent_link`).
+PARENT_LINK_ENV = "BATCHLAB_PARENT_LINK"
+_PRCTL: list[Any] = []
+
+
+def _prctl() -> Any:
+    """libc's ``prctl`` through ctypes, or None where there is none (macOS, musl without it, forced fallbacks)."""
+    if not _PRCTL:
+        func = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                func = ctypes.CDLL(None, use_errno=True).prctl
+                func.restype = ctypes.c_int
+            except (OSError, AttributeError):
+                func = None
+        _PRCTL.append(func)
+    return _PRCTL[0]
+
+
+def pdeathsig_usable() -> bool:
+    """True where a child started from this thread can ask the kernel to kill it when we die.
+
+    Linux only (and not with the fallbacks forced); and only from the main thread:
+    the kernel sends the signal when the *thread* that forked the child exits, so a
+    worker started from a short-lived thread would die with that thread.
+    """
+    return linux_facilities() and _prctl() is not None and threading.current_thread() is threading.main_thread()
+
+
+@dataclass
+class ParentLink:
+    """The parent's side of "the worker dies with its parent" for one child.
+
+    ``mechanism`` is ``pdeathsig`` (Linux: the kernel SIGKILLs the child when this
+    process dies, whatever killed it) or ``pipe`` (portable: the child holds the
+    read end of a pipe whose write end only this process holds; when this process
+    dies the kernel closes it and the child, watching, sees end-of-file and kills
+    itself). Give ``env`` and ``pass_fds`` to ``Popen``, then call :meth:`attach`.
+    """
+
+    mechanism: str
+    env: dict[str, str] = field(default_factory=dict)
+    pass_fds: tuple[int, ...] = ()
+    _write_fd: int | None = None
+
+    def attach(self, proc: subprocess.Popen[Any] | None) -> None:
+        """After ``Popen``: close the child's end here; keep ours open as long as ``proc`` is referenced."""
+        for fd in self.pass_fds:
+            os.close(fd)
+        self.pass_fds = ()
+        if self._write_fd is not None:
+            if proc is None:
+                os.close(self._write_fd)
+            else:
+                weakref.finalize(proc, os.close, self._write_fd)
+            self._write_fd = None
+
+
+def parent_link() -> ParentLink:
+    """Prepare the link of a child about to be started from this thread (see :class:`ParentLink`)."""
+    if pdeathsig_usable():
+        return ParentLink("pdeathsig", env={PARENT_LINK_ENV: f"pdeathsig:{os.getpid()}"})
+    read_fd, write_fd = os.pipe()
+    return ParentLink("pipe", env={PARENT_LINK_ENV: f"pipe:{read_fd}"}, pass_fds=(read_fd,), _write_fd=write_fd)
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hold_parent_link(environ: dict[str, str] | None = None) -> str:
+    """In the child (the worker, first thing): die when the parent that started us dies.
+
+    Returns the mechanism in force (``pdeathsig``, ``pipe`` or ``none`` when the
+    child was started by hand, without a link).
+    """
+    value = (environ if environ is not None else os.environ).get(PARENT_LINK_ENV, "")
+    kind, _, arg = value.partition(":")
+    if kind == "pdeathsig" and _prctl() is not None:
+        _prctl()(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != int(arg):  # the parent died before we asked: nobody will send the signal
+            _die()
+        return "pdeathsig"
+    if kind == "pipe":
+        fd = int(arg)
+
+        def watch() -> None:
+            while True:
+                try:
+                    if not os.read(fd, 1024):  # end of file: every write end is closed, the parent is gone
+                        break
+                except InterruptedError:
+                    continue
+                except OSError:
+                    break
+            _die()
+
+        threading.Thread(target=watch, name="batchlab-parent-watch", daemon=True).start()
+        return "pipe"
+    return "none"
+
+
+# ---------------------------------------------------------------------------------------------
+# One worker per run directory
+# ---------------------------------------------------------------------------------------------
+
+#: The lock file in a run directory.
+LOCK_NAME = "worker.lock"
+#: The inherited descriptor of a lock the parent already holds for this worker.
+LOCK_FD_ENV = "BATCHLAB_RUN_LOCK_FD"
+#: How long a second run waits for a busy run directory before it refuses (seconds).
+DEFAULT_LOCK_WAIT_S = 3.0
+
+
+class RunDirBusyError(KitError):
+    """Another worker (or the command that started it) holds the run directory."""
+
+    default_code = "run_dir_busy"
+
+
+def flock_available() -> bool:
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    return hasattr(fcntl, "flock")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunDirLock:
+    """An exclusive lock on ``RUN_DIR/worker.lock`` for the life of the process that holds it.
+
+    With ``flock`` the kernel releases the lock when the last descriptor of it is
+    closed, so a SIGKILLed holder never leaves a stale lock. A runner takes the
+    lock *before* it writes anything in the run directory and hands the descriptor
+    to its worker (``pass_fds`` and :data:`LOCK_FD_ENV`), so the lock covers the
+    runner's preparation and the worker's whole life, with no gap between them.
+    The file holds one JSON line naming the holder (pid, role, since when), which
+    the refusal quotes.
+    """
+
+    def __init__(self, run_dir: str | Path, *, role: str = "runner") -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_NAME
+        self.role = role
+        self.fd: int | None = None
+        self.mechanism = "flock" if flock_available() else "pidfile"
+
+    # -- taking it ---------------------------------------------------------------------
+
+    def acquire(self, wait_s: float = DEFAULT_LOCK_WAIT_S, *, poll_s: float = 0.05) -> "RunDirLock":
+        """Take the lock, waiting up to ``wait_s``; else :class:`RunDirBusyError` (nothing written)."""
+        deadline = time.monotonic() + max(wait_s, 0.0)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            if self._try_take():
+                self._write_holder()
+                return self
+            if time.monotonic() >= deadline:
+                raise self.busy_error(wait_s)
+            time.sleep(poll_s)
+
+    def _try_take(self) -> bool:
+        if self.mechanism == "flock":
+            import fcntl
+
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            self.fd = fd
+            return True
+        try:  # pid file: exclusive creation is the lock; a holder whose process is gone is stale
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            holder = read_holder(self.path)
+            if holder.get("pid") and not _pid_alive(int(holder["pid"])):
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
+            return False
+        self.fd = fd
+        return True
+
+    @classmethod
+    def adopt(cls, run_dir: str | Path, fd: int, *, role: str = "worker") -> "RunDirLock":
+        """Take over a lock held through an inherited descriptor (the worker's side of the hand-over)."""
+        lock = cls(run_dir, role=role)
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock.path))
+        except OSError:
+            same = False
+        if not same:
+            raise KitError(f"descriptor {fd} is not the lock of {lock.run_dir}", code="lock_mismatch",
+                           details={"fd": fd, "lock": str(lock.path)},
+                           hints=["Start workers through the runner (`batchlab run`), not by hand."])
+        if lock.mechanism == "flock":
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the same open file: already ours, cannot block
+        lock.fd = fd
+        if lock.mechanism == "flock":  # a pid file keeps naming the runner: it outlives each worker
+            lock._write_holder()
+        return lock
+
+    # -- the holder's name ------------------------------------------------------------
+
+    def _write_holder(self) -> None:
+        assert self.fd is not None
+        line = json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "role": self.role, "since": time.time(),
+                           "mechanism": self.mechanism}) + "\n"
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, line.encode(), 0)
+
+    def busy_error(self, wait_s: float) -> RunDirBusyError:
+        holder = read_holder(self.path)
+        since = holder.get("since")
+        when = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float))
+                else "an unknown time")
+        pid = holder.get("pid", "unknown")
+        return RunDirBusyError(
+            f"{self.run_dir} is busy: {holder.get('role', 'a process')} pid {pid} has held it since {when}; "
+            f"waited {wait_s:g} s",
+            details={"run_dir": str(self.run_dir), "holder_pid": pid, "holder_role": holder.get("role"),
+                     "since": when, "held_for_s": round(time.time() - since, 1) if isinstance(since, (int, float))
+                     else None, "waited_s": wait_s, "lock": str(self.path)},
+            hints=[f"Wait for it to finish, or stop it (Ctrl-C in its terminal, or `kill {pid}`): a worker stops "
+                   "cleanly and the next run resumes where it stopped.",
+                   "The lock dies with its process: a killed run never leaves it stale.",
+                   "Or use another --run-dir (a new batch state)."])
+
+    # -- handing it on and letting go ------------------------------------------------
+
+    def child_env(self) -> dict[str, str]:
+        return {LOCK_FD_ENV: str(self.fd)} if self.fd is not None else {}
+
+    def release(self) -> None:
+        """Close our descriptor. (Never ``LOCK_UN``: a worker sharing the lock keeps it until it exits.)"""
+        if self.fd is None:
+            return
+        if self.mechanism == "pidfile" and read_holder(self.path).get("pid") == os.getpid():
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self) -> "RunDirLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def read_holder(path: str | Path) -> dict[str, Any]:
+    """Who holds (or last held) a run directory's lock, as its lock file says ({} if unknown)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def lock_is_held(run_dir: str | Path) -> bool:
+    """True if some process holds the run directory's lock now (a probe: takes and drops it at once)."""
+    lock = RunDirLock(run_dir, role="probe")
+    if not lock.path.exists():
+        return False
+    if lock.mechanism == "pidfile":
+        pid = read_holder(lock.path).get("pid")
+        return bool(pid) and _pid_alive(int(pid))
+    import fcntl
+
+    fd = os.open(lock.path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops our probe lock
+    return False
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What is in force on this machine (``python -m batchlab.host``)."""
@@ -173,6 +501,8 @@ class Capabilities:
     linux_facilities: bool
     rlimits: tuple[str, ...]
     process_groups: bool
+    parent_death: str
+    run_dir_lock: str
 
 
 def capabilities() -> Capabilities:
@@ -189,6 +519,8 @@ def capabilities() -> Capabilities:
         linux_facilities=linux_facilities(),
         rlimits=tuple(names[res] for res, _ in (_rlimits(probe) if names else [])),
         process_groups=hasattr(os, "killpg") and hasattr(os, "setsid"),
+        parent_death="pdeathsig" if pdeathsig_usable() else "pipe",
+        run_dir_lock="flock" if flock_available() else "pidfile",
     )
 
 

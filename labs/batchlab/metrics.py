@@ -289,21 +289,92 @@ def _pass_metrics(events: Sequence[Mapping[str, Any]], puts: Sequence[Mapping[st
     return result
 
 
+#: Ledger events that name a document and must carry its ``ident``.
+_IDENT_EVENTS = frozenset({"call_start", "call_ok", "call_fail", "sink_put"})
+
+
+def usable_events(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The events the metrics can read: a finite time ``t``, an integer ``pass``, an ``ident`` where one is due.
+
+    The worker writes only such lines; anything else (a hand-edited or foreign
+    ledger) is skipped, as a torn line is, rather than crash every command that reads it.
+    """
+    import math
+
+    kept = []
+    for ev in events:
+        try:
+            t = float(ev["t"])
+            pass_no = int(ev.get("pass", 0))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            continue
+        if not math.isfinite(t) or not isinstance(ev.get("ev"), str):
+            continue
+        if ev["ev"] in _IDENT_EVENTS and not isinstance(ev.get("ident"), str):
+            continue
+        if ev["ev"] == "pass_start" and "t0" in ev:
+            try:
+                if not math.isfinite(float(ev["t0"])):
+                    continue
+            except (TypeError, ValueError, OverflowError):
+                continue
+        kept.append({**ev, "t": t, "pass": pass_no})
+    return kept
+
+
 def metrics_for_run(run_dir: str | Path) -> Metrics:
-    """Metrics of a run directory written by :mod:`batchlab.runner`."""
+    """Metrics of a run directory written by :mod:`batchlab.runner`.
+
+    Never a traceback, whatever the directory holds: a part that cannot be read
+    (spec, input, sink) raises :class:`batchlab.errors.KitError` naming it
+    (``run_dir_corrupt``, ``run_input_unreadable``, ``sink_unreadable``); ledger
+    lines that cannot be read are skipped (:func:`usable_events`).
+    """
+    import sqlite3
+
     from .documents import load_batch
+    from .errors import KitError
 
     run = Path(run_dir)
     spec = _read_spec(run)
-    batch = load_batch(spec["input"])
-    return compute_metrics(batch.documents, read_events(run / "ledger.jsonl"),
-                           read_outputs(run / "sink.sqlite"), read_puts(run / "sink.sqlite"))
+    try:
+        batch = load_batch(spec["input"])
+    except KitError as exc:
+        raise KitError(f"the input of {run} cannot be read: {exc.message}", code="run_input_unreadable",
+                       details={"run_dir": str(run), "input": spec["input"], "cause": exc.to_dict()["error"]},
+                       hints=["The metrics compare the sink with the run's input: restore the input file "
+                              "at that path, unchanged."]) from None
+    try:
+        outputs = read_outputs(run / "sink.sqlite")
+        puts = read_puts(run / "sink.sqlite")
+    except (sqlite3.Error, OSError, ValueError, TypeError) as exc:
+        raise KitError(f"the sink of {run} cannot be read: {type(exc).__name__}: {exc}", code="sink_unreadable",
+                       details={"run_dir": str(run), "sink": str(run / "sink.sqlite")},
+                       hints=["`sqlite3 sink.sqlite 'PRAGMA integrity_check'` says what is wrong; "
+                              "the sink is the truth of a run, so a damaged one means a new run."]) from None
+    try:
+        return compute_metrics(batch.documents, usable_events(read_events(run / "ledger.jsonl")), outputs, puts)
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise KitError(f"the records of {run} do not add up: {type(exc).__name__}: {exc}",
+                       code="run_dir_corrupt", details={"run_dir": str(run)},
+                       hints=["A run directory is written by `batchlab run`/`demo` only; start a new one."]) from None
 
 
 def _read_spec(run: Path) -> dict[str, Any]:
     import json
 
-    return json.loads((run / "spec.json").read_text(encoding="utf-8"))
+    from .errors import KitError
+
+    try:
+        spec = json.loads((run / "spec.json").read_text(encoding="utf-8"))
+        if not isinstance(spec, dict) or not isinstance(spec.get("input"), str):
+            raise ValueError("spec.json is not an object with an `input` path")
+    except (OSError, ValueError, RecursionError) as exc:
+        raise KitError(f"{run / 'spec.json'} cannot be read: {type(exc).__name__}: {exc}", code="run_dir_corrupt",
+                       details={"run_dir": str(run)},
+                       hints=["A run directory has the spec.json `batchlab run` wrote; start a new --run-dir."]) \
+            from None
+    return spec
 
 
 def format_value(metric: str, value: Any, *, per_min_unit: str = "docs/min") -> str:

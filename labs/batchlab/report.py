@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -39,7 +40,7 @@ from typing import Any
 from .contract import percentile
 from .errors import EXIT_OK, KitError, UsageError
 from .ledger import read_events
-from .metrics import Metrics, format_value, metrics_for_run
+from .metrics import Metrics, _read_spec, format_value, metrics_for_run, usable_events
 from .paths import kit_root
 from .plots import (
     PlotStyle,
@@ -271,7 +272,7 @@ def _check_run_dir(run: Path) -> None:
         raise UsageError(f"{run} is not a run directory", code="not_a_run", details={"run_dir": str(run)},
                          hints=["A run directory has spec.json and ledger.jsonl; make one with "
                                 "`batchlab demo --run-dir DIR` or `batchlab run --run-dir DIR`."])
-    if not read_events(run / "ledger.jsonl"):
+    if not usable_events(read_events(run / "ledger.jsonl")):
         raise UsageError(f"{run / 'ledger.jsonl'} has no events", code="empty_ledger",
                          details={"run_dir": str(run), "ledger": str(run / "ledger.jsonl")},
                          hints=["Run at least one pass first: `batchlab run --input FILE --run-dir "
@@ -313,8 +314,8 @@ def build_report(*, run_dir: str | Path, out: str | Path, lang: str = "auto",
     template_text = tpl.read_text(encoding="utf-8")
     fill_template(template_text, dict.fromkeys(TEMPLATE_KEYS, ""))  # an unknown placeholder fails before any work
     style = choose_style(lang)
-    spec = json.loads((run / "spec.json").read_text(encoding="utf-8"))
-    events = read_events(run / "ledger.jsonl")
+    spec = _read_spec(run)  # a damaged spec, input, sink or ledger: a KitError naming it, never a traceback
+    events = usable_events(read_events(run / "ledger.jsonl"))
     metrics = metrics_for_run(run)
 
     origin = metrics.passes[0].started if metrics.passes else float(events[0]["t"])
@@ -567,8 +568,14 @@ _EXIT_NAMES = {"ok": "正常结束", "killed": "被杀死（SIGKILL）", "died":
 def cmd_report(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
     out = Path(args.out) if args.out else Path("reports") / (run.resolve().name or "run")
-    result = build_report(run_dir=run, out=out, lang=args.lang, template=args.template,
-                          grader_results=args.grader_results)
+    try:
+        result = build_report(run_dir=run, out=out, lang=args.lang, template=args.template,
+                              grader_results=args.grader_results)
+    except (OSError, ValueError, TypeError, KeyError, ArithmeticError, sqlite3.Error) as exc:
+        # build_report checks every part of the run directory; this is the last guard against one it missed
+        raise KitError(f"no report for {run}: {type(exc).__name__}: {exc}", code="report_failed",
+                       details={"run_dir": str(run), "out": str(out)},
+                       hints=["`batchlab metrics RUN_DIR` says whether the run itself can be read."]) from None
     if args.json:
         print(json.dumps({"out": str(result.out), "report": str(result.markdown),
                           "files": [str(f) for f in result.files], "plot_language": result.style.lang,

@@ -11,6 +11,18 @@ A *run* is one batch in one run directory::
 Pass 1 runs with a planned crash; later passes resume with the same batch id and
 state directory (``run_passes`` can kill several passes in a row). Every pass
 has a timeout; a hanging child is killed and reported, never waited for.
+
+Process lifetime (issue 14):
+
+* ``RUN_DIR/worker.lock`` makes a run directory one worker's at a time
+  (:class:`batchlab.host.RunDirLock`): the runner takes it before it writes
+  anything and hands it to each worker, which holds it for its whole life;
+  another runner waits ``RunSpec.lock_wait_s`` and then refuses with ``run_dir_busy``.
+* every worker dies with the process that started it
+  (:func:`batchlab.host.parent_link`: ``PR_SET_PDEATHSIG`` on Linux, a watched pipe elsewhere);
+* ``run_pass(stop=...)`` asks the worker to stop (SIGTERM: no new documents, the
+  ones in flight get ``worker.STOP_GRACE_S`` to commit) and kills its group if it
+  has not exited :data:`STOP_KILL_AFTER_S` seconds after the request.
 """
 
 from __future__ import annotations
@@ -29,13 +41,19 @@ from typing import Any
 
 from .contract import BatchConfig
 from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
-from .host import child_popen_kwargs, kill_group
+from .host import DEFAULT_LOCK_WAIT_S, LOCK_NAME, RunDirLock, child_popen_kwargs, kill_group, parent_link
 from .ledger import append_event
 from .service import LatencyModel
+from .worker import EXIT_STOPPED, STOP_GRACE_S
 
 EventsCallback = Callable[[list[dict[str, Any]]], None]
 #: Ledger events that show a pass is doing real work (a random kill's delay counts from the first).
 WORK_EVENTS = frozenset({"call_start", "sink_put"})
+#: After a stop request, the worker's group is SIGKILLed if it is still alive this long after (seconds).
+STOP_KILL_AFTER_S = STOP_GRACE_S + 3.0
+#: ``stop()`` returns this to ask for an immediate kill (a second Ctrl-C).
+STOP_NOW = "now"
+StopCallback = Callable[[], str | None]
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,7 @@ class RunSpec:
     output_cap: int = 64_000
     limits: Limits | None = None
     env: dict[str, str] = field(default_factory=dict)
+    lock_wait_s: float = DEFAULT_LOCK_WAIT_S
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +107,7 @@ class PassResult:
     timed_out: bool = False
     stdout: str = ""
     stderr: str = ""
+    stopped_by: str | None = None  #: the signal name when the pass was asked to stop (Ctrl-C, SIGTERM)
 
     @property
     def sigkilled(self) -> bool:
@@ -101,6 +121,8 @@ class PassResult:
             return "killed"
         if self.returncode == 0:
             return "ok"
+        if self.returncode == EXIT_STOPPED:
+            return "stopped"
         if self.returncode is not None and self.returncode < 0:
             return f"signal {-self.returncode}"
         return {2: "bad input", 3: "import error", 4: "raised"}.get(self.returncode or 0, f"exit {self.returncode}")
@@ -137,10 +159,19 @@ class LedgerTail:
 
 
 def prepare(spec: RunSpec, *, fresh: bool = False) -> Path:
-    """Create the run directory and write its spec (``fresh`` removes an earlier run first)."""
+    """Create the run directory and write its spec (``fresh`` removes an earlier run first).
+
+    ``fresh`` keeps the lock file: a caller that holds the lock keeps holding the same file.
+    """
     run = Path(spec.run_dir)
     if fresh and run.exists():
-        shutil.rmtree(run)
+        for entry in run.iterdir():
+            if entry.name == LOCK_NAME:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     (run / "state").mkdir(parents=True, exist_ok=True)
     (run / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
     return run
@@ -158,22 +189,40 @@ def _read_capped(path: Path, cap: int) -> str:
     return text
 
 
-def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan) -> tuple[subprocess.Popen[bytes], float]:
-    """Start the worker of one pass; returns the process and its start time (the resume clock's zero)."""
+def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *,
+               lock: RunDirLock | None = None) -> tuple[subprocess.Popen[bytes], float]:
+    """Start the worker of one pass; returns the process and its start time (the resume clock's zero).
+
+    ``lock``: the run directory's lock, already held by the caller, handed to the
+    worker. Without one, the lock is taken here (waiting ``spec.lock_wait_s``, then
+    :class:`batchlab.host.RunDirBusyError`) and the worker alone holds it once started.
+    The worker dies with this process (:func:`batchlab.host.parent_link`).
+    """
     run = Path(spec.run_dir)
+    own = lock is None
+    held = RunDirLock(run).acquire(spec.lock_wait_s) if lock is None else lock
     kind = crash.kind if crash.kind != CRASH_RANDOM else CRASH_NONE
     t0 = time.time()
     cmd = [sys.executable, "-m", "batchlab.worker", str(run), "--pass", str(pass_no), "--crash", kind,
            "--at", str(crash.at), "--t0", repr(t0)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **spec.env}
-    stdout = (run / f"pass{pass_no}.stdout").open("wb")
-    stderr = (run / f"pass{pass_no}.stderr").open("wb")
+    link = parent_link()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **spec.env, **link.env,
+           **held.child_env()}
+    proc = None
     try:
-        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env,
-                                **child_popen_kwargs(spec.limits))
+        stdout = (run / f"pass{pass_no}.stdout").open("wb")
+        stderr = (run / f"pass{pass_no}.stderr").open("wb")
+        try:
+            proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env,
+                                    pass_fds=(*link.pass_fds, *([held.fd] if held.fd is not None else [])),
+                                    **child_popen_kwargs(spec.limits))
+        finally:
+            stdout.close()
+            stderr.close()
     finally:
-        stdout.close()
-        stderr.close()
+        link.attach(proc)
+        if own:
+            held.release()  # the worker holds it now, for its whole life
     return proc, t0
 
 
@@ -184,18 +233,40 @@ def run_pass(
     *,
     on_events: EventsCallback | None = None,
     poll_s: float = 0.02,
+    lock: RunDirLock | None = None,
+    stop: StopCallback | None = None,
 ) -> PassResult:
-    """Run one pass to its end (or its kill, or its timeout)."""
+    """Run one pass to its end (or its kill, or its timeout, or its stop).
+
+    ``stop`` is polled: once it returns a signal name the worker gets SIGTERM (it
+    takes no new documents and exits within ``worker.STOP_GRACE_S``), and its group
+    is killed :data:`STOP_KILL_AFTER_S` after the request or at once when ``stop``
+    returns :data:`STOP_NOW`.
+    """
     crash = crash or CrashPlan()
     run = Path(spec.run_dir)
     ledger = run / "ledger.jsonl"
     tail = LedgerTail(ledger)
     tail.read_new() if ledger.exists() else None  # only this pass's events from here on
-    proc, t0 = start_pass(spec, pass_no, crash)
+    proc, t0 = start_pass(spec, pass_no, crash, lock=lock)
     kill_at: float | None = None
     killed = timed_out = False
+    stopped_by: str | None = None
+    stop_deadline: float | None = None
     while proc.poll() is None:
         now = time.time()
+        asked = stop() if stop is not None else None
+        if asked and stopped_by is None:
+            stopped_by = asked
+            append_event(ledger, "stop", pass_no=pass_no, signal=asked, by="parent")
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            stop_deadline = now + STOP_KILL_AFTER_S
+        if stop_deadline is not None and (now >= stop_deadline or asked == STOP_NOW) and not killed:
+            kill_group(proc)
+            killed = True
         events = tail.read_new()
         if on_events and events:
             on_events(events)
@@ -222,6 +293,7 @@ def run_pass(
         killed_by_parent=killed, timed_out=timed_out,
         stdout=_read_capped(run / f"pass{pass_no}.stdout", spec.output_cap),
         stderr=_read_capped(run / f"pass{pass_no}.stderr", spec.output_cap),
+        stopped_by=stopped_by,
     )
 
 
@@ -238,16 +310,17 @@ def run_passes(
     A pass whose worker could not even start the batch (bad input, import error)
     ends the run: resuming it would fail the same way.
     """
-    prepare(spec, fresh=fresh)
-    results: list[PassResult] = []
-    plans = [*crashes, CrashPlan()]
-    for pass_no, crash in enumerate(plans, start=1):
-        result = run_pass(spec, pass_no, crash, on_events=on_events)
-        results.append(result)
-        if on_pass:
-            on_pass(result)
-        if result.returncode in (2, 3) or result.timed_out:
-            break
+    with RunDirLock(spec.run_dir).acquire(spec.lock_wait_s) as lock:  # ours from the spec to the last pass
+        prepare(spec, fresh=fresh)
+        results: list[PassResult] = []
+        plans = [*crashes, CrashPlan()]
+        for pass_no, crash in enumerate(plans, start=1):
+            result = run_pass(spec, pass_no, crash, on_events=on_events, lock=lock)
+            results.append(result)
+            if on_pass:
+                on_pass(result)
+            if result.returncode in (2, 3) or result.timed_out:
+                break
     return results
 
 

@@ -1,13 +1,28 @@
 """The worker process: runs one pass of one implementation file, so that it can be killed for real.
 
-``python -m batchlab.worker RUN_DIR --pass N [--crash KIND --at K] [--t0 T]``
+``python -m batchlab.worker RUN_DIR --pass N [--crash KIND --at K] [--t0 T] [--wait-lock S]``
 
 It reads ``RUN_DIR/spec.json`` (written by :mod:`batchlab.runner`), records the
 pass start in the ledger before anything else, imports the implementation from
 its file path, builds the service and the sink (which record every side effect)
-and awaits ``process_documents_batch``. Exit codes: 0 done, 2 bad batch input,
-3 the implementation failed to import or lacks the entry point, 4 it raised.
-A crash plan makes the service or the sink SIGKILL this very process.
+and awaits ``process_documents_batch``. Exit codes: 0 done, 2 bad batch input (or
+a busy run directory), 3 the implementation failed to import or lacks the entry
+point, 4 it raised, 5 stopped on request (SIGTERM or SIGINT). A crash plan makes
+the service or the sink SIGKILL this very process.
+
+Its lifetime, whoever started it:
+
+* **One worker per run directory.** Before anything else it holds the run
+  directory's lock (:class:`batchlab.host.RunDirLock`) for its whole life: handed
+  over by the runner that started it, or taken here, waiting up to ``--wait-lock``
+  seconds, else it exits 2 with ``run_dir_busy`` and writes nothing.
+* **It dies with its parent** (:func:`batchlab.host.hold_parent_link`): SIGKILL
+  the command that started it and the worker dies too.
+* **SIGTERM or SIGINT stops it cleanly**: it takes no new document (a service
+  call for a document not yet started this pass waits forever), lets the
+  documents in flight commit for up to :data:`STOP_GRACE_S` seconds, records a
+  ``stopped`` event and exits 5. Whatever was still in flight is left as the
+  state machine says (``processing``) and is redone on resume.
 """
 
 from __future__ import annotations
@@ -22,6 +37,8 @@ import importlib.machinery  # noqa: E402
 import importlib.util  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -33,6 +50,11 @@ from .ledger import Ledger  # noqa: E402
 EXIT_INPUT = 2
 EXIT_IMPORT = 3
 EXIT_RAISED = 4
+EXIT_STOPPED = 5
+#: After SIGTERM/SIGINT, how long documents already in flight may take to commit before the worker exits.
+STOP_GRACE_S = 3.0
+#: The processor's terminal states, as reported through ``progress``.
+_TERMINAL = frozenset({"done", "degraded", "failed"})
 
 
 class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
@@ -58,14 +80,57 @@ def load_impl(path: str | Path, name: str = "student_document_processor") -> Mod
     return module
 
 
+class StopGate:
+    """What the worker knows about a stop request and the documents in flight when it came.
+
+    A document is *in flight* from its first service call in this pass until its
+    sink commit or a terminal state reported through ``progress``.
+    """
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self.t_stop: float | None = None
+        self.in_flight: set[str] = set()
+        self._never: Any = None
+
+    @property
+    def stopping(self) -> bool:
+        return self.signal is not None
+
+    def request(self, signum: int, *_: Any) -> None:
+        if self.signal is None:
+            self.signal = signal.Signals(signum).name
+            self.t_stop = time.monotonic()
+
+    def started(self, doc_id: str) -> None:
+        self.in_flight.add(doc_id)
+
+    def ended(self, doc_id: str) -> None:
+        self.in_flight.discard(doc_id)
+
+    async def hold(self) -> None:
+        """Wait forever: a document not yet started is not started once a stop was asked for."""
+        if self._never is None:
+            self._never = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._never)
+
+    def drained(self) -> bool:
+        """Nothing left in flight, or the grace time is over."""
+        assert self.t_stop is not None
+        return not self.in_flight or time.monotonic() - self.t_stop >= STOP_GRACE_S
+
+
 class LedgerProgress:
     """The ``progress`` callback given to the processor: state changes go to the ledger."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, gate: StopGate | None = None) -> None:
         self._ledger = ledger
+        self._gate = gate
 
     def __call__(self, doc_id: str, state: str, *, error: str | None = None, attempts: int = 0) -> None:
         self._ledger.emit("state", doc_id=str(doc_id), state=str(state), error=error, attempts=attempts)
+        if self._gate is not None and str(state) in _TERMINAL:
+            self._gate.ended(str(doc_id))
 
 
 def _report_dict(report: Any) -> dict[str, Any]:
@@ -83,12 +148,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crash", default="none")
     parser.add_argument("--at", type=int, default=0)
     parser.add_argument("--t0", type=float, default=None)
+    parser.add_argument("--wait-lock", type=float, default=None,
+                        help="seconds to wait for a busy run directory (default: batchlab.host.DEFAULT_LOCK_WAIT_S)")
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
+
+    from .errors import KitError
+    from .host import DEFAULT_LOCK_WAIT_S, LOCK_FD_ENV, RunDirLock, hold_parent_link
+
+    gate = StopGate()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # until the event loop takes over (then: loop handlers)
+        signal.signal(signum, gate.request)
+    link = hold_parent_link()
+    try:
+        inherited = os.environ.get(LOCK_FD_ENV)
+        lock = (RunDirLock.adopt(run_dir, int(inherited)) if inherited else
+                RunDirLock(run_dir, role="worker").acquire(
+                    DEFAULT_LOCK_WAIT_S if args.wait_lock is None else args.wait_lock))
+    except KitError as exc:  # busy: refuse, touching nothing
+        print(exc.to_json())
+        return EXIT_INPUT
     spec = json.loads((run_dir / "spec.json").read_text(encoding="utf-8"))
     ledger = Ledger(run_dir / "ledger.jsonl", pass_no=args.pass_no)
     ledger.emit("pass_start", t0=args.t0 or _BOOT, boot=_BOOT, batch_id=spec["batch_id"], impl=spec["impl"],
-                crash=args.crash, at=args.at)
+                crash=args.crash, at=args.at, parent_link=link, lock=lock.mechanism)
 
     from .contract import BatchConfig
     from .documents import load_batch
@@ -114,17 +197,58 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         return EXIT_IMPORT
 
+    class GatedService(SimulatedService):
+        """The harness's service; once a stop was asked for, a document not yet started waits forever."""
+
+        async def embed(self, doc: Any, chunk: int, text: str) -> list[float]:
+            doc_id = str(getattr(doc, "id", ""))
+            if gate.stopping and doc_id not in gate.in_flight:
+                await gate.hold()
+            gate.started(doc_id)
+            return await super().embed(doc, chunk, text)
+
+    class GatedSink(SqliteSink):
+        """The harness's sink; a commit ends a document's flight."""
+
+        def put(self, key: str, doc: Any, *args: Any, **kwargs: Any) -> int:
+            writes = super().put(key, doc, *args, **kwargs)
+            gate.ended(str(getattr(doc, "id", "")))
+            return writes
+
     crash = CrashPlan(kind=args.crash, at=args.at) if args.crash != "random" else CrashPlan()
-    service = SimulatedService(plan=FaultPlan.from_dict(spec["plan"]), latency=LatencyModel(**spec["latency"]),
-                               ledger=ledger, crash=crash)
-    sink = SqliteSink(run_dir / "sink.sqlite", ledger=ledger, pass_no=args.pass_no, crash=crash,
-                      durable=spec.get("durable", "process"))
+    service = GatedService(plan=FaultPlan.from_dict(spec["plan"]), latency=LatencyModel(**spec["latency"]),
+                           ledger=ledger, crash=crash)
+    sink = GatedSink(run_dir / "sink.sqlite", ledger=ledger, pass_no=args.pass_no, crash=crash,
+                     durable=spec.get("durable", "process"))
     state_dir = run_dir / "state"
     state_dir.mkdir(exist_ok=True)
-    try:
-        report = asyncio.run(entry(
+
+    def stopped() -> int:
+        """Record how far the pass got and leave at once (in-flight work stays ``processing``: redone)."""
+        ledger.emit("stopped", signal=gate.signal, left_in_flight=sorted(gate.in_flight)[:50],
+                    in_flight=len(gate.in_flight), commits=sink.commits, calls=service.calls,
+                    grace_s=STOP_GRACE_S)
+        print(f"worker {os.getpid()}: stopped by {gate.signal}; {sink.commits} commits in this pass, "
+              f"{len(gate.in_flight)} document(s) left in flight (redone on resume)", flush=True)
+        os._exit(EXIT_STOPPED)  # like a kill, but after the drain: no student finalizer runs
+
+    async def supervised() -> Any:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, gate.request, signum)
+        task = asyncio.ensure_future(entry(
             batch.documents, batch_id=spec["batch_id"], service=service, sink=sink, state_dir=state_dir,
-            config=BatchConfig.from_dict(spec["config"]), progress=LedgerProgress(ledger)))
+            config=BatchConfig.from_dict(spec["config"]), progress=LedgerProgress(ledger, gate)))
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.02)
+            if gate.stopping and not task.done() and gate.drained():
+                stopped()
+        return task.result()
+
+    if gate.stopping:  # asked to stop before the batch even began
+        stopped()
+    try:
+        report = asyncio.run(supervised())
         report_dict = _report_dict(report)
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt from student code too
         name = type(exc).__name__
