@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, KitError, UsageError
+from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, KitError, UsageError, strict_json
 from .faults import CRASH_KINDS
 from .host import require_supported_platform
 
@@ -282,7 +282,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         raise UsageError(f"{run} is not a run directory", code="not_a_run", details={"run_dir": str(run)},
                          hints=["A run directory has spec.json and ledger.jsonl (from `batchlab demo` or `run`)."])
     metrics = metrics_for_run(run)  # whatever the directory holds: the figures, or a KitError
-    print(json.dumps(metrics.to_dict(), ensure_ascii=False, indent=2, default=str) if args.json
+    print(strict_json(metrics.to_dict(), ensure_ascii=False, indent=2, default=str) if args.json
           else format_table(metrics))
     return EXIT_OK
 
@@ -299,7 +299,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     summary = {"input": str(args.input), "batch_id": batch.batch_id, "documents": len(parsed),
                "valid": len(valid), "unique": len({ident_of(d) for d in valid}),
                "invalid": dict(invalid), "sources": dict(Counter(d.source for d in valid))}
-    print(json.dumps(summary, ensure_ascii=False, indent=2))
+    print(strict_json(summary, ensure_ascii=False, indent=2))
     return EXIT_OK
 
 

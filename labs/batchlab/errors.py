@@ -73,6 +73,22 @@ class KitError(Exception):
         return json.dumps(body, ensure_ascii=False, indent=2, allow_nan=False)
 
 
+def finite(value: Any) -> Any:
+    """``value`` with NaN and Infinity replaced by their names as strings (nothing cut): strict JSON can hold it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def strict_json(value: Any, **kwargs: Any) -> str:
+    """``json.dumps`` for a command's output: strict JSON (RFC 8259), non-finite numbers as strings."""
+    return json.dumps(finite(value), allow_nan=False, **kwargs)
+
+
 def printable_str(text: str, limit: int = MAX_ECHO_CHARS) -> str:
     """``text`` cut to ``limit`` characters (saying how much was cut), lone surrogates as ``\\udXXX``."""
     cut = len(text) - limit

@@ -354,7 +354,7 @@ def metrics_for_run(run_dir: str | Path) -> Metrics:
                               "the sink is the truth of a run, so a damaged one means a new run."]) from None
     try:
         return compute_metrics(batch.documents, usable_events(read_events(run / "ledger.jsonl")), outputs, puts)
-    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError, OSError, RecursionError) as exc:
         raise KitError(f"the records of {run} do not add up: {type(exc).__name__}: {exc}",
                        code="run_dir_corrupt", details={"run_dir": str(run)},
                        hints=["A run directory is written by `batchlab run`/`demo` only; start a new one."]) from None

@@ -571,7 +571,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         result = build_report(run_dir=run, out=out, lang=args.lang, template=args.template,
                               grader_results=args.grader_results)
-    except (OSError, ValueError, TypeError, KeyError, ArithmeticError, sqlite3.Error) as exc:
+    except (OSError, ValueError, TypeError, KeyError, ArithmeticError, RuntimeError, sqlite3.Error) as exc:
         # build_report checks every part of the run directory; this is the last guard against one it missed
         raise KitError(f"no report for {run}: {type(exc).__name__}: {exc}", code="report_failed",
                        details={"run_dir": str(run), "out": str(out)},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,110 @@ class TestIdentity:
         a = Document(id="doc-1", content="A text.")
         assert ident_of(a) != ident_of(Document(id="doc-1", content="A text!"))
         assert content_hash("A text.") != content_hash("A text!")
+
+
+def write_bytes(tmp_path: Path, blob: bytes, name: str = "in.json") -> Path:
+    path = tmp_path / name
+    path.write_bytes(blob)
+    return path
+
+
+def refusal(path: Path) -> BatchInputError:
+    with pytest.raises(BatchInputError) as info:
+        load_batch(path)
+    json.loads(info.value.to_json(), parse_constant=lambda c: pytest.fail(f"{c} in strict JSON"))
+    return info.value
+
+
+class TestMalformedInput:
+    """Each case the issue found ending in a traceback now ends in the unified error (issue 14)."""
+
+    def test_nesting_too_deep_for_the_parser_is_invalid_json(self, tmp_path: Path) -> None:
+        error = refusal(write_bytes(tmp_path, b"[" * 100_000 + b"]" * 100_000))
+        assert error.code == "invalid_json" and "nested too deeply" in error.message
+
+    def test_an_integer_beyond_the_digit_limit_is_invalid_json(self, tmp_path: Path) -> None:
+        blob = b'{"documents": [{"id": "a", "content": "x", "metadata": {"n": ' + b"9" * 5000 + b"}}]}"
+        error = refusal(write_bytes(tmp_path, blob))
+        assert error.code == "invalid_json" and "4300" in error.message
+
+    def test_a_lone_surrogate_in_the_batch_id_refuses_the_batch(self, tmp_path: Path) -> None:
+        error = refusal(write_bytes(tmp_path, b'{"batch_id": "b\\ud800", "documents": [{"id": "a", "content": "x"}]}'))
+        assert error.code == "invalid_unicode"
+        assert "\\ud800" in error.to_json()  # echoed escaped, printable on any terminal
+        error.to_json().encode("utf-8")
+
+    @pytest.mark.parametrize("field", ["id", "source", "content", "title", "metadata"])
+    def test_a_lone_surrogate_inside_a_document_rejects_that_document_alone(self, tmp_path: Path, field: str) -> None:
+        bad = {"id": "bad", "content": "text", "source": "s", "title": "t", "metadata": {"k": "v"}}
+        blob = json.dumps({"documents": [bad, {"id": "good", "content": "fine"}]})
+        value = '{"k": "\\ud800"}' if field == "metadata" else '"x\\udc80"'
+        blob = blob.replace(json.dumps(bad[field]), value, 1)
+        batch = load_batch(write_bytes(tmp_path, blob.encode()))
+        with pytest.raises(InvalidDocumentError) as info:
+            parse_document(batch.documents[0])
+        assert info.value.code == "invalid_unicode" and field in info.value.message
+        assert parse_document(batch.documents[1]).id == "good"
+        # every string of the rejected document is printable UTF-8: a processor can record its id
+        json.dumps(batch.documents[0], ensure_ascii=False).encode("utf-8")
+
+    def test_a_utf8_byte_order_mark_is_accepted(self, tmp_path: Path) -> None:
+        batch = load_batch(write_bytes(tmp_path, b"\xef\xbb\xbf" + json.dumps(
+            {"batch_id": "bom", "documents": [{"id": "a", "content": "x"}]}).encode()))
+        assert batch.batch_id == "bom" and len(batch) == 1
+
+    def test_a_duplicate_batch_id_key_refuses_the_batch(self, tmp_path: Path) -> None:
+        error = refusal(write_bytes(tmp_path, b'{"batch_id": "a", "batch_id": "b", "documents": [{"id": "a", '
+                                                 b'"content": "x"}]}'))
+        assert error.code == "duplicate_key" and error.details["duplicates"] == ["batch_id"]
+
+    def test_a_document_with_a_duplicate_key_is_rejected_alone(self, tmp_path: Path) -> None:
+        batch = load_batch(write_bytes(tmp_path, b'[{"id": "a", "id": "b", "content": "x"}, {"id": "c", '
+                                                 b'"content": "y"}]'))
+        with pytest.raises(InvalidDocumentError) as info:
+            parse_document(batch.documents[0])
+        assert info.value.code == "duplicate_key"
+        assert parse_document(batch.documents[1]).id == "c"
+
+    def test_an_unreadable_file_is_input_unreadable(self, tmp_path: Path) -> None:
+        path = write(tmp_path, [{"id": "a", "content": "x"}])
+        path.chmod(0)
+        try:
+            if os.access(path, os.R_OK):
+                pytest.skip("root reads any file")
+            assert refusal(path).code == "input_unreadable"
+        finally:
+            path.chmod(0o644)
+
+    def test_a_read_refused_by_the_system_is_input_unreadable(self, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+        path = write(tmp_path, [{"id": "a", "content": "x"}])
+
+        def refuse(self: Path) -> bytes:
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(Path, "read_bytes", refuse)  # as root, chmod 0 does not stop a read
+        error = refusal(path)
+        assert error.code == "input_unreadable" and error.details["errno"] == "EACCES"
+
+    def test_a_symlink_loop_is_named_as_such(self, tmp_path: Path) -> None:
+        (tmp_path / "a.json").symlink_to(tmp_path / "b.json")
+        (tmp_path / "b.json").symlink_to(tmp_path / "a.json")
+        error = refusal(tmp_path / "a.json")
+        assert error.code == "input_symlink_loop" and "symlink loop" in error.message
+
+    def test_a_dangling_symlink_says_where_it_points(self, tmp_path: Path) -> None:
+        (tmp_path / "in.json").symlink_to(tmp_path / "gone.json")
+        error = refusal(tmp_path / "in.json")
+        assert error.code == "input_not_found" and "gone.json" in error.message
+
+    @pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+    def test_a_non_finite_batch_id_is_echoed_as_strict_json(self, tmp_path: Path, constant: bytes) -> None:
+        error = refusal(write_bytes(tmp_path, b'{"batch_id": ' + constant + b', "documents": [{"id": "a", '
+                                                b'"content": "x"}]}'))
+        assert error.code == "invalid_batch_id"
+        assert json.loads(error.to_json())["error"]["details"]["batch_id"] == constant.decode()
+
+    def test_a_huge_batch_id_is_echoed_cut(self, tmp_path: Path) -> None:
+        error = refusal(write(tmp_path, {"batch_id": "x" * 1_000_000, "documents": [{"id": "a", "content": "x"}]}))
+        assert len(error.to_json()) < 5000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,3 +112,92 @@ class TestTimings:
     def test_the_table_shows_each_threshold_and_its_verdict(self) -> None:
         table = format_table(compute_metrics(RAW, self.events(), [], []))
         assert "completion rate" in table and ">= 99 %" in table and "FAIL" in table and "latency p95" in table
+
+
+# -- a run directory, whatever it holds (issue 14) ------------------------------------------------------
+
+def _sqlite_without_tables(run: Path) -> None:
+    import sqlite3
+
+    (run / "sink.sqlite").unlink()
+    sqlite3.connect(run / "sink.sqlite").close()
+
+
+def _bad_chunks(run: Path) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(run / "sink.sqlite")
+    conn.execute("UPDATE outputs SET chunks = '{not json'")
+    conn.commit()
+    conn.close()
+
+
+def _append(run: Path, blob: bytes) -> None:
+    with (run / "ledger.jsonl").open("ab") as fh:
+        fh.write(blob)
+
+
+DAMAGES: dict[str, Any] = {
+    "no spec": lambda run: (run / "spec.json").unlink(),
+    "empty spec": lambda run: (run / "spec.json").write_text(""),
+    "spec not json": lambda run: (run / "spec.json").write_text("{"),
+    "spec a list": lambda run: (run / "spec.json").write_text("[]"),
+    "spec input a number": lambda run: (run / "spec.json").write_text('{"input": 3}'),
+    "spec deeply nested": lambda run: (run / "spec.json").write_text("[" * 100_000 + "]" * 100_000),
+    "input gone": lambda run: (run / "spec.json").write_text(json.dumps({"input": str(run / "gone.json")})),
+    "input broken": lambda run: Path(json.loads((run / "spec.json").read_text())["input"]).write_text("{"),
+    "ledger garbage": lambda run: _append(run, b"\x00\xff garbage\n{\"ev\": 1}\n[1, 2]\n"),
+    "ledger odd fields": lambda run: _append(
+        run, b'{"ev": "sink_put", "t": "soon", "pass": 1}\n{"ev": "call_start", "t": NaN, "pass": 1}\n'
+             b'{"ev": "call_start", "t": 1.0, "pass": "x", "ident": 5}\n'
+             b'{"ev": "kill", "t": 2.0, "pass": 99, "delay": Infinity}\n'
+             b'{"ev": "pass_start", "t": 3.0, "pass": 98, "t0": "never"}\n'),
+    "ledger surrogates": lambda run: _append(run, b'{"ev": "crash", "t": 5.0, "pass": 97, "doc_id": "\\ud800"}\n'),
+    "ledger deep line": lambda run: _append(run, b"[" * 100_000 + b"]" * 100_000 + b"\n"),
+    "ledger a directory": lambda run: ((run / "ledger.jsonl").unlink(), (run / "ledger.jsonl").mkdir()),
+    "sink random bytes": lambda run: (run / "sink.sqlite").write_bytes(b"not a database" * 100),
+    "sink empty file": lambda run: (run / "sink.sqlite").write_bytes(b""),
+    "sink a directory": lambda run: ((run / "sink.sqlite").unlink(), (run / "sink.sqlite").mkdir()),
+    "sink without tables": _sqlite_without_tables,
+    "sink bad chunks": _bad_chunks,
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run of the reference on 12 documents."""
+    from batchlab.examples import make_documents, write_input
+    from batchlab.paths import solution_module
+    from batchlab.runner import RunSpec, run_passes
+
+    base = tmp_path_factory.mktemp("finished")
+    source = write_input(base / "input.json", make_documents(12, seed=2, min_bytes=100, max_bytes=600))
+    run_passes(RunSpec(impl=solution_module(), input=source, run_dir=base / "run"), [])
+    return base
+
+
+class TestAnyRunDirectory:
+    @pytest.mark.parametrize("damage", sorted(DAMAGES))
+    def test_metrics_and_report_answer_or_refuse_never_crash(
+            self, damage: str, finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        import shutil
+
+        from batchlab.cli import main
+
+        base = tmp_path / "copy"
+        shutil.copytree(finished_run, base)
+        run = base / "run"
+        spec = json.loads((run / "spec.json").read_text())
+        spec["input"] = str(base / "input.json")
+        (run / "spec.json").write_text(json.dumps(spec))
+        DAMAGES[damage](run)
+        for argv in (["metrics", str(run), "--json"], ["metrics", str(run)],
+                     ["report", str(run), "--out", str(tmp_path / "report"), "--lang", "en"]):
+            code = main(argv)
+            out = capsys.readouterr().out
+            assert code in (0, 1, 2), argv
+            if argv[-1] == "--json" or code == 2:
+                payload = json.loads(out[out.index("{"):] if code == 0 else out,
+                                     parse_constant=lambda c: pytest.fail(f"{c} in {argv}"))
+                if code == 2:
+                    assert set(payload["error"]) == {"code", "message", "details", "hints"}, argv
