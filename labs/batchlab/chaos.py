@@ -274,6 +274,8 @@ def run_chaos(
     if not 0 <= min_s <= max_s:
         raise UsageError(f"the kill window {min_s:g}-{max_s:g} s is empty", code="usage_error",
                          hints=["Give --min-s <= --max-s, both >= 0."])
+    say(f"chaos on {run}: {kills} SIGKILLs of `batchlab run` and its worker ({len(batch)} documents of "
+        f"{source}), then one pass to the end")
     rng = random.Random(seed)
     result = ChaosResult(run_dir=run, input=source, window_s=(min_s, max_s), seed=seed)
     cmd = [sys.executable, "-m", "batchlab", "run", "--input", str(source), "--run-dir", str(run), "--wait", "60",
@@ -382,8 +384,6 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
     if args.kills < 0:
         raise UsageError("--kills must be >= 0", code="usage_error")
-    say(f"chaos on {args.run_dir}: {args.kills} SIGKILLs of `batchlab run` and its worker, then one pass to the "
-        "end")
     extra = ["--seed", str(args.seed), "--fault-rate", str(args.fault_rate), "--concurrency", str(args.concurrency),
              "--latency-ms", str(args.latency_ms)]
     result = run_chaos(run_dir=args.run_dir, input_path=args.input, kills=args.kills, min_s=args.min_s,
