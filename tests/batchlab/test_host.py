@@ -13,6 +13,7 @@ import resource
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,17 @@ import pytest
 
 from batchlab.host import (
     FORCE_PORTABLE_ENV,
+    LOCK_NAME,
+    PARENT_LINK_ENV,
+    RunDirBusyError,
+    RunDirLock,
     UnsupportedPlatformError,
     capabilities,
     child_popen_kwargs,
+    hold_parent_link,
     kill_group,
+    lock_is_held,
+    parent_link,
     require_supported_platform,
 )
 from batchlab.paths import kit_root, solution_module
@@ -218,3 +226,113 @@ class TestForcedFallbacksEndToEnd:
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
         data = json.loads(results.read_text(encoding="utf-8"))
         assert data["score"] == sum(t["max_score"] for t in data["tests"]) > 0
+
+
+class TestWorkerDiesWithItsParent:
+    @pytest.mark.skipif(not LINUX, reason="PR_SET_PDEATHSIG is Linux's")
+    def test_on_linux_the_main_thread_uses_pdeathsig(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv(FORCE_PORTABLE_ENV, raising=False)
+        link = parent_link()
+        assert link.mechanism == "pdeathsig" and link.env == {PARENT_LINK_ENV: f"pdeathsig:{os.getpid()}"}
+        assert capabilities().parent_death == "pdeathsig"
+
+    def test_with_the_fallbacks_forced_it_is_a_pipe(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv(FORCE_PORTABLE_ENV, "1")
+        link = parent_link()
+        try:
+            assert link.mechanism == "pipe" and len(link.pass_fds) == 1
+            assert link.env == {PARENT_LINK_ENV: f"pipe:{link.pass_fds[0]}"}
+        finally:
+            link.attach(None)
+        assert link.pass_fds == ()
+
+    def test_from_another_thread_it_is_a_pipe(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """PDEATHSIG fires when the forking *thread* exits: a worker started from a helper thread needs the pipe."""
+        monkeypatch.delenv(FORCE_PORTABLE_ENV, raising=False)
+        links: list[Any] = []
+        thread = threading.Thread(target=lambda: links.append(parent_link()))
+        thread.start()
+        thread.join()
+        links[0].attach(None)
+        assert links[0].mechanism == "pipe"
+
+    def test_the_watched_pipe_kills_the_child_when_the_parent_end_closes(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv(FORCE_PORTABLE_ENV, "1")
+        link = parent_link()
+        code = "import time; from batchlab.host import hold_parent_link; print(hold_parent_link(), flush=True); " \
+               "time.sleep(600)"
+        proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **link.env}, pass_fds=link.pass_fds,
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "pipe"
+            link.attach(None)  # what the kernel does to a dead parent's descriptors
+            assert proc.wait(timeout=60) == -9
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+
+    def test_a_child_started_by_hand_has_no_link(self) -> None:
+        assert hold_parent_link({}) == "none"
+
+    @pytest.mark.skipif(not LINUX, reason="PR_SET_PDEATHSIG is Linux's")
+    def test_a_limited_child_of_a_killed_grader_dies_with_it(self, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+        """The grader's probes get the kernel's promise through the preexec function that sets their limits."""
+        monkeypatch.delenv(FORCE_PORTABLE_ENV, raising=False)
+        script = textwrap.dedent("""
+            import subprocess, sys, time
+            from batchlab.host import child_popen_kwargs
+            from batchlab.runner import Limits
+            p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                                 **child_popen_kwargs(Limits(cpu_s=60)))
+            print(p.pid, flush=True)
+            time.sleep(600)
+        """)
+        parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        child = 0
+        try:
+            assert parent.stdout is not None
+            child = int(parent.stdout.readline())
+            parent.kill()
+            parent.communicate(timeout=60)
+            deadline = time.monotonic() + 60
+            while _alive(child):
+                assert time.monotonic() < deadline, f"probe {child} outlived its killed parent"
+                time.sleep(0.02)
+        finally:
+            if parent.poll() is None:
+                parent.kill()
+                parent.communicate()
+            if child and _alive(child):
+                os.kill(child, 9)
+
+
+class TestRunDirLock:
+    def test_a_second_holder_waits_then_gets_the_unified_busy_error(self, tmp_path: Path) -> None:
+        with RunDirLock(tmp_path / "run", role="first").acquire(0):
+            t0 = time.monotonic()
+            with pytest.raises(RunDirBusyError) as info:
+                RunDirLock(tmp_path / "run").acquire(0.2)
+            assert time.monotonic() - t0 >= 0.2
+        error = info.value.to_dict()["error"]
+        assert error["code"] == "run_dir_busy" and error["details"]["holder_pid"] == os.getpid()
+        assert error["details"]["holder_role"] == "first"
+        RunDirLock(tmp_path / "run").acquire(0).release()  # free again once released
+
+    def test_the_pid_file_fallback_refuses_a_live_holder_and_takes_over_a_dead_one(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr("batchlab.host.flock_available", lambda: False)
+        first = RunDirLock(tmp_path / "run", role="first").acquire(0)
+        assert first.mechanism == "pidfile" and lock_is_held(tmp_path / "run")
+        with pytest.raises(RunDirBusyError):
+            RunDirLock(tmp_path / "run").acquire(0.1)
+        first.release()
+        assert not (tmp_path / "run" / LOCK_NAME).exists()
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        (tmp_path / "run" / LOCK_NAME).write_text(json.dumps({"pid": dead.pid, "role": "ghost"}))
+        RunDirLock(tmp_path / "run").acquire(1.0).release()  # a holder whose process is gone is stale
+
+    def test_the_capabilities_name_the_lock(self) -> None:
+        assert capabilities().run_dir_lock == "flock"
