@@ -170,3 +170,36 @@ def test_prepare_writes_a_spec_the_worker_can_read(reference_impl: Path, example
     spec = json.loads((run / "spec.json").read_text(encoding="utf-8"))
     assert spec["impl"] == str(reference_impl.resolve()) and spec["plan"]["transient_rate"] == 0.03
     assert (run / "state").is_dir()
+
+
+def test_a_stop_request_ends_the_pass_cleanly_and_the_resume_finishes_the_batch(
+        reference_impl: Path, documents_with_a_long_tail: Path, tmp_path: Path) -> None:
+    """``run_pass(stop=...)``: SIGTERM to the worker, no new documents, in-flight ones commit, exit "stopped"."""
+    spec = spec_for(reference_impl, documents_with_a_long_tail, tmp_path / "run")
+    prepare(spec, fresh=True)
+    seen: list[dict] = []
+    result = run_pass(spec, 1, on_events=seen.extend,
+                      stop=lambda: "SIGTERM" if any(e["ev"] == "sink_put" for e in seen) else None)
+    assert result.outcome == "stopped" and result.stopped_by == "SIGTERM" and not result.killed_by_parent
+    events = read_events(tmp_path / "run" / "ledger.jsonl")
+    (stopped,) = [e for e in events if e["ev"] == "stopped"]
+    assert stopped["signal"] == "SIGTERM"
+    first = metrics_for_run(tmp_path / "run")
+    assert 0 < first.completed < first.unique
+    run_pass(spec, 2)
+    final = metrics_for_run(tmp_path / "run")
+    assert final.missing == [] and final.duplicates == []
+
+
+def test_run_passes_holds_the_run_directory_from_its_spec_to_its_last_pass(
+        reference_impl: Path, tmp_path: Path) -> None:
+    from batchlab.host import RunDirBusyError, RunDirLock
+
+    source = write_input(tmp_path / "input.json", make_documents(10, seed=1, min_bytes=100, max_bytes=300))
+    spec = spec_for(reference_impl, source, tmp_path / "run", lock_wait_s=0.1)
+    with RunDirLock(tmp_path / "run", role="someone else").acquire(0):
+        with pytest.raises(RunDirBusyError):
+            run_passes(spec, [])
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["worker.lock"]  # nothing written
+    (result,) = run_passes(spec, [])
+    assert result.outcome == "ok"
