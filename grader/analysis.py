@@ -15,6 +15,14 @@ Agreement rules (also in ``grader/README.md``):
 * ``retries`` may differ by :data:`RETRY_TOLERANCE` of the ledger's figure or
   2, whichever is larger (a processor may count a retry that a kill interrupted
   before its call);
+* ``duplicates_in_input`` (valid entries whose key came earlier in the input)
+  and ``latency_count`` (one latency per document executed in the pass) exact;
+* ``skipped + recovered`` equals the keys committed before the pass that the
+  pass did not execute again, and ``recovered`` (committed, but the checkpoint
+  did not say so: healed from the sink) is at least the documents committed
+  right before an ``after_commit`` kill of the previous pass, at most the keys
+  committed in passes that did not end normally (a pass that ends normally
+  has recorded every commit in its checkpoint);
 * only passes that ended normally (``pass_end``) are compared: a killed pass
   returns no report.
 """
@@ -33,6 +41,8 @@ RETRY_TOLERANCE = 0.10
 COUNT_FIELDS = ("total", "unique", "rejected", "done", "degraded", "failed")
 RATE_FIELDS = ("completion_rate", "fail_rate", "duplicate_rate")
 RUN_FIELDS = ("executed", "duplicate_executions", "retries")
+RESUME_FIELDS = ("duplicates_in_input", "latency_count", "skipped", "recovered")
+ALL_GROUPS = ("counts", "rates", "run", "resume")
 
 
 @dataclass
@@ -49,21 +59,30 @@ class PassView:
     committed_before: set[str] = field(default_factory=set)
     crash: dict[str, Any] | None = None
     student_error: str | None = None
+    #: keys committed before this pass and not executed again in it (each must be skipped or recovered)
+    resumed: int = 0
+    #: bounds of ``recovered``, and the documents behind the lower bound
+    recovered_min: int = 0
+    recovered_max: int = 0
+    must_recover: list[str] = field(default_factory=list)
 
 
 def pass_views(documents: Sequence[Any], events: Sequence[Mapping[str, Any]],
                puts: Sequence[Mapping[str, Any]]) -> list[PassView]:
     """One :class:`PassView` per pass found in the ledger."""
     idents: set[str] = set()
-    rejected = 0
+    rejected = valid = 0
     for raw in documents:
         parsed = try_parse(raw)
         if isinstance(parsed, Document):
             idents.add(ident_of(parsed))
+            valid += 1
         else:
             rejected += 1
     total, unique = len(documents), len(idents)
     passes = sorted({int(e.get("pass", 0)) for e in events if int(e.get("pass", 0)) > 0})
+    ended_ok = {int(e["pass"]) for e in events if e["ev"] == "pass_end"}
+    last_put: dict[str, int] = {}
     views = []
     for p in passes:
         evs = [e for e in events if int(e.get("pass", 0)) == p]
@@ -77,6 +96,17 @@ def pass_views(documents: Sequence[Any], events: Sequence[Mapping[str, Any]],
         dup_exec = sum(1 for e in sink_puts if int(e.get("writes", 1)) > 1)
         retries = sum(1 for e in evs if e["ev"] == "call_start" and int(e.get("attempt", 1)) > 1)
         failed = unique - len(committed)
+        before = {q["ident"] for q in puts if int(q["pass"]) < p and q["ident"] in idents}
+        executed_now = {e["ident"] for e in sink_puts}
+        resumed = before - executed_now
+        # committed in a pass that did not end normally (its checkpoint may not say so): the most a pass can heal
+        unrecorded = {i for i in resumed if last_put.get(i, p) not in ended_ok}
+        prev = [e for e in events if int(e.get("pass", 0)) == p - 1]
+        victims = sorted({e["doc_id"] for e in prev if e["ev"] == "crash" and e.get("kind") == "after_commit"
+                          and e.get("ident") in resumed})
+        for q in puts:
+            if int(q["pass"]) == p:
+                last_put[q["ident"]] = p
         expected = {
             "total": total, "unique": unique, "rejected": rejected,
             "done": len(committed) - len(degraded), "degraded": len(degraded), "failed": failed,
@@ -84,6 +114,7 @@ def pass_views(documents: Sequence[Any], events: Sequence[Mapping[str, Any]],
             "completion_rate": len(committed) / unique if unique else 1.0,
             "fail_rate": (failed + rejected) / total if total else 0.0,
             "duplicate_rate": dup_exec / unique if unique else 0.0,
+            "duplicates_in_input": valid - unique, "latency_count": len(sink_puts),
         }
         end = next((e for e in evs if e["ev"] in ("pass_end", "student_error", "input_error")), None)
         crash = next((e for e in evs if e["ev"] in ("crash", "kill")), None)
@@ -97,7 +128,8 @@ def pass_views(documents: Sequence[Any], events: Sequence[Mapping[str, Any]],
             puts=len(sink_puts), call_idents={e["ident"] for e in evs if e["ev"] == "call_start"},
             committed_before={q["ident"] for q in puts if int(q["pass"]) < p},
             crash=dict(crash) if crash else None,
-            student_error=str(end.get("error")) if end is not None and end["ev"] == "student_error" else None))
+            student_error=str(end.get("error")) if end is not None and end["ev"] == "student_error" else None,
+            resumed=len(resumed), recovered_min=len(victims), recovered_max=len(unrecorded), must_recover=victims))
     return views
 
 
@@ -115,12 +147,45 @@ def _fmt(name: str, value: float | None) -> str:
     return f"{value:g}"
 
 
-def report_mismatches(view: PassView, groups: Sequence[str] = ("counts", "rates", "run")) -> list[str]:
+def _resume_mismatches(view: PassView) -> list[str]:
+    report = view.report or {}
+    out = []
+    for name in ("duplicates_in_input", "latency_count"):
+        got, want = _num(report.get(name)), view.expected[name]
+        if got is None:
+            out.append(f"{name}: the report has no number (ledger: {want:g})")
+        elif got != want:
+            what = ("valid entries whose key appeared earlier in the input" if name == "duplicates_in_input"
+                    else "documents executed (committed) in this pass, one latency each")
+            out.append(f"{name}: report says {got:g}, ledger says {want:g} ({what})")
+    skipped, recovered = _num(report.get("skipped")), _num(report.get("recovered"))
+    if skipped is None or recovered is None:
+        out.append("skipped/recovered: the report has no number "
+                   f"(ledger: {view.resumed} keys committed before this pass and not redone)")
+        return out
+    if skipped + recovered != view.resumed:
+        out.append(f"skipped + recovered: report says {skipped:g} + {recovered:g}, ledger says {view.resumed} "
+                   "(keys committed before this pass and not executed again: each is skipped, or recovered from "
+                   "the sink)")
+    if recovered < view.recovered_min:
+        out.append(f"recovered: report says {recovered:g}, ledger says at least {view.recovered_min} "
+                   f"({some(view.must_recover, 3)} committed right before the previous pass was killed, so its "
+                   "checkpoint never said done: healed from the sink)")
+    elif recovered > view.recovered_max:
+        out.append(f"recovered: report says {recovered:g}, ledger says at most {view.recovered_max} (only keys "
+                   "committed in a pass that was killed can be missing from the checkpoint; the others are skipped)")
+    return out
+
+
+def report_mismatches(view: PassView, groups: Sequence[str] = ALL_GROUPS) -> list[str]:
     """What the report of one pass says that the ledger contradicts (empty when they agree)."""
     report = view.report or {}
     wanted = {"counts": COUNT_FIELDS, "rates": RATE_FIELDS, "run": RUN_FIELDS}
     out = []
     for group in groups:
+        if group == "resume":
+            out.extend(_resume_mismatches(view))
+            continue
         for name in wanted[group]:
             got, want = _num(report.get(name)), view.expected[name]
             if got is None:
@@ -137,7 +202,7 @@ def report_mismatches(view: PassView, groups: Sequence[str] = ("counts", "rates"
     return out
 
 
-def agreement_failures(views: Sequence[PassView], groups: Sequence[str] = ("counts", "rates", "run")) -> list[str]:
+def agreement_failures(views: Sequence[PassView], groups: Sequence[str] = ALL_GROUPS) -> list[str]:
     """Mismatches of every pass that returned a report, each prefixed with its pass."""
     out = []
     for view in views:
@@ -147,6 +212,37 @@ def agreement_failures(views: Sequence[PassView], groups: Sequence[str] = ("coun
             out.append(f"pass {view.pass_no}: no report returned")
             continue
         out.extend(f"pass {view.pass_no}: {m}" for m in report_mismatches(view, groups))
+    return out
+
+
+#: The contract's rules behind the report's figures (module docstring of the reference, DESIGN item 6), by the
+#: field whose mismatch breaks them: an English invariant id to search for, then the rule in Chinese.
+RULES: dict[str, str] = {
+    "failed": ("failed-counts-valid-only: BatchReport.failed 只数有效文档（valid documents）中最后处于 failed 的键；"
+               "无效输入（invalid input，parse_document 抛出 InvalidDocumentError）记在 rejected，不记在 failed，"
+               "所以 done + degraded + failed == unique。"),
+    "rejected": ("rejected-counts-invalid-inputs: BatchReport.rejected 是无效输入条目（invalid entries）的个数，"
+                 "每条都算，也包括恢复运行（resume）里再次读到的；它们不进入 unique，也不进入 failed。"),
+    "fail_rate": ("fail-rate-definition: 失败率（fail rate）= (failed + rejected) / total，其中 failed 只数有效文档。"),
+    "skipped + recovered": ("skipped-plus-recovered: 恢复运行（resume）时，之前已提交（committed）且这次没有重做的每个键，"
+                            "要么算 skipped（检查点里已是 done/degraded），要么算 recovered（sink 里已提交但检查点还没记下，"
+                            "从 sink 修复检查点）；两者之和等于这些键的个数，一个不多，一个不少。"),
+    "recovered": ("recovered-counts-healed-keys: recovered 只数从 sink 修复（heal）的键：在崩溃（crash）前写进 sink、"
+                  "检查点却没来得及标记 done 的文档；检查点里已是 done 的键算 skipped。"),
+    "duplicates_in_input": ("duplicates-in-input-counted: duplicates_in_input 是输入里与前面某个有效文档同键"
+                            "（same idempotency key）的有效条目数，每次运行都要数。"),
+    "latency_count": ("latency-per-executed-document: latencies_s 对本次运行执行（executed）的每个文档各有一个值"
+                      "（从 processing 到提交），跳过和修复的文档没有。"),
+    "unique": ("unique-counts-valid-keys: unique 是有效文档的不同幂等键（idempotency key）个数，重复发送的文档只算一次。"),
+}
+
+
+def rules_for(mismatches: Sequence[str]) -> list[str]:
+    """The contract's rules that a list of mismatches breaks (each line: an invariant id, then the rule in Chinese)."""
+    out = []
+    for name, rule in RULES.items():
+        if any(m.split(": ", 1)[-1].startswith(f"{name}:") or m.startswith(f"{name}:") for m in mismatches):
+            out.append(rule)
     return out
 
 

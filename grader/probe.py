@@ -147,6 +147,52 @@ def check_checkpoint_script(module: Any, args: dict[str, Any]) -> list[dict[str,
     return results
 
 
+def check_checkpoint_namespaces(module: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """Stores of several ``(batch_id, shard)`` in one state_dir write the same keys, each to other states.
+
+    Store n moves ``shared-0``..``shared-2`` to a state of its own (and ``only-n`` to done);
+    every store's ``entries()`` is read with all stores open, and again after closing
+    and reopening them all. The parent compares each with what that store wrote.
+    """
+    store_cls = need(module, "CheckpointStore")
+    finals = ["done", "degraded", "failed", "processing"]
+    own: dict[str, dict[str, str]] = {}
+    labels = []
+    stores = []
+    with student_code():
+        for n, (batch_id, shard) in enumerate(args["stores"]):
+            label = f"{batch_id}" + (f" shard {shard}" if shard else "")
+            labels.append(label)
+            stores.append(store_cls(args["state_dir"], batch_id, shard=shard) if shard
+                          else store_cls(args["state_dir"], batch_id))
+        for n, store in enumerate(stores):
+            mine: dict[str, str] = {}
+            for k in range(3):
+                key, final = f"shared-{k}", finals[(n + k) % len(finals)]
+                store.transition(key, PROCESSING, doc_id=f"doc-{k}")
+                if final != PROCESSING:
+                    store.transition(key, final, error=None if final == "done" else "boom")
+                mine[key] = final
+            store.transition(f"only-{n}", PROCESSING, doc_id=f"only-{n}")
+            store.transition(f"only-{n}", "done")
+            mine[f"only-{n}"] = "done"
+            own[labels[n]] = mine
+
+        def snapshot(opened: list[Any]) -> dict[str, dict[str, Any]]:
+            return {labels[n]: {str(k): entry_dict(v) for k, v in dict(s.entries()).items()}
+                    for n, s in enumerate(opened)}
+
+        before = snapshot(stores)
+        for store in stores:
+            store.close()
+        reopened = [store_cls(args["state_dir"], b, shard=sh) if sh else store_cls(args["state_dir"], b)
+                    for b, sh in args["stores"]]
+        after = snapshot(reopened)
+        for store in reopened:
+            store.close()
+    return {"own": own, "before reopen": before, "after reopen": after}
+
+
 def check_checkpoint_hammer(module: Any, args: dict[str, Any]) -> dict[str, Any]:
     """Transition keys forever, logging each acknowledged transition; the parent SIGKILLs this process."""
     store_cls = need(module, "CheckpointStore")
@@ -534,6 +580,7 @@ def check_batch_pass(module: Any, args: dict[str, Any]) -> dict[str, Any]:
 CHECKS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "import": check_import,
     "checkpoint_script": check_checkpoint_script,
+    "checkpoint_namespaces": check_checkpoint_namespaces,
     "checkpoint_hammer": check_checkpoint_hammer,
     "checkpoint_dump": check_checkpoint_dump,
     "checkpoint_cost": check_checkpoint_cost,

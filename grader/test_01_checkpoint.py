@@ -69,7 +69,9 @@ def attempts_facts(ctx: Context) -> Any:
         ["transition", "a", F, None, "timeout"],
         ["transition", "b", P, "doc-b", None], ["transition", "b", DG, None, "permanent:parse_error"],
         ["get", "a"], ["get", "b"], ["close"],
-        ["open"], ["get", "a"], ["get", "b"], ["close"],
+        ["open"], ["get", "a"], ["get", "b"],
+        ["transition", "a", P, None, None],  # 12: a retry run after the reopen: attempt number 3
+        ["close"],
     ])
 
 
@@ -173,9 +175,59 @@ def test_attempts_and_last_error_recorded(grade: Any) -> None:
             _entry_problem(f"{label}, b (processing, then degraded)", b, state=DG, attempts=1,
                            last_error="permanent:parse_error"),
         ) if p]
+    again = r[12].get("value")
+    if "raised" in r[12]:
+        problems.append(f"after reopen, a (failed) -> processing raised {r[12]['raised']['type']}: "
+                        f"{r[12]['raised']['message']}")
+    elif again is None or again.get("attempts") != 3:
+        problems.append(f"after reopen, a went failed -> processing a third time and transition() returned attempts "
+                        f"{None if again is None else again.get('attempts')!r}, expected 3 (the count goes on from "
+                        "the checkpoint, not from 1)")
     if problems:
-        grade.fail("attempts/last_error: " + "; ".join(problems))
-    grade.note("attempts counted per entry into processing; last_error kept across a reopen")
+        grade.fail("attempts/last_error: " + "; ".join(problems) + ATTEMPTS_RULE)
+    grade.note("attempts counted per entry into processing, and go on counting after a reopen; last_error kept")
+
+
+ATTEMPTS_RULE = ("\nattempts-persisted: 尝试次数（attempts）存在检查点里（persisted），不是只在内存里数："
+                 "关闭再打开（reopen，比如崩溃后恢复）之后，下一次进入 processing 要从检查点里的次数接着数"
+                 "（attempts = 旧值 + 1），不能从 1 重新开始。")
+
+
+@task("checkpoint:namespaces")
+def namespace_facts(ctx: Context) -> Any:
+    """Four stores in one state_dir: two batch ids, and two shards of a third batch; the same keys in each."""
+    work = ctx.workdir("checkpoint-namespaces")
+    stores = [["batch-a", None], ["batch-b", None], ["batch-c", "s1"], ["batch-c", "s2"]]
+    return ctx.probe("checkpoint_namespaces", {"state_dir": str(work / "state"), "stores": stores},
+                     workdir="checkpoint-namespaces")
+
+
+NAMESPACE_RULE = ("\ncheckpoint-per-batch-and-shard: 检查点的命名空间（namespace）是 checkpoint:{batch_id}:{shard}："
+                  "同一个 state_dir 里可以有多个批次（batch_id）和分片（shard），每个 CheckpointStore 只看见、只写"
+                  "自己那一份；否则第二个批次会跳过（skip）别的批次做完的文档。把 batch_id 和 shard 放进文件名或主键。")
+
+
+@pytest.mark.points(2)
+@pytest.mark.task("checkpoint:namespaces")
+def test_batches_and_shards_do_not_share_a_checkpoint(grade: Any) -> None:
+    """Two batch ids and two shards in one state_dir each keep their own entries, also after a reopen"""
+    verdict = grade.verdict("checkpoints of two batches and two shards in one state_dir")
+    problems = []
+    for phase in ("before reopen", "after reopen"):
+        for label, seen in verdict[phase].items():
+            own = verdict["own"][label]
+            foreign = sorted(k for k in seen if k not in own)
+            wrong = sorted(k for k in own if (seen.get(k) or {}).get("state") != own[k])
+            if foreign:
+                shown = ", ".join(f"{k} ({(seen[k] or {}).get('state')})" for k in foreign[:3])
+                problems.append(f"{phase}, the store of {label} sees entries it never wrote: {shown}")
+            if wrong:
+                shown = ", ".join(f"{k} is {(seen.get(k) or {}).get('state')}, expected {own[k]}" for k in wrong[:3])
+                problems.append(f"{phase}, the store of {label}: {shown}")
+    if problems:
+        grade.fail("checkpoint namespaces (batch-a, batch-b, batch-c shard s1, batch-c shard s2 in one state_dir, "
+                   "same keys in each): " + "; ".join(problems[:4]) + NAMESPACE_RULE)
+    grade.note("4 stores in one state_dir (2 batch ids, 2 shards): each sees only its own entries, also after a reopen")
 
 
 KILL_KEYS = 300

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from grader.analysis import some
-from grader.test_04_concurrency import documents_in_flight
 from grader.minirun import MiniRun, mini_run, short_docs
 from grader.results import GraderError
 from grader.tasks import Context, task
@@ -27,6 +26,45 @@ pytestmark = pytest.mark.step("resume")
 CONFIG = {"concurrency": 2, "max_attempts": 4, "base_delay": 0.001, "max_delay": 0.01, "jitter": 0.001}
 LATENCY = {"median_ms": 2.0, "sigma": 0.3}
 KILL_AT = 6
+
+
+def documents_started_not_committed(events: list[dict[str, Any]]) -> tuple[int, dict[str, Any] | None]:
+    """The most documents started and not yet finished at once, within one pass (and the call that reached it).
+
+    A document counts from its first service call of the pass to its commit (``sink_put``),
+    or, if it is never committed in that pass, to its terminal state reported through
+    ``progress`` or else its last call: the lesson's document-level concurrency, from
+    ``processing`` to commit. A semaphore around each *call* keeps few calls in flight
+    but lets every document of the batch start at once; this count sees that.
+    """
+    end: dict[tuple[int, str], int] = {}
+    names: dict[tuple[int, str], str] = {}
+    for n, e in enumerate(events):
+        if e["ev"] in ("call_start", "call_ok", "call_fail", "sink_put") and "ident" in e:
+            doc = (int(e["pass"]), e["ident"])
+            names[doc] = str(e.get("doc_id", "")).strip().casefold()
+            if e["ev"] == "sink_put" or doc not in end or events[end[doc]]["ev"] != "sink_put":
+                end[doc] = n
+    by_name = {v: k for k, v in names.items()}
+    for n, e in enumerate(events):  # a document never committed ends at its terminal progress report
+        if e["ev"] == "state" and e.get("state") in ("failed", "degraded", "done"):
+            doc = by_name.get(str(e.get("doc_id", "")).strip().casefold())
+            if doc is not None and doc[0] == int(e["pass"]) and events[end[doc]]["ev"] != "sink_put":
+                end[doc] = max(end[doc], n)
+    started: set[tuple[int, str]] = set()
+    open_now: set[tuple[int, str]] = set()
+    peak, where = 0, None
+    for n, e in enumerate(events):
+        if e["ev"] == "call_start":
+            doc = (int(e["pass"]), e["ident"])
+            if doc not in started:
+                started.add(doc)
+                open_now.add(doc)
+                if len(open_now) > peak:
+                    peak, where = len(open_now), e
+        for doc in [d for d in open_now if end.get(d) == n]:
+            open_now.discard(doc)
+    return peak, where
 
 
 @task("resume:idle")
@@ -131,12 +169,129 @@ def test_batch_keeps_to_config_concurrency(grade: Any) -> None:
     run: MiniRun = grade.facts()
     _checked(grade, run, killed_first=False, what="a 12-document batch with config.concurrency 2")
     first = [e for e in run.events if e.get("pass") == 1]
-    peak, at = documents_in_flight(first)
+    peak, at = documents_started_not_committed(first)
     limit = CONFIG["concurrency"]
     if peak > limit and at is not None:
-        grade.fail(f"concurrency: process_documents_batch had {peak} documents with service calls in flight at once "
+        grade.fail(f"concurrency: process_documents_batch had {peak} documents started and not yet committed at once "
                    f"> config.concurrency {limit} (first at call #{at['call']}, {at['doc_id']}): run the documents "
-                   "left through run_bounded(..., limit=config.concurrency) instead of starting them all")
+                   "left through run_bounded(..., limit=config.concurrency) instead of starting them all"
+                   + CONCURRENCY_RULE)
     if not run.calls(1):
         grade.fail("process_documents_batch made no service call on a fresh 12-document batch")
-    grade.note(f"peak {peak} documents in flight (config.concurrency {limit})")
+    grade.note(f"peak {peak} documents started and not yet committed (config.concurrency {limit})")
+
+
+CONCURRENCY_RULE = ("\nconcurrency-per-document: 并发（concurrency）按文档计（per document），不按调用计（per call）：一个文档"
+                    "从进入 processing 到提交（commit）一直占着一个槽（slot）。只给每次 service 调用加信号量（semaphore）"
+                    "会让整批文档同时开始（全部 processing、全部在内存里）。")
+
+STATES_CONFIG = {**CONFIG, "concurrency": 4}
+STATES_PERMANENT = ["st-2", "st-9"]
+
+
+def states_documents() -> list[dict[str, Any]]:
+    return short_docs("st", 14, sentences=2)
+
+
+@task("resume:states")
+def states_facts(ctx: Context) -> tuple[MiniRun, Any]:
+    """A two-pass run (killed right after commit #6) with two permanently failing documents, then the checkpoint."""
+    common = {"config": STATES_CONFIG, "latency": LATENCY,
+              "plan": {"seed": 14, "transient_rate": 0.05, "permanent_ids": STATES_PERMANENT}}
+    run = mini_run(ctx, "resume-states", states_documents(),
+                   [{**common, "crash": {"kind": "after_commit", "at": KILL_AT}}, common])
+    dump = ctx.probe("checkpoint_dump", {"state_dir": str(run.run_dir / "state"), "batch_id": "batch-resume-states"},
+                     workdir="mini-resume-states")
+    return run, dump
+
+
+DEGRADED_RULE = ("\ndegraded-is-not-done: 检查点（checkpoint）的状态机（state machine）里 degraded 是一种完成，"
+                 "但不是 done：走降级路径（degraded path）提交的文档必须记成 degraded，之后的补跑（backfill）才能找到它们；"
+                 "完整提交的记成 done。")
+PROGRESS_RULE = ("\nprogress-on-every-state-change: 每次状态变化都要通过 progress(doc_id, state, error=..., attempts=...) "
+                 "报告（report progress）：每个提交（done）、降级（degraded）和失败（failed）的文档至少报告一次它的最终状态，"
+                 "进度条（progress bar）和老师的仪表盘（dashboard）只看得见这些。")
+
+
+def _states_run(grade: Any) -> tuple[MiniRun, Any]:
+    run, dump = grade.facts()
+    _checked(grade, run, killed_first=True, what="14 documents (2 degraded), SIGKILL after commit #6, resume")
+    if any(d["id"] not in {r.doc_id for r in run.outputs.values()} for d in run.documents):
+        grade.fail("the two-pass run of 14 documents did not commit them all; see the resume tests")
+    return run, dump
+
+
+@pytest.mark.points(2)
+@pytest.mark.task("resume:states")
+def test_checkpoint_states_match_the_sink(grade: Any) -> None:
+    """After the batch, the checkpoint says done for full commits and degraded for degraded ones"""
+    run, dump = _states_run(grade)
+    if dump.is_grader_error:
+        raise GraderError(dump.failure("reading the checkpoint after the run"))
+    if not dump.ok:
+        grade.fail(dump.failure("reopening the checkpoint after the run (CheckpointStore(state_dir, batch_id))"))
+    by_doc = {str(e.get("doc_id") or "").strip().casefold(): e for e in dump.data["entries"].values() if e}
+    wrong = []
+    for rec in run.outputs.values():
+        want = "degraded" if rec.mode == "degraded" else "done"
+        got = (by_doc.get(rec.doc_id.strip().casefold()) or {}).get("state")
+        if got != want:
+            wrong.append(f"{rec.doc_id} committed {rec.mode}, checkpoint says {got or 'nothing'}")
+    if wrong:
+        grade.fail(f"checkpoint states: {len(wrong)} of {len(run.outputs)} committed documents have the wrong state: "
+                   f"{some(sorted(wrong), 4)}" + DEGRADED_RULE)
+    grade.note(f"{len(run.outputs)} committed documents: done for full, degraded for degraded (st-2, st-9)")
+
+
+@pytest.mark.points(2)
+@pytest.mark.task("resume:states")
+def test_progress_reports_every_outcome(grade: Any) -> None:
+    """Every committed and degraded document is reported through progress with its final state"""
+    run, _ = _states_run(grade)
+    reported: dict[str, set[str]] = {}
+    for e in run.events:
+        if e["ev"] == "state":
+            reported.setdefault(str(e.get("doc_id", "")).strip().casefold(), set()).add(str(e.get("state")))
+    missing = []
+    for rec in run.outputs.values():
+        want = "degraded" if rec.mode == "degraded" else "done"
+        if want not in reported.get(rec.doc_id.strip().casefold(), set()):
+            missing.append(f"{rec.doc_id} ({want})")
+    if missing:
+        grade.fail(f"progress: {len(missing)} of {len(run.outputs)} documents were never reported in their final "
+                   f"state: {some(sorted(missing), 4)} ({sum(len(v) for v in reported.values())} progress calls in "
+                   "all)" + PROGRESS_RULE)
+    grade.note(f"all {len(run.outputs)} documents reported in their final state through progress")
+
+
+POISON_DOCS = 12
+
+
+@task("resume:poison")
+def poison_facts(ctx: Context) -> MiniRun:
+    docs = short_docs("px", POISON_DOCS, sentences=2)
+    common = {"config": CONFIG, "latency": LATENCY, "plan": {"seed": 15, "poison_ids": ["px-3"]}}
+    return mini_run(ctx, "resume-poison", docs, [common])
+
+
+@pytest.mark.points(2)
+@pytest.mark.task("resume:poison")
+def test_poison_document_does_not_stop_the_batch(grade: Any) -> None:
+    """One document whose processing raises an unexpected error ends failed; the batch goes on"""
+    run: MiniRun = grade.facts()
+    verdict = run.verdicts[0]
+    if verdict.is_grader_error:
+        raise GraderError(verdict.failure("a batch with a poison document"))
+    committed = {rec.doc_id for rec in run.outputs.values()}
+    missing = sorted(d["id"] for d in run.documents if d["id"] not in committed and d["id"] != "px-3")
+    rule = ("\npoison-document-isolated: 毒文档（poison document）：一个有效文档触发的意外异常（unexpected exception，"
+            "这里 service.embed 抛出 MalformedResponseError，一个 ValueError，不是 ServiceError）不能中止整批（batch）；"
+            "用 except Exception 兜住单个文档，标记 failed 并记下 last_error，其余文档照常处理。")
+    if not verdict.ok:
+        grade.fail(f"poison document: px-3's service answer cannot be decoded (MalformedResponseError, a ValueError) "
+                   f"and the batch stopped: {verdict.failure('the batch').splitlines()[0][:300]}; "
+                   f"never committed: {some(missing)}" + rule)
+    if missing:
+        grade.fail(f"poison document: after px-3 raised, {len(missing)} other documents were never committed: "
+                   f"{some(missing)}" + rule)
+    grade.note(f"px-3 raised an unexpected error; the other {POISON_DOCS - 1} documents were committed")

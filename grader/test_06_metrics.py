@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from grader.analysis import PassView, report_mismatches
+from grader.analysis import PassView, report_mismatches, rules_for
 from grader.minirun import MiniRun, mini_run, short_docs
 from grader.results import GraderError
 from grader.tasks import Context, task
@@ -52,24 +52,11 @@ def _final_view(grade: Any) -> PassView:
     return view
 
 
-#: The contract's rules behind the report's figures (module docstring of the reference, DESIGN item 6), by the
-#: field whose mismatch breaks them: an English invariant id to search for, then the rule in Chinese.
-RULES: dict[str, str] = {
-    "failed": ("failed-counts-valid-only: BatchReport.failed 只数有效文档（valid documents）中最后处于 failed 的键；"
-               "无效输入（invalid input，parse_document 抛出 InvalidDocumentError）记在 rejected，不记在 failed，"
-               "所以 done + degraded + failed == unique。"),
-    "rejected": ("rejected-counts-invalid-inputs: BatchReport.rejected 是无效输入条目（invalid entries）的个数，"
-                 "每条都算，也包括恢复运行（resume）里再次读到的；它们不进入 unique，也不进入 failed。"),
-    "fail_rate": ("fail-rate-definition: 失败率（fail rate）= (failed + rejected) / total，其中 failed 只数有效文档。"),
-    "unique": ("unique-counts-valid-keys: unique 是有效文档的不同幂等键（idempotency key）个数，重复发送的文档只算一次。"),
-}
-
-
 def _judge(grade: Any, group: str, fields: str) -> None:
     view = _final_view(grade)
     mismatches = report_mismatches(view, [group])
     if mismatches:
-        broken = [rule for name, rule in RULES.items() if any(m.startswith(f"{name}:") for m in mismatches)]
+        broken = rules_for(mismatches)
         grade.fail(f"report vs ledger ({fields}; resume pass of a run killed after commit #12, "
                    f"{view.expected['total']:g} entries, {view.expected['rejected']:g} invalid, 1 re-sent, "
                    f"1 permanent): " + "; ".join(mismatches) + "".join(f"\n{rule}" for rule in broken))
@@ -96,3 +83,10 @@ def test_report_rates_agree_with_ledger(grade: Any) -> None:
 def test_report_run_figures_agree_with_ledger(grade: Any) -> None:
     """executed documents, duplicate executions and retries of the pass match the ledger"""
     _judge(grade, "run", "per-pass figures")
+
+
+@pytest.mark.points(2)
+@pytest.mark.task("metrics:run")
+def test_report_resume_figures_agree_with_ledger(grade: Any) -> None:
+    """skipped, recovered, duplicates in the input and the latency count match the ledger"""
+    _judge(grade, "resume", "skipped/recovered/duplicates_in_input/latencies")

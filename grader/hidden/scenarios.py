@@ -17,10 +17,10 @@ HIDDEN_SCENARIOS: tuple[Scenario, ...] = (
     Scenario("hidden_first_commit", "a SIGKILL right after the very first commit", "example", 101,
              FaultPlan(seed=101, transient_rate=0.02), (Crash(CRASH_AFTER_COMMIT, at=1),), hidden=True),
     Scenario("hidden_late_call", "5 % faults and a SIGKILL late in the run (90 % of the calls)", "example", 103,
-             FaultPlan(seed=103, transient_rate=0.05), (Crash(CRASH_DURING_CALL, at_fraction=0.9),), hidden=True),
+             FaultPlan(seed=103, transient_rate=0.05, poison_ids=("doc-00064",)), (Crash(CRASH_DURING_CALL, at_fraction=0.9),), hidden=True),
     # Slower calls (5 ms) keep work in flight for both kills even though the whales fill all 3 slots at first.
     Scenario("hidden_random_kills", "two random SIGKILLs at concurrency 3", "whales", 107,
-             FaultPlan(seed=107, transient_rate=0.03), (Crash(CRASH_RANDOM, window=(0.05, 0.3)),) * 2,
+             FaultPlan(seed=107, transient_rate=0.03, poison_ids=("doc-00021",)), (Crash(CRASH_RANDOM, window=(0.05, 0.3)),) * 2,
              config=BatchConfig(concurrency=3), latency=LatencyModel(median_ms=5.0, sigma=0.4), hidden=True),
     Scenario("hidden_permanent_rate", "3 % permanent and 4 % transient faults at concurrency 2", "invalid_mix", 109,
              FaultPlan(seed=109, transient_rate=0.04, permanent_rate=0.03), (Crash(CRASH_AFTER_COMMIT, at=60),),

@@ -15,7 +15,15 @@ Faults, in the lesson's words (模拟解析失败/外部服务超时):
 * slow: a call takes ``slow_factor`` times longer (the long tail), at ``slow_rate``
   per call or on every call of the documents named in ``slow_ids`` (a long-tail
   document that stays in flight while the rest of the batch moves: what a test
-  needs to be sure a kill lands while work is outstanding).
+  needs to be sure a kill lands while work is outstanding);
+* poison: every call for a document named in ``poison_ids`` gets an answer the
+  client cannot decode, raised as :class:`batchlab.service.MalformedResponseError`
+  (a ``ValueError``, the way a JSON decode error of a proxy's HTML error page
+  surfaces from a client library). It is *not* a ``ServiceError``: a processor
+  that catches only the service's errors lets it escape, and one odd but valid
+  document stops the whole batch (DESIGN.md section 9: a poison document must not
+  stop the batch). A correct processor ends it ``failed`` (or ``degraded``) and
+  goes on.
 
 Crash points (:class:`CrashPlan`) kill the worker with a real SIGKILL:
 ``during_call`` inside the K-th service call of the pass, ``after_commit`` right
@@ -36,6 +44,7 @@ from typing import Any
 
 TRANSIENT_KINDS = ("timeout", "unavailable_503")
 PERMANENT_KIND = "parse_error"
+POISON_KIND = "malformed_response"
 
 CRASH_NONE = "none"
 CRASH_DURING_CALL = "during_call"
@@ -62,6 +71,7 @@ class Fault:
     error: str | None = None
     permanent: bool = False
     slow: bool = False
+    poison: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,7 @@ class FaultPlan:
     permanent_ids: tuple[str, ...] = ()
     fail_first_ids: Mapping[str, int] = field(default_factory=dict)
     slow_ids: tuple[str, ...] = ()
+    poison_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("transient_rate", "fail_first_rate", "permanent_rate", "slow_rate"):
@@ -122,6 +133,8 @@ class FaultPlan:
     def decide(self, ident: str, norm_id: str, chunk: int, attempt: int) -> Fault:
         """The fault for the ``attempt``-th call (from 1) on ``chunk`` of a document."""
         slow = self.is_slow(ident, norm_id, chunk, attempt)
+        if norm_id in self.poison_ids:
+            return Fault(error=POISON_KIND, poison=True, slow=slow)
         if self.is_permanent(ident, norm_id):
             return Fault(error=PERMANENT_KIND, permanent=True, slow=slow)
         if attempt <= self.fails_first(ident, norm_id):
@@ -136,6 +149,7 @@ class FaultPlan:
         data["permanent_ids"] = list(self.permanent_ids)
         data["fail_first_ids"] = dict(self.fail_first_ids)
         data["slow_ids"] = list(self.slow_ids)
+        data["poison_ids"] = list(self.poison_ids)
         return data
 
     @classmethod
@@ -144,4 +158,5 @@ class FaultPlan:
         data["permanent_ids"] = tuple(data.get("permanent_ids", ()))
         data["fail_first_ids"] = dict(data.get("fail_first_ids", {}))
         data["slow_ids"] = tuple(data.get("slow_ids", ()))
+        data["poison_ids"] = tuple(data.get("poison_ids", ()))
         return cls(**data)

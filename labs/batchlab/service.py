@@ -45,6 +45,17 @@ class PermanentServiceError(ServiceError):
     """The service cannot handle this document (a parse failure): retrying will not help."""
 
 
+class MalformedResponseError(ValueError):
+    """The service answered, but the client cannot decode the answer (a poison document, ``FaultPlan.poison_ids``).
+
+    Deliberately *not* a :class:`ServiceError`: it stands for the unexpected
+    exception one odd document triggers in a client library or in the processor's
+    own code. Retrying will not help; it must not stop the batch either.
+    """
+
+    kind = "malformed_response"
+
+
 _STANDARD_NORMAL = statistics.NormalDist()
 #: How late ``asyncio.sleep`` wakes up on average, subtracted from each simulated latency.
 TIMER_SLACK_S = 0.0006
@@ -179,7 +190,10 @@ class SimulatedService:
             if fault.error is not None:
                 self.failures += 1
                 self._emit("call_fail", doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
-                           call=call_no, error=fault.error, permanent=fault.permanent)
+                           call=call_no, error=fault.error, permanent=fault.permanent or fault.poison)
+                if fault.poison:
+                    raise MalformedResponseError(f"cannot decode the service's answer for {doc.id} chunk {chunk}: "
+                                                 "expected a JSON list of floats, got b'<html>'")
                 error_cls = PermanentServiceError if fault.permanent else TransientServiceError
                 raise error_cls(fault.error, f"{fault.error} on {doc.id} chunk {chunk} attempt {attempt}")
             vector = pipeline.embed(text)
