@@ -78,6 +78,7 @@ class ChaosResult:
     window_s: tuple[float, float] = (0.05, 1.5)
     seed: int = 15
     finished_early: bool = False
+    stopped_early: str = ""  #: why the kills stopped before their number (a pass that cannot run)
     final_outcome: str = ""
     final_integrity: dict[str, str] = field(default_factory=dict)
     metrics: Any = None
@@ -99,12 +100,14 @@ class ChaosResult:
 
     @property
     def ok(self) -> bool:
-        return self.metrics is not None and self.duplicates == 0 and not self.lost and self.integrity_failures == 0
+        return (self.metrics is not None and self.duplicates == 0 and not self.lost and self.integrity_failures == 0
+                and not self.stopped_early)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_dir": str(self.run_dir), "input": str(self.input), "window_s": list(self.window_s),
             "seed": self.seed, "kills": len(self.kills), "finished_early": self.finished_early,
+            "stopped_early": self.stopped_early,
             "commits_between_kills": [k.commits for k in self.kills],
             "integrity_checks": len(self.kills) + 1, "integrity_failures": self.integrity_failures,
             "final_outcome": self.final_outcome, "duplicates": self.duplicates, "lost": len(self.lost),
@@ -122,6 +125,8 @@ class ChaosResult:
                f"{self.window_s[0]:g}-{self.window_s[1]:g} s after the pass was at work; seed {self.seed})"]
         if self.finished_early:
             out.append("the batch finished before the last planned kill: nothing was left to interrupt")
+        if self.stopped_early:
+            out.append(self.stopped_early)
         if commits:
             out.append(f"commits between kills: total {sum(commits)}, min {min(commits)}, median "
                        f"{statistics.median(commits):g}, max {max(commits)}; last ten: "
@@ -312,10 +317,18 @@ def run_chaos(
                 return at_work or cli.poll() is not None
 
             _wait(progressed, f"pass {n} getting to work")
-            if not at_work:  # the command ended by itself: the batch is done, nothing left to kill
+            if not at_work:  # the command ended by itself: the batch is done (or cannot run), nothing to kill
                 cli.wait()
-                result.finished_early = True
-                say(f"the batch finished before kill {n} (exit {cli.returncode})")
+                if cli.returncode == 0:
+                    result.finished_early = True
+                    say(f"the batch finished before kill {n}")
+                else:
+                    lines = (logs / f"kill{n}.out").read_text(encoding="utf-8", errors="replace").splitlines()
+                    why = [ln.strip() for ln in lines if ln.startswith("pass ")][:1] + [
+                        ln.strip() for ln in lines if "TODO" in ln or "Error" in ln][-1:]
+                    result.stopped_early = (f"`batchlab run` ended by itself with exit {cli.returncode} before "
+                                            f"kill {n}: " + " | ".join(why))
+                    say(result.stopped_early)
                 break
             delay = rng.uniform(min_s, max_s)
             deadline = time.monotonic() + delay
