@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchlab.host import child_popen_kwargs, kill_group
+from batchlab.host import child_popen_kwargs, environ_snapshot, kill_group
 from batchlab.runner import Limits
 
 PROBE = Path(__file__).with_name("probe.py")
@@ -123,7 +123,7 @@ def _read_capped(path: Path, cap: int = OUTPUT_CAP) -> str:
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**environ_snapshot(), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PYTEST_CURRENT_TEST", None)
     env.update(extra or {})
     return env

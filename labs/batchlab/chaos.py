@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EXIT_FAILED, EXIT_OK, KitError, UsageError
-from .host import lock_is_held
+from .host import environ_snapshot, lock_is_held
 from .ledger import append_event, read_events
 from .runner import WORK_EVENTS, LedgerTail
 
@@ -285,7 +285,7 @@ def run_chaos(
     result = ChaosResult(run_dir=run, input=source, window_s=(min_s, max_s), seed=seed)
     cmd = [sys.executable, "-m", "batchlab", "run", "--input", str(source), "--run-dir", str(run), "--wait", "60",
            *(["--impl", str(impl)] if impl else []), *extra_args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**environ_snapshot(), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     logs = Path(tempfile.mkdtemp(prefix="batchlab-chaos-"))
     live: list[subprocess.Popen[bytes]] = []
     worker_pids: list[int] = []

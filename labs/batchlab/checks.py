@@ -53,7 +53,7 @@ from types import ModuleType
 from typing import Any
 
 from .errors import EXIT_FAILED, EXIT_OK, KitError
-from .host import require_supported_platform
+from .host import environ_snapshot, require_supported_platform
 from .paths import default_impl, kit_root
 from .steps import STEPS, UnknownStepError, normalize_step, step_number  # noqa: F401 (re-exported)
 
@@ -460,7 +460,7 @@ def _run_grader(result: CheckResult, *, grader_dir: Path, timeout_s: float) -> N
     with tempfile.TemporaryDirectory(prefix="batchlab-check-") as tmp:
         results_file = Path(tmp) / "results.json"
         cmd = grader_command(result.step, result.impl, results_file, grader_dir)
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PY_COLORS": "0"}
+        env = {**environ_snapshot(), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PY_COLORS": "0"}
         env.pop(STRICT_ENV, None)
         proc = subprocess.Popen(cmd, cwd=str(grader_dir.parent), env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)

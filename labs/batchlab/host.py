@@ -524,6 +524,27 @@ def capabilities() -> Capabilities:
     )
 
 
+def environ_snapshot() -> dict[str, str]:
+    """A copy of ``os.environ`` that is safe while other threads change it.
+
+    ``dict(os.environ)`` lists the keys, then reads each one; pytest sets and removes
+    ``PYTEST_CURRENT_TEST`` in its main thread while the grader starts children from
+    worker threads, so a key could vanish between the two steps (``KeyError``, seen under
+    load). Retry until one pass sees a stable mapping; the last resort skips vanished keys.
+    """
+    for _ in range(100):
+        try:
+            return dict(os.environ)
+        except (KeyError, RuntimeError):
+            continue
+    snapshot = {}
+    for key in list(os.environ.keys()):
+        value = os.environ.get(key)
+        if value is not None:
+            snapshot[key] = value
+    return snapshot
+
+
 if __name__ == "__main__":
     try:
         require_supported_platform()
@@ -531,3 +552,4 @@ if __name__ == "__main__":
         print(exc.to_json())
         sys.exit(2)
     print(json.dumps(asdict(capabilities()), indent=2))
+

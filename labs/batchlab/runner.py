@@ -41,7 +41,8 @@ from typing import Any
 
 from .contract import BatchConfig
 from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
-from .host import DEFAULT_LOCK_WAIT_S, LOCK_NAME, RunDirLock, child_popen_kwargs, kill_group, parent_link
+from .host import (DEFAULT_LOCK_WAIT_S, LOCK_NAME, RunDirLock, child_popen_kwargs, environ_snapshot, kill_group,
+                   parent_link)
 from .ledger import append_event
 from .service import LatencyModel
 from .worker import EXIT_STOPPED, STOP_GRACE_S
@@ -206,7 +207,7 @@ def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *,
     cmd = [sys.executable, "-m", "batchlab.worker", str(run), "--pass", str(pass_no), "--crash", kind,
            "--at", str(crash.at), "--t0", repr(t0)]
     link = parent_link()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **spec.env, **link.env,
+    env = {**environ_snapshot(), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **spec.env, **link.env,
            **held.child_env()}
     proc = None
     try:

@@ -336,3 +336,24 @@ class TestRunDirLock:
 
     def test_the_capabilities_name_the_lock(self) -> None:
         assert capabilities().run_dir_lock == "flock"
+
+
+class TestEnvironSnapshot:
+    def test_a_key_that_vanishes_while_it_is_copied_does_not_break_the_copy(self, monkeypatch: Any) -> None:
+        """pytest removes PYTEST_CURRENT_TEST in its main thread while grader threads start children."""
+        import collections
+
+        from batchlab import host
+
+        class Vanishing(collections.UserDict):  # type: ignore[type-arg]
+            reads = 0
+
+            def __getitem__(self, key: str) -> str:
+                Vanishing.reads += 1
+                if key == "GONE" and Vanishing.reads < 3:
+                    raise KeyError(key)  # listed, then removed by another thread before it is read
+                return str(super().__getitem__(key))
+
+        fake = Vanishing({"HOME": "/home/x", "GONE": "1"})
+        monkeypatch.setattr(host.os, "environ", fake)
+        assert host.environ_snapshot()["HOME"] == "/home/x"
