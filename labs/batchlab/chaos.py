@@ -299,17 +299,27 @@ def run_chaos(
         live.append(proc)
         return proc
 
+    tail = LedgerTail(run / "ledger.jsonl")  # one reader for the whole run: each event is parsed once
+    tail.read_new()
+    commits_by_pass: dict[int, int] = defaultdict(int)
+
+    def read_new() -> list[dict[str, Any]]:
+        events = tail.read_new()
+        for ev in events:
+            if ev.get("ev") == "sink_put":
+                commits_by_pass[int(ev.get("pass", 0))] += 1
+        return events
+
     try:
         for n in range(1, kills + 1):
-            tail = LedgerTail(run / "ledger.jsonl")
-            tail.read_new()
+            read_new()
             cli = start(f"kill{n}")
             worker: dict[str, Any] = {}
             at_work = False
 
             def progressed() -> bool:
                 nonlocal at_work
-                for ev in tail.read_new():
+                for ev in read_new():
                     if ev.get("ev") == "pass_start" and not worker:
                         worker.update(pid=int(ev.get("pid", 0)), pass_no=int(ev.get("pass", 0)))
                     elif worker and ev.get("ev") in WORK_EVENTS:
@@ -347,8 +357,8 @@ def run_chaos(
             append_event(run / "ledger.jsonl", "kill", pass_no=pass_no, kind="chaos", by="chaos",
                          delay=round(delay, 4), n=n)
             killed_passes.add(pass_no)
-            commits = sum(1 for e in read_events(run / "ledger.jsonl")
-                          if e.get("ev") == "sink_put" and int(e.get("pass", 0)) == pass_no)
+            read_new()
+            commits = commits_by_pass[pass_no]
             kill = Kill(n=n, pass_no=pass_no, delay_s=round(delay, 3), commits=commits, cli_pid=cli.pid,
                         worker_pid=wpid, integrity=integrity(run))
             result.kills.append(kill)
