@@ -40,6 +40,11 @@ class TestFaultPlan:
         assert all(plan.decide("s|doc-3|h", "doc-3", c, a).slow for c in range(5) for a in range(1, 3))
         assert not any(plan.decide(f"s|doc-{i}|h", f"doc-{i}", 0, 1).slow for i in range(50) if i != 3)
 
+    def test_every_call_of_a_poison_document_fails_as_poison_and_no_other(self) -> None:
+        plan = FaultPlan(seed=1, poison_ids=("doc-4",))
+        assert all(plan.decide("s|doc-4|h", "doc-4", c, a).poison for c in range(3) for a in range(1, 4))
+        assert not any(plan.decide(f"s|doc-{i}|h", f"doc-{i}", 0, 1).poison for i in range(50) if i != 4)
+
     def test_rates_outside_zero_one_are_refused(self) -> None:
         with pytest.raises(ValueError):
             FaultPlan(transient_rate=1.5)

@@ -91,6 +91,19 @@ class TestSimulatedService:
         assert max(e["doc_inflight"] for e in read_events(ledger) if e["ev"] == "call_start") == 2
 
 
+class TestPoisonDocuments:
+    def test_a_poison_document_raises_an_error_that_is_not_a_service_error_and_is_in_the_ledger(
+            self, tmp_path: Path) -> None:
+        """Not retryable and not caught by ``except ServiceError``: what an odd document does to naive code."""
+        from batchlab.service import MalformedResponseError, ServiceError
+
+        service, _, ledger = make(tmp_path, plan=FaultPlan(poison_ids=("doc-1",)))
+        with pytest.raises(MalformedResponseError) as info:
+            asyncio.run(service.embed(DOC, 0, "x"))
+        assert not isinstance(info.value, ServiceError) and isinstance(info.value, ValueError)
+        assert [e["ev"] for e in read_events(ledger)] == ["call_start", "call_fail"]
+
+
 class TestGuaranteedBusyTime:
     LONG = Document(id="long", content=" ".join(f"Sentence number {i} of a long document." for i in range(60)),
                     source="wiki")
