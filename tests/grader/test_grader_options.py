@@ -89,7 +89,7 @@ def test_batchlab_grade_runs_the_grader(tmp_path: Path) -> None:
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-1500:]
     data = json.loads(results.read_text(encoding="utf-8"))
-    assert data["extra_data"]["step"] == "checkpoint" and data["score"] == data["max_score"] == 15
+    assert data["extra_data"]["step"] == "checkpoint" and data["score"] == data["max_score"] == 17
 
 
 def test_batchlab_grade_refuses_a_missing_file_with_the_unified_error(tmp_path: Path) -> None:

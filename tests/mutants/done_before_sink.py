@@ -16,7 +16,12 @@ REPLACEMENTS = [
                 report.duplicate_executions += 1
 '''),
 ]
-LOSES = {"test_resume_redoes_work_killed_before_its_sink_write"}
+# Marking done first also shows in the resume's figures: the document committed right before an
+# after-commit kill is already "done", so it is skipped rather than healed (recovered 0), and its
+# final state is never reported through progress after the commit.
+LOSES = {"test_resume_redoes_work_killed_before_its_sink_write", "test_progress_reports_every_outcome",
+         "test_report_resume_figures_agree_with_ledger", "test_scenario[crash_after_commit]",
+         "test_scenario[duplicates_in_input]"}
 MAY_LOSE = {"test_scenario[random_kills]"}
 SCENARIO_CHECKS = {"completion", "fail rate", "report agrees with ledger"}
 MESSAGE = r"marked done before sink.put returned"

@@ -15,6 +15,9 @@ LOSES = {
     "test_resume_skips_committed_keys", "test_batch_keeps_to_config_concurrency", "test_resume_redoes_work_killed_before_its_sink_write",
     "test_resume_trusts_the_sink_after_a_kill_after_commit", "test_report_state_counts_agree_with_ledger",
     "test_report_rates_agree_with_ledger", "test_report_run_figures_agree_with_ledger",
+    # every step-05/06 test that runs the batch
+    "test_checkpoint_states_match_the_sink", "test_poison_document_does_not_stop_the_batch",
+    "test_progress_reports_every_outcome", "test_report_resume_figures_agree_with_ledger",
     *(f"test_scenario[{name}]" for name in (
         "clean_run", "transient_faults", "crash_during_call", "crash_after_commit", "random_kills",
         "duplicates_in_input", "permanent_and_invalid", "bad_batch_input", "large_batch")),
