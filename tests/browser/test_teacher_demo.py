@@ -210,6 +210,9 @@ def _wait_for(page: Any, script: str, timeout_ms: int = 60_000) -> None:
 PHASE = "document.querySelector('.batchlab-dashboard .bl-status')?.dataset.phase"
 FINISHED = "Number(document.querySelector('.batchlab-dashboard .bl-progress-text')?.dataset.finished || 0)"
 TOTAL = "Number(document.querySelector('.batchlab-dashboard .bl-progress-text')?.dataset.total || 0)"
+#: The widgets update one by one: the status can read "killed" before the metric table is redrawn.
+VERDICTS = "document.querySelectorAll('.batchlab-dashboard .bl-metrics tr[data-ok]').length"
+GREEN = "document.querySelectorAll('.batchlab-dashboard .bl-metrics tr[data-ok=\"True\"]').length"
 
 
 def test_the_teacher_runs_crashes_and_resumes_the_batch_in_jupyterlab(
@@ -247,7 +250,7 @@ def _story(jupyterlab: Lab, page: Any, screenshot_path: Path, record_property: A
     assert worker_pid and kernel_pid and worker_pid != kernel_pid and _alive(worker_pid)
 
     page.click(".batchlab-dashboard .bl-crash")
-    _wait_for(page, f"{PHASE} === 'killed'")
+    _wait_for(page, f"{PHASE} === 'killed' && {VERDICTS} > 0")
     killed = _read(page)
     assert 0 < killed["finished"] < killed["total"]
     assert killed["tiles"]["pending"] + killed["tiles"]["processing"] > 0
@@ -258,7 +261,7 @@ def _story(jupyterlab: Lab, page: Any, screenshot_path: Path, record_property: A
     dashboard.screenshot(path=str(screenshot_path.with_name("teacher_demo_killed.png")))
 
     page.click(".batchlab-dashboard .bl-resume")
-    _wait_for(page, f"{PHASE} === 'finished'", timeout_ms=90_000)
+    _wait_for(page, f"{PHASE} === 'finished' && {FINISHED} === {TOTAL} && {GREEN} === 4", timeout_ms=90_000)
     done = _read(page)
     assert done["finished"] == done["total"] == killed["total"]
     assert done["tiles"]["pending"] == done["tiles"]["processing"] == 0
