@@ -170,6 +170,8 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from batchlab.paths import solution_module
     from batchlab.runner import RunSpec, run_passes
 
+    if not solution_module().exists():
+        pytest.skip("needs the reference solution, which a student distribution leaves out")
     base = tmp_path_factory.mktemp("finished")
     source = write_input(base / "input.json", make_documents(12, seed=2, min_bytes=100, max_bytes=600))
     run_passes(RunSpec(impl=solution_module(), input=source, run_dir=base / "run"), [])
