@@ -114,6 +114,16 @@ class TestCommands:
         assert summary["documents"] == 124 and summary["unique"] == 118
         assert summary["invalid"] == {"missing_id": 1, "wrong_type": 1, "empty_content": 1}
 
+    def test_a_reader_that_leaves_early_gets_no_traceback(self, example_input_path: Path) -> None:
+        """`batchlab validate ... | head -0`: the pipe is closed before the kit writes; it exits 141, silently."""
+        proc = subprocess.Popen([sys.executable, "-m", "batchlab.cli", "validate", str(example_input_path)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before the first write
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 141
+        assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
     def test_make_input_writes_a_valid_seeded_batch(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         a, b = tmp_path / "a.json", tmp_path / "b.json"
         assert main(["make-input", "--docs", "1000", "--seed", "4", "--out", str(a), "--max-bytes", "2000"]) == 0
