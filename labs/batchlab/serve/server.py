@@ -33,6 +33,7 @@ def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Path = DE
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)  # before the URL is printed: a client that reads it and connects at once is queued, not refused
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     print(f"batchlab serve: http://{shown}:{bound}/  (API docs: http://{shown}:{bound}/docs; data: "
@@ -40,7 +41,12 @@ def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Path = DE
     print("Press Ctrl-C to stop: running batches stop cleanly and can be resumed after the next start.",
           file=sys.stderr, flush=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once its shutdown (and ours) is done
+        print("batchlab serve: stopped by Ctrl-C; running batches are interrupted and resumable",
+              file=sys.stderr, flush=True)
+        return 130
     print("batchlab serve: stopped", file=sys.stderr, flush=True)
     return 0
 
