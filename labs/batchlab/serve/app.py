@@ -16,11 +16,11 @@ from typing import Any, AsyncIterator, Literal
 
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import KitError, printable
-from . import views
+from . import page, views
 from .errors import http_status
 from .manager import BatchManager
 from .settings import MAX_UPLOAD_BYTES
@@ -157,6 +157,16 @@ def create_app(manager: BatchManager) -> FastAPI:
         """The batch's documents (each with attempts and last_error), filtered by state."""
         rows = manager.progress(batch_id).documents(state)
         return {"documents": rows[offset:offset + limit], "total": len(rows), "offset": offset, "limit": limit}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        """The task page: the batches with live progress, and the upload form."""
+        return page.index_page([views.summary(manager, r) for r in manager.records()[:50]])
+
+    @app.get("/view/{batch_id}", response_class=HTMLResponse, include_in_schema=False)
+    def batch_view(batch_id: str) -> str:
+        """One batch's page: counts, metrics in green or red, failure reasons, Resume / Retry failed / Cancel."""
+        return page.batch_page(views.detail(manager, batch_id))
 
     @app.websocket("/batches/{batch_id}/events")
     async def events(ws: WebSocket, batch_id: str) -> None:
