@@ -43,3 +43,17 @@ def http_status(exc: KitError) -> int:
     if exc.code == "run_dir_busy":
         return 409
     return 413 if exc.code in TOO_LARGE else 400
+
+
+#: What to do instead, by the batch's state, when an action does not fit it.
+_NEXT = {"running": "Wait for it to end, or cancel it first.", "queued": "It starts when a slot is free.",
+         "interrupted": "POST /batches/{id}/resume continues it.",
+         "cancelled": "POST /batches/{id}/resume continues it.", "completed": "Nothing is left to do.",
+         "failed": "POST /batches/{id}/retry-failed runs it again."}
+
+
+def state_conflict(batch_id: str, state: str, action: str, why: str) -> StateConflict:
+    """The 409 of ``action`` on a batch in ``state``, with what the client can do instead."""
+    return StateConflict(f"cannot {action} batch {batch_id}: it is {state}; {why}",
+                         details={"batch_id": batch_id, "state": state, "action": action},
+                         hints=[_NEXT[state].replace("{id}", batch_id)])

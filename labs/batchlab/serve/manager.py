@@ -36,9 +36,9 @@ from ..host import RunDirBusyError, RunDirLock, lock_is_held
 from ..ledger import iter_events
 from ..runner import STOP_KILL_AFTER_S, PassResult, RunSpec, prepare, run_pass
 from ..service import LatencyModel
-from .errors import BatchNotFound, RequestTooLarge, StateConflict
-from .progress import Progress
-from .resources import PASS_OVER, ResourceSampler
+from .errors import BatchNotFound, RequestTooLarge, state_conflict
+from .progress import PASS_OVER, Progress
+from .resources import ResourceSampler
 from .settings import MAX_UPLOAD_BYTES, default_service_impl, parse_settings
 from .store import (CANCELLED, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, BatchRecord, PassRecord, Store,
                     new_batch_id)
@@ -176,7 +176,8 @@ class BatchManager:
         with self._lock:
             rec = self.record(batch_id)
             if rec.state not in (INTERRUPTED, CANCELLED):
-                raise self._conflict(rec, "resume", "only an interrupted or cancelled batch can be resumed")
+                raise state_conflict(rec.id, rec.state, "resume",
+                                     "only an interrupted or cancelled batch can be resumed")
             self._check_free(rec)
             self._enqueue(rec, "resumed")
             return rec
@@ -189,7 +190,7 @@ class BatchManager:
             if rec.state not in (COMPLETED, FAILED) or (rec.state == COMPLETED and failed == 0):
                 why = ("no document failed" if rec.state == COMPLETED else
                        "only a completed batch with failed documents, or a failed batch, can be retried")
-                raise self._conflict(rec, "retry-failed", why)
+                raise state_conflict(rec.id, rec.state, "retry-failed", why)
             self._check_free(rec)
             self._enqueue(rec, f"retrying {failed} failed document(s)" if failed else "retrying the batch")
             return rec
@@ -203,22 +204,13 @@ class BatchManager:
                 self._set(rec, CANCELLED, "cancelled before it started; resume it to start it")
                 return rec
             if rec.state != RUNNING:
-                raise self._conflict(rec, "cancel", "only a queued or running batch can be cancelled")
+                raise state_conflict(rec.id, rec.state, "cancel", "only a queued or running batch can be cancelled")
             active = self._active[rec.id]
             active.stop = STOP_CANCEL
         active.thread.join(wait_s)
         return rec
 
     # -- internals -----------------------------------------------------------------------
-
-    def _conflict(self, rec: BatchRecord, action: str, why: str) -> StateConflict:
-        hints = {RUNNING: "Wait for it to end, or cancel it first.", QUEUED: "It starts when a slot is free.",
-                 INTERRUPTED: "POST /batches/{id}/resume continues it.", CANCELLED: "POST /batches/{id}/resume "
-                 "continues it.", COMPLETED: "Nothing is left to do.",
-                 FAILED: "POST /batches/{id}/retry-failed runs it again."}
-        return StateConflict(f"cannot {action} batch {rec.id}: it is {rec.state}; {why}",
-                             details={"batch_id": rec.id, "state": rec.state, "action": action},
-                             hints=[hints[rec.state].replace("{id}", rec.id)])
 
     def _check_free(self, rec: BatchRecord) -> None:
         if lock_is_held(self.store.run_dir(rec.id)):

@@ -24,6 +24,8 @@ from ..runner import LedgerTail
 #: Ledger events a client is told about one by one (the rest only move the counts).
 NOTABLE = frozenset({"pass_start", "pass_end", "crash", "kill", "stop", "stopped", "timeout", "student_error",
                      "input_error"})
+#: A worker's events after which its pass is over (nothing more is sampled, its pid is stale).
+PASS_OVER = frozenset({"pass_end", "stopped", "student_error", "input_error", "crash", "kill", "timeout"})
 #: The event kind of a resource sample (written by :mod:`batchlab.serve.resources`).
 RESOURCE_EVENT = "resource"
 DOC_STATES = ("pending", "processing", "done", "degraded", "failed")
@@ -107,6 +109,8 @@ class Progress:
         elif kind == RESOURCE_EVENT:
             self.resources.append(self._numbered(ev))
             del self.resources[:-KEEP]
+        if kind in PASS_OVER:
+            self.worker_pid = None  # that worker is gone (or going): never hand out a dead pid
         if kind in NOTABLE:
             self.events.append(self._numbered(ev))
             del self.events[:-KEEP]

@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ..ledger import append_event
-from .progress import RESOURCE_EVENT
+from .progress import PASS_OVER, RESOURCE_EVENT
 
 #: Seconds between two samples.
 SAMPLE_EVERY_S = 1.0
-#: A worker's events after which nothing more is sampled (its pass is over).
-PASS_OVER = frozenset({"pass_end", "stopped", "student_error", "input_error", "crash", "kill", "timeout"})
 
 
 def disk_usage_bytes(folder: Path) -> int:

@@ -229,3 +229,11 @@ class TestRestartAndEvents:
     def test_a_websocket_for_an_unknown_batch_sends_the_unified_error(self, client):
         with client.websocket_connect("/batches/b-nope/events") as ws:
             assert ws.receive_json()["error"]["code"] == "batch_not_found"
+
+
+def test_the_openapi_page_documents_every_endpoint(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/batches", "/batches/{batch_id}", "/batches/{batch_id}/resume", "/batches/{batch_id}/retry-failed",
+            "/batches/{batch_id}/cancel", "/batches/{batch_id}/documents"} <= set(paths)
+    assert {"application/json", "multipart/form-data"} <= set(paths["/batches"]["post"]["requestBody"]["content"])
+    assert client.get("/docs").status_code == 200

@@ -18,7 +18,8 @@ def test_a_batch_page_has_its_data_the_three_buttons_and_listens_on_the_websocke
     batch = client.post("/batches", content=batch_bytes(5), headers={"content-type": "application/json"}).json()
     wait_state(client, batch["id"], "completed")
     page = client.get(f"/view/{batch['id']}").text
-    for label in ("恢复 (Resume)", "重试失败 (Retry failed)", "取消 (Cancel)", "指标 (metrics)", "资源 (resources)"):
+    labels = ("恢复 (Resume)", "重试失败 (Retry failed)", "取消 (Cancel)", "指标 (metrics)", "资源 (resources)")
+    for label in labels:
         assert label in page
     assert f"/batches/${{ID}}/events" in page and batch["id"] in page
 

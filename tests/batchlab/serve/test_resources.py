@@ -1,4 +1,4 @@
-"""Resource samples: written to the ledger while a batch runs, shown by the API, ignored by the metrics and the grader."""
+"""Resource samples: in the ledger while a batch runs, shown by the API, ignored by the metrics and the grader."""
 
 from __future__ import annotations
 
