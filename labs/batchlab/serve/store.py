@@ -76,8 +76,7 @@ class BatchRecord:
     finished_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        return data
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BatchRecord":
@@ -109,6 +108,8 @@ class Store:
         self.incoming = self.root / ".incoming"
         for folder in (self.batches, self.incoming):
             folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.incoming.iterdir():  # an upload a killed server was validating: never a batch
+            stale.unlink(missing_ok=True)
 
     def batch_dir(self, batch_id: str) -> Path:
         return self.batches / batch_id

@@ -213,6 +213,12 @@ class TestRestartAndEvents:
         assert found.state == "interrupted" and "server stopped" in (found.reason or "")
         assert json.loads((data_dir / "index.json").read_text())["batches"][0]["id"] == rec.id
 
+    def test_a_restarted_manager_drops_an_upload_a_killed_server_was_validating(self, data_dir: Path):
+        BatchManager(data_dir)
+        (data_dir / ".incoming" / "b-half.json").write_bytes(b'{"documents": [')
+        again = BatchManager(data_dir)
+        assert not list((data_dir / ".incoming").iterdir()) and again.records() == []
+
     def test_a_websocket_client_gets_a_snapshot_then_progress_and_closes_with_the_final_metrics(self, client):
         batch = created(client, batch_bytes(20))
         with client.websocket_connect(f"/batches/{batch['id']}/events") as ws:
