@@ -101,7 +101,7 @@ def create_app(manager: BatchManager) -> FastAPI:
         """Submit a batch (JSON body or an uploaded file); settings as query parameters or form fields."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-            return _too_large(int(declared))  # refused before the body is read
+            return _too_large(int(declared), request.state.request_id)  # refused before the body is read
         settings = {k: v for k, v in request.query_params.items()}
         ctype = request.headers.get("content-type", "")
         filename = "request body"
@@ -124,8 +124,8 @@ def create_app(manager: BatchManager) -> FastAPI:
                      state: BatchState | None = None) -> dict[str, Any]:
         """The batches, newest first, a page at a time."""
         records = [r for r in manager.records() if state is None or r.state == state]
-        page = records[offset:offset + limit]
-        return {"batches": [views.summary(manager, r) for r in page], "total": len(records), "offset": offset,
+        shown = records[offset:offset + limit]
+        return {"batches": [views.summary(manager, r) for r in shown], "total": len(records), "offset": offset,
                 "limit": limit, "next_offset": offset + limit if offset + limit < len(records) else None}
 
     @app.get("/batches/{batch_id}", tags=["batches"])
@@ -183,23 +183,29 @@ def create_app(manager: BatchManager) -> FastAPI:
     return app
 
 
-def _too_large(size: int) -> JSONResponse:
+def _too_large(size: int, request_id: str) -> JSONResponse:
     from .errors import RequestTooLarge
 
     err = RequestTooLarge(f"the request holds {size} bytes, more than {MAX_UPLOAD_BYTES}",
                           details={"bytes": size, "limit_bytes": MAX_UPLOAD_BYTES},
                           hints=["Split the batch into shards, each with its own batch id."])
-    return _error(413, err.to_dict())
+    return _error(413, err.to_dict(), request_id)
 
 
 async def _stream(ws: WebSocket, manager: BatchManager, batch_id: str) -> None:
-    """One client's feed: what the batch is now, then every change until it is completed or failed."""
+    """One client's feed: what the batch is now, then every change until it is completed or failed.
+
+    Messages: ``snapshot`` (the detail), ``progress`` (the summary, when it changed), ``event`` (a notable
+    ledger event; ``resume`` marks a later pass's start), ``resource`` (a sample), ``pass`` (how a worker
+    ended: ``killed``, ``stopped``, ``ok``...), and last ``final`` with the metrics.
+    """
     rec = manager.record(batch_id)
     await ws.send_json({"type": "snapshot", "batch": await asyncio.to_thread(views.detail, manager, batch_id)})
     prog = manager.progress(batch_id)
     ev_seq = max((e["seq"] for e in prog.events), default=0)
     res_seq = max((r["seq"] for r in prog.resources), default=0)
     last: Any = None
+    passes = len(rec.passes)
     while True:
         state = rec.state  # read first: once it is final, the news read next include the pass's last events
         news, samples = await asyncio.to_thread(prog.since, ev_seq, res_seq)
@@ -210,6 +216,9 @@ async def _stream(ws: WebSocket, manager: BatchManager, batch_id: str) -> None:
         for sample in samples:
             res_seq = sample["seq"]
             await ws.send_json({"type": "resource", "sample": sample})
+        for ended in rec.passes[passes:]:  # how each worker ended, as the runner saw it (a SIGKILL from outside
+            passes += 1                     # leaves no ledger event: the returncode is its only trace)
+            await ws.send_json({"type": "pass", "pass": ended.__dict__})
         now = views.summary(manager, rec)
         changed = {k: v for k, v in now.items() if k not in ("updated_at", "pass_elapsed_s", "eta_s",
                                                              "throughput_docs_per_min", "resource")}

@@ -141,6 +141,7 @@ def test_a_killed_worker_and_a_killed_server_leave_the_batch_resumable_with_no_d
         assert server.http.get("/").status_code in (200, 404)  # the server lives on
         wait_for(lambda: {"ok": listener.saw(lambda m: m.get("batch", {}).get("state") == "interrupted")},
                  lambda s: s["ok"])
+        assert listener.saw(lambda m: m["type"] == "pass" and m["pass"]["outcome"] == "killed")
         assert listener.saw(lambda m: m["type"] == "snapshot") and listener.saw(
             lambda m: m["type"] == "progress" and 0 < m["batch"]["counts"]["done"] < 60)
         assert server.http.post(f"/batches/{bid}/resume").status_code == 202
