@@ -175,6 +175,21 @@ class TestReadAndActions:
             assert rejected["total"] == 1 and rejected["documents"][0]["reason"]
             assert_unified(client.post(f"/batches/{batch['id']}/retry-failed"), 409, "state_conflict")
 
+    def test_beyond_max_running_a_batch_waits_queued_and_a_queued_one_can_be_cancelled(self, data_dir):
+        from batchlab.serve.app import create_app
+
+        from .conftest import TestClient
+
+        manager = BatchManager(data_dir, max_running=1)
+        with TestClient(create_app(manager)) as client:
+            slow = created(client, batch_bytes(20), latency_ms="40", concurrency="1")
+            waiting, cancelled = created(client, batch_bytes(3, seed=8)), created(client, batch_bytes(3, seed=9))
+            assert waiting["state"] == "queued" and cancelled["state"] == "queued"
+            assert client.post(f"/batches/{cancelled['id']}/cancel").json()["state"] == "cancelled"
+            wait_state(client, slow["id"], "completed")
+            assert wait_state(client, waiting["id"], "completed")["state"] == "completed"
+            assert client.get(f"/batches/{cancelled['id']}").json()["passes"] == 0
+
     def test_actions_that_do_not_fit_the_state_answer_409(self, client):
         batch = created(client, batch_bytes(3))
         wait_state(client, batch["id"], "completed")
