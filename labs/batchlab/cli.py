@@ -349,6 +349,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``batchlab serve``: FastAPI and uvicorn are imported here, never by ``batchlab --help``."""
+    from .serve.server import cmd_serve as run_server
+
+    return run_server(args)
+
+
 #: Extra verbs registered by other harness modules: name -> (module, function that adds the parser).
 EXTENSIONS: dict[str, tuple[str, str]] = {
     "report": ("batchlab.report", "add_parser"),
@@ -430,6 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=_positive, default=1, help="runs per figure; medians are reported")
     p.add_argument("--impl", type=_existing_file, default=None)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("serve", help="the batch service: HTTP API, WebSocket progress, task page")
+    from .serve.server import add_arguments  # no web framework imported until the verb runs
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_serve)
 
     import importlib
 

@@ -1,0 +1,12 @@
+"""The batch service (``batchlab serve``): the kit's runner and worker behind an HTTP API.
+
+Layout, model apart from view (STYLE.md item 6):
+
+* :mod:`.store`: a batch's record on disk (``DATA/batches/ID/batch.json``) and the index;
+* :mod:`.progress`: what a batch's ledger says (counts per state, retries, ETA), folded incrementally;
+* :mod:`.manager`: :class:`~.manager.BatchManager`, plain Python: states, actions, one worker per batch;
+* :mod:`.resources`: psutil samples of a running worker, written to the ledger;
+* :mod:`.app`: the FastAPI layer, thin over the manager; :mod:`.server`: uvicorn and the command.
+
+Importing this package imports no web framework: ``batchlab --help`` stays fast.
+"""

@@ -1,0 +1,313 @@
+"""The batch manager: the service's model, plain Python (the HTTP layer in :mod:`.app` only wraps it).
+
+Each batch runs pass after pass in its own worker process, through the same
+:func:`batchlab.runner.run_pass` as ``batchlab run``: a crash of a batch kills a
+process, never the server. A thread per running batch waits for its worker;
+at most ``max_running`` batches run at once, the others are ``queued``.
+
+States (like a batch API: OpenAI's Batch API, Celery Flower)::
+
+    queued -> running -> completed | failed | interrupted | cancelled
+    interrupted, cancelled --resume--> queued        completed, failed --retry-failed--> queued
+
+``completed``: the processor finished the batch (some documents may have ended
+failed: retry-failed gives them another pass). ``failed``: the batch itself
+failed (the processor raised or did not import, the input was refused, a
+timeout). ``interrupted``: the worker was killed, or the server stopped while it
+ran. Each worker dies with the server (:func:`batchlab.host.parent_link`), so a
+restarted server marks every batch it finds ``running`` as ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..contract import BatchConfig
+from ..documents import load_batch
+from ..errors import BatchInputError
+from ..faults import CrashPlan, FaultPlan
+from ..host import RunDirBusyError, RunDirLock, lock_is_held
+from ..ledger import iter_events
+from ..runner import STOP_KILL_AFTER_S, PassResult, RunSpec, prepare, run_pass
+from ..service import LatencyModel
+from .errors import BatchNotFound, RequestTooLarge, state_conflict
+from .progress import PASS_OVER, Progress
+from .resources import ResourceSampler
+from .settings import MAX_UPLOAD_BYTES, default_service_impl, parse_settings
+from .store import (CANCELLED, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, BatchRecord, PassRecord, Store,
+                    new_batch_id)
+
+log = logging.getLogger("batchlab.serve")
+#: Stop requests: a client's cancel, and the server's own shutdown (which leaves the batch interrupted).
+STOP_CANCEL = "cancel"
+STOP_SHUTDOWN = "shutdown"
+
+
+@dataclass
+class _Active:
+    """A running batch: its thread and the stop request its runner polls."""
+
+    thread: threading.Thread
+    stop: str | None = None
+
+
+class BatchManager:
+    """Batches under a data folder: create, list, describe, resume, retry the failed, cancel."""
+
+    def __init__(self, data_dir: str | Path, *, impl: str | Path | None = None, max_running: int = 4,
+                 timeout_s: float = 3600.0, lock_wait_s: float = 1.0) -> None:
+        self.store = Store(data_dir)
+        self.impl = Path(impl or default_service_impl()).resolve()
+        self.max_running = max_running
+        self.timeout_s = timeout_s
+        self.lock_wait_s = lock_wait_s
+        self._lock = threading.RLock()
+        self._records: dict[str, BatchRecord] = {}
+        self._progress: dict[str, Progress] = {}
+        self._active: dict[str, _Active] = {}
+        self._queue: list[str] = []
+        self._closing = False
+        self._started = False
+        for rec in self.store.load_all():
+            if rec.state == RUNNING:  # its worker died with the server that ran it
+                rec.state, rec.reason = INTERRUPTED, ("the server stopped while the batch ran (its worker died "
+                                                      "with it); resume it to go on")
+                self.store.save(rec)
+            elif rec.state == QUEUED:
+                self._queue.append(rec.id)
+            self._records[rec.id] = rec
+        self._queue.sort(key=lambda i: self._records[i].created_at)
+        self.store.write_index(list(self._records.values()))
+
+    # -- life ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the queued batches (the server calls it once it is up)."""
+        with self._lock:
+            self._started, self._closing = True, False
+            self._pump()
+
+    def shutdown(self, timeout_s: float = STOP_KILL_AFTER_S + 5) -> None:
+        """Stop every running worker cleanly (each batch is left ``interrupted``, resumable) and wait for them."""
+        with self._lock:
+            self._closing = True
+            active = list(self._active.values())
+            for a in active:
+                a.stop = STOP_SHUTDOWN
+        for a in active:
+            a.thread.join(timeout_s)
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`shutdown` was called (WebSockets close, nothing new starts)."""
+        return self._closing
+
+    # -- reading -------------------------------------------------------------------------
+
+    def record(self, batch_id: str) -> BatchRecord:
+        with self._lock:
+            rec = self._records.get(batch_id)
+        if rec is None:
+            raise BatchNotFound(f"no batch {batch_id!r}", details={"batch_id": batch_id},
+                                hints=["GET /batches lists the batches this server holds."])
+        return rec
+
+    def progress(self, batch_id: str) -> Progress:
+        rec = self.record(batch_id)
+        with self._lock:
+            prog = self._progress.get(rec.id)
+            if prog is None:
+                prog = Progress(load_batch(self.store.input_path(rec.id)).documents,
+                                self.store.run_dir(rec.id) / "ledger.jsonl")
+                self._progress[rec.id] = prog
+            return prog
+
+    def records(self) -> list[BatchRecord]:
+        """Every batch, newest first."""
+        with self._lock:
+            return sorted(self._records.values(), key=lambda r: (r.created_at, r.id), reverse=True)
+
+    def worker_pid(self, batch_id: str) -> int | None:
+        rec = self.record(batch_id)
+        return self.progress(batch_id).snapshot(running=True)["worker_pid"] if rec.state == RUNNING else None
+
+    # -- actions -------------------------------------------------------------------------
+
+    def create(self, body: bytes, *, filename: str = "upload.json", settings: Mapping[str, Any] | None = None
+               ) -> BatchRecord:
+        """Validate a batch (as ``batchlab run`` does: :func:`batchlab.documents.load_batch`) and queue it.
+
+        A refusal (bad settings, bad input, too large) raises the unified error and leaves nothing behind.
+        """
+        parsed = parse_settings(settings or {})
+        if len(body) > MAX_UPLOAD_BYTES:
+            raise RequestTooLarge(f"the request holds {len(body)} bytes, more than {MAX_UPLOAD_BYTES}",
+                                  details={"bytes": len(body), "limit_bytes": MAX_UPLOAD_BYTES},
+                                  hints=["Split the batch into shards, each with its own batch id."])
+        batch_id = new_batch_id()
+        tmp = self.store.incoming / f"{batch_id}.json"
+        tmp.write_bytes(body)
+        try:
+            batch = load_batch(tmp)
+            self.store.batch_dir(batch_id).mkdir(parents=True)
+            tmp.replace(self.store.input_path(batch_id))
+        except BatchInputError as exc:
+            if "path" in exc.details:
+                exc.details["path"] = filename  # the client's name for it, not our temporary file
+            raise
+        finally:
+            tmp.unlink(missing_ok=True)
+        rec = BatchRecord(id=batch_id, name=batch.batch_id or batch_id, created_at=time.time(), settings=parsed,
+                          impl=str(self.impl), documents=len(batch))
+        with self._lock:
+            self._records[rec.id] = rec
+            self._progress[rec.id] = Progress(batch.documents, self.store.run_dir(rec.id) / "ledger.jsonl")
+            self._enqueue(rec, None)
+        return rec
+
+    def resume(self, batch_id: str) -> BatchRecord:
+        """Another pass of an interrupted or cancelled batch: it skips what is committed and does the rest."""
+        with self._lock:
+            rec = self.record(batch_id)
+            if rec.state not in (INTERRUPTED, CANCELLED):
+                raise state_conflict(rec.id, rec.state, "resume",
+                                     "only an interrupted or cancelled batch can be resumed")
+            self._check_free(rec)
+            self._enqueue(rec, "resumed")
+            return rec
+
+    def retry_failed(self, batch_id: str) -> BatchRecord:
+        """Another pass of a finished batch: its failed documents run again; rejected inputs stay rejected."""
+        with self._lock:
+            rec = self.record(batch_id)
+            failed = self.progress(batch_id).counts()["failed"]
+            if rec.state not in (COMPLETED, FAILED) or (rec.state == COMPLETED and failed == 0):
+                why = ("no document failed" if rec.state == COMPLETED else
+                       "only a completed batch with failed documents, or a failed batch, can be retried")
+                raise state_conflict(rec.id, rec.state, "retry-failed", why)
+            self._check_free(rec)
+            self._enqueue(rec, f"retrying {failed} failed document(s)" if failed else "retrying the batch")
+            return rec
+
+    def cancel(self, batch_id: str, wait_s: float = STOP_KILL_AFTER_S + 5) -> BatchRecord:
+        """Stop a queued or running batch (the worker stops cleanly; the batch can be resumed later)."""
+        with self._lock:
+            rec = self.record(batch_id)
+            if rec.state == QUEUED:
+                self._queue.remove(rec.id)
+                self._set(rec, CANCELLED, "cancelled before it started; resume it to start it")
+                return rec
+            if rec.state != RUNNING:
+                raise state_conflict(rec.id, rec.state, "cancel", "only a queued or running batch can be cancelled")
+            active = self._active[rec.id]
+            active.stop = STOP_CANCEL
+        active.thread.join(wait_s)
+        return rec
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _check_free(self, rec: BatchRecord) -> None:
+        if lock_is_held(self.store.run_dir(rec.id)):
+            raise RunDirLock(self.store.run_dir(rec.id)).busy_error(0)
+
+    def _set(self, rec: BatchRecord, state: str, reason: str | None) -> None:
+        rec.state, rec.reason = state, reason
+        if state in (COMPLETED, FAILED, CANCELLED, INTERRUPTED):
+            rec.finished_at = time.time()
+        self.store.save(rec)
+        self.store.write_index(list(self._records.values()))
+
+    def _enqueue(self, rec: BatchRecord, reason: str | None) -> None:
+        rec.finished_at = None
+        self._set(rec, QUEUED, reason)
+        self._queue.append(rec.id)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Start queued batches while fewer than ``max_running`` run (not before :meth:`start`, not when closing)."""
+        while self._started and not self._closing and self._queue and len(self._active) < self.max_running:
+            rec = self._records[self._queue.pop(0)]
+            self._set(rec, RUNNING, rec.reason)
+            thread = threading.Thread(target=self._run, args=(rec.id,), name=f"batchlab-batch-{rec.id}",
+                                      daemon=True)
+            self._active[rec.id] = _Active(thread)
+            thread.start()
+
+    def _spec(self, rec: BatchRecord) -> RunSpec:
+        s = rec.settings
+        return RunSpec(impl=Path(rec.impl), input=self.store.input_path(rec.id), run_dir=self.store.run_dir(rec.id),
+                       batch_id=rec.name, config=BatchConfig(concurrency=s.concurrency),
+                       plan=FaultPlan(seed=s.seed, transient_rate=s.fault_rate),
+                       latency=LatencyModel(median_ms=s.latency_ms), timeout_s=self.timeout_s,
+                       lock_wait_s=self.lock_wait_s)
+
+    def _run(self, batch_id: str) -> None:
+        """The thread of one pass: run it, sample it, then record how it ended (never raises)."""
+        rec = self._records[batch_id]
+        active = self._active[batch_id]
+        state, reason = FAILED, "the server failed to run the pass"
+        result: PassResult | None = None
+        started = time.time()
+        try:
+            spec = self._spec(rec)
+            ledger = spec.run_dir / "ledger.jsonl"
+            pass_no = 1 + max((int(e.get("pass", 0) or 0) for e in iter_events(ledger)), default=len(rec.passes))
+            kind = rec.settings.crash if pass_no == 1 else "none"
+            crash = CrashPlan(kind=kind, at=rec.settings.at if kind != "none" else 0)
+            seen: dict[str, Any] = {"pid": None, "over": False}
+
+            def on_events(events: list[dict[str, Any]]) -> None:
+                for ev in events:
+                    if ev.get("ev") == "pass_start" and int(ev.get("pass", 0)) == pass_no:
+                        seen["pid"] = ev.get("pid")
+                    elif ev.get("ev") in PASS_OVER:
+                        seen["over"] = True
+
+            with RunDirLock(spec.run_dir, role="batchlab serve").acquire(self.lock_wait_s) as lock:
+                prepare(spec)
+                sampler = ResourceSampler(spec.run_dir, pass_no, lambda: seen["pid"], lambda: bool(seen["over"]))
+                sampler.start()
+                try:
+                    result = run_pass(spec, pass_no, crash, lock=lock, stop=lambda: active.stop, on_events=on_events)
+                finally:
+                    sampler.stop()
+            state, reason = self._outcome(batch_id, result)
+        except RunDirBusyError as exc:
+            state, reason = INTERRUPTED, exc.message
+        except Exception as exc:  # noqa: BLE001 - a server bug ends this batch, never the server
+            log.exception("batch %s: the pass could not be run", batch_id)
+            reason = f"server error: {type(exc).__name__}: {exc}"
+        finally:
+            with self._lock:
+                if result is not None:
+                    rec.passes.append(PassRecord(pass_no=result.pass_no, outcome=result.outcome,
+                                                 returncode=result.returncode, duration_s=round(result.duration_s, 3),
+                                                 started_at=started, stopped_by=result.stopped_by))
+                self._active.pop(batch_id, None)
+                self._set(rec, state, reason)
+                self._pump()
+
+    def _outcome(self, batch_id: str, result: PassResult) -> tuple[str, str | None]:
+        """The batch's state after a pass, and why, in words."""
+        counts = self.progress(batch_id).counts()
+        left = sum(counts[s] for s in ("pending", "processing", "failed"))
+        if result.stopped_by == STOP_CANCEL:
+            return CANCELLED, f"cancelled by a client; {left} document(s) left; resume it to go on"
+        if result.stopped_by == STOP_SHUTDOWN:
+            return INTERRUPTED, f"the server stopped; {left} document(s) left; resume it to go on"
+        if result.timed_out:
+            return FAILED, f"the pass timed out after {self.timeout_s:g} s"
+        if result.returncode == 0:
+            return COMPLETED, (f"{counts['failed']} document(s) failed; retry-failed gives them another pass"
+                               if counts["failed"] else None)
+        if result.returncode in (2, 3, 4):
+            errors = [e for e in self.progress(batch_id).events if e.get("ev") in ("student_error", "input_error")]
+            detail = str(errors[-1].get("error")) if errors else result.stdout.strip()[-500:] or result.outcome
+            return FAILED, f"the worker ended with {result.outcome}: {detail}"
+        return INTERRUPTED, f"the worker was {result.outcome}; {left} document(s) left; resume it to go on"

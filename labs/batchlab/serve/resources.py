@@ -1,0 +1,117 @@
+"""Resource samples of a running batch (psutil), written to its ledger as ``resource`` events.
+
+About once a second while a worker runs: its CPU % (children included, 100 % is
+one core), resident memory, open files, and the run directory's disk use. They
+go to the ledger, like every other fact about a run, so the WebSocket, a
+restarted server and any later reader see the same samples.
+
+The sampler stops at the worker's last event (``pass_end``, ``stopped``,
+``student_error``...): :func:`batchlab.metrics.compute_metrics` takes a pass's
+end as the time of its last event, so a sample written after the worker finished
+would stretch the pass's wall time and understate its throughput.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..ledger import append_event
+from .progress import PASS_OVER, RESOURCE_EVENT
+
+#: Seconds between two samples.
+SAMPLE_EVERY_S = 1.0
+
+
+def disk_usage_bytes(folder: Path) -> int:
+    """Bytes of the regular files under ``folder`` (a run directory: a few files, no deep tree)."""
+    total = 0
+    stack = [folder]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total
+
+
+def sample(proc: Any, run_dir: Path) -> dict[str, Any]:
+    """One sample of ``proc`` (a ``psutil.Process``) and its children; raises psutil's errors when it is gone."""
+    import psutil
+
+    procs = [proc]
+    try:
+        procs += proc.children(recursive=True)
+    except psutil.Error:
+        pass
+    cpu = rss = files = 0.0
+    for p in procs:
+        try:
+            with p.oneshot():
+                cpu += p.cpu_percent(interval=None)
+                rss += p.memory_info().rss
+                files += len(p.open_files())
+        except psutil.Error:
+            if p is proc:
+                raise
+    return {"worker_pid": proc.pid, "cpu_percent": round(cpu, 1), "rss_bytes": int(rss),
+            "open_files": int(files), "disk_bytes": disk_usage_bytes(run_dir)}
+
+
+class ResourceSampler:
+    """A daemon thread sampling one pass's worker until the pass is over or :meth:`stop` is called."""
+
+    def __init__(self, run_dir: Path, pass_no: int, pid: Callable[[], int | None],
+                 over: Callable[[], bool], every_s: float = SAMPLE_EVERY_S) -> None:
+        self.run_dir = run_dir
+        self.pass_no = pass_no
+        self._pid = pid
+        self._over = over
+        self._every = every_s
+        self._stop = threading.Event()
+        self.samples = 0
+        self._thread = threading.Thread(target=self._loop, name=f"batchlab-sampler-{run_dir.parent.name}",
+                                        daemon=True)
+
+    def start(self) -> "ResourceSampler":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        import psutil
+
+        proc: Any = None
+        while not self._stop.wait(self._every if proc is not None else 0.05):
+            if self._over():
+                return
+            pid = self._pid()
+            if pid is None:
+                continue
+            try:
+                if proc is None or proc.pid != pid:
+                    proc = psutil.Process(pid)
+                    proc.cpu_percent(interval=None)  # the first call only starts the CPU clock
+                    continue
+                values = sample(proc, self.run_dir)
+            except psutil.Error:
+                proc = None
+                continue
+            if self._over() or self._stop.is_set():
+                return
+            append_event(self.run_dir / "ledger.jsonl", RESOURCE_EVENT, pass_no=self.pass_no, by="server", **values)
+            self.samples += 1

@@ -1,0 +1,65 @@
+"""``batchlab serve``: the service on uvicorn, its URL printed, stopped cleanly by Ctrl-C or SIGTERM.
+
+The socket is bound here, before uvicorn starts, so that ``--port 0`` (any free
+port: what tests use) still prints the real URL. On Ctrl-C uvicorn stops taking
+requests and runs the app's shutdown, which stops every running batch's worker
+cleanly (:meth:`~.manager.BatchManager.shutdown`): each batch is left
+``interrupted`` and resumes after the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8015
+DEFAULT_DATA = Path("runs/service")
+
+
+def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Path = DEFAULT_DATA,
+          impl: Path | None = None, max_running: int = 4) -> int:
+    """Run the service until Ctrl-C or SIGTERM; returns the exit code."""
+    import uvicorn
+
+    from .app import create_app
+    from .manager import BatchManager
+
+    manager = BatchManager(data, impl=impl, max_running=max_running)
+    app = create_app(manager)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)  # before the URL is printed: a client that reads it and connects at once is queued, not refused
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    print(f"batchlab serve: http://{shown}:{bound}/  (API docs: http://{shown}:{bound}/docs; data: "
+          f"{manager.store.root}; implementation: {manager.impl})", flush=True)
+    print("Press Ctrl-C to stop: running batches stop cleanly and can be resumed after the next start.",
+          file=sys.stderr, flush=True)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, lifespan="on")
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once its shutdown (and ours) is done
+        print("batchlab serve: stopped by Ctrl-C; running batches are interrupted and resumable",
+              file=sys.stderr, flush=True)
+        return 130
+    print("batchlab serve: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The verb's options (the parser is built by ``batchlab.cli`` without importing any web framework)."""
+    p.add_argument("--host", default=DEFAULT_HOST)
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port (the URL is printed)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="batches, run directories and the index")
+    p.add_argument("--impl", type=Path, default=None,
+                   help="implementation file (default: the reference if present, else the student module)")
+    p.add_argument("--max-running", type=int, default=4, help="batches that run at once; the rest are queued")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return serve(host=args.host, port=args.port, data=args.data, impl=args.impl, max_running=args.max_running)
