@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from batchlab.contract import BatchConfig
-from batchlab.demo import planned_calls
 from batchlab.documents import Batch, Document, ident_of, try_parse
 from batchlab.examples import EN_SENTENCES, example_documents, make_documents, write_input
 from batchlab.faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
 from batchlab.ledger import read_events
 from batchlab.metrics import Metrics, compute_metrics
+from batchlab.pipeline import planned_calls
 from batchlab.host import RunDirLock
 from batchlab.runner import STOP_NOW, PassResult, RunSpec, prepare, run_pass
 from batchlab.service import LatencyModel

@@ -102,7 +102,7 @@ def _describe_pass(result: Any) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo, unique_identities
+    from .demo import run_demo
     from .documents import load_batch
     from .metrics import format_table
     from .paths import example_input
@@ -112,7 +112,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                          hints=["--docs N generates an input of N documents."])
     quiet = args.json
     # Validate first: a bad file raises before anything is written.
-    total = args.docs if args.docs is not None else unique_identities(load_batch(args.input or example_input()))
+    total = args.docs if args.docs is not None else len(load_batch(args.input or example_input()).unique_documents())
     bars = _Bars(total=total, enabled=not quiet)
 
     def on_pass(result: Any) -> None:
@@ -227,7 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     command, and exits 130 or 143; SIGKILL of this command kills the worker too.
     """
     from .contract import BatchConfig
-    from .demo import default_demo_impl
+    from .paths import default_demo_impl
     from .documents import load_batch
     from .faults import CrashPlan, FaultPlan
     from .host import RunDirLock

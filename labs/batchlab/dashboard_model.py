@@ -311,7 +311,7 @@ class DashboardModel:
         timeout_s: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        from .demo import default_demo_impl
+        from .paths import default_demo_impl
 
         self.impl = Path(impl) if impl is not None else default_demo_impl()
         self.settings = (settings or DashboardSettings()).validate()
@@ -514,7 +514,7 @@ class DashboardModel:
         return path
 
     def _crash_plan(self, documents: Sequence[Any]) -> CrashPlan:
-        from .demo import planned_calls
+        from .pipeline import planned_calls
         from .documents import Batch
 
         kind, fraction = self.settings.crash, self.settings.crash_fraction

@@ -14,19 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from .contract import BatchConfig
-from .documents import Batch, Document, ident_of, load_batch, try_parse
+from .documents import load_batch
 from .examples import make_documents, write_input
 from .faults import CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
 from .metrics import Metrics, metrics_for_run
-from .paths import example_input, kit_root, solution_module, student_module
-from .pipeline import chunk_text, clean_text
+from .paths import default_demo_impl, example_input, kit_root
+from .pipeline import planned_calls
 from .runner import EventsCallback, PassResult, RunSpec, run_passes
-
-
-def default_demo_impl() -> Path:
-    """The reference where the kit has it (teachers' copy), else the student module (students' copy)."""
-    sol = solution_module()
-    return sol if sol.exists() else student_module()
 
 
 def new_run_dir(prefix: str = "demo") -> Path:
@@ -39,23 +33,6 @@ def new_run_dir(prefix: str = "demo") -> Path:
         n += 1
         run = base / f"{prefix}-{stamp}-{n}"
     return run
-
-
-def unique_identities(batch: Batch) -> int:
-    """How many distinct valid documents a batch holds (the progress bar's total)."""
-    return len({ident_of(d) for d in map(try_parse, batch.documents) if isinstance(d, Document)})
-
-
-def planned_calls(batch: Batch) -> int:
-    """How many service calls a fault-free run makes (to place a crash in the middle)."""
-    seen: set[str] = set()
-    calls = 0
-    for raw in batch.documents:
-        doc = try_parse(raw)
-        if isinstance(doc, Document) and (ident := ident_of(doc)) not in seen:
-            seen.add(ident)
-            calls += len(chunk_text(clean_text(doc.content)))
-    return calls
 
 
 #: The line a TODO placeholder of the student module leaves in a worker's stderr.
