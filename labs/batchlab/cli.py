@@ -102,7 +102,7 @@ def _describe_pass(result: Any) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .teach.demo import run_demo
     from .documents import load_batch
     from .metrics import format_table
     from .paths import example_input
@@ -324,7 +324,7 @@ def cmd_make_input(args: argparse.Namespace) -> int:
 
 def cmd_release(args: argparse.Namespace) -> int:
     from .paths import kit_root
-    from .release import release
+    from .teach.release import release
 
     result = release(root=kit_root(), check=args.check, out=Path(args.out) if args.out else None,
                      force=args.force)
@@ -342,20 +342,21 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import format_bench, run_bench
+    from .teach.bench import format_bench, run_bench
 
     result = run_bench(quick=args.quick, impl=args.impl, repeat=args.repeat)
     print(json.dumps(result, indent=2) if args.json else format_bench(result))
     return EXIT_OK
 
 
-#: Extra verbs registered by other harness modules: name -> (module, function that adds the parser).
+#: Verbs the front-ends register themselves: name -> (module, function that adds the parser). Imported only
+#: when the parser is built, and each module keeps its heavy imports (matplotlib, ipywidgets) inside functions.
 EXTENSIONS: dict[str, tuple[str, str]] = {
-    "report": ("batchlab.report", "add_parser"),
-    "check": ("batchlab.checks", "add_parser"),
-    "grade": ("batchlab.grading", "add_parser"),
-    "dashboard": ("batchlab.dashboard", "add_parser"),
-    "chaos": ("batchlab.chaos", "add_parser"),
+    "report": ("batchlab.teach.report.build", "add_parser"),
+    "check": ("batchlab.teach.selfcheck", "add_parser"),
+    "grade": ("batchlab.teach.grading", "add_parser"),
+    "dashboard": ("batchlab.teach.dashboard.view", "add_parser"),
+    "chaos": ("batchlab.teach.chaos", "add_parser"),
 }
 
 

@@ -1,4 +1,4 @@
-"""The teacher dashboard: an ipywidgets view over :class:`batchlab.dashboard_model.DashboardModel`.
+"""The teacher dashboard: an ipywidgets view over :class:`batchlab.teach.dashboard.model.DashboardModel`.
 
 The view only displays snapshots and forwards clicks (STYLE.md item 6): every
 button calls one model action, so ``Button.click()`` in a test exercises the
@@ -11,7 +11,7 @@ Everything is sized for a projector: large fonts, count tiles, a thick progress
 bar, and a completion plot drawn as SVG (no figure to re-render, nothing to
 block). Usage in a notebook::
 
-    from batchlab.dashboard import Dashboard
+    from batchlab.teach.dashboard import Dashboard
     dash = Dashboard()
     dash            # shows it
 
@@ -32,8 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .contract import DEGRADED, DONE, FAILED, PENDING, PROCESSING
-from .dashboard_model import (
+from ...contract import DEGRADED, DONE, FAILED, PENDING, PROCESSING
+from .model import (
     ERROR,
     FINISHED,
     IDLE,
@@ -44,8 +44,8 @@ from .dashboard_model import (
     DashboardSettings,
     Snapshot,
 )
-from .errors import KitError
-from .faults import CRASH_KINDS
+from ...errors import KitError
+from ...faults import CRASH_KINDS
 
 #: How often the refresher polls the model while a worker runs (seconds).
 REFRESH_S = 0.2
@@ -360,7 +360,7 @@ def show(**kwargs: Any) -> Dashboard:
 
 
 def notebook_path() -> Path:
-    from .paths import kit_root
+    from ...paths import kit_root
 
     return kit_root() / "notebooks" / "teacher_demo.ipynb"
 

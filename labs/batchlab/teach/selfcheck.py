@@ -52,10 +52,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .errors import EXIT_FAILED, EXIT_OK, KitError
-from .host import environ_snapshot, require_supported_platform
-from .paths import default_impl, kit_root
-from .steps import STEPS, UnknownStepError, normalize_step, step_number  # noqa: F401 (re-exported)
+from ..errors import EXIT_FAILED, EXIT_OK, KitError
+from ..host import environ_snapshot, require_supported_platform
+from ..paths import default_impl, kit_root
+from ..steps import STEPS, UnknownStepError, normalize_step, step_number  # noqa: F401 (re-exported)
+from .grading import grader_command
 
 require_supported_platform()  # native Windows: the notebooks' first cell stops here with the unified error
 
@@ -93,7 +94,7 @@ def load_student(path: str | Path | None = None) -> ModuleType:
     Call it at the top of every cell that uses your code, so that the cell runs
     your latest edit without a kernel restart.
     """
-    from .worker import load_impl
+    from ..worker import load_impl
 
     return load_impl(impl_path(path), name=MODULE_NAME)
 
@@ -408,12 +409,6 @@ def _tail(text: str, limit: int = _OUTPUT_CAP) -> str:
     return text if len(text) <= limit else f"[... {len(text) - limit} characters before]\n" + text[-limit:]
 
 
-def grader_command(step: str, impl: Path, results: Path, grader_dir: Path) -> list[str]:
-    """The grader's own entry point, exactly as a TA would type it (with no cache written into the kit)."""
-    return [sys.executable, "-m", "pytest", str(grader_dir), "--impl", str(impl), "--step", step,
-            "--results", str(results), "-p", "no:cacheprovider", "-q", "--color=no"]
-
-
 def check(
     step: str | int,
     *,
@@ -459,7 +454,8 @@ def _run_grader(result: CheckResult, *, grader_dir: Path, timeout_s: float) -> N
         return
     with tempfile.TemporaryDirectory(prefix="batchlab-check-") as tmp:
         results_file = Path(tmp) / "results.json"
-        cmd = grader_command(result.step, result.impl, results_file, grader_dir)
+        cmd = grader_command(impl=result.impl, step=result.step, results=results_file, grader_dir=grader_dir,
+                             extra=["--color=no"])
         env = {**environ_snapshot(), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PY_COLORS": "0"}
         env.pop(STRICT_ENV, None)
         proc = subprocess.Popen(cmd, cwd=str(grader_dir.parent), env=env, stdin=subprocess.DEVNULL,

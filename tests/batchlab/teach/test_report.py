@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from batchlab.cli import main
-from batchlab.demo import run_demo
+from batchlab.teach.demo import run_demo
 from batchlab.errors import KitError, UsageError
 from batchlab.ledger import read_events
 from batchlab.metrics import metrics_for_run
-from batchlab import plots
-from batchlab.plots import LABELS, bundled_cjk_fonts, choose_style, covers, find_cjk_font
-from batchlab.report import PLACEHOLDER, PLOTS, build_report, expected_backoff, fill_template, retry_delays
+from batchlab.teach.report import plots
+from batchlab.teach.report.plots import LABELS, bundled_cjk_fonts, choose_style, covers, find_cjk_font
+from batchlab.teach.report.build import PLACEHOLDER, PLOTS, build_report, expected_backoff, fill_template, retry_delays
 from batchlab.thresholds import load_thresholds
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -241,7 +241,7 @@ class TestFonts:
         assert exc.value.code == "no_cjk_font"
 
     def test_chinese_labels_drawn_with_a_latin_font_do_warn_so_the_glyph_checks_can_fail(self, tmp_path):
-        from batchlab.plots import PlotStyle, plot_failures
+        from batchlab.teach.report.plots import PlotStyle, plot_failures
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -290,7 +290,7 @@ class TestBundledFont:
 
         script = (
             "import json, sys, warnings\n"
-            "from batchlab.report import build_report\n"
+            "from batchlab.teach.report.build import build_report\n"
             "with warnings.catch_warnings(record=True) as caught:\n"
             "    warnings.simplefilter('always')\n"
             "    r = build_report(run_dir=sys.argv[1], out=sys.argv[2], lang='auto')\n"

@@ -259,7 +259,7 @@ def choose_style(lang: str = "auto", entries: Iterable[Any] | None = None) -> Pl
     if entry is not None:
         return PlotStyle(ZH, family=entry.name, font_file=entry.fname)
     if lang == ZH:
-        from .errors import UsageError
+        from ...errors import UsageError
 
         raise UsageError("no font with Chinese glyphs is known to matplotlib", code="no_cjk_font",
                          hints=["Use --lang en or --lang auto.",

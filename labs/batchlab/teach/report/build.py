@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .contract import percentile
-from .errors import EXIT_OK, KitError, UsageError
-from .ledger import read_events
-from .metrics import Metrics, _read_spec, format_value, metrics_for_run, usable_events
-from .paths import kit_root
+from ...contract import percentile
+from ...errors import EXIT_OK, KitError, UsageError
+from ...ledger import read_events
+from ...metrics import Metrics, _read_spec, format_value, metrics_for_run, usable_events
+from ...paths import kit_root
 from .plots import (
     PlotStyle,
     choose_style,
@@ -51,7 +51,7 @@ from .plots import (
     plot_retry_delays,
     plot_throughput,
 )
-from .thresholds import THRESHOLDS, Threshold
+from ...thresholds import THRESHOLDS, Threshold
 
 TEMPLATE = Path("templates/submission-report.md")
 PLACEHOLDER = re.compile(r"\{\{\s*([a-z0-9_]+)\s*\}\}")
@@ -418,7 +418,7 @@ def grader_section(results: Mapping[str, Any] | None) -> str:
 
 def rejected_codes(spec: Mapping[str, Any]) -> set[str]:
     """The classified reasons of the input's invalid documents (400-like), as opposed to service faults."""
-    from .documents import Document, load_batch, try_parse
+    from ...documents import Document, load_batch, try_parse
 
     return {r.code for r in map(try_parse, load_batch(spec["input"]).documents) if not isinstance(r, Document)}
 

@@ -18,7 +18,7 @@ pass runs to its end; then it prints:
   restarts a document from chunk 0 (resume granularity is the document). The
   tool names them, how many times each was restarted and how far it got.
 
-``python -m batchlab.chaos`` is the same command. Every process it starts is
+``python -m batchlab chaos`` is the same command. Every process it starts is
 SIGKILLed on the way out (``finally``), whatever happens.
 """
 
@@ -41,10 +41,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import EXIT_FAILED, EXIT_OK, KitError, UsageError
-from .host import environ_snapshot, lock_is_held
-from .ledger import append_event, read_events
-from .runner import WORK_EVENTS, LedgerTail
+from ..errors import EXIT_FAILED, EXIT_OK, KitError, UsageError
+from ..host import environ_snapshot, lock_is_held
+from ..ledger import append_event, read_events
+from ..runner import WORK_EVENTS, LedgerTail
 
 #: Waiting for a pass to be at work, or for a killed process to be gone, never takes longer than this.
 STEP_TIMEOUT_S = 120.0
@@ -118,7 +118,7 @@ class ChaosResult:
         }
 
     def lines(self) -> list[str]:
-        from .metrics import format_table
+        from ..metrics import format_table
 
         commits = [k.commits for k in self.kills]
         out = [f"kills: {len(self.kills)} (`batchlab run` and its worker, SIGKILL, every "
@@ -215,8 +215,8 @@ def _wait(predicate: Callable[[], bool], what: str, timeout: float = STEP_TIMEOU
 def _granularity(events: Sequence[dict[str, Any]], killed_passes: set[int], documents: Sequence[Any],
                  unique: int) -> dict[str, Any] | None:
     """Documents restarted from chunk 0 in several killed passes without ever committing during the kills."""
-    from .documents import Document, ident_of, try_parse
-    from .pipeline import chunk_text, clean_text
+    from ..documents import Document, ident_of, try_parse
+    from ..pipeline import chunk_text, clean_text
 
     started: dict[str, set[int]] = defaultdict(set)
     furthest: dict[str, int] = defaultdict(int)
@@ -262,9 +262,9 @@ def run_chaos(
     final_timeout_s: float = 900.0,
 ) -> ChaosResult:
     """Kill ``batchlab run`` and its worker ``kills`` times on ``run_dir``, then finish the batch; see the module."""
-    from .documents import load_batch
-    from .metrics import metrics_for_run
-    from .paths import example_input
+    from ..documents import load_batch
+    from ..metrics import metrics_for_run
+    from ..paths import example_input
 
     run = Path(run_dir)
     say = on_line or (lambda line: None)
@@ -434,9 +434,3 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--impl", type=Path, default=None, help="implementation file (default: as `batchlab run`)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.set_defaults(func=cmd_chaos)
-
-
-if __name__ == "__main__":
-    from .cli import main
-
-    sys.exit(main(["chaos", *sys.argv[1:]]))

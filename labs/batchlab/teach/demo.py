@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .contract import BatchConfig
-from .documents import load_batch
-from .examples import make_documents, write_input
-from .faults import CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
-from .metrics import Metrics, metrics_for_run
-from .paths import default_demo_impl, example_input, kit_root
-from .pipeline import planned_calls
-from .runner import EventsCallback, PassResult, RunSpec, run_passes
+from ..contract import BatchConfig
+from ..documents import load_batch
+from ..examples import make_documents, write_input
+from ..faults import CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
+from ..metrics import Metrics, metrics_for_run
+from ..paths import default_demo_impl, example_input, kit_root
+from ..pipeline import planned_calls
+from ..runner import EventsCallback, PassResult, RunSpec, run_passes
 
 
 def new_run_dir(prefix: str = "demo") -> Path:
@@ -52,7 +52,7 @@ class Unfinished:
         return f"not implemented yet ({self.todo})"
 
     def lines(self) -> list[str]:
-        from .steps import STEPS
+        from ..steps import STEPS
 
         left = ", ".join(f"{num} {name}" for num, name in self.steps_left) or "none (see the TODO above)"
         first = self.steps_left[0] if self.steps_left else next(iter(STEPS.items()))
@@ -73,10 +73,10 @@ def unfinished_module(impl: Path, passes: Sequence[PassResult]) -> Unfinished | 
             continue
         found = _TODO_LINE.findall(p.stderr)
         if found:
-            from .checks import overview
+            from .selfcheck import overview
 
             todo = overview(impl).todo
-            from .steps import STEPS
+            from ..steps import STEPS
 
             left = [(num, name) for num, name in STEPS.items() if todo.get(num, 0)]
             return Unfinished(todo=found[-1][0].strip(), steps_left=left)
@@ -136,7 +136,7 @@ def run_demo(
     on_pass: Callable[[PassResult], None] | None = None,
 ) -> DemoResult:
     """Pass 1 with ``fault_rate`` transient faults and a crash, then the resume pass; metrics of both."""
-    from .service import LatencyModel
+    from ..service import LatencyModel
 
     run = run_dir or new_run_dir()
     if docs is not None:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from batchlab import checks
-from batchlab.checks import (
+from batchlab.teach import selfcheck as checks
+from batchlab.teach.selfcheck import (
     CheckResult,
     UnknownStepError,
     check,
@@ -273,7 +273,7 @@ class TestWorkDir:
 
     SCRIPT = (
         "import sys\n"
-        "from batchlab.checks import work_dir\n"
+        "from batchlab.teach.selfcheck import work_dir\n"
         "work = work_dir('lesson15-test-')\n"
         "(work / 'run').mkdir()\n"
         "(work / 'run' / 'ledger.jsonl').write_bytes(b'x' * 2_000_000)\n"

@@ -16,8 +16,8 @@ import pytest
 
 from batchlab.cli import main as cli_main
 from batchlab.contract import DEGRADED, DONE, FAILED, PENDING, PROCESSING
-from batchlab.dashboard import Dashboard, completion_svg, counts_html, metrics_html
-from batchlab.dashboard_model import (
+from batchlab.teach.dashboard.view import Dashboard, completion_svg, counts_html, metrics_html
+from batchlab.teach.dashboard.model import (
     ERROR,
     FINISHED,
     IDLE,
@@ -330,7 +330,7 @@ def test_a_kernel_that_shuts_down_takes_its_running_worker_with_it(tmp_path: Pat
     kernel, client = start_new_kernel(kernel_name="python3")
     try:
         out: list[str] = []
-        code = ("from batchlab.dashboard_model import DashboardModel, DashboardSettings\n"
+        code = ("from batchlab.teach.dashboard.model import DashboardModel, DashboardSettings\n"
                 "settings = DashboardSettings(documents=300, latency_ms=50)\n"  # a pass of about half a minute
                 f"model = DashboardModel(settings=settings, runs_dir={str(tmp_path)!r})\n"
                 "print(model.run().pid)")

@@ -15,7 +15,7 @@ shows comes from the same places the grader reads:
 :class:`DashboardModel` never blocks: ``run()`` and ``resume()`` start a worker
 and return; ``poll()`` reads what happened since the last call and returns an
 immutable :class:`Snapshot`, which is all a view needs. A view (the ipywidgets
-one in :mod:`batchlab.dashboard`, or a test) calls ``poll()`` from a background
+one in :mod:`batchlab.teach.dashboard.view`, or a test) calls ``poll()`` from a background
 thread while button clicks call the actions from the kernel's thread, so every
 public method takes the model's lock.
 """
@@ -34,18 +34,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .contract import DEGRADED, DONE, FAILED, PENDING, PROCESSING, STATES, TERMINAL_STATES, BatchConfig
-from .documents import Document, ident_of, load_batch, normalize_id, try_parse
-from .errors import KitError
-from .examples import make_documents, write_input
-from .faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_KINDS, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
-from .host import kill_group, require_supported_platform
-from .ledger import append_event
-from .metrics import Metrics, metrics_for_run
-from .metrics import format_value  # the one formatting of figures, shared with format_table
-from .runner import WORK_EVENTS, LedgerTail, PassResult, RunSpec, prepare, start_pass
-from .service import LatencyModel
-from .thresholds import THRESHOLDS, Threshold
+from ...contract import DEGRADED, DONE, FAILED, PENDING, PROCESSING, STATES, TERMINAL_STATES, BatchConfig
+from ...documents import Document, ident_of, load_batch, normalize_id, try_parse
+from ...errors import KitError
+from ...examples import make_documents, write_input
+from ...faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_KINDS, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
+from ...host import kill_group, require_supported_platform
+from ...ledger import append_event
+from ...metrics import Metrics, metrics_for_run
+from ...metrics import format_value  # the one formatting of figures, shared with format_table
+from ...runner import WORK_EVENTS, LedgerTail, PassResult, RunSpec, prepare, start_pass
+from ...service import LatencyModel
+from ...thresholds import THRESHOLDS, Threshold
 
 require_supported_platform()  # native Windows: the teacher demo's first cell stops here with the unified error
 
@@ -311,7 +311,7 @@ class DashboardModel:
         timeout_s: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        from .paths import default_demo_impl
+        from ...paths import default_demo_impl
 
         self.impl = Path(impl) if impl is not None else default_demo_impl()
         self.settings = (settings or DashboardSettings()).validate()
@@ -514,8 +514,8 @@ class DashboardModel:
         return path
 
     def _crash_plan(self, documents: Sequence[Any]) -> CrashPlan:
-        from .pipeline import planned_calls
-        from .documents import Batch
+        from ...pipeline import planned_calls
+        from ...documents import Batch
 
         kind, fraction = self.settings.crash, self.settings.crash_fraction
         if kind == CRASH_DURING_CALL:

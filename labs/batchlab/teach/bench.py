@@ -35,16 +35,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .contract import BatchConfig
-from .examples import make_documents, write_input
-from .faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CrashPlan, FaultPlan
-from .ledger import Ledger, read_events
-from .metrics import metrics_for_run
-from .paths import solution_module
-from .runner import RunSpec, prepare, run_pass
-from .service import LatencyModel, SimulatedService
-from .sink import SqliteSink
-from .worker import load_impl
+from ..contract import BatchConfig
+from ..examples import make_documents, write_input
+from ..faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CrashPlan, FaultPlan
+from ..ledger import Ledger, read_events
+from ..metrics import metrics_for_run
+from ..paths import solution_module
+from ..runner import RunSpec, prepare, run_pass
+from ..service import LatencyModel, SimulatedService
+from ..sink import SqliteSink
+from ..worker import load_impl
 
 TARGETS = {
     "throughput_ratio": (">=", 0.9),
@@ -117,8 +117,8 @@ def _with_store(module: ModuleType, store: Any) -> Any:
 
 async def _bare_loop(documents: list[dict[str, Any]], service: SimulatedService, concurrency: int) -> None:
     """No checkpoint, no sink, no retries: only the service calls, ``concurrency`` at a time."""
-    from .documents import parse_document
-    from .pipeline import chunk_text, clean_text
+    from ..documents import parse_document
+    from ..pipeline import chunk_text, clean_text
 
     slots = asyncio.Semaphore(concurrency)
 
