@@ -16,8 +16,9 @@ import pytest
 
 from batchlab.cli import main as cli_main
 from batchlab.contract import DEGRADED, DONE, FAILED, PENDING, PROCESSING
-from batchlab.teach.dashboard.view import Dashboard, completion_svg, counts_html, metrics_html
-from batchlab.teach.dashboard.model import (
+from batchlab.teach.dashboard.render import completion_svg, counts_html, metrics_html
+from batchlab.teach.dashboard.view import Dashboard
+from batchlab.teach.dashboard.board import (
     ERROR,
     FINISHED,
     IDLE,
@@ -25,11 +26,11 @@ from batchlab.teach.dashboard.model import (
     MANUAL_KILL,
     RUNNING,
     DashboardError,
-    DashboardModel,
     DashboardSettings,
     Snapshot,
     StateBoard,
 )
+from batchlab.teach.dashboard.model import DashboardModel
 from batchlab.documents import Document, ident_of, parse_document, try_parse
 from batchlab.examples import make_documents
 from batchlab.faults import FaultPlan
