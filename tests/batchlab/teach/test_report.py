@@ -20,7 +20,9 @@ from batchlab.ledger import read_events
 from batchlab.metrics import metrics_for_run
 from batchlab.teach.report import plots
 from batchlab.teach.report.plots import LABELS, bundled_cjk_fonts, choose_style, covers, find_cjk_font
-from batchlab.teach.report.build import PLACEHOLDER, PLOTS, build_report, expected_backoff, fill_template, retry_delays
+from batchlab.teach.report.build import PLOTS, build_report
+from batchlab.teach.report.markdown import PLACEHOLDER, fill_template
+from batchlab.teach.report.views import expected_backoff, retry_delays
 from batchlab.thresholds import load_thresholds
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
