@@ -10,7 +10,7 @@ ipywidgets and tqdm are imported inside the functions that draw or display.
 * :mod:`.demo` - the lesson's story in one call: run, crash, resume, metrics (teacher);
 * :mod:`.dashboard` - the live ipywidgets dashboard: model, render, view (teacher);
 * :mod:`.chaos` - many SIGKILLs of the real CLI, then an integrity check (teacher, maintainers);
-* :mod:`.report` - the submission report: ledger views, plots, Markdown, build (students);
+* :mod:`.report` - the submission report: ledger views, Markdown, plot style and plots, build (students);
 * :mod:`.bench` - figures of the reference processor (maintainers);
 * :mod:`.release` - the student skeleton and distribution, generated from the solution (maintainers).
 """

@@ -40,15 +40,8 @@ from ...ledger import read_events
 from ...metrics import Metrics, _read_spec, metrics_for_run, usable_events
 from ...paths import kit_root
 from .markdown import TEMPLATE_KEYS, _observability, _values, fill_template, grader_section, metric_rows
-from .plots import (
-    PlotStyle,
-    choose_style,
-    plot_failures,
-    plot_latency,
-    plot_passes,
-    plot_retry_delays,
-    plot_throughput,
-)
+from .plots import plot_failures, plot_latency, plot_passes, plot_retry_delays, plot_throughput
+from .style import PlotStyle, choose_style
 from .views import RetryDelay, _delay_stats, expected_backoff, interruptions, rejected_codes, retry_delays
 
 TEMPLATE = Path("templates/submission-report.md")

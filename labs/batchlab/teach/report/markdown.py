@@ -15,7 +15,7 @@ from typing import Any
 from ...errors import KitError
 from ...metrics import Metrics, format_value
 from ...thresholds import THRESHOLDS, Threshold
-from .plots import PlotStyle
+from .style import PlotStyle
 from .views import RetryDelay, _delay_stats, log_excerpt, rejected_codes
 
 PLACEHOLDER = re.compile(r"\{\{\s*([a-z0-9_]+)\s*\}\}")
