@@ -24,7 +24,7 @@ and around them: ``errors`` (the unified error shape), ``steps`` (the lesson's s
 The front-ends, each in a room of its own, importing the core and never each other:
 
 * ``teach/``     - selfcheck (``check()`` in the notebooks), grading (``batchlab grade``), demo,
-  dashboard/ (model, render, view), chaos, report/ (views, markdown, style, plots, build), bench, release
+  dashboard/ (board, model, render, view), chaos, report/ (views, markdown, style, plots, build), bench, release
 * ``serve/``     - the batch service (not built yet)
 * ``grade/``     - class grading (not built yet)
 

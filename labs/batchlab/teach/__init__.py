@@ -8,7 +8,7 @@ ipywidgets and tqdm are imported inside the functions that draw or display.
 * :mod:`.selfcheck` - ``check()`` and the helpers of the step notebooks (students);
 * :mod:`.grading` - ``batchlab grade`` and the one grader command line (students, TAs);
 * :mod:`.demo` - the lesson's story in one call: run, crash, resume, metrics (teacher);
-* :mod:`.dashboard` - the live ipywidgets dashboard: model, render, view (teacher);
+* :mod:`.dashboard` - the live ipywidgets dashboard: board, model, render, view (teacher);
 * :mod:`.chaos` - many SIGKILLs of the real CLI, then an integrity check (teacher, maintainers);
 * :mod:`.report` - the submission report: ledger views, Markdown, plot style and plots, build (students);
 * :mod:`.bench` - figures of the reference processor (maintainers);

@@ -1,4 +1,4 @@
-"""The teacher dashboard: a plain-Python model, pure HTML/SVG renderers, and the ipywidgets view.
+"""The teacher dashboard: its vocabulary (board), a plain-Python model, pure HTML/SVG renderers, the ipywidgets view.
 
 ``from batchlab.teach.dashboard import Dashboard`` is the notebook's import. The view is loaded
 lazily, so importing :mod:`.model` (tests, the browser test's server) never needs the view.
