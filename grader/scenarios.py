@@ -36,6 +36,7 @@ from batchlab.ledger import read_events
 from batchlab.metrics import Metrics, compute_metrics
 from batchlab.pipeline import planned_calls
 from batchlab.host import RunDirLock
+from batchlab.rundir import RunDir
 from batchlab.runner import STOP_NOW, PassResult, RunSpec, prepare, run_pass
 from batchlab.service import LatencyModel
 from batchlab.sink import read_outputs, read_puts
@@ -278,7 +279,7 @@ def _spec(sc: Scenario, ctx: Context, run_dir: Path, input_path: Path) -> RunSpe
 
 
 def _digest(run_dir: Path) -> dict[str, str]:
-    files = sorted(p for p in [*run_dir.glob("sink.sqlite*"), *(run_dir / "state").rglob("*")] if p.is_file())
+    files = sorted(p for p in [*run_dir.glob("sink.sqlite*"), *RunDir(run_dir).state.rglob("*")] if p.is_file())
     return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
@@ -380,9 +381,9 @@ def run_watched_passes(spec: RunSpec, plans: Sequence[CrashPlan], facts: dict[st
 
 def _collect(sc: Scenario, run_dir: Path, documents: list[dict[str, Any]], plans: list[CrashPlan],
              passes: list[PassResult], duration: float, facts: dict[str, Any]) -> ScenarioRun:
-    events = read_events(run_dir / "ledger.jsonl")
-    puts = read_puts(run_dir / "sink.sqlite")
-    metrics = compute_metrics(documents, events, read_outputs(run_dir / "sink.sqlite"), puts)
+    events = read_events(RunDir(run_dir).ledger)
+    puts = read_puts(RunDir(run_dir).sink)
+    metrics = compute_metrics(documents, events, read_outputs(RunDir(run_dir).sink), puts)
     return ScenarioRun(scenario=sc, run_dir=run_dir, documents=documents, crash_plans=plans, passes=passes,
                        metrics=metrics, views=pass_views(documents, events, puts), events=events,
                        duration_s=duration, facts=facts)
@@ -618,7 +619,7 @@ def _duplicates_folded(run: ScenarioRun) -> tuple[bool, str]:
 
 
 def _degraded_path(run: ScenarioRun) -> tuple[bool, str]:
-    outputs = {rec.ident: rec for rec in read_outputs(run.run_dir / "sink.sqlite")}
+    outputs = {rec.ident: rec for rec in read_outputs(RunDir(run.run_dir).sink)}
     permanent = set(run.scenario.plan.permanent_ids)
     wrong = []
     for raw in run.documents:

@@ -9,6 +9,7 @@ The harness (the core), flat at the top, in the order a document travels:
 * ``documents``  - load and validate a batch, parse a document, its identity (source, id, content hash)
 * ``contract``   - what ``process_documents_batch`` receives and returns: config, states, report
 * ``runner``     - runs an implementation file in child processes: a pass, a kill, the resume
+* ``rundir``     - the run directory's files, named once (spec, ledger, sink, state, lock, pass output)
 * ``worker``     - the child process of one pass: builds the service and the sink, calls the student
 * ``pipeline``   - clean, chunk, embed and the degraded path; the fault-free oracle
 * ``faults``     - the seeded fault plan and the crash points

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, KitError, UsageError, strict_json
 from .faults import CRASH_KINDS
 from .host import require_supported_platform
+from .rundir import RunDir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -193,7 +194,7 @@ class _StopSignals:
 
 def _check_run_dir_input(run: Path, input_path: Path) -> None:
     """A run directory keeps the input it was started with; an unreadable spec is said so, not a traceback."""
-    spec_file = run / "spec.json"
+    spec_file = RunDir(run).spec
     if not (spec_file.exists() or spec_file.is_symlink()):
         return
     try:
@@ -240,7 +241,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
     _check_run_dir_input(run, args.input)
     with RunDirLock(run, role="batchlab run").acquire(args.wait) as lock:  # refuses a busy dir, touching nothing
-        events = read_events(run / "ledger.jsonl")
+        events = read_events(RunDir(run).ledger)
         pass_no = 1 + max((_int(e.get("pass")) for e in events), default=0)
         spec = RunSpec(impl=Path(args.impl or default_demo_impl()), input=Path(args.input), run_dir=run,
                        batch_id=args.batch_id or batch.batch_id or "batch-001",
@@ -278,7 +279,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from .metrics import format_table, metrics_for_run
 
     run = Path(args.run_dir)
-    if not (run / "spec.json").exists():
+    if not RunDir(run).spec.exists():
         raise UsageError(f"{run} is not a run directory", code="not_a_run", details={"run_dir": str(run)},
                          hints=["A run directory has spec.json and ledger.jsonl (from `batchlab demo` or `run`)."])
     metrics = metrics_for_run(run)  # whatever the directory holds: the figures, or a KitError

@@ -28,6 +28,7 @@ from .contract import percentile
 from .documents import Document, ident_of, try_parse
 from .ledger import read_events
 from .pipeline import output_matches
+from .rundir import RunDir
 from .sink import SinkRecord, read_outputs, read_puts
 from .thresholds import THRESHOLDS, Threshold
 
@@ -345,15 +346,15 @@ def metrics_for_run(run_dir: str | Path) -> Metrics:
                        hints=["The metrics compare the sink with the run's input: restore the input file "
                               "at that path, unchanged."]) from None
     try:
-        outputs = read_outputs(run / "sink.sqlite")
-        puts = read_puts(run / "sink.sqlite")
+        outputs = read_outputs(RunDir(run).sink)
+        puts = read_puts(RunDir(run).sink)
     except (sqlite3.Error, OSError, ValueError, TypeError) as exc:
         raise KitError(f"the sink of {run} cannot be read: {type(exc).__name__}: {exc}", code="sink_unreadable",
-                       details={"run_dir": str(run), "sink": str(run / "sink.sqlite")},
+                       details={"run_dir": str(run), "sink": str(RunDir(run).sink)},
                        hints=["`sqlite3 sink.sqlite 'PRAGMA integrity_check'` says what is wrong; "
                               "the sink is the truth of a run, so a damaged one means a new run."]) from None
     try:
-        return compute_metrics(batch.documents, usable_events(read_events(run / "ledger.jsonl")), outputs, puts)
+        return compute_metrics(batch.documents, usable_events(read_events(RunDir(run).ledger)), outputs, puts)
     except (KeyError, TypeError, ValueError, OverflowError, AttributeError, OSError, RecursionError) as exc:
         raise KitError(f"the records of {run} do not add up: {type(exc).__name__}: {exc}",
                        code="run_dir_corrupt", details={"run_dir": str(run)},
@@ -366,11 +367,11 @@ def _read_spec(run: Path) -> dict[str, Any]:
     from .errors import KitError
 
     try:
-        spec = json.loads((run / "spec.json").read_text(encoding="utf-8"))
+        spec = json.loads(RunDir(run).spec.read_text(encoding="utf-8"))
         if not isinstance(spec, dict) or not isinstance(spec.get("input"), str):
             raise ValueError("spec.json is not an object with an `input` path")
     except (OSError, ValueError, RecursionError) as exc:
-        raise KitError(f"{run / 'spec.json'} cannot be read: {type(exc).__name__}: {exc}", code="run_dir_corrupt",
+        raise KitError(f"{RunDir(run).spec} cannot be read: {type(exc).__name__}: {exc}", code="run_dir_corrupt",
                        details={"run_dir": str(run)},
                        hints=["A run directory has the spec.json `batchlab run` wrote; start a new --run-dir."]) \
             from None

@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .errors import KitError
     from .host import DEFAULT_LOCK_WAIT_S, LOCK_FD_ENV, RunDirLock, hold_parent_link
+    from .rundir import RunDir
 
     gate = StopGate()
     for signum in (signal.SIGTERM, signal.SIGINT):  # until the event loop takes over (then: loop handlers)
@@ -168,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     except KitError as exc:  # busy: refuse, touching nothing
         print(exc.to_json())
         return EXIT_INPUT
-    spec = json.loads((run_dir / "spec.json").read_text(encoding="utf-8"))
-    ledger = Ledger(run_dir / "ledger.jsonl", pass_no=args.pass_no)
+    spec = json.loads(RunDir(run_dir).spec.read_text(encoding="utf-8"))
+    ledger = Ledger(RunDir(run_dir).ledger, pass_no=args.pass_no)
     ledger.emit("pass_start", t0=args.t0 or _BOOT, boot=_BOOT, batch_id=spec["batch_id"], impl=spec["impl"],
                 crash=args.crash, at=args.at, parent_link=link, lock=lock.mechanism)
 
@@ -218,9 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     crash = CrashPlan(kind=args.crash, at=args.at) if args.crash != "random" else CrashPlan()
     service = GatedService(plan=FaultPlan.from_dict(spec["plan"]), latency=LatencyModel(**spec["latency"]),
                            ledger=ledger, crash=crash)
-    sink = GatedSink(run_dir / "sink.sqlite", ledger=ledger, pass_no=args.pass_no, crash=crash,
+    sink = GatedSink(RunDir(run_dir).sink, ledger=ledger, pass_no=args.pass_no, crash=crash,
                      durable=spec.get("durable", "process"))
-    state_dir = run_dir / "state"
+    state_dir = RunDir(run_dir).state
     state_dir.mkdir(exist_ok=True)
 
     def stopped() -> int:

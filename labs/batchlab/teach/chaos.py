@@ -44,6 +44,7 @@ from typing import Any
 from ..errors import EXIT_FAILED, EXIT_OK, KitError, UsageError
 from ..host import environ_snapshot, lock_is_held
 from ..ledger import append_event, read_events
+from ..rundir import RunDir
 from ..runner import WORK_EVENTS, LedgerTail
 
 #: Waiting for a pass to be at work, or for a killed process to be gone, never takes longer than this.
@@ -165,7 +166,7 @@ class ChaosResult:
 def integrity(run_dir: Path) -> dict[str, str]:
     """``PRAGMA integrity_check`` of every SQLite database in the run directory (``ok`` or the complaint)."""
     found: dict[str, str] = {}
-    for path in sorted([run_dir / "sink.sqlite", *(run_dir / "state").rglob("*")]):
+    for path in sorted([RunDir(run_dir).sink, *RunDir(run_dir).state.rglob("*")]):
         try:
             if not path.is_file():
                 continue
@@ -268,7 +269,7 @@ def run_chaos(
 
     run = Path(run_dir)
     say = on_line or (lambda line: None)
-    spec_file = run / "spec.json"
+    spec_file = RunDir(run).spec
     if input_path is None and spec_file.exists():
         try:
             input_path = json.loads(spec_file.read_text(encoding="utf-8"))["input"]
@@ -299,7 +300,7 @@ def run_chaos(
         live.append(proc)
         return proc
 
-    tail = LedgerTail(run / "ledger.jsonl")  # one reader for the whole run: each event is parsed once
+    tail = LedgerTail(RunDir(run).ledger)  # one reader for the whole run: each event is parsed once
     tail.read_new()
     commits_by_pass: dict[int, int] = defaultdict(int)
 
@@ -354,7 +355,7 @@ def run_chaos(
             cli.wait()
             _wait(lambda: not _alive(wpid), f"worker {wpid} exiting after its kill")
             _wait(lambda: not lock_is_held(run), "the run directory's lock being released")
-            append_event(run / "ledger.jsonl", "kill", pass_no=pass_no, kind="chaos", by="chaos",
+            append_event(RunDir(run).ledger, "kill", pass_no=pass_no, kind="chaos", by="chaos",
                          delay=round(delay, 4), n=n)
             killed_passes.add(pass_no)
             read_new()
@@ -375,7 +376,7 @@ def run_chaos(
         result.final_outcome = f"exit {final.returncode}" + (f" ({first})" if first else "")
         result.final_integrity = integrity(run)
         result.metrics = metrics_for_run(run)
-        result.granularity = _granularity(read_events(run / "ledger.jsonl"), killed_passes, batch.documents,
+        result.granularity = _granularity(read_events(RunDir(run).ledger), killed_passes, batch.documents,
                                           result.metrics.unique)
     finally:
         for proc in live:

@@ -20,6 +20,7 @@ from ..faults import CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, Fau
 from ..metrics import Metrics, metrics_for_run
 from ..paths import default_demo_impl, example_input, kit_root
 from ..pipeline import planned_calls
+from ..rundir import RunDir
 from ..runner import EventsCallback, PassResult, RunSpec, run_passes
 
 
@@ -140,7 +141,7 @@ def run_demo(
 
     run = run_dir or new_run_dir()
     if docs is not None:
-        source = write_input(run / "input.json", make_documents(docs, seed=seed))
+        source = write_input(RunDir(run).input, make_documents(docs, seed=seed))
     else:
         source = Path(input_path or example_input())
     batch = load_batch(source)  # raises BatchInputError before anything is written

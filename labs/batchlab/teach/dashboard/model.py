@@ -43,6 +43,7 @@ from ...faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_NONE, CRASH_R
 from ...host import kill_group, require_supported_platform
 from ...ledger import append_event
 from ...metrics import Metrics, metrics_for_run
+from ...rundir import RunDir
 from ...runner import WORK_EVENTS, LedgerTail, PassResult, RunSpec, prepare, start_pass
 from ...service import LatencyModel
 from .board import (ERROR, FINISHED, IDLE, KILLED, MANUAL_KILL, RUNNING, DashboardError, DashboardSettings, Marker,
@@ -150,7 +151,7 @@ class DashboardModel:
             self._drop()
             self._clear()
             run_dir = self._new_run_dir()
-            source = write_input(run_dir / "input.json", make_documents(settings.documents, seed=settings.seed))
+            source = write_input(RunDir(run_dir).input, make_documents(settings.documents, seed=settings.seed))
             batch = load_batch(source)
             self._board = StateBoard(batch.documents)
             self._spec = RunSpec(
@@ -159,7 +160,7 @@ class DashboardModel:
                 plan=FaultPlan(seed=settings.seed, transient_rate=settings.fault_rate),
                 latency=LatencyModel(median_ms=settings.latency_ms), timeout_s=self.timeout_s)
             prepare(self._spec)  # a new directory: the input is already in it
-            self._tail = LedgerTail(run_dir / "ledger.jsonl")
+            self._tail = LedgerTail(RunDir(run_dir).ledger)
             self._t_start = self._clock()
             self._series = [(0.0, 0)]
             self._start(1, self._crash_plan(batch.documents))
@@ -177,7 +178,7 @@ class DashboardModel:
                                      hints=["Press Resume (or Run) first, then Crash now while it runs."])
             pid = self._proc.pid
             assert self._tail is not None and self._run_dir is not None
-            append_event(self._run_dir / "ledger.jsonl", "kill", pass_no=self._pass_no, kind=MANUAL_KILL,
+            append_event(RunDir(self._run_dir).ledger, "kill", pass_no=self._pass_no, kind=MANUAL_KILL,
                          by="teacher", delay=round(self._clock() - self._pass_t0, 4))
             self._killed_by_parent = True
             kill_group(self._proc)
@@ -223,13 +224,13 @@ class DashboardModel:
                         self.settings.seed, self._pass_no)
                 if self._kill_at is not None and now >= self._kill_at and proc.poll() is None:
                     assert self._run_dir is not None
-                    append_event(self._run_dir / "ledger.jsonl", "kill", pass_no=self._pass_no, kind=CRASH_RANDOM,
+                    append_event(RunDir(self._run_dir).ledger, "kill", pass_no=self._pass_no, kind=CRASH_RANDOM,
                                  by="parent", delay=round(now - self._pass_t0, 4))
                     self._killed_by_parent = True
                     kill_group(proc)
                 elif now - self._pass_t0 > self.timeout_s and proc.poll() is None:
                     assert self._run_dir is not None
-                    append_event(self._run_dir / "ledger.jsonl", "timeout", pass_no=self._pass_no,
+                    append_event(RunDir(self._run_dir).ledger, "timeout", pass_no=self._pass_no,
                                  after_s=self.timeout_s)
                     self._timed_out = True
                     kill_group(proc)
@@ -361,7 +362,8 @@ class DashboardModel:
 
     def _output_tail(self, stream: str, chars: int = 600) -> str:
         assert self._run_dir is not None
-        path = self._run_dir / f"pass{self._pass_no}.{stream}"
+        run = RunDir(self._run_dir)
+        path = run.stdout(self._pass_no) if stream == "stdout" else run.stderr(self._pass_no)
         return path.read_text(encoding="utf-8", errors="replace")[-chars:] if path.exists() else ""
 
     def _drop(self) -> None:

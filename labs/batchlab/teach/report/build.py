@@ -39,6 +39,7 @@ from ...errors import EXIT_OK, KitError, UsageError
 from ...ledger import read_events
 from ...metrics import Metrics, _read_spec, metrics_for_run, usable_events
 from ...paths import kit_root
+from ...rundir import RunDir
 from .markdown import TEMPLATE_KEYS, _observability, _values, fill_template, grader_section, metric_rows
 from .plots import plot_failures, plot_latency, plot_passes, plot_retry_delays, plot_throughput
 from .style import PlotStyle, choose_style
@@ -64,13 +65,13 @@ class ReportResult:
         return self.out / "report.md"
 
 def _check_run_dir(run: Path) -> None:
-    if not run.is_dir() or not (run / "spec.json").is_file():
+    if not run.is_dir() or not RunDir(run).spec.is_file():
         raise UsageError(f"{run} is not a run directory", code="not_a_run", details={"run_dir": str(run)},
                          hints=["A run directory has spec.json and ledger.jsonl; make one with "
                                 "`batchlab demo --run-dir DIR` or `batchlab run --run-dir DIR`."])
-    if not usable_events(read_events(run / "ledger.jsonl")):
-        raise UsageError(f"{run / 'ledger.jsonl'} has no events", code="empty_ledger",
-                         details={"run_dir": str(run), "ledger": str(run / "ledger.jsonl")},
+    if not usable_events(read_events(RunDir(run).ledger)):
+        raise UsageError(f"{RunDir(run).ledger} has no events", code="empty_ledger",
+                         details={"run_dir": str(run), "ledger": str(RunDir(run).ledger)},
                          hints=["Run at least one pass first: `batchlab run --input FILE --run-dir "
                                 f"{run}`.", "A pass that died before its first event leaves nothing to report."])
 
@@ -99,7 +100,7 @@ def build_report(*, run_dir: str | Path, out: str | Path, lang: str = "auto",
     fill_template(template_text, dict.fromkeys(TEMPLATE_KEYS, ""))  # an unknown placeholder fails before any work
     style = choose_style(lang)
     spec = _read_spec(run)  # a damaged spec, input, sink or ledger: a KitError naming it, never a traceback
-    events = usable_events(read_events(run / "ledger.jsonl"))
+    events = usable_events(read_events(RunDir(run).ledger))
     metrics = metrics_for_run(run)
 
     origin = metrics.passes[0].started if metrics.passes else float(events[0]["t"])
