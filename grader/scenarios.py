@@ -41,6 +41,7 @@ from batchlab.runner import STOP_NOW, PassResult, RunSpec, prepare, run_pass
 from batchlab.service import LatencyModel
 from batchlab.sink import read_outputs, read_puts
 from batchlab.thresholds import Threshold
+from batchlab.worker import WorkerExit
 
 from .analysis import (PassView, agreement_failures, completion_detail, duplicate_detail, pass_views, rules_for,
                        some)
@@ -374,7 +375,7 @@ def run_watched_passes(spec: RunSpec, plans: Sequence[CrashPlan], facts: dict[st
             if watch.stalled_after is not None:
                 facts.setdefault("stalled", {})[pass_no] = watch.diagnosis(pass_no, spec.config.concurrency)
                 break
-            if result.returncode in (2, 3) or result.timed_out:
+            if result.returncode in (WorkerExit.INPUT, WorkerExit.IMPORT) or result.timed_out:
                 break
     return results
 
@@ -485,7 +486,7 @@ def _pass_problem(sc: Scenario, run: ScenarioRun, result: PassResult) -> str:
     if result.timed_out:
         text = (f"pass {result.pass_no} did not finish within {run.scenario.timeout_s:g} s and was killed "
                 "(a hang or an endless loop?)")
-    elif result.returncode == 3:
+    elif result.returncode == WorkerExit.IMPORT:
         text = f"pass {result.pass_no}: the module failed to import"
     elif result.returncode is not None and result.returncode < 0 and not result.killed_by_parent:
         text = f"pass {result.pass_no}: {death_reason(result.returncode)}"

@@ -236,6 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .metrics import format_table, metrics_for_run
     from .runner import RunSpec, prepare, run_pass
     from .service import LatencyModel
+    from .worker import WorkerExit
 
     batch = load_batch(args.input)
     run = Path(args.run_dir)
@@ -254,7 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with _StopSignals() as stop:
             result = run_pass(spec, pass_no, crash, lock=lock, stop=stop)
     print(_describe_pass(result))
-    if result.stdout.strip() and result.returncode == 2:
+    if result.stdout.strip() and result.returncode == WorkerExit.INPUT:
         print(result.stdout)
     if result.returncode not in (0, None, 5) and not result.sigkilled:
         print(result.stderr[-3000:], file=sys.stderr)

@@ -26,7 +26,7 @@ from typing import Any
 
 from .contract import percentile
 from .documents import Document, ident_of, try_parse
-from .ledger import read_events
+from .ledger import PassEnd, read_events
 from .pipeline import output_matches
 from .rundir import RunDir
 from .sink import SinkRecord, read_outputs, read_puts
@@ -40,7 +40,7 @@ class PassMetrics:
     pass_no: int
     started: float
     ended: float | None
-    exit: str
+    exit: PassEnd
     committed: int = 0
     calls: int = 0
     retries: int = 0
@@ -253,9 +253,9 @@ def _pass_metrics(events: Sequence[Mapping[str, Any]], puts: Sequence[Mapping[st
         end_ev = next((e for e in evs if e["ev"] in ("pass_end", "student_error", "input_error")), None)
         crash_ev = next((e for e in evs if e["ev"] in ("crash", "kill")), None)
         last_t = max(float(e["t"]) for e in evs)
-        exit_kind = ("killed" if crash_ev else
-                     "ok" if end_ev is not None and end_ev["ev"] == "pass_end" else
-                     end_ev["ev"] if end_ev is not None else "died")
+        exit_kind = (PassEnd.KILLED if crash_ev else
+                     PassEnd.OK if end_ev is not None and end_ev["ev"] == "pass_end" else
+                     PassEnd(end_ev["ev"]) if end_ev is not None else PassEnd.DIED)
         pm = PassMetrics(pass_no=pass_no, started=started, ended=last_t, exit=exit_kind,
                          crash=dict(crash_ev) if crash_ev else None)
         if end_ev is not None and end_ev["ev"] == "pass_end":

@@ -46,7 +46,7 @@ from .host import (DEFAULT_LOCK_WAIT_S, LOCK_NAME, RunDirLock, child_popen_kwarg
 from .ledger import append_event
 from .rundir import RunDir
 from .service import LatencyModel
-from .worker import EXIT_STOPPED, STOP_GRACE_S
+from .worker import STOP_GRACE_S, WorkerExit
 
 EventsCallback = Callable[[list[dict[str, Any]]], None]
 #: Ledger events that show a pass is doing real work (a random kill's delay counts from the first).
@@ -121,13 +121,14 @@ class PassResult:
             return "timeout"
         if self.sigkilled:
             return "killed"
-        if self.returncode == 0:
+        if self.returncode == WorkerExit.OK:
             return "ok"
-        if self.returncode == EXIT_STOPPED:
+        if self.returncode == WorkerExit.STOPPED:
             return "stopped"
         if self.returncode is not None and self.returncode < 0:
             return f"signal {-self.returncode}"
-        return {2: "bad input", 3: "import error", 4: "raised"}.get(self.returncode or 0, f"exit {self.returncode}")
+        return {WorkerExit.INPUT: "bad input", WorkerExit.IMPORT: "import error",
+                WorkerExit.RAISED: "raised"}.get(self.returncode or 0, f"exit {self.returncode}")
 
 
 class LedgerTail:
@@ -321,7 +322,7 @@ def run_passes(
             results.append(result)
             if on_pass:
                 on_pass(result)
-            if result.returncode in (2, 3) or result.timed_out:
+            if result.returncode in (WorkerExit.INPUT, WorkerExit.IMPORT) or result.timed_out:
                 break
     return results
 

@@ -42,15 +42,31 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
+from enum import IntEnum  # noqa: E402
 from types import ModuleType  # noqa: E402
 from typing import Any  # noqa: E402
 
 from .ledger import Ledger  # noqa: E402
 
-EXIT_INPUT = 2
-EXIT_IMPORT = 3
-EXIT_RAISED = 4
-EXIT_STOPPED = 5
+
+
+class WorkerExit(IntEnum):
+    """The worker's exit codes, named where they are chosen; the runner and the grader read them by name.
+
+    A SIGKILL shows as a negative return code (``-9``), never as one of these.
+    """
+
+    OK = 0
+    INPUT = 2  #: the run directory is busy or the batch input was refused: nothing ran
+    IMPORT = 3  #: the implementation file could not be imported or has no entry point
+    RAISED = 4  #: ``process_documents_batch`` raised
+    STOPPED = 5  #: asked to stop (SIGTERM, SIGINT), drained the documents in flight, exited
+
+
+EXIT_INPUT = WorkerExit.INPUT
+EXIT_IMPORT = WorkerExit.IMPORT
+EXIT_RAISED = WorkerExit.RAISED
+EXIT_STOPPED = WorkerExit.STOPPED
 #: After SIGTERM/SIGINT, how long documents already in flight may take to commit before the worker exits.
 STOP_GRACE_S = 3.0
 #: The processor's terminal states, as reported through ``progress``.

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import KitError
+from ...ledger import PassEnd
 from ...metrics import Metrics, format_value
 from ...thresholds import THRESHOLDS, Threshold
 from .style import PlotStyle
@@ -41,8 +42,9 @@ TEMPLATE_KEYS = frozenset({
     "metrics_command", "report_command", "p50", "p95", "grader_section",
 })
 
-_EXIT_NAMES = {"ok": "正常结束", "killed": "被杀死（SIGKILL）", "died": "进程消失", "student_error": "抛出异常",
-               "input_error": "输入错误", "timeout": "超时"}
+#: The Chinese name of each way a pass can end (every :class:`~batchlab.ledger.PassEnd`, no other).
+_EXIT_NAMES = {PassEnd.OK: "正常结束", PassEnd.KILLED: "被杀死（SIGKILL）", PassEnd.DIED: "进程消失",
+               PassEnd.STUDENT_ERROR: "抛出异常", PassEnd.INPUT_ERROR: "输入错误", PassEnd.TIMEOUT: "超时"}
 
 def fmt_value(metric: str, value: Any) -> str:
     return format_value(metric, value, per_min_unit="文档/分钟")
