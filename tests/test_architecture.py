@@ -131,7 +131,7 @@ class TestTheCheckCanFail:
         assert violations(module, source, is_package=is_package, grader=grader) != []
 
     @pytest.mark.parametrize(("module", "source", "is_package", "grader"), [
-        ("batchlab.teach.demo", "from ..runner import run_passes\nfrom .selfcheck import overview\n", False, False),
+        ("batchlab.teach.demo", "from ..runner import run_passes\nfrom .notebook import overview\n", False, False),
         ("batchlab.teach.dashboard.view", "from .model import DashboardModel\nfrom ...faults import CRASH_KINDS\n",
          False, False),
         ("grader.scenarios", "from batchlab.pipeline import planned_calls\nimport json\n", False, True),

@@ -24,7 +24,7 @@ and around them: ``errors`` (the unified error shape), ``steps`` (the lesson's s
 
 The front-ends, each in a room of its own, importing the core and never each other:
 
-* ``teach/``     - selfcheck (``check()`` in the notebooks), grading (``batchlab grade``), demo,
+* ``teach/``     - notebook (the step notebooks' helpers), selfcheck (``check()``), grading (``batchlab grade``), demo,
   dashboard/ (board, model, render, view), chaos, report/ (views, markdown, style, plots, build), bench, release
 * ``serve/``     - the batch service (not built yet)
 * ``grade/``     - class grading (not built yet)
@@ -42,8 +42,12 @@ __all__ = ["__version__", "check", "load_student"]
 
 def __getattr__(name: str) -> object:
     """Lazy exports for notebooks (``from batchlab import check``) without importing them on every use."""
-    if name in ("check", "load_student"):
-        from .teach import selfcheck
+    if name == "check":
+        from .teach.selfcheck import check
 
-        return getattr(selfcheck, name)
+        return check
+    if name == "load_student":
+        from .teach.notebook import load_student
+
+        return load_student
     raise AttributeError(f"module 'batchlab' has no attribute {name!r}")

@@ -5,7 +5,8 @@ rooms (``serve/``, ``grade/``); the harness and the grader never import this pac
 (``tests/test_architecture.py`` enforces both). Importing it loads nothing heavy: matplotlib,
 ipywidgets and tqdm are imported inside the functions that draw or display.
 
-* :mod:`.selfcheck` - ``check()`` and the helpers of the step notebooks (students);
+* :mod:`.notebook` - what the step notebooks import: ``load_student``, ``student_cell``, ``work_dir`` (students);
+* :mod:`.selfcheck` - ``check()``: the grader's tests of one step, from a notebook (students);
 * :mod:`.grading` - ``batchlab grade`` and the one grader command line (students, TAs);
 * :mod:`.demo` - the lesson's story in one call: run, crash, resume, metrics (teacher);
 * :mod:`.dashboard` - the live ipywidgets dashboard: board, model, render, view (teacher);

@@ -74,7 +74,7 @@ def unfinished_module(impl: Path, passes: Sequence[PassResult]) -> Unfinished | 
             continue
         found = _TODO_LINE.findall(p.stderr)
         if found:
-            from .selfcheck import overview
+            from .notebook import overview
 
             todo = overview(impl).todo
             from ..steps import STEPS
