@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchlab.documents import Document, try_parse, ident_of
+from batchlab.ledger import PassEnd
 from batchlab.metrics import Metrics
 
 RATE_TOLERANCE = 0.001
@@ -50,7 +51,7 @@ class PassView:
     """The ledger's figures for one pass, in the ``BatchReport`` vocabulary."""
 
     pass_no: int
-    exit: str
+    exit: PassEnd
     report: dict[str, Any] | None
     expected: dict[str, float]
     calls: int = 0
@@ -119,9 +120,9 @@ def pass_views(documents: Sequence[Any], events: Sequence[Mapping[str, Any]],
         end = next((e for e in evs if e["ev"] in ("pass_end", "student_error", "input_error")), None)
         crash = next((e for e in evs if e["ev"] in ("crash", "kill")), None)
         timeout = next((e for e in evs if e["ev"] == "timeout"), None)
-        exit_kind = ("timeout" if timeout else "killed" if crash else
-                     "ok" if end is not None and end["ev"] == "pass_end" else
-                     end["ev"] if end is not None else "died")
+        exit_kind = (PassEnd.TIMEOUT if timeout else PassEnd.KILLED if crash else
+                     PassEnd.OK if end is not None and end["ev"] == "pass_end" else
+                     PassEnd(end["ev"]) if end is not None else PassEnd.DIED)
         views.append(PassView(
             pass_no=p, exit=exit_kind, report=end.get("report") if end is not None and end["ev"] == "pass_end"
             else None, expected=expected, calls=sum(1 for e in evs if e["ev"] == "call_start"),
@@ -206,7 +207,7 @@ def agreement_failures(views: Sequence[PassView], groups: Sequence[str] = ALL_GR
     """Mismatches of every pass that returned a report, each prefixed with its pass."""
     out = []
     for view in views:
-        if view.exit != "ok":
+        if view.exit != PassEnd.OK:
             continue
         if view.report is None:
             out.append(f"pass {view.pass_no}: no report returned")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from batchlab.ledger import read_events
+from batchlab.rundir import RunDir
 from batchlab.sink import SinkRecord, read_outputs, read_puts
 
 from .analysis import PassView, pass_views
@@ -54,9 +55,9 @@ def mini_run(ctx: Context, name: str, documents: list[dict[str, Any]], passes: l
         verdicts.append(verdict)
         if verdict.status in ("timeout", "import_error", "grader_error"):
             break  # resuming would hang or fail the same way
-    events = read_events(run_dir / "ledger.jsonl")
-    puts = read_puts(run_dir / "sink.sqlite")
-    outputs = {rec.key: rec for rec in read_outputs(run_dir / "sink.sqlite")}
+    events = read_events(RunDir(run_dir).ledger)
+    puts = read_puts(RunDir(run_dir).sink)
+    outputs = {rec.key: rec for rec in read_outputs(RunDir(run_dir).sink)}
     return MiniRun(run_dir=run_dir, documents=documents, verdicts=verdicts, events=events, puts=puts,
                    outputs=outputs, views=pass_views(documents, events, puts))
 

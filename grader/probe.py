@@ -38,6 +38,7 @@ from batchlab.documents import Document, ident_of, parse_document
 from batchlab.faults import CrashPlan, FaultPlan, kill_self
 from batchlab.ledger import Ledger
 from batchlab.pipeline import output_matches
+from batchlab.rundir import RunDir
 from batchlab.service import LatencyModel, PermanentServiceError, SimulatedService, TransientServiceError
 from batchlab.sink import SqliteSink
 from batchlab.worker import LedgerProgress, load_impl
@@ -459,7 +460,7 @@ def check_documents(module: Any, args: dict[str, Any]) -> dict[str, Any]:
     run = Path(args["run_dir"])
     run.mkdir(parents=True, exist_ok=True)
     docs = [parse_document(raw) for raw in args["documents"]]
-    ledger = Ledger(run / "ledger.jsonl", pass_no=1)
+    ledger = Ledger(RunDir(run).ledger, pass_no=1)
     service = GuardedService(plan=FaultPlan.from_dict(args.get("plan", {})),
                              latency=LatencyModel(**args.get("latency", {})), ledger=ledger, guard=args.get("guard"))
     config = BatchConfig(**args.get("config", {}))
@@ -541,16 +542,16 @@ def check_batch_pass(module: Any, args: dict[str, Any]) -> dict[str, Any]:
     """
     entry = need(module, "process_documents_batch")
     run = Path(args["run_dir"])
-    (run / "state").mkdir(parents=True, exist_ok=True)
+    RunDir(run).state.mkdir(parents=True, exist_ok=True)
     documents = json.loads(Path(args["input"]).read_text(encoding="utf-8"))["documents"]
     pass_no = int(args.get("pass_no", 1))
-    ledger = Ledger(run / "ledger.jsonl", pass_no=pass_no)
+    ledger = Ledger(RunDir(run).ledger, pass_no=pass_no)
     crash = CrashPlan(**args["crash"]) if args.get("crash") else CrashPlan()
     ledger.emit("pass_start", t0=args.get("t0"), batch_id=args["batch_id"], crash=crash.kind, at=crash.at)
     service = GuardedService(plan=FaultPlan.from_dict(args.get("plan", {})),
                              latency=LatencyModel(**args.get("latency", {})), ledger=ledger, crash=crash,
                              guard=args.get("guard"))
-    sink = KillingSink(run / "sink.sqlite", ledger=ledger, pass_no=pass_no, crash=crash,
+    sink = KillingSink(RunDir(run).sink, ledger=ledger, pass_no=pass_no, crash=crash,
                        kill_before_put_at=int(args.get("kill_before_put_at", 0)))
     sleeps: list[float] = []
     kwargs: dict[str, Any] = {}
@@ -564,7 +565,7 @@ def check_batch_pass(module: Any, args: dict[str, Any]) -> dict[str, Any]:
     try:
         with student_code():
             report = asyncio.run(entry(documents, batch_id=args["batch_id"], service=service, sink=sink,
-                                       state_dir=run / "state", config=config, progress=LedgerProgress(ledger),
+                                       state_dir=RunDir(run).state, config=config, progress=LedgerProgress(ledger),
                                        **kwargs))
             report_dict = report.to_dict() if hasattr(report, "to_dict") else dict(report)
     except StudentCodeError as exc:

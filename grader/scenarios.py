@@ -29,17 +29,19 @@ from pathlib import Path
 from typing import Any
 
 from batchlab.contract import BatchConfig
-from batchlab.demo import planned_calls
 from batchlab.documents import Batch, Document, ident_of, try_parse
 from batchlab.examples import EN_SENTENCES, example_documents, make_documents, write_input
 from batchlab.faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
 from batchlab.ledger import read_events
 from batchlab.metrics import Metrics, compute_metrics
+from batchlab.pipeline import planned_calls
 from batchlab.host import RunDirLock
+from batchlab.rundir import RunDir
 from batchlab.runner import STOP_NOW, PassResult, RunSpec, prepare, run_pass
 from batchlab.service import LatencyModel
 from batchlab.sink import read_outputs, read_puts
 from batchlab.thresholds import Threshold
+from batchlab.worker import WorkerExit
 
 from .analysis import (PassView, agreement_failures, completion_detail, duplicate_detail, pass_views, rules_for,
                        some)
@@ -278,7 +280,7 @@ def _spec(sc: Scenario, ctx: Context, run_dir: Path, input_path: Path) -> RunSpe
 
 
 def _digest(run_dir: Path) -> dict[str, str]:
-    files = sorted(p for p in [*run_dir.glob("sink.sqlite*"), *(run_dir / "state").rglob("*")] if p.is_file())
+    files = sorted(p for p in [*run_dir.glob("sink.sqlite*"), *RunDir(run_dir).state.rglob("*")] if p.is_file())
     return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
@@ -373,16 +375,16 @@ def run_watched_passes(spec: RunSpec, plans: Sequence[CrashPlan], facts: dict[st
             if watch.stalled_after is not None:
                 facts.setdefault("stalled", {})[pass_no] = watch.diagnosis(pass_no, spec.config.concurrency)
                 break
-            if result.returncode in (2, 3) or result.timed_out:
+            if result.returncode in (WorkerExit.INPUT, WorkerExit.IMPORT) or result.timed_out:
                 break
     return results
 
 
 def _collect(sc: Scenario, run_dir: Path, documents: list[dict[str, Any]], plans: list[CrashPlan],
              passes: list[PassResult], duration: float, facts: dict[str, Any]) -> ScenarioRun:
-    events = read_events(run_dir / "ledger.jsonl")
-    puts = read_puts(run_dir / "sink.sqlite")
-    metrics = compute_metrics(documents, events, read_outputs(run_dir / "sink.sqlite"), puts)
+    events = read_events(RunDir(run_dir).ledger)
+    puts = read_puts(RunDir(run_dir).sink)
+    metrics = compute_metrics(documents, events, read_outputs(RunDir(run_dir).sink), puts)
     return ScenarioRun(scenario=sc, run_dir=run_dir, documents=documents, crash_plans=plans, passes=passes,
                        metrics=metrics, views=pass_views(documents, events, puts), events=events,
                        duration_s=duration, facts=facts)
@@ -484,7 +486,7 @@ def _pass_problem(sc: Scenario, run: ScenarioRun, result: PassResult) -> str:
     if result.timed_out:
         text = (f"pass {result.pass_no} did not finish within {run.scenario.timeout_s:g} s and was killed "
                 "(a hang or an endless loop?)")
-    elif result.returncode == 3:
+    elif result.returncode == WorkerExit.IMPORT:
         text = f"pass {result.pass_no}: the module failed to import"
     elif result.returncode is not None and result.returncode < 0 and not result.killed_by_parent:
         text = f"pass {result.pass_no}: {death_reason(result.returncode)}"
@@ -618,7 +620,7 @@ def _duplicates_folded(run: ScenarioRun) -> tuple[bool, str]:
 
 
 def _degraded_path(run: ScenarioRun) -> tuple[bool, str]:
-    outputs = {rec.ident: rec for rec in read_outputs(run.run_dir / "sink.sqlite")}
+    outputs = {rec.ident: rec for rec in read_outputs(RunDir(run.run_dir).sink)}
     permanent = set(run.scenario.plan.permanent_ids)
     wrong = []
     for raw in run.documents:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from batchlab.ledger import read_events
+from batchlab.rundir import RunDir
 from grader.analysis import some
 from grader.minirun import short_docs
 from grader.results import GraderError
@@ -50,7 +51,7 @@ def documents_run(ctx: Context, name: str, documents: list[dict[str, Any]], **ar
     run_dir = ctx.workdir(f"documents-{name}") / "run"
     verdict = ctx.probe("documents", {"run_dir": str(run_dir), "documents": documents, **args},
                         workdir=f"documents-{name}", timeout_s=40)
-    ledger = run_dir / "ledger.jsonl"
+    ledger = RunDir(run_dir).ledger
     return DocumentsRun(verdict, read_events(ledger) if ledger.exists() else [], documents)
 
 

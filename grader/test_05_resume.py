@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from batchlab.rundir import RunDir
 from grader.analysis import some
 from grader.minirun import MiniRun, mini_run, short_docs
 from grader.results import GraderError
@@ -200,7 +201,7 @@ def states_facts(ctx: Context) -> tuple[MiniRun, Any]:
               "plan": {"seed": 14, "transient_rate": 0.05, "permanent_ids": STATES_PERMANENT}}
     run = mini_run(ctx, "resume-states", states_documents(),
                    [{**common, "crash": {"kind": "after_commit", "at": KILL_AT}}, common])
-    dump = ctx.probe("checkpoint_dump", {"state_dir": str(run.run_dir / "state"), "batch_id": "batch-resume-states"},
+    dump = ctx.probe("checkpoint_dump", {"state_dir": str(RunDir(run.run_dir).state), "batch_id": "batch-resume-states"},
                      workdir="mini-resume-states")
     return run, dump
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from batchlab.paths import STUDENT_MODULE, example_input, kit_root, solution_module
-from batchlab.release import render_student
+from batchlab.teach.release import render_student
 
 
 def write_skeleton(folder: Path) -> Path:

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.slow
 
 #: The tests (of the copy) that write files or read the student module.
 #: (tests/test_materials.py runs the teaching files' commands, but in a temporary workspace of its own.)
-RISKY_TESTS = ["tests/batchlab/test_release.py", "tests/batchlab/test_checks.py",
-               "tests/batchlab/test_report.py::TestReportFolder", "tests/notebooks/test_notebooks.py::TestStructure"]
+RISKY_TESTS = ["tests/batchlab/teach/test_release.py", "tests/batchlab/teach/test_selfcheck.py",
+               "tests/batchlab/teach/test_report.py::TestReportFolder", "tests/notebooks/test_notebooks.py::TestStructure"]
 
 
 def git(root: Path, *args: str) -> str:

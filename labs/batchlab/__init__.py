@@ -1,14 +1,36 @@
 """batchlab: the Lesson 15 lab kit harness ("批量断点续传").
 
 Students never edit this package. It gives the student's document processor
-everything around it: the batch input and its validation, the pipeline from
-earlier lessons (cleaning, chunking, embedding, the degraded path), a simulated
-external service with seeded faults, a SQLite output sink, an append-only
-ledger of every side effect, the metrics computed from that ledger, and a runner
-that executes any implementation file in a child process that can be killed.
+everything around it, and it is built in rooms by role (README "Architecture"):
 
-The harness depends on nothing else in the kit; the grader, the notebooks and
-the dashboard depend on it.
+The harness (the core), flat at the top, in the order a document travels:
+
+* ``examples``   - synthetic batch inputs (``batchlab make-input``, ``examples/input_example.json``)
+* ``documents``  - load and validate a batch, parse a document, its identity (source, id, content hash)
+* ``contract``   - what ``process_documents_batch`` receives and returns: config, states, report
+* ``runner``     - runs an implementation file in child processes: a pass, a kill, the resume
+* ``rundir``     - the run directory's files, named once (spec, ledger, sink, state, lock, pass output)
+* ``worker``     - the child process of one pass: builds the service and the sink, calls the student
+* ``pipeline``   - clean, chunk, embed and the degraded path; the fault-free oracle
+* ``faults``     - the seeded fault plan and the crash points
+* ``service``    - the simulated external service (latency, transient and permanent faults)
+* ``sink``       - the SQLite output store, keyed by idempotency key
+* ``ledger``     - the append-only record of every side effect: the ground truth
+* ``metrics``    - the lesson's figures, computed from the ledger and the sink
+* ``thresholds`` - the thresholds those figures are held to (``thresholds.toml``)
+
+and around them: ``errors`` (the unified error shape), ``steps`` (the lesson's step names),
+``paths`` (where the kit's files are), ``host`` (locks, process groups, platform checks).
+
+The front-ends, each in a room of its own, importing the core and never each other:
+
+* ``teach/``     - notebook (the step notebooks' helpers), selfcheck (``check()``), grading (``batchlab grade``), demo,
+  dashboard/ (board, model, render, view), chaos, report/ (views, markdown, style, plots, build), bench, release
+* ``serve/``     - the batch service (not built yet)
+* ``grade/``     - class grading (not built yet)
+
+``cli`` is the entry point over all of them (``batchlab VERB``). The harness depends on nothing
+else in the kit; the grader depends on the harness only (``tests/test_architecture.py``).
 """
 
 from __future__ import annotations
@@ -20,8 +42,12 @@ __all__ = ["__version__", "check", "load_student"]
 
 def __getattr__(name: str) -> object:
     """Lazy exports for notebooks (``from batchlab import check``) without importing them on every use."""
-    if name in ("check", "load_student"):
-        from . import checks
+    if name == "check":
+        from .teach.selfcheck import check
 
-        return getattr(checks, name)
+        return check
+    if name == "load_student":
+        from .teach.notebook import load_student
+
+        return load_student
     raise AttributeError(f"module 'batchlab' has no attribute {name!r}")

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, KitError, UsageError, strict_json
 from .faults import CRASH_KINDS
 from .host import require_supported_platform
+from .rundir import RunDir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,7 +103,7 @@ def _describe_pass(result: Any) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo, unique_identities
+    from .teach.demo import run_demo
     from .documents import load_batch
     from .metrics import format_table
     from .paths import example_input
@@ -112,7 +113,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                          hints=["--docs N generates an input of N documents."])
     quiet = args.json
     # Validate first: a bad file raises before anything is written.
-    total = args.docs if args.docs is not None else unique_identities(load_batch(args.input or example_input()))
+    total = args.docs if args.docs is not None else len(load_batch(args.input or example_input()).unique_documents())
     bars = _Bars(total=total, enabled=not quiet)
 
     def on_pass(result: Any) -> None:
@@ -193,7 +194,7 @@ class _StopSignals:
 
 def _check_run_dir_input(run: Path, input_path: Path) -> None:
     """A run directory keeps the input it was started with; an unreadable spec is said so, not a traceback."""
-    spec_file = run / "spec.json"
+    spec_file = RunDir(run).spec
     if not (spec_file.exists() or spec_file.is_symlink()):
         return
     try:
@@ -227,7 +228,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     command, and exits 130 or 143; SIGKILL of this command kills the worker too.
     """
     from .contract import BatchConfig
-    from .demo import default_demo_impl
+    from .paths import default_demo_impl
     from .documents import load_batch
     from .faults import CrashPlan, FaultPlan
     from .host import RunDirLock
@@ -235,12 +236,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .metrics import format_table, metrics_for_run
     from .runner import RunSpec, prepare, run_pass
     from .service import LatencyModel
+    from .worker import WorkerExit
 
     batch = load_batch(args.input)
     run = Path(args.run_dir)
     _check_run_dir_input(run, args.input)
     with RunDirLock(run, role="batchlab run").acquire(args.wait) as lock:  # refuses a busy dir, touching nothing
-        events = read_events(run / "ledger.jsonl")
+        events = read_events(RunDir(run).ledger)
         pass_no = 1 + max((_int(e.get("pass")) for e in events), default=0)
         spec = RunSpec(impl=Path(args.impl or default_demo_impl()), input=Path(args.input), run_dir=run,
                        batch_id=args.batch_id or batch.batch_id or "batch-001",
@@ -253,7 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with _StopSignals() as stop:
             result = run_pass(spec, pass_no, crash, lock=lock, stop=stop)
     print(_describe_pass(result))
-    if result.stdout.strip() and result.returncode == 2:
+    if result.stdout.strip() and result.returncode == WorkerExit.INPUT:
         print(result.stdout)
     if result.returncode not in (0, None, 5) and not result.sigkilled:
         print(result.stderr[-3000:], file=sys.stderr)
@@ -278,7 +280,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from .metrics import format_table, metrics_for_run
 
     run = Path(args.run_dir)
-    if not (run / "spec.json").exists():
+    if not RunDir(run).spec.exists():
         raise UsageError(f"{run} is not a run directory", code="not_a_run", details={"run_dir": str(run)},
                          hints=["A run directory has spec.json and ledger.jsonl (from `batchlab demo` or `run`)."])
     metrics = metrics_for_run(run)  # whatever the directory holds: the figures, or a KitError
@@ -324,7 +326,7 @@ def cmd_make_input(args: argparse.Namespace) -> int:
 
 def cmd_release(args: argparse.Namespace) -> int:
     from .paths import kit_root
-    from .release import release
+    from .teach.release import release
 
     result = release(root=kit_root(), check=args.check, out=Path(args.out) if args.out else None,
                      force=args.force)
@@ -342,7 +344,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import format_bench, run_bench
+    from .teach.bench import format_bench, run_bench
 
     result = run_bench(quick=args.quick, impl=args.impl, repeat=args.repeat)
     print(json.dumps(result, indent=2) if args.json else format_bench(result))
@@ -356,13 +358,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_server(args)
 
 
-#: Extra verbs registered by other harness modules: name -> (module, function that adds the parser).
+#: Verbs the front-ends register themselves: name -> (module, function that adds the parser). Imported only
+#: when the parser is built, and each module keeps its heavy imports (matplotlib, ipywidgets) inside functions.
 EXTENSIONS: dict[str, tuple[str, str]] = {
-    "report": ("batchlab.report", "add_parser"),
-    "check": ("batchlab.checks", "add_parser"),
-    "grade": ("batchlab.grading", "add_parser"),
-    "dashboard": ("batchlab.dashboard", "add_parser"),
-    "chaos": ("batchlab.chaos", "add_parser"),
+    "report": ("batchlab.teach.report.build", "add_parser"),
+    "check": ("batchlab.teach.selfcheck", "add_parser"),
+    "grade": ("batchlab.teach.grading", "add_parser"),
+    "dashboard": ("batchlab.teach.dashboard.view", "add_parser"),
+    "chaos": ("batchlab.teach.chaos", "add_parser"),
 }
 
 

@@ -23,8 +23,27 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+
+class PassEnd(StrEnum):
+    """How a pass ended, as its ledger events tell it: one vocabulary for the metrics and the grader.
+
+    ``killed``: a ``crash`` or ``kill`` event; ``ok``: ``pass_end`` (the processor returned);
+    ``student_error`` / ``input_error``: the event of that name (it raised; the input was refused);
+    ``timeout``: the parent's ``timeout`` event (only the grader's analysis reads it; the metrics
+    name such a pass by its other events); ``died``: none of these (the process vanished).
+    The values are the strings the reports and results files have always shown.
+    """
+
+    OK = "ok"
+    KILLED = "killed"
+    TIMEOUT = "timeout"
+    DIED = "died"
+    STUDENT_ERROR = "student_error"
+    INPUT_ERROR = "input_error"
 
 MAX_FIELD_CHARS = 600
 #: One encoder for every line: ``json.dumps`` with options builds a new encoder per call.

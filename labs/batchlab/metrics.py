@@ -26,8 +26,9 @@ from typing import Any
 
 from .contract import percentile
 from .documents import Document, ident_of, try_parse
-from .ledger import read_events
+from .ledger import PassEnd, read_events
 from .pipeline import output_matches
+from .rundir import RunDir
 from .sink import SinkRecord, read_outputs, read_puts
 from .thresholds import THRESHOLDS, Threshold
 
@@ -39,7 +40,7 @@ class PassMetrics:
     pass_no: int
     started: float
     ended: float | None
-    exit: str
+    exit: PassEnd
     committed: int = 0
     calls: int = 0
     retries: int = 0
@@ -252,9 +253,9 @@ def _pass_metrics(events: Sequence[Mapping[str, Any]], puts: Sequence[Mapping[st
         end_ev = next((e for e in evs if e["ev"] in ("pass_end", "student_error", "input_error")), None)
         crash_ev = next((e for e in evs if e["ev"] in ("crash", "kill")), None)
         last_t = max(float(e["t"]) for e in evs)
-        exit_kind = ("killed" if crash_ev else
-                     "ok" if end_ev is not None and end_ev["ev"] == "pass_end" else
-                     end_ev["ev"] if end_ev is not None else "died")
+        exit_kind = (PassEnd.KILLED if crash_ev else
+                     PassEnd.OK if end_ev is not None and end_ev["ev"] == "pass_end" else
+                     PassEnd(end_ev["ev"]) if end_ev is not None else PassEnd.DIED)
         pm = PassMetrics(pass_no=pass_no, started=started, ended=last_t, exit=exit_kind,
                          crash=dict(crash_ev) if crash_ev else None)
         if end_ev is not None and end_ev["ev"] == "pass_end":
@@ -345,15 +346,15 @@ def metrics_for_run(run_dir: str | Path) -> Metrics:
                        hints=["The metrics compare the sink with the run's input: restore the input file "
                               "at that path, unchanged."]) from None
     try:
-        outputs = read_outputs(run / "sink.sqlite")
-        puts = read_puts(run / "sink.sqlite")
+        outputs = read_outputs(RunDir(run).sink)
+        puts = read_puts(RunDir(run).sink)
     except (sqlite3.Error, OSError, ValueError, TypeError) as exc:
         raise KitError(f"the sink of {run} cannot be read: {type(exc).__name__}: {exc}", code="sink_unreadable",
-                       details={"run_dir": str(run), "sink": str(run / "sink.sqlite")},
+                       details={"run_dir": str(run), "sink": str(RunDir(run).sink)},
                        hints=["`sqlite3 sink.sqlite 'PRAGMA integrity_check'` says what is wrong; "
                               "the sink is the truth of a run, so a damaged one means a new run."]) from None
     try:
-        return compute_metrics(batch.documents, usable_events(read_events(run / "ledger.jsonl")), outputs, puts)
+        return compute_metrics(batch.documents, usable_events(read_events(RunDir(run).ledger)), outputs, puts)
     except (KeyError, TypeError, ValueError, OverflowError, AttributeError, OSError, RecursionError) as exc:
         raise KitError(f"the records of {run} do not add up: {type(exc).__name__}: {exc}",
                        code="run_dir_corrupt", details={"run_dir": str(run)},
@@ -366,11 +367,11 @@ def _read_spec(run: Path) -> dict[str, Any]:
     from .errors import KitError
 
     try:
-        spec = json.loads((run / "spec.json").read_text(encoding="utf-8"))
+        spec = json.loads(RunDir(run).spec.read_text(encoding="utf-8"))
         if not isinstance(spec, dict) or not isinstance(spec.get("input"), str):
             raise ValueError("spec.json is not an object with an `input` path")
     except (OSError, ValueError, RecursionError) as exc:
-        raise KitError(f"{run / 'spec.json'} cannot be read: {type(exc).__name__}: {exc}", code="run_dir_corrupt",
+        raise KitError(f"{RunDir(run).spec} cannot be read: {type(exc).__name__}: {exc}", code="run_dir_corrupt",
                        details={"run_dir": str(run)},
                        hints=["A run directory has the spec.json `batchlab run` wrote; start a new --run-dir."]) \
             from None

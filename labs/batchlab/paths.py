@@ -34,3 +34,12 @@ def default_impl() -> Path:
     """The implementation the kit runs by default: ``BATCHLAB_IMPL``, else the student module."""
     env = os.environ.get("BATCHLAB_IMPL")
     return Path(env).resolve() if env else student_module()
+
+
+def default_demo_impl() -> Path:
+    """The reference where the kit has it (teachers' copy), else the student module (students' copy).
+
+    Here, not in the demo, because the CLI's ``run``, the demo and the dashboard all default to it.
+    """
+    sol = solution_module()
+    return sol if sol.exists() else student_module()

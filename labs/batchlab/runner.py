@@ -1,6 +1,6 @@
 """The runner: executes an implementation file in child processes, crashing and resuming it.
 
-A *run* is one batch in one run directory::
+A *run* is one batch in one run directory, whose files :class:`batchlab.rundir.RunDir` names::
 
     RUN_DIR/spec.json        what to run (implementation, input, config, fault plan)
     RUN_DIR/ledger.jsonl     every side effect, every pass (ground truth)
@@ -44,8 +44,9 @@ from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
 from .host import (DEFAULT_LOCK_WAIT_S, LOCK_NAME, RunDirLock, child_popen_kwargs, environ_snapshot, kill_group,
                    parent_link)
 from .ledger import append_event
+from .rundir import RunDir
 from .service import LatencyModel
-from .worker import EXIT_STOPPED, STOP_GRACE_S
+from .worker import STOP_GRACE_S, WorkerExit
 
 EventsCallback = Callable[[list[dict[str, Any]]], None]
 #: Ledger events that show a pass is doing real work (a random kill's delay counts from the first).
@@ -120,13 +121,14 @@ class PassResult:
             return "timeout"
         if self.sigkilled:
             return "killed"
-        if self.returncode == 0:
+        if self.returncode == WorkerExit.OK:
             return "ok"
-        if self.returncode == EXIT_STOPPED:
+        if self.returncode == WorkerExit.STOPPED:
             return "stopped"
         if self.returncode is not None and self.returncode < 0:
             return f"signal {-self.returncode}"
-        return {2: "bad input", 3: "import error", 4: "raised"}.get(self.returncode or 0, f"exit {self.returncode}")
+        return {WorkerExit.INPUT: "bad input", WorkerExit.IMPORT: "import error",
+                WorkerExit.RAISED: "raised"}.get(self.returncode or 0, f"exit {self.returncode}")
 
 
 class LedgerTail:
@@ -173,8 +175,8 @@ def prepare(spec: RunSpec, *, fresh: bool = False) -> Path:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
-    (run / "state").mkdir(parents=True, exist_ok=True)
-    (run / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
+    RunDir(run).state.mkdir(parents=True, exist_ok=True)
+    RunDir(run).spec.write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
     return run
 
 
@@ -211,8 +213,8 @@ def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *,
            **held.child_env()}
     proc = None
     try:
-        stdout = (run / f"pass{pass_no}.stdout").open("wb")
-        stderr = (run / f"pass{pass_no}.stderr").open("wb")
+        stdout = RunDir(run).stdout(pass_no).open("wb")
+        stderr = RunDir(run).stderr(pass_no).open("wb")
         try:
             proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env,
                                     pass_fds=(*link.pass_fds, *([held.fd] if held.fd is not None else [])),
@@ -246,7 +248,7 @@ def run_pass(
     """
     crash = crash or CrashPlan()
     run = Path(spec.run_dir)
-    ledger = run / "ledger.jsonl"
+    ledger = RunDir(run).ledger
     tail = LedgerTail(ledger)
     tail.read_new() if ledger.exists() else None  # only this pass's events from here on
     proc, t0 = start_pass(spec, pass_no, crash, lock=lock)
@@ -292,8 +294,8 @@ def run_pass(
     return PassResult(
         pass_no=pass_no, returncode=proc.returncode, duration_s=time.time() - t0, crash=crash,
         killed_by_parent=killed, timed_out=timed_out,
-        stdout=_read_capped(run / f"pass{pass_no}.stdout", spec.output_cap),
-        stderr=_read_capped(run / f"pass{pass_no}.stderr", spec.output_cap),
+        stdout=_read_capped(RunDir(run).stdout(pass_no), spec.output_cap),
+        stderr=_read_capped(RunDir(run).stderr(pass_no), spec.output_cap),
         stopped_by=stopped_by,
     )
 
@@ -320,7 +322,7 @@ def run_passes(
             results.append(result)
             if on_pass:
                 on_pass(result)
-            if result.returncode in (2, 3) or result.timed_out:
+            if result.returncode in (WorkerExit.INPUT, WorkerExit.IMPORT) or result.timed_out:
                 break
     return results
 

@@ -42,15 +42,31 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
+from enum import IntEnum  # noqa: E402
 from types import ModuleType  # noqa: E402
 from typing import Any  # noqa: E402
 
 from .ledger import Ledger  # noqa: E402
 
-EXIT_INPUT = 2
-EXIT_IMPORT = 3
-EXIT_RAISED = 4
-EXIT_STOPPED = 5
+
+
+class WorkerExit(IntEnum):
+    """The worker's exit codes, named where they are chosen; the runner and the grader read them by name.
+
+    A SIGKILL shows as a negative return code (``-9``), never as one of these.
+    """
+
+    OK = 0
+    INPUT = 2  #: the run directory is busy or the batch input was refused: nothing ran
+    IMPORT = 3  #: the implementation file could not be imported or has no entry point
+    RAISED = 4  #: ``process_documents_batch`` raised
+    STOPPED = 5  #: asked to stop (SIGTERM, SIGINT), drained the documents in flight, exited
+
+
+EXIT_INPUT = WorkerExit.INPUT
+EXIT_IMPORT = WorkerExit.IMPORT
+EXIT_RAISED = WorkerExit.RAISED
+EXIT_STOPPED = WorkerExit.STOPPED
 #: After SIGTERM/SIGINT, how long documents already in flight may take to commit before the worker exits.
 STOP_GRACE_S = 3.0
 #: The processor's terminal states, as reported through ``progress``.
@@ -155,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .errors import KitError
     from .host import DEFAULT_LOCK_WAIT_S, LOCK_FD_ENV, RunDirLock, hold_parent_link
+    from .rundir import RunDir
 
     gate = StopGate()
     for signum in (signal.SIGTERM, signal.SIGINT):  # until the event loop takes over (then: loop handlers)
@@ -168,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     except KitError as exc:  # busy: refuse, touching nothing
         print(exc.to_json())
         return EXIT_INPUT
-    spec = json.loads((run_dir / "spec.json").read_text(encoding="utf-8"))
-    ledger = Ledger(run_dir / "ledger.jsonl", pass_no=args.pass_no)
+    spec = json.loads(RunDir(run_dir).spec.read_text(encoding="utf-8"))
+    ledger = Ledger(RunDir(run_dir).ledger, pass_no=args.pass_no)
     ledger.emit("pass_start", t0=args.t0 or _BOOT, boot=_BOOT, batch_id=spec["batch_id"], impl=spec["impl"],
                 crash=args.crash, at=args.at, parent_link=link, lock=lock.mechanism)
 
@@ -218,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     crash = CrashPlan(kind=args.crash, at=args.at) if args.crash != "random" else CrashPlan()
     service = GatedService(plan=FaultPlan.from_dict(spec["plan"]), latency=LatencyModel(**spec["latency"]),
                            ledger=ledger, crash=crash)
-    sink = GatedSink(run_dir / "sink.sqlite", ledger=ledger, pass_no=args.pass_no, crash=crash,
+    sink = GatedSink(RunDir(run_dir).sink, ledger=ledger, pass_no=args.pass_no, crash=crash,
                      durable=spec.get("durable", "process"))
-    state_dir = run_dir / "state"
+    state_dir = RunDir(run_dir).state
     state_dir.mkdir(exist_ok=True)
 
     def stopped() -> int:

@@ -269,7 +269,7 @@ class TestStoppingTheCommandStopsItsBatch:
 
 DASHBOARD_CHILD = textwrap.dedent("""
     import sys, time
-    from batchlab.dashboard_model import DashboardModel, DashboardSettings
+    from batchlab.teach.dashboard.model import DashboardModel, DashboardSettings
     model = DashboardModel(runs_dir=sys.argv[1], settings=DashboardSettings(documents=200, latency_ms=30.0,
                            crash="none"))
     model.run()

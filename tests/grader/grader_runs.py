@@ -82,9 +82,9 @@ def solution_up_to(step: str, solution: str) -> str:
     """The reference as a student has it after finishing ``step``: later steps' regions become TODOs.
 
     Regions of steps up to ``step`` lose their markers and keep their code; the others go
-    through :func:`batchlab.release.strip_solutions`, exactly as the skeleton is made.
+    through :func:`batchlab.teach.release.strip_solutions`, exactly as the skeleton is made.
     """
-    from batchlab.release import END, strip_solutions
+    from batchlab.teach.release import END, strip_solutions
 
     lines = solution.splitlines(keepends=True)
     kept: list[str] = []
@@ -157,7 +157,7 @@ class GraderRuns:
 
     def _skeleton(self) -> Path:
         """The skeleton the solution renders to (never the student's working file, which may hold their work)."""
-        from batchlab.release import render_student
+        from batchlab.teach.release import render_student
 
         path = self.base / "skeleton-source" / "document_processor.py"
         path.parent.mkdir(parents=True, exist_ok=True)

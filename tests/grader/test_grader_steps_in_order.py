@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from batchlab.paths import solution_module
-from batchlab.release import render_student
+from batchlab.teach.release import render_student
 from grader_runs import STEP_NUMBERS, solution_up_to
 
 pytestmark = pytest.mark.slow

@@ -70,7 +70,7 @@ class CheckpointStore:
         import sys
         import time
 
-        from batchlab.checks import impl_path, load_student, student_cell
+        from batchlab.teach.notebook import impl_path, load_student, student_cell
 
         monkeypatch.setenv("BATCHLAB_IMPL", str(impl))
         monkeypatch.delenv("BATCHLAB_STRICT", raising=False)

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from batchlab.checks import STEPS
+from batchlab.teach.selfcheck import STEPS
 from batchlab.paths import kit_root, solution_module
 
 NOTEBOOKS = kit_root() / "notebooks"

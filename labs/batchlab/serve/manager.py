@@ -34,12 +34,14 @@ from ..errors import BatchInputError
 from ..faults import CrashPlan, FaultPlan
 from ..host import RunDirBusyError, RunDirLock, lock_is_held
 from ..ledger import iter_events
+from ..paths import default_demo_impl
+from ..rundir import RunDir
 from ..runner import STOP_KILL_AFTER_S, PassResult, RunSpec, prepare, run_pass
 from ..service import LatencyModel
 from .errors import BatchNotFound, RequestTooLarge, state_conflict
 from .progress import PASS_OVER, Progress
 from .resources import ResourceSampler
-from .settings import MAX_UPLOAD_BYTES, default_service_impl, parse_settings
+from .settings import MAX_UPLOAD_BYTES, parse_settings
 from .store import (CANCELLED, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, BatchRecord, PassRecord, Store,
                     new_batch_id)
 
@@ -63,7 +65,7 @@ class BatchManager:
     def __init__(self, data_dir: str | Path, *, impl: str | Path | None = None, max_running: int = 4,
                  timeout_s: float = 3600.0, lock_wait_s: float = 1.0) -> None:
         self.store = Store(data_dir)
-        self.impl = Path(impl or default_service_impl()).resolve()
+        self.impl = Path(impl or default_demo_impl()).resolve()
         self.max_running = max_running
         self.timeout_s = timeout_s
         self.lock_wait_s = lock_wait_s
@@ -124,7 +126,7 @@ class BatchManager:
             prog = self._progress.get(rec.id)
             if prog is None:
                 prog = Progress(load_batch(self.store.input_path(rec.id)).documents,
-                                self.store.run_dir(rec.id) / "ledger.jsonl")
+                                RunDir(self.store.run_dir(rec.id)).ledger)
                 self._progress[rec.id] = prog
             return prog
 
@@ -167,7 +169,7 @@ class BatchManager:
                           impl=str(self.impl), documents=len(batch))
         with self._lock:
             self._records[rec.id] = rec
-            self._progress[rec.id] = Progress(batch.documents, self.store.run_dir(rec.id) / "ledger.jsonl")
+            self._progress[rec.id] = Progress(batch.documents, RunDir(self.store.run_dir(rec.id)).ledger)
             self._enqueue(rec, None)
         return rec
 
@@ -256,7 +258,7 @@ class BatchManager:
         started = time.time()
         try:
             spec = self._spec(rec)
-            ledger = spec.run_dir / "ledger.jsonl"
+            ledger = RunDir(spec.run_dir).ledger
             pass_no = 1 + max((int(e.get("pass", 0) or 0) for e in iter_events(ledger)), default=len(rec.passes))
             kind = rec.settings.crash if pass_no == 1 else "none"
             crash = CrashPlan(kind=kind, at=rec.settings.at if kind != "none" else 0)

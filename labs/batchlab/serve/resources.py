@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..ledger import append_event
+from ..rundir import RunDir
 from .progress import PASS_OVER, RESOURCE_EVENT
 
 #: Seconds between two samples.
@@ -113,5 +114,5 @@ class ResourceSampler:
                 continue
             if self._over() or self._stop.is_set():
                 return
-            append_event(self.run_dir / "ledger.jsonl", RESOURCE_EVENT, pass_no=self.pass_no, by="server", **values)
+            append_event(RunDir(self.run_dir).ledger, RESOURCE_EVENT, pass_no=self.pass_no, by="server", **values)
             self.samples += 1

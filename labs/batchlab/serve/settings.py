@@ -9,23 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ..errors import KitError
 from ..faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_KINDS
-from ..paths import solution_module, student_module
 from .store import Settings
 
 #: The largest request body the service reads (a batch file); larger ones answer 413.
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 MAX_CONCURRENCY = 256
-
-
-def default_service_impl() -> Path:
-    """What ``batchlab run`` and ``demo`` run by default: the reference where present, else the student module."""
-    sol = solution_module()
-    return sol if sol.exists() else student_module()
 
 
 def _bad(name: str, value: Any, why: str, hint: str) -> KitError:

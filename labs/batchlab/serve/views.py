@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import KitError, finite
 from ..metrics import Metrics, metrics_for_run
+from ..rundir import RunDir
 from ..thresholds import THRESHOLDS
 from .manager import BatchManager
 from .settings import hint_for
@@ -51,10 +52,10 @@ def metrics_view(metrics: Metrics) -> dict[str, Any]:
 def batch_metrics(manager: BatchManager, rec: BatchRecord) -> dict[str, Any] | None:
     """Metrics of the batch's run directory (None before its first pass), cached between changes."""
     run = manager.store.run_dir(rec.id)
-    if not (run / "spec.json").exists():
+    if not RunDir(run).spec.exists():
         return None
-    ledger = run / "ledger.jsonl"
-    key = (rec.state, len(rec.passes), _size(ledger), _size(run / "sink.sqlite"))
+    ledger = RunDir(run).ledger
+    key = (rec.state, len(rec.passes), _size(ledger), _size(RunDir(run).sink))
     now = time.monotonic()
     with _cache_lock:
         hit = _cache.get(rec.id)

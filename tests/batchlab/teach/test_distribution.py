@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from batchlab.paths import STUDENT_MODULE, kit_root
-from batchlab.release import release
+from batchlab.teach.release import release
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,9 @@ import pytest
 
 from batchlab.cli import main as cli_main
 from batchlab.contract import DEGRADED, DONE, FAILED, PENDING, PROCESSING
-from batchlab.dashboard import Dashboard, completion_svg, counts_html, metrics_html
-from batchlab.dashboard_model import (
+from batchlab.teach.dashboard.render import completion_svg, counts_html, metrics_html
+from batchlab.teach.dashboard.view import Dashboard
+from batchlab.teach.dashboard.board import (
     ERROR,
     FINISHED,
     IDLE,
@@ -25,11 +26,11 @@ from batchlab.dashboard_model import (
     MANUAL_KILL,
     RUNNING,
     DashboardError,
-    DashboardModel,
     DashboardSettings,
     Snapshot,
     StateBoard,
 )
+from batchlab.teach.dashboard.model import DashboardModel
 from batchlab.documents import Document, ident_of, parse_document, try_parse
 from batchlab.examples import make_documents
 from batchlab.faults import FaultPlan
@@ -330,7 +331,7 @@ def test_a_kernel_that_shuts_down_takes_its_running_worker_with_it(tmp_path: Pat
     kernel, client = start_new_kernel(kernel_name="python3")
     try:
         out: list[str] = []
-        code = ("from batchlab.dashboard_model import DashboardModel, DashboardSettings\n"
+        code = ("from batchlab.teach.dashboard.model import DashboardModel, DashboardSettings\n"
                 "settings = DashboardSettings(documents=300, latency_ms=50)\n"  # a pass of about half a minute
                 f"model = DashboardModel(settings=settings, runs_dir={str(tmp_path)!r})\n"
                 "print(model.run().pid)")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from batchlab.bench import TARGETS, format_bench, run_bench
+from batchlab.teach.bench import TARGETS, format_bench, run_bench
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from batchlab.paths import SOLUTION_MODULE, STUDENT_MODULE
-from batchlab.release import STUDENT_README, ReleaseError, release, render_student, strip_solutions
+from batchlab.teach.release import STUDENT_README, ReleaseError, release, render_student, strip_solutions
 
 SOURCE = """def f(x):
     \"\"\"Doc.\"\"\"

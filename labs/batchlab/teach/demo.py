@@ -13,20 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .contract import BatchConfig
-from .documents import Batch, Document, ident_of, load_batch, try_parse
-from .examples import make_documents, write_input
-from .faults import CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
-from .metrics import Metrics, metrics_for_run
-from .paths import example_input, kit_root, solution_module, student_module
-from .pipeline import chunk_text, clean_text
-from .runner import EventsCallback, PassResult, RunSpec, run_passes
-
-
-def default_demo_impl() -> Path:
-    """The reference where the kit has it (teachers' copy), else the student module (students' copy)."""
-    sol = solution_module()
-    return sol if sol.exists() else student_module()
+from ..contract import BatchConfig
+from ..documents import load_batch
+from ..examples import make_documents, write_input
+from ..faults import CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
+from ..metrics import Metrics, metrics_for_run
+from ..paths import default_demo_impl, example_input, kit_root
+from ..pipeline import planned_calls
+from ..rundir import RunDir
+from ..runner import EventsCallback, PassResult, RunSpec, run_passes
 
 
 def new_run_dir(prefix: str = "demo") -> Path:
@@ -39,23 +34,6 @@ def new_run_dir(prefix: str = "demo") -> Path:
         n += 1
         run = base / f"{prefix}-{stamp}-{n}"
     return run
-
-
-def unique_identities(batch: Batch) -> int:
-    """How many distinct valid documents a batch holds (the progress bar's total)."""
-    return len({ident_of(d) for d in map(try_parse, batch.documents) if isinstance(d, Document)})
-
-
-def planned_calls(batch: Batch) -> int:
-    """How many service calls a fault-free run makes (to place a crash in the middle)."""
-    seen: set[str] = set()
-    calls = 0
-    for raw in batch.documents:
-        doc = try_parse(raw)
-        if isinstance(doc, Document) and (ident := ident_of(doc)) not in seen:
-            seen.add(ident)
-            calls += len(chunk_text(clean_text(doc.content)))
-    return calls
 
 
 #: The line a TODO placeholder of the student module leaves in a worker's stderr.
@@ -75,7 +53,7 @@ class Unfinished:
         return f"not implemented yet ({self.todo})"
 
     def lines(self) -> list[str]:
-        from .steps import STEPS
+        from ..steps import STEPS
 
         left = ", ".join(f"{num} {name}" for num, name in self.steps_left) or "none (see the TODO above)"
         first = self.steps_left[0] if self.steps_left else next(iter(STEPS.items()))
@@ -96,10 +74,10 @@ def unfinished_module(impl: Path, passes: Sequence[PassResult]) -> Unfinished | 
             continue
         found = _TODO_LINE.findall(p.stderr)
         if found:
-            from .checks import overview
+            from .notebook import overview
 
             todo = overview(impl).todo
-            from .steps import STEPS
+            from ..steps import STEPS
 
             left = [(num, name) for num, name in STEPS.items() if todo.get(num, 0)]
             return Unfinished(todo=found[-1][0].strip(), steps_left=left)
@@ -159,11 +137,11 @@ def run_demo(
     on_pass: Callable[[PassResult], None] | None = None,
 ) -> DemoResult:
     """Pass 1 with ``fault_rate`` transient faults and a crash, then the resume pass; metrics of both."""
-    from .service import LatencyModel
+    from ..service import LatencyModel
 
     run = run_dir or new_run_dir()
     if docs is not None:
-        source = write_input(run / "input.json", make_documents(docs, seed=seed))
+        source = write_input(RunDir(run).input, make_documents(docs, seed=seed))
     else:
         source = Path(input_path or example_input())
     batch = load_batch(source)  # raises BatchInputError before anything is written

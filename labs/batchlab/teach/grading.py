@@ -15,17 +15,25 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import UsageError
-from .paths import kit_root
+from ..errors import UsageError
+from ..paths import kit_root
 
 
-def grade_command(*, impl: Path | None = None, hidden: bool = False, step: str | None = None,
-                  results: Path | None = None, extra: list[str] | None = None) -> list[str]:
-    """The pytest command line that grades ``impl`` (the default implementation when None)."""
-    grader = kit_root() / "grader"
-    # nbval (a pytest plugin of the kit) is not needed by the grader and costs seconds at start-up.
+def grader_command(*, impl: Path | None = None, hidden: bool = False, step: str | None = None,
+                   results: Path | None = None, grader_dir: Path | None = None,
+                   extra: Sequence[str] = ()) -> list[str]:
+    """The pytest command line that grades ``impl`` (the default implementation when None).
+
+    The one builder of the grader's command line: ``batchlab grade`` runs it as is, and the
+    notebooks' ``check()`` (:mod:`batchlab.teach.selfcheck`) runs it per step with ``--color=no``,
+    so a TA and a student always run the same grader the same way.
+    """
+    grader = Path(grader_dir) if grader_dir is not None else kit_root() / "grader"
+    # nbval (a pytest plugin of the kit) is not needed by the grader and costs seconds at start-up;
+    # no cache is written into the kit.
     cmd = [sys.executable, "-m", "pytest", str(grader), "-p", "no:nbval", "-p", "no:cacheprovider", "-q"]
     if impl is not None:
         cmd += ["--impl", str(Path(impl).resolve())]
@@ -35,7 +43,7 @@ def grade_command(*, impl: Path | None = None, hidden: bool = False, step: str |
         cmd += ["--step", step]
     if results is not None:
         cmd += ["--results", str(Path(results).resolve())]
-    return cmd + list(extra or [])
+    return cmd + list(extra)
 
 
 def run_grade(*, impl: Path | None = None, hidden: bool = False, step: str | None = None,
@@ -47,7 +55,7 @@ def run_grade(*, impl: Path | None = None, hidden: bool = False, step: str | Non
     if impl is not None and not Path(impl).is_file():
         raise UsageError(f"{impl} is not a file", code="file_not_found", details={"impl": str(impl)},
                          hints=["Point --impl at a document_processor.py."])
-    return subprocess.call(grade_command(impl=impl, hidden=hidden, step=step, results=results))
+    return subprocess.call(grader_command(impl=impl, hidden=hidden, step=step, results=results))
 
 
 def cmd_grade(args: argparse.Namespace) -> int:

@@ -35,16 +35,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .contract import BatchConfig
-from .examples import make_documents, write_input
-from .faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CrashPlan, FaultPlan
-from .ledger import Ledger, read_events
-from .metrics import metrics_for_run
-from .paths import solution_module
-from .runner import RunSpec, prepare, run_pass
-from .service import LatencyModel, SimulatedService
-from .sink import SqliteSink
-from .worker import load_impl
+from ..contract import BatchConfig
+from ..examples import make_documents, write_input
+from ..faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CrashPlan, FaultPlan
+from ..ledger import Ledger, read_events
+from ..metrics import metrics_for_run
+from ..paths import solution_module
+from ..rundir import RunDir
+from ..runner import RunSpec, prepare, run_pass
+from ..service import LatencyModel, SimulatedService
+from ..sink import SqliteSink
+from ..worker import load_impl
 
 TARGETS = {
     "throughput_ratio": (">=", 0.9),
@@ -89,17 +90,17 @@ def run_inprocess(module: ModuleType, documents: list[dict[str, Any]], workdir: 
                   latency: LatencyModel, concurrency: int = 8, batch_id: str = "bench") -> dict[str, Any]:
     """One pass of ``module`` in this process with the real service, sink, ledger and checkpoint."""
     workdir.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(workdir / "ledger.jsonl", pass_no=1)
+    ledger = Ledger(RunDir(workdir).ledger, pass_no=1)
     service = SimulatedService(plan=FaultPlan(seed=1), latency=latency, ledger=ledger)
-    sink = SqliteSink(workdir / "sink.sqlite", ledger=ledger)
+    sink = SqliteSink(RunDir(workdir).sink, ledger=ledger)
     t0 = time.perf_counter()
     report = asyncio.run(module.process_documents_batch(
-        documents, batch_id=batch_id, service=service, sink=sink, state_dir=workdir / "state",
+        documents, batch_id=batch_id, service=service, sink=sink, state_dir=RunDir(workdir).state,
         config=BatchConfig(concurrency=concurrency)))
     wall = time.perf_counter() - t0
     sink.close()
     ledger.close()
-    events = read_events(workdir / "ledger.jsonl")
+    events = read_events(RunDir(workdir).ledger)
     latencies = [e["latency"] for e in events if e["ev"] == "call_ok"]
     started = {e["call"]: e["t"] for e in events if e["ev"] == "call_start"}
     observed = [e["t"] - started[e["call"]] for e in events if e["ev"] == "call_ok" and e["call"] in started]
@@ -117,8 +118,8 @@ def _with_store(module: ModuleType, store: Any) -> Any:
 
 async def _bare_loop(documents: list[dict[str, Any]], service: SimulatedService, concurrency: int) -> None:
     """No checkpoint, no sink, no retries: only the service calls, ``concurrency`` at a time."""
-    from .documents import parse_document
-    from .pipeline import chunk_text, clean_text
+    from ..documents import parse_document
+    from ..pipeline import chunk_text, clean_text
 
     slots = asyncio.Semaphore(concurrency)
 
@@ -134,7 +135,7 @@ async def _bare_loop(documents: list[dict[str, Any]], service: SimulatedService,
 def bench_baseline(documents: list[dict[str, Any]], tmp: Path, latency: LatencyModel, concurrency: int) -> float:
     """Calls per second that this event loop and harness reach with no processor at all."""
     tmp.mkdir(parents=True, exist_ok=True)
-    with Ledger(tmp / "ledger.jsonl", pass_no=1) as ledger:
+    with Ledger(RunDir(tmp).ledger, pass_no=1) as ledger:
         service = SimulatedService(plan=FaultPlan(seed=1), latency=latency, ledger=ledger)
         t0 = time.perf_counter()
         asyncio.run(_bare_loop(documents, service, concurrency))
@@ -191,7 +192,7 @@ def bench_orchestration(module: ModuleType, tmp: Path, n: int = 1000, rounds: in
 def bench_resume(impl: Path, tmp: Path, n: int) -> dict[str, Any]:
     """Kill a real worker after half the batch is committed, then time the resume to its first new call."""
     run = tmp / f"resume-{n}"
-    source = write_input(run / "input.json", _docs(n, min_bytes=300, max_bytes=3000, seed=3))
+    source = write_input(RunDir(run).input, _docs(n, min_bytes=300, max_bytes=3000, seed=3))
     spec = RunSpec(impl=impl, input=source, run_dir=run, latency=LatencyModel(median_ms=0.0),
                    config=BatchConfig(concurrency=8), timeout_s=900)
     prepare(spec)

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import KitError
+from ..errors import KitError
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)#\s*BEGIN SOLUTION\b\s*(?P<hint>.*)$")
 END = re.compile(r"^[ \t]*#\s*END SOLUTION\b")
@@ -128,7 +128,7 @@ def committed_text(root: Path, rel: Path) -> str | None:
 
 def skeleton_state(root: Path) -> tuple[str, str | None, str | None]:
     """``(wanted, working, committed)``: the skeleton the solution gives, and the two copies of it we have."""
-    from .paths import SOLUTION_MODULE, STUDENT_MODULE
+    from ..paths import SOLUTION_MODULE, STUDENT_MODULE
 
     wanted = render_student(root / SOLUTION_MODULE)
     student = root / STUDENT_MODULE
@@ -148,7 +148,7 @@ def release(*, root: Path, check: bool = False, out: Path | None = None, force: 
     and the new rendering is refused (``student_work_present``) unless ``force``, which first
     keeps a copy under ``runs/release-backup/``. With ``out`` nothing in ``root`` is written.
     """
-    from .paths import SOLUTION_MODULE, STUDENT_MODULE
+    from ..paths import SOLUTION_MODULE, STUDENT_MODULE
 
     student = root / STUDENT_MODULE
     if out is not None:
@@ -188,7 +188,7 @@ def write_distribution(root: Path, out: Path) -> Path:
     """Write what students get into ``out``: their README, the skeleton rendered from the solution,
     the harness, the public grader, notebooks, templates, examples and the kit's harness tests;
     no solution, no hidden scenarios. Nothing in ``root`` is written."""
-    from .paths import SOLUTION_MODULE, STUDENT_MODULE
+    from ..paths import SOLUTION_MODULE, STUDENT_MODULE
 
     out = out.resolve()
     if out.exists() and any(out.iterdir()):

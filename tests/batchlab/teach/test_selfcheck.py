@@ -10,17 +10,10 @@ from typing import Any
 
 import pytest
 
-from batchlab import checks
-from batchlab.checks import (
-    CheckResult,
-    UnknownStepError,
-    check,
-    load_student,
-    normalize_step,
-    overview,
-    show_passes,
-    student_cell,
-)
+from batchlab.teach import notebook
+from batchlab.teach import selfcheck as checks
+from batchlab.teach.notebook import load_student, overview, show_passes, student_cell
+from batchlab.teach.selfcheck import CheckResult, UnknownStepError, check, normalize_step
 from batchlab.cli import main
 
 
@@ -273,7 +266,7 @@ class TestWorkDir:
 
     SCRIPT = (
         "import sys\n"
-        "from batchlab.checks import work_dir\n"
+        "from batchlab.teach.notebook import work_dir\n"
         "work = work_dir('lesson15-test-')\n"
         "(work / 'run').mkdir()\n"
         "(work / 'run' / 'ledger.jsonl').write_bytes(b'x' * 2_000_000)\n"
@@ -325,13 +318,13 @@ class TestWorkDir:
         import tempfile
 
         monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
-        work = checks.work_dir("lesson15-alive-")
+        work = notebook.work_dir("lesson15-alive-")
         assert work.is_dir() and work.parent == tmp_path
         time.sleep(0.5)  # the reaper is running and waits for this process, it does not remove the folder now
         assert work.is_dir()
-        checks._remove_work_dir(work, owner_pid=-1)  # a forked child's copy of the hook: not the owner
+        notebook._remove_work_dir(work, owner_pid=-1)  # a forked child's copy of the hook: not the owner
         assert work.is_dir()
-        checks._remove_work_dir(work, owner_pid=__import__("os").getpid())
+        notebook._remove_work_dir(work, owner_pid=__import__("os").getpid())
         assert not work.exists()
 
     @pytest.mark.parametrize("now", [False, True], ids=["graceful-shutdown", "killed-like-nbval"])

@@ -14,13 +14,15 @@ from typing import Any
 import pytest
 
 from batchlab.cli import main
-from batchlab.demo import run_demo
+from batchlab.teach.demo import run_demo
 from batchlab.errors import KitError, UsageError
 from batchlab.ledger import read_events
 from batchlab.metrics import metrics_for_run
-from batchlab import plots
-from batchlab.plots import LABELS, bundled_cjk_fonts, choose_style, covers, find_cjk_font
-from batchlab.report import PLACEHOLDER, PLOTS, build_report, expected_backoff, fill_template, retry_delays
+from batchlab.teach.report import style as plot_style
+from batchlab.teach.report.style import LABELS, bundled_cjk_fonts, choose_style, covers, find_cjk_font
+from batchlab.teach.report.build import PLOTS, build_report
+from batchlab.teach.report.markdown import PLACEHOLDER, fill_template
+from batchlab.teach.report.views import expected_backoff, retry_delays
 from batchlab.thresholds import load_thresholds
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -241,7 +243,8 @@ class TestFonts:
         assert exc.value.code == "no_cjk_font"
 
     def test_chinese_labels_drawn_with_a_latin_font_do_warn_so_the_glyph_checks_can_fail(self, tmp_path):
-        from batchlab.plots import PlotStyle, plot_failures
+        from batchlab.teach.report.plots import plot_failures
+        from batchlab.teach.report.style import PlotStyle
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -271,7 +274,7 @@ class TestBundledFont:
         assert [f.name for f in files] == ["NotoSansCJKsc-Regular.otf", "NotoSansCJKsc-Bold.otf"], \
             "mpl-font is a dependency in pyproject.toml: pip install -e . installs it"
         for f in files:
-            assert covers(str(f), plots._label_chars("zh")), f
+            assert covers(str(f), plot_style._label_chars("zh")), f
 
     def test_the_font_is_open_licensed_as_the_readme_says(self):
         from matplotlib.ft2font import FT2Font
@@ -290,7 +293,7 @@ class TestBundledFont:
 
         script = (
             "import json, sys, warnings\n"
-            "from batchlab.report import build_report\n"
+            "from batchlab.teach.report.build import build_report\n"
             "with warnings.catch_warnings(record=True) as caught:\n"
             "    warnings.simplefilter('always')\n"
             "    r = build_report(run_dir=sys.argv[1], out=sys.argv[2], lang='auto')\n"
@@ -315,11 +318,11 @@ class TestBundledFont:
 
         from matplotlib import font_manager
 
-        monkeypatch.setitem(sys.modules, plots.BUNDLED_FONT_PACKAGE, None)  # the package made unavailable
+        monkeypatch.setitem(sys.modules, plot_style.BUNDLED_FONT_PACKAGE, None)  # the package made unavailable
         latin_only = [e for e in font_manager.fontManager.ttflist if e.name.startswith("DejaVu")]
         monkeypatch.setattr(font_manager.fontManager, "ttflist", latin_only)
         monkeypatch.setattr(font_manager, "findSystemFonts", lambda *a, **k: [])
-        assert bundled_cjk_fonts() == [] and plots.register_bundled_fonts() == []
+        assert bundled_cjk_fonts() == [] and plot_style.register_bundled_fonts() == []
         assert choose_style("auto").lang == "en"
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

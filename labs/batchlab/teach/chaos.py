@@ -18,7 +18,7 @@ pass runs to its end; then it prints:
   restarts a document from chunk 0 (resume granularity is the document). The
   tool names them, how many times each was restarted and how far it got.
 
-``python -m batchlab.chaos`` is the same command. Every process it starts is
+``python -m batchlab chaos`` is the same command. Every process it starts is
 SIGKILLed on the way out (``finally``), whatever happens.
 """
 
@@ -41,10 +41,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import EXIT_FAILED, EXIT_OK, KitError, UsageError
-from .host import environ_snapshot, lock_is_held
-from .ledger import append_event, read_events
-from .runner import WORK_EVENTS, LedgerTail
+from ..errors import EXIT_FAILED, EXIT_OK, KitError, UsageError
+from ..host import environ_snapshot, lock_is_held
+from ..ledger import append_event, read_events
+from ..rundir import RunDir
+from ..runner import WORK_EVENTS, LedgerTail
 
 #: Waiting for a pass to be at work, or for a killed process to be gone, never takes longer than this.
 STEP_TIMEOUT_S = 120.0
@@ -118,7 +119,7 @@ class ChaosResult:
         }
 
     def lines(self) -> list[str]:
-        from .metrics import format_table
+        from ..metrics import format_table
 
         commits = [k.commits for k in self.kills]
         out = [f"kills: {len(self.kills)} (`batchlab run` and its worker, SIGKILL, every "
@@ -165,7 +166,7 @@ class ChaosResult:
 def integrity(run_dir: Path) -> dict[str, str]:
     """``PRAGMA integrity_check`` of every SQLite database in the run directory (``ok`` or the complaint)."""
     found: dict[str, str] = {}
-    for path in sorted([run_dir / "sink.sqlite", *(run_dir / "state").rglob("*")]):
+    for path in sorted([RunDir(run_dir).sink, *RunDir(run_dir).state.rglob("*")]):
         try:
             if not path.is_file():
                 continue
@@ -215,8 +216,8 @@ def _wait(predicate: Callable[[], bool], what: str, timeout: float = STEP_TIMEOU
 def _granularity(events: Sequence[dict[str, Any]], killed_passes: set[int], documents: Sequence[Any],
                  unique: int) -> dict[str, Any] | None:
     """Documents restarted from chunk 0 in several killed passes without ever committing during the kills."""
-    from .documents import Document, ident_of, try_parse
-    from .pipeline import chunk_text, clean_text
+    from ..documents import Document, ident_of, try_parse
+    from ..pipeline import chunk_text, clean_text
 
     started: dict[str, set[int]] = defaultdict(set)
     furthest: dict[str, int] = defaultdict(int)
@@ -262,13 +263,13 @@ def run_chaos(
     final_timeout_s: float = 900.0,
 ) -> ChaosResult:
     """Kill ``batchlab run`` and its worker ``kills`` times on ``run_dir``, then finish the batch; see the module."""
-    from .documents import load_batch
-    from .metrics import metrics_for_run
-    from .paths import example_input
+    from ..documents import load_batch
+    from ..metrics import metrics_for_run
+    from ..paths import example_input
 
     run = Path(run_dir)
     say = on_line or (lambda line: None)
-    spec_file = run / "spec.json"
+    spec_file = RunDir(run).spec
     if input_path is None and spec_file.exists():
         try:
             input_path = json.loads(spec_file.read_text(encoding="utf-8"))["input"]
@@ -299,7 +300,7 @@ def run_chaos(
         live.append(proc)
         return proc
 
-    tail = LedgerTail(run / "ledger.jsonl")  # one reader for the whole run: each event is parsed once
+    tail = LedgerTail(RunDir(run).ledger)  # one reader for the whole run: each event is parsed once
     tail.read_new()
     commits_by_pass: dict[int, int] = defaultdict(int)
 
@@ -354,7 +355,7 @@ def run_chaos(
             cli.wait()
             _wait(lambda: not _alive(wpid), f"worker {wpid} exiting after its kill")
             _wait(lambda: not lock_is_held(run), "the run directory's lock being released")
-            append_event(run / "ledger.jsonl", "kill", pass_no=pass_no, kind="chaos", by="chaos",
+            append_event(RunDir(run).ledger, "kill", pass_no=pass_no, kind="chaos", by="chaos",
                          delay=round(delay, 4), n=n)
             killed_passes.add(pass_no)
             read_new()
@@ -375,7 +376,7 @@ def run_chaos(
         result.final_outcome = f"exit {final.returncode}" + (f" ({first})" if first else "")
         result.final_integrity = integrity(run)
         result.metrics = metrics_for_run(run)
-        result.granularity = _granularity(read_events(run / "ledger.jsonl"), killed_passes, batch.documents,
+        result.granularity = _granularity(read_events(RunDir(run).ledger), killed_passes, batch.documents,
                                           result.metrics.unique)
     finally:
         for proc in live:
@@ -434,9 +435,3 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--impl", type=Path, default=None, help="implementation file (default: as `batchlab run`)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.set_defaults(func=cmd_chaos)
-
-
-if __name__ == "__main__":
-    from .cli import main
-
-    sys.exit(main(["chaos", *sys.argv[1:]]))
