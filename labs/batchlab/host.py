@@ -323,13 +323,21 @@ def flock_available() -> bool:
     return hasattr(fcntl, "flock")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs code. A zombie counts as gone: it holds no lock and does nothing more
+    (its parent has not reaped it yet), which is what the lock's holder check and chaos's kill wait both need."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    stat = Path(f"/proc/{pid}/stat")  # Linux; elsewhere a zombie counts as alive until reaped
+    if stat.exists():
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
     return True
 
 
@@ -382,7 +390,7 @@ class RunDirLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except FileExistsError:
             holder = read_holder(self.path)
-            if holder.get("pid") and not _pid_alive(int(holder["pid"])):
+            if holder.get("pid") and not pid_alive(int(holder["pid"])):
                 try:
                     os.unlink(self.path)
                 except FileNotFoundError:
@@ -478,7 +486,7 @@ def lock_is_held(run_dir: str | Path) -> bool:
         return False
     if lock.mechanism == "pidfile":
         pid = read_holder(lock.path).get("pid")
-        return bool(pid) and _pid_alive(int(pid))
+        return bool(pid) and pid_alive(int(pid))
     import fcntl
 
     fd = os.open(lock.path, os.O_RDONLY | os.O_CLOEXEC)

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_FAILED, EXIT_OK, KitError, UsageError
-from ..host import environ_snapshot, lock_is_held
+from ..host import environ_snapshot, lock_is_held, pid_alive
 from ..ledger import append_event, read_events
 from ..rundir import RunDir
 from ..runner import WORK_EVENTS, LedgerTail
@@ -186,22 +186,6 @@ def integrity(run_dir: Path) -> dict[str, str]:
         except sqlite3.Error as exc:
             found[name] = f"{type(exc).__name__}: {exc}"
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.exists():  # a zombie is gone for our purpose (it holds no lock, runs no code)
-        try:
-            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, IndexError):
-            return False
-    return True
 
 
 def _wait(predicate: Callable[[], bool], what: str, timeout: float = STEP_TIMEOUT_S) -> None:
@@ -353,7 +337,7 @@ def run_chaos(
                 except ProcessLookupError:
                     pass
             cli.wait()
-            _wait(lambda: not _alive(wpid), f"worker {wpid} exiting after its kill")
+            _wait(lambda: not pid_alive(wpid), f"worker {wpid} exiting after its kill")
             _wait(lambda: not lock_is_held(run), "the run directory's lock being released")
             append_event(RunDir(run).ledger, "kill", pass_no=pass_no, kind="chaos", by="chaos",
                          delay=round(delay, 4), n=n)
@@ -387,7 +371,7 @@ def run_chaos(
                     pass
                 proc.wait()
         for pid in worker_pids:
-            if _alive(pid):
+            if pid_alive(pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
