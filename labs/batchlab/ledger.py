@@ -15,6 +15,8 @@ Event kinds (field ``ev``):
 ``state``       a state change reported by the processor through ``progress`` (``doc_id``, ``state``, ``error``)
 ``crash``       a planned crash fired (``kind``, ``at``); ``kill`` the parent sent SIGKILL
 ``pass_end``    the processor returned (``report``); ``student_error`` it raised (``error``)
+``resource``    a resource sample of the worker by ``batchlab serve`` (``cpu_percent``, ``rss_bytes``, ``open_files``,
+                ``disk_bytes``); no metric reads it
 """
 
 from __future__ import annotations
