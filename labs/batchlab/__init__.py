@@ -26,7 +26,8 @@ The front-ends, each in a room of its own, importing the core and never each oth
 
 * ``teach/``     - notebook (the step notebooks' helpers), selfcheck (``check()``), grading (``batchlab grade``), demo,
   dashboard/ (board, model, render, view), chaos, report/ (views, markdown, style, plots, build), bench, release
-* ``serve/``     - the batch service (not built yet)
+* ``serve/``     - the batch service (``batchlab serve``): manager (states, actions), app (HTTP, WebSocket),
+  progress (the ledger fold), resources (psutil samples), page (the task page), store, settings
 * ``grade/``     - class grading (not built yet)
 
 ``cli`` is the entry point over all of them (``batchlab VERB``). The harness depends on nothing
