@@ -473,6 +473,15 @@ def _printable_streams() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush (which exits 120)
+        return code
+    except BrokenPipeError:
+        return _reader_left()
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
         require_supported_platform()  # native Windows: the unified error, before anything runs
         _printable_streams()
         parser = build_parser()
@@ -488,8 +497,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return _reader_left()
 
 
 def _reader_left() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,10 +115,15 @@ class TestCommands:
         assert summary["documents"] == 124 and summary["unique"] == 118
         assert summary["invalid"] == {"missing_id": 1, "wrong_type": 1, "empty_content": 1}
 
-    def test_a_reader_that_leaves_early_gets_no_traceback(self, example_input_path: Path) -> None:
-        """`batchlab validate ... | head -0`: the pipe is closed before the kit writes; it exits 141, silently."""
+    @pytest.mark.parametrize("unbuffered", [False, True])
+    def test_a_reader_that_leaves_early_gets_no_traceback(self, example_input_path: Path, unbuffered: bool) -> None:
+        """`batchlab validate ... | head -0`: the pipe is closed before the kit writes; it exits 141, silently
+        (buffered, the write fails only at the last flush; unbuffered, at the print itself)."""
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        if unbuffered:
+            env["PYTHONUNBUFFERED"] = "1"
         proc = subprocess.Popen([sys.executable, "-m", "batchlab.cli", "validate", str(example_input_path)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()  # the reader is gone before the first write
         err = proc.stderr.read().decode()
