@@ -21,6 +21,11 @@ text-align:left} .bar{background:#eee;height:1em;width:12em;display:inline-block
 .bar i{background:#3a7;display:block;height:100%} .pass{color:#176b2c;font-weight:bold}
 .fail{color:#b00020;font-weight:bold} .muted{color:#777} .error{border:2px solid #b00020;padding:.5em;margin:.5em 0}
 button{font-size:1em;margin-right:.5em} .state{font-weight:bold}
+#curve{width:100%;max-width:40em;height:12em;border:1px solid #ddd;background:#fcfcfc}
+#curve polyline{fill:none;stroke:#3a7;stroke-width:2;vector-effect:non-scaling-stroke}
+#curve line{stroke-width:2;vector-effect:non-scaling-stroke} #curve line[data-kind=kill]{stroke:#b00020}
+#curve line[data-kind=stop]{stroke:#e69500;stroke-dasharray:4 3} #curve line[data-kind=resume]{stroke:#2456c8}
+.key-kill{color:#b00020} .key-stop{color:#e69500} .key-resume{color:#2456c8}
 """
 STATE_ZH = {"queued": "排队 queued", "running": "运行中 running", "interrupted": "中断 interrupted",
             "completed": "完成 completed", "failed": "失败 failed", "cancelled": "已取消 cancelled"}
@@ -54,6 +59,7 @@ def index_page(batches: list[dict[str, Any]]) -> str:
 <input type="file" name="file" accept=".json,application/json" required>
 故障率 (fault rate) <input name="fault_rate" size="4" value="0.03">
 并发 (concurrency) <input name="concurrency" size="3" value="8">
+延迟 (latency, ms) <input name="latency_ms" size="4" value="10">
 <button type="submit">提交 (Submit)</button></form>
 <div id="upload-error"></div>
 <table><thead><tr><th>批次 (batch)</th><th>状态 (state)</th><th>进度 (progress)</th><th>重试 (retries)</th></tr>
@@ -75,6 +81,31 @@ setInterval(refresh,1000);"""
     return _page("批处理任务 (batches)", body, script)
 
 
+#: The live completion curve (completed / unique over wall time) with each pass's end (a kill in red, a
+#: clean stop such as Cancel dashed orange) and each resume (blue) marked. Points come from what the page
+#: receives (snapshot, progress, actions); the marks also from the passes in the batch's timings, so a page
+#: opened late still shows every kill and resume. Plain SVG, drawn by a few lines of script.
+CURVE_HTML = """<h2>完成曲线 (completion curve)</h2>
+<svg id="curve" viewBox="0 0 1000 100" preserveAspectRatio="none" role="img" aria-label="completion curve">
+<polyline id="curve-line" points=""></polyline><g id="curve-marks"></g></svg>
+<p class="muted">纵轴 (y): 已完成比例 (completed / unique), 横轴 (x): 时间 (time) ·
+<span class="key-kill">▌ 强杀 (kill)</span> · <span class="key-stop">▌ 停止 (stop / cancel)</span> ·
+<span class="key-resume">▌ 恢复 (resume)</span></p>"""
+CURVE_JS = """const CURVE={points:[],marks:{}};
+function curveDraw(){const ts=CURVE.points.map(p=>p[0]).concat(Object.values(CURVE.marks).map(m=>m.t));
+ if(!ts.length)return;const t0=Math.min(...ts),span=Math.max(1,Math.max(...ts)-t0),x=t=>(1000*(t-t0)/span).toFixed(1);
+ document.getElementById('curve-line').setAttribute('points',CURVE.points.map(p=>`${x(p[0])},${(100-100*p[1]).toFixed(2)}`).join(' '));
+ document.getElementById('curve-marks').innerHTML=Object.entries(CURVE.marks).map(([k,m])=>
+  `<line data-key="${k}" data-kind="${m.kind}" x1="${x(m.t)}" x2="${x(m.t)}" y1="0" y2="100"><title>${k}</title></line>`).join('')}
+function curvePoint(b){const now=Date.now()/1000;const f=b.unique?b.completed/b.unique:1;
+ const last=CURVE.points[CURVE.points.length-1];if(!last||last[1]!==f||now-last[0]>1)CURVE.points.push([now,f]);
+ ((b.timings||{}).passes||[]).forEach(curveMarkPass);curveDraw()}
+function curveMark(key,kind,t){if(!(key in CURVE.marks)){CURVE.marks[key]={kind:kind,t:t};curveDraw()}}
+function curveMarkPass(p){if(p.pass_no>1)curveMark('resume-'+p.pass_no,'resume',p.started_at);
+ if(p.outcome!=='ok')curveMark('end-'+p.pass_no,p.outcome==='killed'?'kill':'stop',p.started_at+p.duration_s)}
+"""
+
+
 def batch_page(batch: dict[str, Any]) -> str:
     """One batch; the script fills it from the WebSocket's messages."""
     body = f"""<p><a href="/">← 全部批次 (all batches)</a></p>
@@ -82,19 +113,20 @@ def batch_page(batch: dict[str, Any]) -> str:
 <p>状态 (state): <span id="state" class="state"></span> <span id="reason" class="muted"></span></p>
 <p>进度 (progress): <span id="progress"></span> · 吞吐 (throughput) <span id="tput"></span> 文档/分钟 ·
 预计剩余 (ETA) <span id="eta"></span> · 重试 (retries) <span id="retries"></span></p>
+{CURVE_HTML}
 <p><button data-action="resume">恢复 (Resume)</button><button data-action="retry-failed">重试失败 (Retry failed)
 </button><button data-action="cancel">取消 (Cancel)</button></p><div id="action-error"></div>
 <h2>各状态文档数 (documents per state)</h2><table><tbody id="counts"></tbody></table>
 <h2>指标 (metrics) 对照阈值 (thresholds)</h2><table><tbody id="metrics"></tbody></table>
 <h2>失败原因 (failure reasons)</h2><table><tbody id="reasons"></tbody></table>
 <h2>资源 (resources)</h2><p id="resource" class="muted">—</p>"""
-    script = f"""const ID={_js(batch['id'])};
+    script = CURVE_JS + f"""const ID={_js(batch['id'])};
 function esc(s){{return String(s??'').replace(/[&<>'"]/g,c=>({{'&':'&amp;','<':'&lt;','>':'&gt;',"'":'&#39;','"':'&quot;'}}[c]))}}
 const ZH={{pending:'待处理 pending',processing:'处理中 processing',done:'完成 done',degraded:'降级 degraded',
  failed:'失败 failed',rejected:'拒收 rejected'}};
 function fmt(c){{if(c.value===null||c.value===undefined)return 'n/a';return c.metric.endsWith('_rate')?
  (100*c.value).toFixed(2)+' %':c.value.toFixed(3)+' s'}}
-function show(b){{document.getElementById('state').textContent=STATE_ZH[b.state];
+function show(b){{curvePoint(b);document.getElementById('state').textContent=STATE_ZH[b.state];
  document.getElementById('reason').textContent=b.reason||'';
  document.getElementById('progress').textContent=`${{b.completed}}/${{b.unique}}`;
  document.getElementById('tput').textContent=b.throughput_docs_per_min;
@@ -112,7 +144,8 @@ function showResource(r){{document.getElementById('resource').textContent=`CPU $
  `${{(r.disk_bytes/1048576).toFixed(1)}} MB`}}
 function listen(){{const ws=new WebSocket(`${{location.protocol==='https:'?'wss':'ws'}}://${{location.host}}/batches/${{ID}}/events`);
  ws.onmessage=m=>{{const d=JSON.parse(m.data);if(d.batch){{LAST=d.batch.state;show(d.batch)}}
-  if(d.type==='resource')showResource(d.sample)}};
+  if(d.type==='resource')showResource(d.sample);if(d.type==='pass')curveMarkPass(d.pass);
+  if(d.type==='event'&&d.resume)curveMark('resume-'+d.event.pass,'resume',Date.now()/1000)}};
  ws.onclose=()=>{{SOCKET=null;if(!['completed','failed'].includes(LAST))setTimeout(listen,2000)}};SOCKET=ws}}
 let SOCKET=null,LAST=null;
 document.querySelectorAll('button[data-action]').forEach(btn=>btn.addEventListener('click',async()=>{{

@@ -90,7 +90,17 @@ def failure_reasons(manager: BatchManager, rec: BatchRecord, metrics: dict[str, 
     for reason, count in sorted(counted.items(), key=lambda kv: -kv[1]):
         if reason not in rejected:
             reasons.append({"reason": reason, "kind": "service", "count": count, "hint": hint_for(reason)})
-    return reasons
+    # Documents that ended failed for a reason the service's faults do not count (an exception of the
+    # processor's own, say): their last error, so that every failed document has its reason on the page.
+    listed = {r["reason"] for r in reasons}
+    failed: dict[str, dict[str, Any]] = {}
+    for row in manager.progress(rec.id).documents("failed"):
+        reason = str(row.get("last_error") or "unknown")
+        if reason not in listed:
+            failed.setdefault(reason, {"reason": reason, "kind": "failed", "count": 0,
+                                       "hint": "The document ended failed; retry-failed gives it another pass. "
+                                       + hint_for(reason)})["count"] += 1
+    return reasons + sorted(failed.values(), key=lambda r: -r["count"])
 
 
 def detail(manager: BatchManager, batch_id: str) -> dict[str, Any]:

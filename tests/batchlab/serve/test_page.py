@@ -1,4 +1,4 @@
-"""The task page: server-rendered HTML over the same API (the real-browser test is not written yet)."""
+"""The task page: server-rendered HTML over the same API (the real-browser test: tests/browser/test_task_page.py)."""
 
 from __future__ import annotations
 
@@ -26,3 +26,11 @@ def test_a_batch_page_has_its_data_the_three_buttons_and_listens_on_the_websocke
 
 def test_a_page_for_an_unknown_batch_answers_404_with_the_unified_error(client):
     assert client.get("/view/b-nope").json()["error"]["code"] == "batch_not_found"
+
+
+def test_a_batch_page_draws_the_completion_curve_with_kills_stops_and_resumes_marked(client):
+    batch = client.post("/batches", content=batch_bytes(5), headers={"content-type": "application/json"}).json()
+    wait_state(client, batch["id"], "completed")
+    page = client.get(f"/view/{batch['id']}").text
+    assert '<svg id="curve"' in page and "完成曲线 (completion curve)" in page
+    assert "'kill':'stop'" in page and "'resume'" in page  # a pass's end and a later pass's start become marks
