@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,10 +124,31 @@ def run_blocks(blocks: list[Block], workspace: Path) -> list[str]:
 
 
 @pytest.fixture
-def classroom_workspace(tmp_path: Path) -> Path:
-    """A fresh folder laid out like the repository root for the commands: examples/ copied, nothing run yet."""
+def classroom_workspace(tmp_path: Path) -> Iterator[Path]:
+    """A fresh folder laid out like the repository root for the commands: examples/ copied, nothing run yet.
+
+    Afterwards, whatever a command left running in it (the service block starts ``batchlab serve`` in the
+    background and stops it in its last line; a failing line in between would leave it up) is killed with its
+    children, so that a failure costs the test, never a stray server on the machine.
+    """
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    return tmp_path
+    yield tmp_path
+    kill_processes_working_in(tmp_path)
+
+
+def kill_processes_working_in(folder: Path) -> None:
+    import psutil
+
+    inside = str(folder.resolve())
+    for proc in psutil.process_iter(["pid", "cwd"]):
+        cwd = proc.info.get("cwd") or ""
+        if proc.pid != os.getpid() and (cwd == inside or cwd.startswith(inside + os.sep)):
+            try:
+                for child in proc.children(recursive=True):
+                    child.kill()
+                proc.kill()
+            except psutil.Error:
+                pass
 
 
 @pytest.fixture
