@@ -29,11 +29,7 @@ def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Path = DE
 
     manager = BatchManager(data, impl=impl, max_running=max_running)
     app = create_app(manager)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)  # before the URL is printed: a client that reads it and connects at once is queued, not refused
+    sock, family = listening_socket(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     print(f"batchlab serve: http://{shown}:{bound}/  (API docs: http://{shown}:{bound}/docs; data: "
@@ -49,6 +45,19 @@ def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Path = DE
         return 130
     print("batchlab serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def listening_socket(host: str, port: int) -> tuple[socket.socket, int]:
+    """The server's socket, bound and listening before the URL is printed (a client that reads it and connects at
+    once is queued, not refused); port 0 picks a free one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP said outright: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose proto is TCP, and a
+    # socket made with proto 0 stalled every kept-alive answer about 40 ms (Nagle meeting delayed ACKs).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock, family
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

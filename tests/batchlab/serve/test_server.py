@@ -183,3 +183,30 @@ def test_ctrl_c_stops_the_server_and_its_worker_cleanly_and_the_batch_resumes_af
     assert again.http.post(f"/batches/{bid}/resume").status_code == 202
     done = again.wait(bid, lambda b: b["state"] not in ("queued", "running"))
     assert done["state"] == "completed" and done["metrics"]["summary"]["duplicate_rate"] == 0, done
+
+
+def test_connections_the_server_accepts_send_small_answers_at_once() -> None:
+    """asyncio turns Nagle off only for TCP-protocol sockets: the listening socket says so, or every kept-alive
+    answer waits ~40 ms for a delayed ACK (a browser's page of small requests felt it)."""
+    import asyncio
+    import socket
+
+    from batchlab.serve.server import listening_socket
+
+    async def accepted_nodelay() -> int:
+        sock, _ = listening_socket("127.0.0.1", 0)
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            conn = writer.get_extra_info("socket")
+            seen.set_result(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+            value = await asyncio.wait_for(seen, WAIT_S)
+            writer.close()
+        return value
+
+    assert asyncio.run(accepted_nodelay()) != 0
