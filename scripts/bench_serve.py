@@ -62,9 +62,9 @@ async def watch(host: str, batch_id: str, counts: dict[str, int]) -> None:
 
 
 async def run(args: argparse.Namespace, host: str) -> dict[str, object]:
-    # The GETs are timed on a new connection each (as curl does). On a kept-alive connection every answer
-    # after the first stalls about 40 ms (a delayed-ACK interaction between httpx's kept-alive socket and the
-    # server; TCP_NODELAY on the client does not remove it): that figure is reported apart, as keepalive_*.
+    # The GETs are timed on a new connection each (as curl does) and, apart, on one kept-alive connection (as a
+    # browser does), reported as keepalive_*: the server once stalled those ~40 ms each (Nagle was on; see
+    # batchlab.serve.server.listening_socket).
     fresh = httpx.AsyncClient(base_url=f"http://{host}", timeout=60, limits=httpx.Limits(max_keepalive_connections=0))
     async with httpx.AsyncClient(base_url=f"http://{host}", timeout=60) as http, fresh:
         bodies = [{"batch_id": f"load-{i:02d}", "documents": make_documents(
