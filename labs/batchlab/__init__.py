@@ -18,6 +18,7 @@ The harness (the core), flat at the top, in the order a document travels:
 * ``ledger``     - the append-only record of every side effect: the ground truth
 * ``metrics``    - the lesson's figures, computed from the ledger and the sink
 * ``thresholds`` - the thresholds those figures are held to (``thresholds.toml``)
+* ``resources``  - psutil samples of a running worker (CPU, memory, open files, disk) written to the ledger
 
 and around them: ``errors`` (the unified error shape), ``steps`` (the lesson's step names),
 ``paths`` (where the kit's files are), ``host`` (locks, process groups, platform checks).
@@ -27,7 +28,7 @@ The front-ends, each in a room of its own, importing the core and never each oth
 * ``teach/``     - notebook (the step notebooks' helpers), selfcheck (``check()``), grading (``batchlab grade``), demo,
   dashboard/ (board, model, render, view), chaos, report/ (views, markdown, style, plots, build), bench, release
 * ``serve/``     - the batch service (``batchlab serve``): manager (states, actions), app (HTTP, WebSocket),
-  progress (the ledger fold), resources (psutil samples), page (the task page), store, settings
+  progress (the ledger fold), page (the task page), store, settings
 * ``grade/``     - class grading (not built yet)
 
 ``cli`` is the entry point over all of them (``batchlab VERB``). The harness depends on nothing

@@ -30,6 +30,12 @@ from pathlib import Path
 from typing import Any
 
 
+#: The event kind of a resource sample of a running worker (:mod:`batchlab.resources`); no metric reads it.
+RESOURCE_EVENT = "resource"
+#: A worker's events after which its pass is over (nothing more is sampled, its pid is stale).
+PASS_OVER = frozenset({"pass_end", "stopped", "student_error", "input_error", "crash", "kill", "timeout"})
+
+
 class PassEnd(StrEnum):
     """How a pass ended, as its ledger events tell it: one vocabulary for the metrics and the grader.
 

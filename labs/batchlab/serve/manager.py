@@ -33,14 +33,14 @@ from ..documents import load_batch
 from ..errors import BatchInputError
 from ..faults import CrashPlan, FaultPlan
 from ..host import RunDirBusyError, RunDirLock, lock_is_held
-from ..ledger import iter_events
+from ..ledger import PASS_OVER, iter_events
 from ..paths import default_demo_impl
+from ..resources import ResourceSampler
 from ..rundir import RunDir
 from ..runner import STOP_KILL_AFTER_S, PassResult, RunSpec, prepare, run_pass
 from ..service import LatencyModel
 from .errors import BatchNotFound, RequestTooLarge, state_conflict
-from .progress import PASS_OVER, Progress
-from .resources import ResourceSampler
+from .progress import Progress
 from .settings import MAX_UPLOAD_BYTES, parse_settings
 from .store import (CANCELLED, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, BatchRecord, PassRecord, Store,
                     new_batch_id)

@@ -19,15 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ..documents import Document, ident_of, try_parse
+from ..ledger import PASS_OVER, RESOURCE_EVENT
 from ..runner import LedgerTail
 
 #: Ledger events a client is told about one by one (the rest only move the counts).
 NOTABLE = frozenset({"pass_start", "pass_end", "crash", "kill", "stop", "stopped", "timeout", "student_error",
                      "input_error"})
-#: A worker's events after which its pass is over (nothing more is sampled, its pid is stale).
-PASS_OVER = frozenset({"pass_end", "stopped", "student_error", "input_error", "crash", "kill", "timeout"})
-#: The event kind of a resource sample (written by :mod:`batchlab.serve.resources`).
-RESOURCE_EVENT = "resource"
 DOC_STATES = ("pending", "processing", "done", "degraded", "failed")
 #: How many notable events, failures and resource samples are kept for late clients.
 KEEP = 300

@@ -10,7 +10,7 @@ from batchlab.documents import load_batch
 from batchlab.ledger import read_events
 from batchlab.metrics import compute_metrics, usable_events
 from batchlab.paths import kit_root
-from batchlab.serve.resources import disk_usage_bytes
+from batchlab.resources import disk_usage_bytes
 from batchlab.sink import read_outputs, read_puts
 
 from .conftest import batch_bytes, wait_state

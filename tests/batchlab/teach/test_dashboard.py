@@ -16,7 +16,7 @@ import pytest
 
 from batchlab.cli import main as cli_main
 from batchlab.contract import DEGRADED, DONE, FAILED, PENDING, PROCESSING
-from batchlab.teach.dashboard.render import completion_svg, counts_html, metrics_html
+from batchlab.teach.dashboard.render import completion_svg, counts_html, metrics_html, resources_html
 from batchlab.teach.dashboard.view import Dashboard
 from batchlab.teach.dashboard.board import (
     ERROR,
@@ -346,3 +346,29 @@ def test_a_kernel_that_shuts_down_takes_its_running_worker_with_it(tmp_path: Pat
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(pid)
+
+
+@pytest.mark.slow
+def test_a_running_worker_is_sampled_about_once_a_second_shown_and_kept_in_the_ledger(tmp_path: Path) -> None:
+    settings = DashboardSettings(documents=60, concurrency=4, latency_ms=40.0, fault_rate=0.0)
+    docs = [d for d in map(try_parse, make_documents(60, seed=settings.seed)) if isinstance(d, Document)]
+    busy = max(guaranteed_busy_s(d, FaultPlan(seed=settings.seed), LatencyModel(median_ms=40.0)) for d in docs)
+    assert busy >= 3.0, "the batch's longest document must keep the pass busy for a few samples"
+    model = DashboardModel(impl=solution_module(), settings=settings, runs_dir=tmp_path)
+    try:
+        model.run()
+        sampled = model.wait_until(lambda s: s.resources is not None or not s.live, timeout=120, interval=0.02)
+        final = model.wait(timeout=120)
+        run_dir, metrics = model.run_dir, model.metrics
+    finally:
+        model.close()
+    assert sampled.live and sampled.resources is not None, "no sample while the worker ran"
+    assert sampled.resources["rss_bytes"] > 10 * 1024 * 1024 and sampled.resources["disk_bytes"] > 0
+    assert 'data-rss="' in resources_html(sampled) and "MB" in resources_html(sampled)
+    assert final.resources is not None and run_dir is not None
+    events = read_events(run_dir / "ledger.jsonl")
+    samples = [e for e in events if e["ev"] == "resource"]
+    assert samples and {(e["by"], e["pass"]) for e in samples} == {("dashboard", 1)}
+    last_work = max(i for i, e in enumerate(events) if e["ev"] != "resource")
+    assert all(i < last_work for i, e in enumerate(events) if e["ev"] == "resource"), "a sample after the pass ended"
+    assert metrics is not None and metrics.completion_rate == 1.0

@@ -58,7 +58,7 @@ def missing_glyph_warnings(caught: list[Any]) -> list[str]:
 
 
 class TestReportFolder:
-    def test_writes_the_markdown_the_data_files_and_five_projector_sized_pngs(self, english_report):
+    def test_writes_the_markdown_the_data_files_and_six_projector_sized_pngs(self, english_report):
         out, _ = english_report
         for name in ("report.md", "report.json", "metrics.csv", "passes.csv"):
             assert (out / name).stat().st_size > 0, name
@@ -116,6 +116,11 @@ class TestReportFolder:
             assert rows[name]["ok"] == str(t.passes(m.value(name)))
             assert float(rows[name]["value"]) == pytest.approx(m.value(name))
         assert rows["latency_p95_s"]["threshold"] == "reported"
+
+    def test_a_cli_run_has_no_resource_samples_and_its_plot_says_where_they_come_from(self, english_report):
+        out, _ = english_report
+        data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+        assert data["resource_samples"] == 0 and data["plots"]["resources"] == "plots/resources.png"
 
     def test_english_plots_emit_no_missing_glyph_warning(self, english_report):
         _, caught = english_report
@@ -337,3 +342,26 @@ def _system_fonts() -> list[Any]:
 
     bundled = {str(f) for f in bundled_cjk_fonts()}
     return [e for e in font_manager.fontManager.ttflist if e.fname not in bundled]
+
+
+@pytest.mark.slow
+def test_the_resource_samples_a_dashboard_run_records_are_drawn(tmp_path):
+    """The teacher dashboard samples its worker about once a second into the ledger; the report draws them all."""
+    from batchlab.paths import solution_module
+    from batchlab.teach.dashboard.board import DashboardSettings
+    from batchlab.teach.dashboard.model import DashboardModel
+
+    model = DashboardModel(impl=solution_module(), runs_dir=tmp_path / "runs",
+                           settings=DashboardSettings(documents=60, concurrency=4, latency_ms=40.0, fault_rate=0.0))
+    try:
+        model.run()
+        model.wait(timeout=120)
+        run_dir = model.run_dir
+        assert run_dir is not None
+        result = build_report(run_dir=run_dir, out=tmp_path / "report", lang="en")
+        recorded = [e for e in read_events(run_dir / "ledger.jsonl") if e["ev"] == "resource"]
+    finally:
+        model.close()
+    assert recorded, "the dashboard recorded no sample (the run is a few seconds long)"
+    assert result.data["resource_samples"] == len(recorded)
+    assert png_size(tmp_path / "report" / "plots" / "resources.png")[0] >= 1200

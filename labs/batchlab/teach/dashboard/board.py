@@ -129,6 +129,9 @@ class Snapshot:
     passes: tuple[PassInfo, ...]
     message: str
     settings: DashboardSettings
+    #: The worker's latest resource sample (``batchlab.resources``: cpu_percent, rss_bytes, open_files,
+    #: disk_bytes), or None before the first one.
+    resources: Mapping[str, Any] | None = None
 
     @property
     def finished(self) -> int:

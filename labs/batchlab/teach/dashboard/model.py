@@ -41,8 +41,9 @@ from ...documents import load_batch
 from ...examples import make_documents, write_input
 from ...faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
 from ...host import kill_group, require_supported_platform
-from ...ledger import append_event
+from ...ledger import PASS_OVER, RESOURCE_EVENT, append_event
 from ...metrics import Metrics, metrics_for_run
+from ...resources import RESOURCE_FIELDS, SAMPLE_EVERY_S, sample
 from ...rundir import RunDir
 from ...runner import WORK_EVENTS, LedgerTail, PassResult, RunSpec, prepare, start_pass
 from ...service import LatencyModel
@@ -115,6 +116,10 @@ class DashboardModel:
         self._phase = IDLE
         self._message = "按 Run 开始 (press Run to start)"
         self._last_event_t: float | None = None
+        self._resources: dict[str, Any] | None = None
+        self._ps: Any = None  # psutil.Process of the running worker, for its resource samples
+        self._pass_over = False
+        self._sampled_at = 0.0
 
     @property
     def live(self) -> bool:
@@ -234,7 +239,9 @@ class DashboardModel:
                                  after_s=self.timeout_s)
                     self._timed_out = True
                     kill_group(proc)
-                if proc.poll() is not None:
+                if proc.poll() is None:
+                    self._sample(proc.pid, now)
+                else:
                     self._finish()
             return self.snapshot()
 
@@ -267,7 +274,7 @@ class DashboardModel:
                 total=self._board.total, retries=self._board.retries, duplicates=self._board.duplicates,
                 calls=self._board.calls, elapsed_s=max(elapsed, 0.0), series=tuple(self._series),
                 markers=tuple(self._markers), metrics=self._metrics, passes=tuple(self._passes),
-                message=self._message, settings=self.settings)
+                message=self._message, settings=self.settings, resources=self._resources)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -301,6 +308,7 @@ class DashboardModel:
         self._pass_crash = crash
         self._killed_by_parent = self._timed_out = False
         self._kill_at = None
+        self._ps, self._pass_over = None, False
         self._proc, self._pass_t0 = start_pass(self._spec, pass_no, crash)
         if pass_no > 1:
             self._markers.append(Marker(self._rel(self._pass_t0), "resume", f"恢复 resume (pass {pass_no})"))
@@ -308,6 +316,28 @@ class DashboardModel:
         crash_text = "" if crash.kind == CRASH_NONE else f", planned crash {crash.kind}" + (
             f" at {crash.at}" if crash.at else "")
         self._message = f"pass {pass_no} running (pid {self._proc.pid}{crash_text})"
+
+    def _sample(self, pid: int, now: float) -> None:
+        """At most once a second, a resource sample of the running worker into the ledger (as the service does).
+
+        Not after the pass's last event: the metrics take a pass's end from its last event, so a late sample
+        would stretch its wall time. The first call per worker only starts psutil's CPU clock.
+        """
+        if self._pass_over or now - self._sampled_at < SAMPLE_EVERY_S or self._run_dir is None:
+            return
+        import psutil
+
+        self._sampled_at = now
+        try:
+            if self._ps is None or self._ps.pid != pid:
+                self._ps = psutil.Process(pid)
+                self._ps.cpu_percent(interval=None)
+                return
+            values = sample(self._ps, self._run_dir)
+        except psutil.Error:
+            self._ps = None
+            return
+        append_event(RunDir(self._run_dir).ledger, RESOURCE_EVENT, pass_no=self._pass_no, by="dashboard", **values)
 
     def _rel(self, t: float) -> float:
         return max(t - (self._t_start or t), 0.0)
@@ -318,6 +348,10 @@ class DashboardModel:
             self._board.apply(ev)
             kind = ev.get("ev")
             t = float(ev.get("t", self._clock()))
+            if kind in PASS_OVER:
+                self._pass_over = True
+            elif kind == RESOURCE_EVENT:
+                self._resources = {k: ev[k] for k in RESOURCE_FIELDS if k in ev}
             if kind in ("crash", "kill", "timeout"):
                 label = {"crash": f"崩溃 crash ({ev.get('kind')})", "timeout": "超时 timeout"}.get(
                     str(kind), "手动崩溃 Crash now" if ev.get("kind") == MANUAL_KILL else "随机崩溃 random kill")

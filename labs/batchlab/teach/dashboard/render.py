@@ -85,6 +85,18 @@ def counts_html(snap: Snapshot) -> str:
     return f'<div class="bl-tiles">{cells}</div>'
 
 
+def resources_html(snap: Snapshot) -> str:
+    """The worker's latest resource sample (about one a second, also written to the ledger for the report)."""
+    r = snap.resources
+    if not r:
+        return '<div class="bl-resources bl-note">资源 (resources)：worker 运行时每秒采样一次 (CPU, memory, files, disk)。</div>'
+    mb = 1024 * 1024
+    return (f'<div class="bl-resources" data-rss="{int(r.get("rss_bytes", 0))}">资源 (resources) · '
+            f'CPU <b>{float(r.get("cpu_percent", 0)):.0f} %</b> · 内存 (RSS) <b>{r.get("rss_bytes", 0) / mb:.0f} MB</b> · '
+            f'打开文件 (open files) <b>{int(r.get("open_files", 0))}</b> · '
+            f'磁盘 (disk) <b>{r.get("disk_bytes", 0) / mb:.1f} MB</b></div>')
+
+
 def metrics_html(snap: Snapshot) -> str:
     """The metrics against the thresholds: green PASS, red FAIL; computed when a pass ends."""
     if not snap.metrics:

@@ -35,7 +35,8 @@ from ...errors import KitError
 from ...faults import CRASH_KINDS
 from .board import ERROR, FINISHED, IDLE, KILLED, RUNNING, DashboardError, DashboardSettings, Snapshot
 from .model import DashboardModel
-from .render import CRASH_LABELS, CSS, completion_svg, counts_html, metrics_html, progress_text, status_html
+from .render import (CRASH_LABELS, CSS, completion_svg, counts_html, metrics_html, progress_text, resources_html,
+                     status_html)
 
 #: How often the refresher polls the model while a worker runs (seconds).
 REFRESH_S = 0.2
@@ -100,6 +101,8 @@ class Dashboard:
         self.progress_label.add_class("bl-progress-label")
         self.counts = w.HTML()
         self.counts.add_class("bl-counts")
+        self.resources = w.HTML()
+        self.resources.add_class("bl-resources-box")
         self.metrics = w.HTML()
         self.metrics.add_class("bl-metrics-box")
         self.plot = w.HTML()
@@ -109,7 +112,7 @@ class Dashboard:
             self.documents, self.fault_rate, self.concurrency, self.crash,
             w.HBox([self.run_button, self.crash_button, self.resume_button, self.reset_button],
                    layout=w.Layout(width="100%", max_width="1000px", flex_flow="row wrap")),
-            self.status, self.progress_label, self.progress, self.counts, self.plot, self.metrics,
+            self.status, self.progress_label, self.progress, self.counts, self.resources, self.plot, self.metrics,
         ], layout=w.Layout(width="100%"))
         self.widget.add_class("batchlab-dashboard")
         self.render(self.model.snapshot())
@@ -131,6 +134,7 @@ class Dashboard:
                                        ERROR: "danger"}.get(snap.phase, "")
             self.progress_label.value = progress_text(snap)
             self.counts.value = counts_html(snap)
+            self.resources.value = resources_html(snap)
             self.metrics.value = metrics_html(snap)
             self.plot.value = completion_svg(snap)
             self.run_button.disabled = snap.live

@@ -36,18 +36,18 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EXIT_OK, KitError, UsageError
-from ...ledger import read_events
+from ...ledger import RESOURCE_EVENT, read_events
 from ...metrics import Metrics, _read_spec, metrics_for_run, usable_events
 from ...paths import kit_root
 from ...rundir import RunDir
 from .markdown import TEMPLATE_KEYS, _observability, _values, fill_template, grader_section, metric_rows
-from .plots import plot_failures, plot_latency, plot_passes, plot_retry_delays, plot_throughput
+from .plots import plot_failures, plot_latency, plot_passes, plot_resources, plot_retry_delays, plot_throughput
 from .style import PlotStyle, choose_style
 from .views import RetryDelay, _delay_stats, expected_backoff, interruptions, rejected_codes, retry_delays
 
 TEMPLATE = Path("templates/submission-report.md")
 
-PLOTS = ("throughput", "latency", "failures", "passes", "retry_delays")
+PLOTS = ("throughput", "latency", "failures", "passes", "retry_delays", "resources")
 
 def template_path() -> Path:
     return kit_root() / TEMPLATE
@@ -130,8 +130,13 @@ def build_report(*, run_dir: str | Path, out: str | Path, lang: str = "auto",
         plot_passes(tmp / "plots/passes.png", rows=pass_rows, style=style)
         plot_retry_delays(tmp / "plots/retry_delays.png", delays=[(d.attempt, d.delay_s) for d in delays],
                           expected=expected, style=style)
+        samples = [(float(e["t"]) - origin, float(e.get("cpu_percent") or 0), float(e.get("rss_bytes") or 0) / 2**20,
+                    int(e.get("pass") or 0)) for e in events if e.get("ev") == RESOURCE_EVENT]
+        plot_resources(tmp / "plots/resources.png", samples=samples, kills=[float(k["t"]) - origin for k in kills],
+                       style=style)
 
         data = _data(run, spec, metrics, rows, pass_rows, delays, expected, observed, style)
+        data["resource_samples"] = len(samples)
         (tmp / "report.json").write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n",
                                          encoding="utf-8")
         _write_csv(tmp / "metrics.csv", ["metric", "value", "threshold", "ok"],

@@ -38,7 +38,8 @@ TEMPLATE_KEYS = frozenset({
     "generated_at", "run_dir", "impl", "input", "batch_id", "documents", "unique", "rejected", "degraded",
     "completed", "config", "fault_plan", "kills", "passes", "verdict", "metric_table", "pass_table",
     "failure_table", "retry_table", "retry_count", "integrity", "observability_table", "log_excerpt",
-    "plot_throughput", "plot_latency", "plot_failures", "plot_passes", "plot_retry_delays", "plot_language",
+    "plot_throughput", "plot_latency", "plot_failures", "plot_passes", "plot_retry_delays", "plot_resources",
+    "plot_language",
     "metrics_command", "report_command", "p50", "p95", "grader_section",
 })
 
@@ -210,6 +211,7 @@ def _values(run: Path, out: Path, spec: Mapping[str, Any], metrics: Metrics, row
         "plot_failures": "plots/failures.png",
         "plot_passes": "plots/passes.png",
         "plot_retry_delays": "plots/retry_delays.png",
+        "plot_resources": "plots/resources.png",
         "plot_language": ("中文（字体 " + str(style.family) + "）") if style.lang == "zh" else
                          "English（本机 matplotlib 没有找到中文字体，图中标签用英文，避免出现方框）",
         "metrics_command": f"`batchlab metrics {run}`",

@@ -201,3 +201,35 @@ def plot_retry_delays(path: Path, *, delays: Sequence[tuple[int, float]],
         ax.set_title(style.t("retry_title"))
         ax.legend(loc="upper left")
         return _save(fig, path, style)
+
+
+def plot_resources(path: Path, *, samples: Sequence[tuple[float, float, float, int]], kills: Sequence[float],
+                   style: PlotStyle) -> Path:
+    """The worker's CPU (top) and resident memory (bottom) over time, from the ledger's ``resource`` samples
+    ``(t, cpu_percent, rss_mb, pass_no)``, one line per pass (each pass is a new worker); kills as red lines.
+    A run without samples says where they come from."""
+    import matplotlib
+
+    with matplotlib.rc_context(style.rc()):
+        fig, axes = _figure(style, 2, 1, sharex=True)
+        top, bottom = axes[0][0], axes[1][0]
+        if samples:
+            for i, n in enumerate(sorted({s[3] for s in samples})):
+                mine = [s for s in samples if s[3] == n]
+                color = _PASS_COLORS[i % len(_PASS_COLORS)]
+                top.plot([s[0] for s in mine], [s[1] for s in mine], marker="o", color=color, label=style.t("pass", n=n))
+                bottom.plot([s[0] for s in mine], [s[2] for s in mine], marker="o", color=color)
+            for ax in (top, bottom):
+                for i, k in enumerate(kills):
+                    ax.axvline(k, color="#d62728", linewidth=2.5, label=style.t("kill") if i == 0 and ax is top else None)
+            top.set_ylim(bottom=0)
+            bottom.set_ylim(bottom=0)
+            top.legend(loc="upper right")
+        else:
+            top.text(0.5, 0.5, style.t("no_resources"), ha="center", va="center", transform=top.transAxes,
+                     fontsize=18)
+        top.set_ylabel(style.t("cpu"))
+        bottom.set_ylabel(style.t("rss_mb"))
+        bottom.set_xlabel(style.t("time_s"))
+        fig.suptitle(style.t("resources_title"), fontsize=20)
+        return _save(fig, path, style)

@@ -76,6 +76,10 @@ LABELS: dict[str, dict[str, str]] = {
         "expected": "configured backoff + jitter",
         "measured": "measured",
         "no_retries": "no retries recorded",
+        "resources_title": "Worker resources (sampled about once a second)",
+        "cpu": "CPU (%, 100 = one core)",
+        "rss_mb": "memory, RSS (MB)",
+        "no_resources": "no resource samples (batchlab serve and the dashboard record them)",
     },
     ZH: {
         "throughput_title": "吞吐量（throughput）随时间变化，红线为崩溃",
@@ -106,6 +110,10 @@ LABELS: dict[str, dict[str, str]] = {
         "expected": "配置的退避 + 抖动（jitter）",
         "measured": "实测",
         "no_retries": "没有记录到重试",
+        "resources_title": "工作进程资源使用（resources，约每秒采样一次）",
+        "cpu": "CPU（%，100 = 一个核）",
+        "rss_mb": "内存 RSS（MB）",
+        "no_resources": "没有资源采样（batchlab serve 和教师面板会记录）",
     },
 }
 

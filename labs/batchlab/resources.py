@@ -1,5 +1,8 @@
 """Resource samples of a running batch (psutil), written to its ledger as ``resource`` events.
 
+In the core because two rooms record them: the batch service (a sampler thread per batch) and the teacher
+dashboard (a sample per poll, at most one a second); the report draws them.
+
 About once a second while a worker runs: its CPU % (children included, 100 % is
 one core), resident memory, open files, and the run directory's disk use. They
 go to the ledger, like every other fact about a run, so the WebSocket, a
@@ -19,12 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..ledger import append_event
-from ..rundir import RunDir
-from .progress import PASS_OVER, RESOURCE_EVENT
+from .ledger import RESOURCE_EVENT, append_event
+from .rundir import RunDir
 
 #: Seconds between two samples.
 SAMPLE_EVERY_S = 1.0
+#: The figures of one sample (besides ``worker_pid``), as the ledger's ``resource`` events carry them.
+RESOURCE_FIELDS = ("cpu_percent", "rss_bytes", "open_files", "disk_bytes")
 
 
 def disk_usage_bytes(folder: Path) -> int:
@@ -74,12 +78,13 @@ class ResourceSampler:
     """A daemon thread sampling one pass's worker until the pass is over or :meth:`stop` is called."""
 
     def __init__(self, run_dir: Path, pass_no: int, pid: Callable[[], int | None],
-                 over: Callable[[], bool], every_s: float = SAMPLE_EVERY_S) -> None:
+                 over: Callable[[], bool], every_s: float = SAMPLE_EVERY_S, by: str = "server") -> None:
         self.run_dir = run_dir
         self.pass_no = pass_no
         self._pid = pid
         self._over = over
         self._every = every_s
+        self.by = by
         self._stop = threading.Event()
         self.samples = 0
         self._thread = threading.Thread(target=self._loop, name=f"batchlab-sampler-{run_dir.parent.name}",
@@ -114,5 +119,5 @@ class ResourceSampler:
                 continue
             if self._over() or self._stop.is_set():
                 return
-            append_event(RunDir(self.run_dir).ledger, RESOURCE_EVENT, pass_no=self.pass_no, by="server", **values)
+            append_event(RunDir(self.run_dir).ledger, RESOURCE_EVENT, pass_no=self.pass_no, by=self.by, **values)
             self.samples += 1
