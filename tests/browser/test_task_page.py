@@ -34,6 +34,7 @@ import pytest
 
 from batchlab.examples import make_documents
 from batchlab.paths import solution_module
+from .conftest import chromium_env
 
 CHROMIUM = Path(os.environ.get("BATCHLAB_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -123,9 +124,10 @@ def artifacts(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def page(service: Service) -> Iterator[Any]:
+def page(service: Service, tmp_path: Path) -> Iterator[Any]:
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
+                                     env=chromium_env(tmp_path))
         try:
             tab = browser.new_context(viewport={"width": 1400, "height": 1800}).new_page()
             tab.set_default_timeout(WAIT_MS)

@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from batchlab.paths import kit_root
+from .conftest import chromium_env
 
 CHROMIUM = Path(os.environ.get("BATCHLAB_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -157,10 +158,11 @@ def screenshot_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def page(jupyterlab: Lab) -> Iterator[Any]:
+def page(jupyterlab: Lab, tmp_path: Path) -> Iterator[Any]:
     """A headless Chromium page (the system Chromium, driven by Playwright)."""
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
+                                     env=chromium_env(tmp_path))
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 2000})
             tab = context.new_page()

@@ -46,6 +46,7 @@ CSS = """
 .bl-ok { color: #fff; background: #16a34a; font-weight: 700; text-align: center !important; }
 .bl-bad { color: #fff; background: #dc2626; font-weight: 700; text-align: center !important; }
 .bl-note { color: #555; font-size: 18px; }
+.bl-resources { font-size: 20px; margin: 8px 0; }
 </style>
 """
 
