@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from batchlab.examples import make_documents, write_input
-from batchlab.host import FORCE_PORTABLE_ENV, LOCK_NAME, RunDirLock, lock_is_held, read_holder
+from batchlab.host import FORCE_PORTABLE_ENV, LOCK_NAME, RunDirLock, lock_is_held, pid_alive, read_holder
 from batchlab.ledger import read_events
 from batchlab.metrics import metrics_for_run
 
@@ -45,18 +45,6 @@ def wait_for(predicate: Callable[[], object], what: str, timeout: float = WAIT_S
         time.sleep(0.01)
 
 
-def alive(pid: int) -> bool:
-    """Alive and not a zombie (a zombie runs no code and holds no lock)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def workers_of(run_dir: Path) -> list[int]:
     """Pids of live ``batchlab.worker`` processes of ``run_dir`` (from /proc)."""
     pids = []
@@ -67,7 +55,7 @@ def workers_of(run_dir: Path) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"batchlab.worker" in argv and str(run_dir).encode() in argv and alive(int(entry.name)):
+        if b"batchlab.worker" in argv and str(run_dir).encode() in argv and pid_alive(int(entry.name)):
             pids.append(int(entry.name))
     return pids
 
@@ -231,7 +219,7 @@ class TestStoppingTheCommandStopsItsBatch:
             proc, worker = start_and_wait_for_work(busy_input, run_dir, reaper)
             proc.send_signal(signum)
             out, err = proc.communicate(timeout=WAIT_S)
-            assert not alive(worker), "the worker outlived its command"
+            assert not pid_alive(worker), "the worker outlived its command"
             assert workers_of(run_dir) == []
         finally:
             kill_workers(run_dir)
@@ -260,7 +248,7 @@ class TestStoppingTheCommandStopsItsBatch:
             assert link == ("pipe" if portable or not sys.platform.startswith("linux") else "pdeathsig")
             proc.kill()
             proc.communicate(timeout=WAIT_S)
-            wait_for(lambda: not alive(worker), "the worker dying with its command")
+            wait_for(lambda: not pid_alive(worker), "the worker dying with its command")
             wait_for(lambda: not lock_is_held(run_dir), "the run directory's lock being released")
             assert workers_of(run_dir) == []
         finally:
@@ -313,10 +301,10 @@ class TestOtherParentsOfWorkers:
             line = proc.stdout.readline().split()
             assert line, "the parent never reported its worker"
             worker, run_dir = int(line[0]), Path(line[1])
-            assert alive(worker)
+            assert pid_alive(worker)
             proc.kill()
             proc.communicate(timeout=WAIT_S)
-            wait_for(lambda: not alive(worker), "the worker dying with its parent")
+            wait_for(lambda: not pid_alive(worker), "the worker dying with its parent")
             assert workers_of(run_dir) == []
         finally:
             if proc.poll() is None:

@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from batchlab.host import pid_alive
 from batchlab.paths import kit_root
 from .conftest import chromium_env
 
@@ -46,14 +47,6 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason='Playwright is not installed (pip install -e ".[browser]"; .ci/run installs it)')
 
 pytestmark = pytest.mark.slow
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _free_port() -> int:
@@ -249,7 +242,7 @@ def _story(jupyterlab: Lab, page: Any, screenshot_path: Path, record_property: A
     growing = _read(page)
     assert growing["finished"] > first["finished"]
     worker_pid, kernel_pid = growing["pid"], growing["kernel_pid"]
-    assert worker_pid and kernel_pid and worker_pid != kernel_pid and _alive(worker_pid)
+    assert worker_pid and kernel_pid and worker_pid != kernel_pid and pid_alive(worker_pid)
 
     page.click(".batchlab-dashboard .bl-crash")
     _wait_for(page, f"{PHASE} === 'killed' && {VERDICTS} > 0")
@@ -257,7 +250,7 @@ def _story(jupyterlab: Lab, page: Any, screenshot_path: Path, record_property: A
     assert 0 < killed["finished"] < killed["total"]
     assert killed["tiles"]["pending"] + killed["tiles"]["processing"] > 0
     assert killed["verdicts"][0] == "False"  # completion rate below 99 % after the kill: red
-    assert not _alive(worker_pid) and _alive(kernel_pid)  # the worker got the SIGKILL, not the kernel
+    assert not pid_alive(worker_pid) and pid_alive(kernel_pid)  # the worker got the SIGKILL, not the kernel
     page.wait_for_timeout(1000)
     assert _read(page)["tiles"] == killed["tiles"]  # nothing moves while no worker runs
     dashboard.screenshot(path=str(screenshot_path.with_name("teacher_demo_killed.png")))

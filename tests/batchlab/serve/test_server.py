@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from batchlab.host import pid_alive
 from batchlab.metrics import metrics_for_run
 
 from .conftest import WAIT_S, batch_bytes, wait_for
@@ -65,21 +65,10 @@ class Server:
             pass
         self.proc.wait(30)
         for pid in self.workers:
-            gone = wait_for(lambda: {"alive": _alive(pid)}, lambda s: not s["alive"], timeout=20)["alive"] is False
+            gone = wait_for(lambda: {"alive": pid_alive(pid)}, lambda s: not s["alive"], timeout=20)["alive"] is False
             if not gone:
                 os.kill(pid, signal.SIGKILL)
         self.log.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (not yet reaped by its dead parent's reaper) is gone for our purpose
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 @pytest.fixture
@@ -176,7 +165,7 @@ def test_ctrl_c_stops_the_server_and_its_worker_cleanly_and_the_batch_resumes_af
     running = server.wait(bid, lambda b: b["state"] == "running" and b["counts"]["done"] >= 3 and b["worker_pid"])
     server.proc.send_signal(signal.SIGINT)
     assert server.proc.wait(WAIT_S) == 130  # 128 + SIGINT, as `batchlab run` exits on Ctrl-C
-    wait_for(lambda: {"alive": _alive(running["worker_pid"])}, lambda s: not s["alive"], timeout=20)
+    wait_for(lambda: {"alive": pid_alive(running["worker_pid"])}, lambda s: not s["alive"], timeout=20)
     record = json.loads((tmp_path / "service" / "batches" / bid / "batch.json").read_text())
     assert record["state"] == "interrupted" and record["passes"][0]["outcome"] == "stopped", record
     again = servers()

@@ -16,6 +16,7 @@ import pytest
 
 from batchlab.cli import main as cli_main
 from batchlab.contract import DEGRADED, DONE, FAILED, PENDING, PROCESSING
+from batchlab.host import pid_alive
 from batchlab.teach.dashboard.render import completion_svg, counts_html, metrics_html, resources_html
 from batchlab.teach.dashboard.view import Dashboard
 from batchlab.teach.dashboard.board import (
@@ -40,14 +41,6 @@ from batchlab.service import LatencyModel, guaranteed_busy_s
 
 #: A pass of about a second: 40 documents (~500 service calls), 4 at a time, 10 ms per call.
 QUICK = DashboardSettings(documents=40, concurrency=4, latency_ms=10.0, fault_rate=0.03)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -139,7 +132,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     try:
         model.run()
         early = model.wait_until(lambda s: s.finished > 0, timeout=60, interval=0.01)
-        alive = early.pid is not None and _alive(early.pid)
+        alive = early.pid is not None and pid_alive(early.pid)
         later = model.wait_until(lambda s: s.fraction >= 0.25, timeout=60, interval=0.01)
         pid = model.crash_now()
         killed = model.snapshot()
@@ -165,7 +158,7 @@ class TestDashboardModel:
         killed = story.killed
         assert killed.phase == KILLED and not killed.live
         assert killed.passes[0].outcome == "killed" and killed.passes[0].pid == story.killed_pid
-        assert not _alive(story.killed_pid)
+        assert not pid_alive(story.killed_pid)
         assert 0 < killed.finished < killed.total
         assert story.after_wait.counts == killed.counts
         assert story.model.run_dir is not None
@@ -212,7 +205,7 @@ class TestDashboardModel:
             run_dir = Path(str(snap.run_dir))
             assert run_dir.is_dir() and snap.pid is not None
             cleared = model.reset()
-            assert not _alive(snap.pid)
+            assert not pid_alive(snap.pid)
             assert not run_dir.exists()
             assert cleared.phase == IDLE and cleared.total == 0 and cleared.run_dir is None
         finally:
@@ -318,9 +311,9 @@ def test_no_worker_outlives_its_model(reference_impl: Path, tmp_path: Path) -> N
     """close() (also run at interpreter exit) SIGKILLs a worker that is still running."""
     model = DashboardModel(impl=reference_impl, settings=QUICK, runs_dir=tmp_path)
     pid = model.run().pid
-    assert pid is not None and _alive(pid)
+    assert pid is not None and pid_alive(pid)
     model.close()
-    assert not _alive(pid)
+    assert not pid_alive(pid)
 
 
 @pytest.mark.slow
@@ -338,14 +331,14 @@ def test_a_kernel_that_shuts_down_takes_its_running_worker_with_it(tmp_path: Pat
         client.execute_interactive(code, timeout=60, output_hook=lambda msg: out.append(
             msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None)
         pid = int("".join(out).strip())
-        assert _alive(pid)
+        assert pid_alive(pid)
     finally:
         client.stop_channels()
         kernel.shutdown_kernel(now=False)
     deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(pid)
+    assert not pid_alive(pid)
 
 
 @pytest.mark.slow
