@@ -19,6 +19,7 @@ command (STYLE.md item 8).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -32,10 +33,10 @@ from batchlab.contract import BatchConfig
 from batchlab.documents import Batch, Document, ident_of, try_parse
 from batchlab.examples import EN_SENTENCES, example_documents, make_documents, write_input
 from batchlab.faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
+from batchlab.host import RunDirLock
 from batchlab.ledger import read_events
 from batchlab.metrics import Metrics, compute_metrics
 from batchlab.pipeline import planned_calls
-from batchlab.host import RunDirLock
 from batchlab.rundir import RunDir
 from batchlab.runner import STOP_NOW, PassResult, RunSpec, prepare, run_pass
 from batchlab.service import LatencyModel
@@ -43,8 +44,7 @@ from batchlab.sink import read_outputs, read_puts
 from batchlab.thresholds import Threshold
 from batchlab.worker import WorkerExit
 
-from .analysis import (PassView, agreement_failures, completion_detail, duplicate_detail, pass_views, rules_for,
-                       some)
+from .analysis import PassView, agreement_failures, completion_detail, duplicate_detail, pass_views, rules_for, some
 from .sandbox import LIMITS, TODO_RE, death_reason
 from .tasks import Context, register
 
@@ -116,9 +116,9 @@ def duplicate_documents(seed: int) -> list[dict[str, Any]]:
     return out
 
 
-def invalid_mix_documents(seed: int) -> list[dict[str, Any]]:
+def invalid_mix_documents(seed: int) -> list[Any]:
     """The example batch (3 invalid entries) plus 2 more kinds of invalid entry: 5 of 126."""
-    docs = example_documents()
+    docs: list[Any] = example_documents()
     docs.insert(17, {"id": 4711, "source": "faq", "content": "An id must be a string."})
     docs.insert(60, "not a document at all")
     return docs
@@ -183,7 +183,7 @@ class Scenario:
         return INPUTS[self.input](self.seed)
 
     def crash_plans(self, documents: list[dict[str, Any]]) -> list[CrashPlan]:
-        calls = planned_calls(Batch(documents=documents))
+        calls = planned_calls(Batch(documents=list(documents)))
         return [c.plan(calls) for c in self.crashes]
 
     @property
@@ -393,7 +393,7 @@ def _collect(sc: Scenario, run_dir: Path, documents: list[dict[str, Any]], plans
 def register_scenarios(scenarios: Sequence[Scenario]) -> None:
     for sc in scenarios:
         cost = 10.0 if sc.input in ("large", "whales") else 3.0
-        register(f"run:{sc.name}", lambda ctx, sc=sc: run_scenario(sc, ctx), cost=cost)
+        register(f"run:{sc.name}", functools.partial(run_scenario, sc), cost=cost)
 
 
 register_scenarios(PUBLIC_SCENARIOS)
@@ -511,8 +511,8 @@ POISON_RULE = ("poison-document-isolated: completion lost: one document's unexpe
 def gate_failure(run: ScenarioRun) -> str | None:
     """Why the scenario cannot be scored at all, or None."""
     sc = run.scenario
-    for pass_no, diagnosis in sorted((run.facts.get("stalled") or {}).items()):
-        return diagnosis
+    for _pass_no, diagnosis in sorted((run.facts.get("stalled") or {}).items()):
+        return str(diagnosis)
     for result in run.passes:
         planned = run.crash_plans[result.pass_no - 1] if result.pass_no <= len(run.crash_plans) else CrashPlan()
         expect_bad_input = sc.flow == "bad_input" and result.pass_no == 2

@@ -103,10 +103,10 @@ def _describe_pass(result: Any) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .teach.demo import run_demo
     from .documents import load_batch
     from .metrics import format_table
     from .paths import example_input
+    from .teach.demo import run_demo
 
     if args.input is not None and args.docs is not None:
         raise UsageError("give --input or --docs, not both", code="usage_error",
@@ -175,7 +175,7 @@ class _StopSignals:
 
         return STOP_NOW if self.count > 1 else self.signal
 
-    def __enter__(self) -> "_StopSignals":
+    def __enter__(self) -> _StopSignals:
         import threading
 
         if threading.current_thread() is threading.main_thread():
@@ -228,12 +228,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     command, and exits 130 or 143; SIGKILL of this command kills the worker too.
     """
     from .contract import BatchConfig
-    from .paths import default_demo_impl
     from .documents import load_batch
     from .faults import CrashPlan, FaultPlan
     from .host import RunDirLock
     from .ledger import read_events
     from .metrics import format_table, metrics_for_run
+    from .paths import default_demo_impl
     from .runner import RunSpec, prepare, run_pass
     from .service import LatencyModel
     from .worker import WorkerExit
@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     import importlib
 
-    for name, (module_name, fn_name) in EXTENSIONS.items():
+    for module_name, fn_name in EXTENSIONS.values():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

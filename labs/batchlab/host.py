@@ -87,9 +87,12 @@ class UnsupportedPlatformError(KitError):
 class Limited(Protocol):
     """What :func:`child_popen_kwargs` reads from a limits object (``batchlab.runner.Limits``)."""
 
-    cpu_s: int | None
-    memory_bytes: int | None
-    file_bytes: int | None
+    @property
+    def cpu_s(self) -> int | None: ...
+    @property
+    def memory_bytes(self) -> int | None: ...
+    @property
+    def file_bytes(self) -> int | None: ...
 
 
 def portable_forced() -> bool:
@@ -362,7 +365,7 @@ class RunDirLock:
 
     # -- taking it ---------------------------------------------------------------------
 
-    def acquire(self, wait_s: float = DEFAULT_LOCK_WAIT_S, *, poll_s: float = 0.05) -> "RunDirLock":
+    def acquire(self, wait_s: float = DEFAULT_LOCK_WAIT_S, *, poll_s: float = 0.05) -> RunDirLock:
         """Take the lock, waiting up to ``wait_s``; else :class:`RunDirBusyError` (nothing written)."""
         deadline = time.monotonic() + max(wait_s, 0.0)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -400,7 +403,7 @@ class RunDirLock:
         return True
 
     @classmethod
-    def adopt(cls, run_dir: str | Path, fd: int, *, role: str = "worker") -> "RunDirLock":
+    def adopt(cls, run_dir: str | Path, fd: int, *, role: str = "worker") -> RunDirLock:
         """Take over a lock held through an inherited descriptor (the worker's side of the hand-over)."""
         lock = cls(run_dir, role=role)
         try:
@@ -463,7 +466,7 @@ class RunDirLock:
         os.close(self.fd)
         self.fd = None
 
-    def __enter__(self) -> "RunDirLock":
+    def __enter__(self) -> RunDirLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -486,7 +489,9 @@ def lock_is_held(run_dir: str | Path) -> bool:
         return False
     if lock.mechanism == "pidfile":
         pid = read_holder(lock.path).get("pid")
-        return bool(pid) and pid_alive(int(pid))
+        if not pid:
+            return False
+        return pid_alive(int(pid))
     import fcntl
 
     fd = os.open(lock.path, os.O_RDONLY | os.O_CLOEXEC)

@@ -41,8 +41,15 @@ from typing import Any
 
 from .contract import BatchConfig
 from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
-from .host import (DEFAULT_LOCK_WAIT_S, LOCK_NAME, RunDirLock, child_popen_kwargs, environ_snapshot, kill_group,
-                   parent_link)
+from .host import (
+    DEFAULT_LOCK_WAIT_S,
+    LOCK_NAME,
+    RunDirLock,
+    child_popen_kwargs,
+    environ_snapshot,
+    kill_group,
+    parent_link,
+)
 from .ledger import append_event
 from .rundir import RunDir
 from .service import LatencyModel
@@ -127,8 +134,9 @@ class PassResult:
             return "stopped"
         if self.returncode is not None and self.returncode < 0:
             return f"signal {-self.returncode}"
-        return {WorkerExit.INPUT: "bad input", WorkerExit.IMPORT: "import error",
-                WorkerExit.RAISED: "raised"}.get(self.returncode or 0, f"exit {self.returncode}")
+        named: dict[int, str] = {WorkerExit.INPUT: "bad input", WorkerExit.IMPORT: "import error",
+                                 WorkerExit.RAISED: "raised"}
+        return named.get(self.returncode or 0, f"exit {self.returncode}")
 
 
 class LedgerTail:
@@ -216,7 +224,7 @@ def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *,
         stdout = RunDir(run).stdout(pass_no).open("wb")
         stderr = RunDir(run).stderr(pass_no).open("wb")
         try:
-            proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env,
+            proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, text=False,
                                     pass_fds=(*link.pass_fds, *([held.fd] if held.fd is not None else [])),
                                     **child_popen_kwargs(spec.limits))
         finally:

@@ -41,13 +41,12 @@ import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
-from pathlib import Path  # noqa: E402
 from enum import IntEnum  # noqa: E402
+from pathlib import Path  # noqa: E402
 from types import ModuleType  # noqa: E402
 from typing import Any  # noqa: E402
 
 from .ledger import Ledger  # noqa: E402
-
 
 
 class WorkerExit(IntEnum):

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from batchlab.host import (
     FORCE_PORTABLE_ENV,
     LOCK_NAME,

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from batchlab.examples import make_documents, write_input
 from batchlab.host import FORCE_PORTABLE_ENV, LOCK_NAME, RunDirLock, lock_is_held, read_holder
 from batchlab.ledger import read_events
@@ -99,7 +98,7 @@ class WorkerCensus:
             self.most = max(self.most, len(pids))
             time.sleep(0.003)
 
-    def __enter__(self) -> "WorkerCensus":
+    def __enter__(self) -> WorkerCensus:
         self._thread.start()
         return self
 

@@ -6,14 +6,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from batchlab.contract import BatchConfig
 from batchlab.documents import Document, parse_document, try_parse
 from batchlab.examples import EN_SENTENCES, make_documents, write_input
 from batchlab.faults import CrashPlan, FaultPlan
 from batchlab.ledger import read_events
 from batchlab.metrics import metrics_for_run
-from batchlab.runner import LedgerTail, RunSpec, run_pass, run_passes, prepare
+from batchlab.runner import LedgerTail, RunSpec, prepare, run_pass, run_passes
 from batchlab.service import LatencyModel, guaranteed_busy_s
 
 pytestmark = pytest.mark.slow

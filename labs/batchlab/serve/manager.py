@@ -42,8 +42,18 @@ from .errors import BatchNotFound, RequestTooLarge, state_conflict
 from .progress import PASS_OVER, Progress
 from .resources import ResourceSampler
 from .settings import MAX_UPLOAD_BYTES, parse_settings
-from .store import (CANCELLED, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, BatchRecord, PassRecord, Store,
-                    new_batch_id)
+from .store import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    BatchRecord,
+    PassRecord,
+    Store,
+    new_batch_id,
+)
 
 log = logging.getLogger("batchlab.serve")
 #: Stop requests: a client's cancel, and the server's own shutdown (which leaves the batch interrupted).
@@ -253,6 +263,7 @@ class BatchManager:
         """The thread of one pass: run it, sample it, then record how it ended (never raises)."""
         rec = self._records[batch_id]
         active = self._active[batch_id]
+        reason: str | None
         state, reason = FAILED, "the server failed to run the pass"
         result: PassResult | None = None
         started = time.time()

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..ledger import append_event
 from ..rundir import RunDir
-from .progress import PASS_OVER, RESOURCE_EVENT
+from .progress import RESOURCE_EVENT
 
 #: Seconds between two samples.
 SAMPLE_EVERY_S = 1.0
@@ -85,7 +85,7 @@ class ResourceSampler:
         self._thread = threading.Thread(target=self._loop, name=f"batchlab-sampler-{run_dir.parent.name}",
                                         daemon=True)
 
-    def start(self) -> "ResourceSampler":
+    def start(self) -> ResourceSampler:
         self._thread.start()
         return self
 

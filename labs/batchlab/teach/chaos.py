@@ -229,11 +229,11 @@ def _granularity(events: Sequence[dict[str, Any]], killed_passes: set[int], docu
         "largest_chunks": max(chunks.values(), default=0), "furthest_chunk": max(furthest[i] for i in stuck),
         "committed_at_stall": len(committed), "unique": unique,
         "examples": sorted(({"ident": i, "restarts": n, "chunks": chunks.get(i), "furthest_chunk": furthest[i]}
-                            for i, n in stuck.items()), key=lambda d: -(d["chunks"] or 0))[:5],
+                            for i, n in stuck.items()), key=lambda d: -int(d["chunks"] or 0))[:5],
     }
 
 
-def run_chaos(
+def run_chaos(  # noqa: C901 (issue 15 item 3)
     *,
     run_dir: str | Path,
     input_path: str | Path | None = None,

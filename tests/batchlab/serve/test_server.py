@@ -17,14 +17,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
 from batchlab.metrics import metrics_for_run
 
 from .conftest import WAIT_S, batch_bytes, wait_for
