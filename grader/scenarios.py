@@ -33,11 +33,11 @@ from batchlab.contract import BatchConfig
 from batchlab.documents import Batch, Document, ident_of, try_parse
 from batchlab.examples import EN_SENTENCES, example_documents, make_documents, write_input
 from batchlab.faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
-from batchlab.host import RunDirLock
 from batchlab.ledger import read_events
 from batchlab.metrics import Metrics, compute_metrics
 from batchlab.pipeline import planned_calls
 from batchlab.rundir import RunDir
+from batchlab.runlock import RunDirLock
 from batchlab.runner import STOP_NOW, PassResult, RunSpec, prepare, run_pass
 from batchlab.service import LatencyModel
 from batchlab.sink import read_outputs, read_puts

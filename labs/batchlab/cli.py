@@ -230,10 +230,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .contract import BatchConfig
     from .documents import load_batch
     from .faults import CrashPlan, FaultPlan
-    from .host import RunDirLock
     from .ledger import read_events
     from .metrics import format_table, metrics_for_run
     from .paths import default_demo_impl
+    from .runlock import RunDirLock
     from .runner import RunSpec, prepare, run_pass
     from .service import LatencyModel
     from .worker import WorkerExit
@@ -478,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         if getattr(args, "wait", False) is None:
-            from .host import DEFAULT_LOCK_WAIT_S
+            from .runlock import DEFAULT_LOCK_WAIT_S
 
             args.wait = DEFAULT_LOCK_WAIT_S
         func: Callable[[argparse.Namespace], int] = args.func

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 from batchlab.examples import make_documents, write_input
-from batchlab.host import FORCE_PORTABLE_ENV, LOCK_NAME, RunDirLock, lock_is_held, read_holder
+from batchlab.host import FORCE_PORTABLE_ENV
 from batchlab.ledger import read_events
 from batchlab.metrics import metrics_for_run
+from batchlab.runlock import LOCK_NAME, RunDirLock, lock_is_held, read_holder
 
 pytestmark = pytest.mark.slow
 
@@ -192,7 +193,7 @@ class TestOneWorkerPerRunDirectory:
     def test_the_lock_dies_with_its_holder(self, tmp_path: Path) -> None:
         code = textwrap.dedent(f"""
             import time
-            from batchlab.host import RunDirLock
+            from batchlab.runlock import RunDirLock
             RunDirLock({str(tmp_path / 'run')!r}, role="doomed").acquire(0)
             print("held", flush=True)
             time.sleep(600)

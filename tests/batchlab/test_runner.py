@@ -192,7 +192,7 @@ def test_a_stop_request_ends_the_pass_cleanly_and_the_resume_finishes_the_batch(
 
 def test_run_passes_holds_the_run_directory_from_its_spec_to_its_last_pass(
         reference_impl: Path, tmp_path: Path) -> None:
-    from batchlab.host import RunDirBusyError, RunDirLock
+    from batchlab.runlock import RunDirBusyError, RunDirLock
 
     source = write_input(tmp_path / "input.json", make_documents(10, seed=1, min_bytes=100, max_bytes=300))
     spec = spec_for(reference_impl, source, tmp_path / "run", lock_wait_s=0.1)

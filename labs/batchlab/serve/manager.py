@@ -32,10 +32,10 @@ from ..contract import BatchConfig
 from ..documents import load_batch
 from ..errors import BatchInputError
 from ..faults import CrashPlan, FaultPlan
-from ..host import RunDirBusyError, RunDirLock, lock_is_held
 from ..ledger import iter_events
 from ..paths import default_demo_impl
 from ..rundir import RunDir
+from ..runlock import RunDirBusyError, RunDirLock, lock_is_held
 from ..runner import STOP_KILL_AFTER_S, PassResult, RunSpec, prepare, run_pass
 from ..service import LatencyModel
 from .errors import BatchNotFound, RequestTooLarge, state_conflict

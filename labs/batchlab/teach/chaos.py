@@ -42,9 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_FAILED, EXIT_OK, KitError, UsageError
-from ..host import environ_snapshot, lock_is_held, pid_alive
+from ..host import environ_snapshot, pid_alive
 from ..ledger import append_event, read_events
 from ..rundir import RunDir
+from ..runlock import lock_is_held
 from ..runner import WORK_EVENTS, LedgerTail
 
 #: Waiting for a pass to be at work, or for a killed process to be gone, never takes longer than this.
