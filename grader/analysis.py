@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchlab.documents import Document, try_parse, ident_of
+from batchlab.documents import Document, ident_of, try_parse
 from batchlab.ledger import PassEnd
 from batchlab.metrics import Metrics
 

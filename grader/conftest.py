@@ -22,10 +22,9 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
-
 from batchlab.paths import student_module
 
 from .results import GraderError, SessionSummary, TestRecord, score_table, write_results
@@ -38,7 +37,7 @@ from .thresholds import THRESHOLDS_FILE, load_thresholds
 GRADER_DIR = Path(__file__).resolve().parent
 EARNED = pytest.StashKey[float]()
 NOTE = pytest.StashKey[str]()
-SCENARIO = pytest.StashKey[dict]()
+SCENARIO = pytest.StashKey[dict[str, Any]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -198,7 +197,7 @@ class Grade:
             self.fail(verdict.failure(what))
         return verdict.data
 
-    def fail(self, message: str, *, earned: float = 0.0) -> None:
+    def fail(self, message: str, *, earned: float = 0.0) -> NoReturn:
         self.item.stash[EARNED] = earned
         pytest.fail(message, pytrace=False)
 
@@ -258,7 +257,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
             score, status, output = 0.0, "failed", f"skipped: {rep.longreprtext[-500:]}"
         else:
             exc = call.excinfo
-            if exc is not None and exc.errisinstance(pytest.fail.Exception):
+            if exc is not None and isinstance(exc.value, pytest.fail.Exception):
                 score = min(item.stash.get(EARNED, 0.0), max_score)
                 status, output = "failed", str(exc.value.msg)
                 if "replay:" not in output:

@@ -16,7 +16,6 @@ child can go wrong into one sentence for the student.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -93,7 +92,7 @@ def death_reason(returncode: int | None) -> str:
         return "the process did not end"
     if returncode < 0:
         sig = -returncode
-        reasons = {
+        reasons: dict[int, str] = {
             signal.SIGXCPU: f"CPU time limit of {LIMITS.cpu_s} s exceeded (an endless loop?)",
             signal.SIGXFSZ: f"file size limit of {(LIMITS.file_bytes or 0) // 2**20} MB exceeded "
                             "(a flood of output?)",
@@ -177,7 +176,7 @@ def start_probe(impl: Path, check: str, args: dict[str, Any], *, workdir: Path,
     try:
         proc = subprocess.Popen(
             [sys.executable, str(PROBE), str(impl), check, str(args_path), str(verdict_path)],
-            cwd=workdir, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=child_env(env),
+            cwd=workdir, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=child_env(env), text=False,
             **child_popen_kwargs(LIMITS))
     finally:
         stdout.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from batchlab.steps import STEPS, normalize_step as parse_step, step_number
+from batchlab.steps import STEPS, step_number
+from batchlab.steps import normalize_step as parse_step
 
 __all__ = ["STEPS", "parse_step", "step_number"]

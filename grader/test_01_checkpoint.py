@@ -86,7 +86,7 @@ def _missing_dir(raised: dict[str, Any]) -> bool:
 
 
 def _values(grade: Any, what: str) -> list[dict[str, Any]]:
-    results = grade.verdict(what)
+    results: list[dict[str, Any]] = grade.verdict(what)
     for r in results:
         if "raised" in r and r["op"][0] in ("open", "get", "entries", "close"):
             raised = r["raised"]

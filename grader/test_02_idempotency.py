@@ -54,7 +54,7 @@ def keys_seed2(ctx: Context) -> Any:
 
 def _keys(grade: Any, name: str = "keys:seed1") -> dict[str, Any]:
     values = grade.verdict("make_idempotency_key", name)
-    keys = dict(zip(VARIANTS, values))
+    keys = dict(zip(VARIANTS, values, strict=False))
     bad = {n: k for n, k in keys.items() if not isinstance(k, str) or not k}
     if bad:
         name, key = next(iter(bad.items()))

@@ -45,7 +45,7 @@ def test_backoff_grows_exponentially(grade: Any) -> None:
     values = grade.verdict("backoff_delay")
     got = values[0:6]
     want = [0.1 * 2**a for a in range(6)]
-    if any(abs(g - w) > EPS for g, w in zip(got, want)):
+    if any(abs(g - w) > EPS for g, w in zip(got, want, strict=False)):
         grade.fail(f"exponential backoff: with base_delay 0.1, jitter 0, attempts 0-5 gave "
                    f"{[round(g, 4) for g in got]}, expected {want}")
     grade.note(f"attempts 0-5 wait {[round(g, 3) for g in got]} s")
@@ -117,7 +117,8 @@ def _retrying(grade: Any) -> list[dict[str, Any]]:
         raise GraderError(verdict.failure("make_retrying"))
     if not verdict.ok:
         grade.fail(verdict.failure("make_retrying(config, sleep=..., before_sleep=...)"))
-    return verdict.data
+    rows: list[dict[str, Any]] = verdict.data
+    return rows
 
 
 def _outcome(case: dict[str, Any]) -> str:

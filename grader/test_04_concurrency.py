@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
 from batchlab.ledger import read_events
 from batchlab.rundir import RunDir
+
 from grader.analysis import some
 from grader.minirun import short_docs
 from grader.results import GraderError

@@ -15,8 +15,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
-
 from batchlab.rundir import RunDir
+
 from grader.analysis import some
 from grader.minirun import MiniRun, mini_run, short_docs
 from grader.results import GraderError
@@ -49,9 +49,9 @@ def documents_started_not_committed(events: list[dict[str, Any]]) -> tuple[int, 
     by_name = {v: k for k, v in names.items()}
     for n, e in enumerate(events):  # a document never committed ends at its terminal progress report
         if e["ev"] == "state" and e.get("state") in ("failed", "degraded", "done"):
-            doc = by_name.get(str(e.get("doc_id", "")).strip().casefold())
-            if doc is not None and doc[0] == int(e["pass"]) and events[end[doc]]["ev"] != "sink_put":
-                end[doc] = max(end[doc], n)
+            named = by_name.get(str(e.get("doc_id", "")).strip().casefold())
+            if named is not None and named[0] == int(e["pass"]) and events[end[named]]["ev"] != "sink_put":
+                end[named] = max(end[named], n)
     started: set[tuple[int, str]] = set()
     open_now: set[tuple[int, str]] = set()
     peak, where = 0, None

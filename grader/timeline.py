@@ -52,7 +52,7 @@ def draw_timeline(events: Sequence[Mapping[str, Any]], path: Path, *, title: str
         elif kind == "sink_put":
             commits.append((ev["doc_id"], float(ev["t"]) - t0, int(ev.get("writes", 1)) > 1))
             first_seen.setdefault(ev["doc_id"], float(ev["t"]))
-    ordered = list(dict.fromkeys([*highlight, *sorted(retried), *sorted(first_seen, key=first_seen.get)]))
+    ordered = list(dict.fromkeys([*highlight, *sorted(retried), *sorted(first_seen, key=first_seen.__getitem__)]))
     rows = {doc: i for i, doc in enumerate(d for d in ordered if d in first_seen or d in highlight)
             if i < MAX_ROWS}
     fig, ax = plt.subplots(figsize=(12, max(3.0, 0.18 * len(rows) + 1.5)), dpi=90)

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import httpx
 import websockets
-
 from batchlab.examples import make_documents
 
 

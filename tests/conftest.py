@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from batchlab.paths import STUDENT_MODULE, example_input, kit_root, solution_module
 from batchlab.teach.release import render_student
 

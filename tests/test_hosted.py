@@ -17,9 +17,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from packaging.specifiers import SpecifierSet
-
 from batchlab.paths import kit_root
+from packaging.specifiers import SpecifierSet
 
 ROOT = kit_root()
 BINDER = ROOT / "binder"

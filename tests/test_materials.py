@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from batchlab.cli import build_parser
 from batchlab.paths import kit_root
 from batchlab.thresholds import load_thresholds
@@ -234,7 +233,7 @@ class TestBlackboardSteps:
         steps = re.split(r"^## 第 (\d) 步", text, flags=re.M)
         numbers = steps[1::2]
         assert numbers == ["1", "2", "3", "4", "5"]
-        for number, body in zip(numbers, steps[2::2]):
+        for number, body in zip(numbers, steps[2::2], strict=True):
             assert "```bash" in body, f"step {number} has no command"
             assert "全班应该看到" in body, f"step {number} does not say what the class should see"
 

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from batchlab.paths import SOLUTION_MODULE, STUDENT_MODULE, kit_root
 
 pytestmark = pytest.mark.slow

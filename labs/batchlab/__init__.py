@@ -21,7 +21,8 @@ The harness (the core), flat at the top, in the order a document travels:
 * ``resources``  - psutil samples of a running worker (CPU, memory, open files, disk) written to the ledger
 
 and around them: ``errors`` (the unified error shape), ``steps`` (the lesson's step names),
-``paths`` (where the kit's files are), ``host`` (locks, process groups, platform checks).
+``paths`` (where the kit's files are), ``host`` (process groups, limits, platform checks), ``runlock``
+(one worker per run directory: the run directory's lock).
 
 The front-ends, each in a room of its own, importing the core and never each other:
 

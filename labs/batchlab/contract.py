@@ -64,7 +64,7 @@ class BatchConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BatchConfig":
+    def from_dict(cls, data: dict[str, Any]) -> BatchConfig:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 

@@ -153,7 +153,7 @@ class FaultPlan:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "FaultPlan":
+    def from_dict(cls, data: Mapping[str, Any]) -> FaultPlan:
         data = dict(data)
         data["permanent_ids"] = tuple(data.get("permanent_ids", ()))
         data["fail_first_ids"] = dict(data.get("fail_first_ids", {}))

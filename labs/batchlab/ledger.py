@@ -24,11 +24,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-
 
 #: The event kind of a resource sample of a running worker (:mod:`batchlab.resources`); no metric reads it.
 RESOURCE_EVENT = "resource"
@@ -67,7 +66,7 @@ def _short(value: Any) -> Any:
 class Ledger:
     """Appends events for one pass of one worker process."""
 
-    def __init__(self, path: str | Path, *, pass_no: int, clock=time.time) -> None:
+    def __init__(self, path: str | Path, *, pass_no: int, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.pass_no = pass_no
         self._clock = clock
@@ -86,7 +85,7 @@ class Ledger:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -139,7 +139,8 @@ class Metrics:
         return percentile(self.latencies_s, 95)
 
     def value(self, metric: str) -> float | None:
-        return getattr(self, metric)
+        value: float | None = getattr(self, metric)
+        return value
 
     def checks(self, thresholds: Mapping[str, Threshold] = THRESHOLDS) -> list[tuple[Threshold, float | None, bool]]:
         """Each threshold with the measured value and whether it passes."""
@@ -394,7 +395,7 @@ def format_value(metric: str, value: Any, *, per_min_unit: str = "docs/min") -> 
 def format_table(metrics: Metrics, thresholds: Mapping[str, Threshold] = THRESHOLDS) -> str:
     """The lesson's metric table: each figure, its threshold and PASS/FAIL (or 'reported')."""
     rows = [(t.label, format_value(name, metrics.value(name)), t.text, "PASS" if ok else "FAIL")
-            for (t, _, ok), name in zip(metrics.checks(thresholds), thresholds)]
+            for (t, _, ok), name in zip(metrics.checks(thresholds), thresholds, strict=True)]
     for name, label in (("throughput_docs_per_min", "throughput"), ("latency_p50_s", "latency p50"),
                         ("latency_p95_s", "latency p95")):
         rows.append((label, format_value(name, metrics.value(name)), "reported", ""))

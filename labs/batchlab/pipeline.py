@@ -115,7 +115,7 @@ def output_matches(doc: Document, mode: str, chunks: Sequence[str], vectors: Seq
     if mode not in (MODE_FULL, MODE_DEGRADED):
         return False
     want = expected_output(doc, mode)
-    return list(chunks) == want["chunks"] and [list(v) for v in vectors] == want["vectors"]
+    return bool(list(chunks) == want["chunks"] and [list(v) for v in vectors] == want["vectors"])
 
 
 def planned_calls(batch: Batch) -> int:

@@ -90,7 +90,7 @@ class ResourceSampler:
         self._thread = threading.Thread(target=self._loop, name=f"batchlab-sampler-{run_dir.parent.name}",
                                         daemon=True)
 
-    def start(self) -> "ResourceSampler":
+    def start(self) -> ResourceSampler:
         self._thread.start()
         return self
 

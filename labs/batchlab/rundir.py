@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .host import LOCK_NAME
+from .runlock import LOCK_NAME
 
 SPEC = "spec.json"
 LEDGER = "ledger.jsonl"

@@ -15,7 +15,7 @@ has a timeout; a hanging child is killed and reported, never waited for.
 Process lifetime (issue 14):
 
 * ``RUN_DIR/worker.lock`` makes a run directory one worker's at a time
-  (:class:`batchlab.host.RunDirLock`): the runner takes it before it writes
+  (:class:`batchlab.runlock.RunDirLock`): the runner takes it before it writes
   anything and hands it to each worker, which holds it for its whole life;
   another runner waits ``RunSpec.lock_wait_s`` and then refuses with ``run_dir_busy``.
 * every worker dies with the process that started it
@@ -41,10 +41,10 @@ from typing import Any
 
 from .contract import BatchConfig
 from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
-from .host import (DEFAULT_LOCK_WAIT_S, LOCK_NAME, RunDirLock, child_popen_kwargs, environ_snapshot, kill_group,
-                   parent_link)
+from .host import child_popen_kwargs, environ_snapshot, kill_group, parent_link
 from .ledger import append_event
 from .rundir import RunDir
+from .runlock import DEFAULT_LOCK_WAIT_S, LOCK_NAME, RunDirLock
 from .service import LatencyModel
 from .worker import STOP_GRACE_S, WorkerExit
 
@@ -127,8 +127,9 @@ class PassResult:
             return "stopped"
         if self.returncode is not None and self.returncode < 0:
             return f"signal {-self.returncode}"
-        return {WorkerExit.INPUT: "bad input", WorkerExit.IMPORT: "import error",
-                WorkerExit.RAISED: "raised"}.get(self.returncode or 0, f"exit {self.returncode}")
+        named: dict[int, str] = {WorkerExit.INPUT: "bad input", WorkerExit.IMPORT: "import error",
+                                 WorkerExit.RAISED: "raised"}
+        return named.get(self.returncode or 0, f"exit {self.returncode}")
 
 
 class LedgerTail:
@@ -198,7 +199,7 @@ def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *,
 
     ``lock``: the run directory's lock, already held by the caller, handed to the
     worker. Without one, the lock is taken here (waiting ``spec.lock_wait_s``, then
-    :class:`batchlab.host.RunDirBusyError`) and the worker alone holds it once started.
+    :class:`batchlab.runlock.RunDirBusyError`) and the worker alone holds it once started.
     The worker dies with this process (:func:`batchlab.host.parent_link`).
     """
     run = Path(spec.run_dir)
@@ -216,7 +217,7 @@ def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *,
         stdout = RunDir(run).stdout(pass_no).open("wb")
         stderr = RunDir(run).stderr(pass_no).open("wb")
         try:
-            proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env,
+            proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, text=False,
                                     pass_fds=(*link.pass_fds, *([held.fd] if held.fd is not None else [])),
                                     **child_popen_kwargs(spec.limits))
         finally:

@@ -186,4 +186,4 @@ def read_puts(path: str | Path) -> list[dict[str, Any]]:
         rows = conn.execute("SELECT seq, key, doc_id, ident, mode, pass, t FROM puts ORDER BY seq").fetchall()
     finally:
         conn.close()
-    return [dict(zip(("seq", "key", "doc_id", "ident", "mode", "pass", "t"), r)) for r in rows]
+    return [dict(zip(("seq", "key", "doc_id", "ident", "mode", "pass", "t"), r, strict=True)) for r in rows]

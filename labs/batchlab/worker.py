@@ -13,7 +13,7 @@ the service or the sink SIGKILL this very process.
 Its lifetime, whoever started it:
 
 * **One worker per run directory.** Before anything else it holds the run
-  directory's lock (:class:`batchlab.host.RunDirLock`) for its whole life: handed
+  directory's lock (:class:`batchlab.runlock.RunDirLock`) for its whole life: handed
   over by the runner that started it, or taken here, waiting up to ``--wait-lock``
   seconds, else it exits 2 with ``run_dir_busy`` and writes nothing.
 * **It dies with its parent** (:func:`batchlab.host.hold_parent_link`): SIGKILL
@@ -41,13 +41,12 @@ import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
-from pathlib import Path  # noqa: E402
 from enum import IntEnum  # noqa: E402
+from pathlib import Path  # noqa: E402
 from types import ModuleType  # noqa: E402
 from typing import Any  # noqa: E402
 
 from .ledger import Ledger  # noqa: E402
-
 
 
 class WorkerExit(IntEnum):
@@ -165,13 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--at", type=int, default=0)
     parser.add_argument("--t0", type=float, default=None)
     parser.add_argument("--wait-lock", type=float, default=None,
-                        help="seconds to wait for a busy run directory (default: batchlab.host.DEFAULT_LOCK_WAIT_S)")
+                        help="seconds to wait for a busy run directory (default: batchlab.runlock.DEFAULT_LOCK_WAIT_S)")
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
 
     from .errors import KitError
-    from .host import DEFAULT_LOCK_WAIT_S, LOCK_FD_ENV, RunDirLock, hold_parent_link
+    from .host import hold_parent_link
     from .rundir import RunDir
+    from .runlock import DEFAULT_LOCK_WAIT_S, LOCK_FD_ENV, RunDirLock
 
     gate = StopGate()
     for signum in (signal.SIGTERM, signal.SIGINT):  # until the event loop takes over (then: loop handlers)

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from batchlab.documents import (
     MAX_DOCUMENT_BYTES,
     Document,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from batchlab.errors import MAX_ECHO_CHARS, KitError, printable
 
 

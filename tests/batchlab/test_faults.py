@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from batchlab.faults import CrashPlan, FaultPlan
 
 

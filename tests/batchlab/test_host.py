@@ -19,23 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from batchlab.host import (
     FORCE_PORTABLE_ENV,
-    LOCK_NAME,
     PARENT_LINK_ENV,
-    RunDirBusyError,
-    RunDirLock,
     UnsupportedPlatformError,
     capabilities,
     child_popen_kwargs,
     hold_parent_link,
     kill_group,
-    lock_is_held,
     parent_link,
     require_supported_platform,
 )
 from batchlab.paths import kit_root, solution_module
+from batchlab.runlock import LOCK_NAME, RunDirBusyError, RunDirLock, lock_is_held
 from batchlab.runner import Limits
 
 LINUX = sys.platform.startswith("linux")
@@ -322,7 +318,7 @@ class TestRunDirLock:
 
     def test_the_pid_file_fallback_refuses_a_live_holder_and_takes_over_a_dead_one(
             self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr("batchlab.host.flock_available", lambda: False)
+        monkeypatch.setattr("batchlab.runlock.flock_available", lambda: False)
         first = RunDirLock(tmp_path / "run", role="first").acquire(0)
         assert first.mechanism == "pidfile" and lock_is_held(tmp_path / "run")
         with pytest.raises(RunDirBusyError):

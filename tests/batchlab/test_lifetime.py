@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from batchlab.examples import make_documents, write_input
-from batchlab.host import FORCE_PORTABLE_ENV, LOCK_NAME, RunDirLock, lock_is_held, pid_alive, read_holder
+from batchlab.host import FORCE_PORTABLE_ENV, pid_alive
 from batchlab.ledger import read_events
 from batchlab.metrics import metrics_for_run
+from batchlab.runlock import LOCK_NAME, RunDirLock, lock_is_held, read_holder
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +87,7 @@ class WorkerCensus:
             self.most = max(self.most, len(pids))
             time.sleep(0.003)
 
-    def __enter__(self) -> "WorkerCensus":
+    def __enter__(self) -> WorkerCensus:
         self._thread.start()
         return self
 
@@ -181,7 +181,7 @@ class TestOneWorkerPerRunDirectory:
     def test_the_lock_dies_with_its_holder(self, tmp_path: Path) -> None:
         code = textwrap.dedent(f"""
             import time
-            from batchlab.host import RunDirLock
+            from batchlab.runlock import RunDirLock
             RunDirLock({str(tmp_path / 'run')!r}, role="doomed").acquire(0)
             print("held", flush=True)
             time.sleep(600)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from batchlab.documents import ident_of, parse_document
 from batchlab.metrics import compute_metrics, format_table
 from batchlab.pipeline import MODE_DEGRADED, MODE_FULL, expected_output

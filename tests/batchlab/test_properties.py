@@ -28,12 +28,11 @@ import pytest
 # current directory: keep it out of the checkout (DESIGN 10: tests write only into temporary folders).
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "batchlab-hypothesis"))
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
 from batchlab.cli import main  # noqa: E402
 from batchlab.documents import Batch, load_batch, try_parse  # noqa: E402
 from batchlab.errors import BatchInputError  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 #: Examples per property in CI (a few seconds each on a loaded 2-core machine).
 CI_BUDGETS = {"bytes": 150, "json": 80, "run": 12}

@@ -6,7 +6,6 @@ import ast
 from pathlib import Path
 
 import pytest
-
 from batchlab.contract import BatchConfig
 from batchlab.rundir import INPUT, LEDGER, SINK, SPEC, STATE, RunDir
 from batchlab.runner import RunSpec, prepare

@@ -6,14 +6,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from batchlab.contract import BatchConfig
 from batchlab.documents import Document, parse_document, try_parse
 from batchlab.examples import EN_SENTENCES, make_documents, write_input
 from batchlab.faults import CrashPlan, FaultPlan
 from batchlab.ledger import read_events
 from batchlab.metrics import metrics_for_run
-from batchlab.runner import LedgerTail, RunSpec, run_pass, run_passes, prepare
+from batchlab.runner import LedgerTail, RunSpec, prepare, run_pass, run_passes
 from batchlab.service import LatencyModel, guaranteed_busy_s
 
 pytestmark = pytest.mark.slow
@@ -193,7 +192,7 @@ def test_a_stop_request_ends_the_pass_cleanly_and_the_resume_finishes_the_batch(
 
 def test_run_passes_holds_the_run_directory_from_its_spec_to_its_last_pass(
         reference_impl: Path, tmp_path: Path) -> None:
-    from batchlab.host import RunDirBusyError, RunDirLock
+    from batchlab.runlock import RunDirBusyError, RunDirLock
 
     source = write_input(tmp_path / "input.json", make_documents(10, seed=1, min_bytes=100, max_bytes=300))
     spec = spec_for(reference_impl, source, tmp_path / "run", lock_wait_s=0.1)

@@ -6,14 +6,17 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 from batchlab.documents import Document
 from batchlab.faults import CrashPlan, FaultPlan
 from batchlab.ledger import Ledger, read_events
-from batchlab.pipeline import embed
-from batchlab.pipeline import chunk_text, clean_text
-from batchlab.service import (LatencyModel, PermanentServiceError, SimulatedService, TransientServiceError,
-                              guaranteed_busy_s)
+from batchlab.pipeline import chunk_text, clean_text, embed
+from batchlab.service import (
+    LatencyModel,
+    PermanentServiceError,
+    SimulatedService,
+    TransientServiceError,
+    guaranteed_busy_s,
+)
 
 DOC = Document(id="doc-1", content="Some text.", source="wiki")
 

@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from batchlab.documents import Document
 from batchlab.faults import CrashPlan
 from batchlab.ledger import Ledger, read_events

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from batchlab.examples import make_documents
 from batchlab.paths import solution_module
+
 from .conftest import chromium_env
 
 CHROMIUM = Path(os.environ.get("BATCHLAB_CHROMIUM", "/usr/bin/chromium"))

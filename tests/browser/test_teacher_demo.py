@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from batchlab.host import pid_alive
 from batchlab.paths import kit_root
+
 from .conftest import chromium_env
 
 CHROMIUM = Path(os.environ.get("BATCHLAB_CHROMIUM", "/usr/bin/chromium"))

@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 import pytest
-
 from grader_runs import MUTANTS, load_mutant
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from batchlab.paths import solution_module
 from grader_runs import GRADER_DIR, PYTEST_ARGS, ROOT, run_grader
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from batchlab.documents import Document, try_parse
 from batchlab.faults import CRASH_RANDOM
 from batchlab.service import guaranteed_busy_s
+
 from grader.hidden.scenarios import HIDDEN_SCENARIOS
 from grader.scenarios import PUBLIC_SCENARIOS, Scenario
 

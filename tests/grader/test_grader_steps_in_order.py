@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from batchlab.paths import solution_module
 from batchlab.teach.release import render_student
 from grader_runs import STEP_NUMBERS, solution_up_to

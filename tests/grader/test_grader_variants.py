@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from grader_runs import VARIANTS, load_variant
 
 pytestmark = pytest.mark.slow

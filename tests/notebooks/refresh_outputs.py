@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
-
 from batchlab.paths import kit_root, solution_module
+from nbclient import NotebookClient
 
 
 def refresh(path: Path) -> float:

@@ -15,7 +15,6 @@ from typing import Any
 
 import nbformat
 import pytest
-
 from batchlab.paths import kit_root
 
 NOTEBOOKS = kit_root() / "notebooks"

@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from batchlab.teach.selfcheck import STEPS
 from batchlab.paths import kit_root, solution_module
+from batchlab.teach.selfcheck import STEPS
 
 NOTEBOOKS = kit_root() / "notebooks"
 STEP_NOTEBOOKS = sorted(NOTEBOOKS.glob("0[0-6]_*.ipynb"))

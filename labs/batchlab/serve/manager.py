@@ -32,18 +32,28 @@ from ..contract import BatchConfig
 from ..documents import load_batch
 from ..errors import BatchInputError
 from ..faults import CrashPlan, FaultPlan
-from ..host import RunDirBusyError, RunDirLock, lock_is_held
 from ..ledger import PASS_OVER, iter_events
 from ..paths import default_demo_impl
 from ..resources import ResourceSampler
 from ..rundir import RunDir
+from ..runlock import RunDirBusyError, RunDirLock, lock_is_held
 from ..runner import STOP_KILL_AFTER_S, PassResult, RunSpec, prepare, run_pass
 from ..service import LatencyModel
 from .errors import BatchNotFound, RequestTooLarge, state_conflict
 from .progress import Progress
 from .settings import MAX_UPLOAD_BYTES, parse_settings
-from .store import (CANCELLED, COMPLETED, FAILED, INTERRUPTED, QUEUED, RUNNING, BatchRecord, PassRecord, Store,
-                    new_batch_id)
+from .store import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    BatchRecord,
+    PassRecord,
+    Store,
+    new_batch_id,
+)
 
 log = logging.getLogger("batchlab.serve")
 #: Stop requests: a client's cancel, and the server's own shutdown (which leaves the batch interrupted).
@@ -253,6 +263,7 @@ class BatchManager:
         """The thread of one pass: run it, sample it, then record how it ended (never raises)."""
         rec = self._records[batch_id]
         active = self._active[batch_id]
+        reason: str | None
         state, reason = FAILED, "the server failed to run the pass"
         result: PassResult | None = None
         started = time.time()

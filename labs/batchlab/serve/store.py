@@ -79,7 +79,7 @@ class BatchRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BatchRecord":
+    def from_dict(cls, data: dict[str, Any]) -> BatchRecord:
         data = dict(data)
         data["settings"] = Settings(**data.get("settings", {}))
         data["passes"] = [PassRecord(**p) for p in data.get("passes", [])]

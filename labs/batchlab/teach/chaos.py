@@ -42,9 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_FAILED, EXIT_OK, KitError, UsageError
-from ..host import environ_snapshot, lock_is_held, pid_alive
+from ..host import environ_snapshot, pid_alive
 from ..ledger import append_event, read_events
 from ..rundir import RunDir
+from ..runlock import lock_is_held
 from ..runner import WORK_EVENTS, LedgerTail
 
 #: Waiting for a pass to be at work, or for a killed process to be gone, never takes longer than this.
@@ -229,11 +230,11 @@ def _granularity(events: Sequence[dict[str, Any]], killed_passes: set[int], docu
         "largest_chunks": max(chunks.values(), default=0), "furthest_chunk": max(furthest[i] for i in stuck),
         "committed_at_stall": len(committed), "unique": unique,
         "examples": sorted(({"ident": i, "restarts": n, "chunks": chunks.get(i), "furthest_chunk": furthest[i]}
-                            for i, n in stuck.items()), key=lambda d: -(d["chunks"] or 0))[:5],
+                            for i, n in stuck.items()), key=lambda d: -int(d["chunks"] or 0))[:5],
     }
 
 
-def run_chaos(
+def run_chaos(  # noqa: C901 (issue 15 item 3)
     *,
     run_dir: str | Path,
     input_path: str | Path | None = None,

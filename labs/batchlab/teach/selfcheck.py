@@ -289,7 +289,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: Any) -> None:
-    """Register ``batchlab check STEP`` (see ``batchlab.cli.EXTENSIONS``)."""
+    """Register ``batchlab check STEP`` (see ``batchlab.cli.parser.EXTENSIONS``)."""
     p = subparsers.add_parser("check", help="run the grader's public tests of one step on the student module")
     p.add_argument("step", help=f"one of {', '.join(STEPS.values())} (or 01-06)")
     p.add_argument("--impl", default=None, help="implementation file (default: BATCHLAB_IMPL, else the student module)")

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from batchlab.examples import make_documents
 from batchlab.paths import solution_module
 

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from batchlab.documents import MAX_DOCUMENT_BYTES
 from batchlab.metrics import metrics_for_run
 from batchlab.paths import solution_module

@@ -21,7 +21,7 @@ def test_a_batch_page_has_its_data_the_three_buttons_and_listens_on_the_websocke
     labels = ("恢复 (Resume)", "重试失败 (Retry failed)", "取消 (Cancel)", "指标 (metrics)", "资源 (resources)")
     for label in labels:
         assert label in page
-    assert f"/batches/${{ID}}/events" in page and batch["id"] in page
+    assert "/batches/${ID}/events" in page and batch["id"] in page
 
 
 def test_a_page_for_an_unknown_batch_answers_404_with_the_unified_error(client):

@@ -23,7 +23,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from batchlab.host import pid_alive
 from batchlab.metrics import metrics_for_run
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from batchlab.teach.bench import TARGETS, format_bench, run_bench
 
 pytestmark = pytest.mark.slow

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from batchlab.teach.chaos import RESTARTS_FOR_GRANULARITY, _granularity, integrity, run_chaos
 from batchlab.documents import ident_of, parse_document
 from batchlab.examples import make_documents, write_input
+from batchlab.teach.chaos import RESTARTS_FOR_GRANULARITY, _granularity, integrity, run_chaos
 
 pytestmark = pytest.mark.slow
 

@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from batchlab.cli import main as cli_main
 from batchlab.contract import DEGRADED, DONE, FAILED, PENDING, PROCESSING
+from batchlab.documents import Document, ident_of, parse_document, try_parse
+from batchlab.examples import make_documents
+from batchlab.faults import FaultPlan
 from batchlab.host import pid_alive
-from batchlab.teach.dashboard.render import completion_svg, counts_html, metrics_html, resources_html
-from batchlab.teach.dashboard.view import Dashboard
+from batchlab.ledger import read_events
+from batchlab.paths import solution_module
+from batchlab.service import LatencyModel, guaranteed_busy_s
 from batchlab.teach.dashboard.board import (
     ERROR,
     FINISHED,
@@ -32,12 +35,8 @@ from batchlab.teach.dashboard.board import (
     StateBoard,
 )
 from batchlab.teach.dashboard.model import DashboardModel
-from batchlab.documents import Document, ident_of, parse_document, try_parse
-from batchlab.examples import make_documents
-from batchlab.faults import FaultPlan
-from batchlab.ledger import read_events
-from batchlab.paths import solution_module
-from batchlab.service import LatencyModel, guaranteed_busy_s
+from batchlab.teach.dashboard.render import completion_svg, counts_html, metrics_html, resources_html
+from batchlab.teach.dashboard.view import Dashboard
 
 #: A pass of about a second: 40 documents (~500 service calls), 4 at a time, 10 ms per call.
 QUICK = DashboardSettings(documents=40, concurrency=4, latency_ms=10.0, fault_rate=0.03)

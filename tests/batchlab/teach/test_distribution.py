@@ -16,7 +16,6 @@ import venv
 from pathlib import Path
 
 import pytest
-
 from batchlab.paths import STUDENT_MODULE, kit_root
 from batchlab.teach.release import release
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from batchlab.paths import SOLUTION_MODULE, STUDENT_MODULE
 from batchlab.teach.release import STUDENT_README, ReleaseError, release, render_student, strip_solutions
 

@@ -12,16 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from batchlab.cli import main
-from batchlab.teach.demo import run_demo
 from batchlab.errors import KitError, UsageError
 from batchlab.ledger import read_events
 from batchlab.metrics import metrics_for_run
+from batchlab.teach.demo import run_demo
 from batchlab.teach.report import style as plot_style
-from batchlab.teach.report.style import LABELS, bundled_cjk_fonts, choose_style, covers, find_cjk_font
 from batchlab.teach.report.build import PLOTS, build_report
 from batchlab.teach.report.markdown import PLACEHOLDER, fill_template
+from batchlab.teach.report.style import LABELS, bundled_cjk_fonts, choose_style, covers, find_cjk_font
 from batchlab.teach.report.views import expected_backoff, retry_delays
 from batchlab.thresholds import load_thresholds
 

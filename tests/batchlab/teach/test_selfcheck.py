@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
+from batchlab.cli import main
 from batchlab.teach import notebook
 from batchlab.teach import selfcheck as checks
 from batchlab.teach.notebook import load_student, overview, show_passes, student_cell
 from batchlab.teach.selfcheck import CheckResult, UnknownStepError, check, normalize_step
-from batchlab.cli import main
 
 
 @pytest.fixture(autouse=True)

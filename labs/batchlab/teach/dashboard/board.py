@@ -16,8 +16,10 @@ from ...contract import DEGRADED, DONE, FAILED, PENDING, PROCESSING, STATES, TER
 from ...documents import Document, ident_of, normalize_id, try_parse
 from ...errors import KitError
 from ...faults import CRASH_KINDS, CRASH_NONE
-from ...metrics import Metrics
-from ...metrics import format_value  # the one formatting of figures, shared with format_table
+from ...metrics import (
+    Metrics,
+    format_value,  # the one formatting of figures, shared with format_table
+)
 from ...thresholds import THRESHOLDS, Threshold
 
 #: Phases of the dashboard, as its status line shows them.
@@ -58,7 +60,7 @@ class DashboardSettings:
     crash_fraction: float = 0.4
     random_window: tuple[float, float] = (0.5, 2.5)
 
-    def validate(self) -> "DashboardSettings":
+    def validate(self) -> DashboardSettings:
         problems: dict[str, Any] = {}
         if not 1 <= self.documents <= 5000:
             problems["documents"] = self.documents
@@ -236,11 +238,11 @@ class StateBoard:
             state = DEGRADED if event.get("mode") == "degraded" else DONE
             self._set(self._by_ident.get(str(event.get("ident"))), state)
         elif kind == "state":
-            state = event.get("state")
+            reported = event.get("state")
             unit = self._unit_of_doc(event.get("doc_id"))
-            if state == PROCESSING:
+            if reported == PROCESSING:
                 self._set(unit, PROCESSING)
-            elif state == FAILED:
+            elif reported == FAILED:
                 if unit is None:  # an invalid entry the processor named its own way
                     unit = next((u for u in self._invalid if self.state[u] != FAILED), None)
                 self._set(unit, FAILED)
@@ -249,7 +251,7 @@ class StateBoard:
 def metric_rows(metrics: Metrics, thresholds: Mapping[str, Threshold] = THRESHOLDS) -> tuple[MetricRow, ...]:
     """The lesson's metric table: thresholds judged (green or red), then the reported figures."""
     rows = [MetricRow(t.label, format_value(name, value), t.text, ok)
-            for name, (t, value, ok) in zip(thresholds, metrics.checks(thresholds))]
+            for name, (t, value, ok) in zip(thresholds, metrics.checks(thresholds), strict=True)]
     for name, label in (("throughput_docs_per_min", "throughput"), ("latency_p50_s", "latency p50"),
                         ("latency_p95_s", "latency p95")):
         rows.append(MetricRow(label, format_value(name, metrics.value(name)), "reported", None))

@@ -47,12 +47,26 @@ from ...resources import RESOURCE_FIELDS, SAMPLE_EVERY_S, sample
 from ...rundir import RunDir
 from ...runner import WORK_EVENTS, LedgerTail, PassResult, RunSpec, prepare, start_pass
 from ...service import LatencyModel
-from .board import (ERROR, FINISHED, IDLE, KILLED, MANUAL_KILL, RUNNING, DashboardError, DashboardSettings, Marker,
-                    MetricRow, PassInfo, Snapshot, StateBoard, metric_rows)
+from .board import (
+    ERROR,
+    FINISHED,
+    IDLE,
+    KILLED,
+    MANUAL_KILL,
+    RUNNING,
+    DashboardError,
+    DashboardSettings,
+    Marker,
+    MetricRow,
+    PassInfo,
+    Snapshot,
+    StateBoard,
+    metric_rows,
+)
 
 require_supported_platform()  # native Windows: the teacher demo's first cell stops here with the unified error
 
-_LIVE_MODELS: "weakref.WeakSet[DashboardModel]" = weakref.WeakSet()
+_LIVE_MODELS: weakref.WeakSet[DashboardModel] = weakref.WeakSet()
 
 
 @atexit.register
@@ -289,8 +303,8 @@ class DashboardModel:
         return path
 
     def _crash_plan(self, documents: Sequence[Any]) -> CrashPlan:
-        from ...pipeline import planned_calls
         from ...documents import Batch
+        from ...pipeline import planned_calls
 
         kind, fraction = self.settings.crash, self.settings.crash_fraction
         if kind == CRASH_DURING_CALL:

@@ -35,8 +35,16 @@ from ...errors import KitError
 from ...faults import CRASH_KINDS
 from .board import ERROR, FINISHED, IDLE, KILLED, RUNNING, DashboardError, DashboardSettings, Snapshot
 from .model import DashboardModel
-from .render import (CRASH_LABELS, CSS, completion_svg, counts_html, metrics_html, progress_text, resources_html,
-                     status_html)
+from .render import (
+    CRASH_LABELS,
+    CSS,
+    completion_svg,
+    counts_html,
+    metrics_html,
+    progress_text,
+    resources_html,
+    status_html,
+)
 
 #: How often the refresher polls the model while a worker runs (seconds).
 REFRESH_S = 0.2

@@ -75,7 +75,7 @@ def _observability(metrics: Metrics) -> tuple[str, list[dict[str, Any]]]:
     report = next((p.report for p in reversed(metrics.passes) if p.report), None)
     if not report:
         return ("没有任何一轮正常返回 `BatchReport`，无法核对自报指标（pass 全部被杀死或抛出异常）。", [])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in ("completion_rate", "duplicate_rate", "fail_rate"):
         own = report.get(name)
         ledger = metrics.value(name)

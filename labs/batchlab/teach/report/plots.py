@@ -19,7 +19,7 @@ _KILL_COLOR = "#d62728"
 _PASS_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 
 
-def _figure(style: PlotStyle, nrows: int = 1, ncols: int = 1, *, height: float = 6.75, **kw: Any):
+def _figure(style: PlotStyle, nrows: int = 1, ncols: int = 1, *, height: float = 6.75, **kw: Any) -> tuple[Any, Any]:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(12, height), layout="constrained")
@@ -162,7 +162,7 @@ def plot_passes(path: Path, *, rows: Sequence[Mapping[str, Any]], style: PlotSty
         fig, axes = _figure(style, 1, len(panels))
         names = [style.t("pass", n=r["pass_no"]) for r in rows]
         colors = [_PASS_COLORS[i % len(_PASS_COLORS)] for i in range(len(rows))]
-        for ax, (field, key) in zip(axes[0], panels):
+        for ax, (field, key) in zip(axes[0], panels, strict=True):
             values = [float(r.get(field) or 0) for r in rows]
             bars = ax.bar(names, values, color=colors)
             ax.bar_label(bars, labels=[f"{v:.2f}" if field == "wall_s" else f"{v:.0f}" for v in values],

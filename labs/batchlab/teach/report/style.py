@@ -129,9 +129,9 @@ class PlotStyle:
     def t(self, key: str, **kw: Any) -> str:
         return LABELS[self.lang][key].format(**kw)
 
-    def rc(self) -> dict[str, Any]:
+    def rc(self) -> dict[Any, Any]:  # matplotlib types the keys as the Literal of every rcParam
         """rcParams for projector-legible figures in this style."""
-        rc: dict[str, Any] = {
+        rc: dict[Any, Any] = {
             "font.size": 16, "axes.titlesize": 20, "axes.labelsize": 17, "xtick.labelsize": 15,
             "ytick.labelsize": 15, "legend.fontsize": 15, "lines.linewidth": 3.0, "axes.grid": True,
             "grid.alpha": 0.3, "figure.dpi": 100, "savefig.dpi": 110,
@@ -155,7 +155,7 @@ def _charmap(fname: str, index: int) -> frozenset[int]:
 
     try:
         try:
-            font = FT2Font(fname, face_index=index)  # type: ignore[call-arg]
+            font = FT2Font(fname, face_index=index)  # type: ignore[call-arg, unused-ignore]
         except TypeError:  # older matplotlib: first face only
             font = FT2Font(fname)
         return frozenset(font.get_charmap())

@@ -1,10 +1,4 @@
-"""``batchlab``: a thin command line over the kit's keyword-only functions.
-
-Every verb calls a plain function that notebooks, tests and the dashboard call
-too (otter-grader's ``cli.py`` shape). Bad input of any kind prints the unified
-error structure ``{"error": {code, message, details, hints}}`` and exits 2,
-before anything of an earlier run is touched.
-"""
+"""The ``batchlab`` command's verbs: each a thin call of a keyword-only function of the kit."""
 
 from __future__ import annotations
 
@@ -12,44 +6,11 @@ import argparse
 import json
 import signal
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, KitError, UsageError, strict_json
-from .faults import CRASH_KINDS
-from .host import require_supported_platform
-from .rundir import RunDir
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors come out in the unified error structure too."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}", code="usage_error", details={"usage": self.format_usage().strip()},
-                         hints=[f"Run `{self.prog} --help`."])
-
-
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a rate in [0, 1] (3 % is 0.03)")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
-
-
-def _existing_file(text: str) -> Path:
-    path = Path(text)
-    if not path.is_file():
-        raise KitError(f"{text!r} is not a file", code="file_not_found", details={"path": text},
-                       hints=["Check the path."])
-    return path
+from ..errors import EXIT_FAILED, EXIT_OK, UsageError, strict_json
+from ..rundir import RunDir
 
 
 class _Bars:
@@ -103,10 +64,10 @@ def _describe_pass(result: Any) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .teach.demo import run_demo
-    from .documents import load_batch
-    from .metrics import format_table
-    from .paths import example_input
+    from ..documents import load_batch
+    from ..metrics import format_table
+    from ..paths import example_input
+    from ..teach.demo import run_demo
 
     if args.input is not None and args.docs is not None:
         raise UsageError("give --input or --docs, not both", code="usage_error",
@@ -171,11 +132,11 @@ class _StopSignals:
                   "to commit). Press Ctrl-C again to kill it now.", file=sys.stderr, flush=True)
 
     def __call__(self) -> str | None:
-        from .runner import STOP_NOW
+        from ..runner import STOP_NOW
 
         return STOP_NOW if self.count > 1 else self.signal
 
-    def __enter__(self) -> "_StopSignals":
+    def __enter__(self) -> _StopSignals:
         import threading
 
         if threading.current_thread() is threading.main_thread():
@@ -227,16 +188,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     ``worker.STOP_GRACE_S`` to commit), prints how far it got and the resume
     command, and exits 130 or 143; SIGKILL of this command kills the worker too.
     """
-    from .contract import BatchConfig
-    from .paths import default_demo_impl
-    from .documents import load_batch
-    from .faults import CrashPlan, FaultPlan
-    from .host import RunDirLock
-    from .ledger import read_events
-    from .metrics import format_table, metrics_for_run
-    from .runner import RunSpec, prepare, run_pass
-    from .service import LatencyModel
-    from .worker import WorkerExit
+    from ..contract import BatchConfig
+    from ..documents import load_batch
+    from ..faults import CrashPlan, FaultPlan
+    from ..ledger import read_events
+    from ..metrics import format_table, metrics_for_run
+    from ..paths import default_demo_impl
+    from ..runlock import RunDirLock
+    from ..runner import RunSpec, prepare, run_pass
+    from ..service import LatencyModel
+    from ..worker import WorkerExit
 
     batch = load_batch(args.input)
     run = Path(args.run_dir)
@@ -277,7 +238,7 @@ def _int(value: Any) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from .metrics import format_table, metrics_for_run
+    from ..metrics import format_table, metrics_for_run
 
     run = Path(args.run_dir)
     if not RunDir(run).spec.exists():
@@ -292,7 +253,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from .documents import Document, ident_of, load_batch, try_parse
+    from ..documents import Document, ident_of, load_batch, try_parse
 
     batch = load_batch(args.input)
     parsed = [try_parse(raw) for raw in batch.documents]
@@ -306,8 +267,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_make_input(args: argparse.Namespace) -> int:
-    from .documents import MAX_BATCH_DOCUMENTS
-    from .examples import make_documents, write_input
+    from ..documents import MAX_BATCH_DOCUMENTS
+    from ..examples import make_documents, write_input
 
     if args.docs > MAX_BATCH_DOCUMENTS:
         raise UsageError(f"--docs {args.docs} is more than {MAX_BATCH_DOCUMENTS}", code="usage_error",
@@ -325,8 +286,8 @@ def cmd_make_input(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    from .paths import kit_root
-    from .teach.release import release
+    from ..paths import kit_root
+    from ..teach.release import release
 
     result = release(root=kit_root(), check=args.check, out=Path(args.out) if args.out else None,
                      force=args.force)
@@ -344,7 +305,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .teach.bench import format_bench, run_bench
+    from ..teach.bench import format_bench, run_bench
 
     result = run_bench(quick=args.quick, impl=args.impl, repeat=args.repeat)
     print(json.dumps(result, indent=2) if args.json else format_bench(result))
@@ -353,167 +314,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``batchlab serve``: FastAPI and uvicorn are imported here, never by ``batchlab --help``."""
-    from .serve.server import cmd_serve as run_server
+    from ..serve.server import cmd_serve as run_server
 
     return run_server(args)
-
-
-#: Verbs the front-ends register themselves: name -> (module, function that adds the parser). Imported only
-#: when the parser is built, and each module keeps its heavy imports (matplotlib, ipywidgets) inside functions.
-EXTENSIONS: dict[str, tuple[str, str]] = {
-    "report": ("batchlab.teach.report.build", "add_parser"),
-    "check": ("batchlab.teach.selfcheck", "add_parser"),
-    "grade": ("batchlab.teach.grading", "add_parser"),
-    "dashboard": ("batchlab.teach.dashboard.view", "add_parser"),
-    "chaos": ("batchlab.teach.chaos", "add_parser"),
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="batchlab", description="Lesson 15 lab kit: batch processing with checkpoint and resume.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--impl", type=_existing_file, default=None,
-                       help="implementation file (default: the reference if present, else the student module)")
-        p.add_argument("--seed", type=int, default=15, help="seed of the fault plan (replayable)")
-        p.add_argument("--fault-rate", type=_rate, default=0.03, help="transient fault rate per call (0.01-0.05)")
-        p.add_argument("--concurrency", type=_positive, default=8)
-        p.add_argument("--latency-ms", type=float, default=10.0, help="median service latency")
-
-    p = sub.add_parser("demo", help="first run with faults and a crash, then resume; metrics against thresholds")
-    p.add_argument("--input", type=Path, default=None, help="batch file (default: examples/input_example.json)")
-    p.add_argument("--docs", type=_positive, default=None, help="generate an input of N documents instead")
-    p.add_argument("--crash", choices=CRASH_KINDS, default="during_call")
-    p.add_argument("--at", type=_positive, default=None, help="crash at the K-th call or commit")
-    p.add_argument("--run-dir", type=Path, default=None)
-    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    common(p)
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("run", help="run one pass in a run directory (run it again to resume)")
-    p.add_argument("--input", type=Path, default=Path("examples/input_example.json"))
-    p.add_argument("--run-dir", type=Path, default=Path("runs/manual"))
-    p.add_argument("--batch-id", default=None)
-    p.add_argument("--crash", choices=CRASH_KINDS, default="none")
-    p.add_argument("--at", type=_positive, default=None)
-    p.add_argument("--timeout", type=float, default=300.0)
-    p.add_argument("--wait", type=float, default=None,
-                   help="seconds to wait for a run directory another run holds, then refuse with run_dir_busy "
-                        "(default 3)")
-    common(p)
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("metrics", help="the metrics of a run directory")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_metrics)
-
-    p = sub.add_parser("validate", help="check a batch file and summarize it")
-    p.add_argument("input", type=Path)
-    p.set_defaults(func=cmd_validate)
-
-    p = sub.add_parser("make-input", help="write a synthetic batch of N documents")
-    p.add_argument("--docs", type=_positive, required=True)
-    p.add_argument("--seed", type=int, default=15)
-    p.add_argument("--out", default=None)
-    p.add_argument("--batch-id", default="batch-001")
-    p.add_argument("--min-bytes", type=_positive, default=100)
-    p.add_argument("--max-bytes", type=_positive, default=50_000)
-    p.add_argument("--force", action="store_true")
-    p.set_defaults(func=cmd_make_input)
-
-    p = sub.add_parser("release", help="generate the student skeleton from the solution")
-    p.add_argument("--check", action="store_true",
-                   help="fail if the skeleton is stale (neither the committed nor the working file is what the "
-                        "solution gives)")
-    p.add_argument("--out", default=None,
-                   help="write a student distribution into this new folder (and nothing else: the student file "
-                        "of this checkout is left alone)")
-    p.add_argument("--force", action="store_true",
-                   help="overwrite a student file that holds edits (a copy goes to runs/release-backup/)")
-    p.set_defaults(func=cmd_release)
-
-    p = sub.add_parser("bench", help="benchmark the reference processor (figures, not pass/fail)")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    p.add_argument("--repeat", type=_positive, default=1, help="runs per figure; medians are reported")
-    p.add_argument("--impl", type=_existing_file, default=None)
-    p.set_defaults(func=cmd_bench)
-
-    p = sub.add_parser("serve", help="the batch service: HTTP API, WebSocket progress, task page")
-    from .serve.server import add_arguments  # no web framework imported until the verb runs
-
-    add_arguments(p)
-    p.set_defaults(func=cmd_serve)
-
-    import importlib
-
-    for name, (module_name, fn_name) in EXTENSIONS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        getattr(module, fn_name)(sub)
-    return parser
-
-
-def _printable_streams() -> None:
-    """Anything the kit prints (an echoed id with a lone surrogate...) comes out escaped, never as a crash."""
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:
-            try:
-                reconfigure(errors="backslashreplace")
-            except (ValueError, OSError):
-                pass
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        code = _main(argv)
-        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush (which exits 120)
-        return code
-    except BrokenPipeError:
-        return _reader_left()
-
-
-def _main(argv: Sequence[str] | None) -> int:
-    try:
-        require_supported_platform()  # native Windows: the unified error, before anything runs
-        _printable_streams()
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if getattr(args, "wait", False) is None:
-            from .host import DEFAULT_LOCK_WAIT_S
-
-            args.wait = DEFAULT_LOCK_WAIT_S
-        func: Callable[[argparse.Namespace], int] = args.func
-        return func(args)
-    except KitError as exc:
-        print(exc.to_json())
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        return 130
-
-
-def _reader_left() -> int:
-    """`batchlab check | head`: the reader closed the pipe, so there is nobody to tell; no traceback.
-
-    Python's documented recipe: point stdout at /dev/null so that the flush at exit cannot raise again, and
-    exit as a shell reports a command ended by SIGPIPE (128 + 13).
-    """
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    return 141
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Running an acceptance scenario: every pass through the harness runner, in child processes (real SIGKILLs,
+per-pass timeouts, resource limits, a stall watch), and the ledger's account of it (:class:`ScenarioRun`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchlab.examples import write_input
+from batchlab.faults import CrashPlan
+from batchlab.ledger import read_events
+from batchlab.metrics import Metrics, compute_metrics
+from batchlab.rundir import RunDir
+from batchlab.runlock import RunDirLock
+from batchlab.runner import STOP_NOW, PassResult, RunSpec, prepare, run_pass
+from batchlab.sink import read_outputs, read_puts
+from batchlab.worker import WorkerExit
+
+from .analysis import PassView, pass_views, some
+from .sandbox import LIMITS
+from .scenario_model import Scenario
+from .tasks import Context, register
+
+
+@dataclass
+class ScenarioRun:
+    """The raw outcome of a scenario: passes, metrics, the ledger's pass views, and flow-specific facts."""
+
+    scenario: Scenario
+    run_dir: Path
+    documents: list[dict[str, Any]]
+    crash_plans: list[CrashPlan]
+    passes: list[PassResult]
+    metrics: Metrics
+    views: list[PassView]
+    events: list[dict[str, Any]]
+    duration_s: float
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def _spec(sc: Scenario, ctx: Context, run_dir: Path, input_path: Path) -> RunSpec:
+    return RunSpec(impl=ctx.impl, input=input_path, run_dir=run_dir, batch_id=f"batch-{sc.name}".replace("_", "-"),
+                   config=sc.config, plan=sc.plan, latency=sc.latency, timeout_s=ctx.timeout(sc.timeout_s),
+                   limits=LIMITS, env={"PYTHONDONTWRITEBYTECODE": "1"})
+
+
+def _digest(run_dir: Path) -> dict[str, str]:
+    files = sorted(p for p in [*run_dir.glob("sink.sqlite*"), *RunDir(run_dir).state.rglob("*")] if p.is_file())
+    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def run_scenario(sc: Scenario, ctx: Context) -> ScenarioRun:
+    """Run every pass of ``sc`` against the implementation; collect the ledger's account of it."""
+    base = ctx.area("runs")
+    run_dir = base / sc.name
+    documents = sc.documents()
+    input_path = write_input(base / f"{sc.name}.input.json", documents, batch_id=f"batch-{sc.name}".replace("_", "-"))
+    spec = _spec(sc, ctx, run_dir, input_path)
+    plans = sc.crash_plans(documents)
+    facts: dict[str, Any] = {}
+    started = time.monotonic()
+    if sc.flow == "bad_input":
+        prepare(spec, fresh=True)
+        passes = [run_pass(spec, 1)]
+        if passes[0].returncode != 0:  # no good state to protect: the scenario is not scored anyway
+            return _collect(sc, run_dir, documents, plans, passes, time.monotonic() - started, facts)
+        before = _digest(run_dir)
+        good = input_path.read_bytes()
+        bad = '{"batch_id": "batch-bad-batch-input", "documents": [{"id": "doc-1", "content": "half a file'
+        input_path.write_text(bad, encoding="utf-8")
+        passes.append(run_pass(spec, 2))
+        facts["digest_before"], facts["digest_after"] = before, _digest(run_dir)
+        input_path.write_bytes(good)
+        passes.append(run_pass(spec, 3))
+    else:
+        passes = run_watched_passes(spec, plans, facts, stall_s=ctx.timeout(STALL_S))
+    return _collect(sc, run_dir, documents, plans, passes, time.monotonic() - started, facts)
+
+
+#: A pass that writes nothing to the ledger (no call, no commit, no progress) for this long while its worker is
+#: alive has stalled: it is stopped at once rather than left to its timeout. A correct processor on this
+#: harness (2-10 ms calls) writes an event every few milliseconds, even on a loaded machine.
+STALL_S = 15.0
+
+
+class StallWatch:
+    """Watches one pass's ledger events; ``stop()`` says :data:`STOP_NOW` once nothing happened for ``stall_s``."""
+
+    def __init__(self, stall_s: float) -> None:
+        self.stall_s = stall_s
+        self.last = time.monotonic()
+        self.events: list[dict[str, Any]] = []
+        self.stalled_after: float | None = None
+
+    def on_events(self, events: list[dict[str, Any]]) -> None:
+        self.events.extend(events)
+        self.last = time.monotonic()
+
+    def stop(self) -> str | None:
+        idle = time.monotonic() - self.last
+        if self.stalled_after is None and idle > self.stall_s:
+            self.stalled_after = idle
+        return STOP_NOW if self.stalled_after is not None else None
+
+    def diagnosis(self, pass_no: int, concurrency: int) -> str:
+        """What the pass was doing when it stalled, in the words of the rule it probably broke."""
+        calls: dict[str, int] = {}
+        committed: dict[str, str] = {}
+        for e in self.events:
+            if e.get("ev") == "call_start":
+                calls[e["ident"]] = calls.get(e["ident"], 0) + 1
+            elif e.get("ev") == "sink_put":
+                committed[e["ident"]] = e.get("mode", "full")
+        names = {e["ident"]: e.get("doc_id", "?") for e in self.events if "ident" in e}
+        degraded = [names[i] for i, mode in committed.items() if mode == "degraded"]
+        open_docs = sorted(names[i] for i in calls if i not in committed)
+        text = (f"pass {pass_no} stalled: no service call, commit or progress for {self.stalled_after:.0f} s while "
+                f"its worker was alive, after {len(committed)} commits ({len(degraded)} degraded: "
+                f"{some(sorted(degraded), 4)}); documents started and not committed: {some(open_docs, 4) or 'none'}. "
+                "It was stopped rather than left to its timeout.\n"
+                "slot-released-on-every-path: 并发槽（concurrency slot）必须在每条路径上释放（release on every path），"
+                "包括降级路径（degraded path）和失败路径；否则降级文档一多于并发上限（config.concurrency），整批就卡住"
+                "（stall）。把 acquire/release 放进 async with semaphore 或 try/finally（run_bounded）。")
+        if len(degraded) >= concurrency:
+            text += (f" This pass committed {len(degraded)} degraded documents, at least config.concurrency "
+                     f"({concurrency}): a slot not given back on the degraded path would stall exactly here.")
+        return text
+
+
+def run_watched_passes(spec: RunSpec, plans: Sequence[CrashPlan], facts: dict[str, Any], *,
+                       stall_s: float) -> list[PassResult]:
+    """``batchlab.runner.run_passes``, with a stall watch on every pass; a stalled pass ends the run."""
+    with RunDirLock(spec.run_dir).acquire(spec.lock_wait_s) as lock:
+        prepare(spec, fresh=True)
+        results: list[PassResult] = []
+        for pass_no, crash in enumerate([*plans, CrashPlan()], start=1):
+            watch = StallWatch(stall_s)
+            result = run_pass(spec, pass_no, crash, on_events=watch.on_events, lock=lock, stop=watch.stop)
+            results.append(result)
+            if watch.stalled_after is not None:
+                facts.setdefault("stalled", {})[pass_no] = watch.diagnosis(pass_no, spec.config.concurrency)
+                break
+            if result.returncode in (WorkerExit.INPUT, WorkerExit.IMPORT) or result.timed_out:
+                break
+    return results
+
+
+def _collect(sc: Scenario, run_dir: Path, documents: list[dict[str, Any]], plans: list[CrashPlan],
+             passes: list[PassResult], duration: float, facts: dict[str, Any]) -> ScenarioRun:
+    events = read_events(RunDir(run_dir).ledger)
+    puts = read_puts(RunDir(run_dir).sink)
+    metrics = compute_metrics(documents, events, read_outputs(RunDir(run_dir).sink), puts)
+    return ScenarioRun(scenario=sc, run_dir=run_dir, documents=documents, crash_plans=plans, passes=passes,
+                       metrics=metrics, views=pass_views(documents, events, puts), events=events,
+                       duration_s=duration, facts=facts)
+
+
+def register_scenarios(scenarios: Sequence[Scenario]) -> None:
+    for sc in scenarios:
+        cost = 10.0 if sc.input in ("large", "whales") else 3.0
+        register(f"run:{sc.name}", functools.partial(run_scenario, sc), cost=cost)

@@ -1,0 +1,7 @@
+"""``python -m batchlab.cli``: the same as ``batchlab``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,143 @@
+"""The ``batchlab`` command's parser: every verb, its options and the function it calls."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import NoReturn
+
+from ..errors import KitError, UsageError
+from ..faults import CRASH_KINDS
+from .commands import cmd_bench, cmd_demo, cmd_make_input, cmd_metrics, cmd_release, cmd_run, cmd_serve, cmd_validate
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors come out in the unified error structure too."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}", code="usage_error", details={"usage": self.format_usage().strip()},
+                         hints=[f"Run `{self.prog} --help`."])
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a rate in [0, 1] (3 % is 0.03)")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise KitError(f"{text!r} is not a file", code="file_not_found", details={"path": text},
+                       hints=["Check the path."])
+    return path
+
+
+#: Verbs the front-ends register themselves: name -> (module, function that adds the parser). Imported only
+#: when the parser is built, and each module keeps its heavy imports (matplotlib, ipywidgets) inside functions.
+EXTENSIONS: dict[str, tuple[str, str]] = {
+    "report": ("batchlab.teach.report.build", "add_parser"),
+    "check": ("batchlab.teach.selfcheck", "add_parser"),
+    "grade": ("batchlab.teach.grading", "add_parser"),
+    "dashboard": ("batchlab.teach.dashboard.view", "add_parser"),
+    "chaos": ("batchlab.teach.chaos", "add_parser"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="batchlab", description="Lesson 15 lab kit: batch processing with checkpoint and resume.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--impl", type=_existing_file, default=None,
+                       help="implementation file (default: the reference if present, else the student module)")
+        p.add_argument("--seed", type=int, default=15, help="seed of the fault plan (replayable)")
+        p.add_argument("--fault-rate", type=_rate, default=0.03, help="transient fault rate per call (0.01-0.05)")
+        p.add_argument("--concurrency", type=_positive, default=8)
+        p.add_argument("--latency-ms", type=float, default=10.0, help="median service latency")
+
+    p = sub.add_parser("demo", help="first run with faults and a crash, then resume; metrics against thresholds")
+    p.add_argument("--input", type=Path, default=None, help="batch file (default: examples/input_example.json)")
+    p.add_argument("--docs", type=_positive, default=None, help="generate an input of N documents instead")
+    p.add_argument("--crash", choices=CRASH_KINDS, default="during_call")
+    p.add_argument("--at", type=_positive, default=None, help="crash at the K-th call or commit")
+    p.add_argument("--run-dir", type=Path, default=None)
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="run one pass in a run directory (run it again to resume)")
+    p.add_argument("--input", type=Path, default=Path("examples/input_example.json"))
+    p.add_argument("--run-dir", type=Path, default=Path("runs/manual"))
+    p.add_argument("--batch-id", default=None)
+    p.add_argument("--crash", choices=CRASH_KINDS, default="none")
+    p.add_argument("--at", type=_positive, default=None)
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--wait", type=float, default=None,
+                   help="seconds to wait for a run directory another run holds, then refuse with run_dir_busy "
+                        "(default 3)")
+    common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("metrics", help="the metrics of a run directory")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("validate", help="check a batch file and summarize it")
+    p.add_argument("input", type=Path)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("make-input", help="write a synthetic batch of N documents")
+    p.add_argument("--docs", type=_positive, required=True)
+    p.add_argument("--seed", type=int, default=15)
+    p.add_argument("--out", default=None)
+    p.add_argument("--batch-id", default="batch-001")
+    p.add_argument("--min-bytes", type=_positive, default=100)
+    p.add_argument("--max-bytes", type=_positive, default=50_000)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_make_input)
+
+    p = sub.add_parser("release", help="generate the student skeleton from the solution")
+    p.add_argument("--check", action="store_true",
+                   help="fail if the skeleton is stale (neither the committed nor the working file is what the "
+                        "solution gives)")
+    p.add_argument("--out", default=None,
+                   help="write a student distribution into this new folder (and nothing else: the student file "
+                        "of this checkout is left alone)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite a student file that holds edits (a copy goes to runs/release-backup/)")
+    p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("bench", help="benchmark the reference processor (figures, not pass/fail)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    p.add_argument("--repeat", type=_positive, default=1, help="runs per figure; medians are reported")
+    p.add_argument("--impl", type=_existing_file, default=None)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("serve", help="the batch service: HTTP API, WebSocket progress, task page")
+    from ..serve.server import add_arguments  # no web framework imported until the verb runs
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_serve)
+
+    import importlib
+
+    for module_name, fn_name in EXTENSIONS.values():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        getattr(module, fn_name)(sub)
+    return parser
