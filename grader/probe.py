@@ -2,7 +2,7 @@
 
 ``python grader/probe.py IMPL CHECK ARGS_JSON VERDICT_JSON``
 
-Student code never runs in the grader's own process (STYLE.md item 13): the
+Student code never runs in the grader's own process (docs/design.md, principle 13): the
 parent (:mod:`grader.sandbox`) starts this script with a timeout, resource
 limits and capped output, and reads back one JSON verdict::
 

@@ -8,7 +8,7 @@
      "extra_data": {"hidden_scenarios": 4, "step": null, "grader_errors": [...], ...}}
 
 It is written at the end of every session, even when collection failed or the
-run was interrupted (STYLE.md item 13), atomically (a temporary file renamed).
+run was interrupted (docs/design.md, principle 13), atomically (a temporary file renamed).
 A *grader error* (a bug of the grader, never the student's doing) is listed in
 ``extra_data.grader_errors`` and marked in the test's output, apart from
 student errors; the test scores 0 and a TA should look at it.
@@ -76,7 +76,7 @@ class SessionSummary:
         return sum(1 for r in self.records if r.status == "passed")
 
     def final_line(self) -> str:
-        """Honest about what was not run (STYLE.md item 12): never just "all tests passed"."""
+        """Honest about what was not run (docs/design.md, principle 12): never just "all tests passed"."""
         n, k = len(self.records), self.passed
         score = f"score {self.score:g}/{self.max_score:g}"
         if self.grader_errors:

@@ -14,7 +14,7 @@ the harness runner (real SIGKILLs, per-pass timeouts, resource limits);
   unified error ...).
 
 Every failure message starts with the scenario's seed, crash plan and a replay
-command (STYLE.md item 8).
+command (docs/design.md, principle 8).
 
 This module holds the public scenarios (add one to :data:`PUBLIC_SCENARIOS`) and is the grader's one
 import of the rest, by role: ``scenario_inputs`` (the seeded inputs), ``scenario_model`` (:class:`Scenario`,

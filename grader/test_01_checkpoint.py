@@ -322,7 +322,7 @@ def test_survives_sigkill_during_writes(grade: Any) -> None:
                "every acknowledged transition")
 
 
-#: The hot-spot check: one transition with 100 entries against one with up to 20 000 (DESIGN.md section 9).
+#: The hot-spot check: one transition with 100 entries against one with up to 20 000 (docs/design.md, Traps).
 COST_SMALL = 100
 COST_LEVELS = [1_000, 5_000, 20_000]
 #: A good store costs about the same at every size (measured on a loaded 2-core machine: SQLite 0.9-1.1x in

@@ -2,7 +2,7 @@
 
 Every decision is a pure function of ``(seed, document identity, chunk, attempt)``,
 never of time or scheduling, so a rerun with the same seed sees exactly the same
-faults whatever order the processor chose (STYLE.md item 8: replayable faults).
+faults whatever order the processor chose (docs/design.md, principle 8: replayable faults).
 
 Faults, in the lesson's words (模拟解析失败/外部服务超时):
 
@@ -21,7 +21,7 @@ Faults, in the lesson's words (模拟解析失败/外部服务超时):
   (a ``ValueError``, the way a JSON decode error of a proxy's HTML error page
   surfaces from a client library). It is *not* a ``ServiceError``: a processor
   that catches only the service's errors lets it escape, and one odd but valid
-  document stops the whole batch (DESIGN.md section 9: a poison document must not
+  document stops the whole batch (docs/design.md, Traps: a poison document must not
   stop the batch). A correct processor ends it ``failed`` (or ``degraded``) and
   goes on.
 

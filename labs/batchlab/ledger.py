@@ -1,6 +1,6 @@
 """The ledger: an append-only JSON-lines record of every side effect of a run.
 
-It is the ground truth for every metric (DESIGN.md section 5). Each event is one
+It is the ground truth for every metric (docs/design.md, Metrics). Each event is one
 short line written with a single ``os.write`` on a file opened with ``O_APPEND``:
 a SIGKILL can land before or after the line, never inside it, and the parent
 process can append its own events (a kill it sent) to the same file safely.

@@ -1,4 +1,4 @@
-"""The metrics of DESIGN.md section 5, computed from the ledger and the sink, never from the processor.
+"""The metrics of docs/design.md, Metrics, computed from the ledger and the sink, never from the processor.
 
 With N documents in the input, R rejected (invalid) ones, and U distinct
 identities among the valid ones (source, normalized id, content hash):

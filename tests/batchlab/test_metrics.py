@@ -1,4 +1,4 @@
-"""Metrics computed from ledger and sink, by DESIGN.md section 5's definitions."""
+"""Metrics computed from ledger and sink, by docs/design.md, Metrics's definitions."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Correct variants in other styles earn every point they are graded on (tests/variants/*.py).
 
-A new check lands only with proof that the correct styles still pass (DESIGN.md
-section 10): here an append-only JSON-lines checkpoint (all public tests and
+A new check lands only with proof that the correct styles still pass (the grader
+is graded, README "How grading works"): here an append-only JSON-lines checkpoint (all public tests and
 the hidden scenarios) and a plain default-settings SQLite checkpoint (slow
 fsynced commits; the checkpoint step).
 """

@@ -2,7 +2,7 @@
 
 Atomically (a temporary file, then ``os.replace``), so a SIGKILL never tears it and
 every other check passes; but each transition costs the whole checkpoint, so one
-update with 20 000 entries costs a hundred times one with 100 (DESIGN.md section 9:
+update with 20 000 entries costs a hundred times one with 100 (docs/design.md, Traps:
 LlamaIndex spends 92 % of a run rewriting its JSON stores). Only the hot-spot
 check may notice.
 """

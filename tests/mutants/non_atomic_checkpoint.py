@@ -2,7 +2,7 @@
 
 ``open(path, "w")`` truncates first, then ``json.dump`` writes piece by piece: a
 SIGKILL in between leaves a torn file that the next run cannot read (the
-LlamaIndex hot spot of DESIGN.md section 9).
+LlamaIndex hot spot of docs/design.md, Traps).
 """
 
 REPLACEMENTS = [

@@ -4,7 +4,7 @@ Each transition appends one short line with one ``os.write`` (``O_APPEND``), so 
 cost does not depend on the size of the checkpoint and a SIGKILL cannot tear an
 acknowledged line. Opening the store replays the log (a torn last line, which can
 only be one that was never acknowledged, is dropped) and rewrites it compacted,
-one line per key, through a temporary file and ``os.replace`` (DESIGN.md section 9:
+one line per key, through a temporary file and ``os.replace`` (docs/design.md, Traps:
 "an append-only log with atomic compaction"). It must earn full marks.
 """
 

@@ -1,6 +1,6 @@
 """The batch service (``batchlab serve``): the kit's runner and worker behind an HTTP API.
 
-Layout, model apart from view (STYLE.md item 6):
+Layout, model apart from view (docs/design.md, principle 6):
 
 * :mod:`.store`: a batch's record on disk (``DATA/batches/ID/batch.json``) and the index;
 * :mod:`.progress`: what a batch's ledger says (counts per state, retries, ETA), folded incrementally;

@@ -1,6 +1,6 @@
 """What a batch's ledger says about its progress, folded event by event.
 
-The ledger is the one source of truth (DESIGN.md section 5): the counts, the
+The ledger is the one source of truth (docs/design.md, Metrics): the counts, the
 retries, the latest failures and the resource samples a client sees come from
 it, never from the processor's own report. :class:`Progress` reads only the
 lines appended since its last call (:class:`batchlab.runner.LedgerTail`), so a

@@ -35,6 +35,7 @@ DISTRIBUTION = (
     "pyproject.toml", "checklist.md", ".gitignore",
     "labs/batchlab", "labs/student", "grader", "notebooks", "templates", "examples",
     "binder", ".devcontainer",  # the hosted setup (Binder, JupyterHub, dev containers) comes along
+    "docs",  # the design page the code's comments cite
 )
 #: The student distribution's README (its root README.md), kept beside the student module.
 STUDENT_README = Path("labs/student/README.md")

@@ -1,4 +1,4 @@
-"""The teacher dashboard's model: state and actions in plain Python, no widgets (STYLE.md item 6).
+"""The teacher dashboard's model: state and actions in plain Python, no widgets (docs/design.md, principle 6).
 
 The dashboard shows one batch on a projector while it runs: first run, a crash,
 the resume, and the metrics against the lesson's thresholds. Everything it

@@ -1,6 +1,6 @@
 """The teacher dashboard: an ipywidgets view over :class:`batchlab.teach.dashboard.model.DashboardModel`.
 
-The view only displays snapshots and forwards clicks (STYLE.md item 6): every
+The view only displays snapshots and forwards clicks (docs/design.md, principle 6): every
 button calls one model action, so ``Button.click()`` in a test exercises the
 real logic, and the model can be driven without widgets at all. While a worker
 runs, a daemon thread polls the model about five times a second and pushes the
