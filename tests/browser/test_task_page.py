@@ -34,17 +34,9 @@ import pytest
 from batchlab.examples import make_documents
 from batchlab.paths import solution_module
 
-from .conftest import chromium_env
+from .conftest import artifact_dir, chromium_page, require_browser
 
-CHROMIUM = Path(os.environ.get("BATCHLAB_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-if not CHROMIUM.exists():
-    pytest.skip(f"Chromium not found at {CHROMIUM} (Debian: apt-get install -y chromium; .ci/run installs it)",
-                allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason='Playwright is not installed (pip install -e ".[browser]"; .ci/run installs it)')
+sync_api = require_browser()
 pytest.importorskip("fastapi")
 if not solution_module().exists():
     pytest.skip("the reference solution is absent", allow_module_level=True)
@@ -118,23 +110,14 @@ def service(tmp_path: Path) -> Iterator[Service]:
 
 @pytest.fixture
 def artifacts(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("BATCHLAB_ARTIFACT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return artifact_dir(tmp_path)
 
 
 @pytest.fixture
 def page(service: Service, tmp_path: Path) -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
-                                     env=chromium_env(tmp_path))
-        try:
-            tab = browser.new_context(viewport={"width": 1400, "height": 1800}).new_page()
-            tab.set_default_timeout(WAIT_MS)
-            expect.set_options(timeout=WAIT_MS)
-            yield tab
-        finally:
-            browser.close()
+    with chromium_page(tmp_path, viewport={"width": 1400, "height": 1800}, timeout_ms=WAIT_MS) as tab:
+        expect.set_options(timeout=WAIT_MS)
+        yield tab
 
 
 def _batch_file(tmp_path: Path) -> Path:

@@ -33,18 +33,11 @@ import pytest
 from batchlab.host import pid_alive
 from batchlab.paths import kit_root
 
-from .conftest import chromium_env
+from .conftest import artifact_dir, chromium_page, require_browser
 
-CHROMIUM = Path(os.environ.get("BATCHLAB_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 NOTEBOOK = "teacher_demo.ipynb"
 
-if not CHROMIUM.exists():
-    pytest.skip(f"Chromium not found at {CHROMIUM} (Debian: apt-get install -y chromium; .ci/run installs it)",
-                allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason='Playwright is not installed (pip install -e ".[browser]"; .ci/run installs it)')
+sync_api = require_browser()
 
 pytestmark = pytest.mark.slow
 
@@ -145,24 +138,14 @@ def screenshot_path(tmp_path: Path) -> Path:
 
     ``teacher_demo_dashboard.png`` shows the end of the story, ``teacher_demo_killed.png`` the
     moment after Crash now, ``teacher_demo_failure.png`` the whole page when the test fails."""
-    folder = Path(os.environ.get("BATCHLAB_ARTIFACT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / "teacher_demo_dashboard.png"
+    return artifact_dir(tmp_path) / "teacher_demo_dashboard.png"
 
 
 @pytest.fixture
 def page(jupyterlab: Lab, tmp_path: Path) -> Iterator[Any]:
     """A headless Chromium page (the system Chromium, driven by Playwright)."""
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
-                                     env=chromium_env(tmp_path))
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 2000})
-            tab = context.new_page()
-            tab.set_default_timeout(60_000)
-            yield tab
-        finally:
-            browser.close()
+    with chromium_page(tmp_path, viewport={"width": 1280, "height": 2000}, timeout_ms=60_000) as tab:
+        yield tab
 
 
 def _read(page: Any) -> dict[str, Any]:
