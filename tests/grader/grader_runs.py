@@ -19,6 +19,7 @@ any other is started when first asked for.
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import re
@@ -134,11 +135,32 @@ def run_grader(impl: Path, results: Path, *args: str, cwd: Path | None = None,
     """``python -m pytest GRADER --impl IMPL --results RESULTS ARGS``; ``grader`` may be a list of test files."""
     started = time.monotonic()
     paths = [str(p) for p in grader] if isinstance(grader, list) else [str(grader)]
-    proc = subprocess.run([sys.executable, "-m", "pytest", *paths, "--impl", str(impl), "--results",
-                           str(results), *PYTEST_ARGS, *args],
-                          capture_output=True, text=True, cwd=cwd or results.parent, timeout=600)
+    cmd = [sys.executable, "-m", "pytest", *paths, "--impl", str(impl), "--results", str(results), *PYTEST_ARGS, *args]
+    proc = run_child(cmd, cwd=cwd or results.parent, timeout=600)
     return GraderRun(name=results.parent.name, impl=impl, results_path=results, returncode=proc.returncode,
                      stdout=proc.stdout, stderr=proc.stderr, duration_s=time.monotonic() - started)
+
+
+#: ``execve`` errors that say nothing about the child: the kernel could not start it this time (seen once in CI:
+#: ``EFAULT`` from a ``vfork`` in a pool thread while the test process was busy with notebooks' kernels).
+TRANSIENT_SPAWN_ERRORS = frozenset({errno.EFAULT, errno.EAGAIN, errno.ENOMEM, errno.ETXTBSY})
+
+
+def run_child(cmd: list[str], *, cwd: Path, timeout: float, attempts: int = 3,
+              sleep: Any = time.sleep) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` that retries a spawn the kernel refused for a transient reason; a child that ran is never rerun.
+
+    Only an ``OSError`` raised by ``Popen`` itself (nothing executed) is retried, after 0.5 s, 1 s; anything the
+    child did (its exit code, its output, a timeout) is returned or raised as it is.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout)
+        except OSError as exc:
+            if exc.errno not in TRANSIENT_SPAWN_ERRORS or attempt == attempts:
+                raise
+            sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
 
 
 class GraderRuns:
