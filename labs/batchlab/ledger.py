@@ -7,16 +7,35 @@ process can append its own events (a kill it sent) to the same file safely.
 The student's code never sees the ledger: the harness's service and sink write
 to it, so nothing a student writes can forge it.
 
-Event kinds (field ``ev``):
+Every line has the envelope ``ev`` (the kind), ``t`` (wall-clock time), ``pass`` and ``pid``;
+the kinds and their fields (:data:`FIELDS`, checked against a real run by
+``tests/batchlab/test_ledger_events.py``; optional fields in brackets):
 
-``pass_start``  a worker process started (``pass``, ``pid``, ``batch_id``, ``documents``)
-``call_start`` / ``call_ok`` / ``call_fail``  one service call (``doc_id``, ``key``, ``chunk``, ``attempt``, ``error``)
-``sink_put``    a committed output (``doc_id``, ``key``, ``mode``)
-``state``       a state change reported by the processor through ``progress`` (``doc_id``, ``state``, ``error``)
-``crash``       a planned crash fired (``kind``, ``at``); ``kill`` the parent sent SIGKILL
-``pass_end``    the processor returned (``report``); ``student_error`` it raised (``error``)
-``resource``    a resource sample of the worker by ``batchlab serve`` (``cpu_percent``, ``rss_bytes``, ``open_files``,
-                ``disk_bytes``); no metric reads it
+==================  =================================================================================
+``pass_start``      a worker started: ``t0``, ``batch_id``, ``crash``, ``at`` [``boot``, ``impl``,
+                    ``parent_link``, ``lock``]
+``call_start``      a service call began: ``doc_id``, ``ident``, ``chunk``, ``attempt``, ``call``,
+                    ``inflight``, ``doc_inflight``
+``call_ok``         it answered: ``doc_id``, ``ident``, ``chunk``, ``attempt``, ``call``, ``latency``
+``call_fail``       it failed: ``doc_id``, ``ident``, ``chunk``, ``attempt``, ``call``, ``error``,
+                    ``permanent``
+``sink_put``        an output was committed: ``doc_id``, ``ident``, ``key``, ``mode``, ``n`` (the
+                    pass's commit count), ``writes`` (executions of that key so far)
+``state``           the processor reported a state through ``progress``: ``doc_id``, ``state``,
+                    ``error``, ``attempts``
+``crash``           a planned crash fired: ``kind``, ``at``, ``doc_id``, ``ident``
+``kill``            a parent SIGKILLed the worker: ``kind``, ``by``, ``delay`` [``n``]
+``timeout``         the parent killed a pass that ran too long: ``after_s``
+``stop``            the parent asked the worker to stop: ``signal``, ``by``
+``stopped``         the worker stopped on request: ``signal``, ``left_in_flight``, ``in_flight``,
+                    ``commits``, ``calls``, ``grace_s``
+``pass_end``        the processor returned: ``report``, ``calls``, ``commits``
+``student_error``   the processor (or its import) raised: ``phase``, ``error`` [``traceback``]
+``input_error``     the input was refused before any work: ``error``
+``resource``        a resource sample of the worker (:mod:`batchlab.resources`; no metric reads it):
+                    ``by`` [``worker_pid``, ``cpu_percent``, ``rss_bytes``, ``open_files``,
+                    ``disk_bytes``]
+==================  =================================================================================
 """
 
 from __future__ import annotations
@@ -24,15 +43,81 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+
+class Ev(StrEnum):
+    """The kinds of ledger event (field ``ev``); each is its plain string, as the ledger file holds it."""
+
+    PASS_START = "pass_start"
+    CALL_START = "call_start"
+    CALL_OK = "call_ok"
+    CALL_FAIL = "call_fail"
+    SINK_PUT = "sink_put"
+    STATE = "state"
+    CRASH = "crash"
+    KILL = "kill"
+    TIMEOUT = "timeout"
+    STOP = "stop"
+    STOPPED = "stopped"
+    PASS_END = "pass_end"
+    STUDENT_ERROR = "student_error"
+    INPUT_ERROR = "input_error"
+    RESOURCE = "resource"
+
+
+@dataclass(frozen=True)
+class Fields:
+    """The fields of one event kind beyond the envelope: those always written, and those sometimes written."""
+
+    required: frozenset[str]
+    optional: frozenset[str] = frozenset()
+
+    def problems(self, event: Mapping[str, Any]) -> list[str]:
+        """What ``event`` lacks or has beyond this table (empty when it matches)."""
+        keys = set(event) - set(ENVELOPE)
+        return ([f"missing {name}" for name in sorted(self.required - keys)]
+                + [f"unlisted {name}" for name in sorted(keys - self.required - self.optional)])
+
+
+def _fields(required: str, optional: str = "") -> Fields:
+    return Fields(frozenset(required.split()), frozenset(optional.split()))
+
+
+#: Every line carries these.
+ENVELOPE = ("ev", "t", "pass", "pid")
+_CALL = "doc_id ident chunk attempt call"
+#: The fields of every event kind: the table of the module docstring, as data.
+FIELDS: dict[Ev, Fields] = {
+    Ev.PASS_START: _fields("t0 batch_id crash at", "boot impl parent_link lock"),
+    Ev.CALL_START: _fields(f"{_CALL} inflight doc_inflight"),
+    Ev.CALL_OK: _fields(f"{_CALL} latency"),
+    Ev.CALL_FAIL: _fields(f"{_CALL} error permanent"),
+    Ev.SINK_PUT: _fields("doc_id ident key mode n writes"),
+    Ev.STATE: _fields("doc_id state error attempts"),
+    Ev.CRASH: _fields("kind at doc_id ident"),
+    Ev.KILL: _fields("kind by delay", "n"),
+    Ev.TIMEOUT: _fields("after_s"),
+    Ev.STOP: _fields("signal by"),
+    Ev.STOPPED: _fields("signal left_in_flight in_flight commits calls grace_s"),
+    Ev.PASS_END: _fields("report calls commits"),
+    Ev.STUDENT_ERROR: _fields("phase error", "traceback"),
+    Ev.INPUT_ERROR: _fields("error"),
+    Ev.RESOURCE: _fields("by", "worker_pid cpu_percent rss_bytes open_files disk_bytes"),
+}
+
 #: The event kind of a resource sample of a running worker (:mod:`batchlab.resources`); no metric reads it.
-RESOURCE_EVENT = "resource"
+RESOURCE_EVENT = Ev.RESOURCE
 #: A worker's events after which its pass is over (nothing more is sampled, its pid is stale).
-PASS_OVER = frozenset({"pass_end", "stopped", "student_error", "input_error", "crash", "kill", "timeout"})
+PASS_OVER = frozenset({Ev.PASS_END, Ev.STOPPED, Ev.STUDENT_ERROR, Ev.INPUT_ERROR, Ev.CRASH, Ev.KILL, Ev.TIMEOUT})
+#: A pass was interrupted: a planned crash fired, or a parent SIGKILLed the worker.
+CRASH_EVENTS = frozenset({Ev.CRASH, Ev.KILL})
+#: The processor's own end of a pass: it returned, it raised, or its input was refused.
+END_EVENTS = frozenset({Ev.PASS_END, Ev.STUDENT_ERROR, Ev.INPUT_ERROR})
 
 
 class PassEnd(StrEnum):
@@ -40,8 +125,8 @@ class PassEnd(StrEnum):
 
     ``killed``: a ``crash`` or ``kill`` event; ``ok``: ``pass_end`` (the processor returned);
     ``student_error`` / ``input_error``: the event of that name (it raised; the input was refused);
-    ``timeout``: the parent's ``timeout`` event (only the grader's analysis reads it; the metrics
-    name such a pass by its other events); ``died``: none of these (the process vanished).
+    ``timeout``: the parent's ``timeout`` event (it wins over the kill that follows it);
+    ``died``: none of these (the process vanished). :func:`batchlab.ledger_views.pass_end` decides.
     The values are the strings the reports and results files have always shown.
     """
 
@@ -51,6 +136,7 @@ class PassEnd(StrEnum):
     DIED = "died"
     STUDENT_ERROR = "student_error"
     INPUT_ERROR = "input_error"
+
 
 MAX_FIELD_CHARS = 600
 #: One encoder for every line: ``json.dumps`` with options builds a new encoder per call.

@@ -18,53 +18,30 @@ identities among the valid ones (source, normalized id, content hash):
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+import json
+import sqlite3
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .batchfile import load_batch
 from .contract import percentile
-from .documents import Document, ident_of, try_parse
-from .ledger import PassEnd, read_events
+from .errors import KitError
+from .inventory import Inventory
+from .ledger import CRASH_EVENTS, Ev, read_events
+from .ledger_views import PassMetrics, pass_metrics, puts_by_ident, usable_events
+from .metric_table import MetricRow, format_table, format_value, metric_rows
 from .pipeline import output_matches
 from .rundir import RunDir
 from .sink import SinkRecord, read_outputs, read_puts
 from .thresholds import THRESHOLDS, Threshold
 
-
-@dataclass
-class PassMetrics:
-    """What the ledger says about one worker process."""
-
-    pass_no: int
-    started: float
-    ended: float | None
-    exit: PassEnd
-    committed: int = 0
-    calls: int = 0
-    retries: int = 0
-    call_failures: int = 0
-    resume_time_s: float | None = None
-    latencies_s: list[float] = field(default_factory=list)
-    crash: dict[str, Any] | None = None
-    report: dict[str, Any] | None = None
-    student_error: str | None = None
-
-    @property
-    def wall_s(self) -> float:
-        return max((self.ended or self.started) - self.started, 0.0)
-
-    @property
-    def throughput_docs_per_min(self) -> float:
-        return 60.0 * self.committed / self.wall_s if self.wall_s > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("latencies_s")
-        data.update(wall_s=self.wall_s, throughput_docs_per_min=self.throughput_docs_per_min,
-                    latency_p50_s=percentile(self.latencies_s, 50), latency_p95_s=percentile(self.latencies_s, 95))
-        return data
+__all__ = [
+    "Duplicate", "MetricRow", "Metrics", "PassMetrics", "compute_metrics", "format_table", "format_value",
+    "metric_rows", "metrics_for_run", "usable_events",
+]
 
 
 @dataclass
@@ -179,25 +156,12 @@ def compute_metrics(
     puts: Sequence[Mapping[str, Any]],
 ) -> Metrics:
     """All metrics of one run (every pass of one batch) from its raw materials."""
-    docs_by_ident: dict[str, Document] = {}
-    first_id: dict[str, str] = {}
-    reasons: Counter[str] = Counter()
-    rejected = 0
-    for raw in documents:
-        parsed = try_parse(raw)
-        if isinstance(parsed, Document):
-            ident = ident_of(parsed)
-            docs_by_ident.setdefault(ident, parsed)
-            first_id.setdefault(ident, parsed.id)
-        else:
-            rejected += 1
-            reasons[parsed.code] += 1
-
+    inventory = Inventory.of(documents)
     completed: set[str] = set()
     wrong: list[str] = []
     committed_degraded = 0
     for rec in outputs:
-        doc = docs_by_ident.get(rec.ident)
+        doc = inventory.by_ident.get(rec.ident)
         if doc is None:
             continue
         if output_matches(doc, rec.mode, rec.chunks, rec.vectors):
@@ -206,122 +170,49 @@ def compute_metrics(
             completed.add(rec.ident)
         else:
             wrong.append(rec.doc_id)
-    missing = sorted(first_id[i] for i in docs_by_ident if i not in completed and i)
-
-    put_passes: dict[str, list[int]] = defaultdict(list)
-    for put in puts:
-        put_passes[put["ident"]].append(int(put["pass"]))
+    missing = sorted(doc.id for ident, doc in inventory.by_ident.items() if ident not in completed and ident)
     duplicates = [
-        Duplicate(doc_id=first_id.get(ident, ident), ident=ident, executions=len(passes), passes=passes)
-        for ident, passes in sorted(put_passes.items()) if len(passes) > 1
+        Duplicate(doc_id=inventory.first_id(ident), ident=ident, executions=len(passes), passes=passes)
+        for ident, passes in sorted(puts_by_ident(puts).items()) if len(passes) > 1
     ]
-
-    passes = _pass_metrics(events, puts, set(docs_by_ident))
-    retries = 0
-    max_inflight = max_doc_inflight = max_attempt = 0
-    crashes: list[dict[str, Any]] = []
-    for ev in events:
-        kind = ev["ev"]
-        if kind == "call_start":
-            max_inflight = max(max_inflight, int(ev.get("inflight", 0)))
-            max_doc_inflight = max(max_doc_inflight, int(ev.get("doc_inflight", 0)))
-            max_attempt = max(max_attempt, int(ev.get("attempt", 0)))
-            if int(ev.get("attempt", 1)) > 1:
-                retries += 1
-        elif kind == "call_fail":
-            reasons[str(ev.get("error"))] += 1
-        elif kind in ("crash", "kill"):
-            crashes.append(dict(ev))
+    tally = _Tally.of(events)
+    reasons = inventory.reasons() + tally.call_errors
     return Metrics(
-        total=len(documents), rejected=rejected, unique=len(docs_by_ident), completed=len(completed),
+        total=inventory.total, rejected=inventory.rejected, unique=inventory.unique, completed=len(completed),
         committed_degraded=committed_degraded, missing=missing, wrong_output=sorted(set(wrong)),
-        duplicates=duplicates, passes=passes, failure_reasons=dict(reasons), retries=retries,
-        max_inflight=max_inflight, max_doc_inflight=max_doc_inflight, max_attempts_seen=max_attempt,
-        crashes=crashes,
+        duplicates=duplicates, passes=pass_metrics(events, puts, inventory.idents),
+        failure_reasons=dict(reasons), retries=tally.retries, max_inflight=tally.max_inflight,
+        max_doc_inflight=tally.max_doc_inflight, max_attempts_seen=tally.max_attempt, crashes=tally.crashes,
     )
 
 
-def _pass_metrics(events: Sequence[Mapping[str, Any]], puts: Sequence[Mapping[str, Any]],
-                  idents: set[str]) -> list[PassMetrics]:
-    by_pass: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
-    for ev in events:
-        by_pass[int(ev.get("pass", 0))].append(ev)
-    result: list[PassMetrics] = []
-    for pass_no in sorted(p for p in by_pass if p > 0):
-        evs = by_pass[pass_no]
-        start_ev = next((e for e in evs if e["ev"] == "pass_start"), None)
-        started = float(start_ev.get("t0", start_ev["t"])) if start_ev else float(evs[0]["t"])
-        end_ev = next((e for e in evs if e["ev"] in ("pass_end", "student_error", "input_error")), None)
-        crash_ev = next((e for e in evs if e["ev"] in ("crash", "kill")), None)
-        last_t = max(float(e["t"]) for e in evs)
-        exit_kind = (PassEnd.KILLED if crash_ev else
-                     PassEnd.OK if end_ev is not None and end_ev["ev"] == "pass_end" else
-                     PassEnd(end_ev["ev"]) if end_ev is not None else PassEnd.DIED)
-        pm = PassMetrics(pass_no=pass_no, started=started, ended=last_t, exit=exit_kind,
-                         crash=dict(crash_ev) if crash_ev else None)
-        if end_ev is not None and end_ev["ev"] == "pass_end":
-            pm.report = end_ev.get("report")
-        elif end_ev is not None:
-            pm.student_error = str(end_ev.get("error", ""))
-        committed_before = {p["ident"] for p in puts if int(p["pass"]) < pass_no}
-        dispatched: dict[str, float] = {}
-        first_new_call: float | None = None
-        for ev in evs:
+@dataclass
+class _Tally:
+    """Run-wide figures of the whole ledger: retries, peak concurrency, failed calls by error, interruptions."""
+
+    retries: int = 0
+    max_inflight: int = 0
+    max_doc_inflight: int = 0
+    max_attempt: int = 0
+    call_errors: Counter[str] = field(default_factory=Counter)
+    crashes: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, events: Sequence[Mapping[str, Any]]) -> _Tally:
+        tally = cls()
+        for ev in events:
             kind = ev["ev"]
-            if kind == "call_start":
-                pm.calls += 1
+            if kind == Ev.CALL_START:
+                tally.max_inflight = max(tally.max_inflight, int(ev.get("inflight", 0)))
+                tally.max_doc_inflight = max(tally.max_doc_inflight, int(ev.get("doc_inflight", 0)))
+                tally.max_attempt = max(tally.max_attempt, int(ev.get("attempt", 0)))
                 if int(ev.get("attempt", 1)) > 1:
-                    pm.retries += 1
-                dispatched.setdefault(ev["ident"], float(ev["t"]))
-                if first_new_call is None and ev["ident"] not in committed_before:
-                    first_new_call = float(ev["t"])
-            elif kind == "call_fail":
-                pm.call_failures += 1
-            elif kind == "sink_put":
-                pm.committed += 1
-                t0 = dispatched.pop(ev["ident"], None)
-                if t0 is not None:
-                    pm.latencies_s.append(float(ev["t"]) - t0)
-        if pass_no > 1:
-            if first_new_call is not None:
-                pm.resume_time_s = first_new_call - started
-            elif not (idents - committed_before):
-                pm.resume_time_s = 0.0  # nothing was left to do
-        result.append(pm)
-    return result
-
-
-#: Ledger events that name a document and must carry its ``ident``.
-_IDENT_EVENTS = frozenset({"call_start", "call_ok", "call_fail", "sink_put"})
-
-
-def usable_events(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The events the metrics can read: a finite time ``t``, an integer ``pass``, an ``ident`` where one is due.
-
-    The worker writes only such lines; anything else (a hand-edited or foreign
-    ledger) is skipped, as a torn line is, rather than crash every command that reads it.
-    """
-    import math
-
-    kept = []
-    for ev in events:
-        try:
-            t = float(ev["t"])
-            pass_no = int(ev.get("pass", 0))
-        except (KeyError, TypeError, ValueError, OverflowError):
-            continue
-        if not math.isfinite(t) or not isinstance(ev.get("ev"), str):
-            continue
-        if ev["ev"] in _IDENT_EVENTS and not isinstance(ev.get("ident"), str):
-            continue
-        if ev["ev"] == "pass_start" and "t0" in ev:
-            try:
-                if not math.isfinite(float(ev["t0"])):
-                    continue
-            except (TypeError, ValueError, OverflowError):
-                continue
-        kept.append({**ev, "t": t, "pass": pass_no})
-    return kept
+                    tally.retries += 1
+            elif kind == Ev.CALL_FAIL:
+                tally.call_errors[str(ev.get("error"))] += 1
+            elif kind in CRASH_EVENTS:
+                tally.crashes.append(dict(ev))
+        return tally
 
 
 def metrics_for_run(run_dir: str | Path) -> Metrics:
@@ -332,11 +223,6 @@ def metrics_for_run(run_dir: str | Path) -> Metrics:
     (``run_dir_corrupt``, ``run_input_unreadable``, ``sink_unreadable``); ledger
     lines that cannot be read are skipped (:func:`usable_events`).
     """
-    import sqlite3
-
-    from .documents import load_batch
-    from .errors import KitError
-
     run = Path(run_dir)
     spec = _read_spec(run)
     try:
@@ -363,10 +249,6 @@ def metrics_for_run(run_dir: str | Path) -> Metrics:
 
 
 def _read_spec(run: Path) -> dict[str, Any]:
-    import json
-
-    from .errors import KitError
-
     try:
         spec = json.loads(RunDir(run).spec.read_text(encoding="utf-8"))
         if not isinstance(spec, dict) or not isinstance(spec.get("input"), str):
@@ -377,31 +259,3 @@ def _read_spec(run: Path) -> dict[str, Any]:
                        hints=["A run directory has the spec.json `batchlab run` wrote; start a new --run-dir."]) \
             from None
     return spec
-
-
-def format_value(metric: str, value: Any, *, per_min_unit: str = "docs/min") -> str:
-    """One figure as the tables show it, by the metric's name: rates in %, ``*_s`` in seconds."""
-    if value is None:
-        return "n/a"
-    if metric.endswith("_rate"):
-        return f"{float(value) * 100:.2f} %"
-    if metric.endswith("_s"):
-        return f"{float(value):.3f} s"
-    if metric.endswith("per_min"):
-        return f"{float(value):,.0f} {per_min_unit}"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def format_table(metrics: Metrics, thresholds: Mapping[str, Threshold] = THRESHOLDS) -> str:
-    """The lesson's metric table: each figure, its threshold and PASS/FAIL (or 'reported')."""
-    rows = [(t.label, format_value(name, metrics.value(name)), t.text, "PASS" if ok else "FAIL")
-            for (t, _, ok), name in zip(metrics.checks(thresholds), thresholds, strict=True)]
-    for name, label in (("throughput_docs_per_min", "throughput"), ("latency_p50_s", "latency p50"),
-                        ("latency_p95_s", "latency p95")):
-        rows.append((label, format_value(name, metrics.value(name)), "reported", ""))
-    rows.append(("retries", str(metrics.retries), "reported", ""))
-    width = [max(len(r[i]) for r in rows) for i in range(3)]
-    head = f"{'metric':<{width[0]}}  {'value':>{width[1]}}  {'threshold':<{width[2]}}  result"
-    lines = [head, "-" * len(head)]
-    lines += [f"{a:<{width[0]}}  {b:>{width[1]}}  {c:<{width[2]}}  {d}".rstrip() for a, b, c, d in rows]
-    return "\n".join(lines)

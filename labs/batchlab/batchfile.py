@@ -1,0 +1,298 @@
+"""Reading a batch file: bytes, JSON, the batch's shape, and the checks a loader makes per document.
+
+The **batch** (the file as a whole) must be readable UTF-8 JSON of the right shape, with no
+document over ``MAX_DOCUMENT_BYTES``. Otherwise :class:`BatchInputError` is raised *before any
+work starts*, so a bad file can never damage the state of an earlier run (the lesson's 400 case).
+What the loader decides about inputs that are legal in one sense and not in another is listed in
+:mod:`batchlab.documents`, which re-exports this module's public names.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .docmodel import Document, RejectedDocument, has_lone_surrogate
+from .errors import BatchInputError
+from .inventory import Inventory
+
+#: A larger document is refused with the whole batch (like an HTTP 413): it would
+#: otherwise stall a worker and blow the memory of every retry.
+MAX_DOCUMENT_BYTES = 1_000_000
+#: A larger batch should be split into several batch ids (shards).
+MAX_BATCH_DOCUMENTS = 200_000
+DEFAULT_SOURCE = "default"
+BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A loaded batch: raw document mappings in input order, and where they came from."""
+
+    documents: list[Mapping[str, Any]]
+    batch_id: str | None = None
+    path: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def inventory(self) -> Inventory:
+        """Every entry parsed once and folded by identity (:class:`batchlab.inventory.Inventory`)."""
+        return Inventory.of(self.documents)
+
+    def valid_documents(self) -> list[Document]:
+        """Every entry parsed, the invalid ones left out, in input order (duplicates kept)."""
+        return self.inventory().valid_documents()
+
+    def unique_documents(self) -> list[Document]:
+        """The valid documents folded by identity, first occurrence kept: what a run must commit once each."""
+        return self.inventory().unique_documents()
+
+
+class _DuplicateKeys(dict):  # type: ignore[type-arg]
+    """A decoded JSON object that repeated a key (``duplicates`` names them); JSON keeps the last value."""
+
+    duplicates: list[str]
+
+
+def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' object hook: a dict, marked when a key repeats (cheap: one length check)."""
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    marked = _DuplicateKeys(obj)
+    seen: set[str] = set()
+    marked.duplicates = sorted({k for k, _ in pairs if k in seen or seen.add(k)})  # type: ignore[func-returns-value]
+    return marked
+
+
+
+def _escape(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") if has_lone_surrogate(text) else text
+
+
+def _escaped(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (keys too) written as ``\\udXXX`` text."""
+    if isinstance(value, str):
+        return _escape(value)
+    if isinstance(value, Mapping):
+        return {_escape(k) if isinstance(k, str) else k: _escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    return value
+
+
+def _surrogate_field(raw: Mapping[Any, Any]) -> str | None:
+    """The name of the first field of ``raw`` (keys included, any depth) holding a lone surrogate."""
+    for key in raw:
+        if isinstance(key, str) and has_lone_surrogate(key):
+            return "(a key)"
+    stack: list[tuple[str, Any]] = [(str(k), v) for k, v in raw.items()]
+    while stack:  # iterative: metadata may be nested as deep as the parser allowed
+        name, value = stack.pop()
+        if isinstance(value, str):
+            if has_lone_surrogate(value):
+                return name
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                if isinstance(k, str) and has_lone_surrogate(k):
+                    return name
+                stack.append((name, v))
+        elif isinstance(value, list):
+            stack.extend((name, v) for v in value)
+    return None
+
+
+
+def check_batch_id(batch_id: Any) -> str:
+    """Return ``batch_id`` if it is a safe name (it becomes part of file names), else raise."""
+    if not isinstance(batch_id, str) or not BATCH_ID_PATTERN.match(batch_id):
+        raise BatchInputError(
+            f"batch id {batch_id!r} is not a valid name",
+            code="invalid_batch_id",
+            details={"batch_id": batch_id, "pattern": BATCH_ID_PATTERN.pattern},
+            hints=["Use letters, digits, '.', '_' and '-', at most 64 characters."],
+        )
+    return batch_id
+
+
+def _checked(raw: Any) -> Any:
+    """``raw``, or a :class:`RejectedDocument` for it when a loader-level check rejects it."""
+    if not isinstance(raw, Mapping):
+        return raw
+    field_name = _surrogate_field(raw)
+    if field_name is not None:
+        return RejectedDocument(
+            _escaped(raw), code="invalid_unicode",
+            reason=f"field `{field_name}` holds a lone surrogate (an escape such as \\ud800 that is not "
+                   "valid Unicode)")
+    if isinstance(raw, _DuplicateKeys):
+        return RejectedDocument(
+            raw, code="duplicate_key",
+            reason=f"the document repeats the key(s) {', '.join(map(repr, raw.duplicates))}")
+    return raw
+
+
+def batch_from_data(data: Any, *, path: str | None = None, check_unicode: bool = True) -> Batch:
+    """Validate the shape of already-decoded batch data (a list, or an object with ``documents``).
+
+    ``check_unicode=False`` skips the per-document scan for lone surrogates and
+    repeated keys (the loader passes it when the file's text cannot hold either).
+    """
+    where = {"path": path} if path else {}
+    batch_id = None
+    if isinstance(data, _DuplicateKeys):
+        raise BatchInputError(
+            f"the batch object repeats the key(s) {', '.join(map(repr, data.duplicates))}",
+            code="duplicate_key",
+            details={**where, "duplicates": data.duplicates},
+            hints=["JSON parsers keep only the last of repeated keys, silently; write each key once."],
+        )
+    if isinstance(data, Mapping):
+        if isinstance(data.get("batch_id"), str) and has_lone_surrogate(data["batch_id"]):
+            raise BatchInputError(
+                "the batch id holds a lone surrogate (an escape such as \\ud800 that is not valid Unicode)",
+                code="invalid_unicode",
+                details={**where, "field": "batch_id", "batch_id": data["batch_id"]},
+                hints=["Use letters, digits, '.', '_' and '-' in the batch id."],
+            )
+        if "documents" not in data:
+            raise BatchInputError(
+                "batch object has no `documents` field",
+                code="missing_field",
+                details={**where, "field": "documents", "fields": sorted(map(str, data.keys()))},
+                hints=['Write {"batch_id": "...", "documents": [{"id": ..., "content": ...}]}.'],
+            )
+        if data.get("batch_id") is not None:
+            batch_id = check_batch_id(data["batch_id"])
+        docs = data["documents"]
+    else:
+        docs = data
+    if not isinstance(docs, list):
+        raise BatchInputError(
+            f"`documents` must be a list, got {type(docs).__name__}",
+            code="wrong_type",
+            details={**where, "field": "documents", "got": type(docs).__name__},
+            hints=["Put the documents in a JSON array."],
+        )
+    if not docs:
+        raise BatchInputError(
+            "the batch has no documents",
+            code="empty_batch",
+            details=where,
+            hints=["Generate an input with `batchlab make-input --docs 100`."],
+        )
+    if len(docs) > MAX_BATCH_DOCUMENTS:
+        raise BatchInputError(
+            f"the batch has {len(docs)} documents, more than {MAX_BATCH_DOCUMENTS}",
+            code="batch_too_large",
+            details={**where, "documents": len(docs), "limit": MAX_BATCH_DOCUMENTS},
+            hints=["Split it into shards, each with its own batch id."],
+        )
+    if check_unicode:
+        docs = [_checked(raw) for raw in docs]
+    oversized = []
+    for index, raw in enumerate(docs):
+        if isinstance(raw, Mapping) and isinstance(raw.get("content"), str):
+            content = raw["content"]
+            # Cheap bound first: a str of n code points encodes to at most 4n bytes.
+            if len(content) * 4 > MAX_DOCUMENT_BYTES and len(content.encode("utf-8")) > MAX_DOCUMENT_BYTES:
+                oversized.append({"index": index, "id": raw.get("id"), "bytes": len(content.encode("utf-8"))})
+    if oversized:
+        raise BatchInputError(
+            f"{len(oversized)} document(s) exceed {MAX_DOCUMENT_BYTES} bytes",
+            code="document_too_large",
+            details={**where, "limit_bytes": MAX_DOCUMENT_BYTES, "documents": oversized[:10]},
+            hints=["Split large documents before ingestion, or drop them from this batch."],
+        )
+    return Batch(documents=docs, batch_id=batch_id, path=path)
+
+
+def _input_error(p: Path, code: str, message: str, hint: str, **details: Any) -> BatchInputError:
+    return BatchInputError(message, code=code, details={"path": str(p), **details}, hints=[hint])
+
+
+def read_input_bytes(path: str | Path) -> bytes:
+    """The bytes of an input file, or :class:`BatchInputError` saying exactly why not."""
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except ValueError:  # an embedded NUL byte
+        raise _input_error(p, "input_not_found", "the input path is not a valid path", "Check the path.") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _input_error(p, "input_symlink_loop",
+                               f"input path {str(p)!r} is a symlink loop (a link that leads back to itself)",
+                               "Point --input at the real file: `ls -l` shows where each link goes.") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            if os.path.islink(p):
+                raise _input_error(p, "input_not_found",
+                                   f"input path {str(p)!r} is a symlink to {os.readlink(p)!r}, which does not exist",
+                                   "Fix or remove the dangling link.", target=os.readlink(p)) from None
+            raise _input_error(p, "input_not_found", f"input file {str(p)!r} does not exist",
+                               "Check the path, or use examples/input_example.json.") from None
+        raise _input_error(p, "input_unreadable", f"input file {str(p)!r} cannot be reached: {exc.strerror}",
+                           "Check the permissions of the file and of its folders.",
+                           errno=errno.errorcode.get(exc.errno or 0, str(exc.errno))) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _input_error(p, "input_not_a_file", f"input path {str(p)!r} is not a file", "Point at a .json file.")
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise _input_error(p, "input_unreadable", f"input file {str(p)!r} cannot be read: {exc.strerror}",
+                           "Check its permissions (`ls -l`; `chmod u+r FILE`).",
+                           errno=errno.errorcode.get(exc.errno or 0, str(exc.errno))) from None
+
+
+#: A lone surrogate can only come from a ``\\uD800``-``\\uDFFF`` escape (raw surrogate bytes are not UTF-8).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def parse_batch_text(text: str, *, path: str | None = None) -> Batch:
+    """Decode and validate the text of a batch file (a leading BOM is accepted)."""
+    p = Path(path or "<input>")
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a UTF-8 byte order mark, as Windows editors write it
+    try:
+        data = json.loads(text, object_pairs_hook=_object_pairs)
+    except json.JSONDecodeError as exc:
+        raise _input_error(p, "invalid_json",
+                           f"input file is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+                           "Validate it with `python -m json.tool FILE`.", line=exc.lineno, column=exc.colno) from None
+    except RecursionError:
+        raise _input_error(p, "invalid_json", "input file is nested too deeply to parse",
+                           "A batch is an object with a list of flat documents; check how the file was "
+                           "generated.") from None
+    except ValueError as exc:  # integers beyond Python's digit limit
+        raise _input_error(p, "invalid_json", f"input file holds a value that cannot be read: {exc}",
+                           "Numbers of more than 4300 digits are refused; quote them as strings.") from None
+    return batch_from_data(data, path=path, check_unicode=bool(_SURROGATE_ESCAPE.search(text)) or
+                           _has_duplicates(data))
+
+
+def _has_duplicates(data: Any) -> bool:
+    docs = data.get("documents") if isinstance(data, Mapping) else data
+    return isinstance(docs, list) and any(isinstance(d, _DuplicateKeys) for d in docs)
+
+
+def load_batch(path: str | Path) -> Batch:
+    """Read and validate a batch file; raise :class:`BatchInputError` with the unified structure."""
+    p = Path(path)
+    blob = read_input_bytes(p)
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BatchInputError(
+            f"input file is not valid UTF-8 (byte {exc.start})",
+            code="invalid_utf8",
+            details={"path": str(p), "byte_offset": exc.start},
+            hints=["Re-encode the file as UTF-8 (e.g. `iconv -f GBK -t UTF-8`)."],
+        ) from None
+    return parse_batch_text(text, path=str(p))
