@@ -33,8 +33,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchlab.documents import Document, ident_of, try_parse
-from batchlab.ledger import PassEnd
+from batchlab.documents import Inventory
+from batchlab.ledger import CRASH_EVENTS, END_EVENTS, Ev, PassEnd
+from batchlab.ledger_views import events_by_pass, first_event, pass_end
 from batchlab.metrics import Metrics
 
 RATE_TOLERANCE = 0.001
@@ -71,67 +72,60 @@ class PassView:
 def pass_views(documents: Sequence[Any], events: Sequence[Mapping[str, Any]],
                puts: Sequence[Mapping[str, Any]]) -> list[PassView]:
     """One :class:`PassView` per pass found in the ledger."""
-    idents: set[str] = set()
-    rejected = valid = 0
-    for raw in documents:
-        parsed = try_parse(raw)
-        if isinstance(parsed, Document):
-            idents.add(ident_of(parsed))
-            valid += 1
-        else:
-            rejected += 1
-    total, unique = len(documents), len(idents)
-    passes = sorted({int(e.get("pass", 0)) for e in events if int(e.get("pass", 0)) > 0})
-    ended_ok = {int(e["pass"]) for e in events if e["ev"] == "pass_end"}
+    inventory = Inventory.of(documents)
+    idents = inventory.idents
+    ended_ok = {int(e["pass"]) for e in events if e["ev"] == Ev.PASS_END}
+    by_pass = events_by_pass(events)
     last_put: dict[str, int] = {}
     views = []
-    for p in passes:
-        evs = [e for e in events if int(e.get("pass", 0)) == p]
-        latest_mode: dict[str, str] = {}
-        for put in puts:
-            if int(put["pass"]) <= p:
-                latest_mode[put["ident"]] = put["mode"]
-        committed = {i for i in latest_mode if i in idents}
-        degraded = {i for i in committed if latest_mode[i] == "degraded"}
-        sink_puts = [e for e in evs if e["ev"] == "sink_put"]
-        dup_exec = sum(1 for e in sink_puts if int(e.get("writes", 1)) > 1)
-        retries = sum(1 for e in evs if e["ev"] == "call_start" and int(e.get("attempt", 1)) > 1)
-        failed = unique - len(committed)
+    for p, evs in by_pass.items():
+        sink_puts = [e for e in evs if e["ev"] == Ev.SINK_PUT]
         before = {q["ident"] for q in puts if int(q["pass"]) < p and q["ident"] in idents}
-        executed_now = {e["ident"] for e in sink_puts}
-        resumed = before - executed_now
+        resumed = before - {e["ident"] for e in sink_puts}
         # committed in a pass that did not end normally (its checkpoint may not say so): the most a pass can heal
         unrecorded = {i for i in resumed if last_put.get(i, p) not in ended_ok}
-        prev = [e for e in events if int(e.get("pass", 0)) == p - 1]
-        victims = sorted({e["doc_id"] for e in prev if e["ev"] == "crash" and e.get("kind") == "after_commit"
-                          and e.get("ident") in resumed})
+        victims = sorted({e["doc_id"] for e in by_pass.get(p - 1, []) if e["ev"] == Ev.CRASH
+                          and e.get("kind") == "after_commit" and e.get("ident") in resumed})
         for q in puts:
             if int(q["pass"]) == p:
                 last_put[q["ident"]] = p
-        expected = {
-            "total": total, "unique": unique, "rejected": rejected,
-            "done": len(committed) - len(degraded), "degraded": len(degraded), "failed": failed,
-            "executed": len(sink_puts), "duplicate_executions": dup_exec, "retries": retries,
-            "completion_rate": len(committed) / unique if unique else 1.0,
-            "fail_rate": (failed + rejected) / total if total else 0.0,
-            "duplicate_rate": dup_exec / unique if unique else 0.0,
-            "duplicates_in_input": valid - unique, "latency_count": len(sink_puts),
-        }
-        end = next((e for e in evs if e["ev"] in ("pass_end", "student_error", "input_error")), None)
-        crash = next((e for e in evs if e["ev"] in ("crash", "kill")), None)
-        timeout = next((e for e in evs if e["ev"] == "timeout"), None)
-        exit_kind = (PassEnd.TIMEOUT if timeout else PassEnd.KILLED if crash else
-                     PassEnd.OK if end is not None and end["ev"] == "pass_end" else
-                     PassEnd(end["ev"]) if end is not None else PassEnd.DIED)
+        end = first_event(evs, END_EVENTS)
+        crash = first_event(evs, CRASH_EVENTS)
         views.append(PassView(
-            pass_no=p, exit=exit_kind, report=end.get("report") if end is not None and end["ev"] == "pass_end"
-            else None, expected=expected, calls=sum(1 for e in evs if e["ev"] == "call_start"),
-            puts=len(sink_puts), call_idents={e["ident"] for e in evs if e["ev"] == "call_start"},
+            pass_no=p, exit=pass_end(evs), report=end.get("report") if end is not None and end["ev"] == Ev.PASS_END
+            else None, expected=_expected(inventory, evs, puts, p),
+            calls=sum(1 for e in evs if e["ev"] == Ev.CALL_START),
+            puts=len(sink_puts), call_idents={e["ident"] for e in evs if e["ev"] == Ev.CALL_START},
             committed_before={q["ident"] for q in puts if int(q["pass"]) < p},
             crash=dict(crash) if crash else None,
-            student_error=str(end.get("error")) if end is not None and end["ev"] == "student_error" else None,
+            student_error=str(end.get("error")) if end is not None and end["ev"] == Ev.STUDENT_ERROR else None,
             resumed=len(resumed), recovered_min=len(victims), recovered_max=len(unrecorded), must_recover=victims))
     return views
+
+
+def _expected(inventory: Inventory, evs: Sequence[Mapping[str, Any]], puts: Sequence[Mapping[str, Any]],
+              p: int) -> dict[str, float]:
+    """The figures a ``BatchReport`` of pass ``p`` must hold, from the ledger and the sink's ``puts``."""
+    total, unique, rejected = inventory.total, inventory.unique, inventory.rejected
+    latest_mode: dict[str, str] = {}
+    for put in puts:
+        if int(put["pass"]) <= p:
+            latest_mode[put["ident"]] = put["mode"]
+    committed = {i for i in latest_mode if i in inventory.idents}
+    degraded = {i for i in committed if latest_mode[i] == "degraded"}
+    sink_puts = [e for e in evs if e["ev"] == Ev.SINK_PUT]
+    dup_exec = sum(1 for e in sink_puts if int(e.get("writes", 1)) > 1)
+    retries = sum(1 for e in evs if e["ev"] == Ev.CALL_START and int(e.get("attempt", 1)) > 1)
+    failed = unique - len(committed)
+    return {
+        "total": total, "unique": unique, "rejected": rejected,
+        "done": len(committed) - len(degraded), "degraded": len(degraded), "failed": failed,
+        "executed": len(sink_puts), "duplicate_executions": dup_exec, "retries": retries,
+        "completion_rate": len(committed) / unique if unique else 1.0,
+        "fail_rate": (failed + rejected) / total if total else 0.0,
+        "duplicate_rate": dup_exec / unique if unique else 0.0,
+        "duplicates_in_input": inventory.duplicates_in_input, "latency_count": len(sink_puts),
+    }
 
 
 def _num(value: Any) -> float | None:

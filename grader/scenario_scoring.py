@@ -5,12 +5,14 @@ exactly-once, the report against the ledger, and the checks proper to the scenar
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from batchlab.documents import Document, ident_of, try_parse
+from batchlab.documents import Inventory, normalize_id
 from batchlab.faults import CRASH_NONE, CrashPlan
+from batchlab.ledger import Ev
 from batchlab.rundir import RunDir
 from batchlab.runner import PassResult
 from batchlab.sink import read_outputs
@@ -217,8 +219,7 @@ def _duplicates_folded(run: ScenarioRun) -> tuple[bool, str]:
 
     (A second execution in a *later* pass is a resume problem, scored by exactly-once.)
     """
-    valid = [d for d in (try_parse(r) for r in run.documents) if isinstance(d, Document)]
-    expected = len(valid) - len({ident_of(d) for d in valid})
+    expected = Inventory.of(run.documents).duplicates_in_input
     reports = [v.report for v in run.views if v.report]
     if not reports:
         return False, "duplicates folded: no pass returned a report"
@@ -226,11 +227,11 @@ def _duplicates_folded(run: ScenarioRun) -> tuple[bool, str]:
     if said != expected:
         return False, (f"duplicates folded: the report counts {said} duplicates in the input, the input has "
                        f"{expected} (same source, id up to case and spaces, content up to Unicode form and spacing)")
-    seen: dict[tuple[int, str], int] = {}
+    seen: Counter[tuple[int, str]] = Counter()
     first_id: dict[str, str] = {}
     for e in run.events:
-        if e["ev"] == "sink_put":
-            seen[(int(e["pass"]), e["ident"])] = seen.get((int(e["pass"]), e["ident"]), 0) + 1
+        if e["ev"] == Ev.SINK_PUT:
+            seen[(int(e["pass"]), e["ident"])] += 1
             first_id.setdefault(e["ident"], e["doc_id"])
     twice = sorted(f"{first_id[i]} executed {n} times in pass {p}" for (p, i), n in seen.items() if n > 1)
     if twice:
@@ -242,10 +243,10 @@ def _degraded_path(run: ScenarioRun) -> tuple[bool, str]:
     outputs = {rec.ident: rec for rec in read_outputs(RunDir(run.run_dir).sink)}
     permanent = set(run.scenario.plan.permanent_ids)
     wrong = []
-    for raw in run.documents:
-        doc = try_parse(raw)
-        if isinstance(doc, Document) and doc.id.strip().casefold() in permanent:
-            rec = outputs.get(ident_of(doc))
+    for entry in Inventory.of(run.documents).entries:
+        doc = entry.document
+        if doc is not None and entry.ident is not None and normalize_id(doc.id) in permanent:
+            rec = outputs.get(entry.ident)
             if rec is None or rec.mode != "degraded":
                 wrong.append(f"{doc.id} ({'not committed' if rec is None else 'committed ' + rec.mode})")
     if wrong:

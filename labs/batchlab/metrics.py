@@ -18,7 +18,6 @@ identities among the valid ones (source, normalized id, content hash):
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,7 @@ from .ledger_views import PassMetrics, pass_metrics, puts_by_ident, usable_event
 from .metric_table import MetricRow, format_table, format_value, metric_rows
 from .pipeline import output_matches
 from .rundir import RunDir
+from .runner import read_spec
 from .sink import SinkRecord, read_outputs, read_puts
 from .thresholds import THRESHOLDS, Threshold
 
@@ -224,12 +224,12 @@ def metrics_for_run(run_dir: str | Path) -> Metrics:
     lines that cannot be read are skipped (:func:`usable_events`).
     """
     run = Path(run_dir)
-    spec = _read_spec(run)
+    spec = read_spec(run)
     try:
-        batch = load_batch(spec["input"])
+        batch = load_batch(spec.input)
     except KitError as exc:
         raise KitError(f"the input of {run} cannot be read: {exc.message}", code="run_input_unreadable",
-                       details={"run_dir": str(run), "input": spec["input"], "cause": exc.to_dict()["error"]},
+                       details={"run_dir": str(run), "input": str(spec.input), "cause": exc.to_dict()["error"]},
                        hints=["The metrics compare the sink with the run's input: restore the input file "
                               "at that path, unchanged."]) from None
     try:
@@ -246,16 +246,3 @@ def metrics_for_run(run_dir: str | Path) -> Metrics:
         raise KitError(f"the records of {run} do not add up: {type(exc).__name__}: {exc}",
                        code="run_dir_corrupt", details={"run_dir": str(run)},
                        hints=["A run directory is written by `batchlab run`/`demo` only; start a new one."]) from None
-
-
-def _read_spec(run: Path) -> dict[str, Any]:
-    try:
-        spec = json.loads(RunDir(run).spec.read_text(encoding="utf-8"))
-        if not isinstance(spec, dict) or not isinstance(spec.get("input"), str):
-            raise ValueError("spec.json is not an object with an `input` path")
-    except (OSError, ValueError, RecursionError) as exc:
-        raise KitError(f"{RunDir(run).spec} cannot be read: {type(exc).__name__}: {exc}", code="run_dir_corrupt",
-                       details={"run_dir": str(run)},
-                       hints=["A run directory has the spec.json `batchlab run` wrote; start a new --run-dir."]) \
-            from None
-    return spec

@@ -34,12 +34,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .contract import BatchConfig
+from .errors import KitError
 from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
 from .host import child_popen_kwargs, environ_snapshot, kill_group, parent_link
 from .ledger import append_event
@@ -90,11 +91,30 @@ class RunSpec:
     lock_wait_s: float = DEFAULT_LOCK_WAIT_S
 
     def to_dict(self) -> dict[str, Any]:
+        """What ``spec.json`` holds (the worker and every reader of a run directory read it back)."""
         return {
             "impl": str(Path(self.impl).resolve()), "input": str(Path(self.input).resolve()),
             "batch_id": self.batch_id, "config": self.config.to_dict(), "plan": self.plan.to_dict(),
             "latency": self.latency.to_dict(), "durable": self.durable,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, run_dir: str | Path) -> RunSpec:
+        """The spec :meth:`to_dict` wrote; ``run_dir`` is where it was read (the file does not name it).
+
+        ``impl`` and ``input`` must be strings; the other parts take their defaults when absent.
+        Raises ``ValueError`` or ``TypeError`` for anything else that is not a spec.
+        """
+        if not isinstance(data, Mapping) or not isinstance(data.get("input"), str):
+            raise ValueError("spec.json is not an object with an `input` path")
+        if not isinstance(data.get("impl", ""), str):
+            raise ValueError("the `impl` of spec.json is not a path")
+        return cls(impl=Path(data.get("impl", "")), input=Path(data["input"]), run_dir=Path(run_dir),
+                   batch_id=str(data.get("batch_id", "batch-001")),
+                   config=BatchConfig.from_dict(dict(data.get("config") or {})),
+                   plan=FaultPlan.from_dict(data.get("plan") or {}),
+                   latency=LatencyModel(**dict(data.get("latency") or {})),
+                   durable=str(data.get("durable", "process")))
 
 
 @dataclass
@@ -179,6 +199,18 @@ def prepare(spec: RunSpec, *, fresh: bool = False) -> Path:
     RunDir(run).state.mkdir(parents=True, exist_ok=True)
     RunDir(run).spec.write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
     return run
+
+
+def read_spec(run_dir: str | Path) -> RunSpec:
+    """The spec of a run directory (:meth:`RunSpec.from_dict`), or a ``run_dir_corrupt`` error naming the file."""
+    path = RunDir(Path(run_dir)).spec
+    try:
+        return RunSpec.from_dict(json.loads(path.read_text(encoding="utf-8")), run_dir=run_dir)
+    except (OSError, ValueError, TypeError, RecursionError) as exc:
+        raise KitError(f"{path} cannot be read: {type(exc).__name__}: {exc}", code="run_dir_corrupt",
+                       details={"run_dir": str(run_dir)},
+                       hints=["A run directory has the spec.json `batchlab run` wrote; start a new --run-dir."]) \
+            from None
 
 
 def _read_capped(path: Path, cap: int) -> str:

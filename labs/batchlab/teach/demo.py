@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..contract import BatchConfig
+from ..defaults import LESSON
 from ..documents import load_batch
 from ..examples import make_documents, write_input
 from ..faults import CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
@@ -22,6 +23,7 @@ from ..paths import default_demo_impl, example_input, kit_root
 from ..pipeline import planned_calls
 from ..rundir import RunDir
 from ..runner import EventsCallback, PassResult, RunSpec, run_passes
+from ..service import LatencyModel
 
 
 def new_run_dir(prefix: str = "demo") -> Path:
@@ -125,20 +127,18 @@ def run_demo(
     *,
     input_path: Path | None = None,
     docs: int | None = None,
-    seed: int = 15,
-    fault_rate: float = 0.03,
+    seed: int = LESSON.seed,
+    fault_rate: float = LESSON.fault_rate,
     crash: str = CRASH_DURING_CALL,
     at: int | None = None,
-    concurrency: int = 8,
+    concurrency: int = LESSON.concurrency,
     impl: Path | None = None,
     run_dir: Path | None = None,
-    latency_ms: float = 10.0,
+    latency_ms: float = LESSON.latency_ms,
     on_events: EventsCallback | None = None,
     on_pass: Callable[[PassResult], None] | None = None,
 ) -> DemoResult:
     """Pass 1 with ``fault_rate`` transient faults and a crash, then the resume pass; metrics of both."""
-    from ..service import LatencyModel
-
     run = run_dir or new_run_dir()
     if docs is not None:
         source = write_input(RunDir(run).input, make_documents(docs, seed=seed))

@@ -10,17 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ...contract import DEGRADED, DONE, FAILED, PENDING, PROCESSING, STATES, TERMINAL_STATES
-from ...documents import Document, ident_of, normalize_id, try_parse
+from ...contract import DEGRADED, DONE, FAILED, PENDING, PROCESSING, STATES, TERMINAL_STATES, BatchConfig
+from ...defaults import LESSON
+from ...documents import Batch, Inventory, normalize_id
 from ...errors import KitError
-from ...faults import CRASH_KINDS, CRASH_NONE
-from ...metrics import (
-    Metrics,
-    format_value,  # the one formatting of figures, shared with format_table
+from ...faults import (
+    CRASH_AFTER_COMMIT,
+    CRASH_DURING_CALL,
+    CRASH_KINDS,
+    CRASH_NONE,
+    CRASH_RANDOM,
+    CrashPlan,
+    FaultPlan,
 )
-from ...thresholds import THRESHOLDS, Threshold
+from ...ledger import Ev
+from ...metric_table import MetricRow, metric_rows  # the one table builder (re-exported for the model's users)
+from ...pipeline import planned_calls
+from ...runner import RunSpec
+from ...service import LatencyModel
 
 #: Phases of the dashboard, as its status line shows them.
 IDLE = "idle"
@@ -51,14 +61,33 @@ class DashboardSettings:
     service call (as in :func:`batchlab.runner.run_pass`).
     """
 
-    documents: int = 120
-    fault_rate: float = 0.03
-    concurrency: int = 8
+    documents: int = LESSON.documents
+    fault_rate: float = LESSON.fault_rate
+    concurrency: int = LESSON.concurrency
     crash: str = CRASH_NONE
-    seed: int = 15
-    latency_ms: float = 20.0
+    seed: int = LESSON.seed
+    latency_ms: float = 2 * LESSON.latency_ms  # slower than the demo: a teacher has time to press Crash now
     crash_fraction: float = 0.4
     random_window: tuple[float, float] = (0.5, 2.5)
+
+    def run_spec(self, impl: Path, batch: Batch, run_dir: Path, *, timeout_s: float) -> RunSpec:
+        """The run these settings describe, on ``batch`` (a file of its own in ``run_dir``)."""
+        assert batch.path is not None
+        return RunSpec(impl=impl, input=Path(batch.path), run_dir=run_dir, batch_id=batch.batch_id or "batch-001",
+                       config=BatchConfig(concurrency=self.concurrency),
+                       plan=FaultPlan(seed=self.seed, transient_rate=self.fault_rate),
+                       latency=LatencyModel(median_ms=self.latency_ms), timeout_s=timeout_s)
+
+    def crash_plan(self, batch: Batch) -> CrashPlan:
+        """Pass 1's planned crash: at ``crash_fraction`` of the planned calls or commits, or a random kill."""
+        kind, fraction = self.crash, self.crash_fraction
+        if kind == CRASH_DURING_CALL:
+            return CrashPlan(kind=kind, at=max(1, int(planned_calls(batch) * fraction)))
+        if kind == CRASH_AFTER_COMMIT:
+            return CrashPlan(kind=kind, at=max(1, int(batch.inventory().unique * fraction)))
+        if kind == CRASH_RANDOM:
+            return CrashPlan(kind=kind, window=self.random_window)
+        return CrashPlan()
 
     def validate(self) -> DashboardSettings:
         problems: dict[str, Any] = {}
@@ -89,16 +118,6 @@ class Marker:
     t: float
     kind: str
     label: str
-
-
-@dataclass(frozen=True)
-class MetricRow:
-    """One line of the metric table; ``ok`` is None for figures that are reported, not judged."""
-
-    label: str
-    value: str
-    bound: str
-    ok: bool | None
 
 
 @dataclass(frozen=True)
@@ -175,23 +194,21 @@ class StateBoard:
         self._by_ident: dict[str, str] = {}
         self._by_doc_id: dict[str, str] = {}
         self._invalid: list[str] = []
-        for index, raw in enumerate(documents):
-            parsed = try_parse(raw)
-            if isinstance(parsed, Document):
-                ident = ident_of(parsed)
+        for entry in Inventory.of(documents).entries:
+            if entry.document is not None and entry.ident is not None:
+                ident = entry.ident
                 if ident not in self._by_ident:
                     self._by_ident[ident] = ident
                     self.units.append(ident)
-                for name in (parsed.id, normalize_id(parsed.id)):
+                for name in (entry.document.id, normalize_id(entry.document.id)):
                     self._by_doc_id.setdefault(name, ident)
             else:
-                unit = f"invalid#{index}"
+                unit = f"invalid#{entry.index}"
                 self.units.append(unit)
                 self._invalid.append(unit)
                 self._by_doc_id.setdefault(unit, unit)
-                raw_id = raw.get("id") if isinstance(raw, Mapping) else None
-                if raw_id is not None:
-                    self._by_doc_id.setdefault(str(raw_id), unit)
+                if entry.raw_id is not None:
+                    self._by_doc_id.setdefault(str(entry.raw_id), unit)
         self.state: dict[str, str] = dict.fromkeys(self.units, PENDING)
         self.retries = 0
         self.calls = 0
@@ -227,17 +244,17 @@ class StateBoard:
     def apply(self, event: Mapping[str, Any]) -> None:
         """Fold one ledger event in."""
         kind = event.get("ev")
-        if kind == "call_start":
+        if kind == Ev.CALL_START:
             self.calls += 1
             if int(event.get("attempt", 1) or 1) > 1:
                 self.retries += 1
             self._set(self._by_ident.get(str(event.get("ident"))), PROCESSING)
-        elif kind == "sink_put":
+        elif kind == Ev.SINK_PUT:
             if int(event.get("writes", 1) or 1) > 1:
                 self.duplicates += 1
             state = DEGRADED if event.get("mode") == "degraded" else DONE
             self._set(self._by_ident.get(str(event.get("ident"))), state)
-        elif kind == "state":
+        elif kind == Ev.STATE:
             reported = event.get("state")
             unit = self._unit_of_doc(event.get("doc_id"))
             if reported == PROCESSING:
@@ -248,12 +265,7 @@ class StateBoard:
                 self._set(unit, FAILED)
 
 
-def metric_rows(metrics: Metrics, thresholds: Mapping[str, Threshold] = THRESHOLDS) -> tuple[MetricRow, ...]:
-    """The lesson's metric table: thresholds judged (green or red), then the reported figures."""
-    rows = [MetricRow(t.label, format_value(name, value), t.text, ok)
-            for name, (t, value, ok) in zip(thresholds, metrics.checks(thresholds), strict=True)]
-    for name, label in (("throughput_docs_per_min", "throughput"), ("latency_p50_s", "latency p50"),
-                        ("latency_p95_s", "latency p95")):
-        rows.append(MetricRow(label, format_value(name, metrics.value(name)), "reported", None))
-    rows.append(MetricRow("retries", str(metrics.retries), "reported", None))
-    return tuple(rows)
+__all__ = [
+    "DashboardError", "DashboardSettings", "Marker", "MetricRow", "PassInfo", "Snapshot", "StateBoard", "metric_rows",
+    "IDLE", "RUNNING", "KILLED", "FINISHED", "ERROR", "MANUAL_KILL",
+]

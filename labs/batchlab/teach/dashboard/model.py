@@ -31,22 +31,21 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ...contract import PENDING, PROCESSING, BatchConfig
+from ...contract import PENDING, PROCESSING
 from ...documents import load_batch
 from ...examples import make_documents, write_input
-from ...faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
+from ...faults import CRASH_NONE, CRASH_RANDOM, CrashPlan
 from ...host import kill_group, require_supported_platform
-from ...ledger import PASS_OVER, RESOURCE_EVENT, append_event
+from ...ledger import RESOURCE_EVENT, append_event
 from ...metrics import Metrics, metrics_for_run
-from ...resources import RESOURCE_FIELDS, SAMPLE_EVERY_S, sample
+from ...resources import SAMPLE_EVERY_S, sample
 from ...rundir import RunDir
 from ...runner import WORK_EVENTS, LedgerTail, PassResult, RunSpec, prepare, start_pass
-from ...service import LatencyModel
 from .board import (
     ERROR,
     FINISHED,
@@ -63,6 +62,7 @@ from .board import (
     StateBoard,
     metric_rows,
 )
+from .timeline import Timeline
 
 require_supported_platform()  # native Windows: the teacher demo's first cell stops here with the unified error
 
@@ -119,20 +119,15 @@ class DashboardModel:
         self._timed_out = False
         self._kill_at: float | None = None
         self._tail: LedgerTail | None = None
-        self._board = StateBoard([])
-        self._t_start: float | None = None
+        self._timeline = Timeline(None, t_start=None, clock=self._clock)
         self._t_end: float | None = None
-        self._series: list[tuple[float, int]] = []
-        self._markers: list[Marker] = []
         self._passes: list[PassInfo] = []
         self._metrics: tuple[MetricRow, ...] = ()
         self._metrics_obj: Metrics | None = None
         self._phase = IDLE
         self._message = "按 Run 开始 (press Run to start)"
         self._last_event_t: float | None = None
-        self._resources: dict[str, Any] | None = None
         self._ps: Any = None  # psutil.Process of the running worker, for its resource samples
-        self._pass_over = False
         self._sampled_at = 0.0
 
     @property
@@ -172,17 +167,11 @@ class DashboardModel:
             run_dir = self._new_run_dir()
             source = write_input(RunDir(run_dir).input, make_documents(settings.documents, seed=settings.seed))
             batch = load_batch(source)
-            self._board = StateBoard(batch.documents)
-            self._spec = RunSpec(
-                impl=self.impl, input=source, run_dir=run_dir, batch_id=batch.batch_id or "batch-001",
-                config=BatchConfig(concurrency=settings.concurrency),
-                plan=FaultPlan(seed=settings.seed, transient_rate=settings.fault_rate),
-                latency=LatencyModel(median_ms=settings.latency_ms), timeout_s=self.timeout_s)
+            self._spec = settings.run_spec(self.impl, batch, run_dir, timeout_s=self.timeout_s)
             prepare(self._spec)  # a new directory: the input is already in it
             self._tail = LedgerTail(RunDir(run_dir).ledger)
-            self._t_start = self._clock()
-            self._series = [(0.0, 0)]
-            self._start(1, self._crash_plan(batch.documents))
+            self._timeline = Timeline(batch, t_start=self._clock(), clock=self._clock)
+            self._start(1, settings.crash_plan(batch))
             return self.snapshot()
 
     def crash_now(self) -> int:
@@ -232,7 +221,7 @@ class DashboardModel:
             if self._tail is None:
                 return self.snapshot()
             events = self._tail.read_new()
-            self._fold(events)
+            self._timeline.fold(events)
             proc = self._proc
             if proc is not None:
                 now = self._clock()
@@ -281,14 +270,15 @@ class DashboardModel:
     def snapshot(self) -> Snapshot:
         with self._lock:
             end = self._clock() if self._proc is not None else self._t_end
-            elapsed = (end - self._t_start) if self._t_start is not None and end is not None else 0.0
+            line, board = self._timeline, self._timeline.board
+            elapsed = (end - line.t_start) if line.t_start is not None and end is not None else 0.0
             return Snapshot(
                 phase=self._phase, pass_no=self._pass_no, pid=self._proc.pid if self._proc else None,
-                run_dir=str(self._run_dir) if self._run_dir else None, counts=self._board.counts(),
-                total=self._board.total, retries=self._board.retries, duplicates=self._board.duplicates,
-                calls=self._board.calls, elapsed_s=max(elapsed, 0.0), series=tuple(self._series),
-                markers=tuple(self._markers), metrics=self._metrics, passes=tuple(self._passes),
-                message=self._message, settings=self.settings, resources=self._resources)
+                run_dir=str(self._run_dir) if self._run_dir else None, counts=board.counts(),
+                total=board.total, retries=board.retries, duplicates=board.duplicates,
+                calls=board.calls, elapsed_s=max(elapsed, 0.0), series=tuple(line.series),
+                markers=tuple(line.markers), metrics=self._metrics, passes=tuple(self._passes),
+                message=self._message, settings=self.settings, resources=line.resources)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -302,30 +292,15 @@ class DashboardModel:
         self._run_dir = path
         return path
 
-    def _crash_plan(self, documents: Sequence[Any]) -> CrashPlan:
-        from ...documents import Batch
-        from ...pipeline import planned_calls
-
-        kind, fraction = self.settings.crash, self.settings.crash_fraction
-        if kind == CRASH_DURING_CALL:
-            return CrashPlan(kind=kind, at=max(1, int(planned_calls(Batch(list(documents))) * fraction)))
-        if kind == CRASH_AFTER_COMMIT:
-            valid = sum(1 for u in self._board.units if not u.startswith("invalid#"))
-            return CrashPlan(kind=kind, at=max(1, int(valid * fraction)))
-        if kind == CRASH_RANDOM:
-            return CrashPlan(kind=kind, window=self.settings.random_window)
-        return CrashPlan()
-
     def _start(self, pass_no: int, crash: CrashPlan) -> None:
         assert self._spec is not None
         self._pass_no = pass_no
         self._pass_crash = crash
         self._killed_by_parent = self._timed_out = False
         self._kill_at = None
-        self._ps, self._pass_over = None, False
+        self._ps = None
         self._proc, self._pass_t0 = start_pass(self._spec, pass_no, crash)
-        if pass_no > 1:
-            self._markers.append(Marker(self._rel(self._pass_t0), "resume", f"恢复 resume (pass {pass_no})"))
+        self._timeline.new_pass(pass_no, self._pass_t0)
         self._phase = RUNNING
         crash_text = "" if crash.kind == CRASH_NONE else f", planned crash {crash.kind}" + (
             f" at {crash.at}" if crash.at else "")
@@ -337,7 +312,7 @@ class DashboardModel:
         Not after the pass's last event: the metrics take a pass's end from its last event, so a late sample
         would stretch its wall time. The first call per worker only starts psutil's CPU clock.
         """
-        if self._pass_over or now - self._sampled_at < SAMPLE_EVERY_S or self._run_dir is None:
+        if self._timeline.pass_over or now - self._sampled_at < SAMPLE_EVERY_S or self._run_dir is None:
             return
         import psutil
 
@@ -353,34 +328,12 @@ class DashboardModel:
             return
         append_event(RunDir(self._run_dir).ledger, RESOURCE_EVENT, pass_no=self._pass_no, by="dashboard", **values)
 
-    def _rel(self, t: float) -> float:
-        return max(t - (self._t_start or t), 0.0)
-
-    def _fold(self, events: Iterable[Mapping[str, Any]]) -> None:
-        before = self._board.finished()
-        for ev in events:
-            self._board.apply(ev)
-            kind = ev.get("ev")
-            t = float(ev.get("t", self._clock()))
-            if kind in PASS_OVER:
-                self._pass_over = True
-            elif kind == RESOURCE_EVENT:
-                self._resources = {k: ev[k] for k in RESOURCE_FIELDS if k in ev}
-            if kind in ("crash", "kill", "timeout"):
-                label = {"crash": f"崩溃 crash ({ev.get('kind')})", "timeout": "超时 timeout"}.get(
-                    str(kind), "手动崩溃 Crash now" if ev.get("kind") == MANUAL_KILL else "随机崩溃 random kill")
-                self._markers.append(Marker(self._rel(t), "crash", label))
-            after = self._board.finished()
-            if after != before:
-                self._series.append((self._rel(t), after))
-                before = after
-
     def _finish(self) -> None:
         """The worker ended (by itself or killed): reap it, read its last events, compute the metrics."""
         proc = self._proc
         assert proc is not None and self._tail is not None and self._run_dir is not None
         proc.wait()
-        self._fold(self._tail.read_new())
+        self._timeline.fold(self._tail.read_new())
         result = PassResult(pass_no=self._pass_no, returncode=proc.returncode,
                             duration_s=self._clock() - self._pass_t0, crash=self._pass_crash,
                             killed_by_parent=self._killed_by_parent, timed_out=self._timed_out)
@@ -393,7 +346,7 @@ class DashboardModel:
         except Exception as exc:  # noqa: BLE001 - a view must survive anything a run leaves behind
             self._metrics_obj, self._metrics = None, ()
             self._message = f"metrics unavailable: {type(exc).__name__}: {exc}"
-        snap_counts = self._board.counts()
+        snap_counts = self._timeline.board.counts()
         if result.outcome == "ok":
             self._phase = FINISHED
             left = snap_counts[PENDING] + snap_counts[PROCESSING]

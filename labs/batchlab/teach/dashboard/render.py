@@ -110,7 +110,7 @@ def metrics_html(snap: Snapshot) -> str:
         else:
             verdict = f'<td class="{"bl-ok" if row.ok else "bl-bad"}">{"✔ PASS" if row.ok else "✘ FAIL"}</td>'
         rows.append(f'<tr data-metric="{html.escape(row.label)}" data-ok="{row.ok}"><td>{html.escape(row.label)}</td>'
-                    f"<td><b>{html.escape(row.value)}</b></td><td>{html.escape(row.bound)}</td>{verdict}</tr>")
+                    f"<td><b>{html.escape(row.text)}</b></td><td>{html.escape(row.bound)}</td>{verdict}</tr>")
     head = "<tr><th>指标 metric</th><th>值 value</th><th>阈值 threshold</th><th></th></tr>"
     return f'<table class="bl-metrics">{head}{"".join(rows)}</table>'
 

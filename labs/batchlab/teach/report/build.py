@@ -37,10 +37,11 @@ from typing import Any
 
 from ...errors import EXIT_OK, KitError, UsageError
 from ...ledger import RESOURCE_EVENT, read_events
-from ...metrics import Metrics, _read_spec, metrics_for_run, usable_events
+from ...metrics import MetricRow, Metrics, metric_rows, metrics_for_run, usable_events
 from ...paths import kit_root
 from ...rundir import RunDir
-from .markdown import TEMPLATE_KEYS, _observability, _values, fill_template, grader_section, metric_rows
+from ...runner import read_spec
+from .markdown import TEMPLATE_KEYS, _observability, _values, fill_template, grader_section
 from .plots import plot_failures, plot_latency, plot_passes, plot_resources, plot_retry_delays, plot_throughput
 from .style import PlotStyle, choose_style
 from .views import RetryDelay, _delay_stats, expected_backoff, interruptions, rejected_codes, retry_delays
@@ -99,7 +100,7 @@ def build_report(*, run_dir: str | Path, out: str | Path, lang: str = "auto",
     template_text = tpl.read_text(encoding="utf-8")
     fill_template(template_text, dict.fromkeys(TEMPLATE_KEYS, ""))  # an unknown placeholder fails before any work
     style = choose_style(lang)
-    spec = _read_spec(run)  # a damaged spec, input, sink or ledger: a KitError naming it, never a traceback
+    spec = read_spec(run).to_dict()  # a damaged spec, input, sink or ledger: a KitError naming it, never a traceback
     events = usable_events(read_events(RunDir(run).ledger))
     metrics = metrics_for_run(run)
 
@@ -140,7 +141,7 @@ def build_report(*, run_dir: str | Path, out: str | Path, lang: str = "auto",
         (tmp / "report.json").write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n",
                                          encoding="utf-8")
         _write_csv(tmp / "metrics.csv", ["metric", "value", "threshold", "ok"],
-                   [[r["metric"], r["value"], r["threshold"], "" if r["ok"] is None else r["ok"]] for r in rows])
+                   [[r.metric, r.value, r.bound, "" if r.ok is None else r.ok] for r in rows])
         pass_fields = ["pass_no", "exit", "wall_s", "committed", "calls", "retries", "call_failures",
                        "throughput_docs_per_min", "latency_p50_s", "latency_p95_s", "resume_time_s"]
         _write_csv(tmp / "passes.csv", pass_fields, [[r.get(f) for f in pass_fields] for r in pass_rows])
@@ -184,15 +185,14 @@ def _write_csv(path: Path, head: Sequence[str], rows: Sequence[Sequence[Any]]) -
         writer.writerow(head)
         writer.writerows(rows)
 
-def _data(run: Path, spec: Mapping[str, Any], metrics: Metrics, rows: list[dict[str, Any]],
+def _data(run: Path, spec: Mapping[str, Any], metrics: Metrics, rows: Sequence[MetricRow],
           pass_rows: list[dict[str, Any]], delays: Sequence[RetryDelay], expected: Sequence[tuple[int, float, float]],
           observed: list[dict[str, Any]], style: PlotStyle) -> dict[str, Any]:
     return {
         "run_dir": str(run.resolve()), "generated_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "plot_language": style.lang, "plot_font": style.family, "spec": spec,
         "meets_thresholds": metrics.meets_thresholds(), "metrics": metrics.to_dict(),
-        "thresholds": [{"metric": r["metric"], "value": r["value"], "bound": r["threshold"], "ok": r["ok"]}
-                       for r in rows],
+        "thresholds": [{"metric": r.metric, "value": r.value, "bound": r.bound, "ok": r.ok} for r in rows],
         "passes": pass_rows, "retry_delays": _delay_stats(delays, expected),
         "student_report_check": observed, "plots": {name: f"plots/{name}.png" for name in PLOTS},
     }

@@ -14,8 +14,8 @@ from typing import Any
 
 from ...errors import KitError
 from ...ledger import PassEnd
+from ...metric_table import MetricRow
 from ...metrics import Metrics, format_value
-from ...thresholds import THRESHOLDS, Threshold
 from .style import PlotStyle
 from .views import RetryDelay, _delay_stats, log_excerpt, rejected_codes
 
@@ -57,15 +57,6 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
-
-def metric_rows(metrics: Metrics, thresholds: Mapping[str, Threshold] = THRESHOLDS) -> list[dict[str, Any]]:
-    """Each threshold with its measured value, then the reported-only figures (no threshold)."""
-    rows = [{"metric": name, "value": metrics.value(name), "threshold": t.text, "ok": t.passes(metrics.value(name))}
-            for name, t in thresholds.items()]
-    for name in ("throughput_docs_per_min", "latency_p50_s", "latency_p95_s", "retries"):
-        if name not in thresholds:
-            rows.append({"metric": name, "value": metrics.value(name), "threshold": "reported", "ok": None})
-    return rows
 
 def _result_mark(ok: bool | None) -> str:
     return "仅报告（reported）" if ok is None else ("✅ 达标" if ok else "❌ 未达标")
@@ -126,7 +117,7 @@ def grader_section(results: Mapping[str, Any] | None) -> str:
     lines += ["", "原始结果已复制到本文件夹的 `grader-results.json`。"]
     return "\n".join(lines)
 
-def _values(run: Path, out: Path, spec: Mapping[str, Any], metrics: Metrics, rows: list[dict[str, Any]],
+def _values(run: Path, out: Path, spec: Mapping[str, Any], metrics: Metrics, rows: Sequence[MetricRow],
             pass_rows: list[dict[str, Any]], delays: Sequence[RetryDelay],
             expected: Sequence[tuple[int, float, float]], kills: Sequence[Mapping[str, Any]],
             events: Sequence[Mapping[str, Any]], origin: float, observed_table: str,
@@ -135,8 +126,8 @@ def _values(run: Path, out: Path, spec: Mapping[str, Any], metrics: Metrics, row
     cfg = spec.get("config", {})
     plan = spec.get("plan", {})
     metric_table = _table(["指标", "实测值", "阈值", "结果"],
-                          [[METRIC_NAMES.get(r["metric"], r["metric"]), fmt_value(r["metric"], r["value"]),
-                            r["threshold"] if r["ok"] is not None else "—", _result_mark(r["ok"])] for r in rows])
+                          [[METRIC_NAMES.get(r.metric, r.metric), fmt_value(r.metric, r.value),
+                            r.bound if r.judged else "—", _result_mark(r.ok)] for r in rows])
     pass_table = _table(
         ["轮次（pass）", "结束方式", "耗时", "提交文档", "服务调用", "重试", "调用失败", "吞吐量", "p50", "p95", "恢复时间"],
         [[p["pass_no"], _EXIT_NAMES.get(p["exit"], p["exit"]), fmt_value("wall_s", p["wall_s"]), p["committed"],

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...contract import percentile
+from ...documents import load_batch
 
 LOG_LINES = 40
 
@@ -120,9 +121,7 @@ def _log_line(ev: Mapping[str, Any], origin: float) -> str:
 
 def rejected_codes(spec: Mapping[str, Any]) -> set[str]:
     """The classified reasons of the input's invalid documents (400-like), as opposed to service faults."""
-    from ...documents import Document, load_batch, try_parse
-
-    return {r.code for r in map(try_parse, load_batch(spec["input"]).documents) if not isinstance(r, Document)}
+    return set(load_batch(spec["input"]).inventory().reasons())
 
 def _delay_stats(delays: Sequence[RetryDelay], expected: Sequence[tuple[int, float, float]]) -> dict[str, Any]:
     by_attempt: dict[int, list[float]] = defaultdict(list)
