@@ -21,7 +21,7 @@ the kinds and their fields (:data:`FIELDS`, checked against a real run by
                     ``permanent``
 ``sink_put``        an output was committed: ``doc_id``, ``ident``, ``key``, ``mode``, ``n`` (the
                     pass's commit count), ``writes`` (executions of that key so far)
-``state``           the processor reported a state through ``progress``: ``doc_id``, ``state``,
+``state``           the processor reported a state through its progress callback: ``doc_id``, ``state``,
                     ``error``, ``attempts``
 ``crash``           a planned crash fired: ``kind``, ``at``, ``doc_id``, ``ident``
 ``kill``            a parent SIGKILLed the worker: ``kind``, ``by``, ``delay`` [``n``]

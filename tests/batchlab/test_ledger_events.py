@@ -1,0 +1,144 @@
+"""Every ledger event a real run writes has a kind and fields of ``batchlab.ledger.FIELDS``, the docstring's table."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from batchlab import ledger
+from batchlab.contract import BatchConfig
+from batchlab.examples import EN_SENTENCES, make_documents, write_input
+from batchlab.faults import CrashPlan, FaultPlan
+from batchlab.ledger import ENVELOPE, FIELDS, RESOURCE_EVENT, Ev, append_event, read_events
+from batchlab.paths import solution_module
+from batchlab.resources import sample
+from batchlab.runner import RunSpec, prepare, run_pass, run_passes
+from batchlab.service import LatencyModel
+
+pytestmark = pytest.mark.slow
+
+#: About 100 chunks, every call slow: in flight for seconds, so the random kill and the stop land mid-pass.
+LONG_TAIL = {"id": "long-tail", "source": "handbook",
+             "content": " ".join(f"{EN_SENTENCES[i % len(EN_SENTENCES)]} ({i})" for i in range(440))}
+
+
+def spec_for(impl: Path, source: Path, run_dir: Path, plan: FaultPlan | None = None) -> RunSpec:
+    return RunSpec(impl=impl, input=source, run_dir=run_dir, latency=LatencyModel(median_ms=1.0),
+                   plan=plan or FaultPlan(seed=5), config=BatchConfig(concurrency=8), timeout_s=120)
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """One batch with faults: a random kill, a crash after a commit, a stop request, then the resume to the end.
+
+    Plus a resource sample of this process, as the dashboard and the service append one.
+    """
+    tmp = tmp_path_factory.mktemp("story")
+    docs = make_documents(1000, seed=21, min_bytes=200, max_bytes=2500)
+    permanent = next(d["id"] for d in docs if isinstance(d, dict) and isinstance(d.get("id"), str)
+                     and isinstance(d.get("content"), str) and d["content"].strip())
+    source = write_input(tmp / "input.json", [LONG_TAIL, *docs])
+    plan = FaultPlan(seed=5, transient_rate=0.05, permanent_ids=(permanent,), slow_ids=("long-tail",))
+    spec = spec_for(solution_module(), source, tmp / "run", plan)
+    prepare(spec, fresh=True)
+    run_pass(spec, 1, CrashPlan(kind="random", window=(0.05, 0.3)))
+    run_pass(spec, 2, CrashPlan(kind="after_commit", at=5))
+    seen: list[dict[str, Any]] = []
+    run_pass(spec, 3, on_events=seen.extend,
+             stop=lambda: "SIGTERM" if any(e["ev"] == Ev.SINK_PUT for e in seen) else None)
+    run_pass(spec, 4)
+    append_event(spec.run_dir / "ledger.jsonl", RESOURCE_EVENT, pass_no=4, by="test",
+                 **sample(psutil.Process(os.getpid()), spec.run_dir))
+    return read_events(spec.run_dir / "ledger.jsonl")
+
+
+@pytest.fixture(scope="module")
+def endings(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """The other ways a pass ends: the processor raises, the input is refused, the pass outlasts its timeout."""
+    tmp = tmp_path_factory.mktemp("endings")
+    source = write_input(tmp / "input.json", make_documents(10, seed=1, min_bytes=100, max_bytes=300))
+    raises = tmp / "raises.py"
+    raises.write_text("async def process_documents_batch(documents, **kw):\n    raise RuntimeError('boom')\n",
+                      encoding="utf-8")
+    hangs = tmp / "hangs.py"
+    hangs.write_text("import time\nasync def process_documents_batch(documents, **kw):\n    time.sleep(60)\n",
+                     encoding="utf-8")
+    bad = tmp / "bad.json"
+    bad.write_text('{"documents": 5}', encoding="utf-8")
+    events: list[dict[str, Any]] = []
+    for name, impl, batch, timeout in (("raises", raises, source, 120.0), ("bad", raises, bad, 120.0),
+                                       ("hangs", hangs, source, 1.0)):
+        spec = spec_for(impl, batch, tmp / name)
+        spec.timeout_s = timeout
+        run_passes(spec, [])
+        events += read_events(tmp / name / "ledger.jsonl")
+    return events
+
+
+def problems(events: list[dict[str, Any]]) -> list[str]:
+    found = []
+    for ev in events:
+        if ev["ev"] not in FIELDS:
+            found.append(f"unlisted kind {ev['ev']!r}")
+            continue
+        found += [f"{ev['ev']}: {p}" for p in FIELDS[Ev(ev["ev"])].problems(ev)]
+    return sorted(set(found))
+
+
+class TestARealRun:
+    def test_the_run_wrote_every_kind_a_batch_with_faults_crashes_and_a_stop_writes(
+            self, story: list[dict[str, Any]]) -> None:
+        """The story is what it claims: faults, a planned crash, a parent's kill, a stop, a resume to the end."""
+        kinds = {e["ev"] for e in story}
+        assert kinds >= {Ev.PASS_START, Ev.CALL_START, Ev.CALL_OK, Ev.CALL_FAIL, Ev.SINK_PUT, Ev.STATE, Ev.CRASH,
+                         Ev.KILL, Ev.STOP, Ev.STOPPED, Ev.PASS_END, Ev.RESOURCE}, sorted(kinds)
+
+    def test_every_event_of_the_run_matches_the_table(self, story: list[dict[str, Any]]) -> None:
+        """No event of an unlisted kind, none without a listed field, none with a field the table does not name."""
+        assert problems(story) == []
+
+    def test_every_event_of_the_other_endings_matches_the_table(self, endings: list[dict[str, Any]]) -> None:
+        """A processor that raises, a refused input and a timeout write listed kinds with listed fields."""
+        assert {Ev.STUDENT_ERROR, Ev.INPUT_ERROR, Ev.TIMEOUT} <= {e["ev"] for e in endings}
+        assert problems(endings) == []
+
+    def test_every_line_carries_the_envelope(self, story: list[dict[str, Any]],
+                                            endings: list[dict[str, Any]]) -> None:
+        """Kind, time, pass and pid on every line, whoever wrote it (worker or parent)."""
+        assert [e for e in story + endings if not set(ENVELOPE) <= set(e)] == []
+
+
+def docstring_table() -> dict[str, set[str]]:
+    """The kinds of ``ledger``'s docstring table, each with the ``field`` names its row lists."""
+    doc = ledger.__doc__ or ""
+    body = doc.split("==================  ")[1:-1]
+    rows: dict[str, set[str]] = {}
+    current = ""
+    for line in "".join(body).splitlines():
+        match = re.match(r"^``(\w+)``", line)
+        if match:
+            current = match.group(1)
+            rows[current] = set()
+            line = line[match.end():]
+        if current:
+            rows[current] |= set(re.findall(r"``(\w+)``", line))
+    return rows
+
+
+class TestTheTable:
+    def test_the_docstring_table_is_the_fields_data(self) -> None:
+        """The module docstring lists exactly the kinds and fields of ``FIELDS`` (a reader can trust it)."""
+        table = docstring_table()
+        assert table == {str(k): set(f.required | f.optional) for k, f in FIELDS.items()}
+
+    def test_a_missing_or_an_unlisted_field_is_named(self) -> None:
+        """The check can fail: a call without its attempt, a commit with a stray field."""
+        call = {"ev": "call_ok", "t": 1.0, "pass": 1, "pid": 1, "doc_id": "d", "ident": "i", "chunk": 0,
+                "call": 1, "latency": 0.1}
+        put = {"ev": "sink_put", "t": 1.0, "pass": 1, "pid": 1, "doc_id": "d", "ident": "i", "key": "k",
+               "mode": "full", "n": 1, "writes": 1, "extra": True}
+        assert problems([call, put]) == ["call_ok: missing attempt", "sink_put: unlisted extra"]
