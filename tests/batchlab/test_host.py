@@ -31,7 +31,6 @@ from batchlab.host import (
     require_supported_platform,
 )
 from batchlab.paths import kit_root, solution_module
-from batchlab.runlock import LOCK_NAME, RunDirBusyError, RunDirLock, lock_is_held
 from batchlab.runner import Limits
 
 LINUX = sys.platform.startswith("linux")
@@ -302,36 +301,6 @@ class TestWorkerDiesWithItsParent:
                 parent.communicate()
             if child and _alive(child):
                 os.kill(child, 9)
-
-
-class TestRunDirLock:
-    def test_a_second_holder_waits_then_gets_the_unified_busy_error(self, tmp_path: Path) -> None:
-        with RunDirLock(tmp_path / "run", role="first").acquire(0):
-            t0 = time.monotonic()
-            with pytest.raises(RunDirBusyError) as info:
-                RunDirLock(tmp_path / "run").acquire(0.2)
-            assert time.monotonic() - t0 >= 0.2
-        error = info.value.to_dict()["error"]
-        assert error["code"] == "run_dir_busy" and error["details"]["holder_pid"] == os.getpid()
-        assert error["details"]["holder_role"] == "first"
-        RunDirLock(tmp_path / "run").acquire(0).release()  # free again once released
-
-    def test_the_pid_file_fallback_refuses_a_live_holder_and_takes_over_a_dead_one(
-            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr("batchlab.runlock.flock_available", lambda: False)
-        first = RunDirLock(tmp_path / "run", role="first").acquire(0)
-        assert first.mechanism == "pidfile" and lock_is_held(tmp_path / "run")
-        with pytest.raises(RunDirBusyError):
-            RunDirLock(tmp_path / "run").acquire(0.1)
-        first.release()
-        assert not (tmp_path / "run" / LOCK_NAME).exists()
-        dead = subprocess.Popen([sys.executable, "-c", "pass"])
-        dead.wait()
-        (tmp_path / "run" / LOCK_NAME).write_text(json.dumps({"pid": dead.pid, "role": "ghost"}))
-        RunDirLock(tmp_path / "run").acquire(1.0).release()  # a holder whose process is gone is stale
-
-    def test_the_capabilities_name_the_lock(self) -> None:
-        assert capabilities().run_dir_lock == "flock"
 
 
 class TestEnvironSnapshot:
