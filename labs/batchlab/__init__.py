@@ -6,7 +6,8 @@ everything around it, and it is built in rooms by role (README "Architecture"):
 The harness (the core), flat at the top, in the order a document travels:
 
 * ``examples``   - synthetic batch inputs (``batchlab make-input``, ``examples/input_example.json``)
-* ``documents``  - load and validate a batch, parse a document, its identity (source, id, content hash)
+* ``documents``  - the input's import surface: re-exports ``docmodel`` (one document: parse, identity),
+  ``batchfile`` (load and validate a batch file) and ``inventory`` (entries parsed once, folded by identity)
 * ``contract``   - what ``process_documents_batch`` receives and returns: config, states, report
 * ``runner``     - runs an implementation file in child processes: a pass, a kill, the resume
 * ``rundir``     - the run directory's files, named once (spec, ledger, sink, state, lock, pass output)
@@ -15,19 +16,23 @@ The harness (the core), flat at the top, in the order a document travels:
 * ``faults``     - the seeded fault plan and the crash points
 * ``service``    - the simulated external service (latency, transient and permanent faults)
 * ``sink``       - the SQLite output store, keyed by idempotency key
-* ``ledger``     - the append-only record of every side effect: the ground truth
+* ``ledger``     - the append-only record of every side effect: the ground truth (``Ev``, ``FIELDS``)
+* ``ledger_views`` - the ledger read pass by pass: usable events, how a pass ended, per-pass figures
 * ``metrics``    - the lesson's figures, computed from the ledger and the sink
+* ``metric_table`` - the metric table's rows (thresholds, then reported figures) and its text form
 * ``thresholds`` - the thresholds those figures are held to (``thresholds.toml``)
 * ``resources``  - psutil samples of a running worker (CPU, memory, open files, disk) written to the ledger
 
 and around them: ``errors`` (the unified error shape), ``steps`` (the lesson's step names),
-``paths`` (where the kit's files are), ``host`` (process groups, limits, platform checks), ``runlock``
-(one worker per run directory: the run directory's lock).
+``paths`` (where the kit's files are), ``defaults`` (the lesson's seed, fault rate, concurrency, latency),
+``host`` (process groups, limits, platform checks), ``runlock`` (one worker per run directory: the run
+directory's lock).
 
 The front-ends, each in a room of its own, importing the core and never each other:
 
 * ``teach/``     - notebook (the step notebooks' helpers), selfcheck (``check()``), grading (``batchlab grade``), demo,
-  dashboard/ (board, model, render, view), chaos, report/ (views, markdown, style, plots, build), bench, release
+  dashboard/ (board, timeline, model, render, view), chaos (+ chaos_result), report/ (views, markdown, style,
+  plots, build), bench, release
 * ``serve/``     - the batch service (``batchlab serve``): manager (states, actions), app (HTTP, WebSocket),
   progress (the ledger fold), page (the task page), store, settings
 * ``grade/``     - class grading (not built yet)

@@ -121,21 +121,35 @@ END_EVENTS = frozenset({Ev.PASS_END, Ev.STUDENT_ERROR, Ev.INPUT_ERROR})
 
 
 class PassEnd(StrEnum):
-    """How a pass ended, as its ledger events tell it: one vocabulary for the metrics and the grader.
+    """How a pass ended: one vocabulary for the runner, the metrics, the grader and the report.
 
-    ``killed``: a ``crash`` or ``kill`` event; ``ok``: ``pass_end`` (the processor returned);
-    ``student_error`` / ``input_error``: the event of that name (it raised; the input was refused);
-    ``timeout``: the parent's ``timeout`` event (it wins over the kill that follows it);
-    ``died``: none of these (the process vanished). :func:`batchlab.ledger_views.pass_end` decides.
-    The values are the strings the reports and results files have always shown.
+    From the ledger (:func:`batchlab.ledger_views.pass_end`): ``timeout`` the parent's ``timeout``
+    event (it wins over the kill that follows it); ``killed`` a ``crash`` or ``kill`` event;
+    ``stopped`` the worker's ``stopped`` event; ``ok`` ``pass_end`` (the processor returned);
+    ``import_error`` a ``student_error`` of the import phase; ``student_error`` / ``input_error``
+    the event of that name (it raised; the input was refused); ``died`` none of these (the
+    process vanished). From the exit of the process (:attr:`batchlab.runner.PassResult.end`): the
+    same names, by return code. The values are the strings the reports and results files have
+    always shown; :attr:`words` is how ``batchlab run``/``demo`` print them.
     """
 
     OK = "ok"
     KILLED = "killed"
     TIMEOUT = "timeout"
+    STOPPED = "stopped"
     DIED = "died"
     STUDENT_ERROR = "student_error"
+    IMPORT_ERROR = "import_error"
     INPUT_ERROR = "input_error"
+
+    @property
+    def words(self) -> str:
+        """The outcome as a person reads it in a pass line: ``raised``, ``bad input``, ``import error`` ..."""
+        return _PASS_END_WORDS.get(self, self.value)
+
+
+_PASS_END_WORDS = {PassEnd.STUDENT_ERROR: "raised", PassEnd.INPUT_ERROR: "bad input",
+                   PassEnd.IMPORT_ERROR: "import error"}
 
 
 MAX_FIELD_CHARS = 600
@@ -203,3 +217,36 @@ def iter_events(path: str | Path) -> Iterator[dict[str, Any]]:
 
 def read_events(path: str | Path) -> list[dict[str, Any]]:
     return list(iter_events(path))
+
+
+class LedgerTail:
+    """Reads the events appended to a ledger since the last call (live progress: the runner, the dashboard, chaos).
+
+    A line still being written stays in a buffer until its newline arrives; a line that is not JSON is skipped.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def read_new(self) -> list[dict[str, Any]]:
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self._offset)
+                blob = fh.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(blob)
+        blob = self._partial + blob
+        lines = blob.split(b"\n")
+        self._partial = lines.pop()
+        events = []
+        for line in lines:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(ev, dict):
+                events.append(ev)
+        return events

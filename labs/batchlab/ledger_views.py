@@ -68,16 +68,21 @@ def first_event(events: Sequence[Event], kinds: frozenset[str]) -> Event | None:
 def pass_end(events: Sequence[Event]) -> PassEnd:
     """How one pass ended, from its own events (see :class:`batchlab.ledger.PassEnd`).
 
-    The parent's ``timeout`` wins (it also killed the worker); then a ``crash`` or ``kill``;
-    then the processor's own end (``pass_end``, ``student_error``, ``input_error``); else ``died``.
+    The parent's ``timeout`` wins (it also killed the worker); then a ``crash`` or ``kill``; then
+    a ``stopped`` worker; then the processor's own end (``pass_end``, ``student_error`` of the
+    import or of the run, ``input_error``); else ``died``.
     """
     if first_event(events, frozenset({Ev.TIMEOUT})) is not None:
         return PassEnd.TIMEOUT
     if first_event(events, CRASH_EVENTS) is not None:
         return PassEnd.KILLED
+    if first_event(events, frozenset({Ev.STOPPED})) is not None:
+        return PassEnd.STOPPED
     end = first_event(events, END_EVENTS)
     if end is None:
         return PassEnd.DIED
+    if end["ev"] == Ev.STUDENT_ERROR and end.get("phase") == "import":
+        return PassEnd.IMPORT_ERROR
     return PassEnd.OK if end["ev"] == Ev.PASS_END else PassEnd(end["ev"])
 
 

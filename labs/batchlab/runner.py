@@ -43,15 +43,20 @@ from .contract import BatchConfig
 from .errors import KitError
 from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
 from .host import child_popen_kwargs, environ_snapshot, kill_group, parent_link
-from .ledger import append_event
+from .ledger import Ev, LedgerTail, PassEnd, append_event
 from .rundir import RunDir
 from .runlock import DEFAULT_LOCK_WAIT_S, LOCK_NAME, RunDirLock
 from .service import LatencyModel
 from .worker import STOP_GRACE_S, WorkerExit
 
+__all__ = [
+    "WORK_EVENTS", "EventsCallback", "LedgerTail", "Limits", "PassResult", "RunSpec", "prepare", "read_spec",
+    "run_pass", "run_passes", "run_two_pass", "start_pass",
+]
+
 EventsCallback = Callable[[list[dict[str, Any]]], None]
 #: Ledger events that show a pass is doing real work (a random kill's delay counts from the first).
-WORK_EVENTS = frozenset({"call_start", "sink_put"})
+WORK_EVENTS = frozenset({Ev.CALL_START, Ev.SINK_PUT})
 #: After a stop request, the worker's group is SIGKILLed if it is still alive this long after (seconds).
 STOP_KILL_AFTER_S = STOP_GRACE_S + 3.0
 #: ``stop()`` returns this to ask for an immediate kill (a second Ctrl-C).
@@ -136,50 +141,31 @@ class PassResult:
         return self.returncode == -signal.SIGKILL
 
     @property
-    def outcome(self) -> str:
+    def end(self) -> PassEnd:
+        """How the pass ended, by its process's exit, in the ledger's vocabulary (:class:`batchlab.ledger.PassEnd`)."""
         if self.timed_out:
-            return "timeout"
+            return PassEnd.TIMEOUT
         if self.sigkilled:
-            return "killed"
-        if self.returncode == WorkerExit.OK:
-            return "ok"
-        if self.returncode == WorkerExit.STOPPED:
-            return "stopped"
-        if self.returncode is not None and self.returncode < 0:
-            return f"signal {-self.returncode}"
-        named: dict[int, str] = {WorkerExit.INPUT: "bad input", WorkerExit.IMPORT: "import error",
-                                 WorkerExit.RAISED: "raised"}
-        return named.get(self.returncode or 0, f"exit {self.returncode}")
+            return PassEnd.KILLED
+        return _END_BY_EXIT.get(self.returncode, PassEnd.DIED) if self.returncode is not None else PassEnd.DIED
+
+    @property
+    def outcome(self) -> str:
+        """:attr:`end` as a pass line prints it (``ok``, ``killed``, ``raised``, ``bad input`` ...).
+
+        A process that died otherwise says how: ``signal 11``, ``exit 7``.
+        """
+        end = self.end
+        if end == PassEnd.DIED and self.returncode is not None:
+            return f"signal {-self.returncode}" if self.returncode < 0 else f"exit {self.returncode}"
+        return end.words
 
 
-class LedgerTail:
-    """Reads the events appended to a ledger since the last call (for live progress)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._offset = 0
-        self._partial = b""
-
-    def read_new(self) -> list[dict[str, Any]]:
-        try:
-            with self.path.open("rb") as fh:
-                fh.seek(self._offset)
-                blob = fh.read()
-        except FileNotFoundError:
-            return []
-        self._offset += len(blob)
-        blob = self._partial + blob
-        lines = blob.split(b"\n")
-        self._partial = lines.pop()
-        events = []
-        for line in lines:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(ev, dict):
-                events.append(ev)
-        return events
+#: The worker's exit codes and the pass ends they mean (a SIGKILL or a timeout is decided before).
+_END_BY_EXIT: dict[int, PassEnd] = {
+    WorkerExit.OK: PassEnd.OK, WorkerExit.STOPPED: PassEnd.STOPPED, WorkerExit.INPUT: PassEnd.INPUT_ERROR,
+    WorkerExit.IMPORT: PassEnd.IMPORT_ERROR, WorkerExit.RAISED: PassEnd.STUDENT_ERROR,
+}
 
 
 def prepare(spec: RunSpec, *, fresh: bool = False) -> Path:
@@ -294,7 +280,7 @@ def run_pass(
         asked = stop() if stop is not None else None
         if asked and stopped_by is None:
             stopped_by = asked
-            append_event(ledger, "stop", pass_no=pass_no, signal=asked, by="parent")
+            append_event(ledger, Ev.STOP, pass_no=pass_no, signal=asked, by="parent")
             try:
                 os.kill(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -310,12 +296,12 @@ def run_pass(
             # The clock starts at the pass's first service call: the processor is at work, whatever is left.
             kill_at = now + crash.random_delay(spec.plan.seed, pass_no)
         if kill_at is not None and now >= kill_at and not killed:
-            append_event(ledger, "kill", pass_no=pass_no, kind=CRASH_RANDOM, by="parent",
+            append_event(ledger, Ev.KILL, pass_no=pass_no, kind=CRASH_RANDOM, by="parent",
                          delay=round(kill_at - t0, 4))
             kill_group(proc)
             killed = True
         if now - t0 > spec.timeout_s:
-            append_event(ledger, "timeout", pass_no=pass_no, after_s=spec.timeout_s)
+            append_event(ledger, Ev.TIMEOUT, pass_no=pass_no, after_s=spec.timeout_s)
             kill_group(proc)
             timed_out = True
         time.sleep(poll_s)

@@ -10,6 +10,7 @@ import pytest
 from batchlab.documents import (
     MAX_DOCUMENT_BYTES,
     Document,
+    Inventory,
     batch_from_data,
     content_hash,
     ident_of,
@@ -241,3 +242,37 @@ class TestMalformedInput:
     def test_a_huge_batch_id_is_echoed_cut(self, tmp_path: Path) -> None:
         error = refusal(write(tmp_path, {"batch_id": "x" * 1_000_000, "documents": [{"id": "a", "content": "x"}]}))
         assert len(error.to_json()) < 5000
+
+
+class TestInventory:
+    ENTRIES = [
+        {"id": "a", "content": "Alpha text."},
+        {"id": " A ", "content": "Alpha   text."},  # the same identity: id up to case and spaces, text up to spacing
+        {"content": "no id"},
+        {"id": "b", "content": "Beta text."},
+        {"id": "c", "content": ""},
+    ]
+
+    def test_the_counts_of_the_lesson_come_from_one_fold(self) -> None:
+        """N entries, U identities, R invalid, and the re-sent valid entries, as every reader counts them."""
+        inv = Inventory.of(self.ENTRIES)
+        assert (inv.total, inv.unique, inv.valid, inv.rejected, inv.duplicates_in_input) == (5, 2, 3, 2, 1)
+
+    def test_the_first_occurrence_of_an_identity_is_kept(self) -> None:
+        """A re-sent document folds into the first one, whose id names the identity."""
+        inv = Inventory.of(self.ENTRIES)
+        assert [d.id for d in inv.unique_documents()] == ["a", "b"]
+        assert [d.id for d in inv.valid_documents()] == ["a", " A ", "b"]
+        assert inv.first_id(ident_of(parse_document(self.ENTRIES[1]))) == "a"
+
+    def test_invalid_entries_keep_their_position_and_their_code(self) -> None:
+        """The board names an invalid entry by its index; the report counts them by code."""
+        inv = Inventory.of(self.ENTRIES)
+        assert [(e.index, e.error.code if e.error else None) for e in inv.invalid()] == [
+            (2, "missing_id"), (4, "empty_content")]
+        assert inv.reasons() == {"missing_id": 1, "empty_content": 1}
+
+    def test_a_batch_folds_through_the_same_inventory(self, tmp_path: Path) -> None:
+        """``Batch.unique_documents()`` is the inventory's, so the pipeline's plan and the metrics agree."""
+        batch = load_batch(write(tmp_path, self.ENTRIES))
+        assert batch.unique_documents() == Inventory.of(self.ENTRIES).unique_documents()

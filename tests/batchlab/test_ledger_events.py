@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ from batchlab import ledger
 from batchlab.contract import BatchConfig
 from batchlab.examples import EN_SENTENCES, make_documents, write_input
 from batchlab.faults import CrashPlan, FaultPlan
-from batchlab.ledger import ENVELOPE, FIELDS, RESOURCE_EVENT, Ev, append_event, read_events
+from batchlab.ledger import ENVELOPE, FIELDS, RESOURCE_EVENT, Ev, PassEnd, append_event, read_events
+from batchlab.ledger_views import events_by_pass, pass_end
 from batchlab.paths import solution_module
 from batchlab.resources import sample
-from batchlab.runner import RunSpec, prepare, run_pass, run_passes
+from batchlab.runner import PassResult, RunSpec, prepare, run_pass, run_passes
 from batchlab.service import LatencyModel
 
 pytestmark = pytest.mark.slow
@@ -31,8 +33,20 @@ def spec_for(impl: Path, source: Path, run_dir: Path, plan: FaultPlan | None = N
                    plan=plan or FaultPlan(seed=5), config=BatchConfig(concurrency=8), timeout_s=120)
 
 
+@dataclass
+class Run:
+    """The ledger of a run and how each of its passes ended, by the runner's account."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    results: list[PassResult] = field(default_factory=list)
+
+    def ends_by_ledger_and_by_exit(self) -> list[tuple[PassEnd, PassEnd]]:
+        by_pass = events_by_pass(self.events)
+        return [(pass_end(by_pass[r.pass_no]), r.end) for r in self.results]
+
+
 @pytest.fixture(scope="module")
-def story(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+def story(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """One batch with faults: a random kill, a crash after a commit, a stop request, then the resume to the end.
 
     Plus a resource sample of this process, as the dashboard and the service append one.
@@ -45,20 +59,23 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     plan = FaultPlan(seed=5, transient_rate=0.05, permanent_ids=(permanent,), slow_ids=("long-tail",))
     spec = spec_for(solution_module(), source, tmp / "run", plan)
     prepare(spec, fresh=True)
-    run_pass(spec, 1, CrashPlan(kind="random", window=(0.05, 0.3)))
-    run_pass(spec, 2, CrashPlan(kind="after_commit", at=5))
+    run = Run()
+    run.results.append(run_pass(spec, 1, CrashPlan(kind="random", window=(0.05, 0.3))))
+    run.results.append(run_pass(spec, 2, CrashPlan(kind="after_commit", at=5)))
     seen: list[dict[str, Any]] = []
-    run_pass(spec, 3, on_events=seen.extend,
-             stop=lambda: "SIGTERM" if any(e["ev"] == Ev.SINK_PUT for e in seen) else None)
-    run_pass(spec, 4)
+    run.results.append(run_pass(spec, 3, on_events=seen.extend,
+                                stop=lambda: "SIGTERM" if any(e["ev"] == Ev.SINK_PUT for e in seen) else None))
+    run.results.append(run_pass(spec, 4))
     append_event(spec.run_dir / "ledger.jsonl", RESOURCE_EVENT, pass_no=4, by="test",
                  **sample(psutil.Process(os.getpid()), spec.run_dir))
-    return read_events(spec.run_dir / "ledger.jsonl")
+    run.events = read_events(spec.run_dir / "ledger.jsonl")
+    return run
 
 
 @pytest.fixture(scope="module")
-def endings(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    """The other ways a pass ends: the processor raises, the input is refused, the pass outlasts its timeout."""
+def endings(tmp_path_factory: pytest.TempPathFactory) -> list[Run]:
+    """The other ways a pass ends: the processor raises, the input is refused, the pass outlasts its timeout,
+    the module does not import."""
     tmp = tmp_path_factory.mktemp("endings")
     source = write_input(tmp / "input.json", make_documents(10, seed=1, min_bytes=100, max_bytes=300))
     raises = tmp / "raises.py"
@@ -67,16 +84,18 @@ def endings(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     hangs = tmp / "hangs.py"
     hangs.write_text("import time\nasync def process_documents_batch(documents, **kw):\n    time.sleep(60)\n",
                      encoding="utf-8")
+    broken = tmp / "broken.py"
+    broken.write_text("import not_a_module_anywhere\n", encoding="utf-8")
     bad = tmp / "bad.json"
     bad.write_text('{"documents": 5}', encoding="utf-8")
-    events: list[dict[str, Any]] = []
+    runs = []
     for name, impl, batch, timeout in (("raises", raises, source, 120.0), ("bad", raises, bad, 120.0),
-                                       ("hangs", hangs, source, 1.0)):
+                                       ("hangs", hangs, source, 1.0), ("broken", broken, source, 120.0)):
         spec = spec_for(impl, batch, tmp / name)
         spec.timeout_s = timeout
-        run_passes(spec, [])
-        events += read_events(tmp / name / "ledger.jsonl")
-    return events
+        results = run_passes(spec, [])
+        runs.append(Run(read_events(tmp / name / "ledger.jsonl"), results))
+    return runs
 
 
 def problems(events: list[dict[str, Any]]) -> list[str]:
@@ -90,26 +109,43 @@ def problems(events: list[dict[str, Any]]) -> list[str]:
 
 
 class TestARealRun:
-    def test_the_run_wrote_every_kind_a_batch_with_faults_crashes_and_a_stop_writes(
-            self, story: list[dict[str, Any]]) -> None:
+    def test_the_run_wrote_every_kind_a_batch_with_faults_crashes_and_a_stop_writes(self, story: Run) -> None:
         """The story is what it claims: faults, a planned crash, a parent's kill, a stop, a resume to the end."""
-        kinds = {e["ev"] for e in story}
+        kinds = {e["ev"] for e in story.events}
         assert kinds >= {Ev.PASS_START, Ev.CALL_START, Ev.CALL_OK, Ev.CALL_FAIL, Ev.SINK_PUT, Ev.STATE, Ev.CRASH,
                          Ev.KILL, Ev.STOP, Ev.STOPPED, Ev.PASS_END, Ev.RESOURCE}, sorted(kinds)
 
-    def test_every_event_of_the_run_matches_the_table(self, story: list[dict[str, Any]]) -> None:
+    def test_every_event_of_the_run_matches_the_table(self, story: Run) -> None:
         """No event of an unlisted kind, none without a listed field, none with a field the table does not name."""
-        assert problems(story) == []
+        assert problems(story.events) == []
 
-    def test_every_event_of_the_other_endings_matches_the_table(self, endings: list[dict[str, Any]]) -> None:
-        """A processor that raises, a refused input and a timeout write listed kinds with listed fields."""
-        assert {Ev.STUDENT_ERROR, Ev.INPUT_ERROR, Ev.TIMEOUT} <= {e["ev"] for e in endings}
-        assert problems(endings) == []
+    def test_every_event_of_the_other_endings_matches_the_table(self, endings: list[Run]) -> None:
+        """A processor that raises, a refused input, a timeout and a failed import write listed kinds and fields."""
+        events = [e for run in endings for e in run.events]
+        assert {Ev.STUDENT_ERROR, Ev.INPUT_ERROR, Ev.TIMEOUT} <= {e["ev"] for e in events}
+        assert problems(events) == []
 
-    def test_every_line_carries_the_envelope(self, story: list[dict[str, Any]],
-                                            endings: list[dict[str, Any]]) -> None:
+    def test_every_line_carries_the_envelope(self, story: Run, endings: list[Run]) -> None:
         """Kind, time, pass and pid on every line, whoever wrote it (worker or parent)."""
-        assert [e for e in story + endings if not set(ENVELOPE) <= set(e)] == []
+        events = story.events + [e for run in endings for e in run.events]
+        assert [e for e in events if not set(ENVELOPE) <= set(e)] == []
+
+
+class TestOneVocabularyForHowAPassEnded:
+    def test_the_ledger_and_the_exit_name_each_pass_of_the_story_alike(self, story: Run) -> None:
+        """Killed by the parent, killed by its crash, stopped, ok: the ledger's reading and the runner's agree."""
+        assert story.ends_by_ledger_and_by_exit() == [(e, e) for e in (PassEnd.KILLED, PassEnd.KILLED,
+                                                                       PassEnd.STOPPED, PassEnd.OK)]
+
+    def test_the_ledger_and_the_exit_name_the_other_endings_alike(self, endings: list[Run]) -> None:
+        """Raised, refused input, timeout, failed import: one PassEnd each, by the ledger and by the exit."""
+        assert [run.ends_by_ledger_and_by_exit() for run in endings] == [
+            [(e, e)] for e in (PassEnd.STUDENT_ERROR, PassEnd.INPUT_ERROR, PassEnd.TIMEOUT, PassEnd.IMPORT_ERROR)]
+
+    def test_the_printed_outcomes_keep_their_words(self, story: Run, endings: list[Run]) -> None:
+        """``batchlab run`` and the demo print the words they always printed."""
+        outcomes = [r.outcome for r in story.results] + [r.outcome for run in endings for r in run.results]
+        assert outcomes == ["killed", "killed", "stopped", "ok", "raised", "bad input", "timeout", "import error"]
 
 
 def docstring_table() -> dict[str, set[str]]:

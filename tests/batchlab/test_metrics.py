@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from batchlab.documents import ident_of, parse_document
-from batchlab.metrics import compute_metrics, format_table
+from batchlab.metric_table import REPORTED
+from batchlab.metrics import compute_metrics, format_table, metric_rows
 from batchlab.pipeline import MODE_DEGRADED, MODE_FULL, expected_output
 from batchlab.sink import SinkRecord
+from batchlab.thresholds import THRESHOLDS
 
 RAW = [
     {"id": "a", "content": "Alpha text."},
@@ -111,6 +113,20 @@ class TestTimings:
     def test_the_table_shows_each_threshold_and_its_verdict(self) -> None:
         table = format_table(compute_metrics(RAW, self.events(), [], []))
         assert "completion rate" in table and ">= 99 %" in table and "FAIL" in table and "latency p95" in table
+
+    def test_the_rows_are_the_thresholds_judged_then_the_reported_figures(self) -> None:
+        """One builder for the demo's text, the dashboard's HTML and the report: thresholds first, then reported."""
+        rows = metric_rows(compute_metrics(RAW, self.events(), [], []))
+        assert [r.metric for r in rows] == [*THRESHOLDS, *(name for name, _ in REPORTED)]
+        assert [r.judged for r in rows] == [True] * len(THRESHOLDS) + [False] * len(REPORTED)
+
+    def test_the_text_table_renders_the_rows_in_their_order(self) -> None:
+        """Each line of the text table is one row: its label, its value as text, its bound."""
+        metrics = compute_metrics(RAW, self.events(), [], [])
+        lines = format_table(metrics).splitlines()[2:]
+        assert [(r.label, r.text, r.bound) for r in metric_rows(metrics)] == [
+            (r.label, r.text, r.bound) for r, line in zip(metric_rows(metrics), lines, strict=True)
+            if line.startswith(r.label) and r.text in line and r.bound in line]
 
 
 # -- a run directory, whatever it holds (issue 14) ------------------------------------------------------

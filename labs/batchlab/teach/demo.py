@@ -18,6 +18,7 @@ from ..defaults import LESSON
 from ..documents import load_batch
 from ..examples import make_documents, write_input
 from ..faults import CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
+from ..ledger import PassEnd
 from ..metrics import Metrics, metrics_for_run
 from ..paths import default_demo_impl, example_input, kit_root
 from ..pipeline import planned_calls
@@ -72,7 +73,7 @@ class Unfinished:
 def unfinished_module(impl: Path, passes: Sequence[PassResult]) -> Unfinished | None:
     """The TODO that stopped a pass, if a pass raised on one (None when the module ran its own code)."""
     for p in passes:
-        if p.outcome != "raised":
+        if p.end != PassEnd.STUDENT_ERROR:
             continue
         found = _TODO_LINE.findall(p.stderr)
         if found:

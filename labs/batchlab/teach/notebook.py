@@ -38,6 +38,7 @@ from types import ModuleType
 from typing import Any
 
 from ..host import require_supported_platform
+from ..ledger import PassEnd
 from ..paths import default_impl
 from ..steps import STEPS
 
@@ -269,7 +270,7 @@ def show_passes(passes: Any, *, stderr_lines: int = 12) -> list[str]:
         if p.sigkilled:
             line += f" (SIGKILL, crash plan {p.crash.kind}" + (f" at {p.crash.at})" if p.crash.at else ")")
         lines.append(line)
-        if p.outcome in ("raised", "import error", "timeout", "bad input") or p.outcome.startswith(("exit", "signal")):
+        if p.end not in (PassEnd.OK, PassEnd.KILLED, PassEnd.STOPPED):  # it raised, hung, or died on its own
             rows = p.stderr.strip().splitlines()
             todo = [row for row in rows if row.startswith("NotImplementedError")]
             if todo:  # an unfinished step: the TODO line says everything, the asyncio frames nothing

@@ -26,10 +26,10 @@ from ...faults import (
     CrashPlan,
     FaultPlan,
 )
-from ...ledger import Ev
+from ...ledger import Ev, PassEnd
 from ...metric_table import MetricRow, metric_rows  # the one table builder (re-exported for the model's users)
 from ...pipeline import planned_calls
-from ...runner import RunSpec
+from ...runner import PassResult, RunSpec
 from ...service import LatencyModel
 
 #: Phases of the dashboard, as its status line shows them.
@@ -266,6 +266,18 @@ class StateBoard:
 
 
 __all__ = [
-    "DashboardError", "DashboardSettings", "Marker", "MetricRow", "PassInfo", "Snapshot", "StateBoard", "metric_rows",
-    "IDLE", "RUNNING", "KILLED", "FINISHED", "ERROR", "MANUAL_KILL",
+    "DashboardError", "DashboardSettings", "Marker", "MetricRow", "PassInfo", "Snapshot", "StateBoard", "ended_pass",
+    "metric_rows", "IDLE", "RUNNING", "KILLED", "FINISHED", "ERROR", "MANUAL_KILL",
 ]
+
+
+def ended_pass(result: PassResult, pid: int, counts: Mapping[str, int], output: str) -> tuple[str, str]:
+    """The phase and the status line once a pass ended: finished, killed (press Resume), or an error with its output."""
+    if result.end == PassEnd.OK:
+        left = counts[PENDING] + counts[PROCESSING]
+        return FINISHED, (f"pass {result.pass_no} finished in {result.duration_s:.1f} s"
+                          + (f"; {left} documents not finished" if left else "; batch complete"))
+    if result.end == PassEnd.KILLED:
+        return KILLED, (f"pass {result.pass_no} killed by SIGKILL (pid {pid}); "
+                        f"{counts[PROCESSING]} documents left in processing. Press Resume.")
+    return ERROR, f"pass {result.pass_no} ended: {result.outcome}. {output.strip()}"

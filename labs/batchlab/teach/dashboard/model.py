@@ -36,12 +36,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ...contract import PENDING, PROCESSING
 from ...documents import load_batch
 from ...examples import make_documents, write_input
 from ...faults import CRASH_NONE, CRASH_RANDOM, CrashPlan
 from ...host import kill_group, require_supported_platform
-from ...ledger import RESOURCE_EVENT, append_event
+from ...ledger import RESOURCE_EVENT, Ev, PassEnd, append_event
 from ...metrics import Metrics, metrics_for_run
 from ...resources import SAMPLE_EVERY_S, sample
 from ...rundir import RunDir
@@ -60,6 +59,7 @@ from .board import (
     PassInfo,
     Snapshot,
     StateBoard,
+    ended_pass,
     metric_rows,
 )
 from .timeline import Timeline
@@ -186,7 +186,7 @@ class DashboardModel:
                                      hints=["Press Resume (or Run) first, then Crash now while it runs."])
             pid = self._proc.pid
             assert self._tail is not None and self._run_dir is not None
-            append_event(RunDir(self._run_dir).ledger, "kill", pass_no=self._pass_no, kind=MANUAL_KILL,
+            append_event(RunDir(self._run_dir).ledger, Ev.KILL, pass_no=self._pass_no, kind=MANUAL_KILL,
                          by="teacher", delay=round(self._clock() - self._pass_t0, 4))
             self._killed_by_parent = True
             kill_group(self._proc)
@@ -232,13 +232,13 @@ class DashboardModel:
                         self.settings.seed, self._pass_no)
                 if self._kill_at is not None and now >= self._kill_at and proc.poll() is None:
                     assert self._run_dir is not None
-                    append_event(RunDir(self._run_dir).ledger, "kill", pass_no=self._pass_no, kind=CRASH_RANDOM,
+                    append_event(RunDir(self._run_dir).ledger, Ev.KILL, pass_no=self._pass_no, kind=CRASH_RANDOM,
                                  by="parent", delay=round(now - self._pass_t0, 4))
                     self._killed_by_parent = True
                     kill_group(proc)
                 elif now - self._pass_t0 > self.timeout_s and proc.poll() is None:
                     assert self._run_dir is not None
-                    append_event(RunDir(self._run_dir).ledger, "timeout", pass_no=self._pass_no,
+                    append_event(RunDir(self._run_dir).ledger, Ev.TIMEOUT, pass_no=self._pass_no,
                                  after_s=self.timeout_s)
                     self._timed_out = True
                     kill_group(proc)
@@ -346,20 +346,9 @@ class DashboardModel:
         except Exception as exc:  # noqa: BLE001 - a view must survive anything a run leaves behind
             self._metrics_obj, self._metrics = None, ()
             self._message = f"metrics unavailable: {type(exc).__name__}: {exc}"
-        snap_counts = self._timeline.board.counts()
-        if result.outcome == "ok":
-            self._phase = FINISHED
-            left = snap_counts[PENDING] + snap_counts[PROCESSING]
-            self._message = (f"pass {self._pass_no} finished in {result.duration_s:.1f} s"
-                             + (f"; {left} documents not finished" if left else "; batch complete"))
-        elif result.outcome == "killed":
-            self._phase = KILLED
-            self._message = (f"pass {self._pass_no} killed by SIGKILL (pid {proc.pid}); "
-                             f"{snap_counts[PROCESSING]} documents left in processing. Press Resume.")
-        else:
-            self._phase = ERROR
-            tail = " ".join(self._output_tail(name) for name in ("stdout", "stderr"))
-            self._message = f"pass {self._pass_no} ended: {result.outcome}. {tail.strip()}"
+        output = "" if result.end in (PassEnd.OK, PassEnd.KILLED) else " ".join(
+            self._output_tail(name) for name in ("stdout", "stderr"))
+        self._phase, self._message = ended_pass(result, proc.pid, self._timeline.board.counts(), output)
 
     def _output_tail(self, stream: str, chars: int = 600) -> str:
         assert self._run_dir is not None

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EXIT_OK, KitError, UsageError
-from ...ledger import RESOURCE_EVENT, read_events
+from ...ledger import RESOURCE_EVENT, Ev, read_events
 from ...metrics import MetricRow, Metrics, metric_rows, metrics_for_run, usable_events
 from ...paths import kit_root
 from ...rundir import RunDir
@@ -120,7 +120,7 @@ def build_report(*, run_dir: str | Path, out: str | Path, lang: str = "auto",
     (tmp / "plots").mkdir(parents=True)
     try:
         plot_throughput(tmp / "plots/throughput.png",
-                        commits=[float(e["t"]) - origin for e in events if e.get("ev") == "sink_put"],
+                        commits=[float(e["t"]) - origin for e in events if e.get("ev") == Ev.SINK_PUT],
                         passes=[(p.pass_no, p.started - origin, (p.ended or p.started) - origin)
                                 for p in metrics.passes],
                         kills=[float(k["t"]) - origin for k in kills], style=style)

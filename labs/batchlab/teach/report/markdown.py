@@ -45,7 +45,8 @@ TEMPLATE_KEYS = frozenset({
 
 #: The Chinese name of each way a pass can end (every :class:`~batchlab.ledger.PassEnd`, no other).
 _EXIT_NAMES = {PassEnd.OK: "正常结束", PassEnd.KILLED: "被杀死（SIGKILL）", PassEnd.DIED: "进程消失",
-               PassEnd.STUDENT_ERROR: "抛出异常", PassEnd.INPUT_ERROR: "输入错误", PassEnd.TIMEOUT: "超时"}
+               PassEnd.STUDENT_ERROR: "抛出异常", PassEnd.INPUT_ERROR: "输入错误", PassEnd.TIMEOUT: "超时",
+               PassEnd.STOPPED: "按请求停止（stopped）", PassEnd.IMPORT_ERROR: "导入失败（import error）"}
 
 def fmt_value(metric: str, value: Any) -> str:
     return format_value(metric, value, per_min_unit="文档/分钟")

@@ -13,6 +13,7 @@ from typing import Any
 
 from ...contract import percentile
 from ...documents import load_batch
+from ...ledger import CRASH_EVENTS, Ev
 
 LOG_LINES = 40
 
@@ -37,7 +38,7 @@ def retry_delays(events: Sequence[Mapping[str, Any]]) -> list[RetryDelay]:
     result: list[RetryDelay] = []
     for ev in events:
         kind = ev.get("ev")
-        if kind not in ("call_fail", "call_start"):
+        if kind not in (Ev.CALL_FAIL, Ev.CALL_START):
             continue
         key = (int(ev.get("pass", 0)), str(ev.get("ident")), int(ev.get("chunk", 0)))
         if kind == "call_fail":
@@ -61,14 +62,14 @@ def interruptions(events: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]
     seen: set[int] = set()
     result = []
     for ev in events:
-        if ev.get("ev") in ("crash", "kill") and int(ev.get("pass", 0)) not in seen:
+        if ev.get("ev") in CRASH_EVENTS and int(ev.get("pass", 0)) not in seen:
             seen.add(int(ev.get("pass", 0)))
             result.append(ev)
     return result
 
 def log_excerpt(events: Sequence[Mapping[str, Any]], origin: float, *, limit: int = LOG_LINES) -> list[str]:
     """The ledger lines that tell the story: pass starts and ends, first faults, commits, degradations, the kill."""
-    always = {"pass_start", "pass_end", "crash", "kill", "timeout", "student_error", "input_error"}
+    always = {Ev.PASS_START, Ev.PASS_END, Ev.CRASH, Ev.KILL, Ev.TIMEOUT, Ev.STUDENT_ERROR, Ev.INPUT_ERROR}
     per_pass: dict[tuple[int, str], int] = defaultdict(int)
     quota = {"call_fail": 3, "sink_put": 2, "degraded": 3, "failed": 3}
     chosen: list[Mapping[str, Any]] = []
@@ -76,7 +77,7 @@ def log_excerpt(events: Sequence[Mapping[str, Any]], origin: float, *, limit: in
         kind = str(ev.get("ev"))
         if kind == "state" and ev.get("state") in ("degraded", "failed"):
             kind = str(ev.get("state"))
-        elif kind == "call_start" and int(ev.get("attempt", 1)) > 1:
+        elif kind == Ev.CALL_START and int(ev.get("attempt", 1)) > 1:
             kind = "retry"
             quota.setdefault("retry", 2)
         if kind in always:
@@ -97,12 +98,12 @@ def _log_line(ev: Mapping[str, Any], origin: float) -> str:
     kind = str(ev.get("ev"))
     t = float(ev.get("t", origin)) - origin
     head = f"+{t:8.3f}s  pass {ev.get('pass', '?')}  {kind:<11}"
-    if kind in ("call_fail", "call_start"):
+    if kind in (Ev.CALL_FAIL, Ev.CALL_START):
         what = f"{ev.get('doc_id')} chunk {ev.get('chunk')} attempt {ev.get('attempt')}"
         if kind == "call_fail":
             what += f": {ev.get('error')}" + (" (permanent)" if ev.get("permanent") else "")
         return f"{head} {what}"
-    if kind == "sink_put":
+    if kind == Ev.SINK_PUT:
         return f"{head} {ev.get('doc_id')} mode={ev.get('mode')} chunks={ev.get('n')}"
     if kind == "state":
         err = f" last_error={ev.get('error')}" if ev.get("error") else ""
@@ -113,9 +114,9 @@ def _log_line(ev: Mapping[str, Any], origin: float) -> str:
         rep = ev.get("report") or {}
         return (f"{head} executed={rep.get('executed', '?')} skipped={rep.get('skipped', '?')} "
                 f"retries={rep.get('retries', '?')} calls={ev.get('calls', '?')}")
-    if kind in ("crash", "kill"):
+    if kind in CRASH_EVENTS:
         return f"{head} {ev.get('kind')} at={ev.get('at', ev.get('delay', ''))} {ev.get('doc_id', '')}".rstrip()
-    if kind == "timeout":
+    if kind == Ev.TIMEOUT:
         return f"{head} after {ev.get('after_s')} s"
     return f"{head} {str(ev.get('error', ''))[:160]}"
 
