@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from batchlab.contract import BatchConfig
 from batchlab.documents import Document, parse_document, try_parse
+from batchlab.errors import KitError
 from batchlab.examples import EN_SENTENCES, make_documents, write_input
 from batchlab.faults import CrashPlan, FaultPlan
 from batchlab.ledger import read_events
 from batchlab.metrics import metrics_for_run
-from batchlab.runner import LedgerTail, RunSpec, prepare, run_pass, run_passes
+from batchlab.runner import LedgerTail, RunSpec, prepare, read_spec, run_pass, run_passes
 from batchlab.service import LatencyModel, guaranteed_busy_s
 
 pytestmark = pytest.mark.slow
@@ -169,6 +170,23 @@ def test_prepare_writes_a_spec_the_worker_can_read(reference_impl: Path, example
     spec = json.loads((run / "spec.json").read_text(encoding="utf-8"))
     assert spec["impl"] == str(reference_impl.resolve()) and spec["plan"]["transient_rate"] == 0.03
     assert (run / "state").is_dir()
+
+
+def test_a_spec_reads_back_as_the_value_that_wrote_it(reference_impl: Path, example_input_path: Path,
+                                                    tmp_path: Path) -> None:
+    """``read_spec`` (via ``RunSpec.from_dict``) gives back what ``prepare`` wrote: the parts spec.json holds."""
+    spec = spec_for(reference_impl, example_input_path, tmp_path / "run", batch_id="batch-7")
+    prepare(spec)
+    back = read_spec(tmp_path / "run")
+    assert back.to_dict() == spec.to_dict() and back.run_dir == tmp_path / "run"
+
+
+def test_a_damaged_spec_is_named_not_a_traceback(tmp_path: Path) -> None:
+    """A spec.json that is not a spec raises ``run_dir_corrupt`` naming the file."""
+    (tmp_path / "spec.json").write_text('{"input": "in.json", "latency": {"no_such_field": 1}}', encoding="utf-8")
+    with pytest.raises(KitError) as info:
+        read_spec(tmp_path)
+    assert info.value.code == "run_dir_corrupt" and "spec.json" in info.value.message
 
 
 def test_a_stop_request_ends_the_pass_cleanly_and_the_resume_finishes_the_batch(

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from batchlab.cli import main as cli_main
 from batchlab.contract import DEGRADED, DONE, FAILED, PENDING, PROCESSING
-from batchlab.documents import Document, ident_of, parse_document, try_parse
+from batchlab.defaults import LESSON
+from batchlab.documents import Batch, Document, ident_of, parse_document, try_parse
 from batchlab.examples import make_documents
 from batchlab.faults import FaultPlan
 from batchlab.host import pid_alive
@@ -36,6 +37,7 @@ from batchlab.teach.dashboard.board import (
 )
 from batchlab.teach.dashboard.model import DashboardModel
 from batchlab.teach.dashboard.render import completion_svg, counts_html, metrics_html, resources_html
+from batchlab.teach.dashboard.timeline import Timeline
 from batchlab.teach.dashboard.view import Dashboard
 
 #: A pass of about a second: 40 documents (~500 service calls), 4 at a time, 10 ms per call.
@@ -100,7 +102,36 @@ class TestStateBoard:
         assert (board.calls, board.retries, board.duplicates) == (3, 2, 1)
 
 
+class TestTimeline:
+    """The completion curve and its markers, folded from ledger events without starting anything."""
+
+    def test_commits_draw_the_curve_and_interruptions_and_resumes_mark_it(self) -> None:
+        a, b = parse_document(_doc("a")), parse_document(_doc("b", "Other text."))
+        line = Timeline(Batch([_doc("a"), _doc("b", "Other text.")]), t_start=100.0, clock=lambda: 100.0)
+        line.fold([{"ev": "sink_put", "t": 101.0, "ident": ident_of(a), "mode": "full"},
+                   {"ev": "kill", "t": 102.0, "kind": MANUAL_KILL}])
+        line.new_pass(2, 103.0)
+        line.fold([{"ev": "sink_put", "t": 104.0, "ident": ident_of(b), "mode": "degraded"},
+                   {"ev": "pass_end", "t": 104.5}])
+        assert line.series == [(0.0, 0), (1.0, 1), (4.0, 2)]
+        assert [(m.t, m.kind, m.label) for m in line.markers] == [
+            (2.0, "crash", "手动崩溃 Crash now"), (3.0, "resume", "恢复 resume (pass 2)")]
+        assert line.pass_over
+
+    def test_the_latest_resource_sample_is_kept(self) -> None:
+        line = Timeline(None, t_start=0.0, clock=lambda: 0.0)
+        line.fold([{"ev": "resource", "t": 1.0, "cpu_percent": 5.0, "rss_bytes": 1},
+                   {"ev": "resource", "t": 2.0, "cpu_percent": 7.5, "rss_bytes": 2}])
+        assert line.resources == {"cpu_percent": 7.5, "rss_bytes": 2} and not line.pass_over
+
+
 class TestDashboardSettings:
+    def test_the_defaults_are_the_lessons_but_a_slower_service(self) -> None:
+        """Seed, fault rate, concurrency and batch size are ``LESSON``'s; the latency is doubled on purpose."""
+        s = DashboardSettings()
+        assert (s.seed, s.fault_rate, s.concurrency, s.documents, s.latency_ms) == (
+            LESSON.seed, LESSON.fault_rate, LESSON.concurrency, LESSON.documents, 2 * LESSON.latency_ms)
+
     def test_a_bad_setting_is_refused_with_the_unified_error(self) -> None:
         with pytest.raises(DashboardError) as info:
             DashboardSettings(documents=0, crash="sometimes").validate()
