@@ -22,7 +22,7 @@ from typing import Any
 from . import pipeline
 from .documents import Document, ident_of, normalize_id
 from .faults import CRASH_DURING_CALL, CrashPlan, FaultPlan, kill_self, unit
-from .ledger import Ledger
+from .ledger import Ev, Ledger
 
 
 class ServiceError(Exception):
@@ -162,7 +162,7 @@ class SimulatedService:
             self._idents[cache_key] = found
         return found
 
-    def _emit(self, ev: str, **fields: Any) -> None:
+    def _emit(self, ev: Ev, **fields: Any) -> None:
         if self.ledger is not None:
             self.ledger.emit(ev, **fields)
 
@@ -178,18 +178,18 @@ class SimulatedService:
         self._doc_inflight[doc_ref] += 1
         self.max_inflight = max(self.max_inflight, self.inflight)
         self.max_doc_inflight = max(self.max_doc_inflight, self._doc_inflight[doc_ref])
-        self._emit("call_start", doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
+        self._emit(Ev.CALL_START, doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
                    call=call_no, inflight=self.inflight, doc_inflight=self._doc_inflight[doc_ref])
         try:
             if self.crash.kind == CRASH_DURING_CALL and call_no == self.crash.at:
-                self._emit("crash", kind=CRASH_DURING_CALL, at=call_no, doc_id=doc.id, ident=ident)
+                self._emit(Ev.CRASH, kind=CRASH_DURING_CALL, at=call_no, doc_id=doc.id, ident=ident)
                 self._on_crash()
             fault = self.plan.decide(ident, norm, chunk, attempt)
             delay = modelled_latency(self.plan, self.latency, ident, chunk, attempt, slow=fault.slow)
             await self._sleep(max(0.0, delay - self.timer_slack_s) if delay > 0 else 0.0)
             if fault.error is not None:
                 self.failures += 1
-                self._emit("call_fail", doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
+                self._emit(Ev.CALL_FAIL, doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
                            call=call_no, error=fault.error, permanent=fault.permanent or fault.poison)
                 if fault.poison:
                     raise MalformedResponseError(f"cannot decode the service's answer for {doc.id} chunk {chunk}: "
@@ -197,7 +197,7 @@ class SimulatedService:
                 error_cls = PermanentServiceError if fault.permanent else TransientServiceError
                 raise error_cls(fault.error, f"{fault.error} on {doc.id} chunk {chunk} attempt {attempt}")
             vector = pipeline.embed(text)
-            self._emit("call_ok", doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
+            self._emit(Ev.CALL_OK, doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
                        call=call_no, latency=round(delay, 6))
             return vector
         finally:

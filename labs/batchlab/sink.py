@@ -24,7 +24,7 @@ from typing import Any
 
 from .documents import Document, ident_of
 from .faults import CRASH_AFTER_COMMIT, CrashPlan, kill_self
-from .ledger import Ledger
+from .ledger import Ev, Ledger
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outputs (
@@ -133,11 +133,11 @@ class SqliteSink:
             raise
         self.commits += 1
         if self.ledger is not None:
-            self.ledger.emit("sink_put", doc_id=doc.id, ident=ident, key=key, mode=mode, n=self.commits,
+            self.ledger.emit(Ev.SINK_PUT, doc_id=doc.id, ident=ident, key=key, mode=mode, n=self.commits,
                              writes=int(writes))
         if self.crash.kind == CRASH_AFTER_COMMIT and self.commits == self.crash.at:
             if self.ledger is not None:
-                self.ledger.emit("crash", kind=CRASH_AFTER_COMMIT, at=self.commits, doc_id=doc.id, ident=ident)
+                self.ledger.emit(Ev.CRASH, kind=CRASH_AFTER_COMMIT, at=self.commits, doc_id=doc.id, ident=ident)
             self._on_crash()
         return int(writes)
 

@@ -46,7 +46,7 @@ from pathlib import Path  # noqa: E402
 from types import ModuleType  # noqa: E402
 from typing import Any  # noqa: E402
 
-from .ledger import Ledger  # noqa: E402
+from .ledger import Ev, Ledger  # noqa: E402
 
 
 class WorkerExit(IntEnum):
@@ -143,7 +143,7 @@ class LedgerProgress:
         self._gate = gate
 
     def __call__(self, doc_id: str, state: str, *, error: str | None = None, attempts: int = 0) -> None:
-        self._ledger.emit("state", doc_id=str(doc_id), state=str(state), error=error, attempts=attempts)
+        self._ledger.emit(Ev.STATE, doc_id=str(doc_id), state=str(state), error=error, attempts=attempts)
         if self._gate is not None and str(state) in _TERMINAL:
             self._gate.ended(str(doc_id))
 
@@ -185,31 +185,37 @@ def main(argv: list[str] | None = None) -> int:
     except KitError as exc:  # busy: refuse, touching nothing
         print(exc.to_json())
         return EXIT_INPUT
-    spec = json.loads(RunDir(run_dir).spec.read_text(encoding="utf-8"))
+    from .errors import KitError
+    from .runner import read_spec
+
+    try:
+        spec = read_spec(run_dir)
+    except KitError as exc:  # a damaged spec.json: refuse, touching nothing
+        print(exc.to_json())
+        return EXIT_INPUT
     ledger = Ledger(RunDir(run_dir).ledger, pass_no=args.pass_no)
-    ledger.emit("pass_start", t0=args.t0 or _BOOT, boot=_BOOT, batch_id=spec["batch_id"], impl=spec["impl"],
+    ledger.emit(Ev.PASS_START, t0=args.t0 or _BOOT, boot=_BOOT, batch_id=spec.batch_id, impl=str(spec.impl),
                 crash=args.crash, at=args.at, parent_link=link, lock=lock.mechanism)
 
-    from .contract import BatchConfig
     from .documents import load_batch
     from .errors import BatchInputError
-    from .faults import CrashPlan, FaultPlan
-    from .service import LatencyModel, SimulatedService
+    from .faults import CrashPlan
+    from .service import SimulatedService
     from .sink import SqliteSink
 
     try:
-        batch = load_batch(spec["input"])
+        batch = load_batch(spec.input)
     except BatchInputError as exc:
-        ledger.emit("input_error", error=exc.to_dict())
+        ledger.emit(Ev.INPUT_ERROR, error=exc.to_dict())
         print(exc.to_json())
         return EXIT_INPUT
     try:
-        module = load_impl(spec["impl"])
+        module = load_impl(spec.impl)
         entry = getattr(module, "process_documents_batch", None)
         if entry is None or not inspect.iscoroutinefunction(entry):
             raise AttributeError("the module has no `async def process_documents_batch(...)`")
     except BaseException as exc:  # noqa: BLE001 - anything at import is the student's error
-        ledger.emit("student_error", phase="import", error=f"{type(exc).__name__}: {exc}",
+        ledger.emit(Ev.STUDENT_ERROR, phase="import", error=f"{type(exc).__name__}: {exc}",
                     traceback=traceback.format_exc(limit=8))
         traceback.print_exc()
         return EXIT_IMPORT
@@ -233,16 +239,16 @@ def main(argv: list[str] | None = None) -> int:
             return writes
 
     crash = CrashPlan(kind=args.crash, at=args.at) if args.crash != "random" else CrashPlan()
-    service = GatedService(plan=FaultPlan.from_dict(spec["plan"]), latency=LatencyModel(**spec["latency"]),
+    service = GatedService(plan=spec.plan, latency=spec.latency,
                            ledger=ledger, crash=crash)
     sink = GatedSink(RunDir(run_dir).sink, ledger=ledger, pass_no=args.pass_no, crash=crash,
-                     durable=spec.get("durable", "process"))
+                     durable=spec.durable)
     state_dir = RunDir(run_dir).state
     state_dir.mkdir(exist_ok=True)
 
     def stopped() -> int:
         """Record how far the pass got and leave at once (in-flight work stays ``processing``: redone)."""
-        ledger.emit("stopped", signal=gate.signal, left_in_flight=sorted(gate.in_flight)[:50],
+        ledger.emit(Ev.STOPPED, signal=gate.signal, left_in_flight=sorted(gate.in_flight)[:50],
                     in_flight=len(gate.in_flight), commits=sink.commits, calls=service.calls,
                     grace_s=STOP_GRACE_S)
         print(f"worker {os.getpid()}: stopped by {gate.signal}; {sink.commits} commits in this pass, "
@@ -254,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, gate.request, signum)
         task = asyncio.ensure_future(entry(
-            batch.documents, batch_id=spec["batch_id"], service=service, sink=sink, state_dir=state_dir,
-            config=BatchConfig.from_dict(spec["config"]), progress=LedgerProgress(ledger, gate)))
+            batch.documents, batch_id=spec.batch_id, service=service, sink=sink, state_dir=state_dir,
+            config=spec.config, progress=LedgerProgress(ledger, gate)))
         while not task.done():
             await asyncio.wait({task}, timeout=0.02)
             if gate.stopping and not task.done() and gate.drained():
@@ -269,12 +275,12 @@ def main(argv: list[str] | None = None) -> int:
         report_dict = _report_dict(report)
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt from student code too
         name = type(exc).__name__
-        ledger.emit("student_error", phase="run", error=f"{name}: {exc}", traceback=traceback.format_exc(limit=8))
+        ledger.emit(Ev.STUDENT_ERROR, phase="run", error=f"{name}: {exc}", traceback=traceback.format_exc(limit=8))
         traceback.print_exc()
         return EXIT_RAISED
     finally:
         sink.close()
-    ledger.emit("pass_end", report=report_dict, calls=service.calls, commits=sink.commits)
+    ledger.emit(Ev.PASS_END, report=report_dict, calls=service.calls, commits=sink.commits)
     (run_dir / f"pass{args.pass_no}.report.json").write_text(
         json.dumps(report_dict, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     return 0
