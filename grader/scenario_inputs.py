@@ -9,8 +9,8 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
-from batchlab.documents import Document, try_parse
 from batchlab.examples import EN_SENTENCES, example_documents, make_documents
+from batchlab.inventory import Inventory
 
 #: The whales' ids: a random-kill scenario makes every call of theirs slow (``FaultPlan.slow_ids``),
 #: so each stays in flight several times longer than the latest random kill (tests/grader checks it).
@@ -35,7 +35,7 @@ def whale_documents(seed: int) -> list[dict[str, Any]]:
 def duplicate_documents(seed: int) -> list[dict[str, Any]]:
     """The example batch plus 16 re-sent documents: same identity, different id case, spacing, Unicode form, metadata."""
     docs = example_documents()
-    valid = [d for d in docs if isinstance(try_parse(d), Document)]
+    valid = [e.raw for e in Inventory.of(docs).entries if e.document is not None]
     extra: list[dict[str, Any]] = []
     for j, original in enumerate(valid[5:45:3][:12]):
         variant = dict(original)

@@ -253,15 +253,14 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from ..documents import Document, ident_of, load_batch, try_parse
+    from ..documents import load_batch
 
     batch = load_batch(args.input)
-    parsed = [try_parse(raw) for raw in batch.documents]
-    valid = [d for d in parsed if isinstance(d, Document)]
-    invalid = Counter(e.code for e in parsed if not isinstance(e, Document))
-    summary = {"input": str(args.input), "batch_id": batch.batch_id, "documents": len(parsed),
-               "valid": len(valid), "unique": len({ident_of(d) for d in valid}),
-               "invalid": dict(invalid), "sources": dict(Counter(d.source for d in valid))}
+    inventory = batch.inventory()
+    valid = inventory.valid_documents()
+    summary = {"input": str(args.input), "batch_id": batch.batch_id, "documents": inventory.total,
+               "valid": len(valid), "unique": inventory.unique,
+               "invalid": dict(inventory.reasons()), "sources": dict(Counter(d.source for d in valid))}
     print(strict_json(summary, ensure_ascii=False, indent=2))
     return EXIT_OK
 

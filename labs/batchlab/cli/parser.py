@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import NoReturn
 
+from ..defaults import LESSON
 from ..errors import KitError, UsageError
 from ..faults import CRASH_KINDS
 from .commands import cmd_bench, cmd_demo, cmd_make_input, cmd_metrics, cmd_release, cmd_run, cmd_serve, cmd_validate
@@ -59,10 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--impl", type=_existing_file, default=None,
                        help="implementation file (default: the reference if present, else the student module)")
-        p.add_argument("--seed", type=int, default=15, help="seed of the fault plan (replayable)")
-        p.add_argument("--fault-rate", type=_rate, default=0.03, help="transient fault rate per call (0.01-0.05)")
-        p.add_argument("--concurrency", type=_positive, default=8)
-        p.add_argument("--latency-ms", type=float, default=10.0, help="median service latency")
+        p.add_argument("--seed", type=int, default=LESSON.seed, help="seed of the fault plan (replayable)")
+        p.add_argument("--fault-rate", type=_rate, default=LESSON.fault_rate, help="transient fault rate per call (0.01-0.05)")
+        p.add_argument("--concurrency", type=_positive, default=LESSON.concurrency)
+        p.add_argument("--latency-ms", type=float, default=LESSON.latency_ms, help="median service latency")
 
     p = sub.add_parser("demo", help="first run with faults and a crash, then resume; metrics against thresholds")
     p.add_argument("--input", type=Path, default=None, help="batch file (default: examples/input_example.json)")
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("make-input", help="write a synthetic batch of N documents")
     p.add_argument("--docs", type=_positive, required=True)
-    p.add_argument("--seed", type=int, default=15)
+    p.add_argument("--seed", type=int, default=LESSON.seed)
     p.add_argument("--out", default=None)
     p.add_argument("--batch-id", default="batch-001")
     p.add_argument("--min-bytes", type=_positive, default=100)

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..documents import Document, ident_of, try_parse
+from ..inventory import Inventory
 from ..ledger import PASS_OVER, RESOURCE_EVENT
 from ..runner import LedgerTail
 
@@ -36,23 +36,18 @@ class Progress:
     def __init__(self, documents: Sequence[Any], ledger: Path) -> None:
         self._lock = threading.Lock()
         self._tail = LedgerTail(ledger)
-        self.total = len(documents)
-        self.rejected: list[dict[str, Any]] = []
+        inventory = Inventory.of(documents)
+        self.total = inventory.total
         self.ident_of_id: dict[str, str] = {}
         self.docs: dict[str, dict[str, Any]] = {}  # ident -> the document's row
-        for index, raw in enumerate(documents):
-            parsed = try_parse(raw)
-            if isinstance(parsed, Document):
-                ident = ident_of(parsed)
-                if ident not in self.docs:
-                    self.docs[ident] = {"doc_id": parsed.id, "state": "pending", "attempts": 0, "calls": 0,
-                                        "retries": 0, "last_error": None, "passes": []}
-                    self.ident_of_id.setdefault(parsed.id, ident)
-            else:
-                raw_id = raw.get("id") if isinstance(raw, Mapping) else None
-                self.rejected.append({"index": index, "doc_id": None if raw_id is None else str(raw_id),
-                                      "state": "rejected", "last_error": parsed.code, "reason": parsed.message,
-                                      "hints": parsed.hints})
+        for ident, doc in inventory.by_ident.items():
+            self.docs[ident] = {"doc_id": doc.id, "state": "pending", "attempts": 0, "calls": 0,
+                                "retries": 0, "last_error": None, "passes": []}
+            self.ident_of_id.setdefault(doc.id, ident)
+        self.rejected: list[dict[str, Any]] = [
+            {"index": e.index, "doc_id": None if e.raw_id is None else str(e.raw_id), "state": "rejected",
+             "last_error": e.error.code, "reason": e.error.message, "hints": e.error.hints}
+            for e in inventory.invalid() if e.error is not None]
         self.retries = 0
         self.events: list[dict[str, Any]] = []  # notable events, with their sequence number ``seq``
         self.resources: list[dict[str, Any]] = []
