@@ -25,6 +25,7 @@ SIGKILLed on the way out (``finally``), whatever happens.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -41,7 +42,7 @@ from typing import Any
 from ..defaults import LESSON
 from ..documents import load_batch
 from ..errors import EXIT_FAILED, EXIT_OK, KitError, UsageError
-from ..host import environ_snapshot, pid_alive
+from ..host import environ_snapshot, kill_group, pid_alive
 from ..ledger import Ev, append_event, read_events
 from ..metrics import metrics_for_run
 from ..paths import example_input
@@ -132,11 +133,9 @@ class _Session:
         """SIGKILL the command and its worker, wait until both are gone and the lock is free, check integrity."""
         pass_no, wpid = worker["pass_no"], worker["pid"]
         self.worker_pids.append(wpid)
-        for pid in (cli.pid, wpid):  # the command first, its worker at once after: both SIGKILLed
-            try:
-                os.killpg(pid, signal.SIGKILL) if pid == cli.pid else os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_group(cli)  # the command's group first, its worker (in a session of its own) at once after
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(wpid, signal.SIGKILL)
         cli.wait()
         _wait(lambda: not pid_alive(wpid), f"worker {wpid} exiting after its kill")
         _wait(lambda: not lock_is_held(self.run), "the run directory's lock being released")
@@ -150,10 +149,7 @@ class _Session:
     def close(self) -> None:
         for proc in self.live:
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                kill_group(proc)
                 proc.wait()
         for pid in self.worker_pids:
             if pid_alive(pid):
@@ -207,7 +203,7 @@ def _final_pass(session: _Session, result: ChaosResult, documents: Sequence[Any]
     try:
         final.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(final.pid, signal.SIGKILL)
+        kill_group(final)
         final.wait()
     text = session.output("final")
     first = text.strip().splitlines()[0] if text.strip() else ""

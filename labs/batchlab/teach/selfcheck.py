@@ -17,11 +17,9 @@ The notebooks' other helpers (``load_student``, ``student_cell``, ``work_dir``..
 from __future__ import annotations
 
 import argparse
-import contextlib
 import html
 import json
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -30,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_FAILED, EXIT_OK, KitError
-from ..host import environ_snapshot
+from ..host import environ_snapshot, kill_group
 from ..paths import kit_root
 from ..steps import STEPS, UnknownStepError, normalize_step, step_number  # noqa: F401 (re-exported)
 from .grading import grader_command
@@ -215,8 +213,7 @@ def _run_grader(result: CheckResult, *, grader_dir: Path, timeout_s: float) -> N
         try:
             out, _ = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            kill_group(proc)
             out, _ = proc.communicate()
             result.message = (f"the grader did not finish within {timeout_s:g} s and was stopped. "
                               "Does your code hang (a lock never released, an endless retry loop)?\n"
@@ -226,8 +223,7 @@ def _run_grader(result: CheckResult, *, grader_dir: Path, timeout_s: float) -> N
             return
         finally:
             if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                kill_group(proc)
         output = out.decode("utf-8", "replace")
         if not results_file.exists():
             result.message = (f"the grader exited with code {proc.returncode} without writing results.json:\n"
