@@ -24,6 +24,17 @@ Faults, in the lesson's words (模拟解析失败/外部服务超时):
   document stops the whole batch (docs/design.md, Traps: a poison document must not
   stop the batch). A correct processor ends it ``failed`` (or ``degraded``) and
   goes on.
+* stuck: a call that never returns by itself (长尾任务的饥饿: a hung connection), at
+  ``stuck_rate`` per call or on the first attempt of every chunk of the documents named in
+  ``stuck_ids``. Only a deadline that cancels it (``asyncio.timeout``) frees its concurrency
+  slot; the retry that follows answers as usual.
+* outage: the service is unreachable (熔断's reason to exist: an external model that is down)
+  during each ``(start_s, duration_s)`` window of ``outages``, measured from the moment the
+  pass's service was created: every call fails fast with the transient ``unreachable`` error.
+  A live outage can also be switched on and off by a file (``RunDir.outage_switch``; the
+  teacher's dashboard toggles it). Outages are the one fault that depends on time, not on
+  ``(seed, identity, chunk, attempt)``: an outage *is* a stretch of time; the ledger records
+  each start and end (``outage`` events) so the metrics and the grader still read what happened.
 
 Crash points (:class:`CrashPlan`) kill the worker with a real SIGKILL:
 ``during_call`` inside the K-th service call of the pass, ``after_commit`` right
@@ -45,6 +56,10 @@ from typing import Any
 TRANSIENT_KINDS = ("timeout", "unavailable_503")
 PERMANENT_KIND = "parse_error"
 POISON_KIND = "malformed_response"
+#: The transient error of a call made while the service is unreachable (an outage).
+OUTAGE_KIND = "unreachable"
+#: The error the ledger records for a call the processor cancelled (its deadline, or a stuck call freed).
+CANCELLED_KIND = "cancelled"
 
 CRASH_NONE = "none"
 CRASH_DURING_CALL = "during_call"
@@ -72,6 +87,7 @@ class Fault:
     permanent: bool = False
     slow: bool = False
     poison: bool = False
+    stuck: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,12 +124,28 @@ class FaultPlan:
     fail_first_ids: Mapping[str, int] = field(default_factory=dict)
     slow_ids: tuple[str, ...] = ()
     poison_ids: tuple[str, ...] = ()
+    stuck_rate: float = 0.0
+    stuck_ids: tuple[str, ...] = ()
+    #: ``(start_s, duration_s)`` windows, from the creation of the pass's service, when it is unreachable.
+    outages: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("transient_rate", "fail_first_rate", "permanent_rate", "slow_rate"):
+        for name in ("transient_rate", "fail_first_rate", "permanent_rate", "slow_rate", "stuck_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        for window in self.outages:
+            if len(window) != 2 or window[0] < 0 or window[1] < 0:
+                raise ValueError(f"an outage is (start_s >= 0, duration_s >= 0), got {window!r}")
+
+    def in_outage(self, elapsed_s: float) -> bool:
+        """Whether the service is unreachable ``elapsed_s`` seconds after it was created (a planned outage)."""
+        return any(start <= elapsed_s < start + duration for start, duration in self.outages)
+
+    def is_stuck(self, ident: str, norm_id: str, chunk: int, attempt: int) -> bool:
+        """Whether this call hangs until cancelled: the first attempt of a ``stuck_ids`` document, or by rate."""
+        return (norm_id in self.stuck_ids and attempt == 1) or (
+            self.stuck_rate > 0 and unit(self.seed, "stuck", ident, chunk, attempt) < self.stuck_rate)
 
     def is_permanent(self, ident: str, norm_id: str) -> bool:
         return norm_id in self.permanent_ids or (
@@ -133,6 +165,8 @@ class FaultPlan:
     def decide(self, ident: str, norm_id: str, chunk: int, attempt: int) -> Fault:
         """The fault for the ``attempt``-th call (from 1) on ``chunk`` of a document."""
         slow = self.is_slow(ident, norm_id, chunk, attempt)
+        if self.is_stuck(ident, norm_id, chunk, attempt):
+            return Fault(stuck=True, slow=slow)
         if norm_id in self.poison_ids:
             return Fault(error=POISON_KIND, poison=True, slow=slow)
         if self.is_permanent(ident, norm_id):
@@ -150,6 +184,8 @@ class FaultPlan:
         data["fail_first_ids"] = dict(self.fail_first_ids)
         data["slow_ids"] = list(self.slow_ids)
         data["poison_ids"] = list(self.poison_ids)
+        data["stuck_ids"] = list(self.stuck_ids)
+        data["outages"] = [list(window) for window in self.outages]
         return data
 
     @classmethod
@@ -159,4 +195,6 @@ class FaultPlan:
         data["fail_first_ids"] = dict(data.get("fail_first_ids", {}))
         data["slow_ids"] = tuple(data.get("slow_ids", ()))
         data["poison_ids"] = tuple(data.get("poison_ids", ()))
+        data["stuck_ids"] = tuple(data.get("stuck_ids", ()))
+        data["outages"] = tuple((float(start), float(duration)) for start, duration in data.get("outages", ()))
         return cls(**data)

@@ -18,7 +18,8 @@ the kinds and their fields (:data:`FIELDS`, checked against a real run by
                     ``inflight``, ``doc_inflight``
 ``call_ok``         it answered: ``doc_id``, ``ident``, ``chunk``, ``attempt``, ``call``, ``latency``
 ``call_fail``       it failed: ``doc_id``, ``ident``, ``chunk``, ``attempt``, ``call``, ``error``,
-                    ``permanent``
+                    ``permanent`` (the error is "unreachable" in an outage, "cancelled" when the
+                    processor cancelled the call: its deadline)
 ``sink_put``        an output was committed: ``doc_id``, ``ident``, ``key``, ``mode``, ``n`` (the
                     pass's commit count), ``writes`` (executions of that key so far)
 ``state``           the processor reported a state through its progress callback: ``doc_id``, ``state``,
@@ -35,6 +36,8 @@ the kinds and their fields (:data:`FIELDS`, checked against a real run by
 ``resource``        a resource sample of the worker (:mod:`batchlab.resources`; no metric reads it):
                     ``by`` [``worker_pid``, ``cpu_percent``, ``rss_bytes``, ``open_files``,
                     ``disk_bytes``]
+``outage``          the service's calls met it down, or up again (:mod:`batchlab.faults`): ``state``
+                    (down, up), ``source`` (plan, switch, none)
 ==================  =================================================================================
 """
 
@@ -68,6 +71,7 @@ class Ev(StrEnum):
     STUDENT_ERROR = "student_error"
     INPUT_ERROR = "input_error"
     RESOURCE = "resource"
+    OUTAGE = "outage"
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,7 @@ FIELDS: dict[Ev, Fields] = {
     Ev.STUDENT_ERROR: _fields("phase error", "traceback"),
     Ev.INPUT_ERROR: _fields("error"),
     Ev.RESOURCE: _fields("by", "worker_pid cpu_percent rss_bytes open_files disk_bytes"),
+    Ev.OUTAGE: _fields("state source"),
 }
 
 #: The event kind of a resource sample of a running worker (:mod:`batchlab.resources`); no metric reads it.

@@ -26,6 +26,7 @@ LEDGER = "ledger.jsonl"
 SINK = "sink.sqlite"
 STATE = "state"
 INPUT = "input.json"
+OUTAGE_SWITCH = "outage.switch"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,11 @@ class RunDir:
     def state(self) -> Path:
         """The processor's ``state_dir``: its checkpoint, whatever form the student chose."""
         return self.path / STATE
+
+    @property
+    def outage_switch(self) -> Path:
+        """While this file exists, the run's service is unreachable (the dashboard's "断开外部模型")."""
+        return self.path / OUTAGE_SWITCH
 
     @property
     def lock(self) -> Path:

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from . import pipeline
 from .documents import Document, ident_of, normalize_id
-from .faults import CRASH_DURING_CALL, CrashPlan, FaultPlan, kill_self, unit
+from .faults import CANCELLED_KIND, CRASH_DURING_CALL, OUTAGE_KIND, CrashPlan, FaultPlan, kill_self, unit
 from .ledger import Ev, Ledger
 
 
@@ -59,6 +61,8 @@ class MalformedResponseError(ValueError):
 _STANDARD_NORMAL = statistics.NormalDist()
 #: How late ``asyncio.sleep`` wakes up on average, subtracted from each simulated latency.
 TIMER_SLACK_S = 0.0006
+#: How long a call to an unreachable service takes to fail (a refused connection fails fast).
+OUTAGE_LATENCY_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -132,8 +136,15 @@ class SimulatedService:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         on_crash: Callable[[], None] = kill_self,
         timer_slack_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        outage_switch: Path | None = None,
     ) -> None:
         self.plan = plan or FaultPlan()
+        #: The planned outages count from here; ``outage_switch``, while the file exists, is a live outage.
+        self._clock = clock
+        self._t0 = clock()
+        self.outage_switch = outage_switch
+        self.down = False
         # asyncio wakes a sleeper late: epoll rounds its timeout up to whole milliseconds, and the
         # loop needs a moment to run the callback (0.7 ms on average, measured on a 2-core machine).
         # Sleeping that much less keeps each call's real duration at the modelled latency on average;
@@ -166,6 +177,21 @@ class SimulatedService:
         if self.ledger is not None:
             self.ledger.emit(ev, **fields)
 
+    def unreachable(self) -> bool:
+        """Whether a call made now finds the service down (a planned outage or the live switch).
+
+        Each change is recorded as an ``outage`` event (``state`` down or up, ``source`` plan or
+        switch) the first time a call sees it, so the ledger says when the processor met the outage.
+        """
+        planned = self.plan.in_outage(self._clock() - self._t0)
+        switched = self.outage_switch is not None and self.outage_switch.exists()
+        down = planned or switched
+        if down != self.down:
+            self.down = down
+            self._emit(Ev.OUTAGE, state="down" if down else "up",
+                       source="plan" if planned else "switch" if switched else "none")
+        return down
+
     async def embed(self, doc: Document, chunk: int, text: str) -> list[float]:
         """Embed chunk number ``chunk`` (from 0) of ``doc``; the result is the model's vector."""
         ident, norm = self._ident(doc)
@@ -184,7 +210,15 @@ class SimulatedService:
             if self.crash.kind == CRASH_DURING_CALL and call_no == self.crash.at:
                 self._emit(Ev.CRASH, kind=CRASH_DURING_CALL, at=call_no, doc_id=doc.id, ident=ident)
                 self._on_crash()
+            if self.unreachable():
+                await self._sleep(OUTAGE_LATENCY_S)
+                self.failures += 1
+                self._emit(Ev.CALL_FAIL, doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
+                           call=call_no, error=OUTAGE_KIND, permanent=False)
+                raise TransientServiceError(OUTAGE_KIND, f"the service is unreachable ({doc.id} chunk {chunk})")
             fault = self.plan.decide(ident, norm, chunk, attempt)
+            if fault.stuck:
+                await asyncio.get_running_loop().create_future()  # never set: only a cancellation ends it
             delay = modelled_latency(self.plan, self.latency, ident, chunk, attempt, slow=fault.slow)
             await self._sleep(max(0.0, delay - self.timer_slack_s) if delay > 0 else 0.0)
             if fault.error is not None:
@@ -200,6 +234,11 @@ class SimulatedService:
             self._emit(Ev.CALL_OK, doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
                        call=call_no, latency=round(delay, 6))
             return vector
+        except asyncio.CancelledError:  # the processor's deadline (or its shutdown) cancelled this call
+            self.failures += 1
+            self._emit(Ev.CALL_FAIL, doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
+                       call=call_no, error=CANCELLED_KIND, permanent=False)
+            raise
         finally:
             self.inflight -= 1
             self._doc_inflight[doc_ref] -= 1

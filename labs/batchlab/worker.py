@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             return writes
 
     crash = CrashPlan(kind=args.crash, at=args.at) if args.crash != "random" else CrashPlan()
-    service = GatedService(plan=spec.plan, latency=spec.latency,
+    service = GatedService(plan=spec.plan, latency=spec.latency, outage_switch=RunDir(run_dir).outage_switch,
                            ledger=ledger, crash=crash)
     sink = GatedSink(RunDir(run_dir).sink, ledger=ledger, pass_no=args.pass_no, crash=crash,
                      durable=spec.durable)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from batchlab.faults import CrashPlan, FaultPlan
 
@@ -49,8 +51,36 @@ class TestFaultPlan:
             FaultPlan(transient_rate=1.5)
 
     def test_round_trips_through_a_dict(self) -> None:
-        plan = FaultPlan(seed=5, transient_rate=0.02, permanent_ids=("a",), fail_first_ids={"b": 2}, slow_ids=("c",))
-        assert FaultPlan.from_dict(plan.to_dict()) == plan
+        plan = FaultPlan(seed=5, transient_rate=0.02, permanent_ids=("a",), fail_first_ids={"b": 2}, slow_ids=("c",),
+                         stuck_ids=("d",), stuck_rate=0.01, outages=((1.0, 2.5),))
+        assert FaultPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+class TestStuckCallsAndOutages:
+    def test_a_stuck_document_hangs_on_its_first_attempt_of_each_chunk_only(self) -> None:
+        """The retry of a stuck call answers: only the first attempt of each chunk hangs."""
+        plan = FaultPlan(stuck_ids=("s",))
+        assert [plan.decide("k", "s", chunk, 1).stuck for chunk in range(3)] == [True, True, True]
+        assert not plan.decide("k", "s", 0, 2).stuck
+        assert not plan.decide("k", "other", 0, 1).stuck
+
+    def test_the_stuck_rate_is_seeded_per_call(self) -> None:
+        """About ``stuck_rate`` of calls hang, the same ones for the same seed."""
+        plan = FaultPlan(seed=3, stuck_rate=0.1)
+        stuck = [plan.decide(f"k{i}", f"d{i}", 0, 1).stuck for i in range(2000)]
+        assert 120 < sum(stuck) < 280
+        assert stuck == [FaultPlan(seed=3, stuck_rate=0.1).decide(f"k{i}", f"d{i}", 0, 1).stuck for i in range(2000)]
+
+    def test_an_outage_window_covers_its_start_and_not_its_end(self) -> None:
+        """``(start_s, duration_s)``: unreachable from start_s for duration_s seconds, and only then."""
+        plan = FaultPlan(outages=((1.0, 2.0), (10.0, 0.5)))
+        assert [plan.in_outage(t) for t in (0.0, 0.99, 1.0, 2.9, 3.0, 10.2, 10.5)] == [
+            False, False, True, True, False, True, False]
+
+    @pytest.mark.parametrize("window", [(-1.0, 2.0), (1.0, -2.0), (1.0,)])
+    def test_a_malformed_outage_is_refused(self, window: tuple[float, ...]) -> None:
+        with pytest.raises(ValueError, match="outage"):
+            FaultPlan(outages=(window,))  # type: ignore[arg-type]
 
 
 class TestCrashPlan:

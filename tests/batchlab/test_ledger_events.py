@@ -148,6 +148,49 @@ class TestOneVocabularyForHowAPassEnded:
         assert outcomes == ["killed", "killed", "stopped", "ok", "raised", "bad input", "timeout", "import error"]
 
 
+@pytest.fixture(scope="module")
+def outages(tmp_path_factory: pytest.TempPathFactory) -> list[Run]:
+    """The reference through a planned outage, and through the live switch turned off after 20 refused calls."""
+    tmp = tmp_path_factory.mktemp("outages")
+    source = write_input(tmp / "input.json", make_documents(60, seed=3, min_bytes=100, max_bytes=400))
+    planned = spec_for(solution_module(), source, tmp / "planned", FaultPlan(seed=5, outages=((0.0, 1.0),)))
+    runs = [Run(results=run_passes(planned, []))]
+    switched = spec_for(solution_module(), source, tmp / "switched")
+    prepare(switched, fresh=True)
+    switch = switched.run_dir / "outage.switch"
+    switch.touch()
+    refused: list[dict[str, Any]] = []
+
+    def on_events(events: list[dict[str, Any]]) -> None:
+        refused.extend(e for e in events if e.get("error") == "unreachable")
+        if len(refused) >= 20:
+            switch.unlink(missing_ok=True)
+
+    runs.append(Run(results=[run_pass(switched, 1, on_events=on_events)]))
+    for run, spec in zip(runs, (planned, switched), strict=True):
+        run.events = read_events(spec.run_dir / "ledger.jsonl")
+    return runs
+
+
+class TestAnOutage:
+    def test_the_service_was_down_then_up_and_said_so(self, outages: list[Run]) -> None:
+        """A planned outage and the live switch: refused calls between an ``outage`` down and up event."""
+        for run, source in zip(outages, ("plan", "switch"), strict=True):
+            marks = [(e["state"], e["source"]) for e in run.events if e["ev"] == Ev.OUTAGE]
+            assert marks[:2] == [("down", source), ("up", "none")], marks
+            assert any(e.get("error") == "unreachable" for e in run.events)
+
+    def test_every_event_of_an_outage_matches_the_table(self, outages: list[Run]) -> None:
+        assert problems([e for run in outages for e in run.events]) == []
+
+    def test_the_reference_commits_every_document_through_an_outage(self, outages: list[Run]) -> None:
+        """Nothing is lost: each pass ended ok and every unique document was committed once."""
+        for run in outages:
+            assert [r.end for r in run.results][-1] == PassEnd.OK
+            puts = [e for e in run.events if e["ev"] == Ev.SINK_PUT]
+            assert len({e["ident"] for e in puts}) == len(puts) > 50
+
+
 def docstring_table() -> dict[str, set[str]]:
     """The kinds of ``ledger``'s docstring table, each with the ``field`` names its row lists."""
     doc = ledger.__doc__ or ""

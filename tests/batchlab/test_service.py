@@ -107,6 +107,59 @@ class TestPoisonDocuments:
         assert [e["ev"] for e in read_events(ledger)] == ["call_start", "call_fail"]
 
 
+class TestOutages:
+    def test_a_planned_outage_fails_every_call_fast_and_the_ledger_says_when_it_began_and_ended(
+            self, tmp_path: Path) -> None:
+        """Inside the window: ``unreachable`` (transient) after a millisecond; outside it: answers; outage events."""
+        now = [0.0]
+        service, slept, ledger = make(tmp_path, plan=FaultPlan(outages=((1.0, 2.0),)), clock=lambda: now[0],
+                                      latency=LatencyModel(median_ms=0.0))
+        asyncio.run(service.embed(DOC, 0, "x"))
+        now[0] = 1.5
+        for _ in range(3):
+            with pytest.raises(TransientServiceError) as info:
+                asyncio.run(service.embed(DOC, 0, "x"))
+            assert info.value.kind == "unreachable"
+        assert slept[-3:] == [0.001, 0.001, 0.001]
+        now[0] = 3.0
+        asyncio.run(service.embed(DOC, 0, "x"))
+        events = read_events(ledger)
+        assert [(e["ev"], e.get("state"), e.get("error")) for e in events if e["ev"] != "call_start"] == [
+            ("call_ok", None, None), ("outage", "down", None), ("call_fail", None, "unreachable"),
+            ("call_fail", None, "unreachable"), ("call_fail", None, "unreachable"), ("outage", "up", None),
+            ("call_ok", None, None)]
+        assert {e["source"] for e in events if e["ev"] == "outage"} == {"plan", "none"}
+
+    def test_the_live_switch_takes_the_service_down_while_its_file_exists(self, tmp_path: Path) -> None:
+        """The dashboard's "断开外部模型": the file appears, calls fail; it goes, calls answer again."""
+        switch = tmp_path / "outage.switch"
+        service, _, ledger = make(tmp_path, outage_switch=switch, latency=LatencyModel(median_ms=0.0))
+        switch.touch()
+        with pytest.raises(TransientServiceError):
+            asyncio.run(service.embed(DOC, 0, "x"))
+        switch.unlink()
+        asyncio.run(service.embed(DOC, 0, "x"))
+        assert [(e["state"], e["source"]) for e in read_events(ledger) if e["ev"] == "outage"] == [
+            ("down", "switch"), ("up", "none")]
+
+
+class TestStuckCalls:
+    def test_a_stuck_call_hangs_until_cancelled_and_the_ledger_records_the_cancellation(self, tmp_path: Path) -> None:
+        """A deadline frees it (``cancelled`` in the ledger); the retry answers."""
+        service, _, ledger = make(tmp_path, plan=FaultPlan(stuck_ids=("doc-1",)), latency=LatencyModel(median_ms=0.0))
+
+        async def with_deadline() -> list[float]:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await service.embed(DOC, 0, "x")
+            return await service.embed(DOC, 0, "x")
+
+        assert asyncio.run(with_deadline()) == embed("x")
+        assert [(e["ev"], e["attempt"], e.get("error")) for e in read_events(ledger)] == [
+            ("call_start", 1, None), ("call_fail", 1, "cancelled"), ("call_start", 2, None), ("call_ok", 2, None)]
+        assert service.inflight == 0
+
+
 class TestGuaranteedBusyTime:
     LONG = Document(id="long", content=" ".join(f"Sentence number {i} of a long document." for i in range(60)),
                     source="wiki")
