@@ -4,12 +4,13 @@ This is the one module you write. The lab kit (``batchlab``) gives you
 everything around it and records every side effect, so the grader can check
 what your code really did:
 
-* ``service``: the external embedding service. ``await service.embed(doc, i, text)``
-  embeds chunk ``i`` of a document. It is slow now and then, and fails with
-  ``TransientServiceError`` (timeout, 503: retry it) or ``PermanentServiceError``
-  (a parse failure: retrying will not help).
-* ``sink``: the output store. ``sink.put(key, doc, chunks, vectors, mode=...)`` is an
-  upsert, committed when it returns; ``sink.keys()`` lists every committed key.
+* ``service``: the external embedding service (:class:`batchlab.contract.Service`).
+  ``await service.embed(doc, i, text)`` embeds chunk ``i`` of a document. It is
+  slow now and then, and fails with ``TransientServiceError`` (timeout, 503: retry
+  it) or ``PermanentServiceError`` (a parse failure: retrying will not help).
+* ``sink``: the output store (:class:`batchlab.contract.Sink`).
+  ``sink.put(key, doc, chunks, vectors, mode=...)`` is an upsert, committed when it
+  returns; ``sink.keys()`` lists every committed key.
 * ``batchlab.pipeline``: cleaning, chunking and the degraded path from Lessons 11-14.
 
 What you build, one notebook step at a time; ``check("<step>")`` in each notebook
@@ -75,6 +76,8 @@ from batchlab.contract import (
     BatchConfig,
     BatchReport,
     Progress,
+    Service,
+    Sink,
     no_progress,
 )
 from batchlab.documents import Document, parse_document
@@ -303,7 +306,7 @@ class DocumentResult:
 async def process_document(
     doc: Document,
     *,
-    service: Any,
+    service: Service,
     config: BatchConfig,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     on_call: Callable[[], None] = lambda: None,
@@ -386,8 +389,8 @@ async def process_documents_batch(
     documents: Sequence[Mapping[str, Any]],
     *,
     batch_id: str,
-    service: Any,
-    sink: Any,
+    service: Service,
+    sink: Sink,
     state_dir: str | Path,
     config: BatchConfig = BatchConfig(),
     progress: Progress | None = None,

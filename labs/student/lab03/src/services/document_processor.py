@@ -75,6 +75,8 @@ from batchlab.contract import (
     BatchConfig,
     BatchReport,
     Progress,
+    Service,
+    Sink,
     no_progress,
 )
 from batchlab.documents import Document, parse_document
@@ -250,7 +252,7 @@ class DocumentResult:
 async def process_document(
     doc: Document,
     *,
-    service: Any,
+    service: Service,
     config: BatchConfig,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     on_call: Callable[[], None] = lambda: None,
@@ -299,8 +301,8 @@ async def process_documents_batch(
     documents: Sequence[Mapping[str, Any]],
     *,
     batch_id: str,
-    service: Any,
-    sink: Any,
+    service: Service,
+    sink: Sink,
     state_dir: str | Path,
     config: BatchConfig = BatchConfig(),
     progress: Progress | None = None,
