@@ -10,7 +10,14 @@ student module imports one place (``from batchlab.contract import ...``):
   recomputes every figure from the ledger and the sink and checks that the
   report agrees (observability must not lie);
 * :class:`Progress`: the callback through which the processor reports state
-  changes (the progress bar and the teacher's dashboard read them).
+  changes (the progress bar and the teacher's dashboard read them);
+* :class:`Service` and :class:`Sink`: what the harness hands the processor (the
+  simulated embedding service and the output store), as ``typing.Protocol`` classes, so
+  that a test double (:mod:`batchlab.testing`) or another harness fits as long as
+  it has the same methods;
+* :class:`CheckpointStore` and :class:`CheckpointRecord`: what the student builds
+  in step 01, as the harness and the grader use it (the student's class matches it
+  by shape; it does not inherit from it).
 
 The signature every implementation provides::
 
@@ -22,9 +29,15 @@ The signature every implementation provides::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # names for the Protocols' signatures only: the contract stays cheap to import
+    from pathlib import Path
+
+    from .documents import Document
+    from .sink import SinkRecord
 
 PENDING = "pending"
 PROCESSING = "processing"
@@ -76,6 +89,76 @@ class Progress(Protocol):
 
 def no_progress(doc_id: str, state: str, *, error: str | None = None, attempts: int = 0) -> None:
     """The default :class:`Progress`: report nothing."""
+
+
+class Service(Protocol):
+    """The external embedding service (the harness gives :class:`batchlab.service.SimulatedService`).
+
+    ``await service.embed(doc, chunk, text)`` embeds chunk number ``chunk`` of ``doc``;
+    it raises ``TransientServiceError`` (retry it) or ``PermanentServiceError`` (do not).
+    """
+
+    async def embed(self, doc: Document, chunk: int, text: str) -> list[float]: ...
+
+
+class Sink(Protocol):
+    """The output store (the harness gives :class:`batchlab.sink.SqliteSink`).
+
+    ``put`` is an idempotent upsert, durable when it returns, and returns how many
+    times the key has now been written (more than 1: the work was redone).
+    """
+
+    def put(self, key: str, doc: Document, chunks: Sequence[str], vectors: Sequence[Sequence[float]],
+            *, mode: str = "full") -> int: ...
+
+    def get(self, key: str) -> SinkRecord | None: ...
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def keys(self) -> Set[str]: ...
+
+
+class CheckpointRecord(Protocol):
+    """What the checkpoint knows about one key, as the harness reads it (read-only)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def doc_id(self) -> str: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def attempts(self) -> int: ...
+
+    @property
+    def last_error(self) -> str | None: ...
+
+
+class CheckpointStore(Protocol):
+    """The checkpoint store the student writes in step 01, by shape.
+
+    Built as ``CheckpointStore(state_dir, batch_id, shard=None)``; see the student
+    module's docstring for what each method must guarantee (durability, namespaces,
+    cost). :class:`batchlab.testing.MemoryCheckpointStore` is an in-memory one.
+    """
+
+    def get(self, key: str) -> CheckpointRecord | None: ...
+
+    def transition(self, key: str, state: str, *, doc_id: str = "",
+                   error: str | None = None) -> CheckpointRecord: ...
+
+    def entries(self) -> Mapping[str, CheckpointRecord]: ...
+
+    def close(self) -> None: ...
+
+
+class CheckpointStoreFactory(Protocol):
+    """How a checkpoint store is opened: the student's class itself, or a double's."""
+
+    def __call__(self, state_dir: str | Path, batch_id: str, shard: str | None = None) -> CheckpointStore: ...
 
 
 @dataclass

@@ -4,8 +4,8 @@ says none degraded). One-line change of the reference.
 """
 
 REPLACEMENTS = [
-    ("            store.transition(key, state, error=result.error)\n",
-     "            store.transition(key, DONE, error=result.error)  # degraded is a kind of done, isn't it?\n"),
+    ("        run.store.transition(key, state, error=result.error)\n",
+     "        run.store.transition(key, DONE, error=result.error)  # degraded is a kind of done, isn't it?\n"),
 ]
 LOSES = {"test_checkpoint_states_match_the_sink", "test_report_state_counts_agree_with_ledger",
          "test_scenario[permanent_and_invalid]"}

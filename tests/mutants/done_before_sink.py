@@ -4,16 +4,16 @@ A kill between the two loses the document for good: the resume skips it as done.
 """
 
 REPLACEMENTS = [
-    ('''            writes = sink.put(key, doc, result.chunks, result.vectors, mode=result.mode)
-            if writes > 1:
-                report.duplicate_executions += 1
-            state = DONE if result.mode == MODE_FULL else DEGRADED
-            store.transition(key, state, error=result.error)
-''', '''            state = DONE if result.mode == MODE_FULL else DEGRADED
-            store.transition(key, state, error=result.error)
-            writes = sink.put(key, doc, result.chunks, result.vectors, mode=result.mode)
-            if writes > 1:
-                report.duplicate_executions += 1
+    ('''        writes = run.sink.put(key, doc, result.chunks, result.vectors, mode=result.mode)
+        if writes > 1:
+            run.report.duplicate_executions += 1
+        state = DONE if result.mode == MODE_FULL else DEGRADED
+        run.store.transition(key, state, error=result.error)
+''', '''        state = DONE if result.mode == MODE_FULL else DEGRADED
+        run.store.transition(key, state, error=result.error)
+        writes = run.sink.put(key, doc, result.chunks, result.vectors, mode=result.mode)
+        if writes > 1:
+            run.report.duplicate_executions += 1
 '''),
 ]
 # Marking done first also shows in the resume's figures: the document committed right before an

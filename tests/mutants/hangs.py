@@ -7,8 +7,8 @@ timeouts to keep the test fast.
 """
 
 REPLACEMENTS = [
-    ("    # BEGIN SOLUTION step 05: resume: skip or heal committed keys, run the rest with run_bounded, honest report\n",
-     "    # BEGIN SOLUTION step 05: resume: skip or heal committed keys, run the rest with run_bounded, honest report\n"
+    ("    # BEGIN SOLUTION step 05: open the checkpoint, read the sink's keys once, run_bounded the work left, tally, report\n",
+     "    # BEGIN SOLUTION step 05: open the checkpoint, read the sink's keys once, run_bounded the work left, tally, report\n"
      "    await asyncio.Event().wait()  # hangs forever\n"),
 ]
 LOSES = {

@@ -5,8 +5,7 @@ under an ``asyncio.Condition``; the degraded branch forgets to decrement it, so 
 
 REPLACEMENTS = [
     ("""    async def run_one(item: tuple[str, Document]) -> None:
-        key, doc = item
-        try:
+        await run_document(run, *item)
 """, """    in_flight = 0
     room = asyncio.Condition()
 
@@ -15,27 +14,12 @@ REPLACEMENTS = [
         async with room:
             await room.wait_for(lambda: in_flight < config.concurrency)
             in_flight += 1
-        key, doc = item
-        degraded = False
-        try:
-"""),
-    ("""            report.executed += 1
-            latencies.append(clock() - t0)
-        except Exception as exc:  # a poison document must not stop the batch
-""", """            report.executed += 1
-            latencies.append(clock() - t0)
-            degraded = state == DEGRADED
-        except Exception as exc:  # a poison document must not stop the batch
-"""),
-    ("""            report_progress(doc.id, FAILED, error=error)
-
-    def work_left""", """            report_progress(doc.id, FAILED, error=error)
-        if not degraded:  # forgot the degraded documents
+        state = await run_document(run, *item)
+        if state != DEGRADED:  # forgot the degraded documents
             async with room:
                 in_flight -= 1
                 room.notify()
-
-    def work_left"""),
+"""),
     ("        await run_bounded(work_left(), run_one, limit=config.concurrency)\n",
      "        await asyncio.gather(*(run_one(item) for item in work_left()))\n"),
 ]

@@ -6,8 +6,8 @@ the batch raises. Derived from the reference with a one-line change.
 """
 
 REPLACEMENTS = [
-    ("        except Exception as exc:  # a poison document must not stop the batch\n",
-     "        except (PermanentServiceError, TransientServiceError) as exc:  # only the service's errors\n"),
+    ("    except Exception as exc:  # a poison document must not stop the batch\n",
+     "    except (PermanentServiceError, TransientServiceError) as exc:  # only the service's errors\n"),
 ]
 LOSES = {"test_poison_document_does_not_stop_the_batch",
          *(f"test_scenario[{name}]" for name in ("transient_faults", "crash_during_call", "large_batch"))}

@@ -6,8 +6,8 @@ worker and ``asyncio.gather`` raises it out of the batch.
 """
 
 REPLACEMENTS = [
-    ("        except Exception as exc:  # a poison document must not stop the batch\n",
-     "        except (PermanentServiceError, TransientServiceError, OSError) as exc:\n"),
+    ("    except Exception as exc:  # a poison document must not stop the batch\n",
+     "    except (PermanentServiceError, TransientServiceError, OSError) as exc:\n"),
     ("        await run_bounded(work_left(), run_one, limit=config.concurrency)\n",
      """        queue: asyncio.Queue[tuple[str, Document] | None] = asyncio.Queue(maxsize=config.concurrency)
 

@@ -3,8 +3,8 @@ reported, so a progress bar never moves past "started".
 """
 
 REPLACEMENTS = [
-    ("            report_progress(doc.id, state, error=result.error, attempts=entry.attempts)\n", ""),
-    ("                report_progress(doc.id, state)\n", ""),
+    ("        run.progress(doc.id, state, error=result.error, attempts=entry.attempts)\n", ""),
+    ("    run.progress(doc.id, state)\n", ""),
 ]
 LOSES = {"test_progress_reports_every_outcome"}
 MAY_LOSE: set[str] = set()

@@ -3,11 +3,11 @@ field stays 0), though the resume passes skip every committed key.
 """
 
 REPLACEMENTS = [
-    ("""            if entry is not None and entry.state in (DONE, DEGRADED):
-                report.skipped += 1
-                continue
-""", """            if entry is not None and entry.state in (DONE, DEGRADED):
-                continue  # nothing to do, nothing to report
+    ("""    if entry is not None and entry.state in (DONE, DEGRADED):
+        run.report.skipped += 1
+        return None
+""", """    if entry is not None and entry.state in (DONE, DEGRADED):
+        return None  # nothing to do, nothing to report
 """),
 ]
 LOSES = {"test_report_resume_figures_agree_with_ledger",

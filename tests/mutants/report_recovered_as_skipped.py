@@ -3,7 +3,7 @@ One-line change of the reference.
 """
 
 REPLACEMENTS = [
-    ("                report.recovered += 1\n", "                report.skipped += 1\n"),
+    ("    run.report.recovered += 1\n", "    run.report.skipped += 1\n"),
 ]
 LOSES = {"test_report_resume_figures_agree_with_ledger",
          *(f"test_scenario[{name}]" for name in ("crash_after_commit", "duplicates_in_input"))}

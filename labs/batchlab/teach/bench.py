@@ -27,15 +27,17 @@ quote medians of several runs (``--repeat``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..contract import BatchConfig
+from ..contract import BatchConfig, CheckpointStoreFactory
 from ..examples import make_documents, write_input
 from ..faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CrashPlan, FaultPlan
 from ..ledger import Ledger, read_events
@@ -45,6 +47,7 @@ from ..rundir import RunDir
 from ..runner import RunSpec, prepare, run_pass
 from ..service import LatencyModel, SimulatedService
 from ..sink import SqliteSink
+from ..testing import MemoryCheckpointStore
 from ..worker import load_impl
 
 TARGETS = {
@@ -55,31 +58,6 @@ TARGETS = {
     "orchestration_docs_per_s": (">=", 800.0),
     "noop_rerun_fraction": ("<=", 0.05),
 }
-
-
-class MemoryCheckpointStore:
-    """The same interface as the reference's store, in a dict: the baseline for the overhead."""
-
-    def __init__(self, state_dir: Any, batch_id: str, shard: str | None = None) -> None:
-        self._entries: dict[str, Any] = {}
-
-    def get(self, key: str) -> Any:
-        return self._entries.get(key)
-
-    def transition(self, key: str, state: str, *, doc_id: str = "", error: str | None = None) -> Any:
-        from types import SimpleNamespace
-
-        old = self._entries.get(key)
-        entry = SimpleNamespace(key=key, doc_id=doc_id, state=state, last_error=error,
-                                attempts=(old.attempts if old else 0) + (state == "processing"))
-        self._entries[key] = entry
-        return entry
-
-    def entries(self) -> dict[str, Any]:
-        return dict(self._entries)
-
-    def close(self) -> None:
-        pass
 
 
 def _docs(n: int, *, min_bytes: int, max_bytes: int, seed: int = 1) -> list[dict[str, Any]]:
@@ -110,10 +88,20 @@ def run_inprocess(module: ModuleType, documents: list[dict[str, Any]], workdir: 
             "mean_observed_call_s": statistics.fmean(observed) if observed else 0.0}
 
 
-def _with_store(module: ModuleType, store: Any) -> Any:
+@contextlib.contextmanager
+def memory_checkpoint(module: ModuleType) -> Iterator[None]:
+    """Run ``module`` with :class:`~batchlab.testing.MemoryCheckpointStore` in place of its own store.
+
+    The processor opens its store by its module-level name (the contract gives it no
+    store parameter), so the bench swaps that name for the duration and puts it back.
+    """
     original = module.CheckpointStore
-    vars(module)["CheckpointStore"] = store
-    return original
+    factory: CheckpointStoreFactory = MemoryCheckpointStore
+    vars(module)["CheckpointStore"] = factory
+    try:
+        yield
+    finally:
+        vars(module)["CheckpointStore"] = original
 
 
 async def _bare_loop(documents: list[dict[str, Any]], service: SimulatedService, concurrency: int) -> None:
@@ -150,11 +138,8 @@ def bench_throughput(module: ModuleType, tmp: Path, n: int, concurrency: int = 8
     achieved = first["calls"] / first["wall_s"]
     baseline = bench_baseline(docs, tmp / "tp-base", latency, concurrency)
     rerun = run_inprocess(module, docs, tmp / "tp", latency=latency, concurrency=concurrency)
-    original = _with_store(module, MemoryCheckpointStore)
-    try:
+    with memory_checkpoint(module):
         mem = run_inprocess(module, docs, tmp / "tp-mem", latency=latency, concurrency=concurrency)
-    finally:
-        vars(module)["CheckpointStore"] = original
     return {
         "documents": n, "calls": first["calls"], "wall_s": first["wall_s"],
         "mean_call_latency_s": first["mean_call_latency_s"], "mean_observed_call_s": first["mean_observed_call_s"],
@@ -179,11 +164,8 @@ def bench_orchestration(module: ModuleType, tmp: Path, n: int = 1000, rounds: in
         run = run_inprocess(module, docs, tmp / f"orch-{i}", latency=zero)
         walls.append(run["wall_s"])
         calls = run["calls"]
-        original = _with_store(module, MemoryCheckpointStore)
-        try:
+        with memory_checkpoint(module):
             mem_walls.append(run_inprocess(module, docs, tmp / f"orch-mem-{i}", latency=zero)["wall_s"])
-        finally:
-            vars(module)["CheckpointStore"] = original
     wall, mem_wall = statistics.median(walls), statistics.median(mem_walls)
     return {"documents": n, "rounds": rounds, "wall_s": wall, "calls": calls, "walls_s": walls,
             "orchestration_docs_per_s": n / wall, "checkpoint_overhead_zero_latency": wall / mem_wall - 1.0}

@@ -4,12 +4,13 @@ This is the one module you write. The lab kit (``batchlab``) gives you
 everything around it and records every side effect, so the grader can check
 what your code really did:
 
-* ``service``: the external embedding service. ``await service.embed(doc, i, text)``
-  embeds chunk ``i`` of a document. It is slow now and then, and fails with
-  ``TransientServiceError`` (timeout, 503: retry it) or ``PermanentServiceError``
-  (a parse failure: retrying will not help).
-* ``sink``: the output store. ``sink.put(key, doc, chunks, vectors, mode=...)`` is an
-  upsert, committed when it returns; ``sink.keys()`` lists every committed key.
+* ``service``: the external embedding service (:class:`batchlab.contract.Service`).
+  ``await service.embed(doc, i, text)`` embeds chunk ``i`` of a document. It is
+  slow now and then, and fails with ``TransientServiceError`` (timeout, 503: retry
+  it) or ``PermanentServiceError`` (a parse failure: retrying will not help).
+* ``sink``: the output store (:class:`batchlab.contract.Sink`).
+  ``sink.put(key, doc, chunks, vectors, mode=...)`` is an upsert, committed when it
+  returns; ``sink.keys()`` lists every committed key.
 * ``batchlab.pipeline``: cleaning, chunking and the degraded path from Lessons 11-14.
 
 What you build, one notebook step at a time; ``check("<step>")`` in each notebook
@@ -52,8 +53,8 @@ import sqlite3
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence, Set
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,6 +76,8 @@ from batchlab.contract import (
     BatchConfig,
     BatchReport,
     Progress,
+    Service,
+    Sink,
     no_progress,
 )
 from batchlab.documents import Document, parse_document
@@ -250,7 +253,7 @@ class DocumentResult:
 async def process_document(
     doc: Document,
     *,
-    service: Any,
+    service: Service,
     config: BatchConfig,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     on_call: Callable[[], None] = lambda: None,
@@ -295,12 +298,101 @@ async def run_bounded(items: Iterable[T], worker: Callable[[T], Awaitable[Any]],
 # ---------------------------------------------------------------------------
 
 
+@dataclass
+class BatchRun:
+    """What one call of :func:`process_documents_batch` works with, and what it has counted so far.
+
+    The batch is four named steps over one ``BatchRun``: :func:`classify_entry`
+    decides what one raw input entry needs (with :func:`reject_entry` and
+    :func:`heal_committed` for two of the answers), :func:`run_document` takes one
+    document to its end, and :func:`tally` counts the states at the end.
+    :func:`process_documents_batch` opens the checkpoint, builds the ``BatchRun``,
+    feeds :func:`run_bounded` and writes the report.
+    """
+
+    store: CheckpointStore
+    sink: Sink
+    service: Service
+    config: BatchConfig
+    progress: Progress
+    sleep: Callable[[float], Awaitable[Any]]
+    clock: Callable[[], float]
+    report: BatchReport
+    #: The keys the sink had committed when the run began (one query, ``sink.keys()``).
+    committed: Set[str]
+    #: The valid keys met so far in the input (a key met again is a duplicate).
+    seen: set[str] = field(default_factory=set)
+    #: ``failure_reasons``: how many documents failed or degraded for each classified reason.
+    reasons: Counter[str] = field(default_factory=Counter)
+    #: One value per document executed in this run (``latencies_s``).
+    latencies: list[float] = field(default_factory=list)
+    #: ``clock()`` at this run's first service call, None before it.
+    first_call: float | None = None
+
+    def note_call(self) -> None:
+        """``on_call`` for :func:`process_document`: note the time of the run's first service call."""
+        if self.first_call is None:
+            self.first_call = self.clock()
+
+
+def reject_entry(run: BatchRun, index: int, raw: Any, exc: InvalidDocumentError) -> None:
+    """An invalid input entry: counted in ``rejected``, marked ``failed`` under ``invalid#{index}`` with its code.
+
+    It is never counted in ``report.failed`` (that counts valid keys). A resumed pass
+    finds it ``failed`` already and leaves the checkpoint as it is.
+    """
+    # TODO step 05: count it rejected (reason exc.code), mark invalid#{index} failed once, report progress
+    raise NotImplementedError('TODO step 05: count it rejected (reason exc.code), mark invalid#{index} failed once, report progress')
+
+
+def heal_committed(run: BatchRun, key: str, doc: Document, entry: CheckpointEntry | None) -> None:
+    """A key the sink committed but the checkpoint does not say done: the kill fell between the two.
+
+    Heal the checkpoint (``processing`` if it is not there yet, then ``done``, or
+    ``degraded`` when the sink's record says so) and count it ``recovered``; never redo it.
+    """
+    # TODO step 05: mark it done/degraded as the sink's record says (via processing), count it recovered
+    raise NotImplementedError("TODO step 05: mark it done/degraded as the sink's record says (via processing), count it recovered")
+
+
+def classify_entry(run: BatchRun, index: int, raw: Any) -> tuple[str, Document] | None:
+    """What one raw input entry needs; ``(key, doc)`` when it is work to run, None when it is handled here.
+
+    In this order: invalid (:func:`reject_entry`), a duplicate of a key met earlier
+    in the input (``duplicates_in_input``), ``done``/``degraded`` in the checkpoint
+    (``skipped``), committed in the sink (:func:`heal_committed`), else work to run.
+    """
+    # TODO step 05: parse (reject invalid), key, then duplicate / done / committed / to run
+    raise NotImplementedError('TODO step 05: parse (reject invalid), key, then duplicate / done / committed / to run')
+
+
+async def run_document(run: BatchRun, key: str, doc: Document) -> str:
+    """One document to its end: ``processing`` -> :func:`process_document` -> ``sink.put`` -> ``done``/``degraded``.
+
+    The order is the lesson: the checkpoint says ``done`` only once the sink's write
+    is durable. Returns the state the document ended in. Any exception (a poison
+    document) ends it ``failed`` with the reason ``unexpected:<type>``, and the
+    batch goes on.
+    """
+    # TODO step 05: processing -> process_document -> sink.put -> done/degraded; anything raised -> failed
+    raise NotImplementedError('TODO step 05: processing -> process_document -> sink.put -> done/degraded; anything raised -> failed')
+
+
+def tally(run: BatchRun) -> None:
+    """Count the valid keys met in the input by their state in the checkpoint now (earlier passes included).
+
+    So ``done + degraded + failed == unique``: rejected entries are not among them.
+    """
+    # TODO step 05: read the checkpoint's entries once; count each seen key's state
+    raise NotImplementedError("TODO step 05: read the checkpoint's entries once; count each seen key's state")
+
+
 async def process_documents_batch(
     documents: Sequence[Mapping[str, Any]],
     *,
     batch_id: str,
-    service: Any,
-    sink: Any,
+    service: Service,
+    sink: Sink,
     state_dir: str | Path,
     config: BatchConfig = BatchConfig(),
     progress: Progress | None = None,
@@ -310,7 +402,10 @@ async def process_documents_batch(
     """Process a batch so that a crash, a restart or a flaky service loses nothing and redoes almost nothing.
 
     Run it again with the same ``batch_id`` and ``state_dir`` after a crash: it
-    resumes, skipping every key already committed. What the grader expects:
+    resumes, skipping every key already committed. It is the named steps above,
+    over one :class:`BatchRun`: :func:`classify_entry` for each input entry,
+    :func:`run_document` for each one left to run (in :func:`run_bounded`), then
+    :func:`tally`, and the report. What the grader expects:
 
     * ``state_dir`` may not exist yet; the checkpoint lives there:
       ``CheckpointStore(state_dir, batch_id, shard=config.shard)``.
@@ -346,5 +441,5 @@ async def process_documents_batch(
       ``processing`` transition (first dispatch) to its ``done``/``degraded``
       transition (commit), retries included; skipped and healed documents add none.
     """
-    # TODO step 05: resume: skip or heal committed keys, run the rest with run_bounded, honest report
-    raise NotImplementedError('TODO step 05: resume: skip or heal committed keys, run the rest with run_bounded, honest report')
+    # TODO step 05: open the checkpoint, read the sink's keys once, run_bounded the work left, tally, report
+    raise NotImplementedError("TODO step 05: open the checkpoint, read the sink's keys once, run_bounded the work left, tally, report")
