@@ -16,7 +16,7 @@ from typing import Any
 from batchlab.contract import BatchConfig
 from batchlab.documents import Document, parse_document
 from batchlab.faults import CrashPlan, FaultPlan
-from batchlab.ledger import Ledger
+from batchlab.ledger import Ev, Ledger
 from batchlab.pipeline import output_matches
 from batchlab.rundir import RunDir
 from batchlab.service import LatencyModel
@@ -103,7 +103,7 @@ def check_batch_pass(module: Any, args: dict[str, Any]) -> dict[str, Any]:
     pass_no = int(args.get("pass_no", 1))
     ledger = Ledger(RunDir(run).ledger, pass_no=pass_no)
     crash = CrashPlan(**args["crash"]) if args.get("crash") else CrashPlan()
-    ledger.emit("pass_start", t0=args.get("t0"), batch_id=args["batch_id"], crash=crash.kind, at=crash.at)
+    ledger.emit(Ev.PASS_START, t0=args.get("t0"), batch_id=args["batch_id"], crash=crash.kind, at=crash.at)
     service = _service(args, ledger, crash)
     sink = KillingSink(RunDir(run).sink, ledger=ledger, pass_no=pass_no, crash=crash,
                        kill_before_put_at=int(args.get("kill_before_put_at", 0)))
@@ -117,10 +117,10 @@ def check_batch_pass(module: Any, args: dict[str, Any]) -> dict[str, Any]:
                                        **kwargs))
             report_dict = report.to_dict() if hasattr(report, "to_dict") else dict(report)
     except StudentCodeError as exc:
-        ledger.emit("student_error", phase="run", error=f"{type(exc.original).__name__}: {exc.original}")
+        ledger.emit(Ev.STUDENT_ERROR, phase="run", error=f"{type(exc.original).__name__}: {exc.original}")
         raise
     finally:
         sink.close()
-    ledger.emit("pass_end", report=report_dict, calls=service.calls, commits=sink.commits)
+    ledger.emit(Ev.PASS_END, report=report_dict, calls=service.calls, commits=sink.commits)
     return {"report": report_dict, "sleeps": sleep.delays, "calls": service.calls, "guard_trips": service.guard_trips,
             "max_inflight": service.max_inflight, "max_doc_inflight": service.max_doc_inflight}

@@ -30,6 +30,7 @@ from typing import Any
 
 from .contract import PROCESSING
 from .documents import Document, ident_of
+from .ledger import Ev
 from .service import PermanentServiceError, SimulatedService
 from .sink import SqliteSink
 
@@ -136,7 +137,7 @@ class KillingSink(SqliteSink):
         self.attempted += 1
         if self.attempted == self.kill_before_put_at:
             if self.ledger is not None:
-                self.ledger.emit("crash", kind="before_commit", at=self.attempted, doc_id=doc.id, ident=ident_of(doc))
+                self.ledger.emit(Ev.CRASH, kind="before_commit", at=self.attempted, doc_id=doc.id, ident=ident_of(doc))
             self._on_crash()
         return super().put(key, doc, chunks, vectors, mode=mode)
 
