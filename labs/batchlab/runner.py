@@ -27,6 +27,7 @@ Process lifetime (issue 14):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -248,6 +249,80 @@ def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *,
     return proc, t0
 
 
+class LivePass:
+    """One pass while it runs, from the parent's side: what :func:`run_pass` loops over and the dashboard polls.
+
+    It starts the worker (:func:`start_pass`) and, at each :meth:`step`, reads this pass's new
+    ledger events and applies the parent's rules, in one place for every front-end: the random
+    kill a seeded delay after the pass's first service call (the processor is at work, whatever is
+    left), the timeout, and a stop request (SIGTERM, the worker drains within
+    ``worker.STOP_GRACE_S``; its group is killed :data:`STOP_KILL_AFTER_S` after the request, or at
+    once for :data:`STOP_NOW`). :meth:`kill` is a kill on demand (the dashboard's *Crash now*);
+    :meth:`finish` reaps the worker and returns its :class:`PassResult`. Every kill the parent
+    sends is in the ledger first (``kill``/``timeout``/``stop`` events).
+    """
+
+    def __init__(self, spec: RunSpec, pass_no: int, crash: CrashPlan | None = None, *,
+                 lock: RunDirLock | None = None) -> None:
+        self.spec, self.pass_no, self.crash = spec, pass_no, crash or CrashPlan()
+        self.ledger = RunDir(Path(spec.run_dir)).ledger
+        self._tail = LedgerTail(self.ledger)
+        self._tail.read_new() if self.ledger.exists() else None  # only this pass's events from here on
+        self.proc, self.t0 = start_pass(spec, pass_no, self.crash, lock=lock)
+        self.kill_at: float | None = None
+        self.killed = self.timed_out = False
+        self.stopped_by: str | None = None
+        self._stop_deadline: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def step(self, stop: str | None = None) -> list[dict[str, Any]]:
+        """One look at the pass: its new events, after the kill, timeout and stop rules were applied."""
+        now = time.time()
+        if stop and self.stopped_by is None and self.running:
+            self.stopped_by = stop
+            append_event(self.ledger, Ev.STOP, pass_no=self.pass_no, signal=stop, by="parent")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
+            self._stop_deadline = now + STOP_KILL_AFTER_S
+        if self._stop_deadline is not None and (now >= self._stop_deadline or stop == STOP_NOW) and not self.killed:
+            self._kill_group()
+        events = self._tail.read_new()
+        if self.crash.kind == CRASH_RANDOM and self.kill_at is None and any(e.get("ev") in WORK_EVENTS for e in events):
+            self.kill_at = now + self.crash.random_delay(self.spec.plan.seed, self.pass_no)
+        if self.kill_at is not None and now >= self.kill_at and not self.killed and self.running:
+            self.kill(kind=CRASH_RANDOM, by="parent", delay=self.kill_at - self.t0)
+        if now - self.t0 > self.spec.timeout_s and self.running and not self.timed_out:
+            append_event(self.ledger, Ev.TIMEOUT, pass_no=self.pass_no, after_s=self.spec.timeout_s)
+            self.timed_out = True
+            self._kill_group()
+        return events
+
+    def kill(self, *, kind: str, by: str, delay: float | None = None) -> None:
+        """SIGKILL the worker's group now, the ``kill`` event written first (``delay``: since the pass began)."""
+        append_event(self.ledger, Ev.KILL, pass_no=self.pass_no, kind=kind, by=by,
+                     delay=round(time.time() - self.t0 if delay is None else delay, 4))
+        self._kill_group()
+
+    def _kill_group(self) -> None:
+        self.killed = True
+        kill_group(self.proc)
+
+    def finish(self) -> tuple[PassResult, list[dict[str, Any]]]:
+        """Reap the worker; its result and the pass's last events."""
+        self.proc.wait()
+        run = RunDir(Path(self.spec.run_dir))
+        result = PassResult(
+            pass_no=self.pass_no, returncode=self.proc.returncode, duration_s=time.time() - self.t0,
+            crash=self.crash, killed_by_parent=self.killed and not self.timed_out, timed_out=self.timed_out,
+            stdout=_read_capped(run.stdout(self.pass_no), self.spec.output_cap),
+            stderr=_read_capped(run.stderr(self.pass_no), self.spec.output_cap),
+            stopped_by=self.stopped_by)
+        return result, self._tail.read_new()
+
+
 def run_pass(
     spec: RunSpec,
     pass_no: int,
@@ -258,65 +333,20 @@ def run_pass(
     lock: RunDirLock | None = None,
     stop: StopCallback | None = None,
 ) -> PassResult:
-    """Run one pass to its end (or its kill, or its timeout, or its stop).
+    """Run one pass to its end (or its kill, or its timeout, or its stop): a :class:`LivePass` stepped every ``poll_s``.
 
-    ``stop`` is polled: once it returns a signal name the worker gets SIGTERM (it
-    takes no new documents and exits within ``worker.STOP_GRACE_S``), and its group
-    is killed :data:`STOP_KILL_AFTER_S` after the request or at once when ``stop``
-    returns :data:`STOP_NOW`.
+    ``stop`` is polled: once it returns a signal name the worker is asked to stop (see :class:`LivePass`).
     """
-    crash = crash or CrashPlan()
-    run = Path(spec.run_dir)
-    ledger = RunDir(run).ledger
-    tail = LedgerTail(ledger)
-    tail.read_new() if ledger.exists() else None  # only this pass's events from here on
-    proc, t0 = start_pass(spec, pass_no, crash, lock=lock)
-    kill_at: float | None = None
-    killed = timed_out = False
-    stopped_by: str | None = None
-    stop_deadline: float | None = None
-    while proc.poll() is None:
-        now = time.time()
-        asked = stop() if stop is not None else None
-        if asked and stopped_by is None:
-            stopped_by = asked
-            append_event(ledger, Ev.STOP, pass_no=pass_no, signal=asked, by="parent")
-            try:
-                os.kill(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            stop_deadline = now + STOP_KILL_AFTER_S
-        if stop_deadline is not None and (now >= stop_deadline or asked == STOP_NOW) and not killed:
-            kill_group(proc)
-            killed = True
-        events = tail.read_new()
+    live = LivePass(spec, pass_no, crash, lock=lock)
+    while live.running:
+        events = live.step(stop() if stop is not None else None)
         if on_events and events:
             on_events(events)
-        if crash.kind == CRASH_RANDOM and kill_at is None and any(e.get("ev") in WORK_EVENTS for e in events):
-            # The clock starts at the pass's first service call: the processor is at work, whatever is left.
-            kill_at = now + crash.random_delay(spec.plan.seed, pass_no)
-        if kill_at is not None and now >= kill_at and not killed:
-            append_event(ledger, Ev.KILL, pass_no=pass_no, kind=CRASH_RANDOM, by="parent",
-                         delay=round(kill_at - t0, 4))
-            kill_group(proc)
-            killed = True
-        if now - t0 > spec.timeout_s:
-            append_event(ledger, Ev.TIMEOUT, pass_no=pass_no, after_s=spec.timeout_s)
-            kill_group(proc)
-            timed_out = True
         time.sleep(poll_s)
-    proc.wait()
-    if on_events:
-        rest = tail.read_new()
-        if rest:
-            on_events(rest)
-    return PassResult(
-        pass_no=pass_no, returncode=proc.returncode, duration_s=time.time() - t0, crash=crash,
-        killed_by_parent=killed, timed_out=timed_out,
-        stdout=_read_capped(RunDir(run).stdout(pass_no), spec.output_cap),
-        stderr=_read_capped(RunDir(run).stderr(pass_no), spec.output_cap),
-        stopped_by=stopped_by,
-    )
+    result, rest = live.finish()
+    if on_events and rest:
+        on_events(rest)
+    return result
 
 
 def run_passes(

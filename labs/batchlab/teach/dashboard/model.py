@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import atexit
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -38,13 +37,13 @@ from typing import Any
 
 from ...documents import load_batch
 from ...examples import make_documents, write_input
-from ...faults import CRASH_NONE, CRASH_RANDOM, CrashPlan
+from ...faults import CRASH_NONE, CrashPlan
 from ...host import kill_group, require_supported_platform
-from ...ledger import RESOURCE_EVENT, Ev, PassEnd, append_event
+from ...ledger import RESOURCE_EVENT, PassEnd, append_event
 from ...metrics import Metrics, metrics_for_run
 from ...resources import SAMPLE_EVERY_S, sample
 from ...rundir import RunDir
-from ...runner import WORK_EVENTS, LedgerTail, PassResult, RunSpec, prepare, start_pass
+from ...runner import LivePass, RunSpec, prepare
 from .board import (
     ERROR,
     FINISHED,
@@ -111,14 +110,8 @@ class DashboardModel:
         self._run_dir: Path | None = None
         self._owned_dir: Path | None = None
         self._spec: RunSpec | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._live: LivePass | None = None  # the running pass (the runner's driver: kills, timeout, events)
         self._pass_no = 0
-        self._pass_t0 = 0.0
-        self._pass_crash = CrashPlan()
-        self._killed_by_parent = False
-        self._timed_out = False
-        self._kill_at: float | None = None
-        self._tail: LedgerTail | None = None
         self._timeline = Timeline(None, t_start=None, clock=self._clock)
         self._t_end: float | None = None
         self._passes: list[PassInfo] = []
@@ -134,7 +127,7 @@ class DashboardModel:
     def live(self) -> bool:
         """A worker process is running."""
         with self._lock:
-            return self._proc is not None
+            return self._live is not None
 
     @property
     def run_dir(self) -> Path | None:
@@ -143,7 +136,7 @@ class DashboardModel:
     @property
     def worker_pid(self) -> int | None:
         with self._lock:
-            return self._proc.pid if self._proc is not None else None
+            return self._live.proc.pid if self._live is not None else None
 
     @property
     def metrics(self) -> Metrics | None:
@@ -169,7 +162,6 @@ class DashboardModel:
             batch = load_batch(source)
             self._spec = settings.run_spec(self.impl, batch, run_dir, timeout_s=self.timeout_s)
             prepare(self._spec)  # a new directory: the input is already in it
-            self._tail = LedgerTail(RunDir(run_dir).ledger)
             self._timeline = Timeline(batch, t_start=self._clock(), clock=self._clock)
             self._start(1, settings.crash_plan(batch))
             return self.snapshot()
@@ -177,28 +169,24 @@ class DashboardModel:
     def crash_now(self) -> int:
         """SIGKILL the running worker (its process group), now. Returns the killed pid."""
         with self._lock:
-            if self._proc is None:
+            live = self._live
+            if live is None:
                 raise DashboardError("no worker is running: nothing to crash", code="not_running",
                                      hints=["Press Run (or Resume) first, then Crash now while it runs."])
-            if self._proc.poll() is not None:
-                self._finish()
+            if not live.running:
+                self._finish(live)
                 raise DashboardError("the worker had already ended: nothing to crash", code="not_running",
                                      hints=["Press Resume (or Run) first, then Crash now while it runs."])
-            pid = self._proc.pid
-            assert self._tail is not None and self._run_dir is not None
-            append_event(RunDir(self._run_dir).ledger, Ev.KILL, pass_no=self._pass_no, kind=MANUAL_KILL,
-                         by="teacher", delay=round(self._clock() - self._pass_t0, 4))
-            self._killed_by_parent = True
-            kill_group(self._proc)
-            self._finish()
-            return pid
+            live.kill(kind=MANUAL_KILL, by="teacher")
+            self._finish(live)
+            return live.proc.pid
 
     def resume(self) -> Snapshot:
         """Start the next pass on the same batch id and state directory (no planned crash)."""
         with self._lock:
             if self._spec is None:
                 raise DashboardError("nothing to resume yet", code="no_run", hints=["Press Run first."])
-            if self._proc is not None:
+            if self._live is not None:
                 raise DashboardError("a worker is still running", code="still_running",
                                      hints=["Wait for it to end, or press Crash now first."])
             self._start(self._pass_no + 1, CrashPlan())
@@ -218,34 +206,13 @@ class DashboardModel:
     def poll(self) -> Snapshot:
         """Read what happened since the last call (ledger events, the worker's exit) and return a snapshot."""
         with self._lock:
-            if self._tail is None:
-                return self.snapshot()
-            events = self._tail.read_new()
-            self._timeline.fold(events)
-            proc = self._proc
-            if proc is not None:
-                now = self._clock()
-                if (self._pass_crash.kind == CRASH_RANDOM and self._kill_at is None
-                        and any(e.get("ev") in WORK_EVENTS for e in events)):
-                    lo, hi = self.settings.random_window
-                    self._kill_at = now + replace(self._pass_crash, window=(lo, hi)).random_delay(
-                        self.settings.seed, self._pass_no)
-                if self._kill_at is not None and now >= self._kill_at and proc.poll() is None:
-                    assert self._run_dir is not None
-                    append_event(RunDir(self._run_dir).ledger, Ev.KILL, pass_no=self._pass_no, kind=CRASH_RANDOM,
-                                 by="parent", delay=round(now - self._pass_t0, 4))
-                    self._killed_by_parent = True
-                    kill_group(proc)
-                elif now - self._pass_t0 > self.timeout_s and proc.poll() is None:
-                    assert self._run_dir is not None
-                    append_event(RunDir(self._run_dir).ledger, Ev.TIMEOUT, pass_no=self._pass_no,
-                                 after_s=self.timeout_s)
-                    self._timed_out = True
-                    kill_group(proc)
-                if proc.poll() is None:
-                    self._sample(proc.pid, now)
+            live = self._live
+            if live is not None:
+                self._timeline.fold(live.step())
+                if live.running:
+                    self._sample(live.proc.pid, self._clock())
                 else:
-                    self._finish()
+                    self._finish(live)
             return self.snapshot()
 
     def wait(self, timeout: float = 120.0, *, interval: float = 0.05) -> Snapshot:
@@ -269,11 +236,11 @@ class DashboardModel:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            end = self._clock() if self._proc is not None else self._t_end
+            end = self._clock() if self._live is not None else self._t_end
             line, board = self._timeline, self._timeline.board
             elapsed = (end - line.t_start) if line.t_start is not None and end is not None else 0.0
             return Snapshot(
-                phase=self._phase, pass_no=self._pass_no, pid=self._proc.pid if self._proc else None,
+                phase=self._phase, pass_no=self._pass_no, pid=self._live.proc.pid if self._live else None,
                 run_dir=str(self._run_dir) if self._run_dir else None, counts=board.counts(),
                 total=board.total, retries=board.retries, duplicates=board.duplicates,
                 calls=board.calls, elapsed_s=max(elapsed, 0.0), series=tuple(line.series),
@@ -295,16 +262,13 @@ class DashboardModel:
     def _start(self, pass_no: int, crash: CrashPlan) -> None:
         assert self._spec is not None
         self._pass_no = pass_no
-        self._pass_crash = crash
-        self._killed_by_parent = self._timed_out = False
-        self._kill_at = None
         self._ps = None
-        self._proc, self._pass_t0 = start_pass(self._spec, pass_no, crash)
-        self._timeline.new_pass(pass_no, self._pass_t0)
+        self._live = LivePass(self._spec, pass_no, crash)
+        self._timeline.new_pass(pass_no, self._live.t0)
         self._phase = RUNNING
         crash_text = "" if crash.kind == CRASH_NONE else f", planned crash {crash.kind}" + (
             f" at {crash.at}" if crash.at else "")
-        self._message = f"pass {pass_no} running (pid {self._proc.pid}{crash_text})"
+        self._message = f"pass {pass_no} running (pid {self._live.proc.pid}{crash_text})"
 
     def _sample(self, pid: int, now: float) -> None:
         """At most once a second, a resource sample of the running worker into the ledger (as the service does).
@@ -328,16 +292,13 @@ class DashboardModel:
             return
         append_event(RunDir(self._run_dir).ledger, RESOURCE_EVENT, pass_no=self._pass_no, by="dashboard", **values)
 
-    def _finish(self) -> None:
+    def _finish(self, live: LivePass) -> None:
         """The worker ended (by itself or killed): reap it, read its last events, compute the metrics."""
-        proc = self._proc
-        assert proc is not None and self._tail is not None and self._run_dir is not None
-        proc.wait()
-        self._timeline.fold(self._tail.read_new())
-        result = PassResult(pass_no=self._pass_no, returncode=proc.returncode,
-                            duration_s=self._clock() - self._pass_t0, crash=self._pass_crash,
-                            killed_by_parent=self._killed_by_parent, timed_out=self._timed_out)
-        self._proc = None
+        assert self._run_dir is not None
+        result, rest = live.finish()
+        proc = live.proc
+        self._timeline.fold(rest)
+        self._live = None
         self._t_end = self._clock()
         self._passes.append(PassInfo(self._pass_no, proc.pid, result.outcome, round(result.duration_s, 3)))
         try:
@@ -358,10 +319,10 @@ class DashboardModel:
 
     def _drop(self) -> None:
         """Kill any live worker and remove the run directory this model created."""
-        if self._proc is not None:
-            kill_group(self._proc)
-            self._proc.wait()
-            self._proc = None
+        if self._live is not None:  # Reset: the batch is dropped with its directory, no event to write
+            kill_group(self._live.proc)
+            self._live.proc.wait()
+            self._live = None
         if self._owned_dir is not None:
             shutil.rmtree(self._owned_dir, ignore_errors=True)
             self._owned_dir = None
