@@ -140,8 +140,21 @@ def test_a_hanging_pass_is_killed_at_its_timeout(tmp_path: Path, example_input_p
     spec = spec_for(impl, example_input_path, tmp_path / "run")
     spec.timeout_s = 1.0
     (result,) = run_passes(spec, [])
-    assert result.timed_out and result.outcome == "timeout"
-    assert any(e["ev"] == "timeout" for e in read_events(spec.run_dir / "ledger.jsonl"))
+    assert result.timed_out and result.outcome == "timeout" and not result.killed_by_parent
+    events = read_events(spec.run_dir / "ledger.jsonl")
+    assert [e["ev"] for e in events if e["ev"] in ("timeout", "kill")] == ["timeout"]
+
+
+def test_a_random_kill_due_after_the_pass_ended_is_not_recorded(reference_impl: Path, tmp_path: Path) -> None:
+    """A pass that finishes before its random kill's delay ends ok: no kill event, not killed by the parent."""
+    source = write_input(tmp_path / "input.json", make_documents(5, seed=2, min_bytes=100, max_bytes=200))
+    spec = spec_for(reference_impl, source, tmp_path / "run")
+    prepare(spec, fresh=True)
+    result = run_pass(spec, 1, CrashPlan(kind="random", window=(30.0, 31.0)))
+    events = read_events(spec.run_dir / "ledger.jsonl")
+    assert any(e["ev"] == "call_start" for e in events)  # the kill's clock did start
+    assert result.outcome == "ok" and not result.killed_by_parent
+    assert not [e for e in events if e["ev"] == "kill"]
 
 
 def test_bad_batch_input_exits_2_with_the_unified_error(reference_impl: Path, tmp_path: Path) -> None:
