@@ -138,3 +138,32 @@ class TestCommands:
 
     def test_release_check_passes_on_the_committed_skeleton(self, capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["release", "--check"]) == 0
+
+
+class TestOutages:
+    def test_run_with_an_outage_window_meets_the_outage_and_still_commits_every_document(self, tmp_path: Path,
+                                                                                       example_input_path: Path) -> None:
+        """``--outage 0:1``: the ledger shows the service down then up, and the run ends with the thresholds met."""
+        run_dir = tmp_path / "run"
+        proc = run_cli("run", "--input", str(example_input_path), "--run-dir", str(run_dir), "--outage", "0:1",
+                       "--fault-rate", "0")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        lines = [json.loads(line) for line in (run_dir / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert [e["state"] for e in lines if e["ev"] == "outage"][:2] == ["down", "up"]
+        assert json.loads((run_dir / "spec.json").read_text(encoding="utf-8"))["plan"]["outages"] == [[0.0, 1.0]]
+
+    @pytest.mark.parametrize("window", ["1", "a:b", "-1:2", "1:2:3"])
+    def test_a_malformed_outage_window_is_a_usage_error(self, tmp_path: Path, window: str) -> None:
+        proc = run_cli("run", "--run-dir", str(tmp_path / "run"), f"--outage={window}")
+        assert proc.returncode == 2 and error_of(proc.stdout)["code"] == "usage_error"
+
+    def test_the_switch_turns_on_and_off_in_a_run_directory_only(self, tmp_path: Path, example_input_path: Path) -> None:
+        """``batchlab outage RUN on|off``: the switch file appears and goes; a folder that is no run is refused."""
+        refused = run_cli("outage", str(tmp_path), "on")
+        assert refused.returncode == 2 and error_of(refused.stdout)["code"] == "run_dir_not_found"
+        run_dir = tmp_path / "run"
+        assert run_cli("run", "--input", str(example_input_path), "--run-dir", str(run_dir)).returncode == 0
+        assert "unreachable" in run_cli("outage", str(run_dir), "on").stdout
+        assert (run_dir / "outage.switch").exists()
+        assert "reachable" in run_cli("outage", str(run_dir), "off").stdout
+        assert not (run_dir / "outage.switch").exists()

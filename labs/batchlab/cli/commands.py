@@ -208,7 +208,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec = RunSpec(impl=Path(args.impl or default_demo_impl()), input=Path(args.input), run_dir=run,
                        batch_id=args.batch_id or batch.batch_id or "batch-001",
                        config=BatchConfig(concurrency=args.concurrency),
-                       plan=FaultPlan(seed=args.seed, transient_rate=args.fault_rate),
+                       plan=FaultPlan(seed=args.seed, transient_rate=args.fault_rate, stuck_rate=args.stuck_rate,
+                                      outages=tuple(args.outage)),
                        latency=LatencyModel(median_ms=args.latency_ms), timeout_s=args.timeout,
                        lock_wait_s=args.wait)
         prepare(spec)
@@ -247,6 +248,21 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     metrics = metrics_for_run(run)  # whatever the directory holds: the figures, or a KitError
     print(strict_json(metrics.to_dict(), ensure_ascii=False, indent=2, default=str) if args.json
           else format_table(metrics))
+    return EXIT_OK
+
+
+def cmd_outage(args: argparse.Namespace) -> int:
+    """The live switch of a run's service (``RunDir.outage_switch``): the running worker obeys it at its next call."""
+    run = RunDir(Path(args.run_dir))
+    if not run.spec.is_file():
+        raise UsageError(f"{args.run_dir} is not a run directory (no {run.spec.name})", code="run_dir_not_found",
+                         details={"run_dir": str(args.run_dir)}, hints=["Give the --run-dir of `batchlab run`."])
+    if args.state == "on":
+        run.outage_switch.touch()
+    elif args.state == "off":
+        run.outage_switch.unlink(missing_ok=True)
+    down = run.outage_switch.exists()
+    print(f"{run.path}: the service is {'unreachable (outage on)' if down else 'reachable (outage off)'}")
     return EXIT_OK
 
 

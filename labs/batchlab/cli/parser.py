@@ -9,7 +9,17 @@ from typing import NoReturn
 from ..defaults import LESSON
 from ..errors import KitError, UsageError
 from ..faults import CRASH_KINDS
-from .commands import cmd_bench, cmd_demo, cmd_make_input, cmd_metrics, cmd_release, cmd_run, cmd_serve, cmd_validate
+from .commands import (
+    cmd_bench,
+    cmd_demo,
+    cmd_make_input,
+    cmd_metrics,
+    cmd_outage,
+    cmd_release,
+    cmd_run,
+    cmd_serve,
+    cmd_validate,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,6 +35,17 @@ def _rate(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not a rate in [0, 1] (3 % is 0.03)")
     return value
+
+
+def _window(text: str) -> tuple[float, float]:
+    """``START:DURATION`` in seconds, e.g. ``0.5:3``: an outage from 0.5 s after the pass began, for 3 s."""
+    try:
+        start, duration = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not START:DURATION in seconds (e.g. 0.5:3)") from None
+    if start < 0 or duration < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: START and DURATION must not be negative")
+    return start, duration
 
 
 def _positive(text: str) -> int:
@@ -85,8 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=None,
                    help="seconds to wait for a run directory another run holds, then refuse with run_dir_busy "
                         "(default 3)")
+    p.add_argument("--outage", type=_window, action="append", default=[], metavar="START:DURATION",
+                   help="the service is unreachable from START s after the pass began, for DURATION s (repeatable)")
+    p.add_argument("--stuck-rate", type=_rate, default=0.0,
+                   help="share of calls that hang until the processor cancels them (its per-call deadline)")
     common(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("outage", help="take the service of a running batch down, or bring it back (live)")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("state", choices=["on", "off", "status"], help="on: unreachable; off: reachable again")
+    p.set_defaults(func=cmd_outage)
 
     p = sub.add_parser("metrics", help="the metrics of a run directory")
     p.add_argument("run_dir", type=Path)
