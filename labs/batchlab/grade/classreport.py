@@ -37,11 +37,12 @@ def step_shares(graded: list[Mapping[str, Any]]) -> dict[str, float]:
     """Per step, the class's mean share of that step's points (percent), over graded students."""
     shares: dict[str, list[float]] = {}
     for data in graded:
-        got: Counter[str] = Counter()
-        top: Counter[str] = Counter()
+        got: dict[str, float] = {}
+        top: dict[str, float] = {}
         for test in data.get("tests", []):
-            got[_step_of(test)] += float(test.get("score", 0))
-            top[_step_of(test)] += float(test.get("max_score", 0))
+            step = _step_of(test)
+            got[step] = got.get(step, 0.0) + float(test.get("score", 0))
+            top[step] = top.get(step, 0.0) + float(test.get("max_score", 0))
         for step, maximum in top.items():
             if maximum > 0:
                 shares.setdefault(step, []).append(100.0 * got[step] / maximum)

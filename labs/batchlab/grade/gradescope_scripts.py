@@ -34,7 +34,7 @@ export BATCHLAB_ROOT=/autograder/source/kit
 mkdir -p /autograder/results
 if ! /autograder/venv/bin/python -m batchlab.grade.gradescope --root /autograder; then
     if [ ! -s /autograder/results/results.json ]; then
-        printf '%s\n' '{"score": 0, "output": "The autograder could not run the grader. Please tell your teacher (the autograder log says why)."}' \
+        printf '%s\n' '{"score": 0, "output": "The autograder could not run the grader. Please tell your teacher."}' \
             > /autograder/results/results.json
     fi
 fi

@@ -75,6 +75,8 @@ def discover(folder: Path) -> list[Submission | Unreadable]:
 def read_entry(student: str, entry: Path) -> Submission | Unreadable:
     """Read one entry; every way it can be unreadable gives an :class:`Unreadable`."""
     try:
+        if entry.is_symlink() or (entry / MODULE_NAME).is_symlink():
+            return Unreadable(student, entry, "a symbolic link: submit the file itself")
         if entry.is_dir():
             module = entry / MODULE_NAME
             if not module.is_file():

@@ -43,5 +43,6 @@ def unreadable_entries(folder: Path) -> dict[str, str]:
     write_zip(folder / "nomodule.zip", {"src/other.py": b"x = 1\n"})
     write_zip(folder / "traversal.zip", {"../../evil.py": b"x = 1\n", "document_processor.py": b"x = 1\n"})
     (folder / "emptyfolder").mkdir()
+    (folder / "link.py").symlink_to("/etc/hostname")
     return {"empty": "empty", "binary": "binary", "badzip": "zip", "nomodule": "no document_processor.py",
-            "traversal": "outside", "emptyfolder": "no document_processor.py"}
+            "traversal": "outside", "emptyfolder": "no document_processor.py", "link": "symbolic link"}

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from batchlab.grade.autograder import build_autograder
 
 from .conftest import reference_source, skeleton_source
