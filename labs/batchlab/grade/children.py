@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..host import child_popen_kwargs, kill_group
@@ -57,7 +57,6 @@ class Child:
     deadline: float
     log: Path
     timed_out: bool = False
-    extra: dict[str, object] = field(default_factory=dict)
 
     def poll(self, now: float) -> int | None:
         """The exit code once the child is gone; past the deadline it is killed first."""

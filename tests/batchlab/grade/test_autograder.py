@@ -107,6 +107,15 @@ def grade(root: Path, source: str, env: dict[str, str] | None = None) -> tuple[d
 
 
 @pytest.mark.slow
+def test_setup_installs_the_kit_from_the_zips_wheel(autograder: Path) -> None:
+    """After setup.sh, /autograder/venv imports batchlab from its own site-packages (the wheel), not this checkout."""
+    proc = in_autograder(autograder, "/autograder/venv/bin/python", "-c",
+                         "import batchlab.grade.gradescope as g; print(g.__file__)", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().startswith("/autograder/venv/lib/"), proc.stdout
+
+
+@pytest.mark.slow
 def test_the_reference_gets_full_marks_with_the_hidden_scenarios(autograder: Path) -> None:
     """run_autograder on the reference writes results.json with every point, hidden scenarios included."""
     data, _, _ = grade(autograder, reference_source())
