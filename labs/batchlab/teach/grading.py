@@ -69,6 +69,10 @@ def run_grade(*, impl: Path | None = None, hidden: bool = False, step: str | Non
 
 def cmd_grade(args: argparse.Namespace) -> int:
     extra = [a for a in args.grader_options if a != "--"]
+    if extra and not extra[0].startswith("-"):  # `batchlab grade FILE`: a path pytest would take for a test path
+        raise UsageError(f"unexpected argument {extra[0]!r}", code="usage_error", details={"argument": extra[0]},
+                         hints=["The file to grade goes after --impl; grader options go after --, e.g. "
+                                "`batchlab grade --impl FILE -- --timeout-scale 2`."])
     return run_grade(impl=args.impl, hidden=args.hidden, step=args.step, results=args.results, extra=extra,
                      replace_process=args.exec)
 
