@@ -22,9 +22,11 @@ STEP_ZH = {"checkpoint": "检查点", "idempotency": "幂等键", "backoff": "�
            "resume": "恢复", "metrics": "指标", "scenarios": "验收场景"}
 LABELS = {
     "zh": {"hist_title": "总分分布（score histogram）", "hist_x": "总分", "hist_y": "学生数",
-           "step_title": "各步骤平均得分率（per step）", "step_y": "平均得分率 %"},
+           "step_title": "各步骤平均得分率（per step）", "step_y": "平均得分率 %",
+           "dist_title": "各步骤得分率分布", "dist_x": "得分率 %"},
     "en": {"hist_title": "Score histogram", "hist_x": "total score", "hist_y": "students",
-           "step_title": "Mean share of points per step", "step_y": "mean share of points %"},
+           "step_title": "Mean share of points per step", "step_y": "mean share of points %",
+           "dist_title": "Share of points per step", "dist_x": "share of points %"},
 }
 
 
@@ -33,8 +35,8 @@ def _step_of(test: Mapping[str, Any]) -> str:
     return str(tags[0]) if tags else "scenarios"
 
 
-def step_shares(graded: list[Mapping[str, Any]]) -> dict[str, float]:
-    """Per step, the class's mean share of that step's points (percent), over graded students."""
+def step_shares(graded: list[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Per step, each graded student's share of that step's points (percent), steps in the lesson's order."""
     shares: dict[str, list[float]] = {}
     for data in graded:
         got: dict[str, float] = {}
@@ -47,7 +49,7 @@ def step_shares(graded: list[Mapping[str, Any]]) -> dict[str, float]:
             if maximum > 0:
                 shares.setdefault(step, []).append(100.0 * got[step] / maximum)
     order = [s for s in STEP_ORDER if s in shares] + sorted(s for s in shares if s not in STEP_ORDER)
-    return {s: statistics.fmean(shares[s]) for s in order}
+    return {s: shares[s] for s in order}
 
 
 def _font() -> str | None:
@@ -65,12 +67,13 @@ def _font() -> str | None:
     return None
 
 
-def make_plots(folder: Path, totals: list[float], maximum: float, shares: Mapping[str, float]) -> list[Path]:
-    """``score-histogram.png`` and ``steps.png`` in ``folder``."""
+def make_plots(folder: Path, totals: list[float], maximum: float, shares: Mapping[str, list[float]]) -> list[Path]:
+    """``score-histogram.png``, ``steps.png`` (mean per step) and ``steps-distribution.png`` (one panel per step)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     family = _font()
     lang = "zh" if family else "en"
@@ -81,13 +84,35 @@ def make_plots(folder: Path, totals: list[float], maximum: float, shares: Mappin
         fig, ax = plt.subplots(figsize=(8, 4.5))
         ax.hist(totals, bins=min(20, max(5, len(totals))), range=(0, max(maximum, 1.0)), color="#4c72b0")
         ax.set(title=t["hist_title"], xlabel=t["hist_x"], ylabel=t["hist_y"])
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # students are counted in whole numbers
         out.append(_save(fig, folder / "score-histogram.png"))
         fig, ax = plt.subplots(figsize=(8, 4.5))
         names = [STEP_ZH.get(s, s) if lang == "zh" else s for s in shares]
-        ax.bar(names, list(shares.values()), color="#55a868")
+        ax.bar(names, [statistics.fmean(v) for v in shares.values()], color="#55a868")
         ax.set(title=t["step_title"], ylabel=t["step_y"], ylim=(0, 100))
         out.append(_save(fig, folder / "steps.png"))
+        out.append(_distribution(folder / "steps-distribution.png", names, list(shares.values()), t))
     return out
+
+
+def _distribution(path: Path, names: list[str], values: list[list[float]], t: Mapping[str, str]) -> Path:
+    """One histogram panel per step: how the class's shares of that step spread (all or nothing, or partial)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    cols = 4
+    rows = max(1, -(-len(names) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 3 * rows), squeeze=False)
+    for ax, name, data in zip(axes.flat, names + [""] * (rows * cols - len(names)),
+                              values + [[]] * (rows * cols - len(values)), strict=True):
+        if not name:
+            ax.axis("off")
+            continue
+        ax.hist(data, bins=10, range=(0, 100), color="#8172b2")
+        ax.set(title=name, xlabel=t["dist_x"])
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(t["dist_title"])
+    return _save(fig, path)
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -108,8 +133,10 @@ def write_class_report(out: Path, results: Mapping[str, Mapping[str, Any]]) -> P
     make_plots(out / "plots", totals, usual, shares)
     lines = _summary(results, graded, totals, usual)
     lines += ["", "![总分分布](plots/score-histogram.png)", "", "## 各步骤得分率（per step）", "",
-              "![各步骤平均得分率](plots/steps.png)", "", "| 步骤（step） | 平均得分率 |", "| --- | --- |"]
-    lines += [f"| {STEP_ZH.get(s, s)}（{s}） | {v:.1f} % |" for s, v in shares.items()]
+              "![各步骤平均得分率](plots/steps.png)", "", "![各步骤得分率分布](plots/steps-distribution.png)", "",
+              "| 步骤（step） | 平均得分率 | 满分人数 |", "| --- | --- | --- |"]
+    lines += [f"| {STEP_ZH.get(s, s)}（{s}） | {statistics.fmean(v):.1f} % | {sum(1 for x in v if x >= 100)}/{len(v)} |"
+              for s, v in shares.items()]
     lines += ["", "## 每个测试的通过率（pass rate per test）", "",
               f"按已评分（graded）的 {len(graded)} 名学生计算。", "",
               "| 编号 | 测试 | 通过 | 通过率 |", "| --- | --- | --- | --- |"]

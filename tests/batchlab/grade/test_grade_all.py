@@ -93,12 +93,12 @@ def test_unreadable_submissions_get_a_zero_row_with_the_reason(
 
 def test_the_class_report_has_pass_rates_broken_invariants_and_plots(
         graded_class: tuple[Path, Path, subprocess.CompletedProcess[str]]) -> None:
-    """The report gives 02.2's pass rate (1 of 3: only the reference case-folds ids) and links two real PNGs."""
+    """The report gives 02.2's pass rate (1 of 3: only the reference case-folds ids) and links three real PNGs."""
     _, out, _ = graded_class
     report = (out / "class-report.md").read_text(encoding="utf-8")
     assert "| 02.2 |" in report and "1/3 | 33 % |" in report
     assert "最常被破坏的不变量" in report
-    for name in ("score-histogram.png", "steps.png"):
+    for name in ("score-histogram.png", "steps.png", "steps-distribution.png"):
         assert f"plots/{name}" in report
         assert (out / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for student in ("ref", "skel", "nocase"):
