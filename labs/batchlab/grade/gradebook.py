@@ -66,6 +66,21 @@ def zero_result(*, status: str, reason: str, sha256: str | None, duration_s: flo
                                          "duration_s": round(duration_s, 2)}}}
 
 
+def read_grader_results(path: Path) -> dict[str, Any] | None:
+    """The grader's finished results, or None: missing, unparsable, or marked ``extra_data.unfinished``
+    (a grader that writes a placeholder at its start and was killed before its end leaves one)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("tests"), list):
+        return None
+    extra = data.setdefault("extra_data", {})
+    if not isinstance(extra, dict) or extra.get("unfinished"):
+        return None
+    return data
+
+
 def test_key(number: str) -> tuple[int, str, int]:
     """Step tests (``01.1``) first, then public (``A.k``) and hidden (``H.k``) scenarios, each in order."""
     head, _, tail = number.partition(".")

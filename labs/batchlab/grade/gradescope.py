@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .children import grade_verb, start
-from .gradebook import write_atomic, zero_result
+from .gradebook import read_grader_results, write_atomic, zero_result
 from .submissions import MODULE_NAME, Submission, read_entry
 
 #: Gradescope's default timeout is 10 minutes for the whole run; the grader gets 8 of them.
@@ -66,15 +66,14 @@ def run(root: Path, *, timeout_s: float = DEFAULT_TIMEOUT_S, grader_args: list[s
         reason = (f"The grader did not finish within {timeout_s:g} s (a hang that its own timeouts did not end): "
                   "scored 0. Run `pytest grader` on your module to see where it hangs.")
         return _write(results, zero_result(status="timeout", reason=reason, sha256=item.sha256, duration_s=duration))
-    try:
-        data = json.loads(graded.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        reason = f"The grader ended (exit {code}) without results; please tell your teacher."
+    finished = read_grader_results(graded)
+    if finished is None:
+        reason = f"The grader ended (exit {code}) without finished results; please tell your teacher."
         return _write(results, zero_result(status="crashed", reason=reason, sha256=item.sha256, duration_s=duration))
-    data["stdout_visibility"] = "after_published"
-    data.setdefault("extra_data", {})["grade_all"] = {"status": "graded", "reason": None, "sha256": item.sha256,
-                                                      "duration_s": round(duration, 2), "returncode": code}
-    return _write(results, data)
+    finished["stdout_visibility"] = "after_published"
+    finished["extra_data"]["grade_all"] = {"status": "graded", "reason": None, "sha256": item.sha256,
+                                           "duration_s": round(duration, 2), "returncode": code}
+    return _write(results, finished)
 
 
 def _write(path: Path, data: dict[str, Any]) -> dict[str, Any]:

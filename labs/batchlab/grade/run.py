@@ -16,7 +16,6 @@ Killed and started again, it grades only the students without a finished result 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import shutil
@@ -29,7 +28,7 @@ from typing import Any
 
 from ..errors import UsageError
 from .children import Child, grade_verb, start
-from .gradebook import gradebook_csv, load_result, save_result, write_atomic, zero_result
+from .gradebook import gradebook_csv, load_result, read_grader_results, save_result, write_atomic, zero_result
 from .submissions import MODULE_NAME, Submission, Unreadable, discover
 
 MARKER = ".batchlab-grade-all"
@@ -184,14 +183,14 @@ def _finish(s: Settings, sub: Submission, child: Child, code: int) -> dict[str, 
         reason = (f"timed out: grading took more than {s.timeout_s:g} s (the grader's own per-scenario "
                   "timeouts did not end it); scored 0")
         data = zero_result(status="timeout", reason=reason, sha256=sub.sha256, duration_s=duration)
+    elif (graded := read_grader_results(results)) is not None:
+        data = graded
+        data["extra_data"]["grade_all"] = {"status": "graded", "reason": None, **meta}
     else:
-        try:
-            data = json.loads(results.read_text(encoding="utf-8"))
-            data.setdefault("extra_data", {})["grade_all"] = {"status": "graded", "reason": None, **meta}
-        except (OSError, ValueError):
-            tail = output.strip().splitlines()[-3:]
-            reason = f"the grader ended (exit {code}) without a results file; last output: {' | '.join(tail)}"
-            data = zero_result(status="crashed", reason=reason[:500], sha256=sub.sha256, duration_s=duration)
+        tail = " | ".join(output.strip().splitlines()[-3:]) or "none"
+        how = f"was killed by signal {-code}" if code < 0 else f"ended with exit {code}"
+        reason = f"the grader {how} without a finished results file (scored 0); its last output: {tail}"
+        data = zero_result(status="crashed", reason=reason[:500], sha256=sub.sha256, duration_s=duration)
     data["extra_data"]["grade_all"].update(meta)
     save_result(s.out, sub.student, data, output)
     if not s.keep_runs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,19 @@ def test_the_gradebook_has_one_row_per_student_with_every_tests_points(tmp_path:
     assert rows[0] == ["student", "status", "total", "max", "reason", "01.2", "01.10", "A.1"]
     assert rows[1] == ["amy", "unreadable", "0", "11", "not a readable zip", "0", "0", "0"]
     assert rows[2] == ["zoe", "graded", "10", "11", "", "3", "1", "6"]
+
+
+def test_an_unfinished_or_broken_grader_results_file_is_not_taken_for_a_grade(tmp_path: Path) -> None:
+    """A placeholder marked unfinished (a grader killed mid-run), bad JSON or no tests: no grade is read from it."""
+    from batchlab.grade.gradebook import read_grader_results
+
+    cases = {"unfinished": {"score": 122, "tests": [], "extra_data": {"unfinished": True}},
+             "notests": {"score": 122}, "finished": {"score": 8, "tests": [], "extra_data": {}}}
+    for name, data in cases.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(data), encoding="utf-8")
+    (tmp_path / "bad.json").write_text("{", encoding="utf-8")
+    assert read_grader_results(tmp_path / "unfinished.json") is None
+    assert read_grader_results(tmp_path / "notests.json") is None
+    assert read_grader_results(tmp_path / "bad.json") is None
+    assert read_grader_results(tmp_path / "missing.json") is None
+    assert read_grader_results(tmp_path / "finished.json") == cases["finished"]

@@ -120,6 +120,20 @@ def test_a_submission_that_hangs_costs_itself_only(tmp_path: Path) -> None:
     assert not leftovers(tmp_path / "out")
 
 
+def test_a_submission_that_kills_its_grader_scores_zero_and_the_class_goes_on(tmp_path: Path) -> None:
+    """A module that SIGKILLs the process importing it, and that process's parent: a 0 row, the reference graded."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "killer.py").write_text("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
+                                    "os.kill(os.getpid(), signal.SIGKILL)\n", encoding="utf-8")
+    (subs / "ref.py").write_text(reference_source(), encoding="utf-8")
+    proc = grade_all(subs, tmp_path / "out", "--grader-args", FAST)
+    assert proc.returncode == 0, proc.stderr
+    book = gradebook(tmp_path / "out")
+    assert float(book["killer"]["total"]) == 0 and book["killer"]["status"] in ("crashed", "graded")
+    assert book["ref"]["status"] == "graded" and float(book["ref"]["total"]) == float(book["ref"]["max"]) > 0
+
+
 def test_a_run_killed_halfway_resumes_with_only_the_submissions_left(tmp_path: Path) -> None:
     """SIGKILL grade-all after its first result: no grading child outlives it; started again, it grades only the rest."""
     subs = tmp_path / "subs"
