@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from batchlab.paths import solution_module
 
 
+@pytest.mark.slow
 def test_exec_becomes_the_grader_and_passes_the_options_after_the_double_dash(tmp_path: Path) -> None:
     """With --exec the started process is the grader (its table, its exit code), and `-- --step idempotency` reaches it."""
     results = tmp_path / "results.json"
