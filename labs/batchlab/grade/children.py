@@ -31,6 +31,7 @@ class _ChildLimits:
     cpu_s: int | None = None
     memory_bytes: int | None = None
     file_bytes: int | None = CHILD_FILE_BYTES
+    processes: int | None = None  # the grader's process-count limit is for the children that run student code
 
 
 def grade_verb(impl: Path, results: Path, *, hidden: bool, grader_options: Sequence[str] = ()) -> list[str]:

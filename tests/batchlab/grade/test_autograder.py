@@ -57,8 +57,11 @@ def _bwrap_usable() -> str | None:
 
 def in_autograder(root: Path, *cmd: str, env: dict[str, str] | None = None,
                   timeout: float = GRADESCOPE_DEFAULT_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-    """Run ``cmd`` with ``root`` at ``/autograder`` and the rest of this machine's folders as they are."""
-    args = ["bwrap", "--proc", "/proc", "--dev", "/dev", "--die-with-parent"]
+    """Run ``cmd`` with ``root`` at ``/autograder`` and the rest of this machine's folders as they are, in a clean
+    environment as on Gradescope (none of this test's variables, such as ``PYTHONPATH`` or ``BATCHLAB_ROOT``)."""
+    args = ["bwrap", "--proc", "/proc", "--dev", "/dev", "--die-with-parent", "--clearenv",
+            "--setenv", "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "--setenv", "HOME", os.environ.get("HOME", "/root"), "--setenv", "LANG", "C.UTF-8"]
     for entry in sorted(Path("/").iterdir()):
         if entry.name in ("proc", "dev", "autograder"):
             continue
