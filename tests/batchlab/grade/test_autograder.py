@@ -26,6 +26,9 @@ from batchlab.grade.autograder import build_autograder
 
 from .conftest import reference_source, skeleton_source
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "grader"))  # the grader tests' helpers, by name
+from grader_runs import build_mutant, load_mutant  # noqa: E402
+
 GRADESCOPE_DEFAULT_TIMEOUT_S = 600
 
 
@@ -139,12 +142,10 @@ def test_the_skeleton_gets_zero_with_todo_feedback(autograder: Path) -> None:
 @pytest.mark.slow
 def test_a_hanging_submission_gets_a_results_file_within_gradescopes_time_limit(autograder: Path) -> None:
     """A batch that hangs forever: results.json arrives in time, the scenarios score 0, the steps before keep theirs."""
-    source = reference_source()
-    marker = "    # BEGIN SOLUTION step 05: resume"
-    assert source.count(marker) == 1
-    hanging = source.replace(marker, "    await asyncio.Event().wait()  # hangs forever\n" + marker)
-    # The grader's own test of a hang uses short timeouts too (tests/mutants/hangs.py): hung children use no CPU.
-    data, took, _ = grade(autograder, hanging, env={"BATCHLAB_GRADER_ARGS": "--timeout-scale 0.15 --jobs 6"})
+    hangs = load_mutant("hangs")  # the grader's own hanging variant, kept in step with the solution
+    hanging = build_mutant(hangs, reference_source())
+    # Its short timeouts too (hung children use no CPU), as the grader's own test of it does.
+    data, took, _ = grade(autograder, hanging, env={"BATCHLAB_GRADER_ARGS": " ".join(hangs.GRADER_ARGS)})
     assert took < GRADESCOPE_DEFAULT_TIMEOUT_S
     scenarios = [t for t in data["tests"] if t["number"][0] in "AH"]
     assert scenarios and all(t["score"] == 0 for t in scenarios)
