@@ -71,6 +71,8 @@ EXTENSIONS: dict[str, tuple[str, str]] = {
     "grade": ("batchlab.teach.grading", "add_parser"),
     "dashboard": ("batchlab.teach.dashboard.view", "add_parser"),
     "chaos": ("batchlab.teach.chaos", "add_parser"),
+    "grade-all": ("batchlab.grade.run", "add_parser"),
+    "autograder": ("batchlab.grade.autograder", "add_parser"),
 }
 
 
