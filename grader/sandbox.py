@@ -3,9 +3,13 @@
 Every piece of student code, step checks included, runs in a child process
 (:mod:`grader.probe`, or the harness's worker for two-pass scenarios) with:
 
+* bubblewrap where it works (:mod:`grader.bubblewrap`: a read-only filesystem but for its
+  own work directory, no network, its own PID namespace, no view of ``grader/``, the
+  results or other submissions), chosen once per session (:func:`use_sandbox`);
 * a wall-clock timeout (the child's whole process group is SIGKILLed);
-* resource limits (:data:`LIMITS`: CPU seconds, address space, file size), so an
-  endless loop, a memory blow-up or a flood of output ends the child, not the grader;
+* resource limits (:data:`LIMITS`: CPU seconds, address space, file size, process
+  count), so an endless loop, a memory blow-up, a flood of output or a fork storm ends
+  the child, not the grader;
 * stdout/stderr captured to files and read back capped;
 * its own working directory.
 
@@ -15,7 +19,9 @@ child can go wrong into one sentence for the student.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -29,10 +35,35 @@ from typing import Any
 from batchlab.host import child_popen_kwargs, environ_snapshot, kill_group
 from batchlab.runner import Limits
 
-PROBE = Path(__file__).with_name("probe.py")
+from .bubblewrap import Sandbox, detect
 
-#: Limits of every child that runs student code (probes and scenario workers).
-LIMITS = Limits(cpu_s=60, memory_bytes=2 * 1024**3, file_bytes=64 * 1024**2)
+GRADER_DIR = Path(__file__).resolve().parent
+PROBE = GRADER_DIR / "probe.py"
+
+#: Limits of every child that runs student code (probes and scenario workers). ``processes`` counts every
+#: process and thread of the grader's user (the grader's own included), so it is far above what a worker needs.
+LIMITS = Limits(cpu_s=60, memory_bytes=2 * 1024**3, file_bytes=64 * 1024**2, processes=512)
+
+
+def probe_files() -> list[Path]:
+    """What a probe child needs of ``grader/``: every ``probe*`` entry (keep the probe's modules so named);
+    the rest of the folder (tests, hidden scenarios) stays hidden from it."""
+    return sorted(p for p in GRADER_DIR.glob("probe*") if p.suffix != ".pyc")
+
+
+_ACTIVE: list[Sandbox] = []
+
+
+def use_sandbox(sandbox: Sandbox | None) -> None:
+    """Make ``sandbox`` the one every child of this process starts in (the conftest, once per session)."""
+    _ACTIVE[:] = [] if sandbox is None else [sandbox]
+
+
+def current_sandbox() -> Sandbox:
+    """The session's sandbox; outside a grader session, bubblewrap where it works, hiding ``grader/``."""
+    if not _ACTIVE:
+        _ACTIVE.append(detect().hiding(hidden=[GRADER_DIR], shown=probe_files()))
+    return _ACTIVE[0]
 #: How much of a child's stdout/stderr is read back.
 OUTPUT_CAP = 16_000
 
@@ -165,7 +196,7 @@ class ProbeProcess:
 
 def start_probe(impl: Path, check: str, args: dict[str, Any], *, workdir: Path,
                 env: dict[str, str] | None = None) -> ProbeProcess:
-    """Start ``probe.py IMPL CHECK`` in ``workdir`` with :data:`LIMITS`."""
+    """Start ``probe.py IMPL CHECK`` in ``workdir`` with :data:`LIMITS`, in the session's sandbox."""
     workdir.mkdir(parents=True, exist_ok=True)
     tag = f"{check}-{uuid.uuid4().hex[:8]}"
     args_path = workdir / f"{tag}.args.json"
@@ -173,10 +204,12 @@ def start_probe(impl: Path, check: str, args: dict[str, Any], *, workdir: Path,
     args_path.write_text(json.dumps(args, ensure_ascii=False), encoding="utf-8")
     stdout = (workdir / f"{tag}.verdict.stdout").open("wb")
     stderr = (workdir / f"{tag}.verdict.stderr").open("wb")
+    cmd = current_sandbox().command(
+        [sys.executable, str(PROBE), str(impl), check, str(args_path), str(verdict_path)],
+        writable=[workdir.resolve()], readable=[impl.resolve()])
     try:
         proc = subprocess.Popen(
-            [sys.executable, str(PROBE), str(impl), check, str(args_path), str(verdict_path)],
-            cwd=workdir, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=child_env(env), text=False,
+            cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=child_env(env), text=False,
             **child_popen_kwargs(LIMITS))
     finally:
         stdout.close()
@@ -189,3 +222,62 @@ def run_probe(impl: Path, check: str, args: dict[str, Any], *, workdir: Path, ti
               env: dict[str, str] | None = None) -> Verdict:
     """Run one check in a child to its end (or its timeout) and return the verdict."""
     return start_probe(impl, check, args, workdir=workdir, env=env).finish(timeout_s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Nothing left behind: orphans come back to the grader, which ends them before writing results
+# ---------------------------------------------------------------------------------------------
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def adopt_orphans() -> bool:
+    """Make this process the reaper of its descendants' orphans (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    A child that double-forks and calls ``setsid`` escapes its process group, so the group kill misses it;
+    but its orphan is re-parented to the nearest subreaper instead of init, and :func:`sweep_children`
+    finds it. Inside bubblewrap the PID namespace already ends them; this is the fallback's guarantee.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        return int(ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _children() -> list[tuple[int, str]]:
+    me, found = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == me:
+            found.append((int(entry.name), fields[0]))
+    return found
+
+
+def sweep_children(rounds: int = 50) -> int:
+    """SIGKILL and reap every child of this process still there; returns how many were alive.
+
+    Call it only when no child of the grader should run (the end of a session): each killed
+    process's own children come back here in turn, so it repeats until none is left.
+    """
+    alive = 0
+    for _ in range(rounds):
+        children = _children() if Path("/proc/self/stat").exists() else []
+        if not children:
+            break
+        for pid, state in children:
+            alive += state != "Z"
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid, _state in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+    return alive

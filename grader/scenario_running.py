@@ -23,7 +23,7 @@ from batchlab.sink import read_outputs, read_puts
 from batchlab.worker import WorkerExit
 
 from .analysis import PassView, pass_views, some
-from .sandbox import LIMITS
+from .sandbox import LIMITS, current_sandbox
 from .scenario_model import Scenario
 from .tasks import Context, register
 
@@ -45,9 +45,13 @@ class ScenarioRun:
 
 
 def _spec(sc: Scenario, ctx: Context, run_dir: Path, input_path: Path) -> RunSpec:
+    """The run's spec; its worker starts in the session's sandbox, writing only its run directory."""
+    sandbox = current_sandbox()
+    wrap = functools.partial(sandbox.command, writable=[run_dir.resolve()],
+                             readable=[ctx.impl, input_path.resolve()]) if sandbox.active else None
     return RunSpec(impl=ctx.impl, input=input_path, run_dir=run_dir, batch_id=f"batch-{sc.name}".replace("_", "-"),
                    config=sc.config, plan=sc.plan, latency=sc.latency, timeout_s=ctx.timeout(sc.timeout_s),
-                   limits=LIMITS, env={"PYTHONDONTWRITEBYTECODE": "1"})
+                   limits=LIMITS, env={"PYTHONDONTWRITEBYTECODE": "1"}, wrap=wrap)
 
 
 def _digest(run_dir: Path) -> dict[str, str]:

@@ -21,6 +21,9 @@ The facilities, with their fallback:
 facility                   Linux                       portable fallback (macOS, or forced)
 =========================  ==========================  ======================================================
 CPU-seconds limit          ``setrlimit(RLIMIT_CPU)``   the same (POSIX)
+process-count limit        ``setrlimit(RLIMIT_NPROC)`` the same (POSIX); it counts every process and thread of
+                                                       the child's user and the kernel exempts root, so it
+                                                       bounds a fork storm only for an unprivileged grader
 file-size limit            ``setrlimit(RLIMIT_FSIZE)`` the same (POSIX)
 address-space limit        ``setrlimit(RLIMIT_AS)``    not set: macOS does not enforce it (and may refuse
                                                        it); the wall-clock timeout and the CPU limit still
@@ -93,6 +96,8 @@ class Limited(Protocol):
     def memory_bytes(self) -> int | None: ...
     @property
     def file_bytes(self) -> int | None: ...
+    @property
+    def processes(self) -> int | None: ...
 
 
 def portable_forced() -> bool:
@@ -128,6 +133,9 @@ def _rlimits(limits: Limited) -> list[tuple[int, int]]:
     except ImportError:  # no POSIX resource limits at all: the wall-clock timeout remains
         return []
     wanted = [(resource.RLIMIT_CPU, limits.cpu_s), (resource.RLIMIT_FSIZE, limits.file_bytes)]
+    nproc = getattr(resource, "RLIMIT_NPROC", None)
+    if nproc is not None:
+        wanted.append((nproc, limits.processes))
     if linux_facilities():
         wanted.insert(1, (resource.RLIMIT_AS, limits.memory_bytes))
     pairs = []
@@ -350,10 +358,11 @@ def capabilities() -> Capabilities:
     try:
         import resource
 
-        names = {resource.RLIMIT_CPU: "cpu", resource.RLIMIT_AS: "address_space", resource.RLIMIT_FSIZE: "file_size"}
+        names = {resource.RLIMIT_CPU: "cpu", resource.RLIMIT_AS: "address_space", resource.RLIMIT_FSIZE: "file_size",
+                 resource.RLIMIT_NPROC: "processes"}
     except ImportError:
         pass
-    probe = SimpleNamespace(cpu_s=1, memory_bytes=1, file_bytes=1)  # every limit asked for: which are set?
+    probe = SimpleNamespace(cpu_s=1, memory_bytes=1, file_bytes=1, processes=1)  # every limit asked for: which are set?
     return Capabilities(
         platform=sys.platform, supported=not native_windows(), portable_forced=portable_forced(),
         linux_facilities=linux_facilities(),
