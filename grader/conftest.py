@@ -31,6 +31,7 @@ import pytest
 from batchlab.errors import KitError
 from batchlab.paths import kit_root, student_module
 
+from . import integrity
 from .bubblewrap import Sandbox, detect, git_dirs, submission_folder
 from .results import GraderError, SessionSummary, TestRecord, score_table, write_results
 from .sandbox import Verdict, adopt_orphans, probe_files, sweep_children, use_sandbox
@@ -76,6 +77,8 @@ class GraderSession:
     written: bool = False
     sandbox: Sandbox = field(default_factory=lambda: Sandbox("none", "not configured"))
     left_behind: int = 0
+    kit: integrity.KitSnapshot | None = None
+    kit_changed: list[str] = field(default_factory=list)
 
 
 SESSION = pytest.StashKey[GraderSession]()
@@ -117,6 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
                             sandbox=_sandbox(config, ctx.impl, ctx.results_dir))
     use_sandbox(session.sandbox)
     adopt_orphans()
+    session.kit = integrity.take(GRADER_DIR.parent, (GRADER_DIR, kit_root() / "labs" / "batchlab"))
     if not impl.is_file():
         session.impl_problem = f"the implementation file {impl} does not exist"
     config.stash[SESSION] = session
@@ -332,12 +336,26 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
 _pending_collect_errors: list[str] = []
 
 
+def _check_kit(gs: GraderSession) -> list[str]:
+    """What changed in the kit during the session. Without a sandbox it was the submission (it ran with our
+    permissions): put it back. With one, no child could write there: only report it (someone edited the kit)."""
+    if gs.kit is None:
+        return []
+    if gs.sandbox.active:
+        fresh = integrity.take(gs.kit.root, gs.kit.folders)
+        changed = [f"changed during grading (not by the submission): {p}" for p, b in fresh.files.items()
+                   if gs.kit.files.get(p) != b]
+        return changed
+    return gs.kit.restore(ignore=(gs.ctx.results_dir,))
+
+
 UNFINISHED = ("grading did not finish: the grader was stopped or killed before it wrote the results "
               "(by the submission? a grader without bubblewrap cannot prevent that); score 0")
 
 
 def _summary(gs: GraderSession, *, unfinished: bool = False) -> SessionSummary:
-    extra: dict[str, Any] = {"sandbox": gs.sandbox.info(), "processes_left_behind": gs.left_behind}
+    extra: dict[str, Any] = {"sandbox": gs.sandbox.info(), "processes_left_behind": gs.left_behind,
+                             "kit_changed": gs.kit_changed}
     errors = [*gs.grader_errors, *_pending_collect_errors]
     if unfinished:
         extra["unfinished"] = True
@@ -354,6 +372,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     gs.scheduler.shutdown()
     gs.left_behind = sweep_children()  # results are written only once every child of the grader is gone
+    gs.kit_changed = _check_kit(gs)
     write_results(gs.results_path, _summary(gs))
     gs.written = True
 
@@ -366,6 +385,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr = terminalreporter
     tr.section("grader score")
     tr.write_line(gs.sandbox.banner(), bold=not gs.sandbox.active)
+    if gs.kit_changed:
+        tr.write_line(f"THE KIT CHANGED DURING GRADING ({len(gs.kit_changed)} files; extra_data.kit_changed): "
+                      + "; ".join(gs.kit_changed[:3]), bold=True)
     if gs.left_behind:
         tr.write_line(f"{gs.left_behind} process(es) of the submission outlived their child and were killed "
                       "at the end (double fork?)")
