@@ -46,6 +46,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from batchlab.host import FORCE_PORTABLE_ENV, portable_forced
+
 #: ``off`` turns the sandbox off (debugging); anything else (or unset) uses it where it works.
 SANDBOX_ENV = "BATCHLAB_SANDBOX"
 #: Size caps of the child's private ``/tmp`` and ``/dev/shm`` (memory-backed: a flood there costs RAM, not disk).
@@ -153,6 +155,8 @@ def detect(off: bool = False) -> Sandbox:
         return Sandbox(KIND_NONE, f"turned off (--no-sandbox or {SANDBOX_ENV}=off)")
     if not sys.platform.startswith("linux"):
         return Sandbox(KIND_NONE, f"bubblewrap needs Linux (this is {sys.platform})")
+    if portable_forced():
+        return Sandbox(KIND_NONE, f"the portable fallbacks are forced ({FORCE_PORTABLE_ENV}=1): as on macOS")
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return Sandbox(KIND_NONE, "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)")

@@ -28,13 +28,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from batchlab.errors import KitError
-from batchlab.paths import kit_root, student_module
+from batchlab.paths import student_module
 
-from . import integrity
-from .bubblewrap import Sandbox, detect, git_dirs, submission_folder
+from . import guard, integrity
+from .bubblewrap import Sandbox
 from .results import GraderError, SessionSummary, TestRecord, score_table, write_results
-from .sandbox import Verdict, adopt_orphans, probe_files, sweep_children, use_sandbox
+from .sandbox import Verdict, adopt_orphans, sweep_children, use_sandbox
 from .scenarios import HIDDEN_SCENARIO_COUNT, PUBLIC_SCENARIOS
 from .steps import parse_step, step_number
 from .tasks import MARKER, Context, Scheduler
@@ -117,10 +116,12 @@ def pytest_configure(config: pytest.Config) -> None:
                   timeout_scale=config.option.timeout_scale)
     session = GraderSession(ctx=ctx, scheduler=Scheduler(ctx, jobs=max(1, config.option.jobs)),
                             results_path=results_path, step=step, hidden=config.option.hidden,
-                            sandbox=_sandbox(config, ctx.impl, ctx.results_dir))
+                            sandbox=guard.session_sandbox(
+                                ctx.impl, ctx.results_dir, off=config.option.no_sandbox,
+                                extra_hidden=[p for p in (_resolve(config, v) for v in config.option.sandbox_hide) if p]))
     use_sandbox(session.sandbox)
     adopt_orphans()
-    session.kit = integrity.take(GRADER_DIR.parent, (GRADER_DIR, kit_root() / "labs" / "batchlab"))
+    session.kit = guard.snapshot_kit()
     if not impl.is_file():
         session.impl_problem = f"the implementation file {impl} does not exist"
     config.stash[SESSION] = session
@@ -130,24 +131,8 @@ def pytest_configure(config: pytest.Config) -> None:
     write_results(results_path, _summary(session, unfinished=True))
 
 
-def _sandbox(config: pytest.Config, impl: Path, results_dir: Path) -> Sandbox:
-    """The session's sandbox: what no child may see (the grader, earlier results, the reference, the kit's
-    history, the submission's folder, ``--sandbox-hide``), what it may (the probe's files, the submission)."""
-    hidden = [GRADER_DIR, results_dir]
-    for root in {kit_root(), GRADER_DIR.parent}:
-        hidden += [root / "labs" / "solution", *git_dirs(root)]
-    folder = submission_folder(impl, keep=[GRADER_DIR.parent, kit_root(), results_dir])
-    hidden += [folder] if folder else []
-    hidden += [p for p in (_resolve(config, v) for v in config.option.sandbox_hide) if p is not None]
-    return detect(off=config.option.no_sandbox).hiding(hidden=hidden, shown=[*probe_files(), impl])
-
-
 def _refuse_without_sandbox(session: GraderSession) -> NoReturn:
-    error = KitError(f"--require-sandbox: no sandbox here: {session.sandbox.reason}", code="sandbox_unavailable",
-                     details={"sandbox": session.sandbox.info()},
-                     hints=["Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and check that "
-                            "`bwrap --ro-bind / / --unshare-pid --unshare-net true` runs for this user.",
-                            "Or grade without --require-sandbox: the results then say the weaker guarantee."])
+    error = guard.refusal(session.sandbox)
     session.grader_errors.append(error.to_json())
     write_results(session.results_path, _summary(session))
     session.written = True
@@ -336,19 +321,6 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
 _pending_collect_errors: list[str] = []
 
 
-def _check_kit(gs: GraderSession) -> list[str]:
-    """What changed in the kit during the session. Without a sandbox it was the submission (it ran with our
-    permissions): put it back. With one, no child could write there: only report it (someone edited the kit)."""
-    if gs.kit is None:
-        return []
-    if gs.sandbox.active:
-        fresh = integrity.take(gs.kit.root, gs.kit.folders)
-        changed = [f"changed during grading (not by the submission): {p}" for p, b in fresh.files.items()
-                   if gs.kit.files.get(p) != b]
-        return changed
-    return gs.kit.restore(ignore=(gs.ctx.results_dir,))
-
-
 UNFINISHED = ("grading did not finish: the grader was stopped or killed before it wrote the results "
               "(by the submission? a grader without bubblewrap cannot prevent that); score 0")
 
@@ -372,7 +344,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     gs.scheduler.shutdown()
     gs.left_behind = sweep_children()  # results are written only once every child of the grader is gone
-    gs.kit_changed = _check_kit(gs)
+    gs.kit_changed = guard.kit_changes(gs.kit, gs.sandbox, gs.ctx.results_dir)
     write_results(gs.results_path, _summary(gs))
     gs.written = True
 

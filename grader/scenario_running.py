@@ -23,7 +23,7 @@ from batchlab.sink import read_outputs, read_puts
 from batchlab.worker import WorkerExit
 
 from .analysis import PassView, pass_views, some
-from .sandbox import LIMITS, current_sandbox
+from .sandbox import LIMITS, current_sandbox, reap_adopted
 from .scenario_model import Scenario
 from .tasks import Context, register
 
@@ -84,6 +84,7 @@ def run_scenario(sc: Scenario, ctx: Context) -> ScenarioRun:
         passes.append(run_pass(spec, 3))
     else:
         passes = run_watched_passes(spec, plans, facts, stall_s=ctx.timeout(STALL_S))
+    reap_adopted()
     return _collect(sc, run_dir, documents, plans, passes, time.monotonic() - started, facts)
 
 
