@@ -8,13 +8,13 @@ submission, read the hidden scenarios, kill the grader or leave processes behind
 (a probe or a scenario's worker) starts as::
 
     sh -c 'bwrap "$@"; <re-raise the child's signal>' sh \\
-        --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp --tmpfs /dev/shm \\
+        --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp --tmpfs /dev/shm --tmpfs /run \\
         --unshare-pid --unshare-net --unshare-ipc --unshare-uts --die-with-parent --new-session \\
         --tmpfs <each hidden folder> ... --ro-bind <the files it needs> ... --bind <its own work dir> \\
         --remount-ro <each hidden folder> --chdir <work dir> -- python ...
 
 so it sees the filesystem read-only except its own fresh work directory and a
-private, size-capped ``/tmp``; has no network; lives in its own PID namespace
+private, size-capped ``/tmp``; has no network and no other service's socket (``/run`` is emptied); lives in its own PID namespace
 (every process it starts dies with the namespace's first process, which dies with
 the child's parent or the grader's group kill); and cannot see the *hidden*
 folders: the grader (hidden scenarios included; only its probe files are shown
@@ -61,6 +61,9 @@ BASE_FLAGS: tuple[str, ...] = (
     "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
     "--die-with-parent", "--new-session",
     "--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
+    # /run holds other services' sockets (a database's, D-Bus): a read-only mount still lets a client connect to a
+    # socket, so the folder is replaced by an empty read-only one. /dev itself is made read-only (no flood there).
+    "--tmpfs", "/run", "--remount-ro", "/run", "--remount-ro", "/dev",
 )
 #: Re-raise the signal that killed the sandboxed child (bwrap exits 128+N) on the shell itself.
 _SHIM = 'bwrap_bin=$1; shift; "$bwrap_bin" "$@"; rc=$?; ' \
