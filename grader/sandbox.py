@@ -211,7 +211,7 @@ def start_probe(impl: Path, check: str, args: dict[str, Any], *, workdir: Path,
     try:
         proc = subprocess.Popen(
             cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=child_env(env), text=False,
-            **child_popen_kwargs(LIMITS))
+            **child_popen_kwargs(LIMITS, any_thread=True))  # the task pool's threads outlive their probes
     finally:
         stdout.close()
         stderr.close()

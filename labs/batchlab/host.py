@@ -149,19 +149,22 @@ def _rlimits(limits: Limited) -> list[tuple[int, int]]:
     return pairs
 
 
-def child_limiter(limits: Limited | None) -> Callable[[], None] | None:
+def child_limiter(limits: Limited | None, *, any_thread: bool = False) -> Callable[[], None] | None:
     """A ``preexec_fn`` that sets ``limits`` in the child before exec (worked out here, in the parent).
 
     Where a ``preexec_fn`` runs anyway (limits are set) and ``PR_SET_PDEATHSIG`` is
     usable, it also asks the kernel to SIGKILL the child when its parent dies: a
-    grader child running student code never outlives a killed grader.
+    grader child running student code never outlives a killed grader. ``any_thread``:
+    ask it from a helper thread too, for a caller whose thread outlives every child it
+    starts (the grader's task pool, whose threads live as long as the session).
     """
     pairs = _rlimits(limits) if limits is not None else []
     if not pairs:
         return None
     import resource
 
-    prctl = _prctl() if pdeathsig_usable() else None
+    usable = pdeathsig_usable() or (any_thread and linux_facilities() and _prctl() is not None)
+    prctl = _prctl() if usable else None
     parent = os.getpid()
 
     def apply() -> None:  # runs in the forked child: no environment reads, no imports
@@ -175,13 +178,13 @@ def child_limiter(limits: Limited | None) -> Callable[[], None] | None:
     return apply
 
 
-def child_popen_kwargs(limits: Limited | None = None) -> dict[str, Any]:
+def child_popen_kwargs(limits: Limited | None = None, *, any_thread: bool = False) -> dict[str, Any]:
     """``subprocess.Popen`` arguments for a child the kit may kill: its own session, and ``limits``.
 
     The child leads a new process group, so :func:`kill_group` takes its own
-    children (an executor's processes, a grader run) with it.
+    children (an executor's processes, a grader run) with it. ``any_thread``: see :func:`child_limiter`.
     """
-    return {"start_new_session": True, "preexec_fn": child_limiter(limits)}
+    return {"start_new_session": True, "preexec_fn": child_limiter(limits, any_thread=any_thread)}
 
 
 def kill_group(proc: subprocess.Popen[Any]) -> None:

@@ -198,3 +198,53 @@ def test_require_sandbox_without_one_is_the_unified_error_with_results(tmp_path:
     data = json.loads(results.read_text(encoding="utf-8"))
     assert data["score"] == 0 and data["extra_data"]["sandbox"]["kind"] == "none"
     assert any("sandbox_unavailable" in e for e in data["extra_data"]["grader_errors"])
+
+
+@pytest.mark.parametrize("sandbox", ["on", "off"])
+def test_a_probe_started_from_a_task_thread_dies_with_a_killed_grader(sandbox: str, tmp_path: Path) -> None:
+    """A grader killed from outside (a class-grading timeout) takes a hanging probe with it, with or without
+    bubblewrap, though the probe was started from a helper thread (the task pool's, alive while it waits)."""
+    impl = _impl(tmp_path / "sub", "import time\nopen('started', 'w').close()\ntime.sleep(600)\n")
+    script = "\n".join([
+        "import sys, threading, time", f"sys.path.insert(0, {str(ROOT)!r})", "from pathlib import Path",
+        "from grader.sandbox import run_probe",
+        f"t = threading.Thread(target=run_probe, args=(Path({str(impl)!r}), 'import', {{}}),",
+        f"                     kwargs={{'workdir': Path({str(tmp_path / 'w')!r}), 'timeout_s': 600}})",
+        "t.start(); t.join()"])
+    env = {**os.environ, "BATCHLAB_SANDBOX_TEST": str(tmp_path), bubblewrap.SANDBOX_ENV: sandbox}
+    grader = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "w" / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "w" / "started").exists()
+    grader.kill()
+    grader.wait()
+    deadline = time.monotonic() + 10
+    while _with_marker(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _with_marker(str(tmp_path))
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() == 0, reason="the kernel exempts root from RLIMIT_NPROC (.ci/run runs this test "
+                                               "as an unprivileged user)")
+def test_a_fork_storm_in_the_sandbox_stops_at_the_process_count_limit(tmp_path: Path) -> None:
+    """For an unprivileged grader, the process-count limit holds inside the sandbox: forks fail with EAGAIN."""
+    mine = sum(1 for p in Path("/proc").glob("[0-9]*/task/*") if _owner(p) == os.getuid())
+    storm = ("import os, time\nn = 0\nfor _ in range(400):\n    try:\n        pid = os.fork()\n"
+             "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(60)\n        os._exit(0)\n"
+             "    n += 1\nprint(n)\n")
+    proc = subprocess.run(_sandbox().command([sys.executable, "-c", storm], writable=[tmp_path]), capture_output=True,
+                          text=True, timeout=120, **child_popen_kwargs(Limits(processes=mine + 40)))
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) < 400
+
+
+def _owner(path: Path) -> int:
+    try:
+        return path.stat().st_uid
+    except OSError:
+        return -1
