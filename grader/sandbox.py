@@ -152,6 +152,12 @@ def _read_capped(path: Path, cap: int = OUTPUT_CAP) -> str:
     return (f"[... {size - cap} earlier bytes cut]\n" + text) if size > cap else text
 
 
+def sandbox_failed(stderr: str) -> bool:
+    """Whether a child's error output is bubblewrap's refusal to set the sandbox up (a grader error, never the
+    student's: the student's code had not started)."""
+    return current_sandbox().active and stderr.lstrip().startswith("bwrap: ")
+
+
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {**environ_snapshot(), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PYTEST_CURRENT_TEST", None)
@@ -191,6 +197,10 @@ class ProbeProcess:
                            error=raw.get("error") or {}, returncode=self.proc.returncode, duration_s=duration,
                            stdout=stdout, stderr=stderr)
         status = "timeout" if timed_out else "died"
+        if not timed_out and sandbox_failed(stderr):
+            return Verdict(check=self.check, status="grader_error", returncode=self.proc.returncode,
+                           duration_s=duration, stdout=stdout, stderr=stderr,
+                           error={"type": "SandboxError", "message": stderr.strip()[:800]})
         return Verdict(check=self.check, status=status, returncode=self.proc.returncode, duration_s=duration,
                        stdout=stdout, stderr=stderr)
 

@@ -23,7 +23,8 @@ from batchlab.sink import read_outputs, read_puts
 from batchlab.worker import WorkerExit
 
 from .analysis import PassView, pass_views, some
-from .sandbox import LIMITS, current_sandbox, reap_adopted
+from .results import GraderError
+from .sandbox import LIMITS, current_sandbox, reap_adopted, sandbox_failed
 from .scenario_model import Scenario
 from .tasks import Context, register
 
@@ -85,6 +86,9 @@ def run_scenario(sc: Scenario, ctx: Context) -> ScenarioRun:
     else:
         passes = run_watched_passes(spec, plans, facts, stall_s=ctx.timeout(STALL_S))
     reap_adopted()
+    broken = [p for p in passes if sandbox_failed(p.stderr)]
+    if broken:
+        raise GraderError(f"the sandbox did not start pass {broken[0].pass_no}: {broken[0].stderr.strip()[:800]}")
     return _collect(sc, run_dir, documents, plans, passes, time.monotonic() - started, facts)
 
 

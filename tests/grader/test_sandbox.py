@@ -17,7 +17,7 @@ from batchlab.runner import Limits
 
 from grader import bubblewrap
 from grader.bubblewrap import Sandbox, detect, git_dirs, submission_folder
-from grader.sandbox import GRADER_DIR, probe_files, run_probe, sweep_children
+from grader.sandbox import GRADER_DIR, probe_files, run_probe, sweep_children, use_sandbox
 
 BWRAP = detect().active
 needs_bwrap = pytest.mark.skipif(not BWRAP, reason=f"bubblewrap does not run here: {detect().reason}")
@@ -248,3 +248,17 @@ def _owner(path: Path) -> int:
         return path.stat().st_uid
     except OSError:
         return -1
+
+
+def test_a_sandbox_that_cannot_start_is_a_grader_error_not_the_students(tmp_path: Path) -> None:
+    """When bwrap refuses to set a child up, the verdict is a grader error with bwrap's message."""
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: Can not mount tmpfs on /x: No space' >&2\nexit 1\n", encoding="utf-8")
+    fake.chmod(0o755)
+    use_sandbox(Sandbox("bubblewrap", "a fake bwrap that always refuses", bwrap=str(fake)))
+    try:
+        verdict = run_probe(_impl(tmp_path / "sub", "X = 1\n"), "import", {}, workdir=tmp_path / "w", timeout_s=30)
+    finally:
+        use_sandbox(None)
+    assert verdict.is_grader_error and "Can not mount tmpfs" in verdict.failure("the module")
+    assert "GRADER ERROR (not your fault)" in verdict.failure("the module")
