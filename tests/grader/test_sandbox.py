@@ -262,3 +262,17 @@ def test_a_sandbox_that_cannot_start_is_a_grader_error_not_the_students(tmp_path
         use_sandbox(None)
     assert verdict.is_grader_error and "Can not mount tmpfs" in verdict.failure("the module")
     assert "GRADER ERROR (not your fault)" in verdict.failure("the module")
+
+
+def test_the_session_hides_the_grader_results_reference_history_and_neighbours(tmp_path: Path) -> None:
+    """The session's sandbox hides grader/, the results, labs/solution, the git folder, the submission's folder and
+    every --sandbox-hide folder, and shows the probe's files and the submission again."""
+    from grader.guard import session_sandbox
+
+    impl = _impl(tmp_path / "subs" / "alice", "X = 1\n")
+    box = session_sandbox(impl, tmp_path / "out", extra_hidden=[tmp_path / "gradebook"])
+    hidden = set(box.hidden)
+    assert {GRADER_DIR, (tmp_path / "out").resolve(), (tmp_path / "subs" / "alice").resolve(),
+            (tmp_path / "gradebook").resolve(), (ROOT / "labs" / "solution").resolve()} <= hidden
+    assert set(git_dirs(ROOT)) <= hidden
+    assert impl.resolve() in box.shown and set(probe_files()) <= set(box.shown)
