@@ -9,7 +9,7 @@ submission, read the hidden scenarios, kill the grader or leave processes behind
 
     sh -c 'bwrap "$@"; <re-raise the child's signal>' sh \\
         --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp --tmpfs /dev/shm --tmpfs /run \\
-        --unshare-pid --unshare-net --unshare-ipc --unshare-uts --die-with-parent --new-session \\
+        --unshare-pid --unshare-net --unshare-ipc --unshare-uts --die-with-parent \\
         --tmpfs <each hidden folder> ... --ro-bind <the files it needs> ... --bind <its own work dir> \\
         --remount-ro <each hidden folder> --chdir <work dir> -- python ...
 
@@ -22,6 +22,15 @@ again), the results folder (earlier results, other children's work), the
 reference solution, the kit's git history and the submission's own folder (other
 submissions beside it). The resource limits (:data:`grader.sandbox.LIMITS`, with a
 process count) still apply.
+
+No ``--new-session``: the sandboxed child stays in the process group the grader kills, so the
+grader's SIGKILL reaches it at once, as without a sandbox. In a session of its own it died only
+after the shell, the outer ``bwrap`` and the namespace's first process had, a few milliseconds
+the grader did not wait for: a probe killed mid-write kept writing its checkpoint after the
+grader read it (seen as "impossible states" in the kill test). The session's purpose, a child
+that cannot push keystrokes into a terminal, does not apply: grader children have no terminal
+(their group leader already called ``setsid``). A process that leaves the group (``setsid``)
+still dies with the namespace.
 
 ``bwrap`` reports a child killed by signal N as exit status 128+N; the ``sh`` in
 front turns that back into a death by the same signal, so the runner and the probe
@@ -59,7 +68,7 @@ KIND_NONE = "none"
 BASE_FLAGS: tuple[str, ...] = (
     "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
     "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-    "--die-with-parent", "--new-session",
+    "--die-with-parent",
     "--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
     # /run holds other services' sockets (a database's, D-Bus): a read-only mount still lets a client connect to a
     # socket, so the folder is replaced by an empty read-only one. /dev itself is made read-only (no flood there).

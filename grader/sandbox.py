@@ -176,8 +176,10 @@ class ProbeProcess:
     started: float
 
     def kill(self) -> None:
+        """SIGKILL the child's group and return once none of its processes runs any more (the sandbox's too)."""
         kill_group(self.proc)
         self.proc.wait()
+        wait_group_gone(self.proc.pid)
 
     def finish(self, timeout_s: float) -> Verdict:
         """Wait for the child (killing it after ``timeout_s``) and read its verdict."""
@@ -259,9 +261,38 @@ def adopt_orphans() -> bool:
         return False
 
 
-def _children(named: str | None = None) -> list[tuple[int, str]]:
-    """(pid, state) of this process's children (``named``: only those whose command is that)."""
-    me, found = os.getpid(), []
+def _children() -> list[tuple[int, str]]:
+    """(pid, state) of this process's children."""
+    return [(pid, state) for pid, state, _ in _children_named()]
+
+
+def reap_adopted() -> None:
+    """Reap the sandboxes' own processes that ended here: bwrap's first process inside the PID namespace
+    (and what it had started) outlives the outer bwrap by a moment and, orphaned, comes back to this
+    subreaper as a zombie. With the sandbox on, the grader's own children are always the ``sh`` in front
+    of ``bwrap``, so reaping every other zombie child robs no ``Popen``."""
+    if not sys.platform.startswith("linux") or not current_sandbox().active:
+        return
+    for pid, state, name in _children_named():
+        if state == "Z" and name != "sh":
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+
+
+def _children_named() -> list[tuple[int, str, str]]:
+    return [(pid, state, name) for pid, state, name in _processes() if _ppid_of(pid) == os.getpid()]
+
+
+def _ppid_of(pid: int) -> int:
+    try:
+        return int((Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split())[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def _processes(pgrp: int | None = None) -> list[tuple[int, str, str]]:
+    """(pid, state, command) of every process (``pgrp``: of that process group only)."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -270,21 +301,19 @@ def _children(named: str | None = None) -> list[tuple[int, str]]:
             fields = tail.split()
         except (OSError, ValueError):
             continue
-        if int(fields[1]) == me and (named is None or head.split("(", 1)[-1] == named):
-            found.append((int(entry.name), fields[0]))
+        if pgrp is None or int(fields[2]) == pgrp:
+            found.append((int(entry.name), fields[0], head.split("(", 1)[-1]))
     return found
 
 
-def reap_adopted() -> None:
-    """Reap the sandboxes' own processes that ended here: bwrap's first process inside the PID namespace
-    outlives the outer bwrap by a moment and, as an orphan, comes back to this subreaper as a zombie. The
-    grader's own children are never ``bwrap`` (a shell stands in front of it), so no ``Popen`` is robbed."""
-    if not sys.platform.startswith("linux"):
+def wait_group_gone(pgrp: int, timeout_s: float = 5.0) -> None:
+    """Wait until no process of group ``pgrp`` runs (zombies aside): after a group kill, a sandboxed child may
+    take a moment longer than the shell in front of it that ``wait()`` saw end."""
+    if not Path("/proc/self/stat").exists():
         return
-    for pid, state in _children("bwrap"):
-        if state == "Z":
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+    deadline = time.monotonic() + timeout_s
+    while any(state != "Z" for _, state, _ in _processes(pgrp)) and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def sweep_children(rounds: int = 50) -> int:

@@ -277,3 +277,23 @@ def test_the_session_hides_the_grader_results_reference_history_and_neighbours(t
             (tmp_path / "gradebook").resolve(), (ROOT / "labs" / "solution").resolve()} <= hidden
     assert set(git_dirs(ROOT)) <= hidden
     assert impl.resolve() in box.shown and set(probe_files()) <= set(box.shown)
+
+
+@needs_bwrap
+def test_a_killed_probe_writes_nothing_after_the_kill_returns(tmp_path: Path) -> None:
+    """ProbeProcess.kill() returns only once the student's code has stopped: a probe writing in a loop leaves its
+    file exactly as the grader finds it after the kill (the checkpoint-kill test reads the state right then)."""
+    from grader.sandbox import start_probe
+
+    impl = _impl(tmp_path / "sub", "import os\nfd = os.open('beat', os.O_WRONLY | os.O_CREAT | os.O_APPEND)\n"
+                                   "while True:\n    os.write(fd, b'x' * 64)\n")
+    for _ in range(5):
+        work = tmp_path / f"w{_}"
+        probe = start_probe(impl, "import", {}, workdir=work)
+        deadline = time.monotonic() + 30
+        while (not (work / "beat").exists() or (work / "beat").stat().st_size < 64_000) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        probe.kill()
+        size = (work / "beat").stat().st_size
+        time.sleep(0.3)
+        assert (work / "beat").stat().st_size == size
