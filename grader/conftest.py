@@ -9,6 +9,9 @@
 ``--thresholds FILE``  another threshold file (default: the kit's ``batchlab/thresholds.toml``)
 ``--jobs N``           child processes run at once (default 3)
 ``--timeout-scale X``  multiply every timeout (slow machines)
+``--no-sandbox``       run student code without bubblewrap (debugging; also ``BATCHLAB_SANDBOX=off``)
+``--require-sandbox``  refuse to grade where bubblewrap cannot run (unified error, exit 2, results still written)
+``--sandbox-hide DIR`` one more folder no child may see (repeatable; e.g. the other submissions' folder)
 
 This conftest is an *initial* conftest whenever pytest is pointed at ``grader``
 or at a file inside it, so the options work for ``pytest grader/test_x.py`` too.
@@ -27,8 +30,10 @@ from typing import Any, NoReturn
 import pytest
 from batchlab.paths import student_module
 
+from . import guard, integrity
+from .bubblewrap import Sandbox
 from .results import GraderError, SessionSummary, TestRecord, score_table, write_results
-from .sandbox import Verdict
+from .sandbox import Verdict, adopt_orphans, sweep_children, use_sandbox
 from .scenarios import HIDDEN_SCENARIO_COUNT, PUBLIC_SCENARIOS
 from .steps import parse_step, step_number
 from .tasks import MARKER, Context, Scheduler
@@ -49,6 +54,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--thresholds", default=None, help="threshold file (default: the kit's thresholds.toml)")
     group.addoption("--jobs", type=int, default=3, help="child processes run at once")
     group.addoption("--timeout-scale", type=float, default=1.0, help="multiply every timeout")
+    group.addoption("--no-sandbox", action="store_true", default=False,
+                    help="run student code without bubblewrap (debugging; also BATCHLAB_SANDBOX=off)")
+    group.addoption("--require-sandbox", action="store_true", default=False,
+                    help="fail (exit 2) where bubblewrap cannot run, instead of grading with the limits alone")
+    group.addoption("--sandbox-hide", action="append", default=[], metavar="DIR",
+                    help="one more folder that no child running student code may see (repeatable)")
 
 
 @dataclass
@@ -63,6 +74,10 @@ class GraderSession:
     grader_errors: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     written: bool = False
+    sandbox: Sandbox = field(default_factory=lambda: Sandbox("none", "not configured"))
+    left_behind: int = 0
+    kit: integrity.KitSnapshot | None = None
+    kit_changed: list[str] = field(default_factory=list)
 
 
 SESSION = pytest.StashKey[GraderSession]()
@@ -100,10 +115,28 @@ def pytest_configure(config: pytest.Config) -> None:
     ctx = Context(impl=impl.resolve(), results_dir=results_dir.resolve(), thresholds=thresholds,
                   timeout_scale=config.option.timeout_scale)
     session = GraderSession(ctx=ctx, scheduler=Scheduler(ctx, jobs=max(1, config.option.jobs)),
-                            results_path=results_path, step=step, hidden=config.option.hidden)
+                            results_path=results_path, step=step, hidden=config.option.hidden,
+                            sandbox=guard.session_sandbox(
+                                ctx.impl, ctx.results_dir, off=config.option.no_sandbox,
+                                extra_hidden=[p for p in (_resolve(config, v) for v in config.option.sandbox_hide) if p]))
+    use_sandbox(session.sandbox)
+    adopt_orphans()
+    session.kit = guard.snapshot_kit()
     if not impl.is_file():
         session.impl_problem = f"the implementation file {impl} does not exist"
     config.stash[SESSION] = session
+    if config.option.require_sandbox and not session.sandbox.active:
+        _refuse_without_sandbox(session)
+    # Until the session ends, results.json says that grading did not finish (a grader killed halfway leaves that).
+    write_results(results_path, _summary(session, unfinished=True))
+
+
+def _refuse_without_sandbox(session: GraderSession) -> NoReturn:
+    error = guard.refusal(session.sandbox)
+    session.grader_errors.append(error.to_json())
+    write_results(session.results_path, _summary(session))
+    session.written = True
+    pytest.exit(error.to_json(), returncode=2)
 
 
 def _clean(results_dir: Path) -> None:
@@ -288,19 +321,30 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
 _pending_collect_errors: list[str] = []
 
 
-def _summary(gs: GraderSession) -> SessionSummary:
+UNFINISHED = ("grading did not finish: the grader was stopped or killed before it wrote the results "
+              "(by the submission? a grader without bubblewrap cannot prevent that); score 0")
+
+
+def _summary(gs: GraderSession, *, unfinished: bool = False) -> SessionSummary:
+    extra: dict[str, Any] = {"sandbox": gs.sandbox.info(), "processes_left_behind": gs.left_behind,
+                             "kit_changed": gs.kit_changed}
+    errors = [*gs.grader_errors, *_pending_collect_errors]
+    if unfinished:
+        extra["unfinished"] = True
+        errors.append(UNFINISHED)
     return SessionSummary(
         records=gs.records, hidden_count=HIDDEN_SCENARIO_COUNT, hidden_run=gs.hidden, step=gs.step,
-        grader_errors=[*gs.grader_errors, *_pending_collect_errors], impl=str(gs.ctx.impl),
-        duration_s=time.monotonic() - gs.started,
-        thresholds={name: t.text for name, t in gs.ctx.thresholds.items()})
+        grader_errors=errors, impl=str(gs.ctx.impl), duration_s=time.monotonic() - gs.started,
+        thresholds={name: t.text for name, t in gs.ctx.thresholds.items()}, extra=extra)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     gs = session.config.stash.get(SESSION, None)
-    if gs is None:
+    if gs is None or gs.written:
         return
     gs.scheduler.shutdown()
+    gs.left_behind = sweep_children()  # results are written only once every child of the grader is gone
+    gs.kit_changed = guard.kit_changes(gs.kit, gs.sandbox, gs.ctx.results_dir)
     write_results(gs.results_path, _summary(gs))
     gs.written = True
 
@@ -312,6 +356,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     summary = _summary(gs)
     tr = terminalreporter
     tr.section("grader score")
+    tr.write_line(gs.sandbox.banner(), bold=not gs.sandbox.active)
+    if gs.kit_changed:
+        tr.write_line(f"THE KIT CHANGED DURING GRADING ({len(gs.kit_changed)} files; extra_data.kit_changed): "
+                      + "; ".join(gs.kit_changed[:3]), bold=True)
+    if gs.left_behind:
+        tr.write_line(f"{gs.left_behind} process(es) of the submission outlived their child and were killed "
+                      "at the end (double fork?)")
     for line in score_table(summary).splitlines():
         tr.write_line(line)
     tr.write_line("")

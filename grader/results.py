@@ -62,6 +62,7 @@ class SessionSummary:
     impl: str = ""
     duration_s: float = 0.0
     thresholds: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)  #: more ``extra_data`` (the sandbox in force, ...)
 
     @property
     def score(self) -> float:
@@ -106,6 +107,7 @@ class SessionSummary:
                 "impl": self.impl,
                 "thresholds": dict(self.thresholds),
                 "nodeids": {r.number: r.nodeid for r in self.records},
+                **self.extra,
             },
         }
 

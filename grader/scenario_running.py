@@ -23,7 +23,8 @@ from batchlab.sink import read_outputs, read_puts
 from batchlab.worker import WorkerExit
 
 from .analysis import PassView, pass_views, some
-from .sandbox import LIMITS
+from .results import GraderError
+from .sandbox import LIMITS, current_sandbox, reap_adopted, sandbox_failed
 from .scenario_model import Scenario
 from .tasks import Context, register
 
@@ -45,9 +46,13 @@ class ScenarioRun:
 
 
 def _spec(sc: Scenario, ctx: Context, run_dir: Path, input_path: Path) -> RunSpec:
+    """The run's spec; its worker starts in the session's sandbox, writing only its run directory."""
+    sandbox = current_sandbox()
+    wrap = functools.partial(sandbox.command, writable=[run_dir.resolve()],
+                             readable=[ctx.impl, input_path.resolve()]) if sandbox.active else None
     return RunSpec(impl=ctx.impl, input=input_path, run_dir=run_dir, batch_id=f"batch-{sc.name}".replace("_", "-"),
                    config=sc.config, plan=sc.plan, latency=sc.latency, timeout_s=ctx.timeout(sc.timeout_s),
-                   limits=LIMITS, env={"PYTHONDONTWRITEBYTECODE": "1"})
+                   limits=LIMITS, env={"PYTHONDONTWRITEBYTECODE": "1"}, wrap=wrap)
 
 
 def _digest(run_dir: Path) -> dict[str, str]:
@@ -80,6 +85,10 @@ def run_scenario(sc: Scenario, ctx: Context) -> ScenarioRun:
         passes.append(run_pass(spec, 3))
     else:
         passes = run_watched_passes(spec, plans, facts, stall_s=ctx.timeout(STALL_S))
+    reap_adopted()
+    broken = [p for p in passes if sandbox_failed(p.stderr)]
+    if broken:
+        raise GraderError(f"the sandbox did not start pass {broken[0].pass_no}: {broken[0].stderr.strip()[:800]}")
     return _collect(sc, run_dir, documents, plans, passes, time.monotonic() - started, facts)
 
 

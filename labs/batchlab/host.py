@@ -21,6 +21,9 @@ The facilities, with their fallback:
 facility                   Linux                       portable fallback (macOS, or forced)
 =========================  ==========================  ======================================================
 CPU-seconds limit          ``setrlimit(RLIMIT_CPU)``   the same (POSIX)
+process-count limit        ``setrlimit(RLIMIT_NPROC)`` the same (POSIX); it counts every process and thread of
+                                                       the child's user and the kernel exempts root, so it
+                                                       bounds a fork storm only for an unprivileged grader
 file-size limit            ``setrlimit(RLIMIT_FSIZE)`` the same (POSIX)
 address-space limit        ``setrlimit(RLIMIT_AS)``    not set: macOS does not enforce it (and may refuse
                                                        it); the wall-clock timeout and the CPU limit still
@@ -93,6 +96,8 @@ class Limited(Protocol):
     def memory_bytes(self) -> int | None: ...
     @property
     def file_bytes(self) -> int | None: ...
+    @property
+    def processes(self) -> int | None: ...
 
 
 def portable_forced() -> bool:
@@ -128,6 +133,9 @@ def _rlimits(limits: Limited) -> list[tuple[int, int]]:
     except ImportError:  # no POSIX resource limits at all: the wall-clock timeout remains
         return []
     wanted = [(resource.RLIMIT_CPU, limits.cpu_s), (resource.RLIMIT_FSIZE, limits.file_bytes)]
+    nproc = getattr(resource, "RLIMIT_NPROC", None)
+    if nproc is not None:
+        wanted.append((nproc, limits.processes))
     if linux_facilities():
         wanted.insert(1, (resource.RLIMIT_AS, limits.memory_bytes))
     pairs = []
@@ -141,19 +149,22 @@ def _rlimits(limits: Limited) -> list[tuple[int, int]]:
     return pairs
 
 
-def child_limiter(limits: Limited | None) -> Callable[[], None] | None:
+def child_limiter(limits: Limited | None, *, any_thread: bool = False) -> Callable[[], None] | None:
     """A ``preexec_fn`` that sets ``limits`` in the child before exec (worked out here, in the parent).
 
     Where a ``preexec_fn`` runs anyway (limits are set) and ``PR_SET_PDEATHSIG`` is
     usable, it also asks the kernel to SIGKILL the child when its parent dies: a
-    grader child running student code never outlives a killed grader.
+    grader child running student code never outlives a killed grader. ``any_thread``:
+    ask it from a helper thread too, for a caller whose thread outlives every child it
+    starts (the grader's task pool, whose threads live as long as the session).
     """
     pairs = _rlimits(limits) if limits is not None else []
     if not pairs:
         return None
     import resource
 
-    prctl = _prctl() if pdeathsig_usable() else None
+    usable = pdeathsig_usable() or (any_thread and linux_facilities() and _prctl() is not None)
+    prctl = _prctl() if usable else None
     parent = os.getpid()
 
     def apply() -> None:  # runs in the forked child: no environment reads, no imports
@@ -167,13 +178,13 @@ def child_limiter(limits: Limited | None) -> Callable[[], None] | None:
     return apply
 
 
-def child_popen_kwargs(limits: Limited | None = None) -> dict[str, Any]:
+def child_popen_kwargs(limits: Limited | None = None, *, any_thread: bool = False) -> dict[str, Any]:
     """``subprocess.Popen`` arguments for a child the kit may kill: its own session, and ``limits``.
 
     The child leads a new process group, so :func:`kill_group` takes its own
-    children (an executor's processes, a grader run) with it.
+    children (an executor's processes, a grader run) with it. ``any_thread``: see :func:`child_limiter`.
     """
-    return {"start_new_session": True, "preexec_fn": child_limiter(limits)}
+    return {"start_new_session": True, "preexec_fn": child_limiter(limits, any_thread=any_thread)}
 
 
 def kill_group(proc: subprocess.Popen[Any]) -> None:
@@ -350,10 +361,11 @@ def capabilities() -> Capabilities:
     try:
         import resource
 
-        names = {resource.RLIMIT_CPU: "cpu", resource.RLIMIT_AS: "address_space", resource.RLIMIT_FSIZE: "file_size"}
+        names = {resource.RLIMIT_CPU: "cpu", resource.RLIMIT_AS: "address_space", resource.RLIMIT_FSIZE: "file_size",
+                 resource.RLIMIT_NPROC: "processes"}
     except ImportError:
         pass
-    probe = SimpleNamespace(cpu_s=1, memory_bytes=1, file_bytes=1)  # every limit asked for: which are set?
+    probe = SimpleNamespace(cpu_s=1, memory_bytes=1, file_bytes=1, processes=1)  # every limit asked for: which are set?
     return Capabilities(
         platform=sys.platform, supported=not native_windows(), portable_forced=portable_forced(),
         linux_facilities=linux_facilities(),

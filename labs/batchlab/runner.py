@@ -76,6 +76,7 @@ class Limits:
     cpu_s: int | None = None
     memory_bytes: int | None = None
     file_bytes: int | None = None
+    processes: int | None = None  #: RLIMIT_NPROC: processes and threads of the child's user (root is exempt)
 
 
 @dataclass
@@ -95,6 +96,8 @@ class RunSpec:
     limits: Limits | None = None
     env: dict[str, str] = field(default_factory=dict)
     lock_wait_s: float = DEFAULT_LOCK_WAIT_S
+    #: A sandbox around the worker's command line (the grader's bubblewrap: ``grader/bubblewrap.py``), or None.
+    wrap: Callable[[list[str]], list[str]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """What ``spec.json`` holds (the worker and every reader of a run directory read it back)."""
@@ -228,6 +231,8 @@ def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *,
     t0 = time.time()
     cmd = [sys.executable, "-m", "batchlab.worker", str(run), "--pass", str(pass_no), "--crash", kind,
            "--at", str(crash.at), "--t0", repr(t0)]
+    if spec.wrap is not None:
+        cmd = spec.wrap(cmd)
     link = parent_link()
     env = {**environ_snapshot(), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **spec.env, **link.env,
            **held.child_env()}

@@ -62,13 +62,13 @@ class TestCapabilities:
         monkeypatch.delenv(FORCE_PORTABLE_ENV, raising=False)
         caps = capabilities()
         assert caps.supported and caps.linux_facilities and not caps.portable_forced
-        assert caps.rlimits == ("cpu", "address_space", "file_size")
+        assert caps.rlimits == ("cpu", "address_space", "file_size", "processes")
 
     def test_the_switch_forces_the_portable_fallbacks(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(FORCE_PORTABLE_ENV, "1")
         caps = capabilities()
         assert caps.portable_forced and not caps.linux_facilities
-        assert caps.rlimits == ("cpu", "file_size")  # macOS does not enforce an address-space limit
+        assert caps.rlimits == ("cpu", "file_size", "processes")  # macOS does not enforce an address-space limit
         assert caps.process_groups  # POSIX: sessions and group kills stay
 
     @pytest.mark.parametrize("value", ["", "0", "false", "no"])

@@ -1,0 +1,30 @@
+"""Hostile: leaves a detached process behind (double fork, a new session, then a long sleep) from every child."""
+
+import os
+import time
+
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(600)
+    os._exit(0)
+
+
+# --- the contract's names, so that the grader runs every child (none of them is implemented) ---
+
+
+class CheckpointStore:
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise NotImplementedError("a hostile fixture: no checkpoint")
+
+
+def make_idempotency_key(doc: object, layer: str = "chunks") -> str:
+    raise NotImplementedError("a hostile fixture: no key")
+
+
+def backoff_delay(*args: object, **kwargs: object) -> float:
+    raise NotImplementedError("a hostile fixture: no backoff")
+
+
+async def process_documents_batch(documents: object, **kwargs: object) -> object:
+    raise NotImplementedError("a hostile fixture: no batch")

@@ -1,0 +1,182 @@
+"""Hostile submissions (``tests/grader/hostile/*/document_processor.py``) cannot change the grade, the kit or the machine.
+
+Each fixture is graded by a real ``pytest grader`` child (the import check and the ``clean_run`` scenario: a
+probe child and the scenario's workers, all importing the fixture) in a throwaway copy of the kit (its
+``grader/`` and ``labs/batchlab/``, a git repository of its own, first on ``PYTHONPATH``), with bubblewrap and
+with the sandbox turned off (``--no-sandbox``, the fallback). Every run must end with a complete
+``results.json`` that says which sandbox was in force, a kit whose ``git status`` is clean, no process of the
+run left anywhere (found by a marker in their environment) and no point: none of the fixtures implements
+anything, so any point would be forged. Where the fallback cannot keep a promise (reading hidden files,
+killing the grader) the test says what the results state instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from batchlab.paths import kit_root
+
+from grader.bubblewrap import detect
+
+ROOT = kit_root()
+HOSTILE = Path(__file__).with_name("hostile")
+FIXTURES = sorted(p.name for p in HOSTILE.iterdir() if (p / "document_processor.py").is_file())
+MARK = "BATCHLAB_HOSTILE_RUN"
+HIDDEN_NAME = "hidden_late_call"  # a hidden scenario's name: never in the feedback of a run without --hidden
+BWRAP = detect().active
+SITE = Path(sysconfig.get_paths()["purelib"])
+
+pytestmark = pytest.mark.slow
+
+
+def _copy_kit(dest: Path) -> Path:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "grader", dest / "grader", ignore=ignore)
+    shutil.copytree(ROOT / "labs" / "batchlab", dest / "labs" / "batchlab", ignore=ignore)
+    shutil.copy2(ROOT / "pyproject.toml", dest / "pyproject.toml")
+    (dest / ".gitignore").write_text("__pycache__/\n*.pyc\n", encoding="utf-8")
+    git = ["git", "-C", str(dest), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "kit"], check=True)
+    return dest
+
+
+def _marked() -> list[int]:
+    """Processes whose environment carries this module's marker (every process a hostile run started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if f"{MARK}=".encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _survivors(timeout_s: float = 15.0) -> list[int]:
+    """Marked processes still there after ``timeout_s`` (each is killed afterwards, so nothing leaks from a test)."""
+    deadline = time.monotonic() + timeout_s
+    while (left := _marked()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
+
+
+@dataclass
+class HostileRun:
+    returncode: int
+    output: str
+    results: dict[str, Any]
+    results_text: str
+    kit_status: str
+    survivors: list[int]
+    site_pth: bool
+
+
+def _grade(name: str, tmp_path: Path, *, sandbox: bool) -> HostileRun:
+    kit = _copy_kit(tmp_path / "kit")
+    impl = tmp_path / "submissions" / name / "document_processor.py"
+    impl.parent.mkdir(parents=True)
+    shutil.copy2(HOSTILE / name / "document_processor.py", impl)
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, MARK: uuid.uuid4().hex, "PYTHONPATH": str(kit / "labs"), "TMPDIR": str(tmp_path / "tmp"),
+           "BATCHLAB_ROOT": str(kit)}
+    env.pop("BATCHLAB_SANDBOX", None)
+    cmd = [sys.executable, "-m", "pytest", str(kit / "grader" / "test_acceptance.py"), "-k", "clean_run",
+           "--impl", str(impl), "--results", str(out / "results.json"), "-q", "-p", "no:cacheprovider",
+           "-p", "no:nbval", *([] if sandbox else ["--no-sandbox"])]
+    try:
+        proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=300)
+        returncode, output = proc.returncode, proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        returncode, output = -1, f"the grader did not end in 300 s: {exc}"
+    survivors = _survivors()
+    text = (out / "results.json").read_text(encoding="utf-8") if (out / "results.json").exists() else "{}"
+    status = subprocess.run(["git", "-C", str(kit), "status", "--porcelain"], capture_output=True, text=True).stdout
+    pth = SITE / "zz_hostile_tamper.pth"
+    site_pth = pth.exists()
+    pth.unlink(missing_ok=True)  # never leave the fixture's file in the real environment
+    shutil.rmtree(tmp_path / "tmp", ignore_errors=True)  # what a flood wrote outside a sandbox
+    return HostileRun(returncode, output, json.loads(text), text, status, survivors, site_pth)
+
+
+def _assert_contained(run: HostileRun, *, sandbox: bool) -> None:
+    """A complete results.json saying which sandbox, no point, a clean kit, no process left."""
+    assert run.results.get("tests"), f"no complete results.json:\n{run.output[-3000:]}"
+    extra = run.results["extra_data"]
+    assert extra["sandbox"]["kind"] == ("bubblewrap" if sandbox else "none"), extra["sandbox"]
+    assert not extra.get("unfinished"), run.output[-3000:]
+    assert run.results["score"] == 0, run.results_text[:3000]
+    assert "FORGED" not in run.results_text
+    assert run.survivors == [], f"processes left behind: {run.survivors}"
+    assert run.kit_status == "", f"the kit changed:\n{run.kit_status}"
+    assert not run.site_pth, "a .pth file was dropped into site-packages"
+
+
+needs_bwrap = pytest.mark.skipif(not BWRAP, reason=f"bubblewrap does not run here: {detect().reason}")
+
+
+@needs_bwrap
+@pytest.mark.parametrize("name", FIXTURES)
+def test_hostile_submission_is_contained_by_bubblewrap(name: str, tmp_path: Path) -> None:
+    """In bubblewrap, every hostile fixture ends with full results, no point, an unchanged kit and no process left."""
+    run = _grade(name, tmp_path, sandbox=True)
+    _assert_contained(run, sandbox=True)
+    assert run.results["extra_data"]["kit_changed"] == []
+    assert HIDDEN_NAME not in run.results_text, "the hidden scenarios leaked into the feedback"
+    assert "sandbox: bubblewrap" in run.output
+
+
+FALLBACK_LIMITS = {
+    "kill_parent": "without a sandbox a child can SIGKILL the grader: only the 'unfinished' results.json remains",
+    "read_hidden": "without a sandbox a child can read the hidden scenarios",
+}
+
+
+@pytest.mark.parametrize("name", [f for f in FIXTURES if f not in FALLBACK_LIMITS])
+def test_hostile_submission_is_contained_by_the_fallback(name: str, tmp_path: Path) -> None:
+    """Without bubblewrap, the limits, the orphan sweep and the kit snapshot still give full results, no point, a
+    restored kit (the change reported) and no process left."""
+    run = _grade(name, tmp_path, sandbox=False)
+    if name == "tamper_kit":  # it did change the kit: put back, and said so; its own new file is reported
+        changed = run.results["extra_data"]["kit_changed"]
+        assert any("thresholds.toml" in c for c in changed) and any("TAMPERED.txt" in c for c in changed), changed
+        assert "THE KIT CHANGED DURING GRADING" in run.output
+        (tmp_path / "kit" / "TAMPERED.txt").unlink()
+        run.kit_status = subprocess.run(["git", "-C", str(tmp_path / "kit"), "status", "--porcelain"],
+                                        capture_output=True, text=True).stdout
+        assert any("zz_hostile_tamper.pth" in c for c in changed), changed
+    _assert_contained(run, sandbox=False)
+    assert "sandbox: NONE" in run.output
+    if name in ("orphans", "fork_storm", "forge_results"):  # the sweep found them, not the test
+        assert run.results["extra_data"]["processes_left_behind"] >= 1
+
+
+def test_killing_the_grader_without_a_sandbox_leaves_an_unfinished_results_file(tmp_path: Path) -> None:
+    """Without bubblewrap a child can kill the grader; the results.json written at the start says grading did not
+    finish, with score 0 (the weaker guarantee, stated), and no process of the run is left."""
+    run = _grade("kill_parent", tmp_path, sandbox=False)
+    assert run.returncode == -signal.SIGKILL, run.output[-2000:]
+    assert run.results["extra_data"]["unfinished"] is True and run.results["score"] == 0
+    assert run.results["extra_data"]["sandbox"]["kind"] == "none"
+    assert run.survivors == []
