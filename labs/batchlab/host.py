@@ -57,9 +57,8 @@ import signal
 import subprocess
 import sys
 import threading
-import weakref
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol
@@ -163,8 +162,8 @@ def child_limiter(limits: Limited | None, *, any_thread: bool = False) -> Callab
         return None
     import resource
 
-    usable = pdeathsig_usable() or (any_thread and linux_facilities() and _prctl() is not None)
-    prctl = _prctl() if usable else None
+    usable = pdeathsig_usable() or (any_thread and linux_facilities() and libc_prctl() is not None)
+    prctl = libc_prctl() if usable else None
     parent = os.getpid()
 
     def apply() -> None:  # runs in the forked child: no environment reads, no imports
@@ -207,12 +206,10 @@ def kill_group(proc: subprocess.Popen[Any]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 PR_SET_PDEATHSIG = 1
-#: How a child learns its link to the parent: ``pdeathsig:PID`` or ``pipe:FD`` (see :func:`hold_parent_link`).
-PARENT_LINK_ENV = "BATCHLAB_PARENT_LINK"
 _PRCTL: list[Any] = []
 
 
-def _prctl() -> Any:
+def libc_prctl() -> Any:
     """libc's ``prctl`` through ctypes, or None where there is none (macOS, musl without it, forced fallbacks)."""
     if not _PRCTL:
         func = None
@@ -235,80 +232,7 @@ def pdeathsig_usable() -> bool:
     the kernel sends the signal when the *thread* that forked the child exits, so a
     worker started from a short-lived thread would die with that thread.
     """
-    return linux_facilities() and _prctl() is not None and threading.current_thread() is threading.main_thread()
-
-
-@dataclass
-class ParentLink:
-    """The parent's side of "the worker dies with its parent" for one child.
-
-    ``mechanism`` is ``pdeathsig`` (Linux: the kernel SIGKILLs the child when this
-    process dies, whatever killed it) or ``pipe`` (portable: the child holds the
-    read end of a pipe whose write end only this process holds; when this process
-    dies the kernel closes it and the child, watching, sees end-of-file and kills
-    itself). Give ``env`` and ``pass_fds`` to ``Popen``, then call :meth:`attach`.
-    """
-
-    mechanism: str
-    env: dict[str, str] = field(default_factory=dict)
-    pass_fds: tuple[int, ...] = ()
-    _write_fd: int | None = None
-
-    def attach(self, proc: subprocess.Popen[Any] | None) -> None:
-        """After ``Popen``: close the child's end here; keep ours open as long as ``proc`` is referenced."""
-        for fd in self.pass_fds:
-            os.close(fd)
-        self.pass_fds = ()
-        if self._write_fd is not None:
-            if proc is None:
-                os.close(self._write_fd)
-            else:
-                weakref.finalize(proc, os.close, self._write_fd)
-            self._write_fd = None
-
-
-def parent_link() -> ParentLink:
-    """Prepare the link of a child about to be started from this thread (see :class:`ParentLink`)."""
-    if pdeathsig_usable():
-        return ParentLink("pdeathsig", env={PARENT_LINK_ENV: f"pdeathsig:{os.getpid()}"})
-    read_fd, write_fd = os.pipe()
-    return ParentLink("pipe", env={PARENT_LINK_ENV: f"pipe:{read_fd}"}, pass_fds=(read_fd,), _write_fd=write_fd)
-
-
-def _die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def hold_parent_link(environ: dict[str, str] | None = None) -> str:
-    """In the child (the worker, first thing): die when the parent that started us dies.
-
-    Returns the mechanism in force (``pdeathsig``, ``pipe`` or ``none`` when the
-    child was started by hand, without a link).
-    """
-    value = (environ if environ is not None else os.environ).get(PARENT_LINK_ENV, "")
-    kind, _, arg = value.partition(":")
-    if kind == "pdeathsig" and _prctl() is not None:
-        _prctl()(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != int(arg):  # the parent died before we asked: nobody will send the signal
-            _die()
-        return "pdeathsig"
-    if kind == "pipe":
-        fd = int(arg)
-
-        def watch() -> None:
-            while True:
-                try:
-                    if not os.read(fd, 1024):  # end of file: every write end is closed, the parent is gone
-                        break
-                except InterruptedError:
-                    continue
-                except OSError:
-                    break
-            _die()
-
-        threading.Thread(target=watch, name="batchlab-parent-watch", daemon=True).start()
-        return "pipe"
-    return "none"
+    return linux_facilities() and libc_prctl() is not None and threading.current_thread() is threading.main_thread()
 
 
 # ---------------------------------------------------------------------------------------------

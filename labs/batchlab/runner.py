@@ -19,7 +19,7 @@ Process lifetime (issue 14):
   anything and hands it to each worker, which holds it for its whole life;
   another runner waits ``RunSpec.lock_wait_s`` and then refuses with ``run_dir_busy``.
 * every worker dies with the process that started it
-  (:func:`batchlab.host.parent_link`: ``PR_SET_PDEATHSIG`` on Linux, a watched pipe elsewhere);
+  (:func:`batchlab.lifeline.parent_link`: ``PR_SET_PDEATHSIG`` on Linux, a watched pipe elsewhere);
 * ``run_pass(stop=...)`` asks the worker to stop (SIGTERM: no new documents, the
   ones in flight get ``worker.STOP_GRACE_S`` to commit) and kills its group if it
   has not exited :data:`STOP_KILL_AFTER_S` seconds after the request.
@@ -43,8 +43,9 @@ from typing import Any
 from .contract import BatchConfig
 from .errors import KitError
 from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
-from .host import child_popen_kwargs, environ_snapshot, kill_group, parent_link
+from .host import child_popen_kwargs, environ_snapshot, kill_group
 from .ledger import Ev, LedgerTail, PassEnd, append_event
+from .lifeline import parent_link
 from .rundir import RunDir
 from .runlock import DEFAULT_LOCK_WAIT_S, LOCK_NAME, RunDirLock
 from .service import LatencyModel
@@ -222,7 +223,7 @@ def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *,
     ``lock``: the run directory's lock, already held by the caller, handed to the
     worker. Without one, the lock is taken here (waiting ``spec.lock_wait_s``, then
     :class:`batchlab.runlock.RunDirBusyError`) and the worker alone holds it once started.
-    The worker dies with this process (:func:`batchlab.host.parent_link`).
+    The worker dies with this process (:func:`batchlab.lifeline.parent_link`).
     """
     run = Path(spec.run_dir)
     own = lock is None

@@ -16,7 +16,7 @@ Its lifetime, whoever started it:
   directory's lock (:class:`batchlab.runlock.RunDirLock`) for its whole life: handed
   over by the runner that started it, or taken here, waiting up to ``--wait-lock``
   seconds, else it exits 2 with ``run_dir_busy`` and writes nothing.
-* **It dies with its parent** (:func:`batchlab.host.hold_parent_link`): SIGKILL
+* **It dies with its parent** (:func:`batchlab.lifeline.hold_parent_link`): SIGKILL
   the command that started it and the worker dies too.
 * **SIGTERM or SIGINT stops it cleanly**: it takes no new document (a service
   call for a document not yet started this pass waits forever), lets the
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.run_dir)
 
     from .errors import KitError
-    from .host import hold_parent_link
+    from .lifeline import hold_parent_link
     from .rundir import RunDir
     from .runlock import DEFAULT_LOCK_WAIT_S, LOCK_FD_ENV, RunDirLock
 

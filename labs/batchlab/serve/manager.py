@@ -14,7 +14,7 @@ States (like a batch API: OpenAI's Batch API, Celery Flower)::
 failed: retry-failed gives them another pass). ``failed``: the batch itself
 failed (the processor raised or did not import, the input was refused, a
 timeout). ``interrupted``: the worker was killed, or the server stopped while it
-ran. Each worker dies with the server (:func:`batchlab.host.parent_link`), so a
+ran. Each worker dies with the server (:func:`batchlab.lifeline.parent_link`), so a
 restarted server marks every batch it finds ``running`` as ``interrupted``.
 """
 
