@@ -35,7 +35,8 @@ The front-ends, each in a room of its own, importing the core and never each oth
   plots, build), bench, release
 * ``serve/``     - the batch service (``batchlab serve``): manager (states, actions), app (HTTP, WebSocket),
   progress (the ledger fold), page (the task page), store, settings
-* ``grade/``     - class grading (not built yet)
+* ``grade/``     - class grading (``batchlab grade-all``, ``batchlab autograder``): submissions, children, gradebook,
+  classreport, run, autograder, gradescope_scripts, gradescope
 
 ``cli`` is the entry point over all of them (``batchlab VERB``). The harness depends on nothing
 else in the kit; the grader depends on the harness only (``tests/test_architecture.py``).
