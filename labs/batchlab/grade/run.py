@@ -54,6 +54,11 @@ class Settings:
     grader_options: Sequence[str] = ()
     quiet: bool = False
 
+    def __post_init__(self) -> None:
+        # Absolute: every grading child runs in its own work folder, where a relative path means something else.
+        self.submissions = Path(self.submissions).absolute()
+        self.out = Path(self.out).absolute()
+
 
 @dataclass
 class Outcome:
@@ -167,7 +172,10 @@ def _start(s: Settings, sub: Submission) -> Child:
     impl = work / MODULE_NAME
     impl.write_text(sub.source, encoding="utf-8")
     results = work / "grader-results" / "results.json"
-    cmd = grade_verb(impl, results, hidden=s.hidden, grader_options=s.grader_options)
+    # Where the grader sandboxes student code, no child sees the class: every submission, every other
+    # student's work folder and result (the grader re-exposes this student's own module and run folders).
+    hide = ["--sandbox-hide", str(s.submissions.resolve()), "--sandbox-hide", str(s.out.resolve())]
+    cmd = grade_verb(impl, results, hidden=s.hidden, grader_options=[*hide, *s.grader_options])
     return start(sub.student, cmd, cwd=work, timeout_s=s.timeout_s)
 
 

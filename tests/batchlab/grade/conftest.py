@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -46,3 +48,13 @@ def unreadable_entries(folder: Path) -> dict[str, str]:
     (folder / "link.py").symlink_to("/etc/hostname")
     return {"empty": "empty", "binary": "binary", "badzip": "zip", "nomodule": "no document_processor.py",
             "traversal": "outside", "emptyfolder": "no document_processor.py", "link": "symbolic link"}
+
+
+def bwrap_unusable() -> str | None:
+    """None when bubblewrap runs here, else why not (the skip reason)."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
+    proc = subprocess.run(["bwrap", "--ro-bind", "/", "/", "true"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return f"bubblewrap cannot create namespaces here: {proc.stderr.strip()[:200]}"
+    return None

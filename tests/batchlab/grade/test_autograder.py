@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from batchlab.grade.autograder import build_autograder
 
-from .conftest import reference_source, skeleton_source
+from .conftest import bwrap_unusable, reference_source, skeleton_source
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "grader"))  # the grader tests' helpers, by name
 from grader_runs import build_mutant, load_mutant  # noqa: E402
@@ -46,16 +46,6 @@ def test_the_zip_has_gradescopes_layout_and_no_solution(tmp_path: Path) -> None:
     assert "kit/grader/conftest.py" in names and any(n.startswith("kit/grader/hidden/") for n in names)
     assert not any("solution" in n for n in names + inside)
     assert "batchlab/grade/gradescope.py" in inside and "batchlab/thresholds.toml" in inside
-
-
-def _bwrap_usable() -> str | None:
-    """None when bubblewrap runs here, else why not (the skip reason)."""
-    if shutil.which("bwrap") is None:
-        return "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
-    proc = subprocess.run(["bwrap", "--ro-bind", "/", "/", "true"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        return f"bubblewrap cannot create namespaces here: {proc.stderr.strip()[:200]}"
-    return None
 
 
 def in_autograder(root: Path, *cmd: str, env: dict[str, str] | None = None,
@@ -81,7 +71,7 @@ def in_autograder(root: Path, *cmd: str, env: dict[str, str] | None = None,
 @pytest.fixture(scope="module")
 def autograder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A built image: the zip unpacked in /autograder/source, setup.sh run, run_autograder copied up."""
-    reason = _bwrap_usable()
+    reason = bwrap_unusable()
     if reason:
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("autograder")

@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import psutil
 import pytest
 from batchlab.paths import kit_root
 
-from .conftest import FAST, broken_key_source, reference_source, skeleton_source, unreadable_entries
+from .conftest import FAST, broken_key_source, bwrap_unusable, reference_source, skeleton_source, unreadable_entries
 
 pytestmark = pytest.mark.slow
 
@@ -132,6 +134,45 @@ def test_a_submission_that_kills_its_grader_scores_zero_and_the_class_goes_on(tm
     book = gradebook(tmp_path / "out")
     assert float(book["killer"]["total"]) == 0 and book["killer"]["status"] in ("crashed", "graded")
     assert book["ref"]["status"] == "graded" and float(book["ref"]["total"]) == float(book["ref"]["max"]) > 0
+
+
+def test_relative_folders_are_graded_like_absolute_ones(tmp_path: Path) -> None:
+    """``grade-all subs --out out`` from the class's folder: each child runs in its own work folder, and still
+    finds its module (the paths are made absolute once)."""
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "ref.py").write_text(reference_source(), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "batchlab", "grade-all", "subs", "--out", "out", "--grader-args",
+                           FAST], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    book = gradebook(tmp_path / "out")
+    assert book["ref"]["status"] == "graded" and float(book["ref"]["total"]) == float(book["ref"]["max"]) > 0
+
+
+@pytest.fixture
+def outside_tmp() -> Iterator[Path]:
+    """A temporary folder outside /tmp (the sandbox gives every child a private /tmp, which would hide a class
+    kept there anyway: a TA's class folder is elsewhere)."""
+    base = Path("/var/tmp")
+    if not (base.is_dir() and os.access(base, os.W_OK)):
+        pytest.skip("/var/tmp is not a writable folder here")
+    with tempfile.TemporaryDirectory(dir=base, prefix="batchlab-grade-test-") as folder:
+        yield Path(folder)
+
+
+@pytest.mark.skipif(bwrap_unusable() is not None, reason=str(bwrap_unusable()))
+def test_in_the_sandbox_a_submission_sees_no_other_student(outside_tmp: Path) -> None:
+    """A submission that refuses to work when it can see the class (the submissions, another student's work
+    folder) gets full marks: in the grader's sandbox it sees neither."""
+    subs, out = outside_tmp / "subs", outside_tmp / "out"
+    subs.mkdir()
+    (subs / "aaa.py").write_text(reference_source(), encoding="utf-8")
+    spy = (f"\nimport os\nfor _p in ({str(subs / 'aaa.py')!r}, {str(out / 'work' / 'aaa')!r}):\n"
+           "    if os.path.exists(_p):\n        raise SystemExit(f'I can see {_p}')\n")
+    (subs / "spy.py").write_text(reference_source() + spy, encoding="utf-8")
+    proc = grade_all(subs, out, "--jobs", "1", "--grader-args", FAST)
+    assert proc.returncode == 0, proc.stderr
+    book = gradebook(out)
+    assert float(book["spy"]["total"]) == float(book["spy"]["max"]) == float(book["aaa"]["total"]) > 0, book["spy"]
 
 
 def test_a_run_killed_halfway_resumes_with_only_the_submissions_left(tmp_path: Path) -> None:
