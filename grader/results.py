@@ -97,7 +97,8 @@ class SessionSummary:
             "execution_time": round(self.duration_s, 2),
             "output": self.final_line(),
             "visibility": "visible",
-            "stdout_visibility": "visible",
+            # The printed output of a run with hidden scenarios describes them: students see it once published.
+            "stdout_visibility": "after_published" if self.hidden_run else "visible",
             "tests": [r.gradescope() for r in self.records],
             "extra_data": {
                 "hidden_scenarios": self.hidden_count,

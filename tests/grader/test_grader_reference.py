@@ -31,6 +31,7 @@ def test_reference_run_includes_every_hidden_scenario(grader_runs: Any) -> None:
     assert len(hidden) == len(HIDDEN_SCENARIOS) == HIDDEN_SCENARIO_COUNT == data["extra_data"]["hidden_scenarios"]
     assert {t["visibility"] for t in hidden} == {"after_published"}
     assert data["extra_data"]["hidden_run"] is True
+    assert data["stdout_visibility"] == "after_published"  # the printed output describes the hidden scenarios
 
 
 def test_reference_run_writes_one_metrics_file_per_scenario(grader_runs: Any) -> None:

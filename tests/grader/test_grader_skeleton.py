@@ -34,3 +34,4 @@ def test_skeleton_run_says_how_many_hidden_scenarios_exist(grader_runs: Any) -> 
     run = grader_runs.get("skeleton")
     assert "0 of " in run.stdout and "hidden scenarios run at grading" in run.stdout
     assert run.results["extra_data"]["hidden_scenarios"] >= 1
+    assert run.results["stdout_visibility"] == "visible"  # a public run's output describes public checks only
