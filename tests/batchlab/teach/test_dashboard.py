@@ -22,6 +22,7 @@ from batchlab.faults import FaultPlan
 from batchlab.host import pid_alive
 from batchlab.ledger import read_events
 from batchlab.paths import solution_module
+from batchlab.rundir import RunDir
 from batchlab.service import LatencyModel, guaranteed_busy_s
 from batchlab.teach.dashboard.board import (
     ERROR,
@@ -38,7 +39,7 @@ from batchlab.teach.dashboard.board import (
 from batchlab.teach.dashboard.model import DashboardModel
 from batchlab.teach.dashboard.render import completion_svg, counts_html, metrics_html, resources_html
 from batchlab.teach.dashboard.timeline import Timeline
-from batchlab.teach.dashboard.view import Dashboard
+from batchlab.teach.dashboard.view import DISCONNECT, RECONNECT, Dashboard
 
 #: A pass of about a second: 40 documents (~500 service calls), 4 at a time, 10 ms per call.
 QUICK = DashboardSettings(documents=40, concurrency=4, latency_ms=10.0, fault_rate=0.03)
@@ -117,6 +118,13 @@ class TestTimeline:
         assert [(m.t, m.kind, m.label) for m in line.markers] == [
             (2.0, "crash", "手动崩溃 Crash now"), (3.0, "resume", "恢复 resume (pass 2)")]
         assert line.pass_over
+
+    def test_the_service_going_down_and_up_marks_the_curve(self) -> None:
+        line = Timeline(None, t_start=0.0, clock=lambda: 0.0)
+        line.fold([{"ev": "outage", "t": 1.5, "state": "down", "source": "switch"},
+                   {"ev": "outage", "t": 4.0, "state": "up", "source": "none"}])
+        assert [(m.t, m.kind, m.label) for m in line.markers] == [
+            (1.5, "outage", "外部模型断开 outage"), (4.0, "outage", "连接恢复 reconnected")]
 
     def test_the_latest_resource_sample_is_kept(self) -> None:
         line = Timeline(None, t_start=0.0, clock=lambda: 0.0)
@@ -248,6 +256,9 @@ class TestDashboardModel:
         with pytest.raises(DashboardError) as idle:
             quick_model.crash_now()
         assert idle.value.code == "not_running"
+        with pytest.raises(DashboardError) as no_batch:
+            quick_model.set_outage(True)
+        assert no_batch.value.code == "no_run"
         quick_model.run()
         with pytest.raises(DashboardError) as running:
             quick_model.resume()
@@ -299,6 +310,31 @@ class TestDashboardView:
         dashboard.reset_button.click()
         assert 'data-phase="idle"' in dashboard.status.value and dashboard.progress.value == 0
         assert dashboard.resume_button.disabled
+
+    def test_the_outage_toggle_disconnects_the_model_mid_pass_and_reconnects_it(self, dashboard: Dashboard) -> None:
+        """断开外部模型 / 恢复连接: calls fail fast while it is off, the batch still ends complete, the plot marks both."""
+        assert dashboard.outage_button.disabled  # no batch yet
+        dashboard.run_button.click()
+        dashboard.outage_button.click()
+        assert dashboard.outage_button.description == RECONNECT and "bl-outage-on" in dashboard.status.value
+        run_dir = dashboard.model.run_dir
+        assert run_dir is not None
+
+        def refused() -> int:
+            ledger = RunDir(run_dir).ledger
+            return sum(e.get("error") == "unreachable" for e in read_events(ledger)) if ledger.exists() else 0
+
+        deadline = time.monotonic() + 60
+        while refused() < 3:
+            assert time.monotonic() < deadline, "no call met the outage"
+            time.sleep(0.01)
+        dashboard.outage_button.click()
+        assert dashboard.outage_button.description == DISCONNECT and "bl-outage-on" not in dashboard.status.value
+        dashboard.wait(timeout=60)
+        assert dashboard.progress.value == dashboard.progress.max
+        assert dashboard.plot.value.count('data-kind="outage"') == 2
+        states = [e["state"] for e in read_events(RunDir(run_dir).ledger) if e["ev"] == "outage"]
+        assert states == ["down", "up"]
 
     def test_the_controls_set_the_models_settings(self, dashboard: Dashboard) -> None:
         dashboard.fault_rate.value = 5

@@ -113,7 +113,7 @@ class DashboardSettings:
 
 @dataclass(frozen=True)
 class Marker:
-    """A moment on the completion plot: a crash (``kind`` crash) or a resume (``kind`` resume)."""
+    """A moment on the completion plot: a crash, a resume, or the service going down or up (``outage``)."""
 
     t: float
     kind: str
@@ -153,6 +153,8 @@ class Snapshot:
     #: The worker's latest resource sample (``batchlab.resources``: cpu_percent, rss_bytes, open_files,
     #: disk_bytes), or None before the first one.
     resources: Mapping[str, Any] | None = None
+    #: The teacher has disconnected the external model (the run's outage switch is on).
+    outage: bool = False
 
     @property
     def finished(self) -> int:

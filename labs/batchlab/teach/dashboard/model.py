@@ -181,6 +181,30 @@ class DashboardModel:
             self._finish(live)
             return live.proc.pid
 
+    def set_outage(self, on: bool) -> Snapshot:
+        """断开外部模型 / 恢复连接: take the run's service down (every call fails fast) or bring it back.
+
+        The switch is a file in the run directory (:attr:`batchlab.rundir.RunDir.outage_switch`) that the
+        worker's service reads at each call, so it acts on the running pass at once and on a resume too;
+        the ledger records when the worker met each change (``outage`` events, drawn on the plot).
+        """
+        with self._lock:
+            if self._run_dir is None:
+                raise DashboardError("no batch yet: nothing to disconnect", code="no_run", hints=["Press Run first."])
+            switch = RunDir(self._run_dir).outage_switch
+            if on:
+                switch.touch()
+            else:
+                switch.unlink(missing_ok=True)
+            self._message = ("外部模型已断开 (outage on): calls fail fast until you reconnect" if on
+                             else "连接已恢复 (outage off)")
+            return self.snapshot()
+
+    @property
+    def outage(self) -> bool:
+        """The run's outage switch is on."""
+        return self._run_dir is not None and RunDir(self._run_dir).outage_switch.exists()
+
     def resume(self) -> Snapshot:
         """Start the next pass on the same batch id and state directory (no planned crash)."""
         with self._lock:
@@ -245,7 +269,7 @@ class DashboardModel:
                 total=board.total, retries=board.retries, duplicates=board.duplicates,
                 calls=board.calls, elapsed_s=max(elapsed, 0.0), series=tuple(line.series),
                 markers=tuple(line.markers), metrics=self._metrics, passes=tuple(self._passes),
-                message=self._message, settings=self.settings, resources=line.resources)
+                message=self._message, settings=self.settings, resources=line.resources, outage=self.outage)
 
     # -- helpers -----------------------------------------------------------------------
 

@@ -64,6 +64,8 @@ def status_html(snap: Snapshot) -> str:
         f'<span class="bl-phase" style="background:{color}">{html.escape(PHASE_LABELS.get(snap.phase, snap.phase))}'
         f"</span> &nbsp;pass {snap.pass_no} · {worker} · kernel pid {os.getpid()} · "
         f"{snap.elapsed_s:.1f} s<br>{html.escape(snap.message)}"
+        + ('<br><span class="bl-outage-on" style="color:#d97706;font-weight:700">⚡ 外部模型已断开 '
+           "(outage: every call fails fast)</span>" if snap.outage else "")
         + (f'<br><span class="bl-note">{html.escape(passes)}</span>' if passes else "")
         + "</div>"
     )
@@ -155,8 +157,8 @@ def completion_svg(snap: Snapshot, *, width: int = 900, height: int = 330) -> st
         parts.append(f'<polyline class="bl-line" points="{" ".join(points)}" fill="none" stroke="#2563eb" '
                      'stroke-width="4"/>')
     for i, m in enumerate(snap.markers):
-        color = "#dc2626" if m.kind == "crash" else "#16a34a"
-        dash = ' stroke-dasharray="8,5"' if m.kind == "crash" else ""
+        color = {"crash": "#dc2626", "outage": "#d97706"}.get(m.kind, "#16a34a")
+        dash = {"crash": ' stroke-dasharray="8,5"', "outage": ' stroke-dasharray="3,4"'}.get(m.kind, "")
         ty = top + 24 + 26 * (i % 4)
         parts.append(f'<line class="bl-marker" data-kind="{m.kind}" x1="{x(m.t):.1f}" y1="{top}" x2="{x(m.t):.1f}" '
                      f'y2="{top + ph}" stroke="{color}" stroke-width="3"{dash}/>')

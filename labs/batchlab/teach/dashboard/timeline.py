@@ -52,6 +52,10 @@ class Timeline:
                 self.resources = {k: ev[k] for k in RESOURCE_FIELDS if k in ev}
             if kind in CRASH_EVENTS or kind == Ev.TIMEOUT:
                 self.markers.append(Marker(self.rel(t), "crash", _marker_label(ev)))
+            elif kind == Ev.OUTAGE:
+                down = ev.get("state") == "down"
+                self.markers.append(Marker(self.rel(t), "outage",
+                                           "外部模型断开 outage" if down else "连接恢复 reconnected"))
             after = self.board.finished()
             if after != before:
                 self.series.append((self.rel(t), after))

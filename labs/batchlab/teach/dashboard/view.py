@@ -48,6 +48,9 @@ from .render import (
 
 #: How often the refresher polls the model while a worker runs (seconds).
 REFRESH_S = 0.2
+#: The outage toggle's two faces (blackboard step 3: "临时提高失败概率或断开外部模型").
+DISCONNECT = "⚡ 断开外部模型 Disconnect model"
+RECONNECT = "🔌 恢复连接 Reconnect"
 
 # -- the widget view ---------------------------------------------------------------------
 
@@ -99,6 +102,8 @@ class Dashboard:
         self.crash_button = button("✖ 立即崩溃 Crash now", "danger", "bl-crash", lambda _: self._act(self.model.crash_now))
         self.resume_button = button("⟳ 恢复 Resume", "success", "bl-resume", lambda _: self._act(self.model.resume))
         self.reset_button = button("⟲ 重置 Reset", "warning", "bl-reset", lambda _: self._act(self.model.reset))
+        self.outage_button = button(DISCONNECT, "", "bl-outage",
+                                    lambda _: self._act(lambda: self.model.set_outage(not self.model.outage)))
 
         self.title = w.HTML(CSS + '<div class="bl-title">批量断点续传 · 教师演示面板 (teacher dashboard)</div>')
         self.status = w.HTML()
@@ -118,7 +123,7 @@ class Dashboard:
         self.widget = w.VBox([
             self.title,
             self.documents, self.fault_rate, self.concurrency, self.crash,
-            w.HBox([self.run_button, self.crash_button, self.resume_button, self.reset_button],
+            w.HBox([self.run_button, self.crash_button, self.resume_button, self.reset_button, self.outage_button],
                    layout=w.Layout(width="100%", max_width="1000px", flex_flow="row wrap")),
             self.status, self.progress_label, self.progress, self.counts, self.resources, self.plot, self.metrics,
         ], layout=w.Layout(width="100%"))
@@ -149,6 +154,9 @@ class Dashboard:
             self.crash_button.disabled = not snap.live
             self.resume_button.disabled = snap.live or snap.phase == IDLE
             self.reset_button.disabled = snap.phase == IDLE and not snap.live
+            self.outage_button.disabled = snap.run_dir is None
+            self.outage_button.description = RECONNECT if snap.outage else DISCONNECT
+            self.outage_button.button_style = "info" if snap.outage else ""
         return snap
 
     # -- controls -> model -------------------------------------------------------------
