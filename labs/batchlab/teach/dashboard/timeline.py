@@ -31,7 +31,7 @@ class Timeline:
 
     def rel(self, t: float) -> float:
         """Seconds since the batch started."""
-        return max(t - (self.t_start or t), 0.0)
+        return max(t - (self.t_start if self.t_start is not None else t), 0.0)
 
     def new_pass(self, pass_no: int, t0: float) -> None:
         """A pass started at ``t0``; a resume gets its marker."""
