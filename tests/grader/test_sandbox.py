@@ -11,13 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from batchlab.host import child_popen_kwargs, kill_group
 from batchlab.runner import Limits
 
 from grader import bubblewrap
 from grader.bubblewrap import Sandbox, detect, git_dirs, submission_folder
-from grader.sandbox import GRADER_DIR, probe_files, run_probe, sweep_children, use_sandbox
+from grader.sandbox import GRADER_DIR, probe_files, run_probe, use_sandbox
 
 BWRAP = detect().active
 needs_bwrap = pytest.mark.skipif(not BWRAP, reason=f"bubblewrap does not run here: {detect().reason}")
@@ -176,14 +177,17 @@ def test_the_process_count_limit_is_set_in_the_child() -> None:
 
 def test_the_sweep_ends_a_detached_grandchild_that_came_back_to_us() -> None:
     """As a subreaper, a process that double-forks into a new session gets its orphan back and the sweep ends it."""
+    marker = f"sweep-test-{os.getpid()}-{time.monotonic_ns()}"
     script = "\n".join([
-        "import os, sys, time", f"sys.path.insert(0, {str(ROOT)!r})",
+        f"# {marker}", "import os, sys, time", f"sys.path.insert(0, {str(ROOT)!r})",
         "from grader.sandbox import adopt_orphans, sweep_children", "assert adopt_orphans()",
         "if os.fork() == 0:", "    os.setsid()", "    if os.fork() == 0:", "        time.sleep(300)", "    os._exit(0)",
         "os.wait()", "time.sleep(0.5)", "print(sweep_children(), sweep_children())"])
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["1", "0"], out.stderr
-    assert sweep_children() == 0  # this test process has no stray child either
+    # No process of that script is left (the test process's own other children are not this test's to sweep).
+    assert not [p.pid for p in psutil.process_iter(["cmdline", "status"])
+                if p.info["status"] != psutil.STATUS_ZOMBIE and marker in " ".join(p.info["cmdline"] or [])]
 
 
 def test_require_sandbox_without_one_is_the_unified_error_with_results(tmp_path: Path) -> None:
