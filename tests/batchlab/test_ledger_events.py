@@ -219,5 +219,5 @@ class TestTheTable:
         call = {"ev": "call_ok", "t": 1.0, "pass": 1, "pid": 1, "doc_id": "d", "ident": "i", "chunk": 0,
                 "call": 1, "latency": 0.1}
         put = {"ev": "sink_put", "t": 1.0, "pass": 1, "pid": 1, "doc_id": "d", "ident": "i", "key": "k",
-               "mode": "full", "n": 1, "writes": 1, "extra": True}
+               "mode": "full", "n": 1, "writes": 1, "upgrade": False, "extra": True}
         assert problems([call, put]) == ["call_ok: missing attempt", "sink_put: unlisted extra"]
