@@ -137,3 +137,17 @@ class TestHitRate:
         spec = degraded_run(tmp_path / "once", reference_impl, kill=False)
         metrics = metrics_for_run(spec.run_dir)
         assert metrics.checkpoint_hit_rate is None and metrics.summary()["checkpoint_hit_rate"] is None
+
+
+def test_the_report_shows_the_hit_rate_and_the_upgrades(degraded: RunSpec, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`batchlab report` after a backfill: the metric table, the pass table and the observability check carry both."""
+    assert main(["backfill", str(degraded.run_dir)]) == 0
+    assert main(["report", str(degraded.run_dir), "--out", str(tmp_path / "report")]) == 0
+    capsys.readouterr()
+    text = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    hits = metrics_for_run(degraded.run_dir).passes[-1].hits
+    assert "| 补齐升级数（upgraded by backfill） | 4 |" in text
+    assert f"| {hits} / 4（" in text  # the backfill pass found every other document finished and redid 4
+    assert "| 检查点命中率（checkpoint hit rate） |" in text and "⚠ 不一致" not in text
+    assert f"batchlab backfill {degraded.run_dir}" in text
