@@ -209,6 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        batch_id=args.batch_id or batch.batch_id or "batch-001",
                        config=BatchConfig(concurrency=args.concurrency),
                        plan=FaultPlan(seed=args.seed, transient_rate=args.fault_rate, stuck_rate=args.stuck_rate,
+                                      permanent_rate=args.permanent_rate,
                                       outages=tuple(args.outage)),
                        latency=LatencyModel(median_ms=args.latency_ms), timeout_s=args.timeout,
                        lock_wait_s=args.wait)

@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 3)")
     p.add_argument("--outage", type=_window, action="append", default=[], metavar="START:DURATION",
                    help="the service is unreachable from START s after the pass began, for DURATION s (repeatable)")
+    p.add_argument("--permanent-rate", type=_rate, default=0.0,
+                   help="share of documents the service fails for good (a parse error): they take the degraded "
+                        "path, for `batchlab backfill` to upgrade later")
     p.add_argument("--stuck-rate", type=_rate, default=0.0,
                    help="share of calls that hang until the processor cancels them (its per-call deadline)")
     common(p)
