@@ -70,8 +70,9 @@ class TestTheCommand:
         assert report["upgraded"] == 4 and report["duplicate_executions"] == 0 and report["executed"] == 4
         assert RunDir(degraded.run_dir).spec.read_text(encoding="utf-8") == spec_text  # the run's own settings again
 
-    def test_nothing_to_backfill_is_not_an_error_and_runs_no_pass(  # a second backfill finds nothing degraded
+    def test_nothing_to_backfill_is_not_an_error_and_runs_no_pass(
             self, degraded: RunSpec, capsys: pytest.CaptureFixture[str]) -> None:
+        """A second backfill finds nothing degraded: exit 0, "0 upgraded", and no pass is added to the ledger."""
         assert main(["backfill", str(degraded.run_dir)]) == 0
         capsys.readouterr()
         passes = len(metrics_for_run(degraded.run_dir).passes)
@@ -82,6 +83,7 @@ class TestTheCommand:
 
     def test_a_running_batch_is_refused_as_busy_and_left_untouched(
             self, degraded: RunSpec, capsys: pytest.CaptureFixture[str]) -> None:
+        """A run directory another process holds: run_dir_busy, exit 2, the ledger and the sink untouched."""
         ledger = RunDir(degraded.run_dir).ledger
         size = ledger.stat().st_size
         with RunDirLock(degraded.run_dir, role="a test's run").acquire(0.5):
@@ -90,6 +92,7 @@ class TestTheCommand:
         assert ledger.stat().st_size == size and metrics_for_run(degraded.run_dir).committed_degraded == 4
 
     def test_a_folder_that_is_not_a_run_is_refused(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A folder without spec.json: not_a_run, exit 2."""
         assert main(["backfill", str(tmp_path)]) == 2
         assert error_of(capsys.readouterr().out)["code"] == "not_a_run"
 
@@ -105,11 +108,13 @@ class TestTheCommand:
 
 class TestTheSpec:
     def test_a_backfill_pass_runs_with_backfill_on_and_the_service_healthy(self, degraded: RunSpec) -> None:
+        """The pass's spec: config.backfill on, the other settings kept, no permanent fault, transient faults kept."""
         spec = backfill_spec(read_spec(degraded.run_dir))
         assert spec.config.backfill and spec.config.concurrency == 4
         assert spec.plan.permanent_ids == () and spec.plan.transient_rate == 0.02 and spec.plan.seed == 4
 
     def test_healthy_means_no_outage_no_permanent_fault_no_stuck_call(self) -> None:
+        """A healthy plan drops outages, permanent faults and stuck calls, and keeps transient faults."""
         plan = healthy_plan(FaultPlan(seed=1, transient_rate=0.03, permanent_rate=0.1, permanent_ids=("a",),
                                       stuck_rate=0.2, stuck_ids=("b",), outages=((0.0, 2.0),)))
         assert (plan.permanent_rate, plan.permanent_ids, plan.stuck_rate, plan.stuck_ids, plan.outages) == (
@@ -134,6 +139,7 @@ class TestHitRate:
         assert report["skipped"] + report["recovered"] == resumed.hits
 
     def test_a_run_without_a_resume_has_no_hit_rate(self, tmp_path: Path, reference_impl: Path) -> None:
+        """One pass and no resume: the hit rate is None, never 0."""
         spec = degraded_run(tmp_path / "once", reference_impl, kill=False)
         metrics = metrics_for_run(spec.run_dir)
         assert metrics.checkpoint_hit_rate is None and metrics.summary()["checkpoint_hit_rate"] is None

@@ -47,6 +47,7 @@ class TestSqliteSink:
         assert [e["upgrade"] for e in read_events(tmp_path / "ledger.jsonl")] == [False, True, False]
 
     def test_a_degraded_put_over_a_degraded_output_is_a_redo(self, tmp_path: Path) -> None:
+        """Writing the degraded output again is a redo: writes grows, no upgrade."""
         sink = SqliteSink(tmp_path / "s.sqlite")
         assert sink.put("k1", DOC, ["d"], [[0.0]], mode="degraded") == 1
         assert sink.put("k1", DOC, ["d"], [[0.0]], mode="degraded") == 2
