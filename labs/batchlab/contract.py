@@ -108,7 +108,9 @@ class Sink(Protocol):
     """The output store (the harness gives :class:`batchlab.sink.SqliteSink`).
 
     ``put`` is an idempotent upsert, durable when it returns, and returns how many
-    times the key has now been written (more than 1: the work was redone).
+    times the key has now been executed (more than 1: the work was redone). A full
+    output written over a committed degraded one is an upgrade (a backfill): it
+    replaces the output and is not counted as a redo.
     """
 
     def put(self, key: str, doc: Document, chunks: Sequence[str], vectors: Sequence[Sequence[float]],

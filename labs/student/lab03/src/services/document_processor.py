@@ -33,9 +33,11 @@ later step:
    :func:`run_bounded` (many documents at once, at most ``config.concurrency``).
 5. step 05 ``resume``, :func:`process_documents_batch`: the batch on top of steps
    01-04: resume from the checkpoint, never redo a committed key (trust the sink
-   over the checkpoint), and
+   over the checkpoint), redo only the degraded keys when ``config.backfill`` asks
+   for it (后续标记待补, :func:`wants_backfill`), and
 6. step 06 ``metrics``: return an honest :class:`~batchlab.contract.BatchReport`
-   (written in step 05's code; ``check("metrics")`` audits it against the ledger).
+   (written in step 05's code; ``check("metrics")`` audits it against the ledger),
+   its checkpoint hit rate (检查点命中率) included.
 
 The order of effects for one document is the heart of the lesson (at-least-once
 delivery + idempotent writes = exactly-once results):
