@@ -356,6 +356,9 @@ class TestDashboardView:
         assert "upgraded (backfill)" in dashboard.metrics.value and "checkpoint hit rate" in dashboard.metrics.value
         spec = RunDir(dashboard.model.run_dir or Path()).spec.read_text(encoding="utf-8")
         assert '"backfill": true' not in spec  # the next Resume runs with the batch's own settings
+        dashboard.backfill_button.click()  # again: nothing degraded is said, not raised, and no pass runs
+        assert "0 upgraded" in dashboard.status.value and not dashboard.model.live
+        assert len(dashboard.model.snapshot().passes) == len(snap.passes)
 
     def test_the_controls_set_the_models_settings(self, dashboard: Dashboard) -> None:
         dashboard.fault_rate.value = 5

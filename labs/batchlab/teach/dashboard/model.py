@@ -222,7 +222,8 @@ class DashboardModel:
 
         The pass runs with :func:`batchlab.backfill.backfill_spec` (``config.backfill``, no outage or permanent
         fault); a later Resume runs with the batch's own settings again. Refused while a worker runs or while
-        the outage switch is on (the service is still down).
+        the outage switch is on (the service is still down). With no degraded document it says so and runs no
+        pass (not an error, as ``batchlab backfill``).
         """
         with self._lock:
             if self._spec is None or self._run_dir is None:
@@ -231,6 +232,9 @@ class DashboardModel:
                 raise DashboardError("a worker is still running", code="still_running",
                                      hints=["Wait for it to end, or press Crash now first."])
             require_backfillable(self._run_dir)
+            if metrics_for_run(self._run_dir).committed_degraded == 0:  # not an error: nothing to do, no pass
+                self._message = "没有降级文档 (nothing to backfill): 0 degraded documents; 0 upgraded"
+                return self.snapshot()
             self._start(self._pass_no + 1, CrashPlan(), spec=backfill_spec(self._spec))
             self._message += " · 补齐降级文档 (backfill)"
             return self.snapshot()
