@@ -24,6 +24,9 @@ BASE_POINTS = {
 }
 
 LATENCY = LatencyModel(median_ms=2.0, sigma=0.4)
+#: ``Scenario.between``: delete the run's state folder (every checkpoint file in it) before every resume pass.
+#: The sink is the source of truth; a processor must rebuild its checkpoint (the index) from it and redo nothing.
+FORGET_CHECKPOINT = "forget_checkpoint"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class Scenario:
     extra: tuple[str, ...] = ()
     hidden: bool = False
     flow: str = "passes"  # "passes" or "bad_input"
+    #: Done by the grader before every resume pass (pass 2 on), e.g. :data:`FORGET_CHECKPOINT`.
+    between: str = ""
 
     def documents(self) -> list[dict[str, Any]]:
         return INPUTS[self.input](self.seed)
@@ -83,11 +88,14 @@ class Scenario:
                 parts.append(f"pass {n}: SIGKILL {'during' if p.kind == CRASH_DURING_CALL else 'right after'} "
                              f"{unit} #{p.at}")
         parts.append(f"pass {len(plans) + 1}: final resume")
+        if self.between == FORGET_CHECKPOINT:
+            parts.append("before every resume pass the state folder (the checkpoint) is deleted")
         return "; ".join(parts)
 
 
 EXTRA_POINTS = {"idle resume": 1.0, "duplicates folded": 1.0, "degraded path": 1.0,
                 "unified error": 1.0, "earlier state untouched": 1.0}
+EXTRA_POINTS["checkpoint rebuilt"] = 1.0  # the recovery order of layers (issue 10, item 6)
 
 
 def with_overrides(sc: Scenario, **changes: Any) -> Scenario:
