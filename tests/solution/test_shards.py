@@ -37,7 +37,7 @@ def test_the_owner_is_the_same_in_another_process(ref: ModuleType) -> None:
     """The hash is stable across processes (never Python's salted ``hash()``), so workers agree on owners."""
     here = "".join("1" if ref.in_shard(key, "1/3") else "0" for key in KEYS[:300])
     code = ("import sys; from batchlab.worker import load_impl; m = load_impl(sys.argv[1]); "
-            f"keys = [f'wiki|doc-{{i:05d}}|{{i * 7919:x}}|chunks' for i in range(300)]; "
+            "keys = [f'wiki|doc-{i:05d}|{i * 7919:x}|chunks' for i in range(300)]; "
             "print(''.join('1' if m.in_shard(k, '1/3') else '0' for k in keys))")
     there = subprocess.run([sys.executable, "-c", code, str(solution_module())], capture_output=True, text=True,
                            check=True, env={"PYTHONHASHSEED": "12345", "PATH": ""}).stdout.strip()

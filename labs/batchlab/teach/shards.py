@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..contract import BatchConfig
-from ..documents import Inventory, load_batch
+from ..documents import load_batch
 from ..faults import CRASH_AFTER_COMMIT, CrashPlan, FaultPlan
 from ..host import child_popen_kwargs, kill_group
 from ..ledger import Ev, Ledger, read_events

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from batchlab.examples import make_documents, write_input
 from batchlab.paths import solution_module
