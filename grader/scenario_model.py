@@ -24,6 +24,9 @@ BASE_POINTS = {
 }
 
 LATENCY = LatencyModel(median_ms=2.0, sigma=0.4)
+#: ``Scenario.between``: delete the run's state folder (every checkpoint file in it) before every resume pass.
+#: The sink is the source of truth; a processor must rebuild its checkpoint (the index) from it and redo nothing.
+FORGET_CHECKPOINT = "forget_checkpoint"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class Scenario:
     extra: tuple[str, ...] = ()
     hidden: bool = False
     flow: str = "passes"  # "passes", "bad_input", or "backfill" (the passes, then a backfill pass)
+    #: Done by the grader before every resume pass (pass 2 on), e.g. :data:`FORGET_CHECKPOINT`.
+    between: str = ""
 
     def documents(self) -> list[dict[str, Any]]:
         return INPUTS[self.input](self.seed)
@@ -85,6 +90,8 @@ class Scenario:
         parts.append(f"pass {len(plans) + 1}: final resume")
         if self.flow == "backfill":
             parts.append(f"pass {len(plans) + 2}: backfill (config.backfill, the service healthy again)")
+        if self.between == FORGET_CHECKPOINT:
+            parts.append("before every resume pass the state folder (the checkpoint) is deleted")
         return "; ".join(parts)
 
     @property
@@ -95,6 +102,7 @@ class Scenario:
 
 EXTRA_POINTS = {"idle resume": 1.0, "duplicates folded": 1.0, "degraded path": 1.0,
                 "unified error": 1.0, "earlier state untouched": 1.0, "backfill": 2.0}
+EXTRA_POINTS["checkpoint rebuilt"] = 1.0  # the recovery order of layers (issue 10, item 6)
 
 
 def with_overrides(sc: Scenario, **changes: Any) -> Scenario:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from batchlab.worker import WorkerExit
 from .analysis import PassView, pass_views, some
 from .results import GraderError
 from .sandbox import LIMITS, current_sandbox, reap_adopted, sandbox_failed
-from .scenario_model import Scenario
+from .scenario_model import FORGET_CHECKPOINT, Scenario
 from .tasks import Context, register
 
 
@@ -85,7 +86,8 @@ def run_scenario(sc: Scenario, ctx: Context) -> ScenarioRun:
         input_path.write_bytes(good)
         passes.append(run_pass(spec, 3))
     else:
-        passes = run_watched_passes(spec, plans, facts, stall_s=ctx.timeout(STALL_S))
+        between = functools.partial(forget_checkpoint, run_dir, facts) if sc.between == FORGET_CHECKPOINT else None
+        passes = run_watched_passes(spec, plans, facts, stall_s=ctx.timeout(STALL_S), before_pass=between)
         if sc.flow == "backfill" and passes[-1].returncode == 0 and not facts.get("stalled"):
             passes.append(run_backfill_pass(spec, len(passes) + 1, facts, stall_s=ctx.timeout(STALL_S)))
     reap_adopted()
@@ -145,13 +147,27 @@ class StallWatch:
         return text
 
 
+def forget_checkpoint(run_dir: Path, facts: dict[str, Any], pass_no: int) -> None:
+    """Delete the state folder (the checkpoint, whatever its files) before a resume pass; note what was there."""
+    state = RunDir(run_dir).state
+    if pass_no > 1 and state.exists():
+        files = sorted(str(p.relative_to(state)) for p in state.rglob("*") if p.is_file())
+        shutil.rmtree(state)
+        facts.setdefault("forgotten", {})[pass_no] = files
+
+
 def run_watched_passes(spec: RunSpec, plans: Sequence[CrashPlan], facts: dict[str, Any], *,
-                       stall_s: float) -> list[PassResult]:
-    """``batchlab.runner.run_passes``, with a stall watch on every pass; a stalled pass ends the run."""
+                       stall_s: float, before_pass: Callable[[int], None] | None = None) -> list[PassResult]:
+    """``batchlab.runner.run_passes``, with a stall watch on every pass; a stalled pass ends the run.
+
+    ``before_pass(pass_no)``, when given, runs before each pass (the scenario's action between passes).
+    """
     with RunDirLock(spec.run_dir).acquire(spec.lock_wait_s) as lock:
         prepare(spec, fresh=True)
         results: list[PassResult] = []
         for pass_no, crash in enumerate([*plans, CrashPlan()], start=1):
+            if before_pass is not None:
+                before_pass(pass_no)
             watch = StallWatch(stall_s)
             result = run_pass(spec, pass_no, crash, on_events=watch.on_events, lock=lock, stop=watch.stop)
             results.append(result)

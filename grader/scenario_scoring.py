@@ -316,6 +316,33 @@ BACKFILL_RULE = ("backfill-redoes-degraded: 后续标记待补（backfill）：B
                  "其余已完成的键照样跳过（skip）。")
 
 
+def _checkpoint_rebuilt(run: ScenarioRun) -> tuple[bool, str]:
+    """After the checkpoint was deleted, a resume pass calls the service for no document the sink already holds."""
+    forgotten: dict[int, list[str]] = run.facts.get("forgotten", {})
+    if not forgotten:
+        return False, "checkpoint rebuilt: the grader never got to delete the checkpoint (no resume pass ran)"
+    names: dict[str, str] = {}
+    for e in Inventory.of(run.documents).entries:
+        if e.ident is not None and e.document is not None:
+            names.setdefault(e.ident, e.document.id)
+    redone = []
+    for view in run.views:
+        if view.pass_no in forgotten:
+            again = sorted(names.get(i, i) for i in view.call_idents & view.committed_before)
+            redone += [f"pass {view.pass_no}: {len(again)} ({some(again, 4)})"] if again else []
+    if redone:
+        return False, ("checkpoint rebuilt: with the state folder deleted, resume passes called the service again "
+                       f"for documents the sink had committed before them: {'; '.join(redone)}\n"
+                       "checkpoint-rebuilt-from-sink: 存储（sink）是事实来源（source of truth），检查点只是它的索引（index）："
+                       "检查点丢了或坏了，要从 sink 重建。恢复时先用一次查询 sink.keys() 拿到已提交的键，已提交的不再调用服务，"
+                       "不能只信检查点（也不能只对检查点里停在 processing 的文档才去问 sink）。")
+    held = {v.pass_no: len(v.committed_before) for v in run.views}
+    resumed = ", ".join(f"pass {p} ({len(files)} files; the sink held {held.get(p, 0)} documents)"
+                        for p, files in sorted(forgotten.items()))
+    return True, (f"checkpoint rebuilt: the state folder was deleted before {resumed}; no document the sink "
+                  "held was sent to the service again")
+
+
 EXTRA_CHECKS: dict[str, Callable[[ScenarioRun], tuple[bool, str]]] = {
     "idle resume": _idle_resume,
     "duplicates folded": _duplicates_folded,
@@ -323,4 +350,5 @@ EXTRA_CHECKS: dict[str, Callable[[ScenarioRun], tuple[bool, str]]] = {
     "unified error": _unified_error,
     "earlier state untouched": _state_untouched,
     "backfill": _backfill,
+    "checkpoint rebuilt": _checkpoint_rebuilt,
 }

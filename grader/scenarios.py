@@ -28,19 +28,20 @@ from batchlab.contract import BatchConfig
 from batchlab.faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_RANDOM, FaultPlan
 
 from .scenario_inputs import WHALE_IDS
-from .scenario_model import Crash, Scenario
+from .scenario_model import FORGET_CHECKPOINT, Crash, Scenario
 from .scenario_running import ScenarioRun, register_scenarios, run_scenario
 from .scenario_scoring import evaluate
 
 #: What the grader, its hidden scenarios and the kit's tests import from here.
 __all__ = [
-    "BACKFILL_IDS", "DEGRADED_IDS", "HIDDEN_SCENARIO_COUNT", "POISON_IDS", "PUBLIC_SCENARIOS", "Crash", "Scenario", "ScenarioRun",
+    "BACKFILL_IDS", "DEGRADED_IDS", "FORGET_CHECKPOINT", "HIDDEN_SCENARIO_COUNT", "POISON_IDS", "PUBLIC_SCENARIOS",
+    "Crash", "Scenario", "ScenarioRun",
     "evaluate", "register_scenarios", "run_scenario",
 ]
 
 #: How many hidden scenarios exist (they live in ``grader/hidden/``, left out of the student
 #: distribution). ``tests/grader`` checks that this figure matches the hidden definitions.
-HIDDEN_SCENARIO_COUNT = 5
+HIDDEN_SCENARIO_COUNT = 6
 
 #: Poison documents (``FaultPlan.poison_ids``): valid documents whose every service call raises
 #: ``MalformedResponseError``, a ``ValueError`` and not a service error. A processor that lets one
@@ -89,6 +90,10 @@ PUBLIC_SCENARIOS: tuple[Scenario, ...] = (
              "large", 1000, FaultPlan(seed=1000, transient_rate=0.02, poison_ids=("doc-00480",)),
              (Crash(CRASH_DURING_CALL, at_fraction=0.5),),
              timeout_s=90.0),
+    # The recovery order of layers (issue 10, item 6): the sink is the truth, the checkpoint an index rebuilt from it.
+    Scenario("checkpoint_lost", "the checkpoint is deleted after a SIGKILL: rebuilt from the sink, nothing redone",
+             "example", 89, FaultPlan(seed=89, transient_rate=0.02), (Crash(CRASH_DURING_CALL, at_fraction=0.5),),
+             extra=("checkpoint rebuilt",), between=FORGET_CHECKPOINT),
 )
 
 

@@ -296,3 +296,45 @@ def test_poison_document_does_not_stop_the_batch(grade: Any) -> None:
         grade.fail(f"poison document: after px-3 raised, {len(missing)} other documents were never committed: "
                    f"{some(missing)}" + rule)
     grade.note(f"px-3 raised an unexpected error; the other {POISON_DOCS - 1} documents were committed")
+
+
+SHARD_RULE = ("\nshard-partition: 分片（shard）\"i/n\" 按幂等键的稳定哈希（stable hash，如 sha256，不能用每个进程加了盐的 hash()）"
+              "取模 n 等于 i 来认领文档：0/n ... n-1/n 各片合起来恰好覆盖整批，每篇文档只属于一片（in_shard）；"
+              "classify_entry 跳过别的分片的文档；每片的检查点各自独立（CheckpointStore(..., shard=config.shard)）。")
+
+
+@task("resume:shards")
+def shards_facts(ctx: Context) -> MiniRun:
+    """Shard 0/2, then shard 1/2 of one batch (one sink, one state_dir), then the batch without a shard."""
+    common = {"latency": LATENCY, "plan": {"seed": 12}}
+    return mini_run(ctx, "resume-shards", short_docs("sh", 16, sentences=2),
+                    [{**common, "config": {**CONFIG, "shard": "0/2"}}, {**common, "config": {**CONFIG, "shard": "1/2"}},
+                     {**common, "config": CONFIG}])
+
+
+@pytest.mark.points(2)
+@pytest.mark.task("resume:shards")
+def test_shards_partition_the_batch(grade: Any) -> None:
+    """Shards 0/2 and 1/2 each run a part of the batch and together every document exactly once"""
+    run: MiniRun = grade.facts()
+    _checked(grade, run, killed_first=False, what="shard 0/2, shard 1/2, then the whole batch")
+    by_pass = {p: sorted({e["doc_id"] for e in run.events if e["ev"] == "sink_put" and e["pass"] == p}) for p in (1, 2, 3)}
+    called = {p: {e["doc_id"] for e in run.calls(p)} for p in (1, 2)}
+    writes = Counter(p["doc_id"] for p in run.puts if p["pass"] in (1, 2))
+    twice = sorted(d for d, n in writes.items() if n > 1)
+    missing = sorted(d["id"] for d in run.documents if d["id"] not in writes)
+    if not by_pass[1] or not by_pass[2]:
+        grade.fail(f"shards: shard 0/2 committed {len(by_pass[1])} documents and shard 1/2 {len(by_pass[2])} of 16: "
+                   "each shard must run its part of the batch, not all of it nor none" + SHARD_RULE)
+    if twice or called[1] & called[2]:
+        grade.fail(f"shards: documents run by both shards: {some(sorted(set(twice) | (called[1] & called[2])), 4)}"
+                   + SHARD_RULE)
+    if missing:
+        grade.fail(f"shards: after shards 0/2 and 1/2, {len(missing)} documents were never committed: {some(missing)}"
+                   + SHARD_RULE)
+    if run.calls(3) or by_pass[3]:
+        grade.fail(f"shards: the batch run without a shard after both shards made {len(run.calls(3))} service calls "
+                   f"and {len(by_pass[3])} commits ({some(by_pass[3], 3)}): every key was already committed by one "
+                   "of the shards; a run whose checkpoint (its shard's) knows nothing must ask the sink (sink.keys())")
+    grade.note(f"shard 0/2 committed {len(by_pass[1])}, shard 1/2 {len(by_pass[2])} of 16, none twice; "
+               "the unsharded run after them found nothing to do")

@@ -11,7 +11,7 @@ from batchlab.contract import BatchConfig
 from batchlab.faults import CRASH_AFTER_COMMIT, CRASH_DURING_CALL, CRASH_RANDOM, FaultPlan
 from batchlab.service import LatencyModel
 
-from grader.scenarios import Crash, Scenario, register_scenarios
+from grader.scenarios import FORGET_CHECKPOINT, Crash, Scenario, register_scenarios
 
 HIDDEN_SCENARIOS: tuple[Scenario, ...] = (
     Scenario("hidden_first_commit", "a SIGKILL right after the very first commit", "example", 101,
@@ -28,6 +28,11 @@ HIDDEN_SCENARIOS: tuple[Scenario, ...] = (
     Scenario("hidden_backfill_rate", "4 % permanent faults and a kill after a commit, then a backfill pass",
              "invalid_mix", 113, FaultPlan(seed=113, transient_rate=0.02, permanent_rate=0.04),
              (Crash(CRASH_AFTER_COMMIT, at=50),), extra=("backfill",), flow="backfill", hidden=True),
+    # The checkpoint deleted before each of two resumes, the first after a kill right after a commit.
+    Scenario("hidden_checkpoint_lost_twice", "the checkpoint deleted before both resumes of two SIGKILLs",
+             "duplicates", 113, FaultPlan(seed=113, transient_rate=0.03),
+             (Crash(CRASH_AFTER_COMMIT, at=30), Crash(CRASH_DURING_CALL, at_fraction=0.7)),
+             extra=("checkpoint rebuilt",), between=FORGET_CHECKPOINT, hidden=True),
 )
 
 register_scenarios(HIDDEN_SCENARIOS)

@@ -23,6 +23,7 @@ LOSES = {
         "clean_run", "transient_faults", "crash_during_call", "crash_after_commit", "random_kills",
         "duplicates_in_input", "permanent_and_invalid", "backfill_degraded", "bad_batch_input", "large_batch")),
 }
+LOSES |= {"test_scenario[checkpoint_lost]", "test_shards_partition_the_batch"}  # issue 10, items 5-6
 MAY_LOSE: set[str] = set()
 SCENARIO_CHECKS = {"not scored"}  # every scenario times out before it can be scored
 MESSAGE = r"a hang or an endless loop"

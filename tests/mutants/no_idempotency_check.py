@@ -9,6 +9,7 @@ REPLACEMENTS = [
 ]
 LOSES = {"test_resume_trusts_the_sink_after_a_kill_after_commit", "test_scenario[crash_after_commit]",
          "test_scenario[duplicates_in_input]"}
+LOSES |= {"test_scenario[checkpoint_lost]", "test_shards_partition_the_batch"}  # issue 10, items 5-6
 MAY_LOSE = {"test_scenario[random_kills]"}
-SCENARIO_CHECKS = {"exactly-once", "duplicate rate"}
+SCENARIO_CHECKS = {"exactly-once", "duplicate rate", "checkpoint rebuilt"}
 MESSAGE = r"exactly-once: \S+ executed 2 times \(pass 1, pass 2\)"

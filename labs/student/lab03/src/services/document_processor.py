@@ -370,17 +370,30 @@ def wants_backfill(run: BatchRun, key: str, entry: CheckpointEntry | None) -> bo
     raise NotImplementedError('TODO step 05: only with config.backfill: degraded in the checkpoint, or (not done) degraded in the sink')
 
 
+def in_shard(key: str, shard: str | None) -> bool:
+    """Whether the document with this key belongs to ``shard`` (``"i/n"``: shard i of n, from 0); None owns all.
+
+    Several workers can share one batch, each owning one shard: shard ``i/n`` owns
+    the keys whose stable hash (the first 8 bytes of their sha256, never Python's
+    ``hash()``, which changes with every process) is ``i`` modulo ``n``. So the
+    shards ``0/n`` ... ``n-1/n`` partition any batch, every worker agrees on the
+    owner of a key without talking to the others, and each shard keeps its own
+    checkpoint (``CheckpointStore(..., shard=config.shard)``).
+    """
+    # TODO step 05: None owns every key; else parse "i/n" and compare sha256(key) mod n with i
+    raise NotImplementedError('TODO step 05: None owns every key; else parse "i/n" and compare sha256(key) mod n with i')
+
+
 def classify_entry(run: BatchRun, index: int, raw: Any) -> tuple[str, Document] | None:
     """What one raw input entry needs; ``(key, doc)`` when it is work to run, None when it is handled here.
 
-    In this order: invalid (:func:`reject_entry`), a duplicate of a key met earlier
-    in the input (``duplicates_in_input``), a degraded output to redo in a backfill run
-    (:func:`wants_backfill`: work to run, noted in ``run.backfilling``),
-    ``done``/``degraded`` in the checkpoint (``skipped``), committed in the sink
-    (:func:`heal_committed`), else work to run.
+    In this order: invalid (:func:`reject_entry`), another shard's (:func:`in_shard`: its own worker's),
+    a duplicate of a key met earlier in the input (``duplicates_in_input``), a degraded output to redo in a
+    backfill run (:func:`wants_backfill`: work to run, noted in ``run.backfilling``), ``done``/``degraded`` in
+    the checkpoint (``skipped``), committed in the sink (:func:`heal_committed`), else work to run.
     """
-    # TODO step 05: parse (reject invalid), key, then duplicate / done / committed / to run
-    raise NotImplementedError('TODO step 05: parse (reject invalid), key, then duplicate / done / committed / to run')
+    # TODO step 05: parse (reject invalid ones of this shard), key, skip other shards, then duplicate / done / committed / to run
+    raise NotImplementedError('TODO step 05: parse (reject invalid ones of this shard), key, skip other shards, then duplicate / done / committed / to run')
 
 
 async def run_document(run: BatchRun, key: str, doc: Document) -> str:
@@ -432,6 +445,10 @@ async def process_documents_batch(
 
     * ``state_dir`` may not exist yet; the checkpoint lives there:
       ``CheckpointStore(state_dir, batch_id, shard=config.shard)``.
+    * With ``config.shard = "i/n"`` this call runs only the documents of shard i
+      (:func:`in_shard`), so n workers (processes) can share one batch, one sink
+      and one ``state_dir``, each with its own checkpoint; its report counts its
+      own documents (``total`` still counts every input entry it read).
     * Each document gets its key (:func:`make_idempotency_key` with ``config.layer``);
       a key seen earlier in the input is a duplicate (``duplicates_in_input``), not
       new work. A key ``done``/``degraded`` in the checkpoint is skipped; a key the
