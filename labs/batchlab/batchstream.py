@@ -74,15 +74,9 @@ class BatchStream:
     def __init__(self, header: BatchHeader) -> None:
         self.header = header
 
-    def _open(self) -> IO[bytes]:
-        try:
-            return open(self.header.path, "rb", buffering=1 << 20)  # noqa: SIM115 - closed by the readers
-        except OSError as exc:
-            raise unreadable_error(Path(self.header.path), exc) from None
-
     def entries(self) -> Iterator[StreamEntry]:
         """Every entry in input order, with its position; whole-batch damage met on the way raises."""
-        with self._open() as fh:
+        with _open_file(Path(self.header.path)) as fh:
             reader = (JsonLinesReader if self.header.format == "jsonl" else JsonReader)(fh, self.header.path)
             yield from reader.entries()
 
@@ -115,7 +109,7 @@ def open_batch(path: str | Path, *, validate: bool = True, format: Format | None
 
 def _open_file(p: Path) -> IO[bytes]:
     try:
-        return open(p, "rb", buffering=1 << 20)  # noqa: SIM115 - the caller closes it
+        return open(p, "rb", buffering=1 << 20)  # the caller closes it
     except OSError as exc:
         raise unreadable_error(p, exc) from None
 

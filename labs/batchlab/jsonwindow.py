@@ -43,8 +43,8 @@ class JsonWindow:
     """
 
     def __init__(self, fh: IO[bytes], *, path: str, hook: Callable[[list[tuple[str, Any]]], Any],
-                 chunk: int = CHUNK_BYTES, start_byte: int = 0, start_line: int = 1) -> None:
-        self.fh, self.path, self.chunk = fh, path, chunk
+                 chunk: int | None = None, start_byte: int = 0, start_line: int = 1) -> None:
+        self.fh, self.path, self.chunk = fh, path, chunk or CHUNK_BYTES
         self.decode = json.JSONDecoder(object_pairs_hook=hook).raw_decode
         self.utf8 = codecs.getincrementaldecoder("utf-8")()
         self.buf, self.pos, self.eof = "", 0, False
