@@ -4,7 +4,8 @@ The **batch** (the file as a whole) must be readable UTF-8 JSON of the right sha
 document over ``MAX_DOCUMENT_BYTES``. Otherwise :class:`BatchInputError` is raised *before any
 work starts*, so a bad file can never damage the state of an earlier run (the lesson's 400 case).
 What the loader decides about inputs that are legal in one sense and not in another is listed in
-:mod:`batchlab.documents`, which re-exports this module's public names.
+:mod:`batchlab.documents`, which re-exports this module's public names. A JSON Lines file
+(``.jsonl``) is read by :mod:`batchlab.batchstream`, which builds on this module's checks.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ def _validate(reader: JsonReader | JsonLinesReader, path: str) -> int:
     """Read every entry once (each dropped at once): the count, or the whole-batch error."""
     count = 0
     oversized: list[dict[str, Any]] = []
-    for entry in reader.entries():
+    for entry in reader.entries(decode=False):
         count += 1
         raw = entry.raw
         if isinstance(raw, RejectedDocument) and raw.code == "document_too_large":

@@ -140,7 +140,12 @@ class JsonLinesReader:
             if not blob or blob.endswith(b"\n"):
                 return
 
-    def entries(self) -> Iterator[StreamEntry]:
+    def entries(self, *, decode: bool = True) -> Iterator[StreamEntry]:
+        """Every document line; ``decode=False`` (the validating pass) decodes only lines that could be oversized.
+
+        A line's content has at most as many bytes as the line (an escape is longer than what it stands for),
+        and a line that is not JSON rejects only itself, so the validating pass need not decode shorter lines.
+        """
         index = 0
         line = self._first if self._first is not None else self._next_line()
         while line is not None:
@@ -150,8 +155,10 @@ class JsonLinesReader:
                 raw: Any = RejectedDocument(
                     {}, code="document_too_large", reason=f"line {number} is longer than {MAX_LINE_BYTES} bytes",
                     details={"line": number, "byte_offset": offset, "bytes": self.offset - offset})
-            else:
+            elif decode or self.offset - offset > MAX_DOCUMENT_BYTES:
                 raw = jsonl_line_document(text, line=number, offset=offset)
+            else:
+                raw = None
             yield StreamEntry(index, number, offset, self.offset - offset, raw)
             index += 1
             line = self._next_line()
@@ -245,7 +252,8 @@ class JsonReader:
             if key == "batch_id":
                 self.batch_id = check_header_batch_id(value, {"path": self.path})
 
-    def entries(self) -> Iterator[StreamEntry]:
+    def entries(self, *, decode: bool = True) -> Iterator[StreamEntry]:
+        """Every document of the array (``decode`` is ignored: a JSON file's syntax is checked value by value)."""
         w, index = self.w, 0
         if w.peek() == "]":
             w.pos += 1

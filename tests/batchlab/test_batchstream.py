@@ -34,7 +34,7 @@ PER_DOCUMENT_CASES = {
 def write_formats(tmp_path: Path, entries: list[str], batch_id: str = "b-1") -> dict[str, Path]:
     """The same entries as a JSON object, a bare JSON array and a JSON Lines file with a header."""
     obj, arr, lines = tmp_path / "obj.json", tmp_path / "arr.json", tmp_path / "lines.jsonl"
-    obj.write_text('{"batch_id": "%s", "documents": [\n%s\n]}' % (batch_id, ",\n".join(entries)), encoding="utf-8")
+    obj.write_text(f'{{"batch_id": "{batch_id}", "documents": [\n' + ",\n".join(entries) + "\n]}", encoding="utf-8")
     arr.write_text("[" + ", ".join(entries) + "]", encoding="utf-8")
     lines.write_text(json.dumps({"header": True, "batch_id": batch_id}) + "\n" + "\n".join(entries) + "\n",
                      encoding="utf-8")
