@@ -250,3 +250,37 @@ class TestPositions:
         assert next(it)["id"] == "d0"
         assert opened[0].tell() <= 2 * 4096  # one window (or one line) consumed of 1.8 MB
         assert sum(1 for _ in it) == 7999
+
+
+class TestLimits:
+    def test_a_stream_has_no_document_limit_and_load_batch_keeps_its_own(self, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+        """``MAX_BATCH_DOCUMENTS`` bounds the list ``load_batch`` holds; the stream reads past it."""
+        monkeypatch.setattr("batchlab.batchstream.MAX_BATCH_DOCUMENTS", 3)
+        path = tmp_path / "in.jsonl"
+        path.write_text("".join(json.dumps({"id": f"d{i}", "content": "x"}) + "\n" for i in range(5)),
+                        encoding="utf-8")
+        with pytest.raises(BatchInputError) as info:
+            load_batch(path)
+        assert info.value.code == "batch_too_large" and info.value.details["documents"] == 5
+        header, docs = iter_batch(path)
+        assert header.documents == 5 and len(list(docs)) == 5
+
+    def test_an_overlong_line_refuses_the_batch_without_being_decoded(self, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr("batchlab.streamreaders.MAX_LINE_BYTES", 1000)
+        path = tmp_path / "in.jsonl"
+        path.write_text(f'{GOOD}\n{{"id": "long", "content": "{"y" * 5000}"}}\n{LAST}\n', encoding="utf-8")
+        with pytest.raises(BatchInputError) as info:
+            open_batch(path)
+        assert info.value.code == "document_too_large"
+        assert info.value.details["documents"][0] == {"index": 1, "line": 2, "byte_offset": len(GOOD) + 1,
+                                                      "bytes": 5000 + len('{"id": "long", "content": ""}\n')}
+
+    def test_without_validation_an_oversized_document_is_rejected_alone(self, tmp_path: Path) -> None:
+        """A file that changed after it was validated cannot stop a batch half done: the document is rejected."""
+        big = json.dumps({"id": "huge", "content": "x" * (MAX_DOCUMENT_BYTES + 1)})
+        path = write_formats(tmp_path, [GOOD, big, LAST])["jsonl"]
+        docs = list(open_batch(path, validate=False))
+        assert [outcome(raw) for raw in docs] == [None, "document_too_large", None]
+        assert docs[1] == {"id": "huge"}  # the content is not kept
