@@ -67,6 +67,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--work", type=Path, default=None, help="where the inputs go (default: a temporary folder)")
+    ap.add_argument("--readers", nargs="+", choices=sorted(READERS), default=sorted(READERS),
+                    help="measure only these readers (make-input then runs once, untimed)")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-stream-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -78,11 +80,14 @@ def main() -> None:
             path = work / f"in_{n}.{fmt}"
             argv = [sys.executable, "-m", "batchlab", "make-input", "--docs", str(n), "--min-bytes", "200",
                     "--max-bytes", "600", "--format", fmt, "--out", str(path), "--force"]
-            row = {"what": f"make-input {fmt}", "docs": n, **median_of(args.repeat, argv),
+            timed = args.readers == sorted(READERS)
+            row = {"what": f"make-input {fmt}", "docs": n, **median_of(args.repeat if timed else 1, argv),
                    "file_mb": round(path.stat().st_size / 1e6, 1)}
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr)
-            for reader, code in READERS.items():
+            if timed:
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr)
+            for reader in args.readers:
+                code = READERS[reader]
                 script = f"PATH = {str(path)!r}\n{code}\nprint(n)"
                 row = {"what": f"read {fmt}: {reader}", "docs": n,
                        **median_of(args.repeat, [sys.executable, "-c", script])}

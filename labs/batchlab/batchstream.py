@@ -28,6 +28,7 @@ documents; ``MAX_BATCH_DOCUMENTS`` bounds only what ``load_batch`` holds in a li
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from .batchfile import (
 )
 from .docmodel import RejectedDocument
 from .errors import BatchInputError
+from .jsonwindow import CHUNK_BYTES
 from .streamreaders import JsonLinesReader, JsonReader, StreamEntry
 
 Format = Literal["json", "jsonl"]
@@ -98,7 +100,10 @@ def open_batch(path: str | Path, *, validate: bool = True, format: Format | None
     st = os.stat(p)
     fmt = format or batch_format(p)
     with _open_file(p) as fh:
-        reader = (JsonLinesReader if fmt == "jsonl" else JsonReader)(fh, str(p))
+        if validate:
+            _check_utf8(fh, str(p))  # first, as load_batch: a file that is not UTF-8 is that, whatever else
+            fh.seek(0)
+        reader = (JsonLinesReader if fmt == "jsonl" else JsonReader)(fh, str(p), checks=not validate)
         count = None
         if validate:
             count = _validate(reader, str(p))
@@ -114,11 +119,37 @@ def _open_file(p: Path) -> IO[bytes]:
         raise unreadable_error(p, exc) from None
 
 
+def _check_utf8(fh: IO[bytes], path: str) -> None:
+    """Refuse a file that is not UTF-8 with the byte offset (and line) of the first bad byte."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    done = newlines = 0
+    while True:
+        blob = fh.read(CHUNK_BYTES)
+        pending = len(decoder.getstate()[0])
+        try:
+            decoder.decode(blob, final=not blob)
+        except UnicodeDecodeError as exc:
+            offset = done - pending + exc.start
+            line = 1 + newlines + blob.count(b"\n", 0, max(exc.start - pending, 0))
+            raise BatchInputError(
+                f"input file is not valid UTF-8 (byte {offset}, line {line})", code="invalid_utf8",
+                details={"path": path, "byte_offset": offset, "line": line},
+                hints=["Re-encode the file as UTF-8 (e.g. `iconv -f GBK -t UTF-8`)."]) from None
+        if not blob:
+            return
+        done += len(blob)
+        newlines += blob.count(b"\n")
+
+
 def _validate(reader: JsonReader | JsonLinesReader, path: str) -> int:
-    """Read every entry once (each dropped at once): the count, or the whole-batch error."""
+    """Read every entry once (each dropped at once): the count, or the whole-batch error.
+
+    The reader was made with ``checks=False``: only what refuses a batch is looked at (the syntax, the shape,
+    the size of each document), not what rejects one document (lone surrogates, repeated keys, a bad line).
+    """
     count = 0
     oversized: list[dict[str, Any]] = []
-    for entry in reader.entries(decode=False):
+    for entry in reader.entries():
         count += 1
         raw = entry.raw
         if isinstance(raw, RejectedDocument) and raw.code == "document_too_large":

@@ -42,7 +42,7 @@ class JsonWindow:
     measured once. Errors are :class:`BatchInputError` with the path, line, column and byte offset.
     """
 
-    def __init__(self, fh: IO[bytes], *, path: str, hook: Callable[[list[tuple[str, Any]]], Any],
+    def __init__(self, fh: IO[bytes], *, path: str, hook: Callable[[list[tuple[str, Any]]], Any] | None,
                  chunk: int | None = None, start_byte: int = 0, start_line: int = 1) -> None:
         self.fh, self.path, self.chunk = fh, path, chunk or CHUNK_BYTES
         self.decode = json.JSONDecoder(object_pairs_hook=hook).raw_decode

@@ -86,8 +86,8 @@ def _duplicate_key_error(keys: list[str], where: dict[str, Any]) -> BatchInputEr
 class JsonLinesReader:
     """A JSON Lines batch: an optional header line, then one document per line."""
 
-    def __init__(self, fh: IO[bytes], path: str) -> None:
-        self.fh, self.path = fh, path
+    def __init__(self, fh: IO[bytes], path: str, *, checks: bool = True) -> None:
+        self.fh, self.path, self.checks = fh, path, checks
         self.batch_id: str | None = None
         self.offset, self.line_no = 0, 0
         self._first: tuple[str, int, int] | None = self._next_line()
@@ -140,8 +140,8 @@ class JsonLinesReader:
             if not blob or blob.endswith(b"\n"):
                 return
 
-    def entries(self, *, decode: bool = True) -> Iterator[StreamEntry]:
-        """Every document line; ``decode=False`` (the validating pass) decodes only lines that could be oversized.
+    def entries(self) -> Iterator[StreamEntry]:
+        """Every document line; without ``checks`` (the validating pass) only lines that could be oversized are read.
 
         A line's content has at most as many bytes as the line (an escape is longer than what it stands for),
         and a line that is not JSON rejects only itself, so the validating pass need not decode shorter lines.
@@ -155,7 +155,7 @@ class JsonLinesReader:
                 raw: Any = RejectedDocument(
                     {}, code="document_too_large", reason=f"line {number} is longer than {MAX_LINE_BYTES} bytes",
                     details={"line": number, "byte_offset": offset, "bytes": self.offset - offset})
-            elif decode or self.offset - offset > MAX_DOCUMENT_BYTES:
+            elif self.checks or self.offset - offset > MAX_DOCUMENT_BYTES:
                 raw = jsonl_line_document(text, line=number, offset=offset)
             else:
                 raw = None
@@ -191,9 +191,11 @@ def jsonl_line_document(text: str, *, line: int, offset: int) -> Any:
 class JsonReader:
     """A JSON batch (an array, or an object with ``documents``) walked through a :class:`JsonWindow`."""
 
-    def __init__(self, fh: IO[bytes], path: str) -> None:
-        self.path = path
-        self.w = JsonWindow(fh, path=path, hook=_object_pairs)
+    def __init__(self, fh: IO[bytes], path: str, *, checks: bool = True) -> None:
+        self.path, self.checks = path, checks
+        # Without checks (the validating pass) the decoder builds plain dicts in C: repeated keys inside a
+        # document reject only that document, so the pass need not see them (the object's own keys it reads itself).
+        self.w = JsonWindow(fh, path=path, hook=_object_pairs if checks else None)
         self.batch_id: str | None = None
         self.keys: list[str] = []
         w = self.w
@@ -252,8 +254,8 @@ class JsonReader:
             if key == "batch_id":
                 self.batch_id = check_header_batch_id(value, {"path": self.path})
 
-    def entries(self, *, decode: bool = True) -> Iterator[StreamEntry]:
-        """Every document of the array (``decode`` is ignored: a JSON file's syntax is checked value by value)."""
+    def entries(self) -> Iterator[StreamEntry]:
+        """Every document of the array; without ``checks``, only the oversized ones as rejections (others None)."""
         w, index = self.w, 0
         if w.peek() == "]":
             w.pos += 1
@@ -264,7 +266,11 @@ class JsonReader:
                 offset, line = w.byte, w.line
                 maybe = _SURROGATE_ESCAPE.search(w.buf, start, end) is not None
                 w.advance(end)
-                raw = loader_checks(value, maybe_surrogate=maybe, where={"line": line, "byte_offset": offset})
+                where = {"line": line, "byte_offset": offset}
+                if self.checks:
+                    raw = loader_checks(value, maybe_surrogate=maybe, where=where)
+                else:
+                    raw = loader_checks(value, maybe_surrogate=False, where=where) if oversize_bytes(value) else None
                 yield StreamEntry(index, line, offset, w.byte - offset, raw)
                 index += 1
                 following = w.peek()

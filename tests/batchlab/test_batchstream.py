@@ -195,6 +195,20 @@ class TestStreamedJson:
         assert got.value.code == "invalid_utf8"
         assert got.value.details["byte_offset"] == expected.value.details["byte_offset"]
 
+    @pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+    def test_a_file_that_is_not_utf8_is_refused_as_such_whatever_comes_before(self, tmp_path: Path,
+                                                                             suffix: str) -> None:
+        """As ``load_batch``: the encoding is checked first, so broken JSON before a bad byte is not the error."""
+        path = tmp_path / f"in{suffix}"
+        path.write_bytes(b'{"id": "a",, "content": "x"}\n' + b"[" * 200 + b"\n" + b'{"id": "\xff"}\n')
+        with pytest.raises(BatchInputError) as got:
+            open_batch(path)
+        assert got.value.code == "invalid_utf8" and got.value.details["line"] == 3
+        assert got.value.details["byte_offset"] == path.read_bytes().index(b"\xff")
+        with pytest.raises(BatchInputError) as expected:
+            load_batch(path)
+        assert expected.value.code == "invalid_utf8"
+
     def test_a_batch_id_after_the_documents_is_in_the_header(self, tmp_path: Path) -> None:
         path = tmp_path / "in.json"
         path.write_text('{"documents": [' + GOOD + '], "batch_id": "late"}', encoding="utf-8")
