@@ -45,10 +45,11 @@ from .batchfile import (
 )
 from .docmodel import RejectedDocument
 from .errors import BatchInputError
-from .jsonwindow import CHUNK_BYTES
 from .streamreaders import JsonLinesReader, JsonReader, StreamEntry
 
 Format = Literal["json", "jsonl"]
+#: The encoding check decodes (and drops) this much at a time: small, so it adds nothing to the peak memory.
+UTF8_CHECK_BYTES = 1 << 16
 
 
 def batch_format(path: str | Path) -> Format:
@@ -124,7 +125,7 @@ def _check_utf8(fh: IO[bytes], path: str) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")()
     done = newlines = 0
     while True:
-        blob = fh.read(CHUNK_BYTES)
+        blob = fh.read(UTF8_CHECK_BYTES)
         pending = len(decoder.getstate()[0])
         try:
             decoder.decode(blob, final=not blob)
