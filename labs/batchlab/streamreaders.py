@@ -42,7 +42,7 @@ class StreamEntry:
     index: int
     #: The line (1-based) on which the entry starts.
     line: int
-    #: The byte offset of its first byte, and the bytes of its JSON text.
+    #: The byte offset of its first byte, and the bytes of its JSON text (a JSON Lines entry: with its line end).
     offset: int
     length: int
     #: The raw document as a processor receives it, or a :class:`RejectedDocument`.
