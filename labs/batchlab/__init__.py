@@ -7,7 +7,9 @@ The harness (the core), flat at the top, in the order a document travels:
 
 * ``examples``   - synthetic batch inputs (``batchlab make-input``, ``examples/input_example.json``)
 * ``documents``  - the input's import surface: re-exports ``docmodel`` (one document: parse, identity),
-  ``batchfile`` (load and validate a batch file) and ``inventory`` (entries parsed once, folded by identity)
+  ``batchfile`` (load and validate a batch file), ``batchstream`` (the same file one document at a
+  time: JSON or JSON Lines, over ``streamreaders`` and ``jsonwindow``) and ``inventory`` (entries
+  parsed once, folded by identity)
 * ``contract``   - what ``process_documents_batch`` receives and returns: config, states, report
 * ``runner``     - runs an implementation file in child processes: a pass, a kill, the resume
 * ``rundir``     - the run directory's files, named once (spec, ledger, sink, state, lock, pass output)

@@ -4,7 +4,8 @@ The **batch** (the file as a whole) must be readable UTF-8 JSON of the right sha
 document over ``MAX_DOCUMENT_BYTES``. Otherwise :class:`BatchInputError` is raised *before any
 work starts*, so a bad file can never damage the state of an earlier run (the lesson's 400 case).
 What the loader decides about inputs that are legal in one sense and not in another is listed in
-:mod:`batchlab.documents`, which re-exports this module's public names.
+:mod:`batchlab.documents`, which re-exports this module's public names. A JSON Lines file
+(``.jsonl``) is read by :mod:`batchlab.batchstream`, which builds on this module's checks.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from .inventory import Inventory
 #: A larger document is refused with the whole batch (like an HTTP 413): it would
 #: otherwise stall a worker and blow the memory of every retry.
 MAX_DOCUMENT_BYTES = 1_000_000
-#: A larger batch should be split into several batch ids (shards).
+#: The most documents :func:`load_batch` holds in memory at once (a :class:`Batch` is a list); a larger
+#: batch is read as a stream (:func:`batchlab.batchstream.open_batch`, no limit on N) or split into shards.
 MAX_BATCH_DOCUMENTS = 200_000
 DEFAULT_SOURCE = "default"
+#: File names read as JSON Lines (one document per line); every other name is read as JSON.
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
 BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
@@ -200,19 +204,33 @@ def batch_from_data(data: Any, *, path: str | None = None, check_unicode: bool =
         docs = [_checked(raw) for raw in docs]
     oversized = []
     for index, raw in enumerate(docs):
-        if isinstance(raw, Mapping) and isinstance(raw.get("content"), str):
-            content = raw["content"]
-            # Cheap bound first: a str of n code points encodes to at most 4n bytes.
-            if len(content) * 4 > MAX_DOCUMENT_BYTES and len(content.encode("utf-8")) > MAX_DOCUMENT_BYTES:
-                oversized.append({"index": index, "id": raw.get("id"), "bytes": len(content.encode("utf-8"))})
+        size = oversize_bytes(raw)
+        if size is not None:
+            oversized.append({"index": index, "id": raw.get("id"), "bytes": size})
     if oversized:
-        raise BatchInputError(
-            f"{len(oversized)} document(s) exceed {MAX_DOCUMENT_BYTES} bytes",
-            code="document_too_large",
-            details={**where, "limit_bytes": MAX_DOCUMENT_BYTES, "documents": oversized[:10]},
-            hints=["Split large documents before ingestion, or drop them from this batch."],
-        )
+        raise too_large_error(oversized, where)
     return Batch(documents=docs, batch_id=batch_id, path=path)
+
+
+def oversize_bytes(raw: Any) -> int | None:
+    """The UTF-8 size of ``raw``'s content when it is over :data:`MAX_DOCUMENT_BYTES`, else None."""
+    if isinstance(raw, Mapping) and isinstance(raw.get("content"), str):
+        content = raw["content"]
+        # Cheap bound first: a str of n code points encodes to at most 4n bytes.
+        if len(content) * 4 > MAX_DOCUMENT_BYTES:
+            size = len(content.encode("utf-8", "surrogatepass"))
+            return size if size > MAX_DOCUMENT_BYTES else None
+    return None
+
+
+def too_large_error(oversized: list[dict[str, Any]], where: Mapping[str, Any]) -> BatchInputError:
+    """The whole batch refused for its oversized documents (the first ten named, with their position)."""
+    return BatchInputError(
+        f"{len(oversized)} document(s) exceed {MAX_DOCUMENT_BYTES} bytes",
+        code="document_too_large",
+        details={**where, "limit_bytes": MAX_DOCUMENT_BYTES, "documents": oversized[:10]},
+        hints=["Split large documents before ingestion, or drop them from this batch."],
+    )
 
 
 def _input_error(p: Path, code: str, message: str, hint: str, **details: Any) -> BatchInputError:
@@ -221,6 +239,22 @@ def _input_error(p: Path, code: str, message: str, hint: str, **details: Any) ->
 
 def read_input_bytes(path: str | Path) -> bytes:
     """The bytes of an input file, or :class:`BatchInputError` saying exactly why not."""
+    p = check_input_path(path)
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise unreadable_error(p, exc) from None
+
+
+def unreadable_error(p: Path, exc: OSError) -> BatchInputError:
+    """``input_unreadable`` for a file that exists but whose open or read failed."""
+    return _input_error(p, "input_unreadable", f"input file {str(p)!r} cannot be read: {exc.strerror}",
+                        "Check its permissions (`ls -l`; `chmod u+r FILE`).",
+                        errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)))
+
+
+def check_input_path(path: str | Path) -> Path:
+    """``path`` if it names a regular file, or :class:`BatchInputError` saying exactly why not."""
     p = Path(path)
     try:
         st = os.stat(p)
@@ -242,13 +276,9 @@ def read_input_bytes(path: str | Path) -> bytes:
                            "Check the permissions of the file and of its folders.",
                            errno=errno.errorcode.get(exc.errno or 0, str(exc.errno))) from None
     if not stat.S_ISREG(st.st_mode):
-        raise _input_error(p, "input_not_a_file", f"input path {str(p)!r} is not a file", "Point at a .json file.")
-    try:
-        return p.read_bytes()
-    except OSError as exc:
-        raise _input_error(p, "input_unreadable", f"input file {str(p)!r} cannot be read: {exc.strerror}",
-                           "Check its permissions (`ls -l`; `chmod u+r FILE`).",
-                           errno=errno.errorcode.get(exc.errno or 0, str(exc.errno))) from None
+        raise _input_error(p, "input_not_a_file", f"input path {str(p)!r} is not a file",
+                           "Point at a .json or .jsonl file.")
+    return p
 
 
 #: A lone surrogate can only come from a ``\\uD800``-``\\uDFFF`` escape (raw surrogate bytes are not UTF-8).
@@ -283,8 +313,16 @@ def _has_duplicates(data: Any) -> bool:
 
 
 def load_batch(path: str | Path) -> Batch:
-    """Read and validate a batch file; raise :class:`BatchInputError` with the unified structure."""
+    """Read and validate a batch file; raise :class:`BatchInputError` with the unified structure.
+
+    A JSON Lines file (``.jsonl``, ``.ndjson``) is read through :func:`batchlab.batchstream.load_streamed`
+    (imported here, at call time: the stream builds on this module); any other name is read as JSON, whole.
+    """
     p = Path(path)
+    if p.suffix.lower() in JSONL_SUFFIXES:
+        from .batchstream import load_streamed
+
+        return load_streamed(p)
     blob = read_input_bytes(p)
     try:
         text = blob.decode("utf-8")

@@ -41,10 +41,13 @@ class RejectedDocument(dict):  # type: ignore[type-arg]
     raises :class:`InvalidDocumentError` with ``code`` for it, so it ends ``rejected``.
     """
 
-    def __init__(self, data: Mapping[Any, Any], *, code: str, reason: str) -> None:
+    def __init__(self, data: Mapping[Any, Any], *, code: str, reason: str,
+                 details: Mapping[str, Any] | None = None) -> None:
         super().__init__(data)
         self.code = code
         self.reason = reason
+        #: Where the entry sits in its file (``line``, ``byte_offset``) and other facts, for the error's details.
+        self.details: dict[str, Any] = dict(details or {})
 
 
 
@@ -96,14 +99,15 @@ def parse_document(raw: Any, *, default_source: str = DEFAULT_SOURCE) -> Documen
     """Validate one raw document mapping; raise :class:`InvalidDocumentError` if it is unusable.
 
     Codes: ``not_an_object``, ``missing_id``, ``missing_content``, ``wrong_type``,
-    ``empty_content``, and from the loader (:class:`RejectedDocument`) ``invalid_unicode``
-    and ``duplicate_key``.
+    ``empty_content``, and from the loader (:class:`RejectedDocument`) ``invalid_unicode``,
+    ``duplicate_key``, and from a streamed file ``invalid_json`` (a JSON Lines line that is not JSON)
+    and ``document_too_large`` (met by a stream opened without validation).
     """
     if isinstance(raw, RejectedDocument):
         raise InvalidDocumentError(
             raw.reason,
             code=raw.code,
-            details={"id": raw.get("id")},
+            details={"id": raw.get("id"), **raw.details},
             hints=["Fix the document at its source; the rest of the batch is processed."],
         )
     if not isinstance(raw, Mapping):

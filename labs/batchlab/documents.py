@@ -2,8 +2,8 @@
 
 Two levels of validation, as in the course's API:
 
-* the **batch** (the file as a whole) must be readable UTF-8 JSON of the right
-  shape, with no document over ``MAX_DOCUMENT_BYTES``. Otherwise
+* the **batch** (the file as a whole) must be readable UTF-8 JSON (or JSON Lines,
+  ``.jsonl``: one document per line) of the right shape, with no document over ``MAX_DOCUMENT_BYTES``. Otherwise
   :class:`BatchInputError` is raised *before any work starts*, so a bad file
   can never damage the state of an earlier run (the lesson's 400 case);
 * a single **document** that is invalid (no id, empty content, a number where
@@ -29,10 +29,14 @@ What the loader decides about inputs that are legal in one sense and not in anot
 The processor receives the raw document mappings, exactly as a real ingestion
 endpoint would, and parses each one itself with :func:`parse_document`.
 
+A large batch is read as a **stream** (:func:`open_batch`, :func:`iter_batch`): the same rules, one
+document in memory at a time, each with its index, line and byte offset (:mod:`batchlab.batchstream`).
+
 This module is the import surface (``from batchlab.documents import ...`` in the solution, the
 skeleton, the notebooks and the grader); the code lives in three modules by role:
 :mod:`batchlab.docmodel` (one document: type, validation, identity), :mod:`batchlab.batchfile`
-(reading a batch file: bytes, JSON, shape, the loader's per-document checks) and
+(reading a batch file: bytes, JSON, shape, the loader's per-document checks),
+:mod:`batchlab.batchstream` (the same file read one document at a time, JSON or JSON Lines) and
 :mod:`batchlab.inventory` (a batch's entries parsed once and folded by identity).
 """
 
@@ -49,6 +53,7 @@ from .batchfile import (
     parse_batch_text,
     read_input_bytes,
 )
+from .batchstream import BatchHeader, BatchStream, StreamEntry, iter_batch, open_batch
 from .docmodel import (
     DEFAULT_SOURCE,
     Document,
@@ -65,8 +70,9 @@ from .docmodel import (
 from .inventory import Entry, Inventory
 
 __all__ = [
-    "BATCH_ID_PATTERN", "DEFAULT_SOURCE", "MAX_BATCH_DOCUMENTS", "MAX_DOCUMENT_BYTES", "Batch", "Document", "Entry",
-    "Inventory", "RejectedDocument", "batch_from_data", "check_batch_id", "content_hash", "has_lone_surrogate",
-    "ident_of", "identity", "load_batch", "normalize_id", "normalize_text", "parse_batch_text", "parse_document",
-    "read_input_bytes", "try_parse",
+    "BATCH_ID_PATTERN", "DEFAULT_SOURCE", "MAX_BATCH_DOCUMENTS", "MAX_DOCUMENT_BYTES", "Batch", "BatchHeader",
+    "BatchStream", "Document", "Entry", "Inventory", "RejectedDocument", "StreamEntry", "batch_from_data",
+    "check_batch_id", "content_hash", "has_lone_surrogate", "ident_of", "identity", "iter_batch", "load_batch",
+    "normalize_id", "normalize_text", "open_batch", "parse_batch_text", "parse_document", "read_input_bytes",
+    "try_parse",
 ]

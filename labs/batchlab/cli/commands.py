@@ -308,21 +308,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_make_input(args: argparse.Namespace) -> int:
-    from ..documents import MAX_BATCH_DOCUMENTS
-    from ..examples import make_documents, write_input
+    """Write a synthetic batch, streamed: memory does not grow with ``--docs`` (``examples.iter_documents``)."""
+    from ..batchstream import batch_format
+    from ..examples import iter_documents, write_documents
 
-    if args.docs > MAX_BATCH_DOCUMENTS:
-        raise UsageError(f"--docs {args.docs} is more than {MAX_BATCH_DOCUMENTS}", code="usage_error",
-                         hints=["Generate several shards with different --seed and --batch-id."])
     if args.min_bytes > args.max_bytes:
         raise UsageError("--min-bytes is larger than --max-bytes", code="usage_error")
-    out = Path(args.out or f"examples/input_{args.docs}.json")
+    fmt = args.format or (batch_format(args.out) if args.out else "json")
+    out = Path(args.out or f"examples/input_{args.docs}.{fmt}")
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists", code="output_exists", details={"out": str(out)},
                          hints=["Pass --force to overwrite it, or choose another --out."])
-    docs = make_documents(args.docs, seed=args.seed, min_bytes=args.min_bytes, max_bytes=args.max_bytes)
-    write_input(out, docs, batch_id=args.batch_id)
-    print(json.dumps({"out": str(out), "documents": len(docs), "seed": args.seed}))
+    docs = iter_documents(args.docs, seed=args.seed, min_bytes=args.min_bytes, max_bytes=args.max_bytes)
+    written = write_documents(out, docs, batch_id=args.batch_id, format=fmt)
+    print(json.dumps({"out": str(out), "documents": written, "seed": args.seed, "format": fmt}))
     return EXIT_OK
 
 

@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-bytes", type=_positive, default=100)
     p.add_argument("--max-bytes", type=_positive, default=50_000)
     p.add_argument("--force", action="store_true")
+    p.add_argument("--format", choices=["json", "jsonl"], default=None,
+                   help="json (an object with `documents`) or jsonl (a header line, then a document per line); "
+                        "default: from the --out suffix, else json")
     p.set_defaults(func=cmd_make_input)
 
     p = sub.add_parser("release", help="generate the student skeleton from the solution")
