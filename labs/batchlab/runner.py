@@ -43,6 +43,7 @@ from typing import Any
 from .contract import BatchConfig
 from .errors import KitError
 from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
+from .harness import HarnessSide, forget
 from .host import child_popen_kwargs, environ_snapshot, kill_group
 from .ledger import Ev, LedgerTail, PassEnd, append_event
 from .lifeline import parent_link
@@ -99,6 +100,8 @@ class RunSpec:
     lock_wait_s: float = DEFAULT_LOCK_WAIT_S
     #: A sandbox around the worker's command line (the grader's bubblewrap: ``grader/bubblewrap.py``), or None.
     wrap: Callable[[list[str]], list[str]] | None = None
+    #: Service, sink and ledger on the harness side of a socket (:mod:`batchlab.harness`), not in the worker.
+    boundary: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """What ``spec.json`` holds (the worker and every reader of a run directory read it back)."""
@@ -140,6 +143,10 @@ class PassResult:
     stdout: str = ""
     stderr: str = ""
     stopped_by: str | None = None  #: the signal name when the pass was asked to stop (Ctrl-C, SIGTERM)
+    #: With the boundary: what wrote the run's records besides the harness side (empty: nothing did).
+    foreign: list[str] = field(default_factory=list)
+    #: With the boundary: events the worker sent that only the harness side may write (refused).
+    refused_events: int = 0
 
     @property
     def sigkilled(self) -> bool:
@@ -187,6 +194,8 @@ def prepare(spec: RunSpec, *, fresh: bool = False) -> Path:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
+    if fresh:
+        forget(run)
     RunDir(run).state.mkdir(parents=True, exist_ok=True)
     RunDir(run).spec.write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
     return run
@@ -216,14 +225,15 @@ def _read_capped(path: Path, cap: int) -> str:
     return text
 
 
-def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *,
-               lock: RunDirLock | None = None) -> tuple[subprocess.Popen[bytes], float]:
+def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *, lock: RunDirLock | None = None,
+               harness: HarnessSide | None = None) -> tuple[subprocess.Popen[bytes], float]:
     """Start the worker of one pass; returns the process and its start time (the resume clock's zero).
 
     ``lock``: the run directory's lock, already held by the caller, handed to the
     worker. Without one, the lock is taken here (waiting ``spec.lock_wait_s``, then
     :class:`batchlab.runlock.RunDirBusyError`) and the worker alone holds it once started.
-    The worker dies with this process (:func:`batchlab.lifeline.parent_link`).
+    The worker dies with this process (:func:`batchlab.lifeline.parent_link`). With ``harness``
+    (the boundary), the worker gets its socket and the harness side serves it from here on.
     """
     run = Path(spec.run_dir)
     own = lock is None
@@ -232,6 +242,8 @@ def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *,
     t0 = time.time()
     cmd = [sys.executable, "-m", "batchlab.worker", str(run), "--pass", str(pass_no), "--crash", kind,
            "--at", str(crash.at), "--t0", repr(t0)]
+    if harness is not None:
+        cmd += ["--harness-fd", str(harness.child_fd)]
     if spec.wrap is not None:
         cmd = spec.wrap(cmd)
     link = parent_link()
@@ -243,13 +255,16 @@ def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *,
         stderr = RunDir(run).stderr(pass_no).open("wb")
         try:
             proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, text=False,
-                                    pass_fds=(*link.pass_fds, *([held.fd] if held.fd is not None else [])),
+                                    pass_fds=(*link.pass_fds, *([held.fd] if held.fd is not None else []),
+                                              *([harness.child_fd] if harness is not None else [])),
                                     **child_popen_kwargs(spec.limits))
         finally:
             stdout.close()
             stderr.close()
     finally:
         link.attach(proc)
+        if harness is not None and proc is not None:
+            harness.start(proc)
         if own:
             held.release()  # the worker holds it now, for its whole life
     return proc, t0
@@ -274,7 +289,14 @@ class LivePass:
         self.ledger = RunDir(Path(spec.run_dir)).ledger
         self._tail = LedgerTail(self.ledger)
         self._tail.read_new() if self.ledger.exists() else None  # only this pass's events from here on
-        self.proc, self.t0 = start_pass(spec, pass_no, self.crash, lock=lock)
+        self.harness = HarnessSide(Path(spec.run_dir), pass_no=pass_no, crash=self.crash, plan=spec.plan,
+                                   latency=spec.latency, durable=spec.durable) if spec.boundary else None
+        try:
+            self.proc, self.t0 = start_pass(spec, pass_no, self.crash, lock=lock, harness=self.harness)
+        except BaseException:
+            if self.harness is not None:
+                self.harness.close(drain=False)
+            raise
         self.kill_at: float | None = None
         self.killed = self.timed_out = False
         self.stopped_by: str | None = None
@@ -289,9 +311,11 @@ class LivePass:
         now = time.time()
         if stop and self.stopped_by is None and self.running:
             self.stopped_by = stop
-            append_event(self.ledger, Ev.STOP, pass_no=self.pass_no, signal=stop, by="parent")
+            self._record(Ev.STOP, signal=stop, by="parent")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGTERM)
+            if self.harness is not None:  # bubblewrap does not forward SIGTERM: the socket does
+                self.harness.request_stop("SIGTERM")
             self._stop_deadline = now + STOP_KILL_AFTER_S
         if self._stop_deadline is not None and (now >= self._stop_deadline or stop == STOP_NOW) and not self.killed:
             self._kill_group()
@@ -301,24 +325,34 @@ class LivePass:
         if self.kill_at is not None and now >= self.kill_at and not self.killed and self.running:
             self.kill(kind=CRASH_RANDOM, by="parent", delay=self.kill_at - self.t0)
         if now - self.t0 > self.spec.timeout_s and self.running and not self.timed_out:
-            append_event(self.ledger, Ev.TIMEOUT, pass_no=self.pass_no, after_s=self.spec.timeout_s)
+            self._record(Ev.TIMEOUT, after_s=self.spec.timeout_s)
             self.timed_out = True
             self._kill_group()
         return events
 
     def kill(self, *, kind: str, by: str, delay: float | None = None) -> None:
         """SIGKILL the worker's group now, the ``kill`` event written first (``delay``: since the pass began)."""
-        append_event(self.ledger, Ev.KILL, pass_no=self.pass_no, kind=kind, by=by,
-                     delay=round(time.time() - self.t0 if delay is None else delay, 4))
+        self._record(Ev.KILL, kind=kind, by=by, delay=round(time.time() - self.t0 if delay is None else delay, 4))
         self._kill_group()
+
+    def _record(self, ev: Ev, **fields: Any) -> None:
+        """An event of the parent's, in the ledger (through the harness side when there is one: it owns the file)."""
+        if self.harness is not None:
+            self.harness.emit(ev, **fields)
+        else:
+            append_event(self.ledger, ev, pass_no=self.pass_no, **fields)
 
     def _kill_group(self) -> None:
         self.killed = True
+        if self.harness is not None:
+            self.harness.halt()
         kill_group(self.proc)
 
     def finish(self) -> tuple[PassResult, list[dict[str, Any]]]:
         """Reap the worker; its result and the pass's last events."""
         self.proc.wait()
+        if self.harness is not None:
+            self.harness.close(drain=not self.killed)
         run = RunDir(Path(self.spec.run_dir))
         result = PassResult(
             pass_no=self.pass_no, returncode=self.proc.returncode, duration_s=time.time() - self.t0,
@@ -326,6 +360,8 @@ class LivePass:
             stdout=_read_capped(run.stdout(self.pass_no), self.spec.output_cap),
             stderr=_read_capped(run.stderr(self.pass_no), self.spec.output_cap),
             stopped_by=self.stopped_by)
+        if self.harness is not None:
+            result.foreign, result.refused_events = list(self.harness.foreign), self.harness.refused
         return result, self._tail.read_new()
 
 
