@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -174,7 +175,7 @@ class HarnessSide:
 
     def request_stop(self, signal_name: str) -> None:
         """Ask the worker to stop (what SIGTERM does; this reaches a worker inside bubblewrap too)."""
-        self.loop.call_soon_threadsafe(self._reply, None, op="stop", signal=signal_name)
+        self.loop.call_soon_threadsafe(functools.partial(self._reply, None, op="stop", signal=signal_name))
 
     def close(self, *, drain: bool, timeout_s: float = 10.0) -> None:
         """After the worker ended: record what it sent before it exited (``drain``), then close everything."""

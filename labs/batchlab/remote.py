@@ -8,14 +8,15 @@ service.embed(...)`` (concurrent calls are multiplexed by request id; a cancelle
 over there too), ``sink.put/get/keys/in``. A submission that bypasses them and talks the protocol
 itself gains nothing the proxies could not do: it is the harness side that checks and records.
 
-One reader thread takes every frame off the socket and hands each answer to its caller: an awaiting
-coroutine (through its loop) or a blocking sink call. A ``stop`` frame from the harness side is the
+Answers are read by whoever waits (the processor's loop, or a blocking sink call) and handed to
+their callers by id. A ``stop`` frame from the harness side is the
 runner's stop request (what SIGTERM does, which bubblewrap does not forward).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import socket
 import threading
@@ -37,20 +38,45 @@ class HarnessGone(ConnectionError):
     """The harness side closed the connection (the pass is over, or the runner died)."""
 
 
+class _Waiter:
+    """Who waits for an answer: a blocking caller (``done``) or a future of an event loop (``future``)."""
+
+    def __init__(self, future: asyncio.Future[Any] | None = None) -> None:
+        self.future = future
+        self.thread = threading.get_ident()
+        self.done = threading.Event()
+        self.reply: dict[str, Any] | None = None
+
+    def deliver(self, reply: dict[str, Any] | None) -> None:
+        self.reply = reply
+        self.done.set()
+        if self.future is not None:
+            if threading.get_ident() == self.thread:
+                _settle(self.future, reply)
+            else:
+                self.future.get_loop().call_soon_threadsafe(_settle, self.future, reply)
+
+
 class Channel:
-    """The worker's end of the socket: requests out, answers routed to their callers by id."""
+    """The worker's end of the socket: requests out, answers routed to their callers by id.
+
+    No reader thread: whoever needs an answer reads. The processor's event loop reads when the socket
+    is readable (``add_reader``: an awaited call costs no thread switch); a blocking sink call reads
+    until its own answer came, handing the others to their callers. One reader at a time (a lock).
+    """
 
     def __init__(self, fd: int, *, on_stop: Callable[[str], None] | None = None) -> None:
         self.sock = socket.socket(fileno=fd)
         self.sock.setblocking(True)
         self._send_lock = threading.Lock()
+        self._read_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._waiting: dict[int, Callable[[dict[str, Any] | None], None]] = {}
+        self._waiting: dict[int, _Waiter] = {}
+        self._buffer = bytearray()
         self._gone = False
+        self._loops: set[int] = set()
         self.on_stop = on_stop
-        self._reader = threading.Thread(target=self._read, daemon=True, name="harness-reader")
-        self._reader.start()
 
     def send(self, message: dict[str, Any]) -> None:
         frame = encode(message)
@@ -60,37 +86,36 @@ class Channel:
             except OSError as exc:
                 raise HarnessGone(f"the harness side is gone: {exc}") from None
 
-    def _register(self, deliver: Callable[[dict[str, Any] | None], None]) -> int:
+    def _register(self, waiter: _Waiter) -> int:
         with self._lock:
             if self._gone:
                 raise HarnessGone("the harness side is gone")
             rid = next(self._ids)
-            self._waiting[rid] = deliver
+            self._waiting[rid] = waiter
         return rid
 
     def call(self, op: str, **args: Any) -> Any:
         """A blocking request (the sink's methods are synchronous in the contract)."""
-        done = threading.Event()
-        box: list[dict[str, Any] | None] = []
-
-        def deliver(reply: dict[str, Any] | None) -> None:
-            box.append(reply)
-            done.set()
-
-        rid = self._register(deliver)
+        waiter = _Waiter()
+        rid = self._register(waiter)
         self.send({"op": op, "id": rid, **args})
-        done.wait()
-        return _result(box[0])
+        while not waiter.done.is_set():
+            if self._read_lock.acquire(timeout=0.05):
+                try:
+                    while not waiter.done.is_set():
+                        self._pump(block=True)
+                finally:
+                    self._read_lock.release()
+        return _result(waiter.reply)
 
     async def call_async(self, op: str, **args: Any) -> Any:
         """A request awaited in the processor's loop; cancelling it cancels it on the harness side."""
         loop = asyncio.get_running_loop()
+        if id(loop) not in self._loops:
+            self._loops.add(id(loop))
+            loop.add_reader(self.sock.fileno(), self._on_readable)
         future: asyncio.Future[dict[str, Any] | None] = loop.create_future()
-
-        def deliver(reply: dict[str, Any] | None) -> None:
-            loop.call_soon_threadsafe(_settle, future, reply)
-
-        rid = self._register(deliver)
+        rid = self._register(_Waiter(future))
         self.send({"op": op, "id": rid, **args})
         try:
             reply = await future
@@ -104,23 +129,41 @@ class Channel:
             raise
         return _result(reply)
 
-    def _read(self) -> None:
-        buffer = bytearray()
+    def _on_readable(self) -> None:
+        if self._read_lock.acquire(blocking=False):  # a blocking caller is reading: it routes our answers
+            try:
+                self._pump(block=False)
+            finally:
+                self._read_lock.release()
+
+    def _pump(self, *, block: bool) -> None:
+        """Read once (holding the read lock) and route every complete frame."""
         try:
-            while True:
-                data = self.sock.recv(1 << 16)
-                if not data:
-                    break
-                buffer += data
-                for frame in split_frames(buffer):
-                    self._route(frame)
-        except (OSError, ProtocolError):
-            pass
+            data = self.sock.recv(1 << 16) if block else self.sock.recv(1 << 16, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._closed()
+            return
+        self._buffer += data
+        try:
+            frames = split_frames(self._buffer)
+        except ProtocolError:
+            self._closed()
+            return
+        for frame in frames:
+            self._route(frame)
+
+    def _closed(self) -> None:
         with self._lock:
             self._gone = True
             waiting, self._waiting = self._waiting, {}
-        for deliver in waiting.values():
-            deliver(None)
+        for waiter in waiting.values():
+            waiter.deliver(None)
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
 
     def _route(self, frame: dict[str, Any]) -> None:
         if frame.get("op") == "stop":
@@ -128,9 +171,9 @@ class Channel:
                 self.on_stop(str(frame.get("signal", "SIGTERM")))
             return
         with self._lock:
-            deliver = self._waiting.pop(frame.get("id"), None)  # type: ignore[arg-type]
-        if deliver is not None:
-            deliver(frame)
+            waiter = self._waiting.pop(frame.get("id"), None)  # type: ignore[arg-type]
+        if waiter is not None:
+            waiter.deliver(frame)
 
 
 def _settle(future: asyncio.Future[dict[str, Any] | None], reply: dict[str, Any] | None) -> None:

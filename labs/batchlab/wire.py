@@ -65,9 +65,12 @@ def doc_from_wire(data: Any) -> Document:
     """The document a frame describes; anything but strings where strings belong is refused."""
     if not isinstance(data, dict):
         raise ProtocolError("a document that is not an object")
-    fields = {name: data.get(name) for name in ("id", "content", "source", "title")}
-    if not all(isinstance(value, str) for value in fields.values()):
-        raise ProtocolError("a document whose id, content, source or title is not a string")
+    fields: dict[str, str] = {}
+    for name in ("id", "content", "source", "title"):
+        value = data.get(name)
+        if not isinstance(value, str):
+            raise ProtocolError(f"a document whose {name} is not a string")
+        fields[name] = value
     metadata = data.get("metadata")
     return Document(id=fields["id"], content=fields["content"], source=fields["source"], title=fields["title"],
                     metadata=metadata if isinstance(metadata, dict) else {})
