@@ -50,6 +50,10 @@ from .wire import ProtocolError, doc_from_wire, encode, error_to_wire, split_fra
 WORKER_EVENTS = frozenset({Ev.PASS_START, Ev.STATE, Ev.STUDENT_ERROR, Ev.INPUT_ERROR, Ev.PASS_END, Ev.STOPPED})
 
 
+#: At the end of a pass, at most this much of what the worker sent is still read.
+DRAIN_CAP = 16 * 2**20
+
+
 class _Crashed(BaseException):
     """A planned crash fired here: the worker is being killed, the call or commit gets no answer."""
 
@@ -239,8 +243,9 @@ class HarnessSide:
         self.sock.close()
 
     async def _drain(self) -> None:
+        """What the worker sent before it exited (bounded: a process it left behind may still be writing)."""
         buffer = bytearray()
-        while True:
+        while len(buffer) < DRAIN_CAP:
             try:
                 data = self.sock.recv(1 << 16)
             except (BlockingIOError, OSError):
