@@ -26,24 +26,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import socket
 import subprocess
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .docmodel import ident_of
 from .faults import CrashPlan
+from .harness_records import HarnessLedger, HarnessSink, RecordsWatch
 from .host import kill_group
-from .ledger import _ENCODER, ENVELOPE, Ev, Ledger, _short, iter_events
+from .ledger import ENVELOPE, Ev, iter_events
 from .pipeline import MODE_DEGRADED
 from .rundir import RunDir
 from .service import LatencyModel, SimulatedService
-from .sink import SqliteSink
 from .wire import ProtocolError, doc_from_wire, encode, error_to_wire, split_frames
 
 #: The events a worker may add to the ledger: its own account, never a call or a commit.
@@ -58,72 +56,6 @@ class _Crashed(BaseException):
     """A planned crash fired here: the worker is being killed, the call or commit gets no answer."""
 
 
-class HarnessLedger(Ledger):
-    """The pass's ledger, written from two threads (the harness loop, the runner's kills), remembering its lines."""
-
-    def __init__(self, path: Path, *, pass_no: int) -> None:
-        super().__init__(path, pass_no=pass_no)
-        self._lock = threading.Lock()
-        self.written = bytearray()
-        self.put_extra: dict[str, Any] | None = None  #: fields added to the next ``sink_put`` (``unbacked``)
-
-    def set_pid(self, pid: int) -> None:
-        self._pid = pid  # the worker's, as an in-process ledger wrote it
-
-    def inode(self) -> int:
-        """The inode of the file this ledger writes (another file put at its path would differ)."""
-        return os.fstat(self._fd).st_ino
-
-    def emit(self, ev: str, **fields: Any) -> None:
-        if ev == Ev.SINK_PUT and self.put_extra:
-            fields.update(self.put_extra)
-        record = {"ev": ev, "t": self._clock(), "pass": self.pass_no, "pid": self._pid}
-        for name, value in fields.items():
-            record[name] = _short(value) if type(value) is str else value
-        line = (_ENCODER.encode(record) + "\n").encode("utf-8")
-        with self._lock:
-            if self._fd >= 0:
-                os.write(self._fd, line)
-                self.written += line
-
-
-class HarnessSink(SqliteSink):
-    """The pass's sink; it can tell whether another connection committed to the file."""
-
-    def data_version(self) -> int:
-        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-
-    def digest(self) -> str:
-        """Every output and every put, hashed: what the next pass must find."""
-        h = hashlib.sha256()
-        for table, order in (("outputs", "key"), ("puts", "seq")):
-            for row in self._conn.execute(f"SELECT * FROM {table} ORDER BY {order}"):  # noqa: S608 - fixed names
-                h.update(repr(row).encode("utf-8"))
-        return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class Seal:
-    """How a pass left its run's records: the next pass checks it found them so."""
-
-    ledger_size: int
-    ledger_sha: str
-    sink_digest: str
-
-
-_SEALS: dict[Path, Seal] = {}
-
-
-def forget(run_dir: Path) -> None:
-    """A fresh run: no earlier pass to compare with."""
-    _SEALS.pop(Path(run_dir).resolve(), None)
-
-
-def _sha(path: Path) -> tuple[int, str]:
-    data = path.read_bytes() if path.exists() else b""
-    return len(data), hashlib.sha256(data).hexdigest()
-
-
 class HarnessSide:
     """One pass's service, sink and ledger, served to one worker over a socket pair (see the module)."""
 
@@ -135,20 +67,17 @@ class HarnessSide:
         self._child: socket.socket | None = child
         self.child_fd = child.fileno()
         os.set_inheritable(self.child_fd, True)
-        self.foreign: list[str] = []
         self.refused = 0
         self.unbacked = 0
         self.halted = self.crashed = self._worker_gone = False
         self.proc: subprocess.Popen[bytes] | None = None
-        self._check_seal()
         self.ok_chunks = {(str(e.get("ident")), int(e.get("chunk", -1))) for e in iter_events(self.run.ledger)
                           if e.get("ev") == Ev.CALL_OK and isinstance(e.get("chunk"), int)}
-        self._start_size = self.run.ledger.stat().st_size if self.run.ledger.exists() else 0
+        self.watch = RecordsWatch(self.run, pass_no)
         self.ledger = HarnessLedger(self.run.ledger, pass_no=pass_no)
         self.sink = HarnessSink(self.run.sink, ledger=self.ledger, pass_no=pass_no, crash=crash, durable=durable,
                                 on_crash=self._crashed)
-        self._sink_ino = self.run.sink.stat().st_ino
-        self._data_version = self.sink.data_version()
+        self.watch.opened(self.sink)
         self.service: SimulatedService | None = None
         self._tasks: dict[Any, asyncio.Task[None]] = {}
         self._out = bytearray()
@@ -168,6 +97,11 @@ class HarnessSide:
             self._child.close()
             self._child = None
         self._thread.start()
+
+    @property
+    def foreign(self) -> list[str]:
+        """What wrote the run's records besides this side (:class:`batchlab.harness_records.RecordsWatch`)."""
+        return self.watch.foreign
 
     def emit(self, ev: str, **fields: Any) -> None:
         """An event of the runner's (a kill, a stop, a timeout), written by this side's ledger."""
@@ -221,7 +155,7 @@ class HarnessSide:
                 for frame in split_frames(buffer):
                     await self._handle(frame)
             except Exception as exc:  # noqa: BLE001 - whatever the worker sent, the harness side goes on
-                self.foreign.append(f"pass {self.pass_no}: the worker broke the protocol: {exc}")
+                self.watch.foreign.append(f"pass {self.pass_no}: the worker broke the protocol: {exc}")
                 return
 
     async def _finish(self, drain: bool) -> None:
@@ -237,7 +171,7 @@ class HarnessSide:
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        self._check_end()
+        self.watch.closing(self.ledger, self.sink)
         self.sink.close()
         self.ledger.close()
         self.sock.close()
@@ -374,36 +308,3 @@ class HarnessSide:
         if self._writing:
             self._writing = False
             self.loop.remove_writer(self.sock)
-
-    # -- the records checked (what a sandbox would guarantee, checked when there is none) -------
-
-    def _check_seal(self) -> None:
-        seal = _SEALS.get(self.run.path.resolve())
-        if seal is None:
-            return
-        size, sha = _sha(self.run.ledger)
-        if (size, sha) != (seal.ledger_size, seal.ledger_sha):
-            self.foreign.append(f"before pass {self.pass_no}: the ledger changed since the last pass ended")
-        if self.run.sink.exists():
-            sink = HarnessSink(self.run.sink)
-            try:
-                if sink.digest() != seal.sink_digest:
-                    self.foreign.append(f"before pass {self.pass_no}: the sink changed since the last pass ended")
-            finally:
-                sink.close()
-
-    def _check_end(self) -> None:
-        with contextlib.suppress(OSError):
-            with self.run.ledger.open("rb") as fh:
-                fh.seek(self._start_size)
-                tail = fh.read()
-            if tail != bytes(self.ledger.written) or self.run.ledger.stat().st_ino != self.ledger.inode():
-                self.foreign.append(f"pass {self.pass_no}: the ledger holds lines the harness did not write")
-        try:
-            replaced = self.run.sink.stat().st_ino != self._sink_ino
-        except OSError:
-            replaced = True
-        if replaced or self.sink.data_version() != self._data_version:
-            self.foreign.append(f"pass {self.pass_no}: something other than the harness wrote to the sink")
-        size, sha = _sha(self.run.ledger)
-        _SEALS[self.run.path.resolve()] = Seal(size, sha, self.sink.digest())

@@ -23,6 +23,11 @@ Process lifetime (issue 14):
 * ``run_pass(stop=...)`` asks the worker to stop (SIGTERM: no new documents, the
   ones in flight get ``worker.STOP_GRACE_S`` to commit) and kills its group if it
   has not exited :data:`STOP_KILL_AFTER_S` seconds after the request.
+
+The process boundary (``RunSpec.boundary``, the grader's runs): the service, the sink and
+the ledger live on a :class:`batchlab.harness.HarnessSide` in this process, one per pass,
+and the worker talks to them over a socket; the runner's own events go through it, a kill
+halts it first, and :attr:`PassResult.foreign` says what wrote the records beside it.
 """
 
 from __future__ import annotations
@@ -35,21 +40,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .contract import BatchConfig
-from .errors import KitError
-from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
-from .harness import HarnessSide, forget
+from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan
+from .harness import HarnessSide
+from .harness_records import forget
 from .host import child_popen_kwargs, environ_snapshot, kill_group
 from .ledger import Ev, LedgerTail, PassEnd, append_event
 from .lifeline import parent_link
 from .rundir import RunDir
-from .runlock import DEFAULT_LOCK_WAIT_S, LOCK_NAME, RunDirLock
-from .service import LatencyModel
+from .runlock import LOCK_NAME, RunDirLock
+from .runspec import Limits, RunSpec, read_spec
 from .worker import STOP_GRACE_S, WorkerExit
 
 __all__ = [
@@ -65,69 +69,6 @@ STOP_KILL_AFTER_S = STOP_GRACE_S + 3.0
 #: ``stop()`` returns this to ask for an immediate kill (a second Ctrl-C).
 STOP_NOW = "now"
 StopCallback = Callable[[], str | None]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits for a child (the grader's protection against student code).
-
-    :func:`batchlab.host.child_popen_kwargs` sets them in the child before exec
-    (the address-space limit on Linux only: see :mod:`batchlab.host`).
-    """
-
-    cpu_s: int | None = None
-    memory_bytes: int | None = None
-    file_bytes: int | None = None
-    processes: int | None = None  #: RLIMIT_NPROC: processes and threads of the child's user (root is exempt)
-
-
-@dataclass
-class RunSpec:
-    """Everything that defines a run, apart from its crash plans."""
-
-    impl: Path
-    input: Path
-    run_dir: Path
-    batch_id: str = "batch-001"
-    config: BatchConfig = field(default_factory=BatchConfig)
-    plan: FaultPlan = field(default_factory=FaultPlan)
-    latency: LatencyModel = field(default_factory=LatencyModel)
-    durable: str = "process"
-    timeout_s: float = 120.0
-    output_cap: int = 64_000
-    limits: Limits | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    lock_wait_s: float = DEFAULT_LOCK_WAIT_S
-    #: A sandbox around the worker's command line (the grader's bubblewrap: ``grader/bubblewrap.py``), or None.
-    wrap: Callable[[list[str]], list[str]] | None = None
-    #: Service, sink and ledger on the harness side of a socket (:mod:`batchlab.harness`), not in the worker.
-    boundary: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """What ``spec.json`` holds (the worker and every reader of a run directory read it back)."""
-        return {
-            "impl": str(Path(self.impl).resolve()), "input": str(Path(self.input).resolve()),
-            "batch_id": self.batch_id, "config": self.config.to_dict(), "plan": self.plan.to_dict(),
-            "latency": self.latency.to_dict(), "durable": self.durable,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, run_dir: str | Path) -> RunSpec:
-        """The spec :meth:`to_dict` wrote; ``run_dir`` is where it was read (the file does not name it).
-
-        ``impl`` and ``input`` must be strings; the other parts take their defaults when absent.
-        Raises ``ValueError`` or ``TypeError`` for anything else that is not a spec.
-        """
-        if not isinstance(data, Mapping) or not isinstance(data.get("input"), str):
-            raise ValueError("spec.json is not an object with an `input` path")
-        if not isinstance(data.get("impl", ""), str):
-            raise ValueError("the `impl` of spec.json is not a path")
-        return cls(impl=Path(data.get("impl", "")), input=Path(data["input"]), run_dir=Path(run_dir),
-                   batch_id=str(data.get("batch_id", "batch-001")),
-                   config=BatchConfig.from_dict(dict(data.get("config") or {})),
-                   plan=FaultPlan.from_dict(data.get("plan") or {}),
-                   latency=LatencyModel(**dict(data.get("latency") or {})),
-                   durable=str(data.get("durable", "process")))
 
 
 @dataclass
@@ -199,18 +140,6 @@ def prepare(spec: RunSpec, *, fresh: bool = False) -> Path:
     RunDir(run).state.mkdir(parents=True, exist_ok=True)
     RunDir(run).spec.write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
     return run
-
-
-def read_spec(run_dir: str | Path) -> RunSpec:
-    """The spec of a run directory (:meth:`RunSpec.from_dict`), or a ``run_dir_corrupt`` error naming the file."""
-    path = RunDir(Path(run_dir)).spec
-    try:
-        return RunSpec.from_dict(json.loads(path.read_text(encoding="utf-8")), run_dir=run_dir)
-    except (OSError, ValueError, TypeError, RecursionError) as exc:
-        raise KitError(f"{path} cannot be read: {type(exc).__name__}: {exc}", code="run_dir_corrupt",
-                       details={"run_dir": str(run_dir)},
-                       hints=["A run directory has the spec.json `batchlab run` wrote; start a new --run-dir."]) \
-            from None
 
 
 def _read_capped(path: Path, cap: int) -> str:

@@ -1,6 +1,6 @@
 """The worker process: runs one pass of one implementation file, so that it can be killed for real.
 
-``python -m batchlab.worker RUN_DIR --pass N [--crash KIND --at K] [--t0 T] [--wait-lock S]``
+``python -m batchlab.worker RUN_DIR --pass N [--crash KIND --at K] [--t0 T] [--wait-lock S] [--harness-fd FD]``
 
 It reads ``RUN_DIR/spec.json`` (written by :mod:`batchlab.runner`), records the
 pass start in the ledger before anything else, imports the implementation from
@@ -9,6 +9,12 @@ and awaits ``process_documents_batch``. Exit codes: 0 done, 2 bad batch input (o
 a busy run directory), 3 the implementation failed to import or lacks the entry
 point, 4 it raised, 5 stopped on request (SIGTERM or SIGINT). A crash plan makes
 the service or the sink SIGKILL this very process.
+
+With ``--harness-fd`` (the runner's ``RunSpec.boundary``: the grader) the service, the
+sink and the ledger are not built here: they live on the harness side of that socket
+(:mod:`batchlab.harness`, in the runner's process) and the processor gets proxies
+(:mod:`batchlab.remote`); this process's own events (its start, progress, report,
+errors) go over the socket too, and the harness side delivers the crash plan.
 
 Its lifetime, whoever started it:
 

@@ -15,7 +15,7 @@ import pytest
 from batchlab.contract import BatchConfig
 from batchlab.examples import write_input
 from batchlab.faults import CrashPlan, FaultPlan
-from batchlab.ledger import Ev, FIELDS, read_events
+from batchlab.ledger import FIELDS, Ev, read_events
 from batchlab.metrics import metrics_for_run
 from batchlab.rundir import RunDir
 from batchlab.runner import RunSpec, prepare, run_pass, run_passes

@@ -37,12 +37,14 @@ def _impl(folder: Path, source: str) -> Path:
 
 
 def test_turning_it_off_is_said_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    """BATCHLAB_SANDBOX=off gives no sandbox, a reason naming the switch, and commands left as they are."""
+    """BATCHLAB_SANDBOX=off gives no sandbox, a reason naming the switch, commands left as they are, and the
+    weaker guarantee on the run's records stated."""
     monkeypatch.setenv(bubblewrap.SANDBOX_ENV, "off")
     box = bubblewrap.detect.__wrapped__()
     assert box.kind == "none" and "BATCHLAB_SANDBOX=off" in box.reason
     assert box.command(["python", "x.py"], writable=[Path("/tmp")]) == ["python", "x.py"]
-    assert box.info() == {"kind": "none", "reason": box.reason}
+    assert box.info() == {"kind": "none", "reason": box.reason, "records": box.records()}
+    assert "detected" in box.records() and "not prevented" in box.records()
     assert "NONE" in box.banner()
 
 
