@@ -54,7 +54,8 @@ class _Waiter:
             if threading.get_ident() == self.thread:
                 _settle(self.future, reply)
             else:
-                self.future.get_loop().call_soon_threadsafe(_settle, self.future, reply)
+                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                    self.future.get_loop().call_soon_threadsafe(_settle, self.future, reply)
 
 
 class Channel:

@@ -154,6 +154,8 @@ def test_hostile_submission_is_contained_by_bubblewrap(name: str, tmp_path: Path
     run = _grade(name, tmp_path, sandbox=True)
     _assert_contained(run, sandbox=True)
     _assert_forgery_named(run, name)
+    if name == "forge_exact":  # the worker saw neither file: it fell back to commits without calls
+        assert "the service never answered" in run.results_text and "did not write" not in run.results_text
     assert run.results["extra_data"]["kit_changed"] == []
     assert HIDDEN_NAME not in run.results_text, "the hidden scenarios leaked into the feedback"
     assert "sandbox: bubblewrap" in run.output
