@@ -175,7 +175,7 @@ def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *, lock: RunDirLoc
         cmd += ["--harness-fd", str(harness.child_fd)]
     if spec.wrap is not None:
         cmd = spec.wrap(cmd)
-    link = parent_link()
+    link = parent_link(across_namespaces=spec.wrap is not None)
     env = {**environ_snapshot(), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **spec.env, **link.env,
            **held.child_env()}
     proc = None
@@ -241,10 +241,11 @@ class LivePass:
         if stop and self.stopped_by is None and self.running:
             self.stopped_by = stop
             self._record(Ev.STOP, signal=stop, by="parent")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGTERM)
-            if self.harness is not None:  # bubblewrap does not forward SIGTERM: the socket does
+            if self.harness is not None:  # a sandbox does not forward SIGTERM (its shell dies of it): the socket does
                 self.harness.request_stop("SIGTERM")
+            if self.harness is None or self.spec.wrap is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.proc.pid, signal.SIGTERM)
             self._stop_deadline = now + STOP_KILL_AFTER_S
         if self._stop_deadline is not None and (now >= self._stop_deadline or stop == STOP_NOW) and not self.killed:
             self._kill_group()
