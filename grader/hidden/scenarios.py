@@ -25,6 +25,9 @@ HIDDEN_SCENARIOS: tuple[Scenario, ...] = (
     Scenario("hidden_permanent_rate", "3 % permanent and 4 % transient faults at concurrency 2", "invalid_mix", 109,
              FaultPlan(seed=109, transient_rate=0.04, permanent_rate=0.03), (Crash(CRASH_AFTER_COMMIT, at=60),),
              config=BatchConfig(concurrency=2), hidden=True),
+    Scenario("hidden_backfill_rate", "4 % permanent faults and a kill after a commit, then a backfill pass",
+             "invalid_mix", 113, FaultPlan(seed=113, transient_rate=0.02, permanent_rate=0.04),
+             (Crash(CRASH_AFTER_COMMIT, at=50),), extra=("backfill",), flow="backfill", hidden=True),
 )
 
 register_scenarios(HIDDEN_SCENARIOS)
