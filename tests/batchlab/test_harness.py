@@ -180,3 +180,25 @@ def test_a_stop_request_reaches_a_worker_that_never_gets_sigterm(
                       stop=lambda: "SIGTERM" if any(e["ev"] == Ev.SINK_PUT for e in seen) else None)
     assert result.returncode == WorkerExit.STOPPED, (result.returncode, result.stderr[-2000:])
     assert kinds(tmp_path / "run")[Ev.STOPPED] == 1
+
+
+def test_a_planned_outage_and_the_live_switch_act_on_the_harness_side(
+        reference_impl: Path, example_input_path: Path, tmp_path: Path) -> None:
+    """The service's outages live where it does: a planned one and the run's switch file both fail calls fast
+    (``unreachable``), each change is recorded, and the batch still ends committed."""
+    run_dir = tmp_path / "run"
+    spec = spec_for(reference_impl, example_input_path, run_dir, plan=FaultPlan(seed=3, outages=((0.0, 0.3),)))
+    prepare(spec, fresh=True)
+    RunDir(run_dir).outage_switch.touch()
+    seen: list[dict[str, Any]] = []
+
+    def switch_back() -> None:
+        if any(e["ev"] == Ev.CALL_FAIL for e in seen):
+            RunDir(run_dir).outage_switch.unlink(missing_ok=True)
+
+    result = run_pass(spec, 1, on_events=lambda events: (seen.extend(events), switch_back()))
+    assert result.returncode == 0, result.stderr[-2000:]
+    outages = [e for e in read_events(RunDir(run_dir).ledger) if e["ev"] == Ev.OUTAGE]
+    assert [e["state"] for e in outages][:2] == ["down", "up"]
+    assert any(e["ev"] == Ev.CALL_FAIL and e["error"] == "unreachable" for e in seen)
+    assert metrics_for_run(run_dir).completion_rate == 1.0
