@@ -95,10 +95,18 @@ class Sandbox:
 
     def info(self) -> dict[str, Any]:
         """``results.json``'s ``extra_data.sandbox``."""
-        data: dict[str, Any] = {"kind": self.kind, "reason": self.reason}
+        data: dict[str, Any] = {"kind": self.kind, "reason": self.reason, "records": self.records()}
         if self.active:
             data["hidden"] = [str(p) for p in self.hidden]
         return data
+
+    def records(self) -> str:
+        """What keeps a scenario's ledger and sink honest under this sandbox (``batchlab.harness``)."""
+        if self.active:
+            return ("written by the harness side only: the worker's view of its run directory holds its spec, its "
+                    "lock and its state folder, not the ledger or the sink")
+        return ("written by the harness side, but the worker runs as the same user and can open the files: a write "
+                "beside the harness is detected after each pass (the scenario is not scored), not prevented")
 
     def banner(self) -> str:
         """The score table's first line."""

@@ -25,6 +25,7 @@ from batchlab.sink import read_outputs, read_puts
 from batchlab.worker import WorkerExit
 
 from .analysis import PassView, pass_views, some
+from .bubblewrap import Sandbox
 from .results import GraderError
 from .sandbox import LIMITS, current_sandbox, reap_adopted, sandbox_failed
 from .scenario_model import FORGET_CHECKPOINT, Scenario
@@ -48,13 +49,23 @@ class ScenarioRun:
 
 
 def _spec(sc: Scenario, ctx: Context, run_dir: Path, input_path: Path) -> RunSpec:
-    """The run's spec; its worker starts in the session's sandbox, writing only its run directory."""
+    """The run's spec: service, sink and ledger on the harness side (``boundary``), the worker in the session's
+    sandbox (:func:`worker_wrap`)."""
     sandbox = current_sandbox()
-    wrap = functools.partial(sandbox.command, writable=[run_dir.resolve()],
-                             readable=[ctx.impl, input_path.resolve()]) if sandbox.active else None
+    wrap = functools.partial(worker_wrap, sandbox, run_dir.resolve(), [ctx.impl, input_path.resolve()]) \
+        if sandbox.active else None
     return RunSpec(impl=ctx.impl, input=input_path, run_dir=run_dir, batch_id=f"batch-{sc.name}".replace("_", "-"),
                    config=sc.config, plan=sc.plan, latency=sc.latency, timeout_s=ctx.timeout(sc.timeout_s),
-                   limits=LIMITS, env={"PYTHONDONTWRITEBYTECODE": "1"}, wrap=wrap)
+                   limits=LIMITS, env={"PYTHONDONTWRITEBYTECODE": "1"}, wrap=wrap, boundary=True)
+
+
+def worker_wrap(sandbox: Sandbox, run_dir: Path, readable: Sequence[Path], cmd: list[str]) -> list[str]:
+    """A worker's command in the sandbox: of its run directory it sees only its spec and lock (read-only) and
+    writes only its ``state`` folder (the checkpoint); the ledger and the sink, which the harness side writes,
+    are not there for it to open."""
+    run = RunDir(run_dir)
+    return sandbox.hiding(hidden=[run_dir]).command(cmd, writable=[run.state.resolve()],
+                                                    readable=[*readable, run.spec, run.lock])
 
 
 def _digest(run_dir: Path) -> dict[str, str]:

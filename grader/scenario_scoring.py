@@ -20,6 +20,7 @@ from batchlab.thresholds import Threshold
 from batchlab.worker import WorkerExit
 
 from .analysis import agreement_failures, completion_detail, duplicate_detail, rules_for, some
+from .forgery import forgery
 from .sandbox import TODO_RE, death_reason
 from .scenario_model import BASE_POINTS, EXTRA_POINTS, Scenario
 from .scenario_running import ScenarioRun
@@ -132,6 +133,9 @@ POISON_RULE = ("poison-document-isolated: completion lost: one document's unexpe
 def gate_failure(run: ScenarioRun) -> str | None:
     """Why the scenario cannot be scored at all, or None."""
     sc = run.scenario
+    forged = forgery(run)
+    if forged:
+        return forged
     for _pass_no, diagnosis in sorted((run.facts.get("stalled") or {}).items()):
         return str(diagnosis)
     for result in run.passes:

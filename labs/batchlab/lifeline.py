@@ -55,9 +55,13 @@ class ParentLink:
             self._write_fd = None
 
 
-def parent_link() -> ParentLink:
-    """Prepare the link of a child about to be started from this thread (see :class:`ParentLink`)."""
-    if pdeathsig_usable():
+def parent_link(*, across_namespaces: bool = False) -> ParentLink:
+    """Prepare the link of a child about to be started from this thread (see :class:`ParentLink`).
+
+    ``across_namespaces``: the child starts inside a wrapper with a PID namespace of its own (bubblewrap), where
+    it cannot check its parent's pid: the pipe is used, which works across.
+    """
+    if pdeathsig_usable() and not across_namespaces:
         return ParentLink("pdeathsig", env={PARENT_LINK_ENV: f"pdeathsig:{os.getpid()}"})
     read_fd, write_fd = os.pipe()
     return ParentLink("pipe", env={PARENT_LINK_ENV: f"pipe:{read_fd}"}, pass_fds=(read_fd,), _write_fd=write_fd)

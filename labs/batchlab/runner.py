@@ -23,6 +23,11 @@ Process lifetime (issue 14):
 * ``run_pass(stop=...)`` asks the worker to stop (SIGTERM: no new documents, the
   ones in flight get ``worker.STOP_GRACE_S`` to commit) and kills its group if it
   has not exited :data:`STOP_KILL_AFTER_S` seconds after the request.
+
+The process boundary (``RunSpec.boundary``, the grader's runs): the service, the sink and
+the ledger live on a :class:`batchlab.harness.HarnessSide` in this process, one per pass,
+and the worker talks to them over a socket; the runner's own events go through it, a kill
+halts it first, and :attr:`PassResult.foreign` says what wrote the records beside it.
 """
 
 from __future__ import annotations
@@ -35,20 +40,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .contract import BatchConfig
-from .errors import KitError
-from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
+from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan
+from .harness import HarnessSide
+from .harness_records import forget
 from .host import child_popen_kwargs, environ_snapshot, kill_group
 from .ledger import Ev, LedgerTail, PassEnd, append_event
 from .lifeline import parent_link
 from .rundir import RunDir
-from .runlock import DEFAULT_LOCK_WAIT_S, LOCK_NAME, RunDirLock
-from .service import LatencyModel
+from .runlock import LOCK_NAME, RunDirLock
+from .runspec import Limits, RunSpec, read_spec
 from .worker import STOP_GRACE_S, WorkerExit
 
 __all__ = [
@@ -66,67 +71,6 @@ STOP_NOW = "now"
 StopCallback = Callable[[], str | None]
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits for a child (the grader's protection against student code).
-
-    :func:`batchlab.host.child_popen_kwargs` sets them in the child before exec
-    (the address-space limit on Linux only: see :mod:`batchlab.host`).
-    """
-
-    cpu_s: int | None = None
-    memory_bytes: int | None = None
-    file_bytes: int | None = None
-    processes: int | None = None  #: RLIMIT_NPROC: processes and threads of the child's user (root is exempt)
-
-
-@dataclass
-class RunSpec:
-    """Everything that defines a run, apart from its crash plans."""
-
-    impl: Path
-    input: Path
-    run_dir: Path
-    batch_id: str = "batch-001"
-    config: BatchConfig = field(default_factory=BatchConfig)
-    plan: FaultPlan = field(default_factory=FaultPlan)
-    latency: LatencyModel = field(default_factory=LatencyModel)
-    durable: str = "process"
-    timeout_s: float = 120.0
-    output_cap: int = 64_000
-    limits: Limits | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    lock_wait_s: float = DEFAULT_LOCK_WAIT_S
-    #: A sandbox around the worker's command line (the grader's bubblewrap: ``grader/bubblewrap.py``), or None.
-    wrap: Callable[[list[str]], list[str]] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """What ``spec.json`` holds (the worker and every reader of a run directory read it back)."""
-        return {
-            "impl": str(Path(self.impl).resolve()), "input": str(Path(self.input).resolve()),
-            "batch_id": self.batch_id, "config": self.config.to_dict(), "plan": self.plan.to_dict(),
-            "latency": self.latency.to_dict(), "durable": self.durable,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, run_dir: str | Path) -> RunSpec:
-        """The spec :meth:`to_dict` wrote; ``run_dir`` is where it was read (the file does not name it).
-
-        ``impl`` and ``input`` must be strings; the other parts take their defaults when absent.
-        Raises ``ValueError`` or ``TypeError`` for anything else that is not a spec.
-        """
-        if not isinstance(data, Mapping) or not isinstance(data.get("input"), str):
-            raise ValueError("spec.json is not an object with an `input` path")
-        if not isinstance(data.get("impl", ""), str):
-            raise ValueError("the `impl` of spec.json is not a path")
-        return cls(impl=Path(data.get("impl", "")), input=Path(data["input"]), run_dir=Path(run_dir),
-                   batch_id=str(data.get("batch_id", "batch-001")),
-                   config=BatchConfig.from_dict(dict(data.get("config") or {})),
-                   plan=FaultPlan.from_dict(data.get("plan") or {}),
-                   latency=LatencyModel(**dict(data.get("latency") or {})),
-                   durable=str(data.get("durable", "process")))
-
-
 @dataclass
 class PassResult:
     """How one child process ended."""
@@ -140,6 +84,10 @@ class PassResult:
     stdout: str = ""
     stderr: str = ""
     stopped_by: str | None = None  #: the signal name when the pass was asked to stop (Ctrl-C, SIGTERM)
+    #: With the boundary: what wrote the run's records besides the harness side (empty: nothing did).
+    foreign: list[str] = field(default_factory=list)
+    #: With the boundary: events the worker sent that only the harness side may write (refused).
+    refused_events: int = 0
 
     @property
     def sigkilled(self) -> bool:
@@ -187,21 +135,11 @@ def prepare(spec: RunSpec, *, fresh: bool = False) -> Path:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
+    if fresh:
+        forget(run)
     RunDir(run).state.mkdir(parents=True, exist_ok=True)
     RunDir(run).spec.write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
     return run
-
-
-def read_spec(run_dir: str | Path) -> RunSpec:
-    """The spec of a run directory (:meth:`RunSpec.from_dict`), or a ``run_dir_corrupt`` error naming the file."""
-    path = RunDir(Path(run_dir)).spec
-    try:
-        return RunSpec.from_dict(json.loads(path.read_text(encoding="utf-8")), run_dir=run_dir)
-    except (OSError, ValueError, TypeError, RecursionError) as exc:
-        raise KitError(f"{path} cannot be read: {type(exc).__name__}: {exc}", code="run_dir_corrupt",
-                       details={"run_dir": str(run_dir)},
-                       hints=["A run directory has the spec.json `batchlab run` wrote; start a new --run-dir."]) \
-            from None
 
 
 def _read_capped(path: Path, cap: int) -> str:
@@ -216,14 +154,15 @@ def _read_capped(path: Path, cap: int) -> str:
     return text
 
 
-def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *,
-               lock: RunDirLock | None = None) -> tuple[subprocess.Popen[bytes], float]:
+def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *, lock: RunDirLock | None = None,
+               harness: HarnessSide | None = None) -> tuple[subprocess.Popen[bytes], float]:
     """Start the worker of one pass; returns the process and its start time (the resume clock's zero).
 
     ``lock``: the run directory's lock, already held by the caller, handed to the
     worker. Without one, the lock is taken here (waiting ``spec.lock_wait_s``, then
     :class:`batchlab.runlock.RunDirBusyError`) and the worker alone holds it once started.
-    The worker dies with this process (:func:`batchlab.lifeline.parent_link`).
+    The worker dies with this process (:func:`batchlab.lifeline.parent_link`). With ``harness``
+    (the boundary), the worker gets its socket and the harness side serves it from here on.
     """
     run = Path(spec.run_dir)
     own = lock is None
@@ -232,9 +171,11 @@ def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *,
     t0 = time.time()
     cmd = [sys.executable, "-m", "batchlab.worker", str(run), "--pass", str(pass_no), "--crash", kind,
            "--at", str(crash.at), "--t0", repr(t0)]
+    if harness is not None:
+        cmd += ["--harness-fd", str(harness.child_fd)]
     if spec.wrap is not None:
         cmd = spec.wrap(cmd)
-    link = parent_link()
+    link = parent_link(across_namespaces=spec.wrap is not None)
     env = {**environ_snapshot(), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **spec.env, **link.env,
            **held.child_env()}
     proc = None
@@ -243,13 +184,16 @@ def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *,
         stderr = RunDir(run).stderr(pass_no).open("wb")
         try:
             proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, text=False,
-                                    pass_fds=(*link.pass_fds, *([held.fd] if held.fd is not None else [])),
+                                    pass_fds=(*link.pass_fds, *([held.fd] if held.fd is not None else []),
+                                              *([harness.child_fd] if harness is not None else [])),
                                     **child_popen_kwargs(spec.limits))
         finally:
             stdout.close()
             stderr.close()
     finally:
         link.attach(proc)
+        if harness is not None and proc is not None:
+            harness.start(proc)
         if own:
             held.release()  # the worker holds it now, for its whole life
     return proc, t0
@@ -274,7 +218,14 @@ class LivePass:
         self.ledger = RunDir(Path(spec.run_dir)).ledger
         self._tail = LedgerTail(self.ledger)
         self._tail.read_new() if self.ledger.exists() else None  # only this pass's events from here on
-        self.proc, self.t0 = start_pass(spec, pass_no, self.crash, lock=lock)
+        self.harness = HarnessSide(Path(spec.run_dir), pass_no=pass_no, crash=self.crash, plan=spec.plan,
+                                   latency=spec.latency, durable=spec.durable) if spec.boundary else None
+        try:
+            self.proc, self.t0 = start_pass(spec, pass_no, self.crash, lock=lock, harness=self.harness)
+        except BaseException:
+            if self.harness is not None:
+                self.harness.close(drain=False)
+            raise
         self.kill_at: float | None = None
         self.killed = self.timed_out = False
         self.stopped_by: str | None = None
@@ -289,9 +240,12 @@ class LivePass:
         now = time.time()
         if stop and self.stopped_by is None and self.running:
             self.stopped_by = stop
-            append_event(self.ledger, Ev.STOP, pass_no=self.pass_no, signal=stop, by="parent")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGTERM)
+            self._record(Ev.STOP, signal=stop, by="parent")
+            if self.harness is not None:  # a sandbox does not forward SIGTERM (its shell dies of it): the socket does
+                self.harness.request_stop("SIGTERM")
+            if self.harness is None or self.spec.wrap is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.proc.pid, signal.SIGTERM)
             self._stop_deadline = now + STOP_KILL_AFTER_S
         if self._stop_deadline is not None and (now >= self._stop_deadline or stop == STOP_NOW) and not self.killed:
             self._kill_group()
@@ -301,24 +255,34 @@ class LivePass:
         if self.kill_at is not None and now >= self.kill_at and not self.killed and self.running:
             self.kill(kind=CRASH_RANDOM, by="parent", delay=self.kill_at - self.t0)
         if now - self.t0 > self.spec.timeout_s and self.running and not self.timed_out:
-            append_event(self.ledger, Ev.TIMEOUT, pass_no=self.pass_no, after_s=self.spec.timeout_s)
+            self._record(Ev.TIMEOUT, after_s=self.spec.timeout_s)
             self.timed_out = True
             self._kill_group()
         return events
 
     def kill(self, *, kind: str, by: str, delay: float | None = None) -> None:
         """SIGKILL the worker's group now, the ``kill`` event written first (``delay``: since the pass began)."""
-        append_event(self.ledger, Ev.KILL, pass_no=self.pass_no, kind=kind, by=by,
-                     delay=round(time.time() - self.t0 if delay is None else delay, 4))
+        self._record(Ev.KILL, kind=kind, by=by, delay=round(time.time() - self.t0 if delay is None else delay, 4))
         self._kill_group()
+
+    def _record(self, ev: Ev, **fields: Any) -> None:
+        """An event of the parent's, in the ledger (through the harness side when there is one: it owns the file)."""
+        if self.harness is not None:
+            self.harness.emit(ev, **fields)
+        else:
+            append_event(self.ledger, ev, pass_no=self.pass_no, **fields)
 
     def _kill_group(self) -> None:
         self.killed = True
+        if self.harness is not None:
+            self.harness.halt()
         kill_group(self.proc)
 
     def finish(self) -> tuple[PassResult, list[dict[str, Any]]]:
         """Reap the worker; its result and the pass's last events."""
         self.proc.wait()
+        if self.harness is not None:
+            self.harness.close(drain=not self.killed)
         run = RunDir(Path(self.spec.run_dir))
         result = PassResult(
             pass_no=self.pass_no, returncode=self.proc.returncode, duration_s=time.time() - self.t0,
@@ -326,6 +290,8 @@ class LivePass:
             stdout=_read_capped(run.stdout(self.pass_no), self.spec.output_cap),
             stderr=_read_capped(run.stderr(self.pass_no), self.spec.output_cap),
             stopped_by=self.stopped_by)
+        if self.harness is not None:
+            result.foreign, result.refused_events = list(self.harness.foreign), self.harness.refused
         return result, self._tail.read_new()
 
 

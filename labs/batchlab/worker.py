@@ -1,6 +1,6 @@
 """The worker process: runs one pass of one implementation file, so that it can be killed for real.
 
-``python -m batchlab.worker RUN_DIR --pass N [--crash KIND --at K] [--t0 T] [--wait-lock S]``
+``python -m batchlab.worker RUN_DIR --pass N [--crash KIND --at K] [--t0 T] [--wait-lock S] [--harness-fd FD]``
 
 It reads ``RUN_DIR/spec.json`` (written by :mod:`batchlab.runner`), records the
 pass start in the ledger before anything else, imports the implementation from
@@ -9,6 +9,12 @@ and awaits ``process_documents_batch``. Exit codes: 0 done, 2 bad batch input (o
 a busy run directory), 3 the implementation failed to import or lacks the entry
 point, 4 it raised, 5 stopped on request (SIGTERM or SIGINT). A crash plan makes
 the service or the sink SIGKILL this very process.
+
+With ``--harness-fd`` (the runner's ``RunSpec.boundary``: the grader) the service, the
+sink and the ledger are not built here: they live on the harness side of that socket
+(:mod:`batchlab.harness`, in the runner's process) and the processor gets proxies
+(:mod:`batchlab.remote`); this process's own events (its start, progress, report,
+errors) go over the socket too, and the harness side delivers the crash plan.
 
 Its lifetime, whoever started it:
 
@@ -148,6 +154,48 @@ class LedgerProgress:
             self._gate.ended(str(doc_id))
 
 
+class GatedService:
+    """The service handed to the processor; once a stop was asked for, a document not yet started waits forever."""
+
+    def __init__(self, inner: Any, gate: StopGate) -> None:
+        self._inner, self._gate = inner, gate
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def embed(self, doc: Any, chunk: int, text: str) -> list[float]:
+        doc_id = str(getattr(doc, "id", ""))
+        if self._gate.stopping and doc_id not in self._gate.in_flight:
+            await self._gate.hold()
+        self._gate.started(doc_id)
+        result: list[float] = await self._inner.embed(doc, chunk, text)
+        return result
+
+
+class GatedSink:
+    """The sink handed to the processor; a commit ends a document's flight."""
+
+    def __init__(self, inner: Any, gate: StopGate) -> None:
+        self._inner, self._gate = inner, gate
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def put(self, key: str, doc: Any, *args: Any, **kwargs: Any) -> int:
+        writes: int = self._inner.put(key, doc, *args, **kwargs)
+        self._gate.ended(str(getattr(doc, "id", "")))
+        return writes
+
+    def get(self, key: str) -> Any:
+        return self._inner.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._inner
+
+    def keys(self) -> Any:
+        return self._inner.keys()
+
+
 def _report_dict(report: Any) -> dict[str, Any]:
     if hasattr(report, "to_dict"):
         return dict(report.to_dict())
@@ -163,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crash", default="none")
     parser.add_argument("--at", type=int, default=0)
     parser.add_argument("--t0", type=float, default=None)
+    parser.add_argument("--harness-fd", type=int, default=None,
+                        help="the socket to the harness side (batchlab.harness): service, sink and ledger live there")
     parser.add_argument("--wait-lock", type=float, default=None,
                         help="seconds to wait for a busy run directory (default: batchlab.runlock.DEFAULT_LOCK_WAIT_S)")
     args = parser.parse_args(argv)
@@ -193,15 +243,20 @@ def main(argv: list[str] | None = None) -> int:
     except KitError as exc:  # a damaged spec.json: refuse, touching nothing
         print(exc.to_json())
         return EXIT_INPUT
-    ledger = Ledger(RunDir(run_dir).ledger, pass_no=args.pass_no)
+    channel = None
+    if args.harness_fd is not None:  # the boundary: service, sink and ledger live in the harness's process
+        from .remote import Channel, RemoteLedger
+
+        channel = Channel(args.harness_fd, on_stop=lambda name: gate.request(signal.Signals[name]))
+        ledger: Any = RemoteLedger(channel)
+    else:
+        ledger = Ledger(RunDir(run_dir).ledger, pass_no=args.pass_no)
     ledger.emit(Ev.PASS_START, t0=args.t0 or _BOOT, boot=_BOOT, batch_id=spec.batch_id, impl=str(spec.impl),
                 crash=args.crash, at=args.at, parent_link=link, lock=lock.mechanism)
 
     from .documents import load_batch
     from .errors import BatchInputError
     from .faults import CrashPlan
-    from .service import SimulatedService
-    from .sink import SqliteSink
 
     try:
         batch = load_batch(spec.input)
@@ -220,29 +275,20 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         return EXIT_IMPORT
 
-    class GatedService(SimulatedService):
-        """The harness's service; once a stop was asked for, a document not yet started waits forever."""
-
-        async def embed(self, doc: Any, chunk: int, text: str) -> list[float]:
-            doc_id = str(getattr(doc, "id", ""))
-            if gate.stopping and doc_id not in gate.in_flight:
-                await gate.hold()
-            gate.started(doc_id)
-            return await super().embed(doc, chunk, text)
-
-    class GatedSink(SqliteSink):
-        """The harness's sink; a commit ends a document's flight."""
-
-        def put(self, key: str, doc: Any, *args: Any, **kwargs: Any) -> int:
-            writes = super().put(key, doc, *args, **kwargs)
-            gate.ended(str(getattr(doc, "id", "")))
-            return writes
-
     crash = CrashPlan(kind=args.crash, at=args.at) if args.crash != "random" else CrashPlan()
-    service = GatedService(plan=spec.plan, latency=spec.latency, outage_switch=RunDir(run_dir).outage_switch,
-                           ledger=ledger, crash=crash)
-    sink = GatedSink(RunDir(run_dir).sink, ledger=ledger, pass_no=args.pass_no, crash=crash,
-                     durable=spec.durable)
+    if channel is not None:
+        from .remote import RemoteService, RemoteSink
+
+        service: Any = GatedService(RemoteService(channel), gate)
+        sink: Any = GatedSink(RemoteSink(channel), gate)
+    else:
+        from .service import SimulatedService
+        from .sink import SqliteSink
+
+        service = GatedService(SimulatedService(plan=spec.plan, latency=spec.latency, ledger=ledger, crash=crash,
+                                                outage_switch=RunDir(run_dir).outage_switch), gate)
+        sink = GatedSink(SqliteSink(RunDir(run_dir).sink, ledger=ledger, pass_no=args.pass_no, crash=crash,
+                                    durable=spec.durable), gate)
     state_dir = RunDir(run_dir).state
     state_dir.mkdir(exist_ok=True)
 
@@ -281,8 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sink.close()
     ledger.emit(Ev.PASS_END, report=report_dict, calls=service.calls, commits=sink.commits)
-    (run_dir / f"pass{args.pass_no}.report.json").write_text(
-        json.dumps(report_dict, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    if channel is None:  # the harness side writes it from the pass_end event
+        (run_dir / f"pass{args.pass_no}.report.json").write_text(
+            json.dumps(report_dict, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     return 0
 
 

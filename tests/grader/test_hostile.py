@@ -7,7 +7,8 @@ with the sandbox turned off (``--no-sandbox``, the fallback). Every run must end
 ``results.json`` that says which sandbox was in force, a kit whose ``git status`` is clean, no process of the
 run left anywhere (found by a marker in their environment) and no point: none of the fixtures implements
 anything, so any point would be forged. Where the fallback cannot keep a promise (reading hidden files,
-killing the grader) the test says what the results state instead.
+killing the grader) the test says what the results state instead. The forgers (an exact forgery of the ledger
+and the sink, a worker talking the harness's protocol itself) must also be named as such in the results.
 """
 
 from __future__ import annotations
@@ -133,6 +134,16 @@ def _assert_contained(run: HostileRun, *, sandbox: bool) -> None:
     assert not run.site_pth, "a .pth file was dropped into site-packages"
 
 
+#: Fixtures that forge a run's records exactly (``forge_exact``) or talk the harness's protocol themselves
+#: (``bypass_proxy``): the harness side records what they did, and the scenario is not scored, saying why.
+FORGERS = ("forge_exact", "bypass_proxy")
+
+
+def _assert_forgery_named(run: HostileRun, name: str) -> None:
+    if name in FORGERS:
+        assert "forged records" in run.results_text, run.results_text[:3000]
+
+
 needs_bwrap = pytest.mark.skipif(not BWRAP, reason=f"bubblewrap does not run here: {detect().reason}")
 
 
@@ -142,6 +153,9 @@ def test_hostile_submission_is_contained_by_bubblewrap(name: str, tmp_path: Path
     """In bubblewrap, every hostile fixture ends with full results, no point, an unchanged kit and no process left."""
     run = _grade(name, tmp_path, sandbox=True)
     _assert_contained(run, sandbox=True)
+    _assert_forgery_named(run, name)
+    if name == "forge_exact":  # the worker saw neither file: it fell back to commits without calls
+        assert "the service never answered" in run.results_text and "did not write" not in run.results_text
     assert run.results["extra_data"]["kit_changed"] == []
     assert HIDDEN_NAME not in run.results_text, "the hidden scenarios leaked into the feedback"
     assert "sandbox: bubblewrap" in run.output
@@ -167,6 +181,7 @@ def test_hostile_submission_is_contained_by_the_fallback(name: str, tmp_path: Pa
                                         capture_output=True, text=True).stdout
         assert any("zz_hostile_tamper.pth" in c for c in changed), changed
     _assert_contained(run, sandbox=False)
+    _assert_forgery_named(run, name)
     assert "sandbox: NONE" in run.output
     if name in ("orphans", "fork_storm", "forge_results"):  # the sweep found them, not the test
         assert run.results["extra_data"]["processes_left_behind"] >= 1

@@ -13,12 +13,17 @@ from pathlib import Path
 
 import psutil
 import pytest
+from batchlab.examples import write_input
 from batchlab.host import child_popen_kwargs, kill_group
-from batchlab.runner import Limits
+from batchlab.ledger import read_events
+from batchlab.runner import Limits, RunSpec, prepare, run_pass
+from batchlab.service import LatencyModel
+from batchlab.worker import WorkerExit
 
 from grader import bubblewrap
 from grader.bubblewrap import Sandbox, detect, git_dirs, submission_folder
 from grader.sandbox import GRADER_DIR, probe_files, run_probe, use_sandbox
+from grader.scenario_running import worker_wrap
 
 BWRAP = detect().active
 needs_bwrap = pytest.mark.skipif(not BWRAP, reason=f"bubblewrap does not run here: {detect().reason}")
@@ -37,12 +42,14 @@ def _impl(folder: Path, source: str) -> Path:
 
 
 def test_turning_it_off_is_said_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    """BATCHLAB_SANDBOX=off gives no sandbox, a reason naming the switch, and commands left as they are."""
+    """BATCHLAB_SANDBOX=off gives no sandbox, a reason naming the switch, commands left as they are, and the
+    weaker guarantee on the run's records stated."""
     monkeypatch.setenv(bubblewrap.SANDBOX_ENV, "off")
     box = bubblewrap.detect.__wrapped__()
     assert box.kind == "none" and "BATCHLAB_SANDBOX=off" in box.reason
     assert box.command(["python", "x.py"], writable=[Path("/tmp")]) == ["python", "x.py"]
-    assert box.info() == {"kind": "none", "reason": box.reason}
+    assert box.info() == {"kind": "none", "reason": box.reason, "records": box.records()}
+    assert "detected" in box.records() and "not prevented" in box.records()
     assert "NONE" in box.banner()
 
 
@@ -301,3 +308,70 @@ def test_a_killed_probe_writes_nothing_after_the_kill_returns(tmp_path: Path) ->
         size = (work / "beat").stat().st_size
         time.sleep(0.3)
         assert (work / "beat").stat().st_size == size
+
+
+LOOKS_AROUND = '''
+import json
+from pathlib import Path
+from batchlab.contract import BatchReport
+from batchlab.documents import ident_of, parse_document
+from batchlab.pipeline import chunk_text, clean_text
+
+
+async def process_documents_batch(documents, *, batch_id, service, sink, state_dir, config, progress=None, **kw):
+    run = Path(state_dir).parent
+    seen = sorted(p.name for p in run.iterdir())
+    writable = []
+    for name in ("ledger.jsonl", "sink.sqlite", "forged.txt"):
+        try:
+            with open(run / name, "a") as fh:
+                fh.write("forged")
+            writable.append(name)
+        except OSError:
+            pass
+    (Path(state_dir) / "seen.json").write_text(json.dumps({"seen": seen, "writable": writable}))
+    for raw in documents:
+        doc = parse_document(raw)
+        chunks = chunk_text(clean_text(doc.content))
+        vectors = [await service.embed(doc, i, text) for i, text in enumerate(chunks)]
+        sink.put(ident_of(doc), doc, chunks, vectors)
+    return BatchReport(batch_id=batch_id)
+'''
+
+
+def _boundary_spec(tmp_path: Path, impl: Path, *, docs: int = 3, median_ms: float = 1.0) -> RunSpec:
+    """A run behind the boundary whose worker starts in bubblewrap as the grader's scenarios do."""
+    run_dir = (tmp_path / "results" / "runs" / "run").resolve()
+    source = write_input(tmp_path / "input.json", [{"id": f"doc-{i}", "content": f"Sentence {i}. Another."}
+                                                   for i in range(docs)])
+    box = _sandbox(tmp_path / "results")
+    return RunSpec(impl=impl, input=source, run_dir=run_dir, boundary=True, timeout_s=60,
+                   latency=LatencyModel(median_ms=median_ms),
+                   wrap=lambda cmd: worker_wrap(box, run_dir, [impl.resolve(), source.resolve()], cmd))
+
+
+@needs_bwrap
+def test_a_sandboxed_worker_sees_neither_the_ledger_nor_the_sink(tmp_path: Path) -> None:
+    """Behind the boundary, the worker's view of its run directory is its spec, its lock and its state folder; it
+    can write none of the harness's files, and its calls and commits are recorded all the same."""
+    spec = _boundary_spec(tmp_path, _impl(tmp_path / "sub", LOOKS_AROUND))
+    prepare(spec, fresh=True)
+    result = run_pass(spec, 1)
+    assert result.returncode == 0 and result.foreign == [], result.stderr[-2000:]
+    seen = json.loads((spec.run_dir / "state" / "seen.json").read_text())
+    assert seen == {"seen": ["spec.json", "state", "worker.lock"], "writable": []}
+    events = read_events(spec.run_dir / "ledger.jsonl")
+    assert sum(e["ev"] == "sink_put" for e in events) == 3 and not any(e.get("unbacked") for e in events)
+    assert not (spec.run_dir / "forged.txt").exists()
+
+
+@needs_bwrap
+def test_a_stop_request_reaches_a_worker_inside_bubblewrap(tmp_path: Path, reference_impl: Path) -> None:
+    """bubblewrap does not forward SIGTERM; behind the boundary the stop goes over the socket: exit 5, ``stopped``."""
+    spec = _boundary_spec(tmp_path, reference_impl, docs=200, median_ms=30.0)
+    prepare(spec, fresh=True)
+    seen: list[dict[str, object]] = []
+    result = run_pass(spec, 1, on_events=seen.extend,
+                      stop=lambda: "SIGTERM" if any(e["ev"] == "sink_put" for e in seen) else None)
+    assert result.returncode == WorkerExit.STOPPED, (result.returncode, result.stderr[-2000:])
+    assert any(e["ev"] == "stopped" for e in seen)

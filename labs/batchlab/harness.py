@@ -1,0 +1,310 @@
+"""The harness side of a pass: the service, the sink and the ledger, outside the student's process.
+
+With ``RunSpec.boundary`` on (the grader's runs), the runner starts a :class:`HarnessSide` per pass:
+a thread of the runner's process with its own event loop, holding the ledger file, the sink database
+and the simulated service with its fault plan and crash points. The worker gets one end of a
+socket pair (an inherited descriptor: it crosses bubblewrap as the lock's does) and hands the
+processor proxies (:mod:`batchlab.remote`) that forward every call over :mod:`batchlab.wire`.
+So every call and every commit is recorded by code the submission cannot reach, and:
+
+* a planned crash is delivered from here: the ``crash`` event is written, the commit (if any) is
+  already durable, then the worker's process group is SIGKILLed; nothing it sent afterwards counts;
+* a call the processor cancels (its deadline) is cancelled here too and recorded ``cancelled``;
+* the worker may only add its own account to the ledger (:data:`WORKER_EVENTS`: its start, the
+  progress states, its report, its errors); a call or commit event it sends is refused and counted;
+* a full output committed for chunks the service never answered in this run (any pass) is
+  committed but recorded with ``unbacked`` (the chunk numbers) on its ``sink_put`` event: the
+  grader does not score it. A degraded output claims no service answer, so it needs none;
+* without a sandbox the worker runs as the same user and could still write the files: each pass
+  ends by checking that the ledger holds exactly the lines this side wrote, that no other
+  connection committed to the sink, that neither file was replaced, and that nothing changed
+  between passes (:attr:`foreign`, reported by the runner in ``PassResult.foreign``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import socket
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+from .docmodel import ident_of
+from .faults import CrashPlan
+from .harness_records import HarnessLedger, HarnessSink, RecordsWatch
+from .host import kill_group
+from .ledger import ENVELOPE, Ev, iter_events
+from .pipeline import MODE_DEGRADED
+from .rundir import RunDir
+from .service import LatencyModel, SimulatedService
+from .wire import ProtocolError, doc_from_wire, encode, error_to_wire, split_frames
+
+#: The events a worker may add to the ledger: its own account, never a call or a commit.
+WORKER_EVENTS = frozenset({Ev.PASS_START, Ev.STATE, Ev.STUDENT_ERROR, Ev.INPUT_ERROR, Ev.PASS_END, Ev.STOPPED})
+
+
+#: At the end of a pass, at most this much of what the worker sent is still read.
+DRAIN_CAP = 16 * 2**20
+
+
+class _Crashed(BaseException):
+    """A planned crash fired here: the worker is being killed, the call or commit gets no answer."""
+
+
+class HarnessSide:
+    """One pass's service, sink and ledger, served to one worker over a socket pair (see the module)."""
+
+    def __init__(self, run_dir: Path, *, pass_no: int, crash: CrashPlan, plan: Any, latency: LatencyModel,
+                 durable: str) -> None:
+        self.run = RunDir(Path(run_dir))
+        self.pass_no, self.crash, self.plan, self.latency = pass_no, crash, plan, latency
+        self.sock, child = socket.socketpair()
+        self._child: socket.socket | None = child
+        self.child_fd = child.fileno()
+        os.set_inheritable(self.child_fd, True)
+        self.refused = 0
+        self.unbacked = 0
+        self.halted = self.crashed = self._worker_gone = False
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ok_chunks = {(str(e.get("ident")), int(e.get("chunk", -1))) for e in iter_events(self.run.ledger)
+                          if e.get("ev") == Ev.CALL_OK and isinstance(e.get("chunk"), int)}
+        self.watch = RecordsWatch(self.run, pass_no)
+        self.ledger = HarnessLedger(self.run.ledger, pass_no=pass_no)
+        self.sink = HarnessSink(self.run.sink, ledger=self.ledger, pass_no=pass_no, crash=crash, durable=durable,
+                                on_crash=self._crashed)
+        self.watch.opened(self.sink)
+        self.service: SimulatedService | None = None
+        self._tasks: dict[Any, asyncio.Task[None]] = {}
+        self._out = bytearray()
+        self._writing = False
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"harness-pass-{pass_no}")
+        self._serve_task: asyncio.Task[None] | None = None
+
+    # -- the runner's side -------------------------------------------------------------------
+
+    def start(self, proc: subprocess.Popen[bytes] | None) -> None:
+        """Serve the worker ``proc`` (started with :attr:`child_fd`); None: it could not start."""
+        self.proc = proc
+        if proc is not None:
+            self.ledger.set_pid(proc.pid)
+        if self._child is not None:
+            self._child.close()
+            self._child = None
+        self._thread.start()
+
+    @property
+    def foreign(self) -> list[str]:
+        """What wrote the run's records besides this side (:class:`batchlab.harness_records.RecordsWatch`)."""
+        return self.watch.foreign
+
+    def emit(self, ev: str, **fields: Any) -> None:
+        """An event of the runner's (a kill, a stop, a timeout), written by this side's ledger."""
+        self.ledger.emit(ev, **fields)
+
+    def halt(self) -> None:
+        """The worker is being killed: nothing it sent from now on (or had not been read yet) counts."""
+        self.halted = True
+
+    def request_stop(self, signal_name: str) -> None:
+        """Ask the worker to stop (what SIGTERM does; this reaches a worker inside bubblewrap too)."""
+        self.loop.call_soon_threadsafe(functools.partial(self._reply, None, op="stop", signal=signal_name))
+
+    def close(self, *, drain: bool, timeout_s: float = 10.0) -> None:
+        """After the worker ended: record what it sent before it exited (``drain``), then close everything."""
+        if self._thread.ident is None:  # never started: the worker could not be started
+            self.sink.close()
+            self.ledger.close()
+            self.sock.close()
+            return
+        if not self._thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._finish(drain), self.loop)
+        with contextlib.suppress(Exception):
+            future.result(timeout_s)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout_s)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.sock.setblocking(False)
+        self._serve_task = self.loop.create_task(self._serve())
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.close()
+
+    async def _serve(self) -> None:
+        buffer = bytearray()
+        while not self.halted:
+            try:
+                data = await self.loop.sock_recv(self.sock, 1 << 16)
+            except OSError:
+                return
+            if not data:
+                return
+            buffer += data
+            try:
+                for frame in split_frames(buffer):
+                    await self._handle(frame)
+            except Exception as exc:  # noqa: BLE001 - whatever the worker sent, the harness side goes on
+                self.watch.foreign.append(f"pass {self.pass_no}: the worker broke the protocol: {exc}")
+                return
+
+    async def _finish(self, drain: bool) -> None:
+        if self._serve_task is not None:
+            self._serve_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._serve_task
+        self._worker_gone = True
+        if drain and not self.halted:
+            await self._drain()
+        if self.service is not None:
+            self.service.ledger = None  # calls still open died with the worker: no event, as in-process
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self.watch.closing(self.ledger, self.sink)
+        self.sink.close()
+        self.ledger.close()
+        self.sock.close()
+
+    async def _drain(self) -> None:
+        """What the worker sent before it exited (bounded: a process it left behind may still be writing)."""
+        buffer = bytearray()
+        while len(buffer) < DRAIN_CAP:
+            try:
+                data = self.sock.recv(1 << 16)
+            except (BlockingIOError, OSError):
+                break
+            if not data:
+                break
+            buffer += data
+        with contextlib.suppress(ProtocolError):
+            for frame in split_frames(buffer):
+                await self._handle(frame)
+
+    async def _handle(self, frame: dict[str, Any]) -> None:
+        if self.halted:
+            return
+        op, rid = frame.get("op"), frame.get("id")
+        if op != "emit" and not isinstance(rid, int):
+            raise ProtocolError(f"a request without an integer id: {op!r}")
+        if op == "emit":
+            self._emit_for_worker(frame)
+            return
+        if self._worker_gone:
+            return  # a request after the worker ended is not served
+        if op in ("hello", "embed") and self.service is None:
+            self.service = SimulatedService(plan=self.plan, latency=self.latency, ledger=self.ledger,
+                                            crash=self.crash, on_crash=self._crashed,
+                                            outage_switch=self.run.outage_switch)
+        if op == "hello":
+            self._reply(rid, ok=True)
+        elif op == "embed":
+            self._tasks[rid] = self.loop.create_task(self._embed(rid, frame))
+            await asyncio.sleep(0)  # the call starts (its call_start is written) before the next frame is read
+        elif op == "cancel":
+            task = self._tasks.get(frame.get("target"))
+            if task is not None:
+                task.cancel()
+        elif op in ("put", "get", "contains", "keys"):
+            self._sink_op(rid, op, frame)
+        else:
+            self._reply(rid, err={"type": "ProtocolError", "message": f"unknown operation {op!r}"})
+
+    def _emit_for_worker(self, frame: dict[str, Any]) -> None:
+        ev, fields = frame.get("ev"), frame.get("fields")
+        if ev not in WORKER_EVENTS or not isinstance(fields, dict):
+            self.refused += 1
+            return
+        fields = {str(k): v for k, v in fields.items() if k not in ENVELOPE}
+        self.ledger.emit(str(ev), **fields)
+        if ev == Ev.PASS_END and isinstance(fields.get("report"), dict):
+            with contextlib.suppress(OSError):
+                (self.run.path / f"pass{self.pass_no}.report.json").write_text(
+                    json.dumps(fields["report"], ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+
+    async def _embed(self, rid: Any, frame: dict[str, Any]) -> None:
+        try:
+            doc, chunk, text = doc_from_wire(frame.get("doc")), frame.get("chunk"), frame.get("text")
+            if not isinstance(chunk, int) or not isinstance(text, str):
+                raise ProtocolError("embed needs an integer chunk and a text")
+            assert self.service is not None
+            vector = await self.service.embed(doc, chunk, text)
+            self.ok_chunks.add((ident_of(doc), chunk))
+            self._reply(rid, ok=vector)
+        except (_Crashed, asyncio.CancelledError):
+            pass  # killed, or cancelled by the processor: no answer
+        except Exception as exc:  # noqa: BLE001 - the service's errors go back to the processor
+            self._reply(rid, err=error_to_wire(exc))
+        finally:
+            self._tasks.pop(rid, None)
+
+    def _sink_op(self, rid: Any, op: str, frame: dict[str, Any]) -> None:
+        try:
+            if op == "put":
+                self._reply(rid, ok=self._put(frame))
+            elif op == "get":
+                rec = self.sink.get(str(frame.get("key")))
+                self._reply(rid, ok=None if rec is None else dict(rec.__dict__))
+            elif op == "contains":
+                self._reply(rid, ok=frame.get("key") in self.sink)
+            else:
+                self._reply(rid, ok=sorted(self.sink.keys()))
+        except _Crashed:
+            pass
+        except Exception as exc:  # noqa: BLE001 - a refused put goes back to the processor
+            self._reply(rid, err=error_to_wire(exc))
+
+    def _put(self, frame: dict[str, Any]) -> int:
+        doc, key, mode = doc_from_wire(frame.get("doc")), frame.get("key"), frame.get("mode", "full")
+        chunks, vectors = frame.get("chunks"), frame.get("vectors")
+        if not (isinstance(mode, str) and isinstance(chunks, list) and isinstance(vectors, list)
+                and all(isinstance(c, str) for c in chunks) and all(isinstance(v, list) for v in vectors)):
+            raise TypeError("put needs a mode, a list of chunk texts and a list of vectors")
+        ident = ident_of(doc)
+        missing = [] if mode == MODE_DEGRADED else \
+            [i for i in range(max(1, len(chunks))) if (ident, i) not in self.ok_chunks]
+        self.unbacked += bool(missing)
+        self.ledger.put_extra = {"unbacked": missing} if missing else None
+        try:
+            return self.sink.put(key, doc, chunks, vectors, mode=mode)  # type: ignore[arg-type]
+        finally:
+            self.ledger.put_extra = None
+
+    def _crashed(self) -> None:
+        """A planned crash: its event is written (and a commit durable); kill the worker's group now."""
+        self.halted = self.crashed = True
+        if self.service is not None:
+            self.service.ledger = None
+        if self.proc is not None:
+            kill_group(self.proc)
+        raise _Crashed
+
+    def _reply(self, rid: Any, **body: Any) -> None:
+        self._out += encode({"id": rid, **body} if rid is not None else body)
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            while self._out:
+                sent = self.sock.send(self._out)
+                del self._out[:sent]
+        except BlockingIOError:
+            if not self._writing:
+                self._writing = True
+                self.loop.add_writer(self.sock, self._flush)
+            return
+        except OSError:
+            self._out.clear()  # the worker is gone
+        if self._writing:
+            self._writing = False
+            self.loop.remove_writer(self.sock)

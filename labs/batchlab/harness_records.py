@@ -1,0 +1,137 @@
+"""The harness side's records: its ledger and sink, and the checks that nothing else wrote them.
+
+Behind the process boundary (:mod:`batchlab.harness`) the ledger and the sink are written by the
+harness side only. In bubblewrap the worker cannot even see them; without it the worker runs as the
+same user and could open both, so each pass is watched (:class:`RecordsWatch`): at its start the
+files must be as the last pass left them (a :class:`Seal` kept in this process), at its end the
+ledger must hold exactly the lines the harness wrote since the start, no other connection may have
+committed to the sink (``PRAGMA data_version``) and neither file may have been replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .ledger import _ENCODER, Ev, Ledger, _short
+from .rundir import RunDir
+from .sink import SqliteSink
+
+
+class HarnessLedger(Ledger):
+    """The pass's ledger, written from two threads (the harness loop, the runner's kills), remembering its lines."""
+
+    def __init__(self, path: Path, *, pass_no: int) -> None:
+        super().__init__(path, pass_no=pass_no)
+        self._lock = threading.Lock()
+        self.written = bytearray()
+        self.put_extra: dict[str, Any] | None = None  #: fields added to the next ``sink_put`` (``unbacked``)
+
+    def set_pid(self, pid: int) -> None:
+        self._pid = pid  # the worker's, as an in-process ledger wrote it
+
+    def inode(self) -> int:
+        """The inode of the file this ledger writes (another file put at its path would differ)."""
+        return os.fstat(self._fd).st_ino
+
+    def emit(self, ev: str, **fields: Any) -> None:
+        if ev == Ev.SINK_PUT and self.put_extra:
+            fields.update(self.put_extra)
+        record = {"ev": ev, "t": self._clock(), "pass": self.pass_no, "pid": self._pid}
+        for name, value in fields.items():
+            record[name] = _short(value) if type(value) is str else value
+        line = (_ENCODER.encode(record) + "\n").encode("utf-8")
+        with self._lock:
+            if self._fd >= 0:
+                os.write(self._fd, line)
+                self.written += line
+
+
+class HarnessSink(SqliteSink):
+    """The pass's sink; it can tell whether another connection committed to the file."""
+
+    def data_version(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def digest(self) -> str:
+        """Every output and every put, hashed: what the next pass must find."""
+        h = hashlib.sha256()
+        for table, order in (("outputs", "key"), ("puts", "seq")):
+            for row in self._conn.execute(f"SELECT * FROM {table} ORDER BY {order}"):  # noqa: S608 - fixed names
+                h.update(repr(row).encode("utf-8"))
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Seal:
+    """How a pass left its run's records: the next pass checks it found them so."""
+
+    ledger_size: int
+    ledger_sha: str
+    sink_digest: str
+
+
+_SEALS: dict[Path, Seal] = {}
+
+
+def forget(run_dir: Path) -> None:
+    """A fresh run: no earlier pass to compare with."""
+    _SEALS.pop(Path(run_dir).resolve(), None)
+
+
+def _sha(path: Path) -> tuple[int, str]:
+    data = path.read_bytes() if path.exists() else b""
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+class RecordsWatch:
+    """The checks of one pass's records: as the last pass left them at its start, only the harness's at its end."""
+
+    def __init__(self, run: RunDir, pass_no: int) -> None:
+        self.run, self.pass_no = run, pass_no
+        self.foreign: list[str] = []
+        self._check_seal()
+        self._start_size = run.ledger.stat().st_size if run.ledger.exists() else 0
+        self._sink_ino = 0
+        self._data_version = 0
+
+    def opened(self, sink: HarnessSink) -> None:
+        """The harness's sink connection is open: from now on, any other writer shows."""
+        self._sink_ino = self.run.sink.stat().st_ino
+        self._data_version = sink.data_version()
+
+    def _check_seal(self) -> None:
+        seal = _SEALS.get(self.run.path.resolve())
+        if seal is None:
+            return
+        if _sha(self.run.ledger) != (seal.ledger_size, seal.ledger_sha):
+            self.foreign.append(f"before pass {self.pass_no}: the ledger changed since the last pass ended")
+        if self.run.sink.exists():
+            sink = HarnessSink(self.run.sink)
+            try:
+                if sink.digest() != seal.sink_digest:
+                    self.foreign.append(f"before pass {self.pass_no}: the sink changed since the last pass ended")
+            finally:
+                sink.close()
+
+    def closing(self, ledger: HarnessLedger, sink: HarnessSink) -> None:
+        """The pass is over (both still open): compare, then seal what the next pass must find."""
+        with contextlib.suppress(OSError):
+            with self.run.ledger.open("rb") as fh:
+                fh.seek(self._start_size)
+                tail = fh.read()
+            if tail != bytes(ledger.written) or self.run.ledger.stat().st_ino != ledger.inode():
+                self.foreign.append(f"pass {self.pass_no}: the ledger holds lines the harness did not write")
+        try:
+            replaced = self.run.sink.stat().st_ino != self._sink_ino
+        except OSError:
+            replaced = True
+        if replaced or sink.data_version() != self._data_version:
+            self.foreign.append(f"pass {self.pass_no}: something other than the harness wrote to the sink")
+        size, sha = _sha(self.run.ledger)
+        _SEALS[self.run.path.resolve()] = Seal(size, sha, sink.digest())
