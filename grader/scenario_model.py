@@ -87,7 +87,8 @@ class Scenario:
 
 
 EXTRA_POINTS = {"idle resume": 1.0, "duplicates folded": 1.0, "degraded path": 1.0,
-                "unified error": 1.0, "earlier state untouched": 1.0}
+                "unified error": 1.0, "earlier state untouched": 1.0, "breaker in outage": 1.0,
+                "stuck calls freed": 1.0}
 
 
 def with_overrides(sc: Scenario, **changes: Any) -> Scenario:

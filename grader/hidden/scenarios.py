@@ -25,6 +25,15 @@ HIDDEN_SCENARIOS: tuple[Scenario, ...] = (
     Scenario("hidden_permanent_rate", "3 % permanent and 4 % transient faults at concurrency 2", "invalid_mix", 109,
              FaultPlan(seed=109, transient_rate=0.04, permanent_rate=0.03), (Crash(CRASH_AFTER_COMMIT, at=60),),
              config=BatchConfig(concurrency=2), hidden=True),
+    # An outage that a SIGKILL interrupts: the resumed pass meets the outage again from its own start.
+    Scenario("hidden_outage_resume", "a 1.2 s outage at concurrency 4, a SIGKILL during it, then the resume",
+             "example", 113, FaultPlan(seed=113, transient_rate=0.01, outages=((0.05, 1.2),)),
+             (Crash(CRASH_DURING_CALL, at_fraction=0.2),), config=BatchConfig(concurrency=4),
+             extra=("breaker in outage",), hidden=True),
+    Scenario("hidden_stuck_rate", "0.5 % of the calls hang until cancelled, at concurrency 3", "example", 127,
+             FaultPlan(seed=127, transient_rate=0.01, stuck_rate=0.005), (Crash(),),
+             config=BatchConfig(concurrency=3, call_timeout=0.2), timeout_s=15.0, extra=("stuck calls freed",),
+             hidden=True),
 )
 
 register_scenarios(HIDDEN_SCENARIOS)

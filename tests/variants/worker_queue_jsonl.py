@@ -1,7 +1,8 @@
 """A correct processor in a worker-queue style: a fixed pool of ``config.concurrency`` worker tasks
 fed through a bounded ``asyncio.Queue``; the checkpoint as an append-only JSON-lines log (one
 ``os.write`` per transition, compacted atomically on open); retries written by hand with
-``backoff_delay`` (``make_retrying`` still exists for step 03, but the batch does not use it).
+``backoff_delay`` (``make_retrying`` still exists for step 03, but the batch does not use it), the
+per-call deadline as ``asyncio.wait_for`` and the open breaker waited out in the same hand-written loop.
 It must earn every point, public and hidden.
 """
 
@@ -12,8 +13,64 @@ REPLACEMENTS = [
      '        import dataclasses\n        import json\n        import os\n\n        os.write(self._fd, (json.dumps(dataclasses.asdict(entry)) + "\\n").encode("utf-8"))  # one short append\n        self._entries[key] = entry\n'),
     ('        # BEGIN SOLUTION step 01: close the database\n        self._conn.close()\n',
      '        # BEGIN SOLUTION step 01: close the database\n        import os\n\n        os.close(self._fd)\n'),
-    ('    try:\n        for index, chunk in enumerate(chunks):\n            async for attempt in make_retrying(config, sleep=sleep, before_sleep=count_retry):\n                with attempt:\n                    on_call()\n                    vector = await service.embed(doc, index, chunk)\n            vectors.append(vector)\n',
-     '    try:\n        for index, chunk in enumerate(chunks):\n            failures = 0\n            while True:  # hand-written retries: backoff_delay between attempts, transient errors only\n                on_call()\n                try:\n                    vector = await service.embed(doc, index, chunk)\n                    break\n                except TransientServiceError:\n                    failures += 1\n                    if failures >= config.max_attempts:\n                        raise\n                    retries += 1\n                    await sleep(backoff_delay(failures - 1, config))\n            vectors.append(vector)\n'),
+    ('''    async def call_once(index: int, chunk: str) -> list[float]:
+        """One service call under its deadline; a call past it is cancelled and becomes a transient failure."""
+        on_call()
+        try:
+            async with asyncio.timeout(config.call_timeout or None):
+                return await service.embed(doc, index, chunk)
+        except TimeoutError:
+            raise TransientServiceError("deadline", f"{doc.id} chunk {index}: no answer within "
+                                        f"{config.call_timeout:g} s, cancelled") from None
+
+    async def call_with_retries(index: int, chunk: str) -> list[float]:
+        """Retry with backoff; while the breaker is open, wait (no attempt spent) up to breaker_max_wait."""
+        waited = 0.0
+        while True:
+            try:
+                async for attempt in make_retrying(config, sleep=sleep, before_sleep=count_retry):
+                    with attempt:
+                        if breaker is None:
+                            vector = await call_once(index, chunk)
+                        else:
+                            vector = await breaker.call(lambda: call_once(index, chunk))
+                return vector
+            except CircuitOpenError as exc:
+                if waited >= config.breaker_max_wait:
+                    raise TransientServiceError("circuit_open", f"{doc.id}: the breaker stayed open "
+                                                f"{waited:.1f} s") from None
+                await sleep(exc.retry_after)
+                waited += exc.retry_after
+''', '''    async def call_once(index: int, chunk: str) -> list[float]:
+        """The deadline in another style: asyncio.wait_for cancels the call at config.call_timeout."""
+        on_call()
+        try:
+            return await asyncio.wait_for(service.embed(doc, index, chunk), config.call_timeout or None)
+        except asyncio.TimeoutError:
+            raise TransientServiceError("deadline", f"{doc.id} chunk {index}: cancelled at the deadline") from None
+
+    async def call_with_retries(index: int, chunk: str) -> list[float]:
+        """Hand-written retries: backoff_delay between attempts, transient errors only; an open breaker is waited out."""
+        nonlocal retries
+        failures, waited = 0, 0.0
+        while True:
+            try:
+                if breaker is None:
+                    return await call_once(index, chunk)
+                return await breaker.call(lambda: call_once(index, chunk))
+            except CircuitOpenError as exc:  # not a failure of this call: no attempt spent, the budget starts again
+                if waited >= config.breaker_max_wait:
+                    raise TransientServiceError("circuit_open", f"{doc.id}: the breaker stayed open") from None
+                failures = 0
+                waited += exc.retry_after
+                await sleep(exc.retry_after)
+            except TransientServiceError:
+                failures += 1
+                if failures >= config.max_attempts:
+                    raise
+                retries += 1
+                await sleep(backoff_delay(failures - 1, config))
+'''),
     ('        await run_bounded(work_left(), run_one, limit=config.concurrency)\n',
      '        queue: asyncio.Queue[tuple[str, Document] | None] = asyncio.Queue(maxsize=config.concurrency)\n\n        async def feeder() -> None:\n            for item in work_left():\n                await queue.put(item)\n            for _ in range(config.concurrency):\n                await queue.put(None)\n\n        async def worker() -> None:  # a fixed pool of config.concurrency workers: one document each at a time\n            while (item := await queue.get()) is not None:\n                await run_one(item)\n\n        await asyncio.gather(feeder(), *(worker() for _ in range(config.concurrency)))\n'),
 ]
