@@ -16,6 +16,6 @@ REPLACEMENTS = [
 """),
 ]
 LOSES = {"test_batch_keeps_to_config_concurrency"}
-MAY_LOSE: set[str] = set()
+MAY_LOSE = {"test_scenario[outage]"}  # every document starts at once: may exceed the outage bound
 SCENARIO_CHECKS: set[str] = set()
 MESSAGE = r"documents started and not yet committed at once > config.concurrency.*\n?concurrency-per-document"

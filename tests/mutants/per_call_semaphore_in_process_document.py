@@ -24,6 +24,6 @@ async def run_bounded("""),
      "        await asyncio.gather(*(run_one(item) for item in list(work_left())))\n"),
 ]
 LOSES = {"test_batch_keeps_to_config_concurrency"}
-MAY_LOSE: set[str] = set()
+MAY_LOSE = {"test_scenario[outage]"}  # every document starts at once: may exceed the outage bound
 SCENARIO_CHECKS: set[str] = set()
 MESSAGE = r"concurrency-per-document"
