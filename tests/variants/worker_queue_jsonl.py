@@ -2,7 +2,8 @@
 fed through a bounded ``asyncio.Queue``; the checkpoint as an append-only JSON-lines log (one
 ``os.write`` per transition, compacted atomically on open); retries written by hand with
 ``backoff_delay`` (``make_retrying`` still exists for step 03, but the batch does not use it), the
-per-call deadline as ``asyncio.wait_for`` and the open breaker waited out in the same hand-written loop.
+per-call deadline as ``asyncio.wait_for`` and the open breaker waited out in the same hand-written loop;
+the breaker itself written as an explicit state field moved by ``trip``/``reset``.
 It must earn every point, public and hidden.
 """
 
@@ -70,6 +71,84 @@ REPLACEMENTS = [
                     raise
                 retries += 1
                 await sleep(backoff_delay(failures - 1, config))
+'''),
+    # The breaker in another style: an explicit state field moved by two helpers (trip, reset), the cool-down
+    # checked when the state is read, and the probe as a flag set around the one call half-open admits.
+    ('''        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+''', '''        self._mode = CLOSED
+        self._failures = 0
+        self._tripped_at = 0.0
+        self._probe_out = False
+'''),
+    ('''        if self._opened_at is None:
+            return CLOSED
+        return OPEN if self.clock() - self._opened_at < self.config.breaker_cooldown else HALF_OPEN
+''', '''        if self._mode == OPEN and self.clock() - self._tripped_at >= self.config.breaker_cooldown:
+            self._mode = HALF_OPEN  # the cool-down is over: the next caller may probe
+        return self._mode
+'''),
+    ('''        state = self.state
+        if state == OPEN or (state == HALF_OPEN and self._probing):
+            remaining = self.config.breaker_cooldown
+            if state == OPEN and self._opened_at is not None:
+                remaining -= self.clock() - self._opened_at
+            raise CircuitOpenError(max(remaining, 1e-3))
+        probe = state == HALF_OPEN
+        self._probing = self._probing or probe
+        try:
+            result = await fn()
+        except TransientServiceError:
+            self._failures += 1
+            if probe or (self._opened_at is None and self._failures >= self.config.breaker_failures):
+                self._opened_at = self.clock()  # (re)open: a fresh cool-down
+            raise
+        except PermanentServiceError:
+            self._close(probe)
+            raise
+        finally:  # a cancelled probe (or a bug) tells nothing about the service: the next caller probes
+            if probe:
+                self._probing = False
+        self._close(probe)
+        return result
+''', '''        def trip() -> None:
+            self._mode, self._tripped_at = OPEN, self.clock()
+
+        def reset() -> None:
+            self._mode, self._failures = CLOSED, 0
+
+        mode = self.state
+        if mode == OPEN:
+            raise CircuitOpenError(max(1e-3, self.config.breaker_cooldown - (self.clock() - self._tripped_at)))
+        if mode == HALF_OPEN:
+            if self._probe_out:
+                raise CircuitOpenError(self.config.breaker_cooldown)
+            self._probe_out = True
+            try:
+                result = await fn()
+            except TransientServiceError:
+                trip()
+                raise
+            except PermanentServiceError:
+                reset()
+                raise
+            finally:
+                self._probe_out = False
+            reset()
+            return result
+        try:
+            result = await fn()
+        except TransientServiceError:
+            self._failures += 1
+            if self._mode == CLOSED and self._failures >= self.config.breaker_failures:
+                trip()
+            raise
+        except PermanentServiceError:
+            self._failures = 0
+            raise
+        self._failures = 0
+        return result
 '''),
     ('        await run_bounded(work_left(), run_one, limit=config.concurrency)\n',
      '        queue: asyncio.Queue[tuple[str, Document] | None] = asyncio.Queue(maxsize=config.concurrency)\n\n        async def feeder() -> None:\n            for item in work_left():\n                await queue.put(item)\n            for _ in range(config.concurrency):\n                await queue.put(None)\n\n        async def worker() -> None:  # a fixed pool of config.concurrency workers: one document each at a time\n            while (item := await queue.get()) is not None:\n                await run_one(item)\n\n        await asyncio.gather(feeder(), *(worker() for _ in range(config.concurrency)))\n'),
