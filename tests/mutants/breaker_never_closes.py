@@ -4,7 +4,7 @@ Graded on step 03 only (where its breaker tests lose); in a batch it would make 
 """
 
 REPLACEMENTS = [
-    ("        self._failures = 0\n        if probe:\n            self._opened_at = None\n",
+    ("        self._failures = 0\n        if probe:\n            self._opened_at = None  # the probe succeeded: closed\n",
      "        self._failures = 0\n"),
 ]
 LOSES = {"test_breaker_closes_on_probe_success"}

@@ -104,13 +104,17 @@ REPLACEMENTS = [
             if probe or (self._opened_at is None and self._failures >= self.config.breaker_failures):
                 self._opened_at = self.clock()  # (re)open: a fresh cool-down
             raise
-        except PermanentServiceError:
-            self._close(probe)
+        except PermanentServiceError:  # an answer from a live service: the count restarts, a probe closes
+            self._failures = 0
+            if probe:
+                self._opened_at = None
             raise
         finally:  # a cancelled probe (or a bug) tells nothing about the service: the next caller probes
             if probe:
                 self._probing = False
-        self._close(probe)
+        self._failures = 0
+        if probe:
+            self._opened_at = None  # the probe succeeded: closed
         return result
 ''', '''        def trip() -> None:
             self._mode, self._tripped_at = OPEN, self.clock()

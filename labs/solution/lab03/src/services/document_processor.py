@@ -358,22 +358,18 @@ class CircuitBreaker:
             if probe or (self._opened_at is None and self._failures >= self.config.breaker_failures):
                 self._opened_at = self.clock()  # (re)open: a fresh cool-down
             raise
-        except PermanentServiceError:
-            self._close(probe)
+        except PermanentServiceError:  # an answer from a live service: the count restarts, a probe closes
+            self._failures = 0
+            if probe:
+                self._opened_at = None
             raise
         finally:  # a cancelled probe (or a bug) tells nothing about the service: the next caller probes
             if probe:
                 self._probing = False
-        self._close(probe)
-        return result
-        # END SOLUTION
-
-    def _close(self, probe: bool) -> None:
-        """The service answered: reset the count; a probe's answer closes the breaker."""
-        # BEGIN SOLUTION step 03: reset the consecutive failures; the probe's answer closes the breaker
         self._failures = 0
         if probe:
-            self._opened_at = None
+            self._opened_at = None  # the probe succeeded: closed
+        return result
         # END SOLUTION
 
 

@@ -286,11 +286,6 @@ class CircuitBreaker:
         # TODO step 03: admit (closed, or the one probe when half-open) or refuse; then record the outcome
         raise NotImplementedError('TODO step 03: admit (closed, or the one probe when half-open) or refuse; then record the outcome')
 
-    def _close(self, probe: bool) -> None:
-        """The service answered: reset the count; a probe's answer closes the breaker."""
-        # TODO step 03: reset the consecutive failures; the probe's answer closes the breaker
-        raise NotImplementedError("TODO step 03: reset the consecutive failures; the probe's answer closes the breaker")
-
 
 # ---------------------------------------------------------------------------
 # Step 04: one document (chunks in order, retries, degradation), many at once
