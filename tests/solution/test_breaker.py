@@ -145,25 +145,38 @@ class TestProcessDocumentWithBreaker:
                                                   sleep=RecordingSleep(clock=clock), breaker=breaker))
         assert (result.mode, result.error) == ("degraded", "retries_exhausted:circuit_open")
 
-    def test_a_batch_in_an_outage_calls_far_less_with_its_breaker(self, ref: ModuleType, tmp_path: Path) -> None:
-        """The same outage, with and without the batch's breaker: far fewer refused calls, and nothing degraded."""
+    @staticmethod
+    def outage_batch(ref: ModuleType, folder: Path, config: BatchConfig, outage: tuple[float, float]) -> tuple[Any, int]:
+        """30 documents through the reference's batch in an outage; its report and the calls the service refused."""
         raw = [{"id": f"doc-{i}", "content": f"Document {i}. " * 40} for i in range(30)]
-        refused = {}
-        for name, config in (("off", BatchConfig(breaker_failures=0)), ("on", BatchConfig(breaker_cooldown=0.1))):
-            ledger = Ledger(tmp_path / f"{name}.jsonl", pass_no=1)
-            service = SimulatedService(plan=FaultPlan(outages=((0.0, 0.4),)), latency=LatencyModel(median_ms=1),
-                                       ledger=ledger)
-            sink = SqliteSink(tmp_path / f"{name}.sqlite")
-            report = asyncio.run(ref.process_documents_batch(raw, batch_id=name, service=service, sink=sink,
-                                                             state_dir=tmp_path / name, config=config))
+        folder.mkdir()
+        ledger = Ledger(folder / "ledger.jsonl", pass_no=1)
+        service = SimulatedService(plan=FaultPlan(outages=(outage,)), latency=LatencyModel(median_ms=1), ledger=ledger)
+        sink = SqliteSink(folder / "sink.sqlite")
+        try:
+            report = asyncio.run(ref.process_documents_batch(raw, batch_id="b", service=service, sink=sink,
+                                                             state_dir=folder / "state", config=config))
+        finally:
             sink.close()
             ledger.close()
-            refused[name] = sum(1 for e in read_events(tmp_path / f"{name}.jsonl")
-                                if e["ev"] == "call_fail" and e.get("error") == OUTAGE_KIND)
-            assert report.done + report.degraded == 30
-            if name == "on":
-                assert report.degraded == 0
-        assert refused["on"] * 3 < refused["off"], refused
+        refused = sum(1 for e in read_events(folder / "ledger.jsonl")
+                      if e["ev"] == "call_fail" and e.get("error") == OUTAGE_KIND)
+        return report, refused
+
+    def test_in_an_endless_outage_the_breaker_saves_most_calls(self, ref: ModuleType, tmp_path: Path) -> None:
+        """Without a breaker every document spends max_attempts calls; with one, a few calls open it and the rest wait."""
+        forever = (0.0, 1e9)
+        off, refused_off = self.outage_batch(ref, tmp_path / "off", BatchConfig(breaker_failures=0), forever)
+        on, refused_on = self.outage_batch(ref, tmp_path / "on", BatchConfig(breaker_cooldown=0.2,
+                                                                              breaker_max_wait=0.4), forever)
+        assert (off.degraded, refused_off) == (30, 30 * BatchConfig().max_attempts)
+        assert on.degraded == 30 and on.failure_reasons == {"retries_exhausted:circuit_open": 30}
+        assert refused_on < refused_off / 2, (refused_on, refused_off)
+
+    def test_a_short_outage_degrades_nothing_with_the_breaker(self, ref: ModuleType, tmp_path: Path) -> None:
+        """An outage shorter than breaker_max_wait is waited out: every document ends done, none degraded."""
+        report, refused = self.outage_batch(ref, tmp_path / "on", BatchConfig(breaker_cooldown=0.1), (0.0, 0.3))
+        assert (report.done, report.degraded, refused > 0) == (30, 0, True)
 
 
 class TestDeadline:
