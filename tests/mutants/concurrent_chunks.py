@@ -9,6 +9,8 @@ REPLACEMENTS = [
 LOSES = {"test_chunks_of_one_document_in_order"}
 # Sent all at once, the chunks of the batch's three long documents finish so fast that a pass can end
 # before its random kill fires: the scenario is then not scored ("the planned crash never fired").
-MAY_LOSE = {"test_scenario[random_kills]"}
+MAY_LOSE = {"test_scenario[random_kills]",
+            # every chunk of the documents in flight fails at once when the outage begins: above the outage bound
+            "test_scenario[outage]"}
 SCENARIO_CHECKS: set[str] = set()
 MESSAGE = r"chunk calls in flight at once"
