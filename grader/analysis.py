@@ -15,6 +15,10 @@ Agreement rules (also in ``grader/README.md``):
 * ``retries`` may differ by :data:`RETRY_TOLERANCE` of the ledger's figure or
   2, whichever is larger (a processor may count a retry that a kill interrupted
   before its call);
+* ``upgraded`` (commits of the pass that replaced a degraded output with a full
+  one: a backfill, never a duplicate execution) exact, and
+  ``checkpoint_hit_rate`` (the valid keys committed before the pass and not executed
+  again in it, over ``unique``) within :data:`RATE_TOLERANCE`;
 * ``duplicates_in_input`` (valid entries whose key came earlier in the input)
   and ``latency_count`` (one latency per document executed in the pass) exact;
 * ``skipped + recovered`` equals the keys committed before the pass that the
@@ -42,9 +46,10 @@ RATE_TOLERANCE = 0.001
 RETRY_TOLERANCE = 0.10
 COUNT_FIELDS = ("total", "unique", "rejected", "done", "degraded", "failed")
 RATE_FIELDS = ("completion_rate", "fail_rate", "duplicate_rate")
-RUN_FIELDS = ("executed", "duplicate_executions", "retries")
+RUN_FIELDS = ("executed", "duplicate_executions", "retries", "upgraded")
 RESUME_FIELDS = ("duplicates_in_input", "latency_count", "skipped", "recovered")
-ALL_GROUPS = ("counts", "rates", "run", "resume")
+HIT_FIELDS = ("checkpoint_hit_rate",)
+ALL_GROUPS = ("counts", "rates", "run", "resume", "hit rate")
 
 
 @dataclass
@@ -93,7 +98,7 @@ def pass_views(documents: Sequence[Any], events: Sequence[Mapping[str, Any]],
         crash = first_event(evs, CRASH_EVENTS)
         views.append(PassView(
             pass_no=p, exit=pass_end(evs), report=end.get("report") if end is not None and end["ev"] == Ev.PASS_END
-            else None, expected=_expected(inventory, evs, puts, p),
+            else None, expected=_expected(inventory, evs, puts, p, len(resumed)),
             calls=sum(1 for e in evs if e["ev"] == Ev.CALL_START),
             puts=len(sink_puts), call_idents={e["ident"] for e in evs if e["ev"] == Ev.CALL_START},
             committed_before={q["ident"] for q in puts if int(q["pass"]) < p},
@@ -104,7 +109,7 @@ def pass_views(documents: Sequence[Any], events: Sequence[Mapping[str, Any]],
 
 
 def _expected(inventory: Inventory, evs: Sequence[Mapping[str, Any]], puts: Sequence[Mapping[str, Any]],
-              p: int) -> dict[str, float]:
+              p: int, resumed: int) -> dict[str, float]:
     """The figures a ``BatchReport`` of pass ``p`` must hold, from the ledger and the sink's ``puts``."""
     total, unique, rejected = inventory.total, inventory.unique, inventory.rejected
     latest_mode: dict[str, str] = {}
@@ -125,6 +130,8 @@ def _expected(inventory: Inventory, evs: Sequence[Mapping[str, Any]], puts: Sequ
         "fail_rate": (failed + rejected) / total if total else 0.0,
         "duplicate_rate": dup_exec / unique if unique else 0.0,
         "duplicates_in_input": inventory.duplicates_in_input, "latency_count": len(sink_puts),
+        "upgraded": sum(1 for e in sink_puts if e.get("upgrade") is True),
+        "checkpoint_hit_rate": resumed / unique if unique else 0.0,
     }
 
 
@@ -175,7 +182,7 @@ def _resume_mismatches(view: PassView) -> list[str]:
 def report_mismatches(view: PassView, groups: Sequence[str] = ALL_GROUPS) -> list[str]:
     """What the report of one pass says that the ledger contradicts (empty when they agree)."""
     report = view.report or {}
-    wanted = {"counts": COUNT_FIELDS, "rates": RATE_FIELDS, "run": RUN_FIELDS}
+    wanted = {"counts": COUNT_FIELDS, "rates": RATE_FIELDS, "run": RUN_FIELDS, "hit rate": HIT_FIELDS}
     out = []
     for group in groups:
         if group == "resume":
@@ -186,7 +193,7 @@ def report_mismatches(view: PassView, groups: Sequence[str] = ALL_GROUPS) -> lis
             if got is None:
                 out.append(f"{name}: the report has no number (ledger: {_fmt(name, want)})")
                 continue
-            if name in RATE_FIELDS:
+            if name in RATE_FIELDS or name in HIT_FIELDS:
                 ok = abs(got - want) <= RATE_TOLERANCE
             elif name == "retries":
                 ok = abs(got - want) <= max(2.0, RETRY_TOLERANCE * want)
@@ -228,6 +235,11 @@ RULES: dict[str, str] = {
                             "（same idempotency key）的有效条目数，每次运行都要数。"),
     "latency_count": ("latency-per-executed-document: latencies_s 对本次运行执行（executed）的每个文档各有一个值"
                       "（从 processing 到提交），跳过和修复的文档没有。"),
+    "checkpoint_hit_rate": ("hit-rate-counts-checkpoint-and-sink: 检查点命中率（checkpoint hit rate）= 本次运行发现已完成、"
+                            "没有再做的有效键 / unique，即 (skipped + recovered) / unique：检查点里已是 done/degraded 的键"
+                            "（skipped）和从 sink 修复的键（recovered）都算命中；首次运行为 0。"),
+    "upgraded": ("upgrade-is-not-a-duplicate: upgraded 数本次运行把降级输出（degraded）换成完整输出（full）的键"
+                 "（后续标记待补，backfill）；sink.put 不把升级（upgrade）算作重复执行，所以它也不进 duplicate_executions。"),
     "unique": ("unique-counts-valid-keys: unique 是有效文档的不同幂等键（idempotency key）个数，重复发送的文档只算一次。"),
 }
 

@@ -56,7 +56,7 @@ class Scenario:
     timeout_s: float = 60.0
     extra: tuple[str, ...] = ()
     hidden: bool = False
-    flow: str = "passes"  # "passes" or "bad_input"
+    flow: str = "passes"  # "passes", "bad_input", or "backfill" (the passes, then a backfill pass)
 
     def documents(self) -> list[dict[str, Any]]:
         return INPUTS[self.input](self.seed)
@@ -83,11 +83,18 @@ class Scenario:
                 parts.append(f"pass {n}: SIGKILL {'during' if p.kind == CRASH_DURING_CALL else 'right after'} "
                              f"{unit} #{p.at}")
         parts.append(f"pass {len(plans) + 1}: final resume")
+        if self.flow == "backfill":
+            parts.append(f"pass {len(plans) + 2}: backfill (config.backfill, the service healthy again)")
         return "; ".join(parts)
+
+    @property
+    def pass_count(self) -> int:
+        """How many passes the scenario runs when nothing goes wrong."""
+        return 3 if self.flow == "bad_input" else len(self.crashes) + (2 if self.flow == "backfill" else 1)
 
 
 EXTRA_POINTS = {"idle resume": 1.0, "duplicates folded": 1.0, "degraded path": 1.0,
-                "unified error": 1.0, "earlier state untouched": 1.0, "breaker in outage": 1.0,
+                "unified error": 1.0, "earlier state untouched": 1.0, "backfill": 2.0, "breaker in outage": 1.0,
                 "stuck calls freed": 1.0}
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchlab.backfill import backfill_spec
 from batchlab.examples import write_input
 from batchlab.faults import CrashPlan
 from batchlab.ledger import read_events
@@ -85,6 +86,8 @@ def run_scenario(sc: Scenario, ctx: Context) -> ScenarioRun:
         passes.append(run_pass(spec, 3))
     else:
         passes = run_watched_passes(spec, plans, facts, stall_s=ctx.timeout(STALL_S))
+        if sc.flow == "backfill" and passes[-1].returncode == 0 and not facts.get("stalled"):
+            passes.append(run_backfill_pass(spec, len(passes) + 1, facts, stall_s=ctx.timeout(STALL_S)))
     reap_adopted()
     broken = [p for p in passes if sandbox_failed(p.stderr)]
     if broken:
@@ -158,6 +161,21 @@ def run_watched_passes(spec: RunSpec, plans: Sequence[CrashPlan], facts: dict[st
             if result.returncode in (WorkerExit.INPUT, WorkerExit.IMPORT) or result.timed_out:
                 break
     return results
+
+
+def run_backfill_pass(spec: RunSpec, pass_no: int, facts: dict[str, Any], *, stall_s: float) -> PassResult:
+    """The backfill pass (:func:`batchlab.backfill.backfill_spec`), with the documents degraded before it in ``facts``."""
+    facts["degraded_before_backfill"] = {rec.ident: rec.doc_id for rec in read_outputs(RunDir(spec.run_dir).sink)
+                                         if rec.mode == "degraded"}
+    passing = backfill_spec(spec)
+    with RunDirLock(spec.run_dir).acquire(spec.lock_wait_s) as lock:
+        prepare(passing)
+        watch = StallWatch(stall_s)
+        result = run_pass(passing, pass_no, on_events=watch.on_events, lock=lock, stop=watch.stop)
+        prepare(spec)
+    if watch.stalled_after is not None:
+        facts.setdefault("stalled", {})[pass_no] = watch.diagnosis(pass_no, spec.config.concurrency)
+    return result
 
 
 def _collect(sc: Scenario, run_dir: Path, documents: list[dict[str, Any]], plans: list[CrashPlan],

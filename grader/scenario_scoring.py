@@ -141,7 +141,7 @@ def gate_failure(run: ScenarioRun) -> str | None:
         if expect_bad_input:
             continue
         view = next((v for v in run.views if v.pass_no == result.pass_no), None)
-        if planned.kind != CRASH_NONE and sc.flow == "passes":
+        if planned.kind != CRASH_NONE and sc.flow in ("passes", "backfill"):
             if result.sigkilled and view is not None and view.crash is not None:
                 continue
             if result.returncode == 0:
@@ -152,7 +152,7 @@ def gate_failure(run: ScenarioRun) -> str | None:
             return _pass_problem(sc, run, result)
         if result.returncode != 0:
             return _pass_problem(sc, run, result)
-    expected_passes = 3 if sc.flow == "bad_input" else len(run.crash_plans) + 1
+    expected_passes = sc.pass_count
     if len(run.passes) < expected_passes:
         return f"only {len(run.passes)} of {expected_passes} passes ran"
     if (never := breaker_gate(run)) is not None:
@@ -289,11 +289,42 @@ def _state_untouched(run: ScenarioRun) -> tuple[bool, str]:
     return True, "earlier state untouched: sink and checkpoint unchanged; the next resume had nothing to redo"
 
 
+def _backfill(run: ScenarioRun) -> tuple[bool, str]:
+    """Every document degraded before the backfill pass is committed full after it, as an upgrade; nothing else ran."""
+    degraded = dict(run.facts.get("degraded_before_backfill") or {})
+    view = run.views[-1] if run.views else None
+    if not degraded:
+        return False, "backfill: the passes before the backfill left no degraded document (nothing to upgrade)"
+    if view is None or view.pass_no != run.scenario.pass_count:
+        return False, "backfill: the backfill pass did not run"
+    outputs = {rec.ident: rec for rec in read_outputs(RunDir(run.run_dir).sink)}
+    still = sorted(doc_id for ident, doc_id in degraded.items()
+                   if ident not in outputs or outputs[ident].mode != "full")
+    upgrades = {e["ident"] for e in run.events if e["ev"] == Ev.SINK_PUT and int(e["pass"]) == view.pass_no
+                and e.get("upgrade") is True}
+    others = sorted({e["doc_id"] for e in run.events if e["ev"] == Ev.CALL_START and int(e["pass"]) == view.pass_no
+                     and e["ident"] not in degraded})
+    if still:
+        return False, (f"backfill: {len(still)} of {len(degraded)} degraded documents are still not committed full "
+                       f"after a backfill pass with a healthy service: {some(still)}. " + BACKFILL_RULE)
+    if others:
+        return False, (f"backfill: the backfill pass called the service for documents that were not degraded: "
+                       f"{some(others)} (only degraded keys are redone; every other key is skipped). " + BACKFILL_RULE)
+    return True, (f"backfill: {len(degraded)} degraded documents upgraded to full ({len(upgrades)} upgrades in the "
+                  f"backfill pass), no other document redone")
+
+
+BACKFILL_RULE = ("backfill-redoes-degraded: 后续标记待补（backfill）：BatchConfig.backfill 为真时，恢复运行把检查点里是 degraded"
+                 "（或 sink 里已提交为 degraded、检查点还没记下）的键再走一遍完整路径（full path），sink.put 用完整输出替换降级输出；"
+                 "其余已完成的键照样跳过（skip）。")
+
+
 EXTRA_CHECKS: dict[str, Callable[[ScenarioRun], tuple[bool, str]]] = {
     "idle resume": _idle_resume,
     "duplicates folded": _duplicates_folded,
     "degraded path": _degraded_path,
     "unified error": _unified_error,
     "earlier state untouched": _state_untouched,
+    "backfill": _backfill,
     **BREAKER_CHECKS,
 }

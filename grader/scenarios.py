@@ -34,13 +34,14 @@ from .scenario_scoring import evaluate
 
 #: What the grader, its hidden scenarios and the kit's tests import from here.
 __all__ = [
-    "DEGRADED_IDS", "HIDDEN_SCENARIO_COUNT", "POISON_IDS", "PUBLIC_SCENARIOS", "STUCK_IDS", "Crash", "Scenario", "ScenarioRun",
+    "BACKFILL_IDS", "DEGRADED_IDS", "HIDDEN_SCENARIO_COUNT", "POISON_IDS", "PUBLIC_SCENARIOS", "STUCK_IDS", "Crash",
+    "Scenario", "ScenarioRun",
     "evaluate", "register_scenarios", "run_scenario",
 ]
 
 #: How many hidden scenarios exist (they live in ``grader/hidden/``, left out of the student
 #: distribution). ``tests/grader`` checks that this figure matches the hidden definitions.
-HIDDEN_SCENARIO_COUNT = 6
+HIDDEN_SCENARIO_COUNT = 7
 
 #: Poison documents (``FaultPlan.poison_ids``): valid documents whose every service call raises
 #: ``MalformedResponseError``, a ``ValueError`` and not a service error. A processor that lets one
@@ -51,6 +52,8 @@ POISON_IDS = ("doc-00050",)
 DEGRADED_IDS = ("doc-00003", "doc-00008", "doc-00012", "doc-00017", "doc-00025", "doc-00042", "doc-00060",
                 "doc-00088", "doc-00101", "doc-00110")
 
+#: Permanently failing documents of ``backfill_degraded`` (degraded until the backfill pass heals the service).
+BACKFILL_IDS = ("doc-00005", "doc-00021", "doc-00034", "doc-00067", "doc-00093")
 #: Documents of ``stuck_calls`` whose first call of every chunk hangs until the processor cancels it.
 STUCK_IDS = ("doc-00001", "doc-00031", "doc-00048", "doc-00055")
 
@@ -77,6 +80,11 @@ PUBLIC_SCENARIOS: tuple[Scenario, ...] = (
              "invalid_mix", 73,
              FaultPlan(seed=73, transient_rate=0.02, permanent_ids=DEGRADED_IDS),
              (Crash(CRASH_DURING_CALL, at_fraction=0.3),), config=BatchConfig(concurrency=3), extra=("degraded path",)),
+    # 后续标记待补: permanent faults leave documents degraded (fewer than config.concurrency: a leaky slot is another
+    # scenario's business); a backfill pass with the service healthy again upgrades every one, nothing twice.
+    Scenario("backfill_degraded", "a backfill pass upgrades every degraded document to full, with no duplicate",
+             "example", 79, FaultPlan(seed=79, transient_rate=0.02, permanent_ids=BACKFILL_IDS),
+             (Crash(CRASH_DURING_CALL, at_fraction=0.4),), extra=("backfill",), flow="backfill"),
     Scenario("bad_batch_input", "a malformed batch file is refused with the unified error; earlier state intact",
              "small", 83, FaultPlan(seed=83, transient_rate=0.02), (), extra=("unified error", "earlier state untouched"),
              flow="bad_input"),

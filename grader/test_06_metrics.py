@@ -91,3 +91,10 @@ def test_report_run_figures_agree_with_ledger(grade: Any) -> None:
 def test_report_resume_figures_agree_with_ledger(grade: Any) -> None:
     """skipped, recovered, duplicates in the input and the latency count match the ledger"""
     _judge(grade, "resume", "skipped/recovered/duplicates_in_input/latencies")
+
+
+@pytest.mark.points(2)
+@pytest.mark.task("metrics:run")
+def test_report_hit_rate_agrees_with_ledger(grade: Any) -> None:
+    """the checkpoint hit rate of the resume pass (keys found finished in the checkpoint or the sink) matches the ledger"""
+    _judge(grade, "hit rate", "checkpoint hit rate")

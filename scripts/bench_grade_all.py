@@ -8,6 +8,12 @@ for each N, with the machine's load average (the figure moves with whatever else
     python scripts/bench_grade_all.py                       # 8 submissions, --jobs 1..4, public grader
     python scripts/bench_grade_all.py --jobs 1 2 --repeat 3 --hidden
     python scripts/bench_grade_all.py --jobs 2 --check-equal   # also: every score equals the file graded alone
+    python scripts/bench_grade_all.py --submissions 40 --jobs 2 --with-hostile --hidden --check-equal
+
+``--with-hostile`` puts the acceptance class of issue 12 together: besides the cycled reference, skeleton and
+mutants, every hostile fixture of ``tests/grader/hostile/`` and three unreadable uploads (an empty file, a binary
+file, a broken zip). An unreadable upload must get a 0 row with its reason; every ``.py`` row must equal the file
+graded alone.
 """
 
 from __future__ import annotations
@@ -29,6 +35,30 @@ sys.path.insert(0, str(ROOT / "tests" / "grader"))
 from batchlab.paths import solution_module  # noqa: E402
 from batchlab.teach.release import render_student  # noqa: E402
 from grader_runs import MUTANTS, build_mutant, load_mutant  # noqa: E402
+
+HOSTILE = ROOT / "tests" / "grader" / "hostile"
+#: Uploads that cannot be read as a submission: (file name, bytes). Each must score 0 with its reason.
+UNREADABLE = (("empty.py", b""), ("binary.py", bytes(range(256)) * 8), ("badzip.zip", b"PK\x03\x04 not a zip"))
+
+
+def hostile_fixtures() -> list[Path]:
+    return sorted(p for p in HOSTILE.iterdir() if (p / "document_processor.py").is_file())
+
+
+def add_hostile(folder: Path, start: int) -> list[str]:
+    """Every hostile fixture as ``NN-hostile-NAME.py`` and the unreadable uploads; returns their ids."""
+    ids = []
+    fixtures = hostile_fixtures()
+    for k, fixture in enumerate(fixtures):
+        ident = f"{start + k:02d}-hostile-{fixture.name}"
+        (folder / f"{ident}.py").write_bytes((fixture / "document_processor.py").read_bytes())
+        ids.append(ident)
+    for k, (name, data) in enumerate(UNREADABLE, start=start + len(fixtures)):
+        stem, suffix = name.rsplit(".", 1)
+        ident = f"{k:02d}-unreadable-{stem}"
+        (folder / f"{ident}.{suffix}").write_bytes(data)
+        ids.append(ident)
+    return ids
 
 
 def build_class(folder: Path, count: int) -> list[str]:
@@ -56,6 +86,13 @@ def check_equal(subs: Path, out: Path, hidden: bool) -> list[str]:
         book = {row["student"]: row for row in csv.DictReader(fh)}
     differ = []
     for student, row in sorted(book.items()):
+        if not (subs / f"{student}.py").is_file() or "-unreadable-" in student:
+            zero = float(row["total"]) == 0
+            print(f"{student}: grade-all {row['total']} (unreadable upload: must be 0): {'same' if zero else 'DIFFERENT'}",
+                  flush=True)
+            if not zero:
+                differ.append(student)
+            continue
         results = out.parent / "alone" / student / "results.json"
         cmd = [sys.executable, "-m", "batchlab", "grade", "--impl", str(subs / f"{student}.py"), "--results",
                str(results)] + (["--hidden"] if hidden else [])
@@ -83,13 +120,18 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--hidden", action="store_true")
+    parser.add_argument("--with-hostile", action="store_true",
+                        help="add every hostile fixture and three unreadable uploads (counted in --submissions)")
     parser.add_argument("--check-equal", action="store_true",
                         help="after the last run, grade each file alone and compare with the gradebook")
     args = parser.parse_args()
     figures = {}
     with tempfile.TemporaryDirectory(prefix="bench-grade-all-") as tmp:
         subs = Path(tmp) / "subs"
-        ids = build_class(subs, args.submissions)
+        extra = len(hostile_fixtures()) + len(UNREADABLE) if args.with_hostile else 0
+        ids = build_class(subs, args.submissions - extra)
+        if args.with_hostile:
+            ids += add_hostile(subs, len(ids))
         for jobs in args.jobs:
             rates = []
             for k in range(args.repeat):

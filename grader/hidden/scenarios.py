@@ -25,9 +25,12 @@ HIDDEN_SCENARIOS: tuple[Scenario, ...] = (
     Scenario("hidden_permanent_rate", "3 % permanent and 4 % transient faults at concurrency 2", "invalid_mix", 109,
              FaultPlan(seed=109, transient_rate=0.04, permanent_rate=0.03), (Crash(CRASH_AFTER_COMMIT, at=60),),
              config=BatchConfig(concurrency=2), hidden=True),
+    Scenario("hidden_backfill_rate", "4 % permanent faults and a kill after a commit, then a backfill pass",
+             "invalid_mix", 113, FaultPlan(seed=113, transient_rate=0.02, permanent_rate=0.04),
+             (Crash(CRASH_AFTER_COMMIT, at=50),), extra=("backfill",), flow="backfill", hidden=True),
     # An outage that a SIGKILL interrupts: the resumed pass meets the outage again from its own start.
     Scenario("hidden_outage_resume", "a 0.8 s outage at concurrency 4, a SIGKILL during it, then the resume",
-             "example", 113, FaultPlan(seed=113, transient_rate=0.01, outages=((0.05, 0.8),)),
+             "example", 131, FaultPlan(seed=131, transient_rate=0.01, outages=((0.05, 0.8),)),
              (Crash(CRASH_DURING_CALL, at_fraction=0.2),), config=BatchConfig(concurrency=4),
              extra=("breaker in outage",), hidden=True),
     Scenario("hidden_stuck_rate", "0.5 % of the calls hang until cancelled, at concurrency 3", "example", 127,

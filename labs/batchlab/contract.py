@@ -73,6 +73,9 @@ class BatchConfig:
     jitter: float = 0.02
     layer: str = "chunks"
     shard: str | None = None
+    #: 后续标记待补 (backfill): on a resume, ``degraded`` keys go through the full path once more (the
+    #: service is healthy again) and their full output replaces the degraded one; every other key is still skipped.
+    backfill: bool = False
     breaker_failures: int = 5
     breaker_cooldown: float = 0.25
     breaker_max_wait: float = 10.0
@@ -124,7 +127,9 @@ class Sink(Protocol):
     """The output store (the harness gives :class:`batchlab.sink.SqliteSink`).
 
     ``put`` is an idempotent upsert, durable when it returns, and returns how many
-    times the key has now been written (more than 1: the work was redone).
+    times the key has now been executed (more than 1: the work was redone). A full
+    output written over a committed degraded one is an upgrade (a backfill): it
+    replaces the output and is not counted as a redo.
     """
 
     def put(self, key: str, doc: Document, chunks: Sequence[str], vectors: Sequence[Sequence[float]],
@@ -193,6 +198,13 @@ class BatchReport:
     ``completion_rate = (done + degraded) / U``, ``fail_rate = (failed + R) / N``
     where ``failed`` counts valid keys that ended failed, and
     ``duplicate_rate = sum(executions - 1 for keys executed more than once) / U``.
+
+    ``upgraded`` counts the keys this run took from a committed ``degraded`` output to a
+    ``full`` one (a backfill, ``BatchConfig.backfill``): an upgrade is new work, not a
+    duplicate execution, so it is never in ``duplicate_executions``.
+    ``checkpoint_hit_rate`` is the share of the valid keys this run found finished (in the
+    checkpoint or the sink: ``skipped + recovered``) and did not run again:
+    ``(skipped + recovered) / unique`` (0.0 on a first run, and when ``unique`` is 0).
     """
 
     batch_id: str
@@ -208,6 +220,8 @@ class BatchReport:
     recovered: int = 0
     retries: int = 0
     duplicate_executions: int = 0
+    upgraded: int = 0
+    checkpoint_hit_rate: float = 0.0
     resume_time_s: float | None = None
     wall_time_s: float = 0.0
     latencies_s: list[float] = field(default_factory=list)

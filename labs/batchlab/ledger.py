@@ -21,7 +21,8 @@ the kinds and their fields (:data:`FIELDS`, checked against a real run by
                     ``permanent`` (the error is "unreachable" in an outage, "cancelled" when the
                     processor cancelled the call: its deadline)
 ``sink_put``        an output was committed: ``doc_id``, ``ident``, ``key``, ``mode``, ``n`` (the
-                    pass's commit count), ``writes`` (executions of that key so far)
+                    pass's commit count), ``writes`` (executions of that key so far, upgrades not
+                    counted), ``upgrade`` (a full output replaced a degraded one: a backfill)
 ``state``           the processor reported a state through its progress callback: ``doc_id``, ``state``,
                     ``error``, ``attempts``
 ``crash``           a planned crash fired: ``kind``, ``at``, ``doc_id``, ``ident``
@@ -101,7 +102,7 @@ FIELDS: dict[Ev, Fields] = {
     Ev.CALL_START: _fields(f"{_CALL} inflight doc_inflight"),
     Ev.CALL_OK: _fields(f"{_CALL} latency"),
     Ev.CALL_FAIL: _fields(f"{_CALL} error permanent"),
-    Ev.SINK_PUT: _fields("doc_id ident key mode n writes"),
+    Ev.SINK_PUT: _fields("doc_id ident key mode n writes upgrade"),
     Ev.STATE: _fields("doc_id state error attempts"),
     Ev.CRASH: _fields("kind at doc_id ident"),
     Ev.KILL: _fields("kind by delay", "n"),

@@ -98,6 +98,12 @@ class PassMetrics:
     calls: int = 0
     retries: int = 0
     call_failures: int = 0
+    #: commits of this pass that replaced a degraded output with a full one (a backfill): not duplicates
+    upgraded: int = 0
+    #: valid identities committed before this pass that it did not execute again (found finished: checkpoint hits)
+    hits: int = 0
+    #: valid identities of the batch (the lookups a resumed pass makes, one per identity)
+    lookups: int = 0
     resume_time_s: float | None = None
     latencies_s: list[float] = field(default_factory=list)
     crash: dict[str, Any] | None = None
@@ -112,10 +118,21 @@ class PassMetrics:
     def throughput_docs_per_min(self) -> float:
         return 60.0 * self.committed / self.wall_s if self.wall_s > 0 else 0.0
 
+    @property
+    def redone(self) -> int:
+        """Valid identities this pass had to run (or run again): not found finished when it began."""
+        return self.lookups - self.hits
+
+    @property
+    def checkpoint_hit_rate(self) -> float | None:
+        """hits / lookups for a resumed pass (docs/design.md, Metrics); None for a first pass or an empty batch."""
+        return self.hits / self.lookups if self.pass_no > 1 and self.lookups else None
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("latencies_s")
         data.update(wall_s=self.wall_s, throughput_docs_per_min=self.throughput_docs_per_min,
+                    redone=self.redone, checkpoint_hit_rate=self.checkpoint_hit_rate,
                     latency_p50_s=percentile(self.latencies_s, 50), latency_p95_s=percentile(self.latencies_s, 95))
         return data
 
@@ -136,11 +153,14 @@ def _opened(pass_no: int, evs: Sequence[Event]) -> PassMetrics:
 
 
 def pass_metrics(events: Sequence[Event], puts: Sequence[Event], idents: set[str] | frozenset[str]) -> list[PassMetrics]:
-    """One :class:`PassMetrics` per pass: calls, retries, commits, latencies and the resume time."""
+    """One :class:`PassMetrics` per pass: calls, retries, commits, upgrades, latencies, hits and the resume time."""
     result: list[PassMetrics] = []
     for pass_no, evs in events_by_pass(events).items():
         pm = _opened(pass_no, evs)
         committed_before = {p["ident"] for p in puts if int(p["pass"]) < pass_no}
+        executed_now = {p["ident"] for p in puts if int(p["pass"]) == pass_no}
+        pm.lookups = len(idents)
+        pm.hits = len((committed_before & set(idents)) - executed_now)
         dispatched: dict[str, float] = {}
         first_new_call: float | None = None
         for ev in evs:
@@ -156,6 +176,7 @@ def pass_metrics(events: Sequence[Event], puts: Sequence[Event], idents: set[str
                 pm.call_failures += 1
             elif kind == Ev.SINK_PUT:
                 pm.committed += 1
+                pm.upgraded += 1 if ev.get("upgrade") is True else 0
                 t0 = dispatched.pop(ev["ident"], None)
                 if t0 is not None:
                     pm.latencies_s.append(float(ev["t"]) - t0)
@@ -168,9 +189,19 @@ def pass_metrics(events: Sequence[Event], puts: Sequence[Event], idents: set[str
     return result
 
 
+def is_upgrade(put: Event) -> bool:
+    """A put that replaced a committed degraded output with a full one (a backfill): new work, never a duplicate."""
+    return put.get("upgrade") is True
+
+
 def puts_by_ident(puts: Sequence[Event]) -> dict[str, list[int]]:
-    """The passes in which each identity was committed, one entry per execution (the sink's ``puts`` table)."""
+    """The passes in which each identity was executed, one entry per execution (the sink's ``puts`` table).
+
+    Upgrades (:func:`is_upgrade`) are left out: the duplicate rate counts executions that redid work.
+    """
     passes: dict[str, list[int]] = defaultdict(list)
     for put in puts:
-        passes[put["ident"]].append(int(put["pass"]))
+        if not is_upgrade(put):
+            passes[put["ident"]].append(int(put["pass"]))
     return dict(passes)
+

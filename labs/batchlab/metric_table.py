@@ -23,6 +23,8 @@ REPORTED: tuple[tuple[str, str], ...] = (
     ("latency_p50_s", "latency p50"),
     ("latency_p95_s", "latency p95"),
     ("retries", "retries"),
+    ("checkpoint_hit_rate", "checkpoint hit rate"),
+    ("upgraded", "upgraded (backfill)"),
 )
 #: The bound column of a reported figure.
 REPORTED_BOUND = "reported"

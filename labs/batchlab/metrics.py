@@ -7,7 +7,15 @@ identities among the valid ones (source, normalized id, content hash):
   (full or degraded) / U;
 * duplicate rate: sum over identities of (executions - 1, when more than 1) / U,
   an execution being one committed sink write (the sink's ``puts`` table, written
-  in the same transaction as the output, so a kill cannot make them disagree);
+  in the same transaction as the output, so a kill cannot make them disagree)
+  that is not an upgrade;
+* upgrades (后续标记待补, backfill): committed writes that replaced an identity's
+  degraded output with its full one (``puts.upgrade``); new work, never a duplicate;
+  reported;
+* checkpoint hit rate (检查点命中率): for a resumed pass, the valid identities
+  committed before it began that it did not execute again (found finished in the
+  checkpoint or the sink) / U; the rest (U - hits) it had to do or redo. The
+  run's figure is its last resumed pass's; reported (None without a resume);
 * fail rate: (identities without a correct committed output + R) / N;
 * resume time: a resumed pass's process start to its first service call on an
   identity not yet committed when the pass started (0 when nothing was left);
@@ -30,7 +38,7 @@ from .contract import percentile
 from .errors import KitError
 from .inventory import Inventory
 from .ledger import CRASH_EVENTS, Ev, read_events
-from .ledger_views import PassMetrics, pass_metrics, puts_by_ident, usable_events
+from .ledger_views import PassMetrics, is_upgrade, pass_metrics, puts_by_ident, usable_events
 from .metric_table import MetricRow, format_table, format_value, metric_rows
 from .pipeline import output_matches
 from .rundir import RunDir
@@ -75,6 +83,7 @@ class Metrics:
     max_doc_inflight: int
     max_attempts_seen: int
     crashes: list[dict[str, Any]]
+    upgraded: int = 0
 
     @property
     def completion_rate(self) -> float:
@@ -97,6 +106,12 @@ class Metrics:
             return None
         values = [p.resume_time_s for p in resumed]
         return None if any(v is None for v in values) else max(values)  # type: ignore[type-var]
+
+    @property
+    def checkpoint_hit_rate(self) -> float | None:
+        """The last resumed pass's hits / U (:attr:`PassMetrics.checkpoint_hit_rate`); None without a resumed pass."""
+        resumed = self.passes[1:]
+        return resumed[-1].checkpoint_hit_rate if resumed else None
 
     @property
     def throughput_docs_per_min(self) -> float:
@@ -136,6 +151,7 @@ class Metrics:
             "throughput_docs_per_min": self.throughput_docs_per_min,
             "latency_p50_s": self.latency_p50_s, "latency_p95_s": self.latency_p95_s,
             "retries": self.retries, "passes": len(self.passes),
+            "upgraded": self.upgraded, "checkpoint_hit_rate": self.checkpoint_hit_rate,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,6 +199,7 @@ def compute_metrics(
         duplicates=duplicates, passes=pass_metrics(events, puts, inventory.idents),
         failure_reasons=dict(reasons), retries=tally.retries, max_inflight=tally.max_inflight,
         max_doc_inflight=tally.max_doc_inflight, max_attempts_seen=tally.max_attempt, crashes=tally.crashes,
+        upgraded=sum(1 for put in puts if is_upgrade(put)),
     )
 
 

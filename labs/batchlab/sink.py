@@ -7,6 +7,12 @@ transaction appends to a ``puts`` table, so the record of *how many times* each
 key was written can never disagree with the outputs themselves; the metrics
 count executions from it.
 
+An *upgrade* (后续标记待补, backfill) is a ``full`` put over a committed ``degraded``
+output of the same key: the sink replaces the output, marks the put ``upgrade`` in
+``puts`` and in the ledger, and does not count it in ``writes``. ``writes`` counts
+the executions that redid work (a first write, then every redo), so an upgrade is
+never a duplicate execution, and a later full put over the upgraded output still is.
+
 Durability: ``durable="process"`` (default, WAL + synchronous=NORMAL) survives a
 SIGKILL of the worker, the failure this lesson injects. ``durable="power"``
 (synchronous=FULL) also survives a power cut, at the price of an fsync per put.
@@ -25,6 +31,7 @@ from typing import Any
 from .documents import Document, ident_of
 from .faults import CRASH_AFTER_COMMIT, CrashPlan, kill_self
 from .ledger import Ev, Ledger
+from .pipeline import MODE_DEGRADED, MODE_FULL
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outputs (
@@ -44,7 +51,8 @@ CREATE TABLE IF NOT EXISTS puts (
     ident TEXT NOT NULL,
     mode TEXT NOT NULL,
     pass INTEGER NOT NULL,
-    t REAL NOT NULL
+    t REAL NOT NULL,
+    upgrade INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -69,6 +77,8 @@ def connect(path: str | Path, *, durable: str = "process") -> sqlite3.Connection
     conn.execute(f"PRAGMA synchronous={'FULL' if durable == 'power' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=5000")
     conn.executescript(SCHEMA)
+    if "upgrade" not in {row[1] for row in conn.execute("PRAGMA table_info(puts)")}:  # a sink of an older kit
+        conn.execute("ALTER TABLE puts ADD COLUMN upgrade INTEGER NOT NULL DEFAULT 0")
     return conn
 
 
@@ -104,8 +114,10 @@ class SqliteSink:
             *, mode: str = "full") -> int:
         """Upsert the output of ``doc`` under ``key``; committed when this returns.
 
-        Returns how many times ``key`` has now been written: 1 for a first write,
-        more when this put redid work that was already committed (a duplicate).
+        Returns how many times ``key`` has now been executed: 1 for a first write,
+        more when this put redid work that was already committed (a duplicate). A
+        ``full`` put over a committed ``degraded`` output is an upgrade (a backfill):
+        it replaces the output and is not counted, so it returns what the key had.
         """
         if not isinstance(key, str) or not key:
             raise ValueError("sink key must be a non-empty string")
@@ -118,15 +130,17 @@ class SqliteSink:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            before = conn.execute("SELECT mode FROM outputs WHERE key = ?", (key,)).fetchone()
+            upgrade = before is not None and before[0] == MODE_DEGRADED and mode == MODE_FULL
             (writes,) = conn.execute(
                 "INSERT INTO outputs (key, doc_id, ident, mode, chunks, vectors, committed_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET doc_id=excluded.doc_id, "
                 "ident=excluded.ident, mode=excluded.mode, chunks=excluded.chunks, vectors=excluded.vectors, "
-                "committed_at=excluded.committed_at, writes=outputs.writes + 1 RETURNING writes",
-                (key, doc.id, ident, mode, chunks_json, vectors_json, now),
+                "committed_at=excluded.committed_at, writes=outputs.writes + ? RETURNING writes",
+                (key, doc.id, ident, mode, chunks_json, vectors_json, now, 0 if upgrade else 1),
             ).fetchone()
-            conn.execute("INSERT INTO puts (key, doc_id, ident, mode, pass, t) VALUES (?, ?, ?, ?, ?, ?)",
-                         (key, doc.id, ident, mode, self.pass_no, now))
+            conn.execute("INSERT INTO puts (key, doc_id, ident, mode, pass, t, upgrade) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (key, doc.id, ident, mode, self.pass_no, now, int(upgrade)))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -134,7 +148,7 @@ class SqliteSink:
         self.commits += 1
         if self.ledger is not None:
             self.ledger.emit(Ev.SINK_PUT, doc_id=doc.id, ident=ident, key=key, mode=mode, n=self.commits,
-                             writes=int(writes))
+                             writes=int(writes), upgrade=upgrade)
         if self.crash.kind == CRASH_AFTER_COMMIT and self.commits == self.crash.at:
             if self.ledger is not None:
                 self.ledger.emit(Ev.CRASH, kind=CRASH_AFTER_COMMIT, at=self.commits, doc_id=doc.id, ident=ident)
@@ -178,12 +192,13 @@ def read_outputs(path: str | Path) -> list[SinkRecord]:
 
 
 def read_puts(path: str | Path) -> list[dict[str, Any]]:
-    """Every put ever committed, in order: the execution record the duplicate rate counts."""
+    """Every put ever committed, in order (``upgrade`` True for a backfill's upgrade): what the duplicate rate counts."""
     if not Path(path).exists():
         return []
     conn = connect(path)
     try:
-        rows = conn.execute("SELECT seq, key, doc_id, ident, mode, pass, t FROM puts ORDER BY seq").fetchall()
+        rows = conn.execute("SELECT seq, key, doc_id, ident, mode, pass, t, upgrade FROM puts ORDER BY seq").fetchall()
     finally:
         conn.close()
-    return [dict(zip(("seq", "key", "doc_id", "ident", "mode", "pass", "t"), r, strict=True)) for r in rows]
+    return [{**dict(zip(("seq", "key", "doc_id", "ident", "mode", "pass", "t"), r[:7], strict=True)),
+             "upgrade": bool(r[7])} for r in rows]

@@ -219,5 +219,21 @@ class TestTheTable:
         call = {"ev": "call_ok", "t": 1.0, "pass": 1, "pid": 1, "doc_id": "d", "ident": "i", "chunk": 0,
                 "call": 1, "latency": 0.1}
         put = {"ev": "sink_put", "t": 1.0, "pass": 1, "pid": 1, "doc_id": "d", "ident": "i", "key": "k",
-               "mode": "full", "n": 1, "writes": 1, "extra": True}
+               "mode": "full", "n": 1, "writes": 1, "upgrade": False, "extra": True}
         assert problems([call, put]) == ["call_ok: missing attempt", "sink_put: unlisted extra"]
+
+
+def test_a_backfill_pass_writes_upgrades_in_listed_fields(tmp_path: Path) -> None:
+    """后续标记待补: the backfill pass's commits are ``sink_put`` lines with ``upgrade`` true, every field listed."""
+    from batchlab.backfill import backfill_spec
+
+    docs = make_documents(20, seed=8, min_bytes=100, max_bytes=400, invalid=0, duplicates=0)
+    source = write_input(tmp_path / "input.json", docs)
+    spec = spec_for(solution_module(), source, tmp_path / "run", FaultPlan(seed=5, permanent_ids=("doc-00003",)))
+    run_passes(spec, [])
+    prepare(backfill_spec(spec))
+    run_pass(backfill_spec(spec), 2)
+    events = read_events(spec.run_dir / "ledger.jsonl")
+    puts = [(e["pass"], e["mode"], e["upgrade"]) for e in events if e["ev"] == Ev.SINK_PUT]
+    assert puts.count((1, "degraded", False)) == 1 and puts[-1] == (2, "full", True) and len(puts) == 21
+    assert problems(events) == []

@@ -33,6 +33,40 @@ class TestSqliteSink:
         assert len(read_outputs(tmp_path / "s.sqlite")) == 1
         assert [p["key"] for p in read_puts(tmp_path / "s.sqlite")] == ["k1", "k1"]
 
+    def test_a_full_put_over_a_degraded_output_is_an_upgrade_not_a_redo(self, tmp_path: Path) -> None:
+        """后续标记待补: the full output replaces the degraded one, marked upgrade, and ``writes`` does not grow."""
+        path = tmp_path / "s.sqlite"
+        with Ledger(tmp_path / "ledger.jsonl", pass_no=2) as ledger:
+            sink = SqliteSink(path, ledger=ledger)
+            assert sink.put("k1", DOC, ["d"], [[0.0]], mode="degraded") == 1
+            assert sink.put("k1", DOC, ["f"], [[0.5]], mode="full") == 1
+            rec = sink.get("k1")
+            assert rec is not None and rec.mode == "full" and rec.chunks == ["f"]
+            assert sink.put("k1", DOC, ["f"], [[0.5]], mode="full") == 2  # once full, a redo is a duplicate again
+        assert [p["upgrade"] for p in read_puts(path)] == [False, True, False]
+        assert [e["upgrade"] for e in read_events(tmp_path / "ledger.jsonl")] == [False, True, False]
+
+    def test_a_degraded_put_over_a_degraded_output_is_a_redo(self, tmp_path: Path) -> None:
+        """Writing the degraded output again is a redo: writes grows, no upgrade."""
+        sink = SqliteSink(tmp_path / "s.sqlite")
+        assert sink.put("k1", DOC, ["d"], [[0.0]], mode="degraded") == 1
+        assert sink.put("k1", DOC, ["d"], [[0.0]], mode="degraded") == 2
+        assert [p["upgrade"] for p in read_puts(tmp_path / "s.sqlite")] == [False, False]
+
+    def test_a_sink_written_before_upgrades_existed_opens_and_reads(self, tmp_path: Path) -> None:
+        """A run directory of an older kit: its ``puts`` table gains the column, its puts read as no upgrade."""
+        import sqlite3
+
+        path = tmp_path / "old.sqlite"
+        conn = sqlite3.connect(path)
+        conn.executescript("CREATE TABLE puts (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, doc_id TEXT "
+                           "NOT NULL, ident TEXT NOT NULL, mode TEXT NOT NULL, pass INTEGER NOT NULL, t REAL NOT NULL);"
+                           "INSERT INTO puts (key, doc_id, ident, mode, pass, t) VALUES ('k', 'd', 'i', 'full', 1, 0);")
+        conn.commit()
+        conn.close()
+        assert read_puts(path) == [{"seq": 1, "key": "k", "doc_id": "d", "ident": "i", "mode": "full", "pass": 1,
+                                    "t": 0.0, "upgrade": False}]
+
     def test_chunks_and_vectors_must_pair_up(self, tmp_path: Path) -> None:
         with pytest.raises(ValueError):
             SqliteSink(tmp_path / "s.sqlite").put("k", DOC, ["a", "b"], [[0.1]])

@@ -31,12 +31,12 @@ def make_run(ref: ModuleType, tmp_path: Path) -> Iterator[Any]:
     """A BatchRun over an in-memory checkpoint, a real SQLite sink and the harness service (no real waits)."""
     sinks: list[SqliteSink] = []
 
-    def make(*, committed: set[str] | None = None, service: Any = None) -> Any:
+    def make(*, committed: set[str] | None = None, service: Any = None, config: BatchConfig | None = None) -> Any:
         sink = SqliteSink(tmp_path / f"sink-{len(sinks)}.sqlite")
         sinks.append(sink)
         clock = FakeClock()
         return ref.BatchRun(store=MemoryCheckpointStore(), sink=sink,
-                            service=service or SimulatedService(sleep=RecordingSleep()), config=BatchConfig(),
+                            service=service or SimulatedService(sleep=RecordingSleep()), config=config or BatchConfig(),
                             progress=lambda *a, **k: None, sleep=RecordingSleep(clock=clock), clock=clock,
                             report=BatchReport(batch_id="b"), committed=committed or set())
 
@@ -98,6 +98,63 @@ class TestRunDocument:
         key, doc = ref.classify_entry(run, 0, RAW)
         state = asyncio.run(ref.run_document(run, key, doc))
         assert (state, key in run.sink, dict(run.reasons)) == (FAILED, False, {"unexpected:ValueError": 1})
+
+
+class _DownService:
+    async def embed(self, doc: Document, chunk: int, text: str) -> list[float]:
+        from batchlab.service import PermanentServiceError
+
+        raise PermanentServiceError("parse_error")
+
+
+class TestBackfill:
+    """后续标记待补: with ``config.backfill`` a degraded key is redone on the full path; without it, skipped."""
+
+    def _degraded(self, ref: ModuleType, run: Any) -> str:
+        doc = parse_document(RAW)
+        key = ref.make_idempotency_key(doc)
+        run.sink.put(key, doc, ["c"], [[0.0]], mode="degraded")
+        run.store.transition(key, PROCESSING)
+        run.store.transition(key, DEGRADED)
+        return str(key)
+
+    def test_a_degraded_key_is_skipped_without_backfill_and_run_with_it(self, ref: ModuleType, make_run: Any) -> None:
+        """A degraded key is skipped in a plain run and returned as work (noted in backfilling) in a backfill run."""
+        plain, backfill = make_run(), make_run(config=BatchConfig(backfill=True))
+        self._degraded(ref, plain)
+        key = self._degraded(ref, backfill)
+        assert (ref.classify_entry(plain, 0, RAW), plain.report.skipped) == (None, 1)
+        assert ref.classify_entry(backfill, 0, RAW)[0] == key and backfill.backfilling == {key}
+        assert backfill.report.skipped == 0
+
+    def test_a_key_committed_degraded_but_unrecorded_is_backfilled_not_healed(
+            self, ref: ModuleType, make_run: Any) -> None:
+        """Committed degraded in the sink, unknown to the checkpoint: a backfill run redoes it instead of healing it."""
+        doc = parse_document(RAW)
+        key = ref.make_idempotency_key(doc)
+        run = make_run(committed={key}, config=BatchConfig(backfill=True))
+        run.sink.put(key, doc, ["c"], [[0.0]], mode="degraded")
+        assert ref.classify_entry(run, 0, RAW)[0] == key and run.report.recovered == 0
+
+    def test_a_backfilled_document_is_upgraded_and_not_a_duplicate(self, ref: ModuleType, make_run: Any) -> None:
+        """The full output replaces the degraded one: upgraded 1, duplicate executions 0, the sink's writes still 1."""
+        run = make_run(config=BatchConfig(backfill=True))
+        key = self._degraded(ref, run)
+        key, doc = ref.classify_entry(run, 0, RAW)
+        assert asyncio.run(ref.run_document(run, key, doc)) == DONE
+        record = run.sink.get(key)
+        assert (record.mode, record.writes, run.report.upgraded, run.report.duplicate_executions) == ("full", 1, 1, 0)
+
+    def test_a_backfill_that_fails_again_keeps_the_degraded_output_and_writes_nothing(
+            self, ref: ModuleType, make_run: Any) -> None:
+        """The service still down: the degraded output stays, nothing is written, the key is degraded again."""
+        run = make_run(config=BatchConfig(backfill=True), service=_DownService())
+        self._degraded(ref, run)
+        key, doc = ref.classify_entry(run, 0, RAW)
+        assert asyncio.run(ref.run_document(run, key, doc)) == DEGRADED
+        record = run.sink.get(key)
+        assert (record.chunks, record.writes, run.report.executed, run.report.upgraded) == (["c"], 1, 0, 0)
+        assert run.store.get(key).state == DEGRADED
 
 
 def test_tally_counts_the_valid_keys_by_their_checkpoint_state(ref: ModuleType, make_run: Any) -> None:

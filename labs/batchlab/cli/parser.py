@@ -11,6 +11,7 @@ from ..defaults import LESSON
 from ..errors import KitError, UsageError
 from ..faults import CRASH_KINDS
 from .commands import (
+    cmd_backfill,
     cmd_bench,
     cmd_demo,
     cmd_make_input,
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 3)")
     p.add_argument("--outage", type=_window, action="append", default=[], metavar="START:DURATION",
                    help="the service is unreachable from START s after the pass began, for DURATION s (repeatable)")
+    p.add_argument("--permanent-rate", type=_rate, default=0.0,
+                   help="share of documents the service fails for good (a parse error): they take the degraded "
+                        "path, for `batchlab backfill` to upgrade later")
     p.add_argument("--stuck-rate", type=_rate, default=0.0,
                    help="share of calls that hang until the processor cancels them (its per-call deadline)")
     p.add_argument("--no-breaker", action="store_true",
@@ -124,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("state", choices=["on", "off", "status"], help="on: unreachable; off: reachable again")
     p.set_defaults(func=cmd_outage)
+
+    p = sub.add_parser("backfill", help="one more pass that redoes a run's degraded documents in full (后续标记待补)")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--wait", type=float, default=None,
+                   help="seconds to wait for a run directory another run holds, then refuse with run_dir_busy "
+                        "(default 3)")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("metrics", help="the metrics of a run directory")
     p.add_argument("run_dir", type=Path)

@@ -10,8 +10,10 @@ cleanly (:meth:`~.manager.BatchManager.shutdown`): each batch is left
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
@@ -37,6 +39,10 @@ def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Path = DE
     print("Press Ctrl-C to stop: running batches stop cleanly and can be resumed after the next start.",
           file=sys.stderr, flush=True)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, lifespan="on")
+    # uvicorn answers SIGINT even where it was ignored (a server started from a script's background job), then
+    # raises it again under the handler it found: an ignored SIGINT made a clean Ctrl-C stop exit 0, not 130.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once its shutdown (and ours) is done

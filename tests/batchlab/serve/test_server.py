@@ -46,6 +46,10 @@ class Server:
         self.http = httpx.Client(base_url=f"http://{self.url}", timeout=30)
         self.workers: set[int] = set()
 
+    def log_text(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text(encoding="utf-8", errors="replace")
+
     def batch(self, batch_id: str) -> dict[str, Any]:
         data = self.http.get(f"/batches/{batch_id}").json()
         if data.get("worker_pid"):
@@ -163,7 +167,8 @@ def test_ctrl_c_stops_the_server_and_its_worker_cleanly_and_the_batch_resumes_af
                            "concurrency": "1"}, headers={"content-type": "application/json"}).json()["id"]
     running = server.wait(bid, lambda b: b["state"] == "running" and b["counts"]["done"] >= 3 and b["worker_pid"])
     server.proc.send_signal(signal.SIGINT)
-    assert server.proc.wait(WAIT_S) == 130  # 128 + SIGINT, as `batchlab run` exits on Ctrl-C
+    code = server.proc.wait(WAIT_S)
+    assert code == 130, f"exit {code} (server log: {server.log_text()[-3000:]})"  # 128 + SIGINT, as `run` exits
     wait_for(lambda: {"alive": pid_alive(running["worker_pid"])}, lambda s: not s["alive"], timeout=20)
     record = json.loads((tmp_path / "service" / "batches" / bid / "batch.json").read_text())
     assert record["state"] == "interrupted" and record["passes"][0]["outcome"] == "stopped", record

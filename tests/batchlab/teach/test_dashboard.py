@@ -39,7 +39,7 @@ from batchlab.teach.dashboard.board import (
 from batchlab.teach.dashboard.model import DashboardModel
 from batchlab.teach.dashboard.render import completion_svg, counts_html, metrics_html, resources_html
 from batchlab.teach.dashboard.timeline import Timeline
-from batchlab.teach.dashboard.view import DISCONNECT, RECONNECT, Dashboard
+from batchlab.teach.dashboard.view import BACKFILL, DISCONNECT, RECONNECT, Dashboard
 
 #: A pass of about a second: 40 documents (~500 service calls), 4 at a time, 10 ms per call.
 QUICK = DashboardSettings(documents=40, concurrency=4, latency_ms=10.0, fault_rate=0.03)
@@ -336,6 +336,30 @@ class TestDashboardView:
         states = [e["state"] for e in read_events(RunDir(run_dir).ledger) if e["ev"] == "outage"]
         assert states == ["down", "up"]
 
+    def test_the_backfill_button_upgrades_the_degraded_documents_with_no_duplicate(self, dashboard: Dashboard) -> None:
+        """补齐降级文档: a pass run disconnected degrades documents; once reconnected, backfill makes each one full."""
+        assert dashboard.backfill_button.disabled and dashboard.backfill_button.description == BACKFILL
+        dashboard.run_button.click()
+        dashboard.outage_button.click()  # every call fails fast from here: the documents left take the degraded path
+        dashboard.wait(timeout=60)
+        degraded = dashboard.model.snapshot().counts[DEGRADED]
+        assert degraded > 0 and dashboard.backfill_button.disabled  # refused while the service is down
+        dashboard.outage_button.click()
+        assert not dashboard.backfill_button.disabled
+        dashboard.backfill_button.click()
+        assert "backfill" in dashboard.status.value
+        snap = dashboard.wait(timeout=60)
+        metrics = dashboard.model.metrics
+        assert metrics is not None and snap.counts[DEGRADED] == 0 == metrics.committed_degraded
+        assert metrics.upgraded == degraded and metrics.duplicates == [] and snap.duplicates == 0
+        assert metrics.passes[-1].upgraded == degraded and metrics.passes[-1].redone == degraded
+        assert "upgraded (backfill)" in dashboard.metrics.value and "checkpoint hit rate" in dashboard.metrics.value
+        spec = RunDir(dashboard.model.run_dir or Path()).spec.read_text(encoding="utf-8")
+        assert '"backfill": true' not in spec  # the next Resume runs with the batch's own settings
+        dashboard.backfill_button.click()  # again: nothing degraded is said, not raised, and no pass runs
+        assert "0 upgraded" in dashboard.status.value and not dashboard.model.live
+        assert len(dashboard.model.snapshot().passes) == len(snap.passes)
+
     def test_the_controls_set_the_models_settings(self, dashboard: Dashboard) -> None:
         dashboard.fault_rate.value = 5
         dashboard.concurrency.value = 16
@@ -348,6 +372,8 @@ class TestDashboardView:
     def test_a_refused_click_is_shown_on_the_dashboard_not_raised(self, dashboard: Dashboard) -> None:
         dashboard.resume_button.click()
         assert "nothing to resume" in dashboard.status.value
+        dashboard.backfill_button.click()
+        assert "nothing to backfill" in dashboard.status.value
 
 
 class TestRenderers:

@@ -255,7 +255,10 @@ class StateBoard:
             if int(event.get("writes", 1) or 1) > 1:
                 self.duplicates += 1
             state = DEGRADED if event.get("mode") == "degraded" else DONE
-            self._set(self._by_ident.get(str(event.get("ident"))), state)
+            unit = self._by_ident.get(str(event.get("ident")))
+            if event.get("upgrade") is True and unit in self.state:  # a backfill replaced the degraded output
+                self.state[unit] = DONE
+            self._set(unit, state)
         elif kind == Ev.STATE:
             reported = event.get("state")
             unit = self._unit_of_doc(event.get("doc_id"))

@@ -35,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ...backfill import backfill_spec, require_backfillable
 from ...documents import load_batch
 from ...examples import make_documents, write_input
 from ...faults import CRASH_NONE, CrashPlan
@@ -216,6 +217,28 @@ class DashboardModel:
             self._start(self._pass_no + 1, CrashPlan())
             return self.snapshot()
 
+    def backfill(self) -> Snapshot:
+        """补齐降级文档 (backfill): one more pass that redoes the degraded documents in full, the service healthy.
+
+        The pass runs with :func:`batchlab.backfill.backfill_spec` (``config.backfill``, no outage or permanent
+        fault); a later Resume runs with the batch's own settings again. Refused while a worker runs or while
+        the outage switch is on (the service is still down). With no degraded document it says so and runs no
+        pass (not an error, as ``batchlab backfill``).
+        """
+        with self._lock:
+            if self._spec is None or self._run_dir is None:
+                raise DashboardError("nothing to backfill yet", code="no_run", hints=["Press Run first."])
+            if self._live is not None:
+                raise DashboardError("a worker is still running", code="still_running",
+                                     hints=["Wait for it to end, or press Crash now first."])
+            require_backfillable(self._run_dir)
+            if metrics_for_run(self._run_dir).committed_degraded == 0:  # not an error: nothing to do, no pass
+                self._message = "没有降级文档 (nothing to backfill): 0 degraded documents; 0 upgraded"
+                return self.snapshot()
+            self._start(self._pass_no + 1, CrashPlan(), spec=backfill_spec(self._spec))
+            self._message += " · 补齐降级文档 (backfill)"
+            return self.snapshot()
+
     def reset(self) -> Snapshot:
         """Kill any worker, forget the batch and remove its temporary run directory."""
         with self._lock:
@@ -283,11 +306,14 @@ class DashboardModel:
         self._run_dir = path
         return path
 
-    def _start(self, pass_no: int, crash: CrashPlan) -> None:
+    def _start(self, pass_no: int, crash: CrashPlan, *, spec: RunSpec | None = None) -> None:
+        """Start a pass with ``spec`` (default: the batch's own), written to the run directory first."""
         assert self._spec is not None
         self._pass_no = pass_no
         self._ps = None
-        self._live = LivePass(self._spec, pass_no, crash)
+        spec = spec or self._spec
+        prepare(spec)  # the worker reads spec.json: a backfill's spec must not outlive its pass
+        self._live = LivePass(spec, pass_no, crash)
         self._timeline.new_pass(pass_no, self._live.t0)
         self._phase = RUNNING
         crash_text = "" if crash.kind == CRASH_NONE else f", planned crash {crash.kind}" + (
@@ -321,6 +347,8 @@ class DashboardModel:
         assert self._run_dir is not None
         result, rest = live.finish()
         proc = live.proc
+        if self._spec is not None and live.spec is not self._spec:
+            prepare(self._spec)  # a backfill's spec lived for its pass only: the run's own settings again
         self._timeline.fold(rest)
         self._live = None
         self._t_end = self._clock()

@@ -31,6 +31,8 @@ METRIC_NAMES = {
     "latency_p50_s": "延迟 p50（latency）",
     "latency_p95_s": "延迟 p95（latency）",
     "retries": "重试次数（retries）",
+    "checkpoint_hit_rate": "检查点命中率（checkpoint hit rate）",
+    "upgraded": "补齐升级数（upgraded by backfill）",
 }
 
 #: The placeholders a template may use (``{{ name }}``); templates/README.md lists what each one holds.
@@ -40,7 +42,8 @@ TEMPLATE_KEYS = frozenset({
     "failure_table", "retry_table", "retry_count", "integrity", "observability_table", "log_excerpt",
     "plot_throughput", "plot_latency", "plot_failures", "plot_passes", "plot_retry_delays", "plot_resources",
     "plot_language",
-    "metrics_command", "report_command", "p50", "p95", "grader_section",
+    "metrics_command", "report_command", "p50", "p95", "grader_section", "hit_rate", "upgraded",
+    "backfill_command",
 })
 
 #: The Chinese name of each way a pass can end (every :class:`~batchlab.ledger.PassEnd`, no other).
@@ -73,6 +76,11 @@ def _observability(metrics: Metrics) -> tuple[str, list[dict[str, Any]]]:
         ledger = metrics.value(name)
         agree = own is not None and ledger is not None and abs(float(own) - float(ledger)) <= 0.01
         rows.append({"metric": name, "student": own, "ledger": ledger, "agree": agree})
+    reporter = next(p for p in reversed(metrics.passes) if p.report)
+    own_hits, ledger_hits = report.get("checkpoint_hit_rate"), reporter.checkpoint_hit_rate
+    ledger_hits = 0.0 if ledger_hits is None else ledger_hits  # a first pass finds nothing finished
+    rows.append({"metric": "checkpoint_hit_rate", "student": own_hits, "ledger": ledger_hits,
+                 "agree": isinstance(own_hits, (int, float)) and abs(float(own_hits) - ledger_hits) <= 0.01})
     own_done = None if report.get("done") is None else int(report.get("done", 0))
     own_deg = int(report.get("degraded", 0) or 0)
     if own_done is not None:
@@ -130,11 +138,14 @@ def _values(run: Path, out: Path, spec: Mapping[str, Any], metrics: Metrics, row
                           [[METRIC_NAMES.get(r.metric, r.metric), fmt_value(r.metric, r.value),
                             r.bound if r.judged else "—", _result_mark(r.ok)] for r in rows])
     pass_table = _table(
-        ["轮次（pass）", "结束方式", "耗时", "提交文档", "服务调用", "重试", "调用失败", "吞吐量", "p50", "p95", "恢复时间"],
+        ["轮次（pass）", "结束方式", "耗时", "提交文档", "服务调用", "重试", "调用失败", "吞吐量", "p50", "p95", "恢复时间",
+         "命中 / 重做（hits / redone）", "升级（upgraded）"],
         [[p["pass_no"], _EXIT_NAMES.get(p["exit"], p["exit"]), fmt_value("wall_s", p["wall_s"]), p["committed"],
           p["calls"], p["retries"], p["call_failures"], fmt_value("throughput_docs_per_min", p["throughput_docs_per_min"]),
           fmt_value("latency_p50_s", p["latency_p50_s"]), fmt_value("latency_p95_s", p["latency_p95_s"]),
-          "—" if p["pass_no"] == 1 else fmt_value("resume_time_s", p["resume_time_s"])] for p in pass_rows])
+          "—" if p["pass_no"] == 1 else fmt_value("resume_time_s", p["resume_time_s"]),
+          "—" if p["pass_no"] == 1 else f"{p['hits']} / {p['redone']}（{fmt_value('x_rate', p['checkpoint_hit_rate'])}）",
+          p["upgraded"]] for p in pass_rows])
     reasons = sorted(metrics.failure_reasons.items(), key=lambda kv: -kv[1])
     input_codes = rejected_codes(spec)
     failure_table = (_table(["原因（code）", "类别", "次数"],
@@ -210,6 +221,9 @@ def _values(run: Path, out: Path, spec: Mapping[str, Any], metrics: Metrics, row
         "report_command": f"`batchlab report {run} --out {rel_out}`",
         "p50": fmt_value("latency_p50_s", metrics.latency_p50_s),
         "p95": fmt_value("latency_p95_s", metrics.latency_p95_s),
+        "hit_rate": fmt_value("checkpoint_hit_rate", metrics.checkpoint_hit_rate),
+        "upgraded": metrics.upgraded,
+        "backfill_command": f"`batchlab backfill {run}`",
     }
     assert set(values) | {"grader_section"} == TEMPLATE_KEYS, set(values) ^ TEMPLATE_KEYS
     return values

@@ -36,9 +36,11 @@ later step:
    (many documents at once, at most ``config.concurrency``).
 5. step 05 ``resume``, :func:`process_documents_batch`: the batch on top of steps
    01-04: resume from the checkpoint, never redo a committed key (trust the sink
-   over the checkpoint), and
+   over the checkpoint), redo only the degraded keys when ``config.backfill`` asks
+   for it (后续标记待补, :func:`wants_backfill`), and
 6. step 06 ``metrics``: return an honest :class:`~batchlab.contract.BatchReport`
-   (written in step 05's code; ``check("metrics")`` audits it against the ledger).
+   (written in step 05's code; ``check("metrics")`` audits it against the ledger),
+   its checkpoint hit rate (检查点命中率) included.
 
 The order of effects for one document is the heart of the lesson (at-least-once
 delivery + idempotent writes = exactly-once results):
@@ -538,6 +540,8 @@ class BatchRun:
     latencies: list[float] = field(default_factory=list)
     #: ``clock()`` at this run's first service call, None before it.
     first_call: float | None = None
+    #: The keys this run sends through the full path again to replace their degraded output (:func:`wants_backfill`).
+    backfilling: set[str] = field(default_factory=set)
     #: The batch's one circuit breaker (None when ``config.breaker_failures`` is 0).
     breaker: CircuitBreaker | None = None
 
@@ -582,12 +586,31 @@ def heal_committed(run: BatchRun, key: str, doc: Document, entry: CheckpointEntr
     # END SOLUTION
 
 
+def wants_backfill(run: BatchRun, key: str, entry: CheckpointEntry | None) -> bool:
+    """后续标记待补 (backfill): in a run with ``config.backfill``, whether ``key`` holds a degraded output to redo.
+
+    True when the checkpoint says ``degraded``, or when it does not say done at all
+    and the sink's committed record for ``key`` is degraded (a kill fell between the
+    two). Never in a run without ``config.backfill``, and never for a ``done`` key.
+    """
+    # BEGIN SOLUTION step 05: only with config.backfill: degraded in the checkpoint, or (not done) degraded in the sink
+    if not run.config.backfill or (entry is not None and entry.state == DONE):
+        return False
+    if entry is not None and entry.state == DEGRADED:
+        return True
+    record = run.sink.get(key) if key in run.committed else None
+    return record is not None and record.mode == MODE_DEGRADED
+    # END SOLUTION
+
+
 def classify_entry(run: BatchRun, index: int, raw: Any) -> tuple[str, Document] | None:
     """What one raw input entry needs; ``(key, doc)`` when it is work to run, None when it is handled here.
 
     In this order: invalid (:func:`reject_entry`), a duplicate of a key met earlier
-    in the input (``duplicates_in_input``), ``done``/``degraded`` in the checkpoint
-    (``skipped``), committed in the sink (:func:`heal_committed`), else work to run.
+    in the input (``duplicates_in_input``), a degraded output to redo in a backfill run
+    (:func:`wants_backfill`: work to run, noted in ``run.backfilling``),
+    ``done``/``degraded`` in the checkpoint (``skipped``), committed in the sink
+    (:func:`heal_committed`), else work to run.
     """
     # BEGIN SOLUTION step 05: parse (reject invalid), key, then duplicate / done / committed / to run
     try:
@@ -601,6 +624,9 @@ def classify_entry(run: BatchRun, index: int, raw: Any) -> tuple[str, Document] 
         return None
     run.seen.add(key)
     entry = run.store.get(key)
+    if wants_backfill(run, key, entry):
+        run.backfilling.add(key)
+        return key, doc
     if entry is not None and entry.state in (DONE, DEGRADED):
         run.report.skipped += 1
         return None
@@ -618,6 +644,12 @@ async def run_document(run: BatchRun, key: str, doc: Document) -> str:
     is durable. Returns the state the document ended in. Any exception (a poison
     document) ends it ``failed`` with the reason ``unexpected:<type>``, and the
     batch goes on.
+
+    A backfilled key (in ``run.backfilling``) whose full path succeeded is an upgrade:
+    the sink replaces its degraded output (``sink.put`` does not count it as a
+    redo) and ``upgraded`` counts it. If the full path failed again, nothing is
+    written (the degraded output stays; a second degraded write would be a
+    duplicate) and the key goes back to ``degraded``.
     """
     # BEGIN SOLUTION step 05: processing -> process_document -> sink.put -> done/degraded; anything raised -> failed
     try:
@@ -627,12 +659,18 @@ async def run_document(run: BatchRun, key: str, doc: Document) -> str:
         result = await process_document(doc, service=run.service, config=run.config, sleep=run.sleep,
                                         on_call=run.note_call, breaker=run.breaker)
         run.report.retries += result.retries
+        if key in run.backfilling and result.mode != MODE_FULL:  # still unhealthy: keep the degraded output
+            run.store.transition(key, DEGRADED, error=result.error)
+            run.progress(doc.id, DEGRADED, error=result.error, attempts=entry.attempts)
+            return DEGRADED
         writes = run.sink.put(key, doc, result.chunks, result.vectors, mode=result.mode)
         if writes > 1:
             run.report.duplicate_executions += 1
         state = DONE if result.mode == MODE_FULL else DEGRADED
         run.store.transition(key, state, error=result.error)
         run.progress(doc.id, state, error=result.error, attempts=entry.attempts)
+        if key in run.backfilling:
+            run.report.upgraded += 1
         if result.error:
             run.reasons[result.error] += 1
         run.report.executed += 1
@@ -712,6 +750,11 @@ async def process_documents_batch(
     * ``executed`` sink writes of this run, ``duplicate_executions`` writes that
       found their key already committed (``sink.put`` returned more than 1),
       ``retries`` waits before a retried call, ``skipped`` and ``recovered``.
+    * With ``config.backfill`` (后续标记待补) degraded keys run again (:func:`wants_backfill`);
+      ``upgraded`` counts those committed full this time (not duplicate executions).
+    * ``checkpoint_hit_rate`` (检查点命中率): the share of the valid keys this run found
+      finished and did not run again, ``(skipped + recovered) / unique`` (0.0 when
+      ``unique`` is 0, and on a first run, which finds nothing).
     * ``resume_time_s``: seconds from the start of this call (``clock()``) to its
       first service call (noted by ``on_call``), ``None`` when this run made no
       service call; ``wall_time_s`` the whole call.
@@ -744,6 +787,7 @@ async def process_documents_batch(
         run.store.close()
     report = run.report
     report.unique = len(run.seen)
+    report.checkpoint_hit_rate = (report.skipped + report.recovered) / report.unique if report.unique else 0.0
     report.resume_time_s = (run.first_call - started) if run.first_call is not None else None
     report.wall_time_s = clock() - started
     report.latencies_s = run.latencies

@@ -36,9 +36,11 @@ later step:
    (many documents at once, at most ``config.concurrency``).
 5. step 05 ``resume``, :func:`process_documents_batch`: the batch on top of steps
    01-04: resume from the checkpoint, never redo a committed key (trust the sink
-   over the checkpoint), and
+   over the checkpoint), redo only the degraded keys when ``config.backfill`` asks
+   for it (后续标记待补, :func:`wants_backfill`), and
 6. step 06 ``metrics``: return an honest :class:`~batchlab.contract.BatchReport`
-   (written in step 05's code; ``check("metrics")`` audits it against the ledger).
+   (written in step 05's code; ``check("metrics")`` audits it against the ledger),
+   its checkpoint hit rate (检查点命中率) included.
 
 The order of effects for one document is the heart of the lesson (at-least-once
 delivery + idempotent writes = exactly-once results):
@@ -393,6 +395,8 @@ class BatchRun:
     latencies: list[float] = field(default_factory=list)
     #: ``clock()`` at this run's first service call, None before it.
     first_call: float | None = None
+    #: The keys this run sends through the full path again to replace their degraded output (:func:`wants_backfill`).
+    backfilling: set[str] = field(default_factory=set)
     #: The batch's one circuit breaker (None when ``config.breaker_failures`` is 0).
     breaker: CircuitBreaker | None = None
 
@@ -422,12 +426,25 @@ def heal_committed(run: BatchRun, key: str, doc: Document, entry: CheckpointEntr
     raise NotImplementedError("TODO step 05: mark it done/degraded as the sink's record says (via processing), count it recovered")
 
 
+def wants_backfill(run: BatchRun, key: str, entry: CheckpointEntry | None) -> bool:
+    """后续标记待补 (backfill): in a run with ``config.backfill``, whether ``key`` holds a degraded output to redo.
+
+    True when the checkpoint says ``degraded``, or when it does not say done at all
+    and the sink's committed record for ``key`` is degraded (a kill fell between the
+    two). Never in a run without ``config.backfill``, and never for a ``done`` key.
+    """
+    # TODO step 05: only with config.backfill: degraded in the checkpoint, or (not done) degraded in the sink
+    raise NotImplementedError('TODO step 05: only with config.backfill: degraded in the checkpoint, or (not done) degraded in the sink')
+
+
 def classify_entry(run: BatchRun, index: int, raw: Any) -> tuple[str, Document] | None:
     """What one raw input entry needs; ``(key, doc)`` when it is work to run, None when it is handled here.
 
     In this order: invalid (:func:`reject_entry`), a duplicate of a key met earlier
-    in the input (``duplicates_in_input``), ``done``/``degraded`` in the checkpoint
-    (``skipped``), committed in the sink (:func:`heal_committed`), else work to run.
+    in the input (``duplicates_in_input``), a degraded output to redo in a backfill run
+    (:func:`wants_backfill`: work to run, noted in ``run.backfilling``),
+    ``done``/``degraded`` in the checkpoint (``skipped``), committed in the sink
+    (:func:`heal_committed`), else work to run.
     """
     # TODO step 05: parse (reject invalid), key, then duplicate / done / committed / to run
     raise NotImplementedError('TODO step 05: parse (reject invalid), key, then duplicate / done / committed / to run')
@@ -440,6 +457,12 @@ async def run_document(run: BatchRun, key: str, doc: Document) -> str:
     is durable. Returns the state the document ended in. Any exception (a poison
     document) ends it ``failed`` with the reason ``unexpected:<type>``, and the
     batch goes on.
+
+    A backfilled key (in ``run.backfilling``) whose full path succeeded is an upgrade:
+    the sink replaces its degraded output (``sink.put`` does not count it as a
+    redo) and ``upgraded`` counts it. If the full path failed again, nothing is
+    written (the degraded output stays; a second degraded write would be a
+    duplicate) and the key goes back to ``degraded``.
     """
     # TODO step 05: processing -> process_document -> sink.put -> done/degraded; anything raised -> failed
     raise NotImplementedError('TODO step 05: processing -> process_document -> sink.put -> done/degraded; anything raised -> failed')
@@ -501,6 +524,11 @@ async def process_documents_batch(
     * ``executed`` sink writes of this run, ``duplicate_executions`` writes that
       found their key already committed (``sink.put`` returned more than 1),
       ``retries`` waits before a retried call, ``skipped`` and ``recovered``.
+    * With ``config.backfill`` (后续标记待补) degraded keys run again (:func:`wants_backfill`);
+      ``upgraded`` counts those committed full this time (not duplicate executions).
+    * ``checkpoint_hit_rate`` (检查点命中率): the share of the valid keys this run found
+      finished and did not run again, ``(skipped + recovered) / unique`` (0.0 when
+      ``unique`` is 0, and on a first run, which finds nothing).
     * ``resume_time_s``: seconds from the start of this call (``clock()``) to its
       first service call (noted by ``on_call``), ``None`` when this run made no
       service call; ``wall_time_s`` the whole call.
