@@ -145,6 +145,20 @@ class TestProcessDocumentWithBreaker:
                                                   sleep=RecordingSleep(clock=clock), breaker=breaker))
         assert (result.mode, result.error) == ("degraded", "retries_exhausted:circuit_open")
 
+    def test_a_breaker_open_past_max_wait_degrades_a_newcomer_at_once(self, ref: ModuleType) -> None:
+        """The outage's length is the batch's: a document meeting a breaker open for breaker_max_wait waits no more."""
+        clock = FakeClock()
+        config = BatchConfig(breaker_failures=1, breaker_cooldown=100.0, breaker_max_wait=3.0)
+        breaker = ref.CircuitBreaker(config, clock=clock)
+        asyncio.run(outcome(breaker, Calls("transient")))
+        clock.advance(5.0)
+        sleep = RecordingSleep(clock=clock)
+        service = SimulatedService(latency=LatencyModel(median_ms=0), sleep=RecordingSleep())
+        result = asyncio.run(ref.process_document(docs(1)[0], service=service, config=config, sleep=sleep,
+                                                  breaker=breaker))
+        assert (result.mode, result.error, sleep.delays, service.calls) == (
+            "degraded", "retries_exhausted:circuit_open", [], 0)
+
     @staticmethod
     def outage_batch(ref: ModuleType, folder: Path, config: BatchConfig, outage: tuple[float, float]) -> tuple[Any, int]:
         """30 documents through the reference's batch in an outage; its report and the calls the service refused."""

@@ -37,7 +37,7 @@ REPLACEMENTS = [
                             vector = await breaker.call(lambda: call_once(index, chunk))
                 return vector
             except CircuitOpenError as exc:
-                if waited >= config.breaker_max_wait:
+                if waited >= config.breaker_max_wait or exc.open_for >= config.breaker_max_wait:
                     raise TransientServiceError("circuit_open", f"{doc.id}: the breaker stayed open "
                                                 f"{waited:.1f} s") from None
                 await sleep(exc.retry_after)
@@ -76,6 +76,7 @@ REPLACEMENTS = [
     # checked when the state is read, and the probe as a flag set around the one call half-open admits.
     ('''        self._failures = 0
         self._opened_at: float | None = None
+        self._down_since = 0.0
         self._probing = False
 ''', '''        self._mode = CLOSED
         self._failures = 0
@@ -94,7 +95,7 @@ REPLACEMENTS = [
             remaining = self.config.breaker_cooldown
             if state == OPEN and self._opened_at is not None:
                 remaining -= self.clock() - self._opened_at
-            raise CircuitOpenError(max(remaining, 1e-3))
+            raise CircuitOpenError(max(remaining, 1e-3), open_for=self.clock() - self._down_since)
         probe = state == HALF_OPEN
         self._probing = self._probing or probe
         try:
@@ -102,6 +103,8 @@ REPLACEMENTS = [
         except TransientServiceError:
             self._failures += 1
             if probe or (self._opened_at is None and self._failures >= self.config.breaker_failures):
+                if self._opened_at is None:
+                    self._down_since = self.clock()  # the outage, as the batch sees it, begins
                 self._opened_at = self.clock()  # (re)open: a fresh cool-down
             raise
         except PermanentServiceError:  # an answer from a live service: the count restarts, a probe closes

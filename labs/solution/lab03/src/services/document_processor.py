@@ -300,12 +300,16 @@ class CircuitOpenError(Exception):
     """Raised by :meth:`CircuitBreaker.call` while the breaker is open: the call was NOT made.
 
     ``retry_after`` is how long to wait before asking again (the rest of the cool-down).
-    It is not a service error: waiting for it costs no retry attempt.
+    ``open_for`` is how long the breaker has been open in this outage (since it opened from
+    closed; a failed probe does not restart it): the batch's measure of how long the service
+    has been down. It is not a service error: waiting for it costs no retry attempt.
     """
 
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"circuit open: the service is presumed down; ask again in {retry_after:.3f} s")
+    def __init__(self, retry_after: float, open_for: float = 0.0) -> None:
+        super().__init__(f"circuit open for {open_for:.3f} s: the service is presumed down; ask again in "
+                         f"{retry_after:.3f} s")
         self.retry_after = retry_after
+        self.open_for = open_for
 
 
 class CircuitBreaker:
@@ -330,6 +334,7 @@ class CircuitBreaker:
         # BEGIN SOLUTION step 03: the breaker's memory: consecutive failures, when it opened, whether a probe is out
         self._failures = 0
         self._opened_at: float | None = None
+        self._down_since = 0.0
         self._probing = False
         # END SOLUTION
 
@@ -350,7 +355,7 @@ class CircuitBreaker:
             remaining = self.config.breaker_cooldown
             if state == OPEN and self._opened_at is not None:
                 remaining -= self.clock() - self._opened_at
-            raise CircuitOpenError(max(remaining, 1e-3))
+            raise CircuitOpenError(max(remaining, 1e-3), open_for=self.clock() - self._down_since)
         probe = state == HALF_OPEN
         self._probing = self._probing or probe
         try:
@@ -358,6 +363,8 @@ class CircuitBreaker:
         except TransientServiceError:
             self._failures += 1
             if probe or (self._opened_at is None and self._failures >= self.config.breaker_failures):
+                if self._opened_at is None:
+                    self._down_since = self.clock()  # the outage, as the batch sees it, begins
                 self._opened_at = self.clock()  # (re)open: a fresh cool-down
             raise
         except PermanentServiceError:  # an answer from a live service: the count restarts, a probe closes
@@ -424,8 +431,9 @@ async def process_document(
     With a ``breaker`` (the batch's one :class:`CircuitBreaker`), every call goes
     through ``breaker.call``. While it is open (:class:`CircuitOpenError`), wait
     ``retry_after`` seconds through ``sleep`` and ask again with a fresh retry budget:
-    waiting costs no attempt. After ``config.breaker_max_wait`` seconds of such waits
-    for one chunk, give up: the document degrades with ``"retries_exhausted:circuit_open"``.
+    waiting costs no attempt. Once the breaker has been open ``config.breaker_max_wait``
+    seconds (``exc.open_for``: the outage is long), or this chunk has waited that long in all,
+    give up: the document degrades with ``"retries_exhausted:circuit_open"``.
     """
     # BEGIN SOLUTION step 04: embed chunk by chunk in order with retries; on permanent/exhausted errors degrade
     chunks = chunk_text(clean_text(doc.content))
@@ -459,7 +467,7 @@ async def process_document(
                             vector = await breaker.call(lambda: call_once(index, chunk))
                 return vector
             except CircuitOpenError as exc:
-                if waited >= config.breaker_max_wait:
+                if waited >= config.breaker_max_wait or exc.open_for >= config.breaker_max_wait:
                     raise TransientServiceError("circuit_open", f"{doc.id}: the breaker stayed open "
                                                 f"{waited:.1f} s") from None
                 await sleep(exc.retry_after)

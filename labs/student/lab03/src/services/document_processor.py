@@ -247,12 +247,16 @@ class CircuitOpenError(Exception):
     """Raised by :meth:`CircuitBreaker.call` while the breaker is open: the call was NOT made.
 
     ``retry_after`` is how long to wait before asking again (the rest of the cool-down).
-    It is not a service error: waiting for it costs no retry attempt.
+    ``open_for`` is how long the breaker has been open in this outage (since it opened from
+    closed; a failed probe does not restart it): the batch's measure of how long the service
+    has been down. It is not a service error: waiting for it costs no retry attempt.
     """
 
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"circuit open: the service is presumed down; ask again in {retry_after:.3f} s")
+    def __init__(self, retry_after: float, open_for: float = 0.0) -> None:
+        super().__init__(f"circuit open for {open_for:.3f} s: the service is presumed down; ask again in "
+                         f"{retry_after:.3f} s")
         self.retry_after = retry_after
+        self.open_for = open_for
 
 
 class CircuitBreaker:
@@ -338,8 +342,9 @@ async def process_document(
     With a ``breaker`` (the batch's one :class:`CircuitBreaker`), every call goes
     through ``breaker.call``. While it is open (:class:`CircuitOpenError`), wait
     ``retry_after`` seconds through ``sleep`` and ask again with a fresh retry budget:
-    waiting costs no attempt. After ``config.breaker_max_wait`` seconds of such waits
-    for one chunk, give up: the document degrades with ``"retries_exhausted:circuit_open"``.
+    waiting costs no attempt. Once the breaker has been open ``config.breaker_max_wait``
+    seconds (``exc.open_for``: the outage is long), or this chunk has waited that long in all,
+    give up: the document degrades with ``"retries_exhausted:circuit_open"``.
     """
     # TODO step 04: embed chunk by chunk in order with retries; on permanent/exhausted errors degrade
     raise NotImplementedError('TODO step 04: embed chunk by chunk in order with retries; on permanent/exhausted errors degrade')
