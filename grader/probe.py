@@ -17,7 +17,8 @@ judges them, so every verdict message is written in one place.
 The checks live by role beside this file: :mod:`grader.probe_common` (student
 errors, reading student values), :mod:`grader.probe_checkpoint` (step 01),
 :mod:`grader.probe_cost` (the checkpoint hot spot), :mod:`grader.probe_functions`
-(import, keys, backoff, retrying) and :mod:`grader.probe_batch` (documents and
+(import, keys, backoff, retrying), :mod:`grader.probe_breaker` (the circuit breaker,
+the per-call deadline) and :mod:`grader.probe_batch` (documents and
 a batch pass). They import the harness (``batchlab``, its test doubles in
 :mod:`batchlab.testing` included) and each other, nothing else of the grader.
 """
@@ -38,6 +39,7 @@ if __name__ == "__main__" and not __package__:  # run by path: the folder above 
 from batchlab.worker import load_impl  # noqa: E402 - after the path fix above
 
 from grader.probe_batch import check_batch_pass, check_documents  # noqa: E402
+from grader.probe_breaker import check_breaker, check_deadline  # noqa: E402
 from grader.probe_checkpoint import (  # noqa: E402
     check_checkpoint_dump,
     check_checkpoint_hammer,
@@ -60,6 +62,8 @@ CHECKS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "keys": check_keys,
     "backoff": check_backoff,
     "retrying": check_retrying,
+    "breaker": check_breaker,
+    "deadline": check_deadline,
     "documents": check_documents,
     "batch_pass": check_batch_pass,
 }

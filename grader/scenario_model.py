@@ -101,7 +101,8 @@ class Scenario:
 
 
 EXTRA_POINTS = {"idle resume": 1.0, "duplicates folded": 1.0, "degraded path": 1.0,
-                "unified error": 1.0, "earlier state untouched": 1.0, "backfill": 2.0}
+                "unified error": 1.0, "earlier state untouched": 1.0, "backfill": 2.0, "breaker in outage": 1.0,
+                "stuck calls freed": 1.0}
 EXTRA_POINTS["checkpoint rebuilt"] = 1.0  # the recovery order of layers (issue 10, item 6)
 
 

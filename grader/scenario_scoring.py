@@ -22,6 +22,7 @@ from batchlab.worker import WorkerExit
 from .analysis import agreement_failures, completion_detail, duplicate_detail, rules_for, some
 from .forgery import forgery
 from .sandbox import TODO_RE, death_reason
+from .scenario_breaker import BREAKER_CHECKS, breaker_gate, stuck_hint
 from .scenario_model import BASE_POINTS, EXTRA_POINTS, Scenario
 from .scenario_running import ScenarioRun
 
@@ -107,7 +108,7 @@ def _pass_problem(sc: Scenario, run: ScenarioRun, result: PassResult) -> str:
     text = f"pass {result.pass_no} {result.outcome}"
     if result.timed_out:
         text = (f"pass {result.pass_no} did not finish within {run.scenario.timeout_s:g} s and was killed "
-                "(a hang or an endless loop?)")
+                "(a hang or an endless loop?)" + stuck_hint(run))
     elif result.returncode == WorkerExit.IMPORT:
         text = f"pass {result.pass_no}: the module failed to import"
     elif result.returncode is not None and result.returncode < 0 and not result.killed_by_parent:
@@ -137,7 +138,7 @@ def gate_failure(run: ScenarioRun) -> str | None:
     if forged:
         return forged
     for _pass_no, diagnosis in sorted((run.facts.get("stalled") or {}).items()):
-        return str(diagnosis)
+        return str(diagnosis) + stuck_hint(run)
     for result in run.passes:
         planned = run.crash_plans[result.pass_no - 1] if result.pass_no <= len(run.crash_plans) else CrashPlan()
         expect_bad_input = sc.flow == "bad_input" and result.pass_no == 2
@@ -158,6 +159,8 @@ def gate_failure(run: ScenarioRun) -> str | None:
     expected_passes = sc.pass_count
     if len(run.passes) < expected_passes:
         return f"only {len(run.passes)} of {expected_passes} passes ran"
+    if (never := breaker_gate(run)) is not None:
+        return never
     plan = sc.plan
     if plan.transient_rate or plan.fail_first_rate or plan.permanent_rate or plan.permanent_ids:
         if not any(e["ev"] == "call_fail" for e in run.events):
@@ -355,4 +358,5 @@ EXTRA_CHECKS: dict[str, Callable[[ScenarioRun], tuple[bool, str]]] = {
     "earlier state untouched": _state_untouched,
     "backfill": _backfill,
     "checkpoint rebuilt": _checkpoint_rebuilt,
+    **BREAKER_CHECKS,
 }

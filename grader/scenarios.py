@@ -35,13 +35,13 @@ from .scenario_scoring import evaluate
 #: What the grader, its hidden scenarios and the kit's tests import from here.
 __all__ = [
     "BACKFILL_IDS", "DEGRADED_IDS", "FORGET_CHECKPOINT", "HIDDEN_SCENARIO_COUNT", "POISON_IDS", "PUBLIC_SCENARIOS",
-    "Crash", "Scenario", "ScenarioRun",
+    "STUCK_IDS", "Crash", "Scenario", "ScenarioRun",
     "evaluate", "register_scenarios", "run_scenario",
 ]
 
 #: How many hidden scenarios exist (they live in ``grader/hidden/``, left out of the student
 #: distribution). ``tests/grader`` checks that this figure matches the hidden definitions.
-HIDDEN_SCENARIO_COUNT = 6
+HIDDEN_SCENARIO_COUNT = 8
 
 #: Poison documents (``FaultPlan.poison_ids``): valid documents whose every service call raises
 #: ``MalformedResponseError``, a ``ValueError`` and not a service error. A processor that lets one
@@ -54,6 +54,8 @@ DEGRADED_IDS = ("doc-00003", "doc-00008", "doc-00012", "doc-00017", "doc-00025",
 
 #: Permanently failing documents of ``backfill_degraded`` (degraded until the backfill pass heals the service).
 BACKFILL_IDS = ("doc-00005", "doc-00021", "doc-00034", "doc-00067", "doc-00093")
+#: Documents of ``stuck_calls`` whose first call of every chunk hangs until the processor cancels it.
+STUCK_IDS = ("doc-00001", "doc-00031", "doc-00048", "doc-00055")
 
 PUBLIC_SCENARIOS: tuple[Scenario, ...] = (
     Scenario("clean_run", "a clean run commits every document once; the resume pass finds nothing to do",
@@ -86,6 +88,15 @@ PUBLIC_SCENARIOS: tuple[Scenario, ...] = (
     Scenario("bad_batch_input", "a malformed batch file is refused with the unified error; earlier state intact",
              "small", 83, FaultPlan(seed=83, transient_rate=0.02), (), extra=("unified error", "earlier state untouched"),
              flow="bad_input"),
+    # An outage of the external model (熔断): the breaker shared by the batch stops the calls and the documents
+    # wait; without one, every document burns its retries against the dead service (bound: scenario_breaker).
+    Scenario("outage", "the service is unreachable for 1 s: a circuit breaker stops the calls, documents wait",
+             "example", 89, FaultPlan(seed=89, transient_rate=0.01, outages=((0.05, 1.0),)), (Crash(),),
+             extra=("breaker in outage",)),
+    # Calls that never return by themselves (长尾任务的饥饿): only a per-call deadline frees their slots.
+    Scenario("stuck_calls", "calls that never return are cancelled at their deadline and retried",
+             "example", 97, FaultPlan(seed=97, transient_rate=0.01, stuck_ids=STUCK_IDS), (Crash(),),
+             config=BatchConfig(call_timeout=0.2), timeout_s=12.0, extra=("stuck calls freed",)),
     Scenario("large_batch", "1000 documents with 2 % faults and a crash mid-run",
              "large", 1000, FaultPlan(seed=1000, transient_rate=0.02, poison_ids=("doc-00480",)),
              (Crash(CRASH_DURING_CALL, at_fraction=0.5),),

@@ -33,6 +33,15 @@ HIDDEN_SCENARIOS: tuple[Scenario, ...] = (
              "duplicates", 113, FaultPlan(seed=113, transient_rate=0.03),
              (Crash(CRASH_AFTER_COMMIT, at=30), Crash(CRASH_DURING_CALL, at_fraction=0.7)),
              extra=("checkpoint rebuilt",), between=FORGET_CHECKPOINT, hidden=True),
+    # An outage that a SIGKILL interrupts: the resumed pass meets the outage again from its own start.
+    Scenario("hidden_outage_resume", "a 0.8 s outage at concurrency 4, a SIGKILL during it, then the resume",
+             "example", 131, FaultPlan(seed=131, transient_rate=0.01, outages=((0.05, 0.8),)),
+             (Crash(CRASH_DURING_CALL, at_fraction=0.2),), config=BatchConfig(concurrency=4),
+             extra=("breaker in outage",), hidden=True),
+    Scenario("hidden_stuck_rate", "0.5 % of the calls hang until cancelled, at concurrency 3", "example", 127,
+             FaultPlan(seed=127, transient_rate=0.01, stuck_rate=0.005), (Crash(),),
+             config=BatchConfig(concurrency=3, call_timeout=0.2), timeout_s=15.0, extra=("stuck calls freed",),
+             hidden=True),
 )
 
 register_scenarios(HIDDEN_SCENARIOS)

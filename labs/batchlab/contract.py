@@ -55,6 +55,15 @@ class BatchConfig:
 
     ``backoff(attempt) = min(max_delay, base_delay * 2**attempt) + uniform(0, jitter)``
     for ``attempt`` = 0, 1, 2 ... (the wait after the first, second ... failure).
+
+    The circuit breaker (熔断), shared by the whole batch: it opens after
+    ``breaker_failures`` consecutive transient failures (0 turns it off), lets one
+    probe call through ``breaker_cooldown`` seconds later (half-open), and closes
+    when the probe succeeds. While it is open, a call waits instead of spending
+    its retry budget; after waiting ``breaker_max_wait`` seconds in all, its
+    document takes the degraded path. ``call_timeout`` is the deadline of one
+    service call (``asyncio.timeout``; 0 for none): a stuck call is cancelled
+    and retried as a transient failure.
     """
 
     concurrency: int = 8
@@ -67,6 +76,10 @@ class BatchConfig:
     #: 后续标记待补 (backfill): on a resume, ``degraded`` keys go through the full path once more (the
     #: service is healthy again) and their full output replaces the degraded one; every other key is still skipped.
     backfill: bool = False
+    breaker_failures: int = 5
+    breaker_cooldown: float = 0.25
+    breaker_max_wait: float = 10.0
+    call_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -75,6 +88,12 @@ class BatchConfig:
             raise ValueError("max_attempts must be at least 1")
         if min(self.base_delay, self.max_delay, self.jitter) < 0:
             raise ValueError("delays must not be negative")
+        if self.breaker_failures < 0:
+            raise ValueError("breaker_failures must not be negative (0 turns the breaker off)")
+        if self.breaker_cooldown <= 0:
+            raise ValueError("breaker_cooldown must be positive")
+        if self.breaker_max_wait < 0 or self.call_timeout < 0:
+            raise ValueError("breaker_max_wait and call_timeout must not be negative (call_timeout 0: no deadline)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -152,6 +152,16 @@ class TestOutages:
         assert [e["state"] for e in lines if e["ev"] == "outage"][:2] == ["down", "up"]
         assert json.loads((run_dir / "spec.json").read_text(encoding="utf-8"))["plan"]["outages"] == [[0.0, 1.0]]
 
+    def test_no_breaker_and_call_timeout_reach_the_workers_config(self, tmp_path: Path,
+                                                                  example_input_path: Path) -> None:
+        """``--no-breaker --call-timeout 0.5``: the run's spec carries breaker_failures 0 and the deadline."""
+        run_dir = tmp_path / "run"
+        proc = run_cli("run", "--input", str(example_input_path), "--run-dir", str(run_dir), "--no-breaker",
+                       "--call-timeout", "0.5", "--fault-rate", "0")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        config = json.loads((run_dir / "spec.json").read_text(encoding="utf-8"))["config"]
+        assert (config["breaker_failures"], config["call_timeout"]) == (0, 0.5)
+
     @pytest.mark.parametrize("window", ["1", "a:b", "-1:2", "1:2:3"])
     def test_a_malformed_outage_window_is_a_usage_error(self, tmp_path: Path, window: str) -> None:
         proc = run_cli("run", "--run-dir", str(tmp_path / "run"), f"--outage={window}")

@@ -23,7 +23,9 @@ class TestBatchReport:
 
 
 class TestBatchConfig:
-    @pytest.mark.parametrize("kwargs", [{"concurrency": 0}, {"max_attempts": 0}, {"base_delay": -1}])
+    @pytest.mark.parametrize("kwargs", [{"concurrency": 0}, {"max_attempts": 0}, {"base_delay": -1},
+                                        {"breaker_failures": -1}, {"breaker_cooldown": 0}, {"breaker_max_wait": -1},
+                                        {"call_timeout": -0.1}])
     def test_rejects_impossible_settings(self, kwargs: dict[str, float]) -> None:
         with pytest.raises(ValueError):
             BatchConfig(**kwargs)  # type: ignore[arg-type]

@@ -45,7 +45,7 @@ VARIANTS_DIR = ROOT / "tests" / "variants"
 VARIANTS = sorted(p.stem for p in VARIANTS_DIR.glob("*.py"))
 #: The lesson's steps by notebook number, and each step's grader test file.
 STEP_NUMBERS = ["01", "02", "03", "04", "05", "06"]
-STEP_FILES = {num: next(GRADER_DIR.glob(f"test_{num}_*.py")) for num in STEP_NUMBERS}
+STEP_FILES = {num: sorted(GRADER_DIR.glob(f"test_{num}_*.py")) for num in STEP_NUMBERS}  # step 03: backoff, breaker
 #: pytest options of every grader child: nbval is not needed by the grader and costs ~3 s per start.
 PYTEST_ARGS = ["-q", "-p", "no:cacheprovider", "-p", "no:nbval"]
 
@@ -198,7 +198,7 @@ class GraderRuns:
         for name in VARIANTS:
             self.jobs[f"variant-{name}"] = lambda name=name: self._built(f"variant-{name}", load_variant(name))
         for index, num in enumerate(STEP_NUMBERS):
-            files = [STEP_FILES[n] for n in STEP_NUMBERS[:index + 2]]  # up to step NN, and the next one
+            files = [f for n in STEP_NUMBERS[:index + 2] for f in STEP_FILES[n]]  # up to step NN, and the next one
             self.jobs[f"upto-{num}"] = lambda num=num, files=files: (
                 self._write(f"upto-{num}", solution_up_to(num, solution_module().read_text(encoding="utf-8"))),
                 [], files)

@@ -1,25 +1,16 @@
 """Concurrent chunks of one document: all chunks are sent at once with ``asyncio.gather``."""
 
 REPLACEMENTS = [
-    ('''        for index, chunk in enumerate(chunks):
-            async for attempt in make_retrying(config, sleep=sleep, before_sleep=count_retry):
-                with attempt:
-                    on_call()
-                    vector = await service.embed(doc, index, chunk)
-            vectors.append(vector)
-''', '''        async def embed_one(index: int, chunk: str) -> list[float]:
-            async for attempt in make_retrying(config, sleep=sleep, before_sleep=count_retry):
-                with attempt:
-                    on_call()
-                    return await service.embed(doc, index, chunk)
-            raise AssertionError("unreachable")
-
-        vectors = list(await asyncio.gather(*(embed_one(i, c) for i, c in enumerate(chunks))))
-'''),
+    ("""        for index, chunk in enumerate(chunks):
+            vectors.append(await call_with_retries(index, chunk))
+""", """        vectors = list(await asyncio.gather(*(call_with_retries(i, c) for i, c in enumerate(chunks))))
+"""),
 ]
 LOSES = {"test_chunks_of_one_document_in_order"}
 # Sent all at once, the chunks of the batch's three long documents finish so fast that a pass can end
 # before its random kill fires: the scenario is then not scored ("the planned crash never fired").
-MAY_LOSE = {"test_scenario[random_kills]"}
+MAY_LOSE = {"test_scenario[random_kills]",
+            # every chunk of the documents in flight fails at once when the outage begins: above the outage bound
+            "test_scenario[outage]"}
 SCENARIO_CHECKS: set[str] = set()
 MESSAGE = r"chunk calls in flight at once"

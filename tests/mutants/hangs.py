@@ -21,7 +21,8 @@ LOSES = {
     "test_report_hit_rate_agrees_with_ledger",
     *(f"test_scenario[{name}]" for name in (
         "clean_run", "transient_faults", "crash_during_call", "crash_after_commit", "random_kills",
-        "duplicates_in_input", "permanent_and_invalid", "backfill_degraded", "bad_batch_input", "large_batch")),
+        "duplicates_in_input", "permanent_and_invalid", "backfill_degraded", "bad_batch_input", "outage", "stuck_calls",
+        "large_batch")),
 }
 LOSES |= {"test_scenario[checkpoint_lost]", "test_shards_partition_the_batch"}  # issue 10, items 5-6
 MAY_LOSE: set[str] = set()

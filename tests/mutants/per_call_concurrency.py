@@ -16,6 +16,7 @@ REPLACEMENTS = [
 """),
 ]
 LOSES = {"test_batch_keeps_to_config_concurrency"}
-MAY_LOSE: set[str] = set()
+MAY_LOSE = {"test_scenario[outage]", "test_scenario[stuck_calls]"}  # every document at once: the outage bound,
+# and the deadline also times the wait for a call slot behind stuck calls
 SCENARIO_CHECKS: set[str] = set()
 MESSAGE = r"documents started and not yet committed at once > config.concurrency.*\n?concurrency-per-document"

@@ -3,13 +3,10 @@ around each service call, and the batch gathers every document at once.
 """
 
 REPLACEMENTS = [
-    ("""                with attempt:
-                    on_call()
-                    vector = await service.embed(doc, index, chunk)
-""", """                with attempt:
-                    on_call()
-                    async with _call_slots(config.concurrency):
-                        vector = await service.embed(doc, index, chunk)
+    ("""            async with asyncio.timeout(config.call_timeout or None):
+                return await service.embed(doc, index, chunk)
+""", """            async with _call_slots(config.concurrency), asyncio.timeout(config.call_timeout or None):
+                return await service.embed(doc, index, chunk)
 """),
     ("""async def run_bounded(""", """_SLOTS: dict[tuple[int, int], asyncio.Semaphore] = {}
 
@@ -24,6 +21,7 @@ async def run_bounded("""),
      "        await asyncio.gather(*(run_one(item) for item in list(work_left())))\n"),
 ]
 LOSES = {"test_batch_keeps_to_config_concurrency"}
-MAY_LOSE: set[str] = set()
+MAY_LOSE = {"test_scenario[outage]", "test_scenario[stuck_calls]"}  # every document at once: the outage bound,
+# and calls that wait for a slot behind stuck ones
 SCENARIO_CHECKS: set[str] = set()
 MESSAGE = r"concurrency-per-document"

@@ -36,7 +36,7 @@ from batchlab.teach.selfcheck import STEPS
 
 NOTEBOOKS = kit_root() / "notebooks"
 STEP_NOTEBOOKS = sorted(NOTEBOOKS.glob("0[0-6]_*.ipynb"))
-GRADED_NAMES = {"CheckpointStore", "make_idempotency_key", "backoff_delay", "make_retrying", "process_document",
+GRADED_NAMES = {"CheckpointStore", "make_idempotency_key", "backoff_delay", "make_retrying", "CircuitBreaker", "process_document",
                 "process_documents_batch"}
 CJK = re.compile(r"[\u4e00-\u9fff]")
 

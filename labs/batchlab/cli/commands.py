@@ -207,7 +207,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         pass_no = 1 + max((_int(e.get("pass")) for e in events), default=0)
         spec = RunSpec(impl=Path(args.impl or default_demo_impl()), input=Path(args.input), run_dir=run,
                        batch_id=args.batch_id or batch.batch_id or "batch-001",
-                       config=BatchConfig(concurrency=args.concurrency),
+                       config=BatchConfig(concurrency=args.concurrency,
+                                          breaker_failures=0 if args.no_breaker else BatchConfig.breaker_failures,
+                                          call_timeout=args.call_timeout),
                        plan=FaultPlan(seed=args.seed, transient_rate=args.fault_rate, stuck_rate=args.stuck_rate,
                                       permanent_rate=args.permanent_rate,
                                       outages=tuple(args.outage)),

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import NoReturn
 
+from ..contract import BatchConfig
 from ..defaults import LESSON
 from ..errors import KitError, UsageError
 from ..faults import CRASH_KINDS
@@ -116,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "path, for `batchlab backfill` to upgrade later")
     p.add_argument("--stuck-rate", type=_rate, default=0.0,
                    help="share of calls that hang until the processor cancels them (its per-call deadline)")
+    p.add_argument("--no-breaker", action="store_true",
+                   help="turn the processor's circuit breaker off (config.breaker_failures = 0), to compare")
+    p.add_argument("--call-timeout", type=float, default=BatchConfig.call_timeout,
+                   help="per-call deadline in seconds, 0 for none (config.call_timeout)")
     common(p)
     p.set_defaults(func=cmd_run)
 

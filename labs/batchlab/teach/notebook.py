@@ -48,8 +48,8 @@ require_supported_platform()  # native Windows: the notebooks' first cell stops 
 STEP_TITLES: dict[str, str] = {
     "checkpoint": "状态机与检查点 (CheckpointStore)",
     "idempotency": "幂等键 (make_idempotency_key)",
-    "backoff": "重试、指数退避与抖动 (backoff_delay, make_retrying)",
-    "concurrency": "文档级并发与降级 (process_document, run_bounded)",
+    "backoff": "重试、指数退避与抖动、熔断 (backoff_delay, make_retrying, CircuitBreaker)",
+    "concurrency": "文档级并发、调用截止时间与降级 (process_document, run_bounded)",
     "resume": "故障注入与断点续传 (process_documents_batch)",
     "metrics": "指标与报告 (BatchReport)",
 }
