@@ -62,8 +62,10 @@ def _spec(sc: Scenario, ctx: Context, run_dir: Path, input_path: Path) -> RunSpe
 def worker_wrap(sandbox: Sandbox, run_dir: Path, readable: Sequence[Path], cmd: list[str]) -> list[str]:
     """A worker's command in the sandbox: of its run directory it sees only its spec and lock (read-only) and
     writes only its ``state`` folder (the checkpoint); the ledger and the sink, which the harness side writes,
-    are not there for it to open."""
+    are not there for it to open. The state folder is made when missing: bubblewrap binds only what exists, and a
+    scenario may delete it between passes (``checkpoint_lost``), as an operator may."""
     run = RunDir(run_dir)
+    run.state.mkdir(parents=True, exist_ok=True)
     return sandbox.hiding(hidden=[run_dir]).command(cmd, writable=[run.state.resolve()],
                                                     readable=[*readable, run.spec, run.lock])
 
