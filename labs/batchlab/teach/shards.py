@@ -36,6 +36,7 @@ from ..documents import load_batch
 from ..faults import CRASH_AFTER_COMMIT, CrashPlan, FaultPlan
 from ..host import child_popen_kwargs, kill_group
 from ..ledger import Ev, Ledger, read_events
+from ..rundir import RunDir
 from ..service import LatencyModel, SimulatedService
 from ..sink import SqliteSink, read_outputs, read_puts
 
@@ -132,7 +133,7 @@ def run_shards(*, impl: Path, input_path: Path, work: Path, shards: int = 2, kil
             proc = subprocess.Popen(worker_command(shard=first.shard, pass_no=2, **common), stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True, **child_popen_kwargs())
             passes.append(_finish(proc, shard=first.shard, pass_no=2, work=work, started=again, timeout_s=timeout_s))
-    return account(passes, input_path, work / "sink.sqlite")
+    return account(passes, input_path, RunDir(work).sink)
 
 
 def account(passes: list[ShardPass], input_path: Path, sink_path: Path) -> ShardRun:
@@ -156,11 +157,11 @@ async def _work(args: argparse.Namespace) -> dict[str, Any]:
     crash = CrashPlan(kind=CRASH_AFTER_COMMIT, at=args.kill_after) if args.kill_after else CrashPlan()
     service = SimulatedService(plan=FaultPlan(seed=args.seed), latency=LatencyModel(median_ms=args.latency_ms),
                                ledger=ledger)
-    sink = SqliteSink(work / "sink.sqlite", ledger=ledger, pass_no=args.pass_no, crash=crash)
+    sink = SqliteSink(RunDir(work).sink, ledger=ledger, pass_no=args.pass_no, crash=crash)
     try:
         report = await module.process_documents_batch(
             batch.documents, batch_id=batch.batch_id or "batch", service=service, sink=sink,
-            state_dir=work / "state", config=BatchConfig(concurrency=args.concurrency, shard=args.shard))
+            state_dir=RunDir(work).state, config=BatchConfig(concurrency=args.concurrency, shard=args.shard))
     finally:
         sink.close()
     return dict(report.to_dict()) if hasattr(report, "to_dict") else dict(report)
