@@ -10,11 +10,13 @@ run directory and returns what the ledger and the sink recorded.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from batchlab.ledger import read_events
+from batchlab.ledger import Ev, read_events
+from batchlab.pipeline import MODE_DEGRADED
 from batchlab.rundir import RunDir
 from batchlab.sink import SinkRecord, read_outputs, read_puts
 
@@ -58,6 +60,7 @@ def mini_run(ctx: Context, name: str, documents: list[dict[str, Any]], passes: l
     events = read_events(RunDir(run_dir).ledger)
     puts = read_puts(RunDir(run_dir).sink)
     outputs = {rec.key: rec for rec in read_outputs(RunDir(run_dir).sink)}
+    verdicts = refuse_unbacked(verdicts, unbacked_commits(events, outputs.values()))
     return MiniRun(run_dir=run_dir, documents=documents, verdicts=verdicts, events=events, puts=puts,
                    outputs=outputs, views=pass_views(documents, events, puts))
 
@@ -73,3 +76,40 @@ def short_docs(prefix: str, n: int, *, sentences: int = 1) -> list[dict[str, Any
             content = " ".join(f"{body} Part {prefix}-{i}.{s}." for s in range(sentences))
         docs.append({"id": f"{prefix}-{i}", "source": "wiki", "content": content})
     return docs
+
+
+def unbacked_commits(events: list[dict[str, Any]], outputs: Iterable[SinkRecord]) -> dict[int, list[str]]:
+    """Full outputs committed for chunks the service never answered in this run, by pass: ``{pass: [doc ids]}``.
+
+    The probe's service and sink live in the student's process, so a submission can answer its own calls (a
+    monkeypatched ``service.embed``) and commit the result: the ledger then holds commits without the calls
+    behind them. Degraded outputs are exempt (the degraded path calls nothing, and an open breaker degrades
+    without calling). The scenarios get the same rule on the harness side of the process boundary
+    (``batchlab.harness``, ``unbacked``).
+    """
+    answered = {(e.get("ident"), e.get("chunk")) for e in events if e["ev"] == Ev.CALL_OK}
+    chunks = {rec.key: len(rec.chunks) for rec in outputs}
+    found: dict[int, list[str]] = {}
+    for e in events:
+        if e["ev"] != Ev.SINK_PUT or e.get("mode") == MODE_DEGRADED:
+            continue
+        if any((e.get("ident"), c) not in answered for c in range(max(1, chunks.get(str(e.get("key")), 1)))):
+            found.setdefault(int(e["pass"]), []).append(str(e.get("doc_id")))
+    return found
+
+
+def refuse_unbacked(verdicts: list[Verdict], unbacked: dict[int, list[str]]) -> list[Verdict]:
+    """Each pass that committed unbacked outputs becomes a student error that says so (no point rests on it)."""
+    out = []
+    for pass_no, verdict in enumerate(verdicts, start=1):
+        docs = unbacked.get(pass_no)
+        if docs and not verdict.is_grader_error:
+            shown = ", ".join(sorted(docs)[:5]) + (f" ... (+{len(docs) - 5} more)" if len(docs) > 5 else "")
+            verdict = replace(verdict, status="student_error", error={
+                "type": "UnbackedCommit",
+                "message": (f"{len(docs)} documents were committed with full outputs although the service never "
+                            f"answered their chunks ({shown}): the outputs must come from `await service.embed(...)`, "
+                            "not be computed or faked locally (outputs-backed-by-calls)"),
+                "traceback": ""})
+        out.append(verdict)
+    return out
