@@ -38,7 +38,7 @@ from ..host import child_popen_kwargs, kill_group
 from ..ledger import Ev, Ledger, read_events
 from ..rundir import RunDir
 from ..service import LatencyModel, SimulatedService
-from ..sink import SqliteSink, read_outputs, read_puts
+from ..sink import SqliteSink, connect, read_outputs, read_puts
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,15 @@ def run_shards(*, impl: Path, input_path: Path, work: Path, shards: int = 2, kil
                timeout_s: float = 60.0) -> ShardRun:
     """All ``shards`` workers at once (shard ``kill_shard`` SIGKILLed after ``kill_after`` commits), then its resume."""
     work.mkdir(parents=True, exist_ok=True)
+    # The shared sink is made (WAL mode and schema) before the workers start: two processes switching a new database
+    # to WAL at the same instant can fail at once with "database is locked" (no busy wait for that lock).
+    connect(RunDir(work).sink).close()
     common: dict[str, Any] = {"impl": impl, "input_path": input_path, "work": work, "latency_ms": latency_ms,
                               "concurrency": concurrency}
+    # The same for the shards' shared checkpoint file: one child opens the processor's store once (and so makes
+    # the file) before the shard workers start together.
+    subprocess.run([*worker_command(shard="0/1", pass_no=1, **common), "--prepare"], capture_output=True,
+                   timeout=timeout_s, **child_popen_kwargs())
     started = time.monotonic()
     procs = {}
     for i in range(shards):
@@ -167,6 +174,22 @@ async def _work(args: argparse.Namespace) -> dict[str, Any]:
     return dict(report.to_dict()) if hasattr(report, "to_dict") else dict(report)
 
 
+def _prepare(args: argparse.Namespace) -> None:
+    """Open the processor's checkpoint store once, so that its file exists before several workers open it at once.
+
+    SQLite answers "database is locked" at once, without waiting, to a process that switches a new file to WAL
+    while another does the same; an unfinished store (a skeleton) is simply left to the workers to report.
+    """
+    from ..worker import load_impl
+
+    try:
+        module = load_impl(args.impl)
+        store = module.CheckpointStore(RunDir(Path(args.work)).state, load_batch(args.input).batch_id or "batch")
+        store.close()
+    except Exception:  # noqa: BLE001 - the workers report what is wrong with the module
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """One shard's worker: process the shard's documents of the batch, print the report as one JSON line."""
     parser = argparse.ArgumentParser(prog="python -m batchlab.teach.shards")
@@ -177,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=2.0)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--prepare", action="store_true", help="only make the checkpoint file, then exit")
     args = parser.parse_args(argv)
+    if args.prepare:
+        _prepare(args)
+        return 0
     print(json.dumps(asyncio.run(_work(args)), default=str), flush=True)
     return 0
 
