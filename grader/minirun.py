@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from batchlab.ledger import Ev, read_events
+from batchlab.ledger_views import answered_chunks
 from batchlab.pipeline import MODE_DEGRADED
 from batchlab.rundir import RunDir
 from batchlab.sink import SinkRecord, read_outputs, read_puts
@@ -87,13 +88,13 @@ def unbacked_commits(events: list[dict[str, Any]], outputs: Iterable[SinkRecord]
     without calling). The scenarios get the same rule on the harness side of the process boundary
     (``batchlab.harness``, ``unbacked``).
     """
-    answered = {(e.get("ident"), e.get("chunk")) for e in events if e["ev"] == Ev.CALL_OK}
+    answered = answered_chunks(events)
     chunks = {rec.key: len(rec.chunks) for rec in outputs}
     found: dict[int, list[str]] = {}
     for e in events:
         if e["ev"] != Ev.SINK_PUT or e.get("mode") == MODE_DEGRADED:
             continue
-        if any((e.get("ident"), c) not in answered for c in range(max(1, chunks.get(str(e.get("key")), 1)))):
+        if any((str(e.get("ident")), c) not in answered for c in range(max(1, chunks.get(str(e.get("key")), 1)))):
             found.setdefault(int(e["pass"]), []).append(str(e.get("doc_id")))
     return found
 

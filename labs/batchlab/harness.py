@@ -39,6 +39,7 @@ from .faults import CrashPlan
 from .harness_records import HarnessLedger, HarnessSink, RecordsWatch
 from .host import kill_group
 from .ledger import ENVELOPE, Ev, iter_events
+from .ledger_views import answered_chunks
 from .pipeline import MODE_DEGRADED
 from .rundir import RunDir
 from .service import LatencyModel, SimulatedService
@@ -71,8 +72,7 @@ class HarnessSide:
         self.unbacked = 0
         self.halted = self.crashed = self._worker_gone = False
         self.proc: subprocess.Popen[bytes] | None = None
-        self.ok_chunks = {(str(e.get("ident")), int(e.get("chunk", -1))) for e in iter_events(self.run.ledger)
-                          if e.get("ev") == Ev.CALL_OK and isinstance(e.get("chunk"), int)}
+        self.ok_chunks = answered_chunks(iter_events(self.run.ledger))
         self.watch = RecordsWatch(self.run, pass_no)
         self.ledger = HarnessLedger(self.run.ledger, pass_no=pass_no)
         self.sink = HarnessSink(self.run.sink, ledger=self.ledger, pass_no=pass_no, crash=crash, durable=durable,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -187,6 +187,16 @@ def pass_metrics(events: Sequence[Event], puts: Sequence[Event], idents: set[str
                 pm.resume_time_s = 0.0  # nothing was left to do
         result.append(pm)
     return result
+
+
+def answered_chunks(events: Iterable[Event]) -> set[tuple[str, int]]:
+    """``(ident, chunk)`` of every chunk the service answered (``call_ok``): what a full output must rest on.
+
+    The harness side refuses nothing on it but marks a full commit of unanswered chunks ``unbacked``
+    (:mod:`batchlab.harness`); the grader's step runs refuse such a pass (``grader/minirun.py``).
+    """
+    return {(str(e.get("ident")), e["chunk"]) for e in events
+            if e.get("ev") == Ev.CALL_OK and isinstance(e.get("chunk"), int)}
 
 
 def is_upgrade(put: Event) -> bool:
