@@ -7,8 +7,15 @@ socket pair (an inherited descriptor: it crosses bubblewrap as the lock's does) 
 processor proxies (:mod:`batchlab.remote`) that forward every call over :mod:`batchlab.wire`.
 So every call and every commit is recorded by code the submission cannot reach, and:
 
-* a planned crash is delivered from here: the ``crash`` event is written, the commit (if any) is
-  already durable, then the worker's process group is SIGKILLed; nothing it sent afterwards counts;
+* a planned crash is decided and recorded here, and delivered at the same point as in-process (where
+  the service or the sink killed its own process, so no other coroutine of the worker ran after the
+  crash point): the worker's proxy SIGKILLs itself right after it sent the K-th call (it counts them
+  as this side does, :func:`batchlab.wire.embed_request`), and the K-th put is answered with a
+  crash mark once the commit and the ``crash`` event are durable, on which the proxy SIGKILLs itself
+  before returning. This side then SIGKILLs the worker's process group anyway (the backstop: a proxy
+  patched not to die dies all the same), and nothing the worker sent after the crash point counts.
+  A call the worker sent just before it killed itself is still served if it was not read in time
+  (:meth:`HarnessSide._drain`): the K-th call's ``call_start`` and ``crash`` are always written;
 * a call the processor cancels (its deadline) is cancelled here too and recorded ``cancelled``;
 * the worker may only add its own account to the ledger (:data:`WORKER_EVENTS`: its start, the
   progress states, its report, its errors); a call or commit event it sends is refused and counted;
@@ -35,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .docmodel import ident_of
-from .faults import CrashPlan
+from .faults import CRASH_DURING_CALL, CrashPlan
 from .harness_records import HarnessLedger, HarnessSink, RecordsWatch
 from .host import kill_group
 from .ledger import ENVELOPE, Ev, iter_events
@@ -43,7 +50,7 @@ from .ledger_views import answered_chunks
 from .pipeline import MODE_DEGRADED
 from .rundir import RunDir
 from .service import LatencyModel, SimulatedService
-from .wire import ProtocolError, doc_from_wire, encode, error_to_wire, split_frames
+from .wire import ProtocolError, doc_from_wire, embed_request, encode, error_to_wire, split_frames
 
 #: The events a worker may add to the ledger: its own account, never a call or a commit.
 WORKER_EVENTS = frozenset({Ev.PASS_START, Ev.STATE, Ev.STUDENT_ERROR, Ev.INPUT_ERROR, Ev.PASS_END, Ev.STOPPED})
@@ -82,6 +89,10 @@ class HarnessSide:
         self._tasks: dict[Any, asyncio.Task[None]] = {}
         self._out = bytearray()
         self._writing = False
+        self._inbox = bytearray()  #: bytes read from the worker, not yet a whole frame
+        self._eof = False
+        self._wake: asyncio.Future[None] | None = None
+        self._frames: list[dict[str, Any]] = []  #: whole frames read, not yet handled (kept across a cancel)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"harness-pass-{pass_no}")
         self._serve_task: asyncio.Task[None] | None = None
@@ -142,27 +153,46 @@ class HarnessSide:
             self.loop.close()
 
     async def _serve(self) -> None:
-        buffer = bytearray()
-        while not self.halted:
+        """Read and handle the worker's frames until it closes its end (or the pass ends: :meth:`_finish`)."""
+        while not self.halted and not self._eof:
+            self._wake = self.loop.create_future()
+            self.loop.add_reader(self.sock, self._on_readable)
+            await self._wake
             try:
-                data = await self.loop.sock_recv(self.sock, 1 << 16)
-            except OSError:
-                return
-            if not data:
-                return
-            buffer += data
-            try:
-                for frame in split_frames(buffer):
-                    await self._handle(frame)
+                await self._take(b"")
             except Exception as exc:  # noqa: BLE001 - whatever the worker sent, the harness side goes on
                 self.watch.foreign.append(f"pass {self.pass_no}: the worker broke the protocol: {exc}")
                 return
+
+    def _on_readable(self) -> None:
+        """One read into :attr:`_inbox` (not into a future: a cancelled serving must lose no byte it read)."""
+        self.loop.remove_reader(self.sock)
+        try:
+            data = self.sock.recv(1 << 16)
+        except BlockingIOError:
+            self.loop.add_reader(self.sock, self._on_readable)
+            return
+        except OSError:
+            data = b""
+        self._inbox += data
+        self._eof = not data
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def _take(self, data: bytes) -> None:
+        """Handle every whole frame read so far, in order; one left when the serving is cancelled stays queued."""
+        self._inbox += data
+        self._frames += split_frames(self._inbox)
+        while self._frames:
+            await self._handle(self._frames.pop(0))
 
     async def _finish(self, drain: bool) -> None:
         if self._serve_task is not None:
             self._serve_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._serve_task
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.sock)
         self._worker_gone = True
         if drain and not self.halted:
             await self._drain()
@@ -177,7 +207,13 @@ class HarnessSide:
         self.sock.close()
 
     async def _drain(self) -> None:
-        """What the worker sent before it exited (bounded: a process it left behind may still be writing)."""
+        """What the worker sent before it exited (bounded: a process it left behind may still be writing).
+
+        Frames already read but not handled when the serving was cancelled come first. Requests are
+        not served any more (nobody waits for their answer), except while a planned crash during a
+        call is still to come: the worker kills itself right after sending the K-th call, maybe
+        before this side read it, and what it sent up to that call counts as if read in time.
+        """
         buffer = bytearray()
         while len(buffer) < DRAIN_CAP:
             try:
@@ -188,8 +224,7 @@ class HarnessSide:
                 break
             buffer += data
         with contextlib.suppress(ProtocolError):
-            for frame in split_frames(buffer):
-                await self._handle(frame)
+            await self._take(bytes(buffer))
 
     async def _handle(self, frame: dict[str, Any]) -> None:
         if self.halted:
@@ -200,7 +235,7 @@ class HarnessSide:
         if op == "emit":
             self._emit_for_worker(frame)
             return
-        if self._worker_gone:
+        if self._worker_gone and not self._crash_call_pending():
             return  # a request after the worker ended is not served
         if op in ("hello", "embed") and self.service is None:
             self.service = SimulatedService(plan=self.plan, latency=self.latency, ledger=self.ledger,
@@ -232,17 +267,21 @@ class HarnessSide:
                 (self.run.path / f"pass{self.pass_no}.report.json").write_text(
                     json.dumps(fields["report"], ensure_ascii=False, indent=2, default=str), encoding="utf-8")
 
+    def _crash_call_pending(self) -> bool:
+        """A crash during a call is planned and not delivered yet (the worker may have sent that call and died)."""
+        return self.crash.kind == CRASH_DURING_CALL and not self.crashed
+
     async def _embed(self, rid: Any, frame: dict[str, Any]) -> None:
         try:
-            doc, chunk, text = doc_from_wire(frame.get("doc")), frame.get("chunk"), frame.get("text")
-            if not isinstance(chunk, int) or not isinstance(text, str):
-                raise ProtocolError("embed needs an integer chunk and a text")
+            doc, chunk, text = embed_request(frame)
             assert self.service is not None
             vector = await self.service.embed(doc, chunk, text)
             self.ok_chunks.add((ident_of(doc), chunk))
             self._reply(rid, ok=vector)
-        except (_Crashed, asyncio.CancelledError):
-            pass  # killed, or cancelled by the processor: no answer
+        except _Crashed:
+            self._deliver_crash(rid)
+        except asyncio.CancelledError:
+            pass  # cancelled by the processor (or the worker is gone): no answer
         except Exception as exc:  # noqa: BLE001 - the service's errors go back to the processor
             self._reply(rid, err=error_to_wire(exc))
         finally:
@@ -260,7 +299,7 @@ class HarnessSide:
             else:
                 self._reply(rid, ok=sorted(self.sink.keys()))
         except _Crashed:
-            pass
+            self._deliver_crash(rid)
         except Exception as exc:  # noqa: BLE001 - a refused put goes back to the processor
             self._reply(rid, err=error_to_wire(exc))
 
@@ -281,13 +320,22 @@ class HarnessSide:
             self.ledger.put_extra = None
 
     def _crashed(self) -> None:
-        """A planned crash: its event is written (and a commit durable); kill the worker's group now."""
+        """A planned crash: its event is written (and a commit durable); nothing the worker sends now counts."""
         self.halted = self.crashed = True
         if self.service is not None:
             self.service.ledger = None
+        raise _Crashed
+
+    def _deliver_crash(self, rid: Any) -> None:
+        """Answer the crash point's request with the crash mark (the proxy SIGKILLs itself on it, never
+        returning to its caller), then SIGKILL the worker's group anyway: the backstop.
+
+        The mark goes first: :attr:`halted` is already set, so whatever the worker does in between counts
+        for nothing, and an honest worker dies in the proxy, at the crash point, whichever lands first.
+        """
+        self._reply(rid, crash={"kind": self.crash.kind, "at": self.crash.at})
         if self.proc is not None:
             kill_group(self.proc)
-        raise _Crashed
 
     def _reply(self, rid: Any, **body: Any) -> None:
         self._out += encode({"id": rid, **body} if rid is not None else body)

@@ -11,6 +11,14 @@ itself gains nothing the proxies could not do: it is the harness side that check
 Answers are read by whoever waits (the processor's loop, or a blocking sink call) and handed to
 their callers by id. A ``stop`` frame from the harness side is the
 runner's stop request (what SIGTERM does, which bubblewrap does not forward).
+
+A planned crash is delivered here, synchronously, at the point where the in-process service and
+sink killed their own process, so that no other coroutine of the worker runs after the crash point
+(where a kill lands inside a broken submission must not vary from run to run): :class:`RemoteService`
+SIGKILLs this process right after the K-th call's frame is sent (counted as the harness side counts,
+:func:`batchlab.wire.embed_request`), and an answer carrying a crash mark (the K-th put's, once its
+commit and the ``crash`` event are durable) SIGKILLs it before anyone reads that answer. The harness
+side kills the worker's group right after in any case: a proxy patched not to die gains nothing.
 """
 
 from __future__ import annotations
@@ -18,15 +26,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import socket
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import faults
+from .faults import CRASH_DURING_CALL, CrashPlan
 from .sink import SinkRecord
 from .wire import (
     ProtocolError,
     doc_to_wire,
+    embed_request,
     encode,
     rebuild_error,
     record_from_wire,
@@ -79,13 +91,17 @@ class Channel:
         self._loops: set[int] = set()
         self.on_stop = on_stop
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], *, sent: Callable[[bytes], None] | None = None) -> None:
+        """Send one frame; ``sent(frame)`` runs once it is wholly sent, still holding the send lock (so the
+        order of those callbacks is the order of the frames on the wire, whatever thread sends)."""
         frame = encode(message)
         with self._send_lock:
             try:
                 self.sock.sendall(frame)
             except OSError as exc:
                 raise HarnessGone(f"the harness side is gone: {exc}") from None
+            if sent is not None:
+                sent(frame)
 
     def _register(self, waiter: _Waiter) -> int:
         with self._lock:
@@ -109,15 +125,16 @@ class Channel:
                     self._read_lock.release()
         return _result(waiter.reply)
 
-    async def call_async(self, op: str, **args: Any) -> Any:
-        """A request awaited in the processor's loop; cancelling it cancels it on the harness side."""
+    async def call_async(self, op: str, *, sent: Callable[[bytes], None] | None = None, **args: Any) -> Any:
+        """A request awaited in the processor's loop; cancelling it cancels it on the harness side.
+        ``sent``: see :meth:`send` (it runs before this coroutine yields to the loop)."""
         loop = asyncio.get_running_loop()
         if id(loop) not in self._loops:
             self._loops.add(id(loop))
             loop.add_reader(self.sock.fileno(), self._on_readable)
         future: asyncio.Future[dict[str, Any] | None] = loop.create_future()
         rid = self._register(_Waiter(future))
-        self.send({"op": op, "id": rid, **args})
+        self.send({"op": op, "id": rid, **args}, sent=sent)
         try:
             reply = await future
         except asyncio.CancelledError:
@@ -167,6 +184,8 @@ class Channel:
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
 
     def _route(self, frame: dict[str, Any]) -> None:
+        if "crash" in frame:  # the planned crash point: die before anyone reads this answer
+            faults.kill_self()
         if frame.get("op") == "stop":
             if self.on_stop is not None:
                 self.on_stop(str(frame.get("signal", "SIGTERM")))
@@ -185,6 +204,8 @@ def _settle(future: asyncio.Future[dict[str, Any] | None], reply: dict[str, Any]
 def _result(reply: dict[str, Any] | None) -> Any:
     if reply is None:
         raise HarnessGone("the harness side closed the connection before answering")
+    if "crash" in reply:  # only if the kill above was patched out: still no answer (the group kill follows)
+        raise HarnessGone("the planned crash: this process is being killed")
     if "err" in reply:
         raise rebuild_error(reply["err"])
     return reply.get("ok")
@@ -204,18 +225,36 @@ class RemoteLedger:
 
 
 class RemoteService:
-    """The service handed to the processor: every call is made, timed and recorded on the harness side."""
+    """The service handed to the processor: every call is made, timed and recorded on the harness side.
 
-    def __init__(self, channel: Channel) -> None:
+    With a crash plan ``during_call`` at K, the K-th call the harness side will count (a frame it
+    accepts: :func:`batchlab.wire.embed_request`, checked on the exact bytes sent) kills this
+    process as soon as its frame is sent, before the processor's loop runs anything else.
+    """
+
+    def __init__(self, channel: Channel, crash: CrashPlan | None = None) -> None:
         self._channel = channel
         self.calls = 0
+        self.counted = 0  #: calls sent that the harness side counts (what a planned crash counts)
+        self._crash_at = crash.at if crash is not None and crash.kind == CRASH_DURING_CALL else 0
         channel.call("hello")  # the service is created now (its planned outages count from here)
 
     async def embed(self, doc: Any, chunk: int, text: str) -> list[float]:
         """Embed chunk number ``chunk`` (from 0) of ``doc``: see :class:`batchlab.service.SimulatedService`."""
         self.calls += 1
-        result = await self._channel.call_async("embed", doc=doc_to_wire(doc), chunk=chunk, text=text)
+        result = await self._channel.call_async("embed", doc=doc_to_wire(doc), chunk=chunk, text=text,
+                                                sent=self._sent if self._crash_at else None)
         return list(result)
+
+    def _sent(self, frame: bytes) -> None:
+        """An ``embed`` frame is on the wire (send lock held): count it as the harness side will; the K-th dies."""
+        try:
+            embed_request(json.loads(frame[4:]))
+        except (ProtocolError, ValueError):
+            return  # the harness side refuses it without counting it
+        self.counted += 1
+        if self.counted == self._crash_at:
+            faults.kill_self()
 
 
 class RemoteSink:

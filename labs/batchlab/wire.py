@@ -13,7 +13,7 @@ import json
 import struct
 from typing import Any
 
-from .docmodel import Document
+from .docmodel import Document, ident_of
 from .service import MalformedResponseError, PermanentServiceError, ServiceError, TransientServiceError
 from .sink import SinkRecord
 
@@ -74,6 +74,24 @@ def doc_from_wire(data: Any) -> Document:
     metadata = data.get("metadata")
     return Document(id=fields["id"], content=fields["content"], source=fields["source"], title=fields["title"],
                     metadata=metadata if isinstance(metadata, dict) else {})
+
+
+def embed_request(frame: dict[str, Any]) -> tuple[Document, int, str]:
+    """The document, chunk number and text of an ``embed`` request, or :class:`ProtocolError`.
+
+    One definition for both ends: the harness side serves (and counts, for a planned crash) exactly
+    the requests this accepts, and the worker's proxy counts the calls it sends with it, so both
+    agree on which call is the K-th (:mod:`batchlab.remote`). The identity is computed here too: a
+    document whose text cannot be hashed (a lone surrogate) is refused before the service counts it.
+    """
+    doc, chunk, text = doc_from_wire(frame.get("doc")), frame.get("chunk"), frame.get("text")
+    if not isinstance(chunk, int) or not isinstance(text, str):
+        raise ProtocolError("embed needs an integer chunk and a text")
+    try:
+        ident_of(doc)
+    except UnicodeError as exc:
+        raise ProtocolError(f"a document whose text cannot be encoded: {exc}") from None
+    return doc, chunk, text
 
 
 def record_to_wire(rec: SinkRecord | None) -> dict[str, Any] | None:

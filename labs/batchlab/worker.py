@@ -14,7 +14,8 @@ With ``--harness-fd`` (the runner's ``RunSpec.boundary``: the grader) the servic
 sink and the ledger are not built here: they live on the harness side of that socket
 (:mod:`batchlab.harness`, in the runner's process) and the processor gets proxies
 (:mod:`batchlab.remote`); this process's own events (its start, progress, report,
-errors) go over the socket too, and the harness side delivers the crash plan.
+errors) go over the socket too. The harness side decides and records the planned crash; the
+proxies deliver it here at the same point as in-process (the harness side kills as a backstop).
 
 Its lifetime, whoever started it:
 
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     if channel is not None:
         from .remote import RemoteService, RemoteSink
 
-        service: Any = GatedService(RemoteService(channel), gate)
+        service: Any = GatedService(RemoteService(channel, crash), gate)  # it delivers a crash in a call
         sink: Any = GatedSink(RemoteSink(channel), gate)
     else:
         from .service import SimulatedService
