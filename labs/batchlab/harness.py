@@ -155,29 +155,34 @@ class HarnessSide:
     async def _serve(self) -> None:
         """Read and handle the worker's frames until it closes its end (or the pass ends: :meth:`_finish`)."""
         while not self.halted and not self._eof:
-            self._wake = self.loop.create_future()
-            self.loop.add_reader(self.sock, self._on_readable)
-            await self._wake
+            if not self._read():  # nothing to read now: wait until the socket is readable (as sock_recv does)
+                self._wake = self.loop.create_future()
+                self.loop.add_reader(self.sock, self._on_readable)
+                await self._wake
             try:
                 await self._take(b"")
             except Exception as exc:  # noqa: BLE001 - whatever the worker sent, the harness side goes on
                 self.watch.foreign.append(f"pass {self.pass_no}: the worker broke the protocol: {exc}")
                 return
 
-    def _on_readable(self) -> None:
-        """One read into :attr:`_inbox` (not into a future: a cancelled serving must lose no byte it read)."""
-        self.loop.remove_reader(self.sock)
+    def _read(self) -> bool:
+        """One read into :attr:`_inbox` (not into a future: a cancelled serving must lose no byte it read);
+        False if nothing was there to read."""
         try:
             data = self.sock.recv(1 << 16)
         except BlockingIOError:
-            self.loop.add_reader(self.sock, self._on_readable)
-            return
+            return False
         except OSError:
             data = b""
         self._inbox += data
         self._eof = not data
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+        return True
+
+    def _on_readable(self) -> None:
+        if self._read():
+            self.loop.remove_reader(self.sock)
+            if self._wake is not None and not self._wake.done():
+                self._wake.set_result(None)
 
     async def _take(self, data: bytes) -> None:
         """Handle every whole frame read so far, in order; one left when the serving is cancelled stays queued."""
