@@ -12,10 +12,8 @@ LOSES = {"test_chunks_of_one_document_in_order"}
 MAY_LOSE = {"test_scenario[random_kills]",
             # every chunk of the documents in flight fails at once when the outage begins: above the outage bound
             "test_scenario[outage]"}
-# All chunks of a document at once: a stuck chunk's siblings finish and the pass's timing shifts, and a kill from the
-# harness side (at whatever the worker is doing) can land among half-sent chunks: kill and stuck-call scenarios vary.
-MAY_LOSE |= {f"test_scenario[{name}]" for name in (
-    "stuck_calls", "checkpoint_lost", "transient_faults", "crash_during_call", "permanent_and_invalid",
-    "backfill_degraded", "large_batch", "crash_after_commit", "duplicates_in_input")}
+# All chunks of a document at once: a stuck chunk's siblings finish and the pass's timing shifts (seen: 0 or 6 of 6
+# across regrades). Planned kills land at the crash point every run (the worker's proxy dies there): no variation.
+MAY_LOSE |= {"test_scenario[stuck_calls]"}
 SCENARIO_CHECKS: set[str] = set()
 MESSAGE = r"chunk calls in flight at once"
