@@ -30,10 +30,11 @@ pytestmark = pytest.mark.slow
 
 DOCS = [{"id": f"doc-{n}", "content": f"Document number {n}. It has one more sentence."} for n in range(1, 4)]
 
-#: Three counted calls (a refused one first, counted by neither end); right after the third is sent, another
+#: Three counted calls (two refused ones first, counted by neither end); right after the third is sent, another
 #: coroutine is ready: it writes a file and reports progress.
 AFTER_THE_CALL = '''
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from batchlab.contract import BatchReport
 from batchlab.documents import parse_document
@@ -41,10 +42,11 @@ from batchlab.documents import parse_document
 
 async def process_documents_batch(documents, *, batch_id, service, sink, state_dir, config, progress=None, **kw):
     a, b = (parse_document(raw) for raw in documents[:2])
-    try:
-        await service.embed(a, 1.5, "a chunk number the harness side refuses")
-    except Exception:
-        pass
+    for doc, chunk in ((a, 1.5), (replace(a, content="a lone \\udc80 surrogate"), 0)):
+        try:
+            await service.embed(doc, chunk, "a call the harness side refuses")
+        except Exception:
+            pass
     for i in range(2):
         await service.embed(a, i, f"chunk {i}")
 
@@ -96,7 +98,7 @@ def run_one(tmp_path: Path, source: str, crash: CrashPlan) -> tuple[PassResult, 
 
 
 def test_nothing_of_the_worker_runs_after_the_kth_call_is_sent(tmp_path: Path) -> None:
-    """The proxy SIGKILLs its process right after sending the K-th counted call (a refused call is counted by
+    """The proxy SIGKILLs its process right after sending the K-th counted call (refused calls are counted by
     neither end): the coroutine ready next never runs, and the harness side records that call and the crash."""
     result, events, state = run_one(tmp_path, AFTER_THE_CALL, CrashPlan("during_call", at=3))
     assert result.sigkilled and not result.killed_by_parent, result.stderr[-2000:]
