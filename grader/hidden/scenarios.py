@@ -40,7 +40,7 @@ HIDDEN_SCENARIOS: tuple[Scenario, ...] = (
              extra=("breaker in outage",), hidden=True),
     Scenario("hidden_stuck_rate", "0.5 % of the calls hang until cancelled, at concurrency 3", "example", 127,
              FaultPlan(seed=127, transient_rate=0.01, stuck_rate=0.005), (Crash(),),
-             config=BatchConfig(concurrency=3, call_timeout=0.2), timeout_s=15.0, extra=("stuck calls freed",),
+             config=BatchConfig(concurrency=3, call_timeout=0.2), timeout_s=40.0, extra=("stuck calls freed",),
              hidden=True),
 )
 

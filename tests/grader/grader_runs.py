@@ -1,9 +1,10 @@
 """Helpers for the grader's own tests: real grader runs on the reference, the skeleton and broken variants.
 
 Every grader run is a real ``python -m pytest grader`` child process writing a
-real ``results.json``. The runs are slow-ish (10-30 s each), so the first test
-that needs one starts all of them, two at a time (the CI machine has 2 cores
-shared with other tests), longest first; each test then waits for its own.
+real ``results.json``. The runs are slow-ish (10-60 s each), so they are all
+started as soon as collection ends (``conftest.py``), two at a time (the CI
+machine has 2 cores shared with other tests), longest first, while the rest of
+the suite runs; the tests that read them run last, each waiting for its own.
 
 The broken variants are built at test time from the reference solution with the
 textual replacements of ``tests/mutants/<name>.py`` (each ``old`` must occur
@@ -170,12 +171,20 @@ class GraderRuns:
     variant, and ``upto-NN`` (the reference up to step NN, graded on the step files up to NN+1).
     """
 
-    #: Rough order of duration, longest first, so the pool ends early.
-    ORDER = ["reference", "variant-append_log_checkpoint", "json_rewrite_checkpoint", "non_atomic_checkpoint",
-             "lying_report", "done_before_sink", "no_idempotency_check", "upto-06", "upto-05", "upto-04",
-             "variant-default_sqlite_checkpoint", "retry_without_backoff", "unlimited_retries", "concurrent_chunks",
-             "hangs", "no_checkpoint", "unbounded_concurrency", "upto-03", "upto-02", "upto-01", "skeleton",
-             "import_error"]
+    def cost(self, name: str, args: list[str]) -> float:
+        """A run's rough duration (idle 2-core seconds), to start the longest first so the pool ends early.
+
+        Hidden scenarios double a run (21 scenarios instead of 13); ``--step`` runs are probes only;
+        ``upto-NN`` runs grade step files only, more of them the later the step; a module that does
+        not import is graded in a second.
+        """
+        if name == "import_error":
+            return 2.0
+        if name.startswith("upto-"):
+            return 8.0 + int(name[-2:])
+        if "--step" in args:
+            return 8.0
+        return 60.0 if "--hidden" in args else 30.0
 
     def _skeleton(self) -> Path:
         """The skeleton the solution renders to (never the student's working file, which may hold their work)."""
@@ -203,8 +212,9 @@ class GraderRuns:
                 self._write(f"upto-{num}", solution_up_to(num, solution_module().read_text(encoding="utf-8"))),
                 [], files)
         names = set(self.jobs) if wanted is None else wanted & set(self.jobs)
-        for name in [n for n in self.ORDER if n in names] + sorted(n for n in names if n not in self.ORDER):
-            self._submit(name)
+        built = {name: self._build(name) for name in sorted(names)}
+        for name in sorted(built, key=lambda n: -self.cost(n, built[n][1]) if built[n] else 0.0):
+            self._submit(name, built[name])
 
     def _write(self, name: str, source: str) -> Path:
         path = self.base / name / "document_processor.py"
@@ -216,14 +226,22 @@ class GraderRuns:
         source = build_mutant(module, solution_module().read_text(encoding="utf-8"))
         return self._write(name, source), list(getattr(module, "GRADER_ARGS", [])), GRADER_DIR
 
-    def _submit(self, name: str) -> None:
-        if name in self.futures or name in self.build_errors:
-            return
+    def _build(self, name: str) -> tuple[Path, list[str], Any] | None:
+        """The run's (impl, args, grader) with its source written; None (and the error kept) when it cannot be built."""
         try:
-            impl, args, grader = self.jobs[name]()
+            built: tuple[Path, list[str], Any] = self.jobs[name]()
         except AssertionError as exc:
             self.build_errors[name] = exc
+            return None
+        return built
+
+    def _submit(self, name: str, built: tuple[Path, list[str], Any] | None = None) -> None:
+        if name in self.futures or name in self.build_errors:
             return
+        built = built or self._build(name)
+        if built is None:
+            return
+        impl, args, grader = built
         results = self.base / name / "grader-results" / "results.json"
         results.parent.mkdir(parents=True, exist_ok=True)
         self.futures[name] = self.pool.submit(run_grader, impl, results, *args, cwd=self.base / name, grader=grader)
@@ -234,5 +252,12 @@ class GraderRuns:
             raise self.build_errors[name]
         return self.futures[name].result()
 
+    def durations(self) -> list[tuple[str, float]]:
+        """The finished runs' wall times (``GraderRun.duration_s``), longest first."""
+        done = [(name, fut.result().duration_s) for name, fut in self.futures.items()
+                if fut.done() and not fut.cancelled() and fut.exception() is None]
+        return sorted(done, key=lambda item: -item[1])
+
     def close(self) -> None:
-        self.pool.shutdown(wait=True)
+        """Wait for the runs under way; those not started yet are dropped (a session stopped early, ``-x``)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
