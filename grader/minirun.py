@@ -31,7 +31,7 @@ from batchlab.sink import SinkRecord, read_outputs, read_puts
 
 from .analysis import PassView, pass_views
 from .sandbox import Verdict
-from .stepharness import refuse_forged, run_step_pass, sink_untouched
+from .stepharness import FORGED, refuse_forged, run_step_pass, sink_untouched
 from .tasks import Context
 
 
@@ -163,11 +163,12 @@ def unbacked_commits(events: list[dict[str, Any]], outputs: Iterable[SinkRecord]
 
 
 def refuse_unbacked(verdicts: list[Verdict], unbacked: dict[int, list[str]]) -> list[Verdict]:
-    """Each pass that committed unbacked outputs becomes a student error that says so (no point rests on it)."""
+    """Each pass that committed unbacked outputs becomes a student error that says so (no point rests on it);
+    a pass already refused for forged records keeps that reason."""
     out = []
     for pass_no, verdict in enumerate(verdicts, start=1):
         docs = unbacked.get(pass_no)
-        if docs and not verdict.is_grader_error:
+        if docs and not verdict.is_grader_error and verdict.error.get("type") != FORGED:
             shown = ", ".join(sorted(docs)[:5]) + (f" ... (+{len(docs) - 5} more)" if len(docs) > 5 else "")
             verdict = replace(verdict, status="student_error", error={
                 "type": "UnbackedCommit",

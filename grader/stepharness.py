@@ -37,7 +37,11 @@ from batchlab.service import LatencyModel
 from batchlab.testing import GuardedService
 from batchlab.wire import doc_from_wire
 
+from .forgery import RULE
 from .sandbox import Verdict, start_probe
+
+#: The error type of a pass refused because its records were forged.
+FORGED = "ForgedRecords"
 
 #: The crash kind of a kill before the K-th sink write (the in-process double wrote the same).
 BEFORE_COMMIT = "before_commit"
@@ -134,10 +138,11 @@ def refuse_forged(verdict: Verdict, forged: list[str]) -> Verdict:
     if not forged or verdict.is_grader_error:
         return verdict
     return replace(verdict, status="student_error", error={
-        "type": "ForgedRecords",
-        "message": ("forged records: the grader's harness keeps the ledger and the sink outside your process, and "
-                    f"found what it did not write: {'; '.join(forged[:3])}. Only calls made with "
-                    "`await service.embed(...)` and commits made with `sink.put(...)` count (harness-records-only)"),
+        "type": FORGED,
+        "message": ("forged records: the service, the sink and the ledger are kept by the grader, outside your "
+                    f"process, and it found what it did not write: {'; '.join(forged[:3])}. Only calls made with "
+                    "`await service.embed(...)` and commits made with `sink.put(...)` count: this run is not "
+                    "scored.\n" + RULE),
         "traceback": ""})
 
 
