@@ -8,7 +8,9 @@ with the sandbox turned off (``--no-sandbox``, the fallback). Every run must end
 run left anywhere (found by a marker in their environment) and no point: none of the fixtures implements
 anything, so any point would be forged. Where the fallback cannot keep a promise (reading hidden files,
 killing the grader) the test says what the results state instead. The forgers (an exact forgery of the ledger
-and the sink, a worker talking the harness's protocol itself) must also be named as such in the results.
+and the sink, a worker talking the harness's protocol itself, a processor answering its own calls and writing
+their ledger lines) must also be named as such in the results; the last is also graded on the step tests whose
+probes run batches (steps 04-06), where it must earn nothing either.
 """
 
 from __future__ import annotations
