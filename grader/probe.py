@@ -11,16 +11,20 @@ limits and capped output, and reads back one JSON verdict::
 
 The verdict is written to ``VERDICT_JSON`` (and printed as the last line of
 stdout, for a person reading the log). The probe only *collects* facts (keys,
-delays, checkpoint entries, a ledger of what a batch run did); the parent
-judges them, so every verdict message is written in one place.
+delays, checkpoint entries, what a batch run returned); the parent judges them,
+so every verdict message is written in one place. The checks that run documents
+through the harness (``documents``, ``deadline``, ``batch_pass``) get their service,
+sink and ledger as proxies to the parent (``harness_fd`` in their arguments,
+:mod:`grader.stepharness`): what those calls and commits did, only the parent records.
 
 The checks live by role beside this file: :mod:`grader.probe_common` (student
 errors, reading student values), :mod:`grader.probe_checkpoint` (step 01),
 :mod:`grader.probe_cost` (the checkpoint hot spot), :mod:`grader.probe_functions`
 (import, keys, backoff, retrying), :mod:`grader.probe_breaker` (the circuit breaker,
 the per-call deadline) and :mod:`grader.probe_batch` (documents and
-a batch pass). They import the harness (``batchlab``, its test doubles in
-:mod:`batchlab.testing` included) and each other, nothing else of the grader.
+a batch pass). They import the harness (``batchlab``: its test doubles in
+:mod:`batchlab.testing`, its proxies in :mod:`batchlab.remote`) and each other,
+nothing else of the grader.
 """
 
 from __future__ import annotations

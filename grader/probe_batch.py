@@ -1,9 +1,13 @@
 """Probe checks that run documents through the harness: step 04's ``documents`` and the batch's ``batch_pass``.
 
-Both use the harness's own service and ledger (the ledger is the parent's
-evidence), with the doubles of :mod:`batchlab.testing`: a recording ``sleep`` so
-that retries wait for nothing, a service whose retry guard ends endless retries,
-and a sink that can SIGKILL the process before the K-th write.
+The harness's service, sink and ledger are not here: they live in the grader's process
+(:mod:`grader.stepharness`, with the step's fault plan, the retry guard that ends endless
+retries and the kill before the K-th sink write), and this probe hands the processor their
+proxies (:mod:`batchlab.remote`) over the socket it inherited (``harness_fd``). What the
+grader judges of calls and commits is what that side recorded. Only what the student's
+process alone can know is reported from here, as its own account: the delays the injected
+``sleep`` (a recording fake, so retries wait for nothing) was asked for, ``on_call``
+counts, the returned results and ``BatchReport``.
 """
 
 from __future__ import annotations
@@ -15,15 +19,15 @@ from typing import Any
 
 from batchlab.contract import BatchConfig
 from batchlab.documents import Document, parse_document
-from batchlab.faults import CrashPlan, FaultPlan
-from batchlab.ledger import Ev, Ledger
+from batchlab.faults import CrashPlan
+from batchlab.ledger import Ev
 from batchlab.pipeline import output_matches
+from batchlab.remote import RemoteLedger, RemoteService, RemoteSink
 from batchlab.rundir import RunDir
-from batchlab.service import LatencyModel
-from batchlab.testing import GuardedService, KillingSink, RecordingSleep
+from batchlab.testing import RecordingSleep
 from batchlab.worker import LedgerProgress
 
-from .probe_common import StudentCodeError, need, student_code
+from .probe_common import StudentCodeError, harness_channel, need, student_code
 
 
 def _result_fields(result: Any) -> dict[str, Any]:
@@ -42,28 +46,20 @@ def summarize_result(doc: Document, result: Any) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - a malformed result simply does not match
         matches = False
     return {**{k: (v if isinstance(v, (int, float, str, type(None))) else repr(v)[:80]) for k, v in fields.items()},
-            "matches": matches}
-
-
-def _service(args: dict[str, Any], ledger: Ledger, crash: CrashPlan | None = None) -> GuardedService:
-    """The harness service with the fault plan, latency and retry guard ``args`` give."""
-    return GuardedService(plan=FaultPlan.from_dict(args.get("plan", {})), latency=LatencyModel(**args.get("latency", {})),
-                          ledger=ledger, crash=crash, guard=args.get("guard"))
+            "matches": matches, "chunks": len(chunks) if isinstance(chunks, (list, tuple)) else 0}
 
 
 def check_documents(module: Any, args: dict[str, Any]) -> dict[str, Any]:
     """``process_document`` on each document, one after the other or through ``run_bounded``.
 
-    The harness's service records every call in a ledger (``run_dir/ledger.jsonl``:
-    in-flight counts, chunk order, attempts); the parent reads it. ``sleep`` is a
-    recording fake, so retries wait for nothing. Each result is summarized (mode,
-    error, retries, whether its output is the pipeline's for that mode).
+    The harness side records every call (in-flight counts, chunk order, attempts); the
+    parent reads its ledger. ``sleep`` is a recording fake, so retries wait for nothing.
+    Each result is summarized (mode, error, retries, chunks, whether its output is the
+    pipeline's for that mode).
     """
     process_document = need(module, "process_document")
-    run = Path(args["run_dir"])
-    run.mkdir(parents=True, exist_ok=True)
     docs = [parse_document(raw) for raw in args["documents"]]
-    service = _service(args, Ledger(RunDir(run).ledger, pass_no=1))
+    service = RemoteService(harness_channel(args))
     config = BatchConfig(**args.get("config", {}))
     sleep = RecordingSleep()
     on_calls: dict[str, int] = {}
@@ -86,27 +82,24 @@ def check_documents(module: Any, args: dict[str, Any]) -> dict[str, Any]:
 
     with student_code():
         asyncio.run(main())
-    return {"results": results, "sleeps": sleep.delays, "calls": service.calls, "guard_trips": service.guard_trips,
-            "on_calls": on_calls, "max_inflight": service.max_inflight, "max_doc_inflight": service.max_doc_inflight}
+    return {"results": results, "sleeps": sleep.delays, "calls": service.calls, "on_calls": on_calls}
 
 
 def check_batch_pass(module: Any, args: dict[str, Any]) -> dict[str, Any]:
     """One pass of ``process_documents_batch`` with the harness's service, sink and ledger (the worker's job).
 
-    Extra crash points: ``kill_before_put_at`` (SIGKILL before the K-th sink write)
-    and the harness's own ``crash`` plan (``after_commit`` / ``during_call``).
+    The crash points (``crash``: ``after_commit`` / ``during_call``; ``kill_before_put_at``: SIGKILL
+    before the K-th sink write) are the harness side's: it records the crash and kills this probe.
     """
     entry = need(module, "process_documents_batch")
     run = Path(args["run_dir"])
     RunDir(run).state.mkdir(parents=True, exist_ok=True)
     documents = json.loads(Path(args["input"]).read_text(encoding="utf-8"))["documents"]
-    pass_no = int(args.get("pass_no", 1))
-    ledger = Ledger(RunDir(run).ledger, pass_no=pass_no)
+    channel = harness_channel(args)
+    ledger: Any = RemoteLedger(channel)  # what LedgerProgress needs of a Ledger: emit
     crash = CrashPlan(**args["crash"]) if args.get("crash") else CrashPlan()
     ledger.emit(Ev.PASS_START, t0=args.get("t0"), batch_id=args["batch_id"], crash=crash.kind, at=crash.at)
-    service = _service(args, ledger, crash)
-    sink = KillingSink(RunDir(run).sink, ledger=ledger, pass_no=pass_no, crash=crash,
-                       kill_before_put_at=int(args.get("kill_before_put_at", 0)))
+    service, sink = RemoteService(channel), RemoteSink(channel)
     sleep = RecordingSleep()
     kwargs: dict[str, Any] = {"sleep": sleep} if args.get("record_sleep") else {}
     config = BatchConfig(**args.get("config", {}))
@@ -119,8 +112,5 @@ def check_batch_pass(module: Any, args: dict[str, Any]) -> dict[str, Any]:
     except StudentCodeError as exc:
         ledger.emit(Ev.STUDENT_ERROR, phase="run", error=f"{type(exc.original).__name__}: {exc.original}")
         raise
-    finally:
-        sink.close()
     ledger.emit(Ev.PASS_END, report=report_dict, calls=service.calls, commits=sink.commits)
-    return {"report": report_dict, "sleeps": sleep.delays, "calls": service.calls, "guard_trips": service.guard_trips,
-            "max_inflight": service.max_inflight, "max_doc_inflight": service.max_doc_inflight}
+    return {"report": report_dict, "sleeps": sleep.delays, "calls": service.calls}

@@ -7,25 +7,24 @@ the call, what came out and the state after. The parent judges the records.
 
 ``check_deadline`` runs ``process_document`` through ``run_bounded`` with one slot
 on documents whose first call of every chunk hangs (the harness's stuck calls), so
-that a processor without a deadline stalls; an outer guard ends the probe and says so.
+that a processor without a deadline stalls; an outer guard ends the probe and says so. Its
+service lives in the grader's process (:mod:`grader.stepharness`), which records every call
+and every cancellation; this probe hands the processor the proxy.
 """
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from batchlab.contract import BatchConfig
 from batchlab.documents import Document, parse_document
-from batchlab.faults import FaultPlan
-from batchlab.ledger import Ledger
-from batchlab.rundir import RunDir
-from batchlab.service import LatencyModel, PermanentServiceError, TransientServiceError
-from batchlab.testing import FakeClock, GuardedService, RecordingSleep
+from batchlab.remote import RemoteService
+from batchlab.service import PermanentServiceError, TransientServiceError
+from batchlab.testing import FakeClock, RecordingSleep
 
 from .probe_batch import summarize_result
-from .probe_common import StudentCodeError, need, student_code
+from .probe_common import StudentCodeError, harness_channel, need, student_code
 
 #: The breaker script's settings: opens after 3 consecutive failures, cool-down 10 s (of the fake clock).
 BREAKER_CONFIG = {"breaker_failures": 3, "breaker_cooldown": 10.0, "breaker_max_wait": 60.0}
@@ -138,11 +137,8 @@ def check_deadline(module: Any, args: dict[str, Any]) -> dict[str, Any]:
     and the results hold only the documents that finished.
     """
     process_document, run_bounded = need(module, "process_document"), need(module, "run_bounded")
-    run = Path(args["run_dir"])
-    run.mkdir(parents=True, exist_ok=True)
     docs = [parse_document(raw) for raw in args["documents"]]
-    service = GuardedService(plan=FaultPlan.from_dict(args["plan"]), latency=LatencyModel(median_ms=1.0),
-                             ledger=Ledger(RunDir(run).ledger, pass_no=1), guard=12)
+    service = RemoteService(harness_channel(args))
     config = BatchConfig(**args["config"])
     sleep = RecordingSleep()
     results: dict[str, dict[str, Any]] = {}

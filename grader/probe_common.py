@@ -13,6 +13,17 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from batchlab.remote import Channel
+
+
+def harness_channel(args: dict[str, Any]) -> Channel:
+    """The probe's end of its step harness's socket (``harness_fd``, :mod:`grader.stepharness`): the service,
+    the sink and the ledger live in the grader's process; the probe only hands the processor their proxies."""
+    fd = args.get("harness_fd")
+    if not isinstance(fd, int):
+        raise RuntimeError("this probe check needs its harness: started without harness_fd")
+    return Channel(fd)
+
 
 class StudentCodeError(Exception):
     """Wraps an exception that escaped the student's code (as opposed to a bug of this probe)."""

@@ -208,8 +208,12 @@ class ProbeProcess:
 
 
 def start_probe(impl: Path, check: str, args: dict[str, Any], *, workdir: Path,
-                env: dict[str, str] | None = None) -> ProbeProcess:
-    """Start ``probe.py IMPL CHECK`` in ``workdir`` with :data:`LIMITS`, in the session's sandbox."""
+                env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()) -> ProbeProcess:
+    """Start ``probe.py IMPL CHECK`` in ``workdir`` with :data:`LIMITS`, in the session's sandbox.
+
+    ``pass_fds``: descriptors the child inherits (a step harness's socket, :mod:`grader.stepharness`);
+    they cross bubblewrap as the scenario workers' do.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     tag = f"{check}-{uuid.uuid4().hex[:8]}"
     args_path = workdir / f"{tag}.args.json"
@@ -223,7 +227,7 @@ def start_probe(impl: Path, check: str, args: dict[str, Any], *, workdir: Path,
     try:
         proc = subprocess.Popen(
             cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=child_env(env), text=False,
-            **child_popen_kwargs(LIMITS, any_thread=True))  # the task pool's threads outlive their probes
+            pass_fds=pass_fds, **child_popen_kwargs(LIMITS, any_thread=True))  # the task pool's threads outlive their probes
     finally:
         stdout.close()
         stderr.close()

@@ -6,7 +6,7 @@ through ``run_bounded(documents, worker, limit=config.concurrency)``; the batch
 (``process_documents_batch``) is step 05's. The harness's service records, with
 every call, how many calls were in flight (``inflight``) and how many of them for
 the same document (``doc_inflight``); these tests read those figures from the
-ledger of the run.
+ledger of the run, written in the grader's process (:mod:`grader.stepharness`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from batchlab.ledger import read_events
-from batchlab.rundir import RunDir
 
 from grader.analysis import some
-from grader.minirun import short_docs
+from grader.minirun import short_docs, step_probe
 from grader.results import GraderError
 from grader.sandbox import Verdict
 from grader.tasks import Context, task
@@ -48,11 +46,8 @@ class DocumentsRun:
 
 
 def documents_run(ctx: Context, name: str, documents: list[dict[str, Any]], **args: Any) -> DocumentsRun:
-    run_dir = ctx.workdir(f"documents-{name}") / "run"
-    verdict = ctx.probe("documents", {"run_dir": str(run_dir), "documents": documents, **args},
-                        workdir=f"documents-{name}", timeout_s=40)
-    ledger = RunDir(run_dir).ledger
-    return DocumentsRun(verdict, read_events(ledger) if ledger.exists() else [], documents)
+    verdict, events = step_probe(ctx, "documents", f"documents-{name}", {"documents": documents, **args}, timeout_s=40)
+    return DocumentsRun(verdict, events, documents)
 
 
 @task("concurrency:run")

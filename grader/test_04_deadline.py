@@ -13,11 +13,9 @@ from typing import Any
 
 import pytest
 from batchlab.faults import CANCELLED_KIND
-from batchlab.ledger import read_events
-from batchlab.rundir import RunDir
 
 from grader.analysis import some
-from grader.minirun import short_docs
+from grader.minirun import short_docs, step_probe
 from grader.results import GraderError
 from grader.tasks import Context, task
 
@@ -31,13 +29,10 @@ GUARD_S = 6.0
 
 @task("concurrency:deadline")
 def deadline_facts(ctx: Context) -> Any:
-    run_dir = ctx.workdir("deadline") / "run"
-    verdict = ctx.probe("deadline", {"run_dir": str(run_dir), "documents": short_docs("stuck", 2)
-                                     + short_docs("plain", 2), "plan": {"seed": 7, "stuck_ids": list(STUCK)},
-                                     "config": DEADLINE_CONFIG, "guard_s": GUARD_S},
-                        workdir="deadline", timeout_s=40)
-    ledger = RunDir(run_dir).ledger
-    return verdict, read_events(ledger) if ledger.exists() else []
+    return step_probe(ctx, "deadline", "deadline", {"documents": short_docs("stuck", 2) + short_docs("plain", 2),
+                                                    "plan": {"seed": 7, "stuck_ids": list(STUCK)},
+                                                    "latency": {"median_ms": 1.0}, "guard": 12,
+                                                    "config": DEADLINE_CONFIG, "guard_s": GUARD_S}, timeout_s=40)
 
 
 @pytest.mark.points(2)

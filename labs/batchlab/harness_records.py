@@ -84,6 +84,11 @@ def forget(run_dir: Path) -> None:
     _SEALS.pop(Path(run_dir).resolve(), None)
 
 
+def seal_of(run_dir: Path) -> Seal | None:
+    """How the last pass of ``run_dir`` left its records (None: no pass sealed them in this process)."""
+    return _SEALS.get(Path(run_dir).resolve())
+
+
 def _sha(path: Path) -> tuple[int, str]:
     data = path.read_bytes() if path.exists() else b""
     return len(data), hashlib.sha256(data).hexdigest()

@@ -2,8 +2,8 @@
 
 A processor gets every effect it has injected (``sleep``, ``clock``, ``service``,
 ``sink``, the checkpoint store), so a test replaces each with a double that
-records or bends it. These are the doubles the grader's probes, ``batchlab
-bench`` and the tests used to keep each for themselves (as structlog ships its
+records or bends it. These are the doubles the grader, ``batchlab bench`` and
+the tests used to keep each for themselves (as structlog ships its
 ``structlog.testing``):
 
 * :class:`RecordingSleep`: an async ``sleep`` that waits for nothing and records
@@ -15,6 +15,11 @@ bench`` and the tests used to keep each for themselves (as structlog ships its
   *before* the K-th put is written;
 * :class:`GuardedService`: the harness service, failing permanently past ``guard``
   attempts on one chunk, so that a processor that retries forever still ends.
+
+The grader's step probes no longer build the service or the sink in the student's
+process: their harness side (``grader/stepharness.py``) serves a ``GuardedService``
+and places the kill before the K-th write itself, over the process boundary.
+:class:`KillingSink` stays for in-process runs (the kit's tests).
 
 This is core (the grader may import it): it imports only the harness and the
 standard library.

@@ -8,7 +8,9 @@ with the sandbox turned off (``--no-sandbox``, the fallback). Every run must end
 run left anywhere (found by a marker in their environment) and no point: none of the fixtures implements
 anything, so any point would be forged. Where the fallback cannot keep a promise (reading hidden files,
 killing the grader) the test says what the results state instead. The forgers (an exact forgery of the ledger
-and the sink, a worker talking the harness's protocol itself) must also be named as such in the results.
+and the sink, a worker talking the harness's protocol itself, a processor answering its own calls and writing
+their ledger lines) must also be named as such in the results; the last is also graded on the step tests whose
+probes run batches (steps 04-06), where it must earn nothing either.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ class HostileRun:
     site_pth: bool
 
 
-def _grade(name: str, tmp_path: Path, *, sandbox: bool) -> HostileRun:
+def _grade(name: str, tmp_path: Path, *, sandbox: bool, files: tuple[str, ...] = ("test_acceptance.py",),
+           select: str | None = "clean_run") -> HostileRun:
     kit = _copy_kit(tmp_path / "kit")
     impl = tmp_path / "submissions" / name / "document_processor.py"
     impl.parent.mkdir(parents=True)
@@ -103,8 +106,8 @@ def _grade(name: str, tmp_path: Path, *, sandbox: bool) -> HostileRun:
     env = {**os.environ, MARK: uuid.uuid4().hex, "PYTHONPATH": str(kit / "labs"), "TMPDIR": str(tmp_path / "tmp"),
            "BATCHLAB_ROOT": str(kit)}
     env.pop("BATCHLAB_SANDBOX", None)
-    cmd = [sys.executable, "-m", "pytest", str(kit / "grader" / "test_acceptance.py"), "-k", "clean_run",
-           "--impl", str(impl), "--results", str(out / "results.json"), "-q", "-p", "no:cacheprovider",
+    cmd = [sys.executable, "-m", "pytest", *(str(kit / "grader" / f) for f in files),
+           *(["-k", select] if select else []), "--impl", str(impl), "--results", str(out / "results.json"), "-q", "-p", "no:cacheprovider",
            "-p", "no:nbval", *([] if sandbox else ["--no-sandbox"])]
     try:
         proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=300)
@@ -134,9 +137,10 @@ def _assert_contained(run: HostileRun, *, sandbox: bool) -> None:
     assert not run.site_pth, "a .pth file was dropped into site-packages"
 
 
-#: Fixtures that forge a run's records exactly (``forge_exact``) or talk the harness's protocol themselves
-#: (``bypass_proxy``): the harness side records what they did, and the scenario is not scored, saying why.
-FORGERS = ("forge_exact", "bypass_proxy")
+#: Fixtures that forge a run's records exactly (``forge_exact``), talk the harness's protocol themselves
+#: (``bypass_proxy``) or answer their own calls and write the call lines (``forge_probe``): the harness side
+#: records what they did, and the scenario is not scored, saying why.
+FORGERS = ("forge_exact", "bypass_proxy", "forge_probe")
 
 
 def _assert_forgery_named(run: HostileRun, name: str) -> None:
@@ -195,3 +199,26 @@ def test_killing_the_grader_without_a_sandbox_leaves_an_unfinished_results_file(
     assert run.results["extra_data"]["unfinished"] is True and run.results["score"] == 0
     assert run.results["extra_data"]["sandbox"]["kind"] == "none"
     assert run.survivors == []
+
+
+#: The step tests whose probes run documents through the harness (``documents``, ``deadline``, ``batch_pass``).
+STEP_FILES = ("test_04_concurrency.py", "test_04_deadline.py", "test_05_resume.py", "test_06_metrics.py")
+
+
+@pytest.mark.parametrize("sandbox", [pytest.param(True, marks=needs_bwrap, id="bubblewrap"),
+                                     pytest.param(False, id="fallback")])
+def test_forging_the_step_probes_records_earns_no_step_point(sandbox: bool, tmp_path: Path) -> None:
+    """forge_probe answers its own calls and writes their ledger lines from the probe (through the ledger objects,
+    the harness's socket, the files it can reach); it earns none of steps 04-06's points, each test naming the
+    forgery or the commits no call backed, with and without bubblewrap."""
+    run = _grade("forge_probe", tmp_path, sandbox=sandbox, files=STEP_FILES, select=None)
+    _assert_contained(run, sandbox=sandbox)
+    tests = run.results["tests"]
+    assert len(tests) == 19, [t["name"] for t in tests]
+    unexplained = [t["number"] for t in tests
+                   if "forged records" not in t["output"] and "outputs-backed-by-calls" not in t["output"]]
+    assert unexplained == [], run.results_text[:3000]
+    refused = "ledger events sent that only the harness writes"
+    assert refused in run.results_text
+    if not sandbox:  # it found the grader's open ledgers and appended to them
+        assert "the ledger holds lines the harness did not write" in run.results_text
