@@ -246,6 +246,7 @@ def run_probe(impl: Path, check: str, args: dict[str, Any], *, workdir: Path, ti
 # ---------------------------------------------------------------------------------------------
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 
 
 def adopt_orphans() -> bool:
@@ -265,6 +266,21 @@ def adopt_orphans() -> bool:
         return False
 
 
+def is_subreaper() -> bool:
+    """Whether this process adopts its descendants' orphans (``PR_GET_CHILD_SUBREAPER``): only then can a zombie
+    child be a sandbox's orphan rather than a child some ``Popen`` (a test's grader run) is about to wait for."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        flag = ctypes.c_int(0)
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)) == 0 and flag.value != 0
+    except (OSError, AttributeError):
+        return False
+
+
 def _children() -> list[tuple[int, str]]:
     """(pid, state) of this process's children."""
     return [(pid, state) for pid, state, _ in _children_named()]
@@ -275,8 +291,8 @@ def reap_adopted() -> None:
     (and what it had started) outlives the outer bwrap by a moment and, orphaned, comes back to this
     subreaper as a zombie. With the sandbox on, the grader's own children are always the ``sh`` in front
     of ``bwrap``, so reaping every other zombie child robs no ``Popen``."""
-    if not sys.platform.startswith("linux") or not current_sandbox().active:
-        return
+    if not sys.platform.startswith("linux") or not current_sandbox().active or not is_subreaper():
+        return  # not a subreaper: no orphan comes back here, and every zombie child is some Popen's to reap
     for pid, state, name in _children_named():
         if state == "Z" and name != "sh":
             with contextlib.suppress(ChildProcessError):

@@ -197,6 +197,22 @@ def test_the_sweep_ends_a_detached_grandchild_that_came_back_to_us() -> None:
                 if p.info["status"] != psutil.STATUS_ZOMBIE and marker in " ".join(p.info["cmdline"] or [])]
 
 
+@needs_bwrap
+def test_a_process_that_adopts_no_orphans_leaves_its_zombie_children_to_their_popen() -> None:
+    """Outside a subreaper (the suite's own process, running grader runs beside in-process probes) the zombie sweep
+    reaps nothing, so a finished child's exit status still reaches the ``Popen`` that waits for it."""
+    from grader.sandbox import is_subreaper, reap_adopted
+
+    assert not is_subreaper()
+    child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    for _ in range(600):  # until it is a zombie, at most 60 s
+        if psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE:
+            break
+        time.sleep(0.1)
+    reap_adopted()
+    assert child.wait(timeout=60) == 3
+
+
 def test_require_sandbox_without_one_is_the_unified_error_with_results(tmp_path: Path) -> None:
     """--require-sandbox where there is none: exit 2, the unified error, and a results.json that says why."""
     env = {**os.environ, bubblewrap.SANDBOX_ENV: "off"}
