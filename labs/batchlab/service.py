@@ -33,6 +33,13 @@ ATTEMPT_MEMORY = 4096
 IDENT_CACHE = 256
 
 
+class RecentAttempts(OrderedDict[tuple[str, int], int]):
+    """Attempts by ``(ident, chunk)``, oldest first; a chunk never called reads 0 (as a ``defaultdict(int)`` would)."""
+
+    def __missing__(self, key: tuple[str, int]) -> int:
+        return 0
+
+
 class ServiceError(Exception):
     """A failed call to the external service. ``kind`` classifies it for failure statistics."""
 
@@ -164,7 +171,7 @@ class SimulatedService:
         self._on_crash = on_crash
         # Bounded, so the service's memory does not grow with the batch (issue 17): the attempts of the chunks called
         # last (least recently called dropped first; a chunk is retried within its document's few seconds) and a cache.
-        self._attempts: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self._attempts = RecentAttempts()
         self._idents: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._doc_inflight: dict[str, int] = defaultdict(int)
         self.calls = 0

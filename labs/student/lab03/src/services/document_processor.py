@@ -675,10 +675,13 @@ def tally(run: BatchRun) -> None:
     raise NotImplementedError("TODO step 05: add this run's counts by state to those of the prefix below the offset it started from")
 
 
-def positions_path(state_dir: str | Path, batch_id: str, shard: str | None) -> Path:
-    """Where :class:`InputPositions` keeps a batch's (or shard's) keys and global offset: beside the checkpoint."""
+def positions_path(state_dir: str | Path, batch_id: str, shard: str | None) -> Path | None:
+    """Where :class:`InputPositions` keeps a batch's (or shard's) keys and global offset: beside the checkpoint.
+
+    None (keep them in memory) when the checkpoint left no ``state_dir`` (a checkpoint store kept elsewhere).
+    """
     suffix = "" if shard is None else "_" + shard.replace("/", "of")
-    return Path(state_dir) / f"positions_{batch_id}{suffix}.sqlite"
+    return Path(state_dir) / f"positions_{batch_id}{suffix}.sqlite" if Path(state_dir).is_dir() else None
 
 
 def is_positioned(documents: Iterable[Any]) -> bool:
