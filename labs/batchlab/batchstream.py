@@ -29,6 +29,8 @@ documents; ``MAX_BATCH_DOCUMENTS`` bounds only what ``load_batch`` holds in a li
 from __future__ import annotations
 
 import codecs
+import hashlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +52,8 @@ from .streamreaders import JsonLinesReader, JsonReader, StreamEntry
 Format = Literal["json", "jsonl"]
 #: The encoding check decodes (and drops) this much at a time: small, so it adds nothing to the peak memory.
 UTF8_CHECK_BYTES = 1 << 16
+#: :meth:`BatchStream.fingerprint` hashes this many bytes at the start and before the offset.
+FINGERPRINT_BYTES = 1 << 16
 
 
 def batch_format(path: str | Path) -> Format:
@@ -72,30 +76,78 @@ class BatchHeader:
 
 
 class BatchStream:
-    """A batch file read one entry at a time; iterate it again to read it again (the file is reopened)."""
+    """A batch file read one entry at a time; iterate it again to read it again (the file is reopened).
+
+    What a processor receives as ``documents`` from ``batchlab run`` (the worker): iterating it
+    reads one document at a time. It also answers ``len()`` (the validating pass counted the
+    entries) and, for a processor written for a list, ``documents[i]``, which loads the whole
+    batch into a list once (what the stream avoids; a valid design all the same). For a processor
+    that keeps a global offset (全局 offset): :meth:`entries` from a position and :meth:`fingerprint`.
+    """
 
     def __init__(self, header: BatchHeader) -> None:
         self.header = header
+        self._loaded: list[Any] | None = None
 
-    def entries(self) -> Iterator[StreamEntry]:
-        """Every entry in input order, with its position; whole-batch damage met on the way raises."""
+    def entries(self, start: tuple[int, int, int] | None = None) -> Iterator[StreamEntry]:
+        """Every entry in input order, with its position; whole-batch damage met on the way raises.
+
+        ``start`` is ``(index, byte, line)``: the entry to read first and where the one before it ended
+        (``entry.offset + entry.length`` and ``entry.end_line``), so a resume skips the prefix unread.
+        """
         with _open_file(Path(self.header.path)) as fh:
-            reader = (JsonLinesReader if self.header.format == "jsonl" else JsonReader)(fh, self.header.path)
+            reader = (JsonLinesReader if self.header.format == "jsonl" else JsonReader)(
+                fh, self.header.path, start=start if start and start[0] > 0 else None)
             yield from reader.entries()
+
+    def fingerprint(self, byte: int) -> str:
+        """What identifies the file's first ``byte`` bytes without reading them all (a hex digest).
+
+        The file's size and modification time (any write changes them: a file that changed at all is
+        taken as changed, an append included), the first 64 KB and the 64 KB before ``byte`` (an edit
+        that keeps both, as a copy that keeps the time can, changes the bytes around the offset or at the
+        start, where a new version of a generated batch differs). Reads at most 128 KB.
+        """
+        path = Path(self.header.path)
+        digest = hashlib.sha256()
+        try:
+            st = os.stat(path)
+            with open(path, "rb") as fh:
+                digest.update(f"{st.st_size}:{st.st_mtime_ns}:{byte}:".encode())
+                digest.update(fh.read(min(byte, FINGERPRINT_BYTES)))
+                fh.seek(max(0, byte - FINGERPRINT_BYTES))
+                digest.update(fh.read(min(byte, FINGERPRINT_BYTES)))
+        except OSError as exc:
+            raise unreadable_error(path, exc) from None
+        return digest.hexdigest()
 
     def __iter__(self) -> Iterator[Any]:
         """The raw documents (or :class:`RejectedDocument`), as ``Batch.documents`` holds them."""
         return (entry.raw for entry in self.entries())
 
+    def __len__(self) -> int:
+        """The number of entries, as the validating pass counted them."""
+        if self.header.documents is None:
+            raise TypeError("a stream opened with validate=False does not know its length")
+        return self.header.documents
 
-def open_batch(path: str | Path, *, validate: bool = True, format: Format | None = None) -> BatchStream:
+    def __getitem__(self, index: Any) -> Any:
+        """``documents[i]`` (or a slice): the batch loaded into a list once, for a processor written for a list."""
+        if self._loaded is None:
+            self._loaded = list(self)
+        return self._loaded[index]
+
+
+def open_batch(path: str | Path, *, validate: bool = True, format: Format | None = None,
+               documents: int | None = None) -> BatchStream:
     """Open a batch file as a stream; with ``validate`` (the default), refuse a bad file before any work.
 
     The validating pass reads the whole file once in constant memory (one document at a time) and
     raises the :class:`BatchInputError` ``load_batch`` would raise for it, with the line or index and
     the byte offset; it also counts the entries. ``validate=False`` skips it: a caller that has
     validated the same file (same size and modification time, :class:`BatchHeader`) opens it again
-    without reading it twice, and the header then knows only a ``batch_id`` written before the documents.
+    without reading it twice, and the header then knows only a ``batch_id`` written before the documents
+    (and the count that caller passes as ``documents``).
     """
     p = check_input_path(path)
     st = os.stat(p)
@@ -108,7 +160,7 @@ def open_batch(path: str | Path, *, validate: bool = True, format: Format | None
         count = None
         if validate:
             count = _validate(reader, str(p))
-        header = BatchHeader(path=str(p), format=fmt, batch_id=reader.batch_id, documents=count,
+        header = BatchHeader(path=str(p), format=fmt, batch_id=reader.batch_id, documents=count or documents,
                              size=st.st_size, mtime_ns=st.st_mtime_ns)
     return BatchStream(header)
 
@@ -163,6 +215,33 @@ def _validate(reader: JsonReader | JsonLinesReader, path: str) -> int:
     return count
 
 
+def open_checked(path: str | Path, memo: Path | None) -> BatchStream:
+    """:func:`open_batch`, validating the file only if ``memo`` does not say this very file was validated.
+
+    ``memo`` (a small JSON file, None for none) keeps the path, size, modification time, count and batch
+    id of the last file validated: a resumed run of a large batch starts without reading it all once
+    more. A file that changed in any way (size or time) is validated again. The memo is written
+    atomically; an unreadable one is ignored.
+    """
+    p = check_input_path(path)
+    st = os.stat(p)
+    ident = {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if memo is not None:
+        try:
+            known = json.loads(memo.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = None
+        if isinstance(known, dict) and {k: known.get(k) for k in ident} == ident and known.get("documents"):
+            return open_batch(p, validate=False, documents=int(known["documents"]))
+    stream = open_batch(p)
+    if memo is not None:
+        tmp = memo.with_name(memo.name + ".tmp")
+        tmp.write_text(json.dumps({**ident, "documents": stream.header.documents,
+                                   "batch_id": stream.header.batch_id}), encoding="utf-8")
+        os.replace(tmp, memo)
+    return stream
+
+
 def iter_batch(path: str | Path) -> tuple[BatchHeader, Iterator[Any]]:
     """The batch's header and an iterator of its raw documents, validated first (:func:`open_batch`)."""
     stream = open_batch(path)
@@ -184,4 +263,4 @@ def load_streamed(path: str | Path) -> Batch:
 
 
 __all__ = ["BatchHeader", "BatchStream", "Format", "StreamEntry", "batch_format", "iter_batch", "load_streamed",
-           "open_batch"]
+           "open_batch", "open_checked"]

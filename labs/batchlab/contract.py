@@ -24,6 +24,14 @@ The signature every implementation provides::
     async def process_documents_batch(documents, *, batch_id, service, sink,
                                       state_dir, config, progress=None,
                                       sleep=asyncio.sleep, clock=time.monotonic) -> BatchReport
+
+``documents`` is any iterable of raw documents (mappings, as the batch file holds them): the
+lesson's list of 120, or a batch read as a stream (:class:`batchlab.batchstream.BatchStream`,
+what ``batchlab run`` hands over), which also has ``len()``, knows each entry's position
+(``entries(start=...)``) and can tell whether its file changed (``fingerprint(byte)``), so a
+processor may keep a global offset (全局 offset) and seek past a finished prefix on resume.
+Iterating it reads the file again, one document at a time: pull documents through a bounded
+window (分批窗口) and memory does not depend on the batch size.
 """
 
 from __future__ import annotations
@@ -205,6 +213,11 @@ class BatchReport:
     ``checkpoint_hit_rate`` is the share of the valid keys this run found finished (in the
     checkpoint or the sink: ``skipped + recovered``) and did not run again:
     ``(skipped + recovered) / unique`` (0.0 on a first run, and when ``unique`` is 0).
+
+    A run that resumed from a global offset (``offset_index`` > 0) reports the whole batch all the
+    same: the entries below the offset count in ``total``, their keys in ``unique`` and ``skipped``.
+    ``latencies_s`` holds one float per executed document (about 32 bytes each in a list: 32 MB for
+    a million, the one figure of the report that grows with the batch).
     """
 
     batch_id: str
@@ -226,6 +239,11 @@ class BatchReport:
     wall_time_s: float = 0.0
     latencies_s: list[float] = field(default_factory=list)
     failure_reasons: dict[str, int] = field(default_factory=dict)
+    #: The input entry this run started reading from (全局 offset: every entry below it was finished and is
+    #: counted without being read); 0 when it read the batch from its first entry.
+    offset_index: int = 0
+    #: What the processor wants a reader of the report to know (for example: a global offset it did not trust).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def completion_rate(self) -> float:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +25,19 @@ from . import pipeline
 from .documents import Document, ident_of, normalize_id
 from .faults import CANCELLED_KIND, CRASH_DURING_CALL, OUTAGE_KIND, CrashPlan, FaultPlan, kill_self, unit
 from .ledger import Ev, Ledger
+
+#: How many chunks' attempt counts the service remembers (the least recently called forgotten first): far more than
+#: can be in flight or waiting to be retried at once, and memory that does not grow with the batch.
+ATTEMPT_MEMORY = 4096
+#: Entries of the document identity cache before it is emptied (a cache: dropping it changes nothing).
+IDENT_CACHE = 256
+
+
+class RecentAttempts(OrderedDict[tuple[str, int], int]):
+    """Attempts by ``(ident, chunk)``, oldest first; a chunk never called reads 0 (as a ``defaultdict(int)`` would)."""
+
+    def __missing__(self, key: tuple[str, int]) -> int:
+        return 0
 
 
 class ServiceError(Exception):
@@ -156,7 +169,9 @@ class SimulatedService:
         self.crash = crash or CrashPlan()
         self._sleep = sleep
         self._on_crash = on_crash
-        self._attempts: dict[tuple[str, int], int] = defaultdict(int)
+        # Bounded, so the service's memory does not grow with the batch (issue 17): the attempts of the chunks called
+        # last (least recently called dropped first; a chunk is retried within its document's few seconds) and a cache.
+        self._attempts = RecentAttempts()
         self._idents: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._doc_inflight: dict[str, int] = defaultdict(int)
         self.calls = 0
@@ -170,6 +185,8 @@ class SimulatedService:
         found = self._idents.get(cache_key)
         if found is None:
             found = (ident_of(doc), normalize_id(doc.id))
+            if len(self._idents) >= IDENT_CACHE:
+                self._idents.clear()
             self._idents[cache_key] = found
         return found
 
@@ -195,8 +212,10 @@ class SimulatedService:
     async def embed(self, doc: Document, chunk: int, text: str) -> list[float]:
         """Embed chunk number ``chunk`` (from 0) of ``doc``; the result is the model's vector."""
         ident, norm = self._ident(doc)
-        self._attempts[(ident, chunk)] += 1
-        attempt = self._attempts[(ident, chunk)]
+        attempt = self._attempts.pop((ident, chunk), 0) + 1
+        self._attempts[(ident, chunk)] = attempt
+        if len(self._attempts) > ATTEMPT_MEMORY:
+            self._attempts.popitem(last=False)
         self.calls += 1
         call_no = self.calls
         self.inflight += 1
@@ -242,3 +261,5 @@ class SimulatedService:
         finally:
             self.inflight -= 1
             self._doc_inflight[doc_ref] -= 1
+            if not self._doc_inflight[doc_ref]:
+                del self._doc_inflight[doc_ref]

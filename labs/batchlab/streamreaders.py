@@ -47,6 +47,9 @@ class StreamEntry:
     length: int
     #: The raw document as a processor receives it, or a :class:`RejectedDocument`.
     raw: Any
+    #: The line on which the entry's JSON text ends (a JSON Lines entry: the next line, after its line end), so
+    #: ``(offset + length, end_line)`` is where reading may resume after it (:meth:`BatchStream.entries`).
+    end_line: int = 0
 
 
 def loader_checks(value: Any, *, maybe_surrogate: bool, where: dict[str, Any]) -> Any:
@@ -86,11 +89,17 @@ def _duplicate_key_error(keys: list[str], where: dict[str, Any]) -> BatchInputEr
 class JsonLinesReader:
     """A JSON Lines batch: an optional header line, then one document per line."""
 
-    def __init__(self, fh: IO[bytes], path: str, *, checks: bool = True) -> None:
+    def __init__(self, fh: IO[bytes], path: str, *, checks: bool = True,
+                 start: tuple[int, int, int] | None = None) -> None:
         self.fh, self.path, self.checks = fh, path, checks
         self.batch_id: str | None = None
-        self.offset, self.line_no = 0, 0
-        self._first: tuple[str, int, int] | None = self._next_line()
+        self.offset, self.line_no, self.first_index = 0, 0, 0
+        if start is not None:  # resume at entry ``index`` at ``byte`` (a line start) on ``line``: no header there
+            self.first_index, self.offset, self.line_no = start[0], start[1], start[2] - 1
+            fh.seek(self.offset)
+            self._first = None
+            return
+        self._first = self._next_line()
         if self._first is not None:
             text, line, offset = self._first
             value = _header_value(text)
@@ -146,7 +155,7 @@ class JsonLinesReader:
         A line's content has at most as many bytes as the line (an escape is longer than what it stands for),
         and a line that is not JSON rejects only itself, so the validating pass need not decode shorter lines.
         """
-        index = 0
+        index = self.first_index
         line = self._first if self._first is not None else self._next_line()
         while line is not None:
             text, number, offset = line
@@ -159,7 +168,7 @@ class JsonLinesReader:
                 raw = jsonl_line_document(text, line=number, offset=offset)
             else:
                 raw = None
-            yield StreamEntry(index, number, offset, self.offset - offset, raw)
+            yield StreamEntry(index, number, offset, self.offset - offset, raw, self.line_no + 1)
             index += 1
             line = self._next_line()
 
@@ -191,13 +200,21 @@ def jsonl_line_document(text: str, *, line: int, offset: int) -> Any:
 class JsonReader:
     """A JSON batch (an array, or an object with ``documents``) walked through a :class:`JsonWindow`."""
 
-    def __init__(self, fh: IO[bytes], path: str, *, checks: bool = True) -> None:
+    def __init__(self, fh: IO[bytes], path: str, *, checks: bool = True,
+                 start: tuple[int, int, int] | None = None) -> None:
         self.path, self.checks = path, checks
+        self.first_index = 0
+        self.batch_id: str | None = None
+        self.keys: list[str] = []
+        if start is not None:  # resume after entry ``index - 1``, whose JSON text ends at ``byte`` on ``line``
+            fh.seek(start[1])
+            self.first_index, self.kind = start[0], "resumed"
+            self.w = JsonWindow(fh, path=path, hook=_object_pairs if checks else None, start_byte=start[1],
+                                start_line=start[2])
+            return
         # Without checks (the validating pass) the decoder builds plain dicts in C: repeated keys inside a
         # document reject only that document, so the pass need not see them (the object's own keys it reads itself).
         self.w = JsonWindow(fh, path=path, hook=_object_pairs if checks else None)
-        self.batch_id: str | None = None
-        self.keys: list[str] = []
         w = self.w
         w.more()
         if w.buf.startswith("\ufeff"):
@@ -256,8 +273,11 @@ class JsonReader:
 
     def entries(self) -> Iterator[StreamEntry]:
         """Every document of the array; without ``checks``, only the oversized ones as rejections (others None)."""
-        w, index = self.w, 0
-        if w.peek() == "]":
+        w, index = self.w, self.first_index
+        more = w.peek() != "]"
+        if self.kind == "resumed" and more:
+            w.expect(",", "',' delimiter")  # between two entries (what follows the array was checked at open)
+        if not more:
             w.pos += 1
         else:
             while True:
@@ -271,14 +291,17 @@ class JsonReader:
                     raw = loader_checks(value, maybe_surrogate=maybe, where=where)
                 else:
                     raw = loader_checks(value, maybe_surrogate=False, where=where) if oversize_bytes(value) else None
-                yield StreamEntry(index, line, offset, w.byte - offset, raw)
+                yield StreamEntry(index, line, offset, w.byte - offset, raw, w.line)
                 index += 1
                 following = w.peek()
-                w.pos += 1
                 if following == "]":
+                    w.pos += 1
                     break
                 if following != ",":
-                    w.fail("Expecting ',' delimiter", w.pos - 1)
+                    w.fail("Expecting ',' delimiter", w.pos)
+                w.pos += 1
+        if self.kind == "resumed":
+            return
         if self.kind == "object":
             self._members()  # the keys after `documents` (a repeated one is refused) and the closing brace
         w.rest_is_blank()

@@ -75,6 +75,8 @@ EXIT_RAISED = WorkerExit.RAISED
 EXIT_STOPPED = WorkerExit.STOPPED
 #: After SIGTERM/SIGINT, how long documents already in flight may take to commit before the worker exits.
 STOP_GRACE_S = 3.0
+#: Where a worker notes that it validated the input file (its size and time), so a later pass need not read it twice.
+INPUT_CHECKED = "input.checked.json"
 #: The processor's terminal states, as reported through ``progress``.
 _TERMINAL = frozenset({"done", "degraded", "failed"})
 
@@ -255,12 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     ledger.emit(Ev.PASS_START, t0=args.t0 or _BOOT, boot=_BOOT, batch_id=spec.batch_id, impl=str(spec.impl),
                 crash=args.crash, at=args.at, parent_link=link, lock=lock.mechanism)
 
-    from .documents import load_batch
+    from .batchstream import open_checked
     from .errors import BatchInputError
     from .faults import CrashPlan
 
-    try:
-        batch = load_batch(spec.input)
+    try:  # a stream, not a list: memory independent of the batch size (the processor pulls it through its window)
+        documents = open_checked(spec.input, None if channel is not None else run_dir / INPUT_CHECKED)
     except BatchInputError as exc:
         ledger.emit(Ev.INPUT_ERROR, error=exc.to_dict())
         print(exc.to_json())
@@ -307,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, gate.request, signum)
         task = asyncio.ensure_future(entry(
-            batch.documents, batch_id=spec.batch_id, service=service, sink=sink, state_dir=state_dir,
+            documents, batch_id=spec.batch_id, service=service, sink=sink, state_dir=state_dir,
             config=spec.config, progress=LedgerProgress(ledger, gate)))
         while not task.done():
             await asyncio.wait({task}, timeout=0.02)

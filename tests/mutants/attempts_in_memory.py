@@ -3,8 +3,10 @@ crash and a resume) the next attempt is number 1 again instead of going on from 
 """
 
 REPLACEMENTS = [
-    ("""        self._entries: dict[str, CheckpointEntry] = {row[0]: CheckpointEntry(*row) for row in rows}
-""", """        self._entries: dict[str, CheckpointEntry] = {row[0]: CheckpointEntry(*row) for row in rows}
+    ("""            "last_error TEXT, updated_at REAL NOT NULL, PRIMARY KEY (batch_id, shard, key))"
+        )
+""", """            "last_error TEXT, updated_at REAL NOT NULL, PRIMARY KEY (batch_id, shard, key))"
+        )
         self._attempts: Counter[str] = Counter()  # attempts of this process
 """),
     ("""            attempts=(old.attempts if old else 0) + (1 if state == PROCESSING else 0),

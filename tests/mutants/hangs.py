@@ -7,8 +7,8 @@ timeouts to keep the test fast.
 """
 
 REPLACEMENTS = [
-    ("    # BEGIN SOLUTION step 05: open the checkpoint, read the sink's keys once, run_bounded the work left, tally, report\n",
-     "    # BEGIN SOLUTION step 05: open the checkpoint, read the sink's keys once, run_bounded the work left, tally, report\n"
+    ("    # BEGIN SOLUTION step 05: open the checkpoint (and the input positions), run_bounded the work left (from the global offset when it still holds), tally, report\n",
+     "    # BEGIN SOLUTION step 05: open the checkpoint (and the input positions), run_bounded the work left (from the global offset when it still holds), tally, report\n"
      "    await asyncio.Event().wait()  # hangs forever\n"),
 ]
 LOSES = {

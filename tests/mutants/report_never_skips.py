@@ -5,8 +5,10 @@ field stays 0), though the resume passes skip every committed key.
 REPLACEMENTS = [
     ("""    if entry is not None and entry.state in (DONE, DEGRADED):
         run.report.skipped += 1
+        run.states[entry.state] += 1
         return None
 """, """    if entry is not None and entry.state in (DONE, DEGRADED):
+        run.states[entry.state] += 1
         return None  # nothing to do, nothing to report
 """),
 ]

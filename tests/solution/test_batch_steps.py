@@ -58,7 +58,7 @@ class TestClassifyEntry:
         run = make_run()
         assert ref.classify_entry(run, 3, {"id": "x"}) is None
         entry = run.store.get("invalid#3")
-        assert (run.report.rejected, entry.state, entry.doc_id, run.seen) == (1, FAILED, "x", set())
+        assert (run.report.rejected, entry.state, entry.doc_id, len(run.seen)) == (1, FAILED, "x", 0)
 
     def test_a_done_key_is_skipped(self, ref: ModuleType, make_run: Any) -> None:
         """A key the checkpoint says done is skipped, not run again."""
@@ -157,13 +157,14 @@ class TestBackfill:
         assert run.store.get(key).state == DEGRADED
 
 
-def test_tally_counts_the_valid_keys_by_their_checkpoint_state(ref: ModuleType, make_run: Any) -> None:
-    """Seen keys are counted by state; a rejected entry's key is not among them."""
+def test_tally_counts_the_valid_keys_by_the_state_they_ended_in(ref: ModuleType, make_run: Any) -> None:
+    """Keys are counted by the state they ended in as they end (skipped, run), below the offset too; never rejected ones."""
     run = make_run()
     for key, final in (("a", DONE), ("b", DEGRADED), ("c", FAILED)):
-        run.seen.add(key)
         run.store.transition(key, PROCESSING)
         run.store.transition(key, final)
+        run.offset.running[key] = len(run.offset.running)
+        ref.finish_document(run, key)
     run.store.transition("invalid#9", FAILED)
     ref.tally(run)
     assert (run.report.done, run.report.degraded, run.report.failed) == (1, 1, 1)

@@ -19,12 +19,6 @@ REPLACEMENTS = [
             "key TEXT NOT NULL, doc_id TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, "
             "last_error TEXT, updated_at REAL NOT NULL, PRIMARY KEY (batch_id, shard, key))"
         )
-        rows = self._conn.execute(
-            "SELECT key, doc_id, state, attempts, last_error, updated_at FROM checkpoint "
-            "WHERE batch_id = ? AND shard = ?",
-            (self.batch_id, self.shard),
-        )
-        self._entries: dict[str, CheckpointEntry] = {row[0]: CheckpointEntry(*row) for row in rows}
 ''', '''        import dataclasses
         import json
         import os
@@ -51,7 +45,6 @@ REPLACEMENTS = [
             (self.batch_id, self.shard, key, entry.doc_id, entry.state, entry.attempts, entry.last_error,
              entry.updated_at),
         )
-        self._entries[key] = entry
 ''', '''        import dataclasses
         import json
         import os
@@ -66,6 +59,24 @@ REPLACEMENTS = [
 
         os.close(self._fd)
 '''),
+]
+
+# The reference reads its entries from disk (issue 17); this store keeps them in memory, so its reads do too.
+REPLACEMENTS += [
+    ("""        row = self._conn.execute(
+            "SELECT key, doc_id, state, attempts, last_error, updated_at FROM checkpoint "
+            "WHERE batch_id = ? AND shard = ? AND key = ?",
+            (self.batch_id, self.shard, key),
+        ).fetchone()
+        return None if row is None else CheckpointEntry(*row)
+""", "        return self._entries.get(key)\n"),
+    ("""        rows = self._conn.execute(
+            "SELECT key, doc_id, state, attempts, last_error, updated_at FROM checkpoint "
+            "WHERE batch_id = ? AND shard = ?",
+            (self.batch_id, self.shard),
+        )
+        return {row[0]: CheckpointEntry(*row) for row in rows}
+""", "        return dict(self._entries)\n"),
 ]
 #: Graded like a submission: every public test and every hidden scenario.
 GRADER_ARGS = ["--hidden"]

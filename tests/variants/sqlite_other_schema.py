@@ -18,12 +18,6 @@ REPLACEMENTS = [
             "key TEXT NOT NULL, doc_id TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, "
             "last_error TEXT, updated_at REAL NOT NULL, PRIMARY KEY (batch_id, shard, key))"
         )
-        rows = self._conn.execute(
-            "SELECT key, doc_id, state, attempts, last_error, updated_at FROM checkpoint "
-            "WHERE batch_id = ? AND shard = ?",
-            (self.batch_id, self.shard),
-        )
-        self._entries: dict[str, CheckpointEntry] = {row[0]: CheckpointEntry(*row) for row in rows}
 ''', '''        self._codes = {PENDING: 0, PROCESSING: 1, DONE: 2, DEGRADED: 3, FAILED: 4}
         self._names = {v: k for k, v in self._codes.items()}
         self._ns = f"checkpoint:{batch_id}:{self.shard}"
@@ -45,7 +39,6 @@ REPLACEMENTS = [
             (self.batch_id, self.shard, key, entry.doc_id, entry.state, entry.attempts, entry.last_error,
              entry.updated_at),
         )
-        self._entries[key] = entry
 ''', '''        row = self._conn.execute(
             "INSERT INTO ckpt (ns, k, doc, st, n, err, ts) VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (ns, k) DO UPDATE SET doc = excluded.doc, st = excluded.st, "
@@ -69,5 +62,23 @@ REPLACEMENTS = [
     name = hashlib.sha256(json.dumps([doc.source, normalized_id, digest]).encode("utf-8")).hexdigest()
     return f"{layer}:{name}"
 '''),
+]
+
+# The reference reads its entries from disk (issue 17); this store keeps them in memory, so its reads do too.
+REPLACEMENTS += [
+    ("""        row = self._conn.execute(
+            "SELECT key, doc_id, state, attempts, last_error, updated_at FROM checkpoint "
+            "WHERE batch_id = ? AND shard = ? AND key = ?",
+            (self.batch_id, self.shard, key),
+        ).fetchone()
+        return None if row is None else CheckpointEntry(*row)
+""", "        return self._entries.get(key)\n"),
+    ("""        rows = self._conn.execute(
+            "SELECT key, doc_id, state, attempts, last_error, updated_at FROM checkpoint "
+            "WHERE batch_id = ? AND shard = ?",
+            (self.batch_id, self.shard),
+        )
+        return {row[0]: CheckpointEntry(*row) for row in rows}
+""", "        return dict(self._entries)\n"),
 ]
 GRADER_ARGS = ["--hidden"]

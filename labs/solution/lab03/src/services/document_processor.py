@@ -53,12 +53,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 import sqlite3
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence, Set
+from collections.abc import Awaitable, Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -146,13 +147,15 @@ class CheckpointStore:
     Kept in ``state_dir/checkpoint_{batch_id}.sqlite``. Every :meth:`transition` is
     one small SQLite transaction, so a SIGKILL leaves either the old or the new
     state, never a torn file, and no update rewrites the whole checkpoint.
-    (An append-only log of one JSON line per transition also works.)
+    (An append-only log of one JSON line per transition also works.) The entries
+    stay on disk: :meth:`get` is one indexed read, so the store's memory does not
+    grow with the batch (a dict of every entry costs about 500 bytes a document).
     """
 
     def __init__(self, state_dir: str | Path, batch_id: str, shard: str | None = None) -> None:
         self.batch_id = batch_id
         self.shard = shard or ""
-        # BEGIN SOLUTION step 01: create state_dir if missing, open a SQLite checkpoint there, load this shard's entries
+        # BEGIN SOLUTION step 01: create state_dir if missing, open a SQLite checkpoint there (entries stay on disk)
         self.path = Path(state_dir) / f"checkpoint_{batch_id}.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(self.path), isolation_level=None)
@@ -163,18 +166,17 @@ class CheckpointStore:
             "key TEXT NOT NULL, doc_id TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, "
             "last_error TEXT, updated_at REAL NOT NULL, PRIMARY KEY (batch_id, shard, key))"
         )
-        rows = self._conn.execute(
-            "SELECT key, doc_id, state, attempts, last_error, updated_at FROM checkpoint "
-            "WHERE batch_id = ? AND shard = ?",
-            (self.batch_id, self.shard),
-        )
-        self._entries: dict[str, CheckpointEntry] = {row[0]: CheckpointEntry(*row) for row in rows}
         # END SOLUTION
 
     def get(self, key: str) -> CheckpointEntry | None:
         """The entry for ``key``, or None when the key was never seen (``pending``)."""
-        # BEGIN SOLUTION step 01: return the entry for key, None if unknown
-        return self._entries.get(key)
+        # BEGIN SOLUTION step 01: return the entry for key, None if unknown (one indexed read: no copy in memory)
+        row = self._conn.execute(
+            "SELECT key, doc_id, state, attempts, last_error, updated_at FROM checkpoint "
+            "WHERE batch_id = ? AND shard = ? AND key = ?",
+            (self.batch_id, self.shard, key),
+        ).fetchone()
+        return None if row is None else CheckpointEntry(*row)
         # END SOLUTION
 
     def transition(self, key: str, state: str, *, doc_id: str = "", error: str | None = None) -> CheckpointEntry:
@@ -183,7 +185,7 @@ class CheckpointStore:
         Entering ``processing`` counts one more attempt; ``error`` becomes ``last_error``.
         """
         # BEGIN SOLUTION step 01: check the move against LEGAL_TRANSITIONS, count attempts, write one row
-        old = self._entries.get(key)
+        old = self.get(key)
         current = old.state if old else PENDING
         if state not in LEGAL_TRANSITIONS.get(current, frozenset()):
             raise IllegalTransition(f"{key}: {current} -> {state} is not allowed")
@@ -201,14 +203,18 @@ class CheckpointStore:
             (self.batch_id, self.shard, key, entry.doc_id, entry.state, entry.attempts, entry.last_error,
              entry.updated_at),
         )
-        self._entries[key] = entry
         return entry
         # END SOLUTION
 
     def entries(self) -> dict[str, CheckpointEntry]:
         """Every known entry, by key."""
         # BEGIN SOLUTION step 01: return all entries by key
-        return dict(self._entries)
+        rows = self._conn.execute(
+            "SELECT key, doc_id, state, attempts, last_error, updated_at FROM checkpoint "
+            "WHERE batch_id = ? AND shard = ?",
+            (self.batch_id, self.shard),
+        )
+        return {row[0]: CheckpointEntry(*row) for row in rows}
         # END SOLUTION
 
     def counts(self) -> Counter[str]:
@@ -517,6 +523,150 @@ async def run_bounded(items: Iterable[T], worker: Callable[[T], Awaitable[Any]],
 # Steps 05-06: the whole batch, resumable, and its honest report
 # ---------------------------------------------------------------------------
 
+#: How many more finished input entries before the global offset is written again (and at the end of a run).
+OFFSET_EVERY = 1000
+
+
+class InputPositions:
+    """What a run knows about its input's positions, on disk beside the checkpoint (given: not a step to write).
+
+    Two things a batch of a million documents must not keep in memory (分批窗口: memory must not
+    grow with the batch):
+
+    * **the keys met in the input**, each with the index where it was first met: a key met
+      again at a later index is a duplicate in the input (``duplicates_in_input``). It works as
+      the set it replaces (``key in seen``, ``seen.add(key)``, ``len(seen)``), but the keys live in
+      SQLite, not in a Python set of N strings (about 150 bytes a key);
+    * **the global offset** (全局 offset, low-water mark): the input position below which every
+      entry is finished, with the counts of those entries, so that a resume can seek past that
+      prefix without reading, parsing or hashing it (:class:`GlobalOffset`).
+
+    Both are written in one SQLite transaction, so an offset never names keys the table lacks.
+    ``path=None`` keeps them in memory (the step tests' runs). Keys are committed in groups
+    (:data:`OFFSET_EVERY`): losing the last group to a kill only costs reading them again.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self._conn = sqlite3.connect(":memory:" if path is None else str(path), isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, first INTEGER NOT NULL) "
+                           "WITHOUT ROWID")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS offset (id INTEGER PRIMARY KEY CHECK (id = 0), "
+                           "data TEXT NOT NULL)")
+        self._count = self._conn.execute("SELECT count(*) FROM seen").fetchone()[0]
+        self._unsaved = 0
+        self._conn.execute("BEGIN")
+
+    def first(self, key: str) -> int | None:
+        """The index where ``key`` was first met, None if never."""
+        row = self._conn.execute("SELECT first FROM seen WHERE key = ?", (key,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def add(self, key: str, index: int = -1) -> None:
+        """Note ``key`` as met at ``index``, as ``set.add`` does: a key met already keeps its first index."""
+        if self.first(key) is None:
+            self._conn.execute("INSERT INTO seen (key, first) VALUES (?, ?)", (key, index))
+            self._count += 1
+            self._unsaved += 1
+            if self._unsaved >= OFFSET_EVERY:
+                self.commit()
+
+    def met_before(self, key: str, index: int) -> bool:
+        """True when ``key`` was first met at an index below ``index`` (a duplicate); else note it as met here."""
+        first = self.first(key)
+        if first is None:
+            self.add(key, index)
+        elif first > index:  # cannot happen for an unchanged input; keep the lower index
+            self._conn.execute("UPDATE seen SET first = ? WHERE key = ?", (index, key))
+        return first is not None and first < index
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.first(key) is not None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for (key,) in self._conn.execute("SELECT key FROM seen").fetchall())
+
+    def load_offset(self) -> dict[str, Any] | None:
+        """The last global offset written, None if none."""
+        row = self._conn.execute("SELECT data FROM offset WHERE id = 0").fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def save_offset(self, data: Mapping[str, Any]) -> None:
+        """Write the global offset and commit it with every key noted so far."""
+        self._conn.execute("INSERT OR REPLACE INTO offset (id, data) VALUES (0, ?)", (json.dumps(dict(data)),))
+        self.commit()
+
+    def reset(self) -> None:
+        """Forget every key and the offset (the run reads its input from the first entry)."""
+        self._conn.execute("DELETE FROM seen")
+        self._conn.execute("DELETE FROM offset")
+        self._count = 0
+        self.commit()
+
+    def commit(self) -> None:
+        self._conn.execute("COMMIT")
+        self._conn.execute("BEGIN")
+        self._unsaved = 0
+
+    def close(self) -> None:
+        self._conn.execute("COMMIT")
+        self._conn.close()
+
+
+class GlobalOffset:
+    """全局 offset (low-water mark): the first input entry not yet finished, moved up as entries finish.
+
+    Entries finish out of order (``config.concurrency`` documents run at once), so the offset is the
+    lowest entry still open: ``open`` holds the entries read and not yet past the offset (at most
+    the window, :func:`run_bounded`'s slots, plus those finished above a slower one). Each finished
+    entry brings its counts (rejected, duplicates, done, degraded); past the offset they are added to
+    ``below``, what a resumed run reports for the prefix it does not read. An entry that ends
+    ``failed`` is not finished (the next run retries it): the offset stops there for this run.
+    ``byte``/``line`` are where the entry at ``index`` starts to be read (the end of the one before).
+    """
+
+    def __init__(self, start: Mapping[str, Any] | None = None) -> None:
+        self.index = int(start["index"]) if start else 0
+        self.byte, self.line = (int(start["byte"]), int(start["line"])) if start else (0, 1)
+        self.below: Counter[str] = Counter(start["counts"]) if start else Counter()
+        self.open: dict[int, tuple[tuple[int, int] | None, Counter[str] | None]] = {}
+        #: The keys of the documents running now, with their entry's index (at most the window).
+        self.running: dict[str, int] = {}
+        self.stuck = False
+        #: The index last written (:func:`save_offset`).
+        self.saved = self.index
+
+    def read(self, index: int, end: tuple[int, int] | None) -> None:
+        """Entry ``index`` was read; ``end`` is where the next one starts (None: a list, no positions)."""
+        if not self.stuck:
+            self.open[index] = (end, None)
+
+    def finished(self, index: int, counts: Counter[str] | None) -> None:
+        """Entry ``index`` is finished with ``counts`` (None: it failed; the offset stops below it)."""
+        if self.stuck:
+            return
+        if counts is None:
+            self.stuck = True
+            self.open.clear()  # nothing above a failed entry can ever pass it in this run
+            return
+        end, _ = self.open.get(index, (None, None))
+        self.open[index] = (end, counts)
+        while (slot := self.open.get(self.index)) is not None and slot[1] is not None:
+            del self.open[self.index]
+            self.below.update(slot[1])
+            if slot[0] is not None:
+                self.byte, self.line = slot[0]
+            self.index += 1
+
+    def record(self, fingerprint: str, layer: str) -> dict[str, Any]:
+        """What :meth:`InputPositions.save_offset` stores."""
+        return {"index": self.index, "byte": self.byte, "line": self.line, "fingerprint": fingerprint,
+                "layer": layer, "counts": dict(self.below)}
+
 
 @dataclass
 class BatchRun:
@@ -538,10 +688,16 @@ class BatchRun:
     sleep: Callable[[float], Awaitable[Any]]
     clock: Callable[[], float]
     report: BatchReport
-    #: The keys the sink had committed when the run began (one query, ``sink.keys()``).
-    committed: Set[str]
-    #: The valid keys met so far in the input (a key met again is a duplicate).
-    seen: set[str] = field(default_factory=set)
+    #: The keys the sink has committed: ``key in committed`` (:class:`CommittedKeys` asks the sink, one indexed
+    #: read per key, instead of holding ``sink.keys()``, a set of every key, in memory).
+    committed: Container[str]
+    #: The valid keys met so far in the input, with the index where each was first met (a key met again at a
+    #: later index is a duplicate); on disk (:class:`InputPositions`), a set works the same for a small batch.
+    seen: InputPositions = field(default_factory=InputPositions)
+    #: How the valid keys met in this run ended, by state (``tally`` adds them up): counted as each key ends.
+    states: Counter[str] = field(default_factory=Counter)
+    #: The global offset of this run (全局 offset): which input entries are finished.
+    offset: GlobalOffset = field(default_factory=GlobalOffset)
     #: ``failure_reasons``: how many documents failed or degraded for each classified reason.
     reasons: Counter[str] = field(default_factory=Counter)
     #: One value per document executed in this run (``latencies_s``).
@@ -557,6 +713,21 @@ class BatchRun:
         """``on_call`` for :func:`process_document`: note the time of the run's first service call."""
         if self.first_call is None:
             self.first_call = self.clock()
+
+    def counts(self) -> Counter[str]:
+        """What the run has counted so far, for :class:`GlobalOffset`'s per-entry counts."""
+        return Counter({"rejected": self.report.rejected, "duplicates": self.report.duplicates_in_input,
+                        DONE: self.states[DONE], DEGRADED: self.states[DEGRADED], FAILED: self.states[FAILED]})
+
+
+class CommittedKeys:
+    """``key in CommittedKeys(sink)`` is ``key in sink``: one indexed read, never every key in memory."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.sink
 
 
 def reject_entry(run: BatchRun, index: int, raw: Any, exc: InvalidDocumentError) -> None:
@@ -591,6 +762,7 @@ def heal_committed(run: BatchRun, key: str, doc: Document, entry: CheckpointEntr
     run.store.transition(key, state)
     run.progress(doc.id, state)
     run.report.recovered += 1
+    run.states[state] += 1
     # END SOLUTION
 
 
@@ -650,16 +822,16 @@ def classify_entry(run: BatchRun, index: int, raw: Any) -> tuple[str, Document] 
     key = make_idempotency_key(doc, run.config.layer)
     if not in_shard(key, run.config.shard):
         return None  # another shard's document: its own worker runs it
-    if key in run.seen:
+    if run.seen.met_before(key, index):
         run.report.duplicates_in_input += 1
         return None
-    run.seen.add(key)
     entry = run.store.get(key)
     if wants_backfill(run, key, entry):
         run.backfilling.add(key)
         return key, doc
     if entry is not None and entry.state in (DONE, DEGRADED):
         run.report.skipped += 1
+        run.states[entry.state] += 1
         return None
     if key in run.committed:
         heal_committed(run, key, doc, entry)
@@ -716,26 +888,116 @@ async def run_document(run: BatchRun, key: str, doc: Document) -> str:
     # END SOLUTION
 
 
-def tally(run: BatchRun) -> None:
-    """Count the valid keys met in the input by their state in the checkpoint now (earlier passes included).
+def finish_document(run: BatchRun, key: str) -> None:
+    """After :func:`run_document`: count the state ``key`` ended in, and let the global offset pass its entry.
 
-    So ``done + degraded + failed == unique``: rejected entries are not among them.
+    One indexed read of the checkpoint per executed document (not a read of every entry at the end).
     """
-    # BEGIN SOLUTION step 05: read the checkpoint's entries once; count each seen key's state
-    states = run.store.entries()
-    for key in run.seen:
-        state = states[key].state if key in states else PENDING
-        if state == DONE:
-            run.report.done += 1
-        elif state == DEGRADED:
-            run.report.degraded += 1
-        elif state == FAILED:
-            run.report.failed += 1
+    # BEGIN SOLUTION step 05: read the key's state once; count it; tell run.offset the entry finished (failed: it did not)
+    entry = run.store.get(key)
+    state = entry.state if entry is not None else PENDING
+    run.states[state] += 1
+    run.backfilling.discard(key)
+    index = run.offset.running.pop(key, None)
+    if index is not None:
+        run.offset.finished(index, None if state not in (DONE, DEGRADED) else Counter({state: 1}))
     # END SOLUTION
 
 
+def tally(run: BatchRun) -> None:
+    """Count the valid keys met in the input by their state now (earlier passes included).
+
+    Each valid key met in this run was counted as it ended (``run.states``: skipped, healed or
+    run); the keys below the global offset this run started from were counted by the run that
+    moved it there (``run.offset.below`` at the start). So ``done + degraded + failed == unique``:
+    rejected entries are not among them.
+    """
+    # BEGIN SOLUTION step 05: add this run's counts by state to those of the prefix below the offset it started from
+    run.report.done += run.states[DONE]
+    run.report.degraded += run.states[DEGRADED]
+    run.report.failed += run.states[FAILED]
+    # END SOLUTION
+
+
+def positions_path(state_dir: str | Path, batch_id: str, shard: str | None) -> Path | None:
+    """Where :class:`InputPositions` keeps a batch's (or shard's) keys and global offset: beside the checkpoint.
+
+    None (keep them in memory) when the checkpoint left no ``state_dir`` (a checkpoint store kept elsewhere).
+    """
+    suffix = "" if shard is None else "_" + shard.replace("/", "of")
+    return Path(state_dir) / f"positions_{batch_id}{suffix}.sqlite" if Path(state_dir).is_dir() else None
+
+
+def is_positioned(documents: Iterable[Any]) -> bool:
+    """Whether ``documents`` is a stream that knows its entries' positions (and can fingerprint its file)."""
+    return callable(getattr(documents, "entries", None)) and callable(getattr(documents, "fingerprint", None))
+
+
+def input_entries(documents: Iterable[Any], start: Mapping[str, Any] | None) -> Iterator[tuple[int, Any, Any]]:
+    """``(index, raw, end)`` for each input entry from ``start`` (the global offset; None: the first entry).
+
+    A batch read as a stream (:class:`batchlab.batchstream.BatchStream`: ``entries(start=...)``) gives
+    each entry's position, so the offset can be written and a resume can seek past the prefix unread;
+    any other iterable (a list) is read from its first entry, ``end`` None (no offset is written).
+    """
+    if is_positioned(documents):
+        at = None if start is None else (start["index"], start["byte"], start["line"])
+        for entry in documents.entries(start=at):  # type: ignore[attr-defined]
+            yield entry.index, entry.raw, (entry.offset + entry.length, entry.end_line)
+    else:
+        yield from ((index, raw, None) for index, raw in enumerate(documents))
+
+
+def resume_point(run: BatchRun, documents: Iterable[Any]) -> dict[str, Any] | None:
+    """The global offset this run may start from, or None (read every entry; the markers decide).
+
+    The offset is used only when the input is the same file (``documents.fingerprint`` at the
+    offset's byte: size, modification time, the bytes around the start and the offset), with the
+    same layer (other keys), and not in a backfill run that must redo degraded keys below it. A
+    stale offset is forgotten with the keys noted beside it, and said in ``report.notes``.
+    """
+    start = run.seen.load_offset()
+    why = ""
+    if start is not None:
+        if not is_positioned(documents):
+            why = "the input is not a file read as a stream"
+        elif start.get("layer") != run.config.layer:
+            why = f"it was written for the layer {start.get('layer')!r}"
+        elif run.config.backfill and start["counts"].get(DEGRADED):
+            why = "this backfill run redoes the degraded documents below it"
+        elif documents.fingerprint(start["byte"]) != start["fingerprint"]:  # type: ignore[attr-defined]
+            why = "the input file changed since it was written"
+        else:
+            run.report.offset_index = int(start["index"])
+            return start
+        run.report.notes.append(f"global offset at entry {start['index']} not used: {why}; every entry is read "
+                                "again and the per-document markers decide")
+    run.seen.reset()
+    return None
+
+
+def start_prefix(run: BatchRun) -> None:
+    """Count the prefix below the global offset as a run that read it would: found finished, nothing to redo."""
+    below = run.offset.below
+    run.report.total += run.offset.index
+    run.report.rejected += below["rejected"]
+    run.report.duplicates_in_input += below["duplicates"]
+    run.report.skipped += below[DONE] + below[DEGRADED]
+    run.states.update({DONE: below[DONE], DEGRADED: below[DEGRADED]})
+
+
+def save_offset(run: BatchRun, documents: Iterable[Any], *, final: bool = False) -> None:
+    """Write the global offset when it moved :data:`OFFSET_EVERY` entries since the last write, and at the end."""
+    offset = run.offset
+    if not is_positioned(documents) or offset.index == offset.saved:
+        return
+    if final or offset.index - offset.saved >= OFFSET_EVERY:
+        offset.saved = offset.index
+        run.seen.save_offset(offset.record(documents.fingerprint(offset.byte), run.config.layer))  # type: ignore[attr-defined]
+
+
 async def process_documents_batch(
-    documents: Sequence[Mapping[str, Any]],
+    documents: Iterable[Mapping[str, Any]],
     *,
     batch_id: str,
     service: Service,
@@ -754,6 +1016,9 @@ async def process_documents_batch(
     :func:`run_document` for each one left to run (in :func:`run_bounded`), then
     :func:`tally`, and the report. What the grader expects:
 
+    * ``documents`` is any iterable: the lesson's list, or the stream ``batchlab run`` hands over
+      (:class:`batchlab.batchstream.BatchStream`). Take the next one only when a slot is free
+      (:func:`run_bounded`: the batch window, 分批窗口), so memory does not depend on the batch's size.
     * ``state_dir`` may not exist yet; the checkpoint lives there:
       ``CheckpointStore(state_dir, batch_id, shard=config.shard)``.
     * With ``config.shard = "i/n"`` this call runs only the documents of shard i
@@ -773,6 +1038,9 @@ async def process_documents_batch(
       *rejected*: counted in ``rejected`` (never in ``failed``), marked ``failed`` in
       the checkpoint under the key ``invalid#{index}`` with its error code.
     * ``progress(doc_id, state, error=..., attempts=...)`` on every state change.
+    * The reference also keeps a global offset (全局 offset, :class:`GlobalOffset`) beside the
+      checkpoint when ``documents`` is a stream: a resume seeks past the finished prefix unread
+      (:func:`resume_point`), unless the file changed since (``report.notes`` says so).
 
     The :class:`~batchlab.contract.BatchReport` (step 06) must agree with what the
     harness recorded:
@@ -797,29 +1065,45 @@ async def process_documents_batch(
       ``processing`` transition (first dispatch) to its ``done``/``degraded``
       transition (commit), retries included; skipped and healed documents add none.
     """
-    # BEGIN SOLUTION step 05: open the checkpoint, read the sink's keys once, run_bounded the work left, tally, report
+    # BEGIN SOLUTION step 05: open the checkpoint (and the input positions), run_bounded the work left (from the global offset when it still holds), tally, report
     started = clock()
     report_progress = progress or no_progress
     run = BatchRun(store=CheckpointStore(state_dir, batch_id, shard=config.shard), sink=sink, service=service,
                    config=config, progress=report_progress, sleep=sleep, clock=clock,
-                   report=BatchReport(batch_id=batch_id, total=len(documents)),
-                   committed=sink.keys(),  # one query; on resume the sink, not the checkpoint, says what is done
+                   report=BatchReport(batch_id=batch_id),
+                   committed=CommittedKeys(sink),  # on resume the sink, not the checkpoint, says what is done
+                   seen=InputPositions(positions_path(state_dir, batch_id, config.shard)),
                    breaker=CircuitBreaker(config, clock=clock) if config.breaker_failures else None)
+    start = resume_point(run, documents)
+    run.offset = GlobalOffset(start)
+    start_prefix(run)
 
     def work_left() -> Iterator[tuple[str, Document]]:
         """The documents still to run, one at a time (run_bounded asks for the next one when a slot is free)."""
-        for index, raw in enumerate(documents):
+        for index, raw, end in input_entries(documents, start):
+            run.report.total += 1
+            run.offset.read(index, end)
+            before = run.counts()
             if (item := classify_entry(run, index, raw)) is not None:
+                run.offset.running[item[0]] = index
                 yield item
+            else:  # handled at once: rejected, another shard's, a duplicate, skipped or healed
+                counts = run.counts()
+                counts.subtract(before)
+                run.offset.finished(index, +counts if not counts[FAILED] else None)
+            save_offset(run, documents)
 
     async def run_one(item: tuple[str, Document]) -> None:
         await run_document(run, *item)
+        finish_document(run, item[0])
 
     try:
         await run_bounded(work_left(), run_one, limit=config.concurrency)
+        save_offset(run, documents, final=True)
         tally(run)
     finally:
         run.store.close()
+        run.seen.close()
     report = run.report
     report.unique = len(run.seen)
     report.checkpoint_hit_rate = (report.skipped + report.recovered) / report.unique if report.unique else 0.0
