@@ -184,3 +184,19 @@ def test_percentiles_on_disk_are_the_exact_ones(tmp_path: Path) -> None:
     assert on_disk.latency_p50_s == percentile(values, 50) and on_disk.latency_p95_s == percentile(values, 95)
     assert on_disk.passes[0].latency_p95_s == percentile(values, 95)
     assert metrics_for_run(run, on_disk=False, spill_keys=10**9).to_dict() == on_disk.to_dict()
+
+
+def test_the_graders_pass_views_count_as_the_fold(runs: dict[str, Path]) -> None:
+    """grader/analysis.py's calls, commits, retries, upgrades and pass ends are the fold's, pass by pass."""
+    from grader.analysis import pass_views
+
+    for run in runs.values():
+        documents = load_batch(json.loads((run / "spec.json").read_text())["input"]).documents
+        events, puts = read_events(RunDir(run).ledger), read_puts(RunDir(run).sink)
+        folded = metrics_for_run(run).passes
+        views = pass_views(documents, events, puts)
+        assert [v.pass_no for v in views] == [p.pass_no for p in folded]
+        for view, pm in zip(views, folded, strict=True):
+            assert (view.calls, view.puts, view.exit, view.crash) == (pm.calls, pm.committed, pm.exit, pm.crash)
+            assert (view.expected["retries"], view.expected["upgraded"]) == (pm.retries, pm.upgraded)
+            assert view.expected["checkpoint_hit_rate"] * view.expected["unique"] == pytest.approx(pm.hits)
