@@ -349,6 +349,14 @@ def cmd_release(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..teach.bench import format_bench, run_bench
 
+    if args.scale:
+        from ..teach.bench_scale import DEFAULT_SIZES, MILLION, format_scale, run_scale
+
+        sizes = args.sizes or [*DEFAULT_SIZES, *([MILLION] if args.million else [])]
+        scaled = run_scale(sizes, workdir=Path(args.keep) if args.keep else None,
+                           say=lambda line: print(line, file=sys.stderr, flush=True))
+        print(json.dumps(scaled, indent=2) if args.json else format_scale(scaled))
+        return EXIT_OK
     result = run_bench(quick=args.quick, impl=args.impl, repeat=args.repeat)
     print(json.dumps(result, indent=2) if args.json else format_bench(result))
     return EXIT_OK
