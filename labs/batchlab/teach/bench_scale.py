@@ -10,7 +10,8 @@ orchestration and nothing else:
   last event) and committed documents a second; the peak RSS of every process of the run (the CLI,
   which also loads the input and prints the metrics, and the worker); ledger, checkpoint
   (``state/``) and sink sizes;
-* **no-op rerun**: ``batchlab run`` again on the finished directory: its wall, CLI start to exit;
+* **no-op rerun**: ``batchlab run`` again on the finished directory: its wall, CLI start to exit, and
+  the peak RSS of its processes;
 * **metrics**: ``batchlab metrics --json`` on it: wall and peak RSS;
 * **resume after a kill at 99 %**: a second run directory, the first pass killed right after its
   commit number ``0.99 x`` (the first run's commits), then ``batchlab run`` to resume it: the
@@ -126,12 +127,15 @@ class ScaleRow:
     sink_bytes: int
     noop_rerun_s: float
     noop_rerun_calls: int
+    noop_rss_worker: int
+    noop_rss_cli: int
     noop_rss_largest: int
     metrics_s: float
     metrics_rss: int
     kill_at: int
     resume_first_call_s: float | None
     resume_pass_s: float
+    resume_rss_largest: int
 
     @property
     def docs_per_s(self) -> float:
@@ -176,9 +180,10 @@ def measure(n: int, work: Path, *, say: Callable[[str], None] = lambda _: None) 
         first_pass_committed=p1.committed, first_pass_cli_s=first.wall_s,
         rss_worker=first.peak_rss.get("worker", 0), rss_cli=first.peak_rss.get("cli", 0), rss_largest=first.max_rss,
         ledger_bytes=sizes[0], checkpoint_bytes=sizes[1], sink_bytes=sizes[2],
-        noop_rerun_s=noop.wall_s, noop_rerun_calls=p2.calls, noop_rss_largest=noop.max_rss,
+        noop_rerun_s=noop.wall_s, noop_rerun_calls=p2.calls, noop_rss_worker=noop.peak_rss.get("worker", 0),
+        noop_rss_cli=noop.peak_rss.get("cli", 0), noop_rss_largest=noop.max_rss,
         metrics_s=mcmd.wall_s, metrics_rss=mcmd.max_rss, kill_at=kill_at,
-        resume_first_call_s=resumed.resume_time_s, resume_pass_s=resume.wall_s)
+        resume_first_call_s=resumed.resume_time_s, resume_pass_s=resume.wall_s, resume_rss_largest=resume.max_rss)
 
 
 def run_scale(sizes: Sequence[int] = DEFAULT_SIZES, *, workdir: Path | None = None,
@@ -211,7 +216,7 @@ COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("ledger", lambda r: _mb(r["ledger_bytes"])),
     ("checkpoint", lambda r: _mb(r["checkpoint_bytes"])),
     ("kill@99% -> 1st call", lambda r: "n/a" if r["resume_first_call_s"] is None else f"{r['resume_first_call_s']:.2f} s"),
-    ("no-op rerun", lambda r: f"{r['noop_rerun_s']:.1f} s"),
+    ("no-op rerun", lambda r: f"{r['noop_rerun_s']:.1f} s, {_mb(r['noop_rss_largest'])}"),
     ("metrics", lambda r: f"{r['metrics_s']:.1f} s, {_mb(r['metrics_rss'])}"),
 )
 

@@ -27,7 +27,8 @@ def test_a_tiny_scale_bench_reports_what_its_runs_did(tmp_path: Path, capsys: py
     assert row["noop_rerun_calls"] == 0
     assert row["kill_at"] == math.floor(0.99 * row["unique"])
     assert row["resume_first_call_s"] is not None and row["resume_first_call_s"] >= 0
-    for name in ("rss_worker", "rss_cli", "rss_largest", "metrics_rss", "noop_rss_largest"):
+    for name in ("rss_worker", "rss_cli", "rss_largest", "metrics_rss", "noop_rss_worker", "noop_rss_cli",
+                 "noop_rss_largest", "resume_rss_largest"):
         assert 10e6 < row[name] < 2e9, name  # a Python process with the kit imported, not a timing
     assert row["rss_largest"] >= max(row["rss_worker"], row["rss_cli"]) * 0.8
     run = tmp_path / "work" / "n200" / "run-200"
