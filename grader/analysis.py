@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchlab.documents import Inventory
-from batchlab.ledger import CRASH_EVENTS, END_EVENTS, Ev, PassEnd
-from batchlab.ledger_views import events_by_pass, first_event, pass_end
-from batchlab.metrics import Metrics
+from batchlab.ledger import END_EVENTS, Ev, PassEnd
+from batchlab.ledger_views import PassMetrics, events_by_pass, first_event, pass_end
+from batchlab.metrics import Metrics, pass_metrics
 
 RATE_TOLERANCE = 0.001
 RETRY_TOLERANCE = 0.10
@@ -74,19 +74,29 @@ class PassView:
     must_recover: list[str] = field(default_factory=list)
 
 
+#: The documents a message names at most (``must_recover``): the count stays exact, the list bounded.
+MAX_NAMED = 20
+
+
 def pass_views(documents: Sequence[Any], events: Sequence[Mapping[str, Any]],
                puts: Sequence[Mapping[str, Any]]) -> list[PassView]:
-    """One :class:`PassView` per pass found in the ledger."""
+    """One :class:`PassView` per pass found in the ledger.
+
+    The figures the metrics also have (calls, commits, retries, upgrades, how the pass ended, its
+    crash and report) come from their fold (:func:`batchlab.metrics.pass_metrics`), so the grader
+    and ``batchlab metrics`` cannot count them differently; the rest is the grader's own.
+    """
     inventory = Inventory.of(documents)
     idents = inventory.idents
+    folded = {pm.pass_no: pm for pm in pass_metrics(documents, events, puts)}
     ended_ok = {int(e["pass"]) for e in events if e["ev"] == Ev.PASS_END}
     by_pass = events_by_pass(events)
     last_put: dict[str, int] = {}
     views = []
     for p, evs in by_pass.items():
-        sink_puts = [e for e in evs if e["ev"] == Ev.SINK_PUT]
+        pm = folded.get(p) or PassMetrics(pass_no=p, started=0.0, ended=None, exit=pass_end(evs))  # no usable line
         before = {q["ident"] for q in puts if int(q["pass"]) < p and q["ident"] in idents}
-        resumed = before - {e["ident"] for e in sink_puts}
+        resumed = before - {e["ident"] for e in evs if e["ev"] == Ev.SINK_PUT}
         # committed in a pass that did not end normally (its checkpoint may not say so): the most a pass can heal
         unrecorded = {i for i in resumed if last_put.get(i, p) not in ended_ok}
         victims = sorted({e["doc_id"] for e in by_pass.get(p - 1, []) if e["ev"] == Ev.CRASH
@@ -95,42 +105,37 @@ def pass_views(documents: Sequence[Any], events: Sequence[Mapping[str, Any]],
             if int(q["pass"]) == p:
                 last_put[q["ident"]] = p
         end = first_event(evs, END_EVENTS)
-        crash = first_event(evs, CRASH_EVENTS)
         views.append(PassView(
-            pass_no=p, exit=pass_end(evs), report=end.get("report") if end is not None and end["ev"] == Ev.PASS_END
-            else None, expected=_expected(inventory, evs, puts, p, len(resumed)),
-            calls=sum(1 for e in evs if e["ev"] == Ev.CALL_START),
-            puts=len(sink_puts), call_idents={e["ident"] for e in evs if e["ev"] == Ev.CALL_START},
-            committed_before={q["ident"] for q in puts if int(q["pass"]) < p},
-            crash=dict(crash) if crash else None,
+            pass_no=p, exit=pm.exit, report=pm.report, expected=_expected(inventory, pm, evs, puts, len(resumed)),
+            calls=pm.calls, puts=pm.committed, call_idents={e["ident"] for e in evs if e["ev"] == Ev.CALL_START},
+            committed_before={q["ident"] for q in puts if int(q["pass"]) < p}, crash=pm.crash,
             student_error=str(end.get("error")) if end is not None and end["ev"] == Ev.STUDENT_ERROR else None,
-            resumed=len(resumed), recovered_min=len(victims), recovered_max=len(unrecorded), must_recover=victims))
+            resumed=len(resumed), recovered_min=len(victims), recovered_max=len(unrecorded),
+            must_recover=victims[:MAX_NAMED]))
     return views
 
 
-def _expected(inventory: Inventory, evs: Sequence[Mapping[str, Any]], puts: Sequence[Mapping[str, Any]],
-              p: int, resumed: int) -> dict[str, float]:
-    """The figures a ``BatchReport`` of pass ``p`` must hold, from the ledger and the sink's ``puts``."""
+def _expected(inventory: Inventory, pm: PassMetrics, evs: Sequence[Mapping[str, Any]],
+              puts: Sequence[Mapping[str, Any]], resumed: int) -> dict[str, float]:
+    """The figures a ``BatchReport`` of pass ``pm.pass_no`` must hold, from the ledger and the sink's ``puts``."""
     total, unique, rejected = inventory.total, inventory.unique, inventory.rejected
     latest_mode: dict[str, str] = {}
     for put in puts:
-        if int(put["pass"]) <= p:
+        if int(put["pass"]) <= pm.pass_no:
             latest_mode[put["ident"]] = put["mode"]
     committed = {i for i in latest_mode if i in inventory.idents}
     degraded = {i for i in committed if latest_mode[i] == "degraded"}
-    sink_puts = [e for e in evs if e["ev"] == Ev.SINK_PUT]
-    dup_exec = sum(1 for e in sink_puts if int(e.get("writes", 1)) > 1)
-    retries = sum(1 for e in evs if e["ev"] == Ev.CALL_START and int(e.get("attempt", 1)) > 1)
+    dup_exec = sum(1 for e in evs if e["ev"] == Ev.SINK_PUT and int(e.get("writes", 1)) > 1)
     failed = unique - len(committed)
     return {
         "total": total, "unique": unique, "rejected": rejected,
         "done": len(committed) - len(degraded), "degraded": len(degraded), "failed": failed,
-        "executed": len(sink_puts), "duplicate_executions": dup_exec, "retries": retries,
+        "executed": pm.committed, "duplicate_executions": dup_exec, "retries": pm.retries,
         "completion_rate": len(committed) / unique if unique else 1.0,
         "fail_rate": (failed + rejected) / total if total else 0.0,
         "duplicate_rate": dup_exec / unique if unique else 0.0,
-        "duplicates_in_input": inventory.duplicates_in_input, "latency_count": len(sink_puts),
-        "upgraded": sum(1 for e in sink_puts if e.get("upgrade") is True),
+        "duplicates_in_input": inventory.duplicates_in_input, "latency_count": pm.committed,
+        "upgraded": pm.upgraded,
         "checkpoint_hit_rate": resumed / unique if unique else 0.0,
     }
 

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .contract import percentile
 from .ledger import CRASH_EVENTS, END_EVENTS, Ev, PassEnd
 
 Event = Mapping[str, Any]
@@ -24,31 +23,37 @@ Event = Mapping[str, Any]
 IDENT_EVENTS = frozenset({Ev.CALL_START, Ev.CALL_OK, Ev.CALL_FAIL, Ev.SINK_PUT})
 
 
-def usable_events(events: Sequence[Event]) -> list[dict[str, Any]]:
-    """The events the metrics can read: a finite time ``t``, an integer ``pass``, an ``ident`` where one is due.
+def usable_event(ev: Event) -> dict[str, Any] | None:
+    """The event as the metrics read it (``t`` a finite float, ``pass`` an int), or None when it cannot be read.
 
-    The worker writes only such lines; anything else (a hand-edited or foreign
-    ledger) is skipped, as a torn line is, rather than crash every command that reads it.
+    The worker writes only readable lines: a finite time ``t``, an integer ``pass``, an ``ident``
+    where one is due; anything else (a hand-edited or foreign ledger) is skipped, as a torn line
+    is, rather than crash every command that reads it. Never changes ``ev``; returns it itself when
+    nothing needs converting.
     """
-    kept = []
-    for ev in events:
+    try:
+        t = float(ev["t"])
+        pass_no = int(ev.get("pass", 0))
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    if not math.isfinite(t) or not isinstance(ev.get("ev"), str):
+        return None
+    if ev["ev"] in IDENT_EVENTS and not isinstance(ev.get("ident"), str):
+        return None
+    if ev["ev"] == Ev.PASS_START and "t0" in ev:
         try:
-            t = float(ev["t"])
-            pass_no = int(ev.get("pass", 0))
-        except (KeyError, TypeError, ValueError, OverflowError):
-            continue
-        if not math.isfinite(t) or not isinstance(ev.get("ev"), str):
-            continue
-        if ev["ev"] in IDENT_EVENTS and not isinstance(ev.get("ident"), str):
-            continue
-        if ev["ev"] == Ev.PASS_START and "t0" in ev:
-            try:
-                if not math.isfinite(float(ev["t0"])):
-                    continue
-            except (TypeError, ValueError, OverflowError):
-                continue
-        kept.append({**ev, "t": t, "pass": pass_no})
-    return kept
+            if not math.isfinite(float(ev["t0"])):
+                return None
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if isinstance(ev, dict) and type(ev["t"]) is float and type(ev.get("pass")) is int:
+        return ev  # already as the metrics read it (every line the worker writes): no copy
+    return {**ev, "t": t, "pass": pass_no}
+
+
+def usable_events(events: Iterable[Event]) -> list[dict[str, Any]]:
+    """Every event :func:`usable_event` can read, in ledger order (a list: for readers of a small run)."""
+    return [u for u in map(usable_event, events) if u is not None]
 
 
 def events_by_pass(events: Sequence[Event]) -> dict[int, list[Event]]:
@@ -65,25 +70,64 @@ def first_event(events: Sequence[Event], kinds: frozenset[str]) -> Event | None:
     return next((e for e in events if e.get("ev") in kinds), None)
 
 
-def pass_end(events: Sequence[Event]) -> PassEnd:
+@dataclass
+class PassFirsts:
+    """The first event of each kind that says how a pass began and ended, seen one event at a time.
+
+    :func:`pass_end` on a list and the streaming fold (:mod:`batchlab.metric_fold`) both read a
+    pass's end from it, so the two cannot name the same pass differently.
+    """
+
+    start: Event | None = None
+    timeout: Event | None = None
+    crash: Event | None = None
+    stopped: Event | None = None
+    end: Event | None = None
+
+    def see(self, ev: Event) -> None:
+        kind = ev.get("ev")
+        if kind == Ev.PASS_START:
+            self.start = self.start or ev
+        elif kind == Ev.TIMEOUT:
+            self.timeout = self.timeout or ev
+        elif kind in CRASH_EVENTS:
+            self.crash = self.crash or ev
+        elif kind == Ev.STOPPED:
+            self.stopped = self.stopped or ev
+        elif kind in END_EVENTS:
+            self.end = self.end or ev
+
+    @classmethod
+    def of(cls, events: Iterable[Event]) -> PassFirsts:
+        firsts = cls()
+        for ev in events:
+            firsts.see(ev)
+        return firsts
+
+    def exit(self) -> PassEnd:
+        """How the pass ended (see :func:`pass_end`)."""
+        if self.timeout is not None:
+            return PassEnd.TIMEOUT
+        if self.crash is not None:
+            return PassEnd.KILLED
+        if self.stopped is not None:
+            return PassEnd.STOPPED
+        end = self.end
+        if end is None:
+            return PassEnd.DIED
+        if end["ev"] == Ev.STUDENT_ERROR and end.get("phase") == "import":
+            return PassEnd.IMPORT_ERROR
+        return PassEnd.OK if end["ev"] == Ev.PASS_END else PassEnd(end["ev"])
+
+
+def pass_end(events: Iterable[Event]) -> PassEnd:
     """How one pass ended, from its own events (see :class:`batchlab.ledger.PassEnd`).
 
     The parent's ``timeout`` wins (it also killed the worker); then a ``crash`` or ``kill``; then
     a ``stopped`` worker; then the processor's own end (``pass_end``, ``student_error`` of the
     import or of the run, ``input_error``); else ``died``.
     """
-    if first_event(events, frozenset({Ev.TIMEOUT})) is not None:
-        return PassEnd.TIMEOUT
-    if first_event(events, CRASH_EVENTS) is not None:
-        return PassEnd.KILLED
-    if first_event(events, frozenset({Ev.STOPPED})) is not None:
-        return PassEnd.STOPPED
-    end = first_event(events, END_EVENTS)
-    if end is None:
-        return PassEnd.DIED
-    if end["ev"] == Ev.STUDENT_ERROR and end.get("phase") == "import":
-        return PassEnd.IMPORT_ERROR
-    return PassEnd.OK if end["ev"] == Ev.PASS_END else PassEnd(end["ev"])
+    return PassFirsts.of(events).exit()
 
 
 @dataclass
@@ -105,6 +149,11 @@ class PassMetrics:
     #: valid identities of the batch (the lookups a resumed pass makes, one per identity)
     lookups: int = 0
     resume_time_s: float | None = None
+    #: one latency per commit of the pass (first dispatch to commit); p50/p95 exact, from all of them
+    latency_count: int = 0
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    #: the latencies themselves, in commit order; above ``fold_store.SPILL_KEYS`` an evenly spaced sample (plots)
     latencies_s: list[float] = field(default_factory=list)
     crash: dict[str, Any] | None = None
     report: dict[str, Any] | None = None
@@ -130,63 +179,12 @@ class PassMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data.pop("latencies_s")
+        for name in ("latencies_s", "latency_count", "latency_p50_s", "latency_p95_s"):
+            data.pop(name)
         data.update(wall_s=self.wall_s, throughput_docs_per_min=self.throughput_docs_per_min,
                     redone=self.redone, checkpoint_hit_rate=self.checkpoint_hit_rate,
-                    latency_p50_s=percentile(self.latencies_s, 50), latency_p95_s=percentile(self.latencies_s, 95))
+                    latency_p50_s=self.latency_p50_s, latency_p95_s=self.latency_p95_s)
         return data
-
-
-def _opened(pass_no: int, evs: Sequence[Event]) -> PassMetrics:
-    """A pass's start, end, exit, crash and returned report (or the error it raised)."""
-    start_ev = first_event(evs, frozenset({Ev.PASS_START}))
-    started = float(start_ev.get("t0", start_ev["t"])) if start_ev else float(evs[0]["t"])
-    end_ev = first_event(evs, END_EVENTS)
-    crash_ev = first_event(evs, CRASH_EVENTS)
-    pm = PassMetrics(pass_no=pass_no, started=started, ended=max(float(e["t"]) for e in evs), exit=pass_end(evs),
-                     crash=dict(crash_ev) if crash_ev else None)
-    if end_ev is not None and end_ev["ev"] == Ev.PASS_END:
-        pm.report = end_ev.get("report")
-    elif end_ev is not None:
-        pm.student_error = str(end_ev.get("error", ""))
-    return pm
-
-
-def pass_metrics(events: Sequence[Event], puts: Sequence[Event], idents: set[str] | frozenset[str]) -> list[PassMetrics]:
-    """One :class:`PassMetrics` per pass: calls, retries, commits, upgrades, latencies, hits and the resume time."""
-    result: list[PassMetrics] = []
-    for pass_no, evs in events_by_pass(events).items():
-        pm = _opened(pass_no, evs)
-        committed_before = {p["ident"] for p in puts if int(p["pass"]) < pass_no}
-        executed_now = {p["ident"] for p in puts if int(p["pass"]) == pass_no}
-        pm.lookups = len(idents)
-        pm.hits = len((committed_before & set(idents)) - executed_now)
-        dispatched: dict[str, float] = {}
-        first_new_call: float | None = None
-        for ev in evs:
-            kind = ev["ev"]
-            if kind == Ev.CALL_START:
-                pm.calls += 1
-                if int(ev.get("attempt", 1)) > 1:
-                    pm.retries += 1
-                dispatched.setdefault(ev["ident"], float(ev["t"]))
-                if first_new_call is None and ev["ident"] not in committed_before:
-                    first_new_call = float(ev["t"])
-            elif kind == Ev.CALL_FAIL:
-                pm.call_failures += 1
-            elif kind == Ev.SINK_PUT:
-                pm.committed += 1
-                pm.upgraded += 1 if ev.get("upgrade") is True else 0
-                t0 = dispatched.pop(ev["ident"], None)
-                if t0 is not None:
-                    pm.latencies_s.append(float(ev["t"]) - t0)
-        if pass_no > 1:
-            if first_new_call is not None:
-                pm.resume_time_s = first_new_call - pm.started
-            elif not (set(idents) - committed_before):
-                pm.resume_time_s = 0.0  # nothing was left to do
-        result.append(pm)
-    return result
 
 
 def answered_chunks(events: Iterable[Event]) -> set[tuple[str, int]]:

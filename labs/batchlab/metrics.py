@@ -22,33 +22,37 @@ identities among the valid ones (source, normalized id, content hash):
 * throughput: committed documents / pass wall time, in documents per minute;
 * latency p50 / p95: per document and pass, first dispatch (first service call
   or ``processing`` report) to commit, retries included.
+
+How they are computed is :mod:`batchlab.metric_fold`: one streaming fold over the input, the
+sink and the ledger, in memory bounded by :data:`batchlab.fold_store.SPILL_KEYS` whatever the
+batch's size (past it, the per-key state moves to a scratch SQLite file). The figures are the same
+both ways, exact (percentiles included), and equal to the list-based code this replaced
+(``tests/batchlab/test_metric_fold.py`` holds it as the oracle).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .batchfile import load_batch
-from .contract import percentile
+from .batchstream import open_batch
 from .errors import KitError
-from .inventory import Inventory
-from .ledger import CRASH_EVENTS, Ev, read_events
-from .ledger_views import PassMetrics, is_upgrade, pass_metrics, puts_by_ident, usable_events
+from .fold_store import SPILL_KEYS, FoldStore
+from .ledger_views import PassMetrics, usable_events
+from .metric_fold import FileSink, Folded, ListSink, SinkDamage, fold_run, read_ledger
 from .metric_table import MetricRow, format_table, format_value, metric_rows
-from .pipeline import output_matches
 from .rundir import RunDir
 from .runner import read_spec
-from .sink import SinkRecord, read_outputs, read_puts
+from .sink import SinkRecord, connect
 from .thresholds import THRESHOLDS, Threshold
 
 __all__ = [
     "Duplicate", "MetricRow", "Metrics", "PassMetrics", "compute_metrics", "format_table", "format_value",
-    "metric_rows", "metrics_for_run", "usable_events",
+    "metric_rows", "metrics_for_run", "pass_metrics", "usable_events",
 ]
 
 
@@ -84,6 +88,9 @@ class Metrics:
     max_attempts_seen: int
     crashes: list[dict[str, Any]]
     upgraded: int = 0
+    #: per document and pass, first dispatch to commit, every pass's latencies together; exact
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
 
     @property
     def completion_rate(self) -> float:
@@ -120,15 +127,8 @@ class Metrics:
 
     @property
     def latencies_s(self) -> list[float]:
+        """Every pass's latencies (above ``SPILL_KEYS`` a pass gives an evenly spaced sample: for plots)."""
         return [v for p in self.passes for v in p.latencies_s]
-
-    @property
-    def latency_p50_s(self) -> float | None:
-        return percentile(self.latencies_s, 50)
-
-    @property
-    def latency_p95_s(self) -> float | None:
-        return percentile(self.latencies_s, 95)
 
     def value(self, metric: str) -> float | None:
         value: float | None = getattr(self, metric)
@@ -166,100 +166,100 @@ class Metrics:
 
 
 def compute_metrics(
-    documents: Sequence[Any],
-    events: Sequence[Mapping[str, Any]],
+    documents: Iterable[Any],
+    events: Iterable[Mapping[str, Any]],
     outputs: Sequence[SinkRecord],
     puts: Sequence[Mapping[str, Any]],
+    *,
+    on_disk: bool | None = None,
+    spill_keys: int = SPILL_KEYS,
 ) -> Metrics:
-    """All metrics of one run (every pass of one batch) from its raw materials."""
-    inventory = Inventory.of(documents)
-    completed: set[str] = set()
-    wrong: list[str] = []
-    committed_degraded = 0
-    for rec in outputs:
-        doc = inventory.by_ident.get(rec.ident)
-        if doc is None:
-            continue
-        if output_matches(doc, rec.mode, rec.chunks, rec.vectors):
-            if rec.ident not in completed and rec.mode == "degraded":
-                committed_degraded += 1
-            completed.add(rec.ident)
-        else:
-            wrong.append(rec.doc_id)
-    missing = sorted(doc.id for ident, doc in inventory.by_ident.items() if ident not in completed and ident)
-    duplicates = [
-        Duplicate(doc_id=inventory.first_id(ident), ident=ident, executions=len(passes), passes=passes)
-        for ident, passes in sorted(puts_by_ident(puts).items()) if len(passes) > 1
-    ]
-    tally = _Tally.of(events)
-    reasons = inventory.reasons() + tally.call_errors
+    """All metrics of one run (every pass of one batch) from its raw materials, given as lists.
+
+    ``on_disk`` puts the fold's per-key state in a scratch SQLite file (default: when the batch has
+    more than ``spill_keys`` entries); the figures are the same either way.
+    """
+    if on_disk is None:
+        on_disk = len(documents) > spill_keys if isinstance(documents, Sequence) else True
+    with FoldStore(on_disk=on_disk, spill_keys=spill_keys) as store:
+        return _metrics(fold_run(documents, events, ListSink(outputs, puts), store))
+
+
+def pass_metrics(documents: Iterable[Any], events: Iterable[Mapping[str, Any]],
+                 puts: Sequence[Mapping[str, Any]]) -> list[PassMetrics]:
+    """The per-pass figures alone (calls, retries, commits, upgrades, hits, exit, report): the grader's analysis."""
+    return compute_metrics(documents, events, [], puts).passes
+
+
+def _metrics(f: Folded) -> Metrics:
+    inputs, tally = f.inputs, f.tally
     return Metrics(
-        total=inventory.total, rejected=inventory.rejected, unique=inventory.unique, completed=len(completed),
-        committed_degraded=committed_degraded, missing=missing, wrong_output=sorted(set(wrong)),
-        duplicates=duplicates, passes=pass_metrics(events, puts, inventory.idents),
-        failure_reasons=dict(reasons), retries=tally.retries, max_inflight=tally.max_inflight,
-        max_doc_inflight=tally.max_doc_inflight, max_attempts_seen=tally.max_attempt, crashes=tally.crashes,
-        upgraded=sum(1 for put in puts if is_upgrade(put)),
+        total=inputs.total, rejected=inputs.rejected, unique=inputs.unique, completed=inputs.completed,
+        committed_degraded=inputs.committed_degraded, missing=sorted(inputs.missing),
+        wrong_output=sorted(inputs.wrong),
+        duplicates=[Duplicate(doc_id=doc_id, ident=ident, executions=len(passes), passes=passes)
+                    for ident, doc_id, passes in f.duplicates],
+        passes=f.passes, failure_reasons=dict(inputs.reasons + tally.call_errors), retries=tally.retries,
+        max_inflight=tally.max_inflight, max_doc_inflight=tally.max_doc_inflight,
+        max_attempts_seen=tally.max_attempt, crashes=tally.crashes, upgraded=f.upgraded,
+        latency_p50_s=f.latency_p50_s, latency_p95_s=f.latency_p95_s,
     )
 
 
-@dataclass
-class _Tally:
-    """Run-wide figures of the whole ledger: retries, peak concurrency, failed calls by error, interruptions."""
+@contextlib.contextmanager
+def _sink_of(run: Path) -> Iterator[FileSink]:
+    """The run's sink for the fold (no sink file: an empty one); a damaged file raises ``sink_unreadable``.
 
-    retries: int = 0
-    max_inflight: int = 0
-    max_doc_inflight: int = 0
-    max_attempt: int = 0
-    call_errors: Counter[str] = field(default_factory=Counter)
-    crashes: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, events: Sequence[Mapping[str, Any]]) -> _Tally:
-        tally = cls()
-        for ev in events:
-            kind = ev["ev"]
-            if kind == Ev.CALL_START:
-                tally.max_inflight = max(tally.max_inflight, int(ev.get("inflight", 0)))
-                tally.max_doc_inflight = max(tally.max_doc_inflight, int(ev.get("doc_inflight", 0)))
-                tally.max_attempt = max(tally.max_attempt, int(ev.get("attempt", 0)))
-                if int(ev.get("attempt", 1)) > 1:
-                    tally.retries += 1
-            elif kind == Ev.CALL_FAIL:
-                tally.call_errors[str(ev.get("error"))] += 1
-            elif kind in CRASH_EVENTS:
-                tally.crashes.append(dict(ev))
-        return tally
+    Opened once the usual way first (:func:`batchlab.sink.connect`: a sink of an older kit gains its
+    columns, a WAL file its shared memory), then attached read-only to the fold's store.
+    """
+    path = RunDir(run).sink
+    conn = None
+    try:
+        conn = connect(path) if path.exists() else None  # held open: the read-only attach finds the WAL's files
+        yield FileSink(path if conn is not None else None)
+    except (sqlite3.Error, OSError, SinkDamage) as exc:
+        raise KitError(f"the sink of {run} cannot be read: {type(exc).__name__}: {exc}", code="sink_unreadable",
+                       details={"run_dir": str(run), "sink": str(path)},
+                       hints=["`sqlite3 sink.sqlite 'PRAGMA integrity_check'` says what is wrong; "
+                              "the sink is the truth of a run, so a damaged one means a new run."]) from None
+    finally:
+        if conn is not None:
+            conn.close()
 
 
-def metrics_for_run(run_dir: str | Path) -> Metrics:
-    """Metrics of a run directory written by :mod:`batchlab.runner`.
+def metrics_for_run(run_dir: str | Path, *, on_disk: bool | None = None, spill_keys: int = SPILL_KEYS) -> Metrics:
+    """Metrics of a run directory written by :mod:`batchlab.runner`, in memory bounded whatever its size.
 
-    Never a traceback, whatever the directory holds: a part that cannot be read
-    (spec, input, sink) raises :class:`batchlab.errors.KitError` naming it
-    (``run_dir_corrupt``, ``run_input_unreadable``, ``sink_unreadable``); ledger
-    lines that cannot be read are skipped (:func:`usable_events`).
+    The input is streamed (:func:`batchlab.batchstream.open_batch`, validated first), the ledger
+    read line by line, the sink looked up per identity; past ``spill_keys`` entries (or with
+    ``on_disk``) the fold's per-key state goes to a scratch SQLite file in the system's temporary
+    folder (not the run directory: a live worker and its checkpoint live there), deleted at the end.
+    Never a traceback, whatever the directory holds: a part that cannot be read (spec, input, sink)
+    raises :class:`batchlab.errors.KitError` naming it (``run_dir_corrupt``, ``run_input_unreadable``,
+    ``sink_unreadable``); ledger lines that cannot be read are skipped (:func:`usable_events`).
     """
     run = Path(run_dir)
     spec = read_spec(run)
     try:
-        batch = load_batch(spec.input)
+        stream = open_batch(spec.input)
     except KitError as exc:
-        raise KitError(f"the input of {run} cannot be read: {exc.message}", code="run_input_unreadable",
-                       details={"run_dir": str(run), "input": str(spec.input), "cause": exc.to_dict()["error"]},
-                       hints=["The metrics compare the sink with the run's input: restore the input file "
-                              "at that path, unchanged."]) from None
-    try:
-        outputs = read_outputs(RunDir(run).sink)
-        puts = read_puts(RunDir(run).sink)
-    except (sqlite3.Error, OSError, ValueError, TypeError) as exc:
-        raise KitError(f"the sink of {run} cannot be read: {type(exc).__name__}: {exc}", code="sink_unreadable",
-                       details={"run_dir": str(run), "sink": str(RunDir(run).sink)},
-                       hints=["`sqlite3 sink.sqlite 'PRAGMA integrity_check'` says what is wrong; "
-                              "the sink is the truth of a run, so a damaged one means a new run."]) from None
-    try:
-        return compute_metrics(batch.documents, usable_events(read_events(RunDir(run).ledger)), outputs, puts)
-    except (KeyError, TypeError, ValueError, OverflowError, AttributeError, OSError, RecursionError) as exc:
-        raise KitError(f"the records of {run} do not add up: {type(exc).__name__}: {exc}",
-                       code="run_dir_corrupt", details={"run_dir": str(run)},
-                       hints=["A run directory is written by `batchlab run`/`demo` only; start a new one."]) from None
+        raise _input_error(run, spec.input, exc) from None
+    if on_disk is None:
+        on_disk = (stream.header.documents or 0) > spill_keys
+    with _sink_of(run) as sink, FoldStore(on_disk=on_disk, spill_keys=spill_keys) as store:
+        try:
+            return _metrics(fold_run(stream, read_ledger(RunDir(run).ledger), sink, store))
+        except KitError as exc:  # the input changed under the stream
+            raise _input_error(run, spec.input, exc) from None
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError, RecursionError) as exc:
+            raise KitError(f"the records of {run} do not add up: {type(exc).__name__}: {exc}",
+                           code="run_dir_corrupt", details={"run_dir": str(run)},
+                           hints=["A run directory is written by `batchlab run`/`demo` only; start a new one."]) from None
+
+
+def _input_error(run: Path, source: Path, exc: KitError) -> KitError:
+    return KitError(f"the input of {run} cannot be read: {exc.message}", code="run_input_unreadable",
+                    details={"run_dir": str(run), "input": str(source), "cause": exc.to_dict()["error"]},
+                    hints=["The metrics compare the sink with the run's input: restore the input file at that path, "
+                           "unchanged."])

@@ -217,7 +217,7 @@ class LivePass:
         self.spec, self.pass_no, self.crash = spec, pass_no, crash or CrashPlan()
         self.ledger = RunDir(Path(spec.run_dir)).ledger
         self._tail = LedgerTail(self.ledger)
-        self._tail.read_new() if self.ledger.exists() else None  # only this pass's events from here on
+        self._tail.skip_existing()  # only this pass's events from here on
         self.harness = HarnessSide(Path(spec.run_dir), pass_no=pass_no, crash=self.crash, plan=spec.plan,
                                    latency=spec.latency, durable=spec.durable) if spec.boundary else None
         try:

@@ -48,3 +48,24 @@ class TestLedger:
         events = read_events(path)
         assert sum(e["ev"] == "call_start" for e in events) == 3000
         assert sum(e["ev"] == "kill" for e in events) == 200
+
+
+def test_a_tail_skipping_the_existing_lines_reads_only_newer_ones_and_a_torn_line_whole(tmp_path: Path) -> None:
+    """skip_existing() passes the complete lines without parsing them; a line still being written is read once done."""
+    from batchlab.ledger import LedgerTail
+
+    path = tmp_path / "ledger.jsonl"
+    for i in range(3000):  # several 64 KiB blocks
+        append_event(path, "call_start", pass_no=1, i=i)
+    with path.open("ab") as fh:
+        fh.write(b'{"ev": "sink_put", "pass": 1, "t": 1.0, ')  # torn: its end comes later
+    tail = LedgerTail(path)
+    tail.skip_existing()
+    assert tail.read_new() == []
+    with path.open("ab") as fh:
+        fh.write(b'"n": 7}\n')
+    append_event(path, "pass_end", pass_no=2)
+    assert [(e["ev"], e.get("n")) for e in tail.read_new()] == [("sink_put", 7), ("pass_end", None)]
+    empty = LedgerTail(tmp_path / "none.jsonl")
+    empty.skip_existing()
+    assert empty.read_new() == []

@@ -50,6 +50,17 @@ def _window(text: str) -> tuple[float, float]:
     return start, duration
 
 
+def _sizes(text: str) -> list[int]:
+    """``200,5000``: the batch sizes of ``bench --scale``."""
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers, e.g. 200,5000") from None
+    if not sizes or min(sizes) < 10:
+        raise argparse.ArgumentTypeError("every size must be at least 10 documents")
+    return sizes
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -175,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--repeat", type=_positive, default=1, help="runs per figure; medians are reported")
     p.add_argument("--impl", type=_existing_file, default=None)
+    p.add_argument("--scale", action="store_true",
+                   help="what N documents cost the kit (10 000 and 100 000): walls, peak RSS, sizes, resume, metrics")
+    p.add_argument("--million", action="store_true", help="with --scale: 1 000 000 documents too (about an hour)")
+    p.add_argument("--sizes", type=_sizes, default=None, help="with --scale: the N to measure, e.g. 200,5000")
+    p.add_argument("--keep", default=None, help="with --scale: keep the inputs and run directories in this folder")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("serve", help="the batch service: HTTP API, WebSocket progress, task page")

@@ -1,0 +1,159 @@
+"""Where the metric fold keeps its per-key state: in memory for the lesson's sizes, on disk past a threshold.
+
+The metrics (:mod:`batchlab.metric_fold`) read a run once, line by line, but some of what they
+remember grows with the batch: the valid identities of the input (to count each once), the puts
+of the sink (who was committed before which pass), each document's first dispatch until its
+commit, and one latency per commit. At a million documents those are a million keys. Everything
+here lives in one scratch SQLite database: ``:memory:`` below :data:`SPILL_KEYS`, a temporary file
+above it (deleted on close), so the figures come from the same SQL either way. The two hot maps
+(first dispatch, latencies) start as Python structures and move into that database when they pass
+the threshold (:class:`SpillMap`, :class:`Latencies`): fast for 120 documents, flat for a million.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import tempfile
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+
+#: Keys a hot map holds in Python before it moves into the scratch database (about 10 MB of dict).
+SPILL_KEYS = 50_000
+
+_SCHEMA = """
+CREATE TABLE idents (ident TEXT PRIMARY KEY, doc_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE puts (seq INTEGER PRIMARY KEY, ident TEXT NOT NULL, pass INTEGER NOT NULL, upgrade INTEGER NOT NULL);
+CREATE TABLE dispatched (pass INTEGER NOT NULL, ident TEXT NOT NULL, t REAL NOT NULL, PRIMARY KEY (pass, ident))
+    WITHOUT ROWID;
+CREATE TABLE latencies (pass INTEGER NOT NULL, v REAL NOT NULL);
+"""
+
+
+class FoldStore:
+    """The scratch database of one fold: ``:memory:``, or a temporary file in ``folder`` (deleted on close)."""
+
+    def __init__(self, *, on_disk: bool, folder: str | Path | None = None, spill_keys: int = SPILL_KEYS) -> None:
+        self.on_disk = on_disk
+        self.spill_keys = spill_keys
+        self._path: str | None = None
+        if on_disk:
+            fd, self._path = tempfile.mkstemp(prefix="metrics-fold-", suffix=".sqlite",
+                                              dir=str(folder) if folder is not None else None)
+            os.close(fd)
+        self.db = sqlite3.connect(self._path or ":memory:", isolation_level=None, uri=True)
+        # scratch data: no journal, no fsync; a crash loses only this file, which nobody reads again
+        self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-16000;"
+                              "PRAGMA temp_store=FILE;" + _SCHEMA)
+        self.db.execute("BEGIN")
+
+    def close(self) -> None:
+        self.db.close()
+        if self._path is not None:
+            Path(self._path).unlink(missing_ok=True)
+            self._path = None
+
+    def __enter__(self) -> FoldStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add_ident(self, ident: str, doc_id: str) -> bool:
+        """Record a valid identity of the input; True the first time it is seen."""
+        cur = self.db.execute("INSERT OR IGNORE INTO idents VALUES (?, ?)", (ident, doc_id))
+        return cur.rowcount == 1
+
+    def index_puts(self) -> None:
+        """Called once every put is in: the per-key queries below look puts up by identity."""
+        self.db.execute("CREATE INDEX puts_ident ON puts (ident, pass)")
+
+    def committed_before(self, ident: str, pass_no: int) -> bool:
+        return self.db.execute("SELECT 1 FROM puts WHERE ident = ? AND pass < ? LIMIT 1",
+                               (ident, pass_no)).fetchone() is not None
+
+
+class SpillMap:
+    """``ident -> first dispatch time`` of one pass: a dict, moved to the store's table past its threshold."""
+
+    def __init__(self, store: FoldStore, pass_no: int) -> None:
+        self._store = store
+        self._pass = pass_no
+        self._mem: dict[str, float] = {}
+        self.spilled = False
+
+    def setdefault(self, ident: str, t: float) -> None:
+        if not self.spilled:
+            self._mem.setdefault(ident, t)
+            if len(self._mem) > self._store.spill_keys:
+                self._store.db.executemany("INSERT INTO dispatched VALUES (?, ?, ?)",
+                                           ((self._pass, k, v) for k, v in self._mem.items()))
+                self._mem.clear()
+                self.spilled = True
+            return
+        self._store.db.execute("INSERT OR IGNORE INTO dispatched VALUES (?, ?, ?)", (self._pass, ident, t))
+
+    def pop(self, ident: str) -> float | None:
+        if not self.spilled:
+            return self._mem.pop(ident, None)
+        row = self._store.db.execute("DELETE FROM dispatched WHERE pass = ? AND ident = ? RETURNING t",
+                                     (self._pass, ident)).fetchone()
+        return float(row[0]) if row else None
+
+
+class Latencies:
+    """Every pass's latencies: ``array('d')`` per pass, moved to the store's table past its threshold.
+
+    Percentiles are exact either way, with :func:`batchlab.contract.percentile`'s linear
+    interpolation: in memory by sorting, on disk by fetching the two ranks from an ordered query.
+    """
+
+    def __init__(self, store: FoldStore) -> None:
+        self._store = store
+        self._mem: dict[int, array[float]] = {}
+        self._count: dict[int, int] = {}
+        self.spilled = False
+
+    def add(self, pass_no: int, value: float) -> None:
+        self._count[pass_no] = self._count.get(pass_no, 0) + 1
+        if self.spilled:
+            self._store.db.execute("INSERT INTO latencies VALUES (?, ?)", (pass_no, value))
+            return
+        self._mem.setdefault(pass_no, array("d")).append(value)
+        if sum(self._count.values()) > self._store.spill_keys:
+            self._store.db.executemany("INSERT INTO latencies VALUES (?, ?)",
+                                       ((p, v) for p, vs in self._mem.items() for v in vs))
+            self._mem.clear()
+            self.spilled = True
+
+    def count(self, pass_no: int | None = None) -> int:
+        return sum(self._count.values()) if pass_no is None else self._count.get(pass_no, 0)
+
+    def values(self, pass_no: int | None = None) -> Iterator[float]:
+        """The latencies of one pass (or all, pass by pass), in commit order."""
+        if not self.spilled:
+            for p in sorted(self._mem) if pass_no is None else [pass_no]:
+                yield from self._mem.get(p, ())
+            return
+        where, args = ("", ()) if pass_no is None else ("WHERE pass = ?", (pass_no,))
+        for (v,) in self._store.db.execute(f"SELECT v FROM latencies {where} ORDER BY pass, rowid", args):
+            yield float(v)
+
+    def percentile(self, q: float, pass_no: int | None = None) -> float | None:
+        """The q-th percentile of one pass's latencies (or all); None when there are none."""
+        n = self.count(pass_no)
+        if n == 0:
+            return None
+        pos = (n - 1) * q / 100.0
+        lo, hi = math.floor(pos), math.ceil(pos)
+        if not self.spilled:
+            ordered = sorted(self.values(pass_no))
+            a, b = ordered[lo], ordered[hi]
+        else:
+            where, args = ("", ()) if pass_no is None else ("WHERE pass = ?", (pass_no,))
+            rows = self._store.db.execute(f"SELECT v FROM latencies {where} ORDER BY v LIMIT ? OFFSET ?",
+                                          (*args, hi - lo + 1, lo)).fetchall()
+            a, b = float(rows[0][0]), float(rows[-1][0])
+        return a + (b - a) * (pos - lo)

@@ -1,0 +1,232 @@
+"""``batchlab bench --scale``: what a batch of N documents costs the kit, at the sizes the lecture speaks of.
+
+For each N (10 000 and 100 000; 1 000 000 with ``--million``) it writes a JSON Lines input
+(``make-input``'s generator, documents of 200-600 bytes), then drives the kit's own commands as
+child processes, the way a user would, on the reference processor and a zero-latency service
+without faults (``batchlab run --latency-ms 0 --fault-rate 0``), so every figure is the kit's
+orchestration and nothing else:
+
+* **first pass**: ``batchlab run`` on a new run directory: the pass's wall (worker start to its
+  last event) and committed documents a second; the peak RSS of every process of the run (the CLI,
+  which also loads the input and prints the metrics, and the worker); ledger, checkpoint
+  (``state/``) and sink sizes;
+* **no-op rerun**: ``batchlab run`` again on the finished directory: its wall, CLI start to exit, and
+  the peak RSS of its processes;
+* **metrics**: ``batchlab metrics --json`` on it: wall and peak RSS;
+* **resume after a kill at 99 %**: a second run directory, the first pass killed right after its
+  commit number ``0.99 x`` (the first run's commits), then ``batchlab run`` to resume it: the
+  resumed worker's start to its first service call on a document not yet committed (the
+  metrics' resume time).
+
+Peak RSS per process comes from psutil samples every :data:`SAMPLE_S` (the CLI and each
+descendant, by role); the largest process's exact peak from ``wait4``'s ``ru_maxrss``. The bench
+measures whatever the kit does: when the processor reads through a window and resumes from a
+global offset, the same command shows it. Figures vary with the machine and its load (quoted).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..examples import iter_documents, write_documents
+from ..metrics import metrics_for_run
+from ..rundir import RunDir
+
+DEFAULT_SIZES = (10_000, 100_000)
+MILLION = 1_000_000
+SAMPLE_S = 0.05
+#: What ``batchlab run`` gets besides the input and the run directory: zero latency, no faults.
+RUN_ARGS = ("--latency-ms", "0", "--fault-rate", "0", "--timeout", "7200")
+
+
+@dataclass
+class Child:
+    """One command of the kit, run as a child process: its wall, exit code and peak memory by process role."""
+
+    argv: list[str]
+    wall_s: float = 0.0
+    returncode: int | None = None
+    peak_rss: dict[str, int] = field(default_factory=dict)
+    #: ``ru_maxrss`` from ``wait4``: the largest of the process and its descendants, exact (bytes)
+    max_rss: int = 0
+    output: str = ""
+
+
+def run_child(argv: Sequence[str], *, cwd: Path) -> Child:
+    """Run ``batchlab ARGV`` in a child, sampling the RSS of it (``cli``) and of its descendants (``worker``)."""
+    import psutil
+
+    child = Child(argv=list(argv))
+    out = cwd / f"child-{time.monotonic_ns()}.out"
+    t0 = time.perf_counter()
+    with out.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "batchlab", *argv], cwd=cwd, stdout=sink,
+                                stderr=subprocess.STDOUT)
+    done = threading.Event()
+    sampler = threading.Thread(target=_sample, args=(psutil.Process(proc.pid), child.peak_rss, done), daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    child.wall_s = time.perf_counter() - t0
+    done.set()
+    sampler.join()
+    proc.returncode = child.returncode = os.waitstatus_to_exitcode(status)
+    child.max_rss = int(usage.ru_maxrss) * 1024
+    child.output = out.read_text(encoding="utf-8", errors="replace")
+    out.unlink()
+    return child
+
+
+def _sample(proc: Any, peaks: dict[str, int], done: threading.Event) -> None:
+    import psutil
+
+    while not done.is_set():
+        try:
+            procs = [("cli", proc)] + [("worker", p) for p in proc.children(recursive=True)]
+        except psutil.Error:
+            return
+        for role, p in procs:
+            try:
+                peaks[role] = max(peaks.get(role, 0), int(p.memory_info().rss))
+            except psutil.Error:
+                continue
+        done.wait(SAMPLE_S)
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder (a checkpoint may be several files)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+@dataclass
+class ScaleRow:
+    """The figures of one N (sizes in bytes, times in seconds)."""
+
+    documents: int
+    input_bytes: int
+    unique: int
+    first_pass_s: float
+    first_pass_committed: int
+    first_pass_cli_s: float
+    rss_worker: int
+    rss_cli: int
+    rss_largest: int
+    ledger_bytes: int
+    checkpoint_bytes: int
+    sink_bytes: int
+    noop_rerun_s: float
+    noop_rerun_calls: int
+    noop_rss_worker: int
+    noop_rss_cli: int
+    noop_rss_largest: int
+    metrics_s: float
+    metrics_rss: int
+    kill_at: int
+    resume_first_call_s: float | None
+    resume_pass_s: float
+    resume_rss_largest: int
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.first_pass_committed / self.first_pass_s if self.first_pass_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "docs_per_s": self.docs_per_s}
+
+
+def _checked(child: Child, what: str) -> Child:
+    if child.returncode not in (0,):
+        raise RuntimeError(f"{what}: `batchlab {' '.join(child.argv)}` exited {child.returncode}:\n"
+                           f"{child.output[-2000:]}")
+    return child
+
+
+def measure(n: int, work: Path, *, say: Callable[[str], None] = lambda _: None) -> ScaleRow:
+    """Every figure of one N, in ``work`` (an input, two run directories)."""
+    source = work / f"input-{n}.jsonl"
+    write_documents(source, iter_documents(n, min_bytes=200, max_bytes=600), format="jsonl")
+    run, killed = work / f"run-{n}", work / f"killed-{n}"
+    say(f"N={n}: first pass")
+    first = _checked(run_child(["run", "--input", str(source), "--run-dir", str(run), *RUN_ARGS], cwd=work),
+                     "first pass")
+    sizes = (folder_bytes(RunDir(run).ledger), folder_bytes(RunDir(run).state), folder_bytes(RunDir(run).sink))
+    say(f"N={n}: no-op rerun")
+    noop = _checked(run_child(["run", "--input", str(source), "--run-dir", str(run), *RUN_ARGS], cwd=work),
+                    "no-op rerun")
+    say(f"N={n}: metrics")
+    mcmd = _checked(run_child(["metrics", str(run), "--json"], cwd=work), "metrics")
+    figures = metrics_for_run(run)
+    p1, p2 = figures.passes[0], figures.passes[1]
+    kill_at = max(1, math.floor(0.99 * p1.committed))
+    say(f"N={n}: kill at commit {kill_at}, then resume")
+    run_child(["run", "--input", str(source), "--run-dir", str(killed), "--crash", "after_commit",
+               "--at", str(kill_at), *RUN_ARGS], cwd=work)
+    resume = _checked(run_child(["run", "--input", str(source), "--run-dir", str(killed), *RUN_ARGS], cwd=work),
+                      "resume")
+    resumed = metrics_for_run(killed).passes[-1]
+    return ScaleRow(
+        documents=n, input_bytes=source.stat().st_size, unique=figures.unique, first_pass_s=p1.wall_s,
+        first_pass_committed=p1.committed, first_pass_cli_s=first.wall_s,
+        rss_worker=first.peak_rss.get("worker", 0), rss_cli=first.peak_rss.get("cli", 0), rss_largest=first.max_rss,
+        ledger_bytes=sizes[0], checkpoint_bytes=sizes[1], sink_bytes=sizes[2],
+        noop_rerun_s=noop.wall_s, noop_rerun_calls=p2.calls, noop_rss_worker=noop.peak_rss.get("worker", 0),
+        noop_rss_cli=noop.peak_rss.get("cli", 0), noop_rss_largest=noop.max_rss,
+        metrics_s=mcmd.wall_s, metrics_rss=mcmd.max_rss, kill_at=kill_at,
+        resume_first_call_s=resumed.resume_time_s, resume_pass_s=resume.wall_s, resume_rss_largest=resume.max_rss)
+
+
+def run_scale(sizes: Sequence[int] = DEFAULT_SIZES, *, workdir: Path | None = None,
+              say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """The figures for every N in ``sizes`` (each in its own folder, deleted unless ``workdir`` is given)."""
+    rows = []
+    for n in sizes:
+        if workdir is not None:
+            folder = workdir / f"n{n}"
+            folder.mkdir(parents=True, exist_ok=True)
+            rows.append(measure(n, folder, say=say))
+            continue
+        with tempfile.TemporaryDirectory(prefix=f"batchlab-scale-{n}-") as name:
+            rows.append(measure(n, Path(name), say=say))
+    return {"sizes": list(sizes), "load_average": list(os.getloadavg()), "cpus": os.cpu_count(),
+            "rows": [r.to_dict() for r in rows]}
+
+
+def _mb(value: float) -> str:
+    return f"{value / 1e6:,.1f} MB"
+
+
+COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
+    ("N", lambda r: f"{r['documents']:,}"),
+    ("input", lambda r: _mb(r["input_bytes"])),
+    ("first pass", lambda r: f"{r['first_pass_s']:.1f} s"),
+    ("docs/s", lambda r: f"{r['docs_per_s']:,.0f}"),
+    ("RSS worker", lambda r: _mb(r["rss_worker"])),
+    ("RSS CLI", lambda r: _mb(r["rss_cli"])),
+    ("ledger", lambda r: _mb(r["ledger_bytes"])),
+    ("checkpoint", lambda r: _mb(r["checkpoint_bytes"])),
+    ("kill@99% -> 1st call", lambda r: "n/a" if r["resume_first_call_s"] is None else f"{r['resume_first_call_s']:.2f} s"),
+    ("no-op rerun", lambda r: f"{r['noop_rerun_s']:.1f} s, {_mb(r['noop_rss_largest'])}"),
+    ("metrics", lambda r: f"{r['metrics_s']:.1f} s, {_mb(r['metrics_rss'])}"),
+)
+
+
+def format_scale(result: dict[str, Any]) -> str:
+    """The figures as a Markdown table (the README's), with the machine's load when they were taken."""
+    head = "| " + " | ".join(name for name, _ in COLUMNS) + " |"
+    lines = [head, "|" + " --- |" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cell(r) for _, cell in COLUMNS) + " |" for r in result["rows"]]
+    load = ", ".join(f"{x:.1f}" for x in result["load_average"])
+    lines.append(f"\n{result['cpus']} CPUs, load average at the end {load}; RSS peaks sampled every "
+                 f"{SAMPLE_S * 1000:.0f} ms (CLI: `batchlab run`, which also loads the input and prints the metrics).")
+    return "\n".join(lines)
