@@ -189,7 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     command, and exits 130 or 143; SIGKILL of this command kills the worker too.
     """
     from ..contract import BatchConfig
-    from ..documents import load_batch
+    from ..documents import open_batch
     from ..faults import CrashPlan, FaultPlan
     from ..ledger import iter_events
     from ..metrics import format_table, metrics_for_run
@@ -199,14 +199,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..service import LatencyModel
     from ..worker import WorkerExit
 
-    batch = load_batch(args.input)
+    # Validated as a stream (one document in memory; no cap on the count): the worker reads it the same way.
+    header = open_batch(args.input).header
     run = Path(args.run_dir)
     _check_run_dir_input(run, args.input)
     with RunDirLock(run, role="batchlab run").acquire(args.wait) as lock:  # refuses a busy dir, touching nothing
         # streamed: a finished run's ledger is ~900 bytes a document, 1.5 GB of Python objects at 100 000
         pass_no = 1 + max((_int(e.get("pass")) for e in iter_events(RunDir(run).ledger)), default=0)
         spec = RunSpec(impl=Path(args.impl or default_demo_impl()), input=Path(args.input), run_dir=run,
-                       batch_id=args.batch_id or batch.batch_id or "batch-001",
+                       batch_id=args.batch_id or header.batch_id or "batch-001",
                        config=BatchConfig(concurrency=args.concurrency,
                                           breaker_failures=0 if args.no_breaker else BatchConfig.breaker_failures,
                                           call_timeout=args.call_timeout),
