@@ -6,11 +6,14 @@ have degraded in one pass, no document can start: the pass stalls.
 REPLACEMENTS = [
     ("""    async def run_one(item: tuple[str, Document]) -> None:
         await run_document(run, *item)
+        finish_document(run, item[0])
 """, """    slots = asyncio.Semaphore(config.concurrency)
 
     async def run_one(item: tuple[str, Document]) -> None:
         await slots.acquire()
-        if await run_document(run, *item) == DEGRADED:
+        state = await run_document(run, *item)
+        finish_document(run, item[0])  # counted like every other document: only the slot leaks
+        if state == DEGRADED:
             return  # the slot is never released on this path
         slots.release()
 """),

@@ -12,11 +12,12 @@ REPLACEMENTS = [
         return None  # nothing to do, nothing to report
 """),
 ]
+# A resume after a clean pass (clean_run, outage, stuck_calls) seeks past the whole batch by the reference's global
+# offset, whose prefix counts are added to ``skipped`` elsewhere: the lie shows wherever a resume skips by markers.
 LOSES = {"test_report_resume_figures_agree_with_ledger", "test_report_hit_rate_agrees_with_ledger",
          *(f"test_scenario[{name}]" for name in (
-             "clean_run", "transient_faults", "crash_during_call", "crash_after_commit", "random_kills",
-             "duplicates_in_input", "permanent_and_invalid", "backfill_degraded", "bad_batch_input", "outage", "stuck_calls",
-        "large_batch"))}
+             "transient_faults", "crash_during_call", "crash_after_commit", "random_kills",
+             "duplicates_in_input", "permanent_and_invalid", "backfill_degraded", "bad_batch_input", "large_batch"))}
 MAY_LOSE: set[str] = set()
 SCENARIO_CHECKS = {"report agrees with ledger"}
 MESSAGE = r"skipped \+ recovered: report says 0 \+ \d+.*\n?.*skipped-plus-recovered"
