@@ -22,7 +22,6 @@ the harness writes, or whose records something else wrote (no sandbox: same user
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from batchlab.docmodel import ident_of
 from batchlab.faults import CrashPlan, FaultPlan
 from batchlab.harness import HarnessSide
 from batchlab.harness_records import HarnessSink, seal_of
-from batchlab.ledger import Ev
+from batchlab.ledger import Ev, parse_event
 from batchlab.rundir import RunDir
 from batchlab.service import LatencyModel
 from batchlab.testing import GuardedService
@@ -89,15 +88,7 @@ class StepPass:
 
 def parse_lines(data: bytes) -> list[dict[str, Any]]:
     """Ledger lines as events (what :func:`batchlab.ledger.iter_events` reads from a file)."""
-    events = []
-    for raw in data.splitlines():
-        try:
-            event = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and "ev" in event:
-            events.append(event)
-    return events
+    return [event for raw in data.splitlines() if (event := parse_event(raw)) is not None]
 
 
 def harness_args(args: dict[str, Any]) -> dict[str, Any]:

@@ -205,6 +205,15 @@ def append_event(path: str | Path, ev: str, *, pass_no: int, **fields: Any) -> N
         ledger.emit(ev, **fields)
 
 
+def parse_event(raw: bytes) -> dict[str, Any] | None:
+    """One ledger line as its event; None for a line that is not JSON or not an event (skipped, never fatal)."""
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) and "ev" in event else None
+
+
 def iter_events(path: str | Path) -> Iterator[dict[str, Any]]:
     """Yield the events of a ledger in order; a torn or foreign line is skipped, never fatal."""
     p = Path(path)
@@ -212,13 +221,7 @@ def iter_events(path: str | Path) -> Iterator[dict[str, Any]]:
         return
     with p.open("rb") as fh:
         for raw in fh:
-            if not raw.endswith(b"\n"):
-                continue
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and "ev" in event:
+            if raw.endswith(b"\n") and (event := parse_event(raw)) is not None:
                 yield event
 
 
