@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .documents import Batch, Document, normalize_text
@@ -118,10 +118,13 @@ def output_matches(doc: Document, mode: str, chunks: Sequence[str], vectors: Seq
     return bool(list(chunks) == want["chunks"] and [list(v) for v in vectors] == want["vectors"])
 
 
-def planned_calls(batch: Batch) -> int:
+def planned_calls(batch: Batch | Iterable[Document]) -> int:
     """How many service calls a fault-free run of ``batch`` makes (to place a crash in the middle).
 
     It lives here, beside :func:`chunk_text`, because the demo, the dashboard, the notebooks and the
     grader's scenarios all place crashes with it: one count of "a call per chunk of each unique document".
+    ``batch`` is a :class:`Batch`, or its unique documents already folded (a stream's:
+    :func:`batchlab.inventory.iter_unique`), so a large input is counted without a list.
     """
-    return sum(len(chunk_text(clean_text(doc.content))) for doc in batch.unique_documents())
+    unique = batch.unique_documents() if isinstance(batch, Batch) else batch
+    return sum(len(chunk_text(clean_text(doc.content))) for doc in unique)

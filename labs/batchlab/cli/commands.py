@@ -64,7 +64,8 @@ def _describe_pass(result: Any) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ..documents import load_batch
+    from ..batchstream import open_batch
+    from ..inventory import count_input, spills
     from ..metrics import format_table
     from ..paths import example_input
     from ..teach.demo import run_demo
@@ -74,7 +75,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
                          hints=["--docs N generates an input of N documents."])
     quiet = args.json
     # Validate first: a bad file raises before anything is written.
-    total = args.docs if args.docs is not None else len(load_batch(args.input or example_input()).unique_documents())
+    if args.docs is not None:
+        total = args.docs
+    else:  # streamed: the unique count of any input, in memory that does not grow with it
+        stream = open_batch(args.input or example_input())
+        total = count_input(stream, on_disk=spills(stream.header.documents)).unique
     bars = _Bars(total=total, enabled=not quiet)
 
     def on_pass(result: Any) -> None:
@@ -296,16 +301,15 @@ def cmd_outage(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from collections import Counter
+    """The batch's counts, streamed (``open_batch`` validates it, ``count_input`` counts it): no cap on N."""
+    from ..batchstream import open_batch
+    from ..inventory import count_input, spills
 
-    from ..documents import load_batch
-
-    batch = load_batch(args.input)
-    inventory = batch.inventory()
-    valid = inventory.valid_documents()
-    summary = {"input": str(args.input), "batch_id": batch.batch_id, "documents": inventory.total,
-               "valid": len(valid), "unique": inventory.unique,
-               "invalid": dict(inventory.reasons()), "sources": dict(Counter(d.source for d in valid))}
+    stream = open_batch(args.input)
+    counts = count_input(stream, on_disk=spills(stream.header.documents))
+    summary = {"input": str(args.input), "batch_id": stream.header.batch_id, "documents": counts.total,
+               "valid": counts.valid, "unique": counts.unique,
+               "invalid": dict(counts.reasons), "sources": dict(counts.sources)}
     print(strict_json(summary, ensure_ascii=False, indent=2))
     return EXIT_OK
 

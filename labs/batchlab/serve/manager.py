@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..batchstream import batch_format, open_batch
 from ..contract import BatchConfig
-from ..documents import load_batch
 from ..errors import BatchInputError
 from ..faults import CrashPlan, FaultPlan
 from ..ledger import PASS_OVER, iter_events
@@ -135,7 +135,8 @@ class BatchManager:
         with self._lock:
             prog = self._progress.get(rec.id)
             if prog is None:
-                prog = Progress(load_batch(self.store.input_path(rec.id)).documents,
+                # streamed, unvalidated: create() validated this file before storing it
+                prog = Progress(open_batch(self.store.input_path(rec.id), validate=False),
                                 RunDir(self.store.run_dir(rec.id)).ledger)
                 self._progress[rec.id] = prog
             return prog
@@ -153,9 +154,12 @@ class BatchManager:
 
     def create(self, body: bytes, *, filename: str = "upload.json", settings: Mapping[str, Any] | None = None
                ) -> BatchRecord:
-        """Validate a batch (as ``batchlab run`` does: :func:`batchlab.documents.load_batch`) and queue it.
+        """Validate a batch (as ``batchlab run`` does: :func:`batchlab.batchstream.open_batch`) and queue it.
 
         A refusal (bad settings, bad input, too large) raises the unified error and leaves nothing behind.
+        An upload named ``*.jsonl`` or ``*.ndjson`` is JSON Lines (a malformed line rejects that document
+        alone), any other name a JSON file. It is read as a stream, one document at a time: validated,
+        then folded into the batch's :class:`Progress` (the request's body is the one copy in memory).
         """
         parsed = parse_settings(settings or {})
         if len(body) > MAX_UPLOAD_BYTES:
@@ -163,23 +167,26 @@ class BatchManager:
                                   details={"bytes": len(body), "limit_bytes": MAX_UPLOAD_BYTES},
                                   hints=["Split the batch into shards, each with its own batch id."])
         batch_id = new_batch_id()
-        tmp = self.store.incoming / f"{batch_id}.json"
+        fmt = batch_format(filename)
+        tmp = self.store.incoming / f"{batch_id}.{fmt}"
         tmp.write_bytes(body)
         try:
-            batch = load_batch(tmp)
+            batch = open_batch(tmp)
             self.store.batch_dir(batch_id).mkdir(parents=True)
-            tmp.replace(self.store.input_path(batch_id))
+            stored = self.store.input_path(batch_id, fmt)
+            tmp.replace(stored)
+            batch = open_batch(stored, validate=False, documents=len(batch))  # the same file, validated above
         except BatchInputError as exc:
             if "path" in exc.details:
                 exc.details["path"] = filename  # the client's name for it, not our temporary file
             raise
         finally:
             tmp.unlink(missing_ok=True)
-        rec = BatchRecord(id=batch_id, name=batch.batch_id or batch_id, created_at=time.time(), settings=parsed,
-                          impl=str(self.impl), documents=len(batch))
+        rec = BatchRecord(id=batch_id, name=batch.header.batch_id or batch_id, created_at=time.time(),
+                          settings=parsed, impl=str(self.impl), documents=len(batch))
         with self._lock:
             self._records[rec.id] = rec
-            self._progress[rec.id] = Progress(batch.documents, RunDir(self.store.run_dir(rec.id)).ledger)
+            self._progress[rec.id] = Progress(batch, RunDir(self.store.run_dir(rec.id)).ledger)
             self._enqueue(rec, None)
         return rec
 

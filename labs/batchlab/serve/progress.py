@@ -14,11 +14,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..inventory import Inventory
+from ..inventory import iter_entries
 from ..ledger import PASS_OVER, RESOURCE_EVENT
 from ..runner import LedgerTail
 
@@ -33,21 +33,30 @@ KEEP = 300
 class Progress:
     """The incremental fold of one batch's ledger (thread-safe: the HTTP layer and the runner read it)."""
 
-    def __init__(self, documents: Sequence[Any], ledger: Path) -> None:
+    def __init__(self, documents: Iterable[Any], ledger: Path) -> None:
+        """``documents``: the batch's raw entries, a stream (:class:`batchlab.batchstream.BatchStream`) or a list.
+
+        Read once, one entry at a time (the input itself is not kept); what is kept is the API's table, one
+        row per unique document and per rejected entry, whose size the upload limit bounds.
+        """
         self._lock = threading.Lock()
         self._tail = LedgerTail(ledger)
-        inventory = Inventory.of(documents)
-        self.total = inventory.total
+        self.total = 0
         self.ident_of_id: dict[str, str] = {}
-        self.docs: dict[str, dict[str, Any]] = {}  # ident -> the document's row
-        for ident, doc in inventory.by_ident.items():
-            self.docs[ident] = {"doc_id": doc.id, "state": "pending", "attempts": 0, "calls": 0,
-                                "retries": 0, "last_error": None, "passes": []}
-            self.ident_of_id.setdefault(doc.id, ident)
-        self.rejected: list[dict[str, Any]] = [
-            {"index": e.index, "doc_id": None if e.raw_id is None else str(e.raw_id), "state": "rejected",
-             "last_error": e.error.code, "reason": e.error.message, "hints": e.error.hints}
-            for e in inventory.invalid() if e.error is not None]
+        self.docs: dict[str, dict[str, Any]] = {}  # ident -> the document's row (the first document of each ident)
+        self.rejected: list[dict[str, Any]] = []
+        for e in iter_entries(documents):
+            self.total += 1
+            doc = e.document
+            if doc is not None and e.ident is not None:
+                if e.ident not in self.docs:
+                    self.docs[e.ident] = {"doc_id": doc.id, "state": "pending", "attempts": 0, "calls": 0,
+                                          "retries": 0, "last_error": None, "passes": []}
+                    self.ident_of_id.setdefault(doc.id, e.ident)
+            elif e.error is not None:
+                self.rejected.append({"index": e.index, "doc_id": None if e.raw_id is None else str(e.raw_id),
+                                      "state": "rejected", "last_error": e.error.code, "reason": e.error.message,
+                                      "hints": e.error.hints})
         self.retries = 0
         self.events: list[dict[str, Any]] = []  # notable events, with their sequence number ``seq``
         self.resources: list[dict[str, Any]] = []

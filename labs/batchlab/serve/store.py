@@ -4,7 +4,7 @@ Layout under the data folder (``--data``, default ``runs/service/``)::
 
     DATA/index.json                   ids, names, states, newest first (rebuilt from the records)
     DATA/batches/ID/batch.json        the record: settings, state, why, passes
-    DATA/batches/ID/input.json        the batch exactly as it was uploaded (validated)
+    DATA/batches/ID/input.json        the batch exactly as it was uploaded (validated; input.jsonl for JSON Lines)
     DATA/batches/ID/run/              the run directory of batchlab.runner (spec, ledger, sink, state)
 
 The record is the truth of a batch's *state*; the ledger is the truth of its
@@ -117,8 +117,15 @@ class Store:
     def run_dir(self, batch_id: str) -> Path:
         return self.batch_dir(batch_id) / "run"
 
-    def input_path(self, batch_id: str) -> Path:
-        return self.batch_dir(batch_id) / "input.json"
+    def input_path(self, batch_id: str, format: str | None = None) -> Path:
+        """The batch's input: ``input.jsonl`` for a JSON Lines upload, ``input.json`` otherwise.
+
+        ``format`` names the file to write; without it, the one that exists (a JSON Lines one if any).
+        """
+        if format is None:
+            lines = self.batch_dir(batch_id) / "input.jsonl"
+            return lines if lines.exists() else self.batch_dir(batch_id) / "input.json"
+        return self.batch_dir(batch_id) / ("input.jsonl" if format == "jsonl" else "input.json")
 
     def save(self, record: BatchRecord) -> None:
         record.updated_at = time.time()

@@ -35,12 +35,12 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..batchstream import open_batch
 from ..defaults import LESSON
-from ..documents import load_batch
 from ..errors import EXIT_FAILED, EXIT_OK, KitError, UsageError
 from ..host import environ_snapshot, kill_group, pid_alive
 from ..ledger import Ev, append_event, read_events
@@ -197,7 +197,7 @@ def _kill_rounds(session: _Session, result: ChaosResult, kills: int, rng: random
             f"{'ok' if kill.integrity_ok else kill.integrity}")
 
 
-def _final_pass(session: _Session, result: ChaosResult, documents: Sequence[Any], timeout_s: float) -> None:
+def _final_pass(session: _Session, result: ChaosResult, documents: Iterable[Any], timeout_s: float) -> None:
     """One pass to the end, then the integrity check, the metrics and the granularity effect."""
     final = session.start("final")
     try:
@@ -231,7 +231,7 @@ def run_chaos(
     run = Path(run_dir)
     say = on_line or (lambda line: None)
     source = _input_of(run, input_path)
-    batch = load_batch(source)  # a bad input is refused before the first kill
+    batch = open_batch(source)  # streamed, validated first: a bad input is refused before the first kill
     if not 0 <= min_s <= max_s:
         raise UsageError(f"the kill window {min_s:g}-{max_s:g} s is empty", code="usage_error",
                          hints=["Give --min-s <= --max-s, both >= 0."])
@@ -244,7 +244,7 @@ def run_chaos(
     session = _Session(run, cmd)
     try:
         _kill_rounds(session, result, kills, random.Random(seed), say)
-        _final_pass(session, result, batch.documents, final_timeout_s)
+        _final_pass(session, result, batch, final_timeout_s)
     finally:
         session.close()
         result.elapsed_s = time.monotonic() - t_start

@@ -10,12 +10,12 @@ from __future__ import annotations
 import sqlite3
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..documents import Inventory
+from ..inventory import iter_entries
 from ..ledger import Ev
 from ..metrics import format_table
 from ..pipeline import chunk_text, clean_text
@@ -158,7 +158,7 @@ def integrity(run_dir: Path) -> dict[str, str]:
     return found
 
 
-def _granularity(events: Sequence[dict[str, Any]], killed_passes: set[int], documents: Sequence[Any],
+def _granularity(events: Sequence[dict[str, Any]], killed_passes: set[int], documents: Iterable[Any],
                  unique: int) -> dict[str, Any] | None:
     """Documents restarted from chunk 0 in several killed passes without ever committing during the kills."""
     started: dict[str, set[int]] = defaultdict(set)
@@ -177,8 +177,11 @@ def _granularity(events: Sequence[dict[str, Any]], killed_passes: set[int], docu
     stuck = {i: len(p) for i, p in started.items() if i not in committed and len(p) >= RESTARTS_FOR_GRANULARITY}
     if not stuck:
         return None
-    by_ident = Inventory.of(documents).by_ident
-    chunks = {i: len(chunk_text(clean_text(by_ident[i].content))) for i in stuck if i in by_ident}
+    chunks: dict[str, int] = {}  # of the stuck identities only, from a stream of the input: nothing else kept
+    for entry in iter_entries(documents):
+        doc = entry.document
+        if doc is not None and entry.ident in stuck and entry.ident not in chunks:
+            chunks[entry.ident] = len(chunk_text(clean_text(doc.content)))
     return {
         "documents": len(stuck), "min_restarts": RESTARTS_FOR_GRANULARITY, "max_restarts": max(stuck.values()),
         "largest_chunks": max(chunks.values(), default=0), "furthest_chunk": max(furthest[i] for i in stuck),

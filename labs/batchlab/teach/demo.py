@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..batchstream import open_batch
 from ..contract import BatchConfig
 from ..defaults import LESSON
-from ..documents import load_batch
 from ..examples import make_documents, write_input
 from ..faults import CRASH_DURING_CALL, CRASH_NONE, CRASH_RANDOM, CrashPlan, FaultPlan
+from ..inventory import iter_unique, spills
 from ..ledger import PassEnd
 from ..metrics import Metrics, metrics_for_run
 from ..paths import default_demo_impl, example_input, kit_root
@@ -145,15 +146,17 @@ def run_demo(
         source = write_input(RunDir(run).input, make_documents(docs, seed=seed))
     else:
         source = Path(input_path or example_input())
-    batch = load_batch(source)  # raises BatchInputError before anything is written
+    # Streamed, validated first (raises BatchInputError before anything is written): the demo's own input is the
+    # lesson's 120 documents, but --input takes any batch, and nothing here needs it as a list.
+    batch = open_batch(source)
     if crash == CRASH_DURING_CALL and at is None:
-        at = max(1, int(planned_calls(batch) * 0.4))
+        at = max(1, int(planned_calls(iter_unique(batch, on_disk=spills(len(batch)))) * 0.4))
     elif at is None:
         at = max(1, int(len(batch) * 0.4))
     plan = CrashPlan(kind=crash, at=at if crash not in (CRASH_NONE, CRASH_RANDOM) else 0,
                      window=(0.05, 0.3))
     impl_path = Path(impl or default_demo_impl())
-    spec = RunSpec(impl=impl_path, input=source, run_dir=run, batch_id=batch.batch_id or "batch-001",
+    spec = RunSpec(impl=impl_path, input=source, run_dir=run, batch_id=batch.header.batch_id or "batch-001",
                    config=BatchConfig(concurrency=concurrency), plan=FaultPlan(seed=seed, transient_rate=fault_rate),
                    latency=LatencyModel(median_ms=latency_ms))
     passes = run_passes(spec, [plan], fresh=False, on_events=on_events, on_pass=on_pass)

@@ -160,6 +160,9 @@ class DashboardModel:
             self._clear()
             run_dir = self._new_run_dir()
             source = write_input(RunDir(run_dir).input, make_documents(settings.documents, seed=settings.seed))
+            # A list on purpose: the board draws one row per document and places the crash by planned calls, on
+            # a batch it generated itself, 1-5000 documents (DashboardSettings.validate refuses more); load_batch's
+            # own limit (batch_too_large) would refuse a larger file with the unified error all the same.
             batch = load_batch(source)
             self._spec = settings.run_spec(self.impl, batch, run_dir, timeout_s=self.timeout_s)
             prepare(self._spec)  # a new directory: the input is already in it

@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ...batchstream import open_batch
 from ...contract import percentile
-from ...documents import load_batch
+from ...inventory import iter_entries
 from ...ledger import CRASH_EVENTS, Ev
 
 LOG_LINES = 40
@@ -121,8 +122,11 @@ def _log_line(ev: Mapping[str, Any], origin: float) -> str:
     return f"{head} {str(ev.get('error', ''))[:160]}"
 
 def rejected_codes(spec: Mapping[str, Any]) -> set[str]:
-    """The classified reasons of the input's invalid documents (400-like), as opposed to service faults."""
-    return set(load_batch(spec["input"]).inventory().reasons())
+    """The classified reasons of the input's invalid documents (400-like), as opposed to service faults.
+
+    The input is streamed (validated first), one entry in memory at a time: a set of codes is all it keeps.
+    """
+    return {e.error.code for e in iter_entries(open_batch(spec["input"])) if e.error is not None}
 
 def _delay_stats(delays: Sequence[RetryDelay], expected: Sequence[tuple[int, float, float]]) -> dict[str, Any]:
     by_attempt: dict[int, list[float]] = defaultdict(list)
