@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..batchstream import open_batch
 from ..contract import BatchConfig
-from ..documents import load_batch
 from ..faults import CRASH_AFTER_COMMIT, CrashPlan, FaultPlan
 from ..host import child_popen_kwargs, kill_group
+from ..inventory import iter_entries
 from ..ledger import Ev, Ledger, read_events
 from ..rundir import RunDir
 from ..service import LatencyModel, SimulatedService
@@ -145,20 +146,22 @@ def run_shards(*, impl: Path, input_path: Path, work: Path, shards: int = 2, kil
 
 def account(passes: list[ShardPass], input_path: Path, sink_path: Path) -> ShardRun:
     """The batch as the sink has it: documents committed, committed twice, never committed."""
-    inventory = load_batch(input_path).inventory()
-    names = {e.ident: e.document.id for e in inventory.entries if e.ident is not None and e.document is not None}
+    names: dict[str, str] = {}  # ident -> id (the last one written): the account names every lost document
+    for e in iter_entries(open_batch(input_path)):  # streamed: the input itself is not kept
+        if e.ident is not None and e.document is not None:
+            names[e.ident] = e.document.id
     writes = Counter(p["ident"] for p in read_puts(sink_path))
     committed = {rec.ident for rec in read_outputs(sink_path)}
-    return ShardRun(passes=passes, unique=inventory.unique, committed=len(committed & inventory.idents),
+    return ShardRun(passes=passes, unique=len(names), committed=len(committed & names.keys()),
                     duplicates={names.get(i, i): n for i, n in writes.items() if n > 1},
-                    lost=sorted(names[i] for i in inventory.idents - committed))
+                    lost=sorted(names[i] for i in names.keys() - committed))
 
 
 async def _work(args: argparse.Namespace) -> dict[str, Any]:
     from ..worker import load_impl
 
     module = load_impl(args.impl)
-    batch = load_batch(args.input)
+    batch = open_batch(args.input)  # a stream, validated first: the processor pulls it through its window
     work = Path(args.work)
     ledger = Ledger(_ledger_path(work, args.shard, args.pass_no), pass_no=args.pass_no)
     crash = CrashPlan(kind=CRASH_AFTER_COMMIT, at=args.kill_after) if args.kill_after else CrashPlan()
@@ -167,7 +170,7 @@ async def _work(args: argparse.Namespace) -> dict[str, Any]:
     sink = SqliteSink(RunDir(work).sink, ledger=ledger, pass_no=args.pass_no, crash=crash)
     try:
         report = await module.process_documents_batch(
-            batch.documents, batch_id=batch.batch_id or "batch", service=service, sink=sink,
+            batch, batch_id=batch.header.batch_id or "batch", service=service, sink=sink,
             state_dir=RunDir(work).state, config=BatchConfig(concurrency=args.concurrency, shard=args.shard))
     finally:
         sink.close()
@@ -184,7 +187,7 @@ def _prepare(args: argparse.Namespace) -> None:
 
     try:
         module = load_impl(args.impl)
-        store = module.CheckpointStore(RunDir(Path(args.work)).state, load_batch(args.input).batch_id or "batch")
+        store = module.CheckpointStore(RunDir(Path(args.work)).state, open_batch(args.input).header.batch_id or "batch")
         store.close()
     except Exception:  # noqa: BLE001 - the workers report what is wrong with the module
         pass
