@@ -358,7 +358,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from ..teach.bench_scale import DEFAULT_SIZES, MILLION, format_scale, run_scale
 
         sizes = args.sizes or [*DEFAULT_SIZES, *([MILLION] if args.million else [])]
-        scaled = run_scale(sizes, workdir=Path(args.keep) if args.keep else None,
+        scaled = run_scale(sizes, workdir=Path(args.keep) if args.keep else None, one_pass=args.one_pass,
                            say=lambda line: print(line, file=sys.stderr, flush=True))
         print(json.dumps(scaled, indent=2) if args.json else format_scale(scaled))
         return EXIT_OK

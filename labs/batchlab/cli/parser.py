@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--million", action="store_true", help="with --scale: 1 000 000 documents too (about an hour)")
     p.add_argument("--sizes", type=_sizes, default=None, help="with --scale: the N to measure, e.g. 200,5000")
     p.add_argument("--keep", default=None, help="with --scale: keep the inputs and run directories in this folder")
+    p.add_argument("--one-pass", action="store_true",
+                   help="with --scale: the first pass is the one killed at 99 %%, resumed, rerun on one run directory "
+                        "(half the work, for a million)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("serve", help="the batch service: HTTP API, WebSocket progress, task page")

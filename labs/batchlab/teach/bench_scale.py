@@ -10,13 +10,15 @@ orchestration and nothing else:
   last event) and committed documents a second; the peak RSS of every process of the run (the CLI,
   which also loads the input and prints the metrics, and the worker); ledger, checkpoint
   (``state/``) and sink sizes;
-* **no-op rerun**: ``batchlab run`` again on the finished directory: its wall, CLI start to exit, and
-  the peak RSS of its processes;
+* **no-op rerun**: ``batchlab run`` again on the finished directory: its wall, CLI start to exit (which
+  includes the metrics the command prints, a fold of the whole run), the pass's own wall (worker start to
+  its last event), and the peak RSS of its processes;
 * **metrics**: ``batchlab metrics --json`` on it: wall and peak RSS;
 * **resume after a kill at 99 %**: a second run directory, the first pass killed right after its
   commit number ``0.99 x`` (the first run's commits), then ``batchlab run`` to resume it: the
   resumed worker's start to its first service call on a document not yet committed (the
-  metrics' resume time).
+  metrics' resume time). With ``one_pass`` (``--one-pass``, for a million) the first pass *is* the
+  killed one, and the resume, the no-op rerun and the metrics follow on that run directory: half the work.
 
 Peak RSS per process comes from psutil samples every :data:`SAMPLE_S` (the CLI and each
 descendant, by role); the largest process's exact peak from ``wait4``'s ``ru_maxrss``. The bench
@@ -26,6 +28,7 @@ global offset, the same command shows it. Figures vary with the machine and its 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -136,6 +139,10 @@ class ScaleRow:
     resume_first_call_s: float | None
     resume_pass_s: float
     resume_rss_largest: int
+    #: The first pass is the one killed at 99 % (``--one-pass``): its wall and peaks are those of 99 % of the batch.
+    one_pass: bool = False
+    #: The no-op pass alone (worker start to its last event), without the CLI's start and the metrics it prints.
+    noop_pass_s: float = 0.0
 
     @property
     def docs_per_s(self) -> float:
@@ -152,52 +159,116 @@ def _checked(child: Child, what: str) -> Child:
     return child
 
 
-def measure(n: int, work: Path, *, say: Callable[[str], None] = lambda _: None) -> ScaleRow:
-    """Every figure of one N, in ``work`` (an input, two run directories)."""
+def _metrics_json(child: Child, run: Path) -> dict[str, Any]:
+    """The figures ``batchlab metrics --json`` printed (the bench does not fold the run a second time)."""
+    try:
+        data = json.loads(child.output)
+    except ValueError:
+        data = None
+    return data if isinstance(data, dict) and "per_pass" in data else metrics_for_run(run).to_dict()
+
+
+def _said(say: Callable[[str], None], n: int, what: str, child: Child) -> None:
+    """Each child's figures as soon as it ends: a long bench stopped half way still leaves them in its log."""
+    peaks = ", ".join(f"{role} {v / 1e6:.1f} MB" for role, v in sorted(child.peak_rss.items()))
+    say(f"N={n}: {what}: {child.wall_s:.1f} s, exit {child.returncode}, peak RSS {peaks}; "
+        f"largest {child.max_rss / 1e6:.1f} MB")
+
+
+def measure(n: int, work: Path, *, say: Callable[[str], None] = lambda _: None, one_pass: bool = False) -> ScaleRow:
+    """Every figure of one N, in ``work`` (an input, two run directories; one with ``one_pass``).
+
+    ``one_pass`` halves the work at a million: the first pass is the one killed at 99 % (of the unique
+    documents, counted from the input as a stream), so its wall and peak RSS are those of 99 % of the batch;
+    the resume, the no-op rerun and the metrics follow on the same run directory.
+    """
     source = work / f"input-{n}.jsonl"
     write_documents(source, iter_documents(n, min_bytes=200, max_bytes=600), format="jsonl")
+    if one_pass:
+        return _measure_one_pass(n, work, source, say)
     run, killed = work / f"run-{n}", work / f"killed-{n}"
     say(f"N={n}: first pass")
     first = _checked(run_child(["run", "--input", str(source), "--run-dir", str(run), *RUN_ARGS], cwd=work),
                      "first pass")
+    _said(say, n, "first pass", first)
     sizes = (folder_bytes(RunDir(run).ledger), folder_bytes(RunDir(run).state), folder_bytes(RunDir(run).sink))
-    say(f"N={n}: no-op rerun")
     noop = _checked(run_child(["run", "--input", str(source), "--run-dir", str(run), *RUN_ARGS], cwd=work),
                     "no-op rerun")
-    say(f"N={n}: metrics")
+    _said(say, n, "no-op rerun", noop)
     mcmd = _checked(run_child(["metrics", str(run), "--json"], cwd=work), "metrics")
-    figures = metrics_for_run(run)
-    p1, p2 = figures.passes[0], figures.passes[1]
-    kill_at = max(1, math.floor(0.99 * p1.committed))
+    _said(say, n, "metrics", mcmd)
+    figures = _metrics_json(mcmd, run)
+    p1, p2 = figures["per_pass"][0], figures["per_pass"][1]
+    kill_at = max(1, math.floor(0.99 * p1["committed"]))
     say(f"N={n}: kill at commit {kill_at}, then resume")
     run_child(["run", "--input", str(source), "--run-dir", str(killed), "--crash", "after_commit",
                "--at", str(kill_at), *RUN_ARGS], cwd=work)
     resume = _checked(run_child(["run", "--input", str(source), "--run-dir", str(killed), *RUN_ARGS], cwd=work),
                       "resume")
+    _said(say, n, "resume", resume)
     resumed = metrics_for_run(killed).passes[-1]
     return ScaleRow(
-        documents=n, input_bytes=source.stat().st_size, unique=figures.unique, first_pass_s=p1.wall_s,
-        first_pass_committed=p1.committed, first_pass_cli_s=first.wall_s,
+        documents=n, input_bytes=source.stat().st_size, unique=figures["unique"], first_pass_s=p1["wall_s"],
+        first_pass_committed=p1["committed"], first_pass_cli_s=first.wall_s,
         rss_worker=first.peak_rss.get("worker", 0), rss_cli=first.peak_rss.get("cli", 0), rss_largest=first.max_rss,
         ledger_bytes=sizes[0], checkpoint_bytes=sizes[1], sink_bytes=sizes[2],
-        noop_rerun_s=noop.wall_s, noop_rerun_calls=p2.calls, noop_rss_worker=noop.peak_rss.get("worker", 0),
+        noop_rerun_s=noop.wall_s, noop_rerun_calls=p2["calls"], noop_rss_worker=noop.peak_rss.get("worker", 0),
         noop_rss_cli=noop.peak_rss.get("cli", 0), noop_rss_largest=noop.max_rss,
         metrics_s=mcmd.wall_s, metrics_rss=mcmd.max_rss, kill_at=kill_at,
-        resume_first_call_s=resumed.resume_time_s, resume_pass_s=resume.wall_s, resume_rss_largest=resume.max_rss)
+        resume_first_call_s=resumed.resume_time_s, resume_pass_s=resume.wall_s, resume_rss_largest=resume.max_rss,
+        noop_pass_s=p2["wall_s"])
+
+
+def _measure_one_pass(n: int, work: Path, source: Path, say: Callable[[str], None]) -> ScaleRow:
+    """:func:`measure` with ``one_pass``: killed at 99 %, resumed, rerun, measured, all on one run directory."""
+    from ..batchstream import open_batch
+    from ..inventory import count_input, spills
+
+    stream = open_batch(source)
+    unique = count_input(stream, on_disk=spills(len(stream))).unique
+    kill_at = max(1, math.floor(0.99 * unique))
+    run = work / f"run-{n}"
+    say(f"N={n}: first pass, killed after commit {kill_at} of {unique}")
+    first = run_child(["run", "--input", str(source), "--run-dir", str(run), "--crash", "after_commit",
+                       "--at", str(kill_at), *RUN_ARGS], cwd=work)
+    _said(say, n, "first pass (killed at 99 %)", first)
+    resume = _checked(run_child(["run", "--input", str(source), "--run-dir", str(run), *RUN_ARGS], cwd=work),
+                      "resume")
+    _said(say, n, "resume", resume)
+    sizes = (folder_bytes(RunDir(run).ledger), folder_bytes(RunDir(run).state), folder_bytes(RunDir(run).sink))
+    noop = _checked(run_child(["run", "--input", str(source), "--run-dir", str(run), *RUN_ARGS], cwd=work),
+                    "no-op rerun")
+    _said(say, n, "no-op rerun", noop)
+    mcmd = _checked(run_child(["metrics", str(run), "--json"], cwd=work), "metrics")
+    _said(say, n, "metrics", mcmd)
+    figures = _metrics_json(mcmd, run)
+    p1, p2, p3 = figures["per_pass"][:3]
+    say(f"N={n}: first pass wall {p1['wall_s']:.1f} s, {p1['committed']} committed; resume first call "
+        f"{p2['resume_time_s']} s; no-op rerun {p3['calls']} calls")
+    return ScaleRow(
+        documents=n, input_bytes=source.stat().st_size, unique=figures["unique"], first_pass_s=p1["wall_s"],
+        first_pass_committed=p1["committed"], first_pass_cli_s=first.wall_s,
+        rss_worker=first.peak_rss.get("worker", 0), rss_cli=first.peak_rss.get("cli", 0), rss_largest=first.max_rss,
+        ledger_bytes=sizes[0], checkpoint_bytes=sizes[1], sink_bytes=sizes[2],
+        noop_rerun_s=noop.wall_s, noop_rerun_calls=p3["calls"], noop_rss_worker=noop.peak_rss.get("worker", 0),
+        noop_rss_cli=noop.peak_rss.get("cli", 0), noop_rss_largest=noop.max_rss,
+        metrics_s=mcmd.wall_s, metrics_rss=mcmd.max_rss, kill_at=kill_at,
+        resume_first_call_s=p2["resume_time_s"], resume_pass_s=resume.wall_s, resume_rss_largest=resume.max_rss,
+        one_pass=True, noop_pass_s=p3["wall_s"])
 
 
 def run_scale(sizes: Sequence[int] = DEFAULT_SIZES, *, workdir: Path | None = None,
-              say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+              say: Callable[[str], None] = lambda _: None, one_pass: bool = False) -> dict[str, Any]:
     """The figures for every N in ``sizes`` (each in its own folder, deleted unless ``workdir`` is given)."""
     rows = []
     for n in sizes:
         if workdir is not None:
             folder = workdir / f"n{n}"
             folder.mkdir(parents=True, exist_ok=True)
-            rows.append(measure(n, folder, say=say))
+            rows.append(measure(n, folder, say=say, one_pass=one_pass))
             continue
         with tempfile.TemporaryDirectory(prefix=f"batchlab-scale-{n}-") as name:
-            rows.append(measure(n, Path(name), say=say))
+            rows.append(measure(n, Path(name), say=say, one_pass=one_pass))
     return {"sizes": list(sizes), "load_average": list(os.getloadavg()), "cpus": os.cpu_count(),
             "rows": [r.to_dict() for r in rows]}
 
@@ -216,7 +287,8 @@ COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("ledger", lambda r: _mb(r["ledger_bytes"])),
     ("checkpoint", lambda r: _mb(r["checkpoint_bytes"])),
     ("kill@99% -> 1st call", lambda r: "n/a" if r["resume_first_call_s"] is None else f"{r['resume_first_call_s']:.2f} s"),
-    ("no-op rerun", lambda r: f"{r['noop_rerun_s']:.1f} s, {_mb(r['noop_rss_largest'])}"),
+    ("no-op rerun: command (pass)", lambda r: f"{r['noop_rerun_s']:.1f} s ({r.get('noop_pass_s', 0):.2f} s), "
+                                              f"{_mb(r['noop_rss_largest'])}"),
     ("metrics", lambda r: f"{r['metrics_s']:.1f} s, {_mb(r['metrics_rss'])}"),
 )
 

@@ -37,3 +37,18 @@ def test_a_tiny_scale_bench_reports_what_its_runs_did(tmp_path: Path, capsys: py
     assert (tmp_path / "work" / "n200" / "killed-200" / "ledger.jsonl").exists()
     table = format_scale(result)
     assert "| 200 |" in table and "load average" in table
+
+
+def test_a_one_pass_scale_bench_kills_its_first_pass_at_99_percent_and_measures_the_rest_on_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With --one-pass: one run directory, its first pass killed at 99 % of the unique documents, then the resume
+    (its first call timed), a no-op rerun with no call, and the metrics, all on it."""
+    if not solution_module().exists():
+        pytest.skip("needs the reference solution, which a student distribution leaves out")
+    assert main(["bench", "--scale", "--sizes", "200", "--one-pass", "--json", "--keep", str(tmp_path / "w")]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["rows"]
+    assert row["one_pass"] and row["kill_at"] == math.floor(0.99 * row["unique"])
+    assert row["first_pass_committed"] == row["kill_at"] and row["noop_rerun_calls"] == 0
+    assert row["resume_first_call_s"] is not None and 0 < row["noop_pass_s"] < row["noop_rerun_s"]
+    assert not (tmp_path / "w" / "n200" / "killed-200").exists()
+    assert 10e6 < row["rss_worker"] < 2e9 and 10e6 < row["metrics_rss"] < 2e9
