@@ -107,6 +107,17 @@ class TestCommands:
         out = capsys.readouterr().out
         assert "pass 2: ok" in out and "100.00 %" in out
 
+    def test_run_without_metrics_prints_the_pass_and_how_to_get_them(self, reference_impl: Path,
+                                                                     example_input_path: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+        """`run --no-metrics` prints the pass and the metrics command, not the table; the run is the same."""
+        run = tmp_path / "r"
+        assert main(["run", "--input", str(example_input_path), "--run-dir", str(run), "--impl", str(reference_impl),
+                     "--latency-ms", "0", "--no-metrics"]) == 0
+        out = capsys.readouterr().out
+        assert "pass 1: ok" in out and f"metrics: batchlab metrics {run}" in out and "%" not in out
+        assert main(["metrics", str(run)]) == 0 and "100.00 %" in capsys.readouterr().out
+
     def test_validate_summarizes_the_example(self, example_input_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["validate", str(example_input_path)]) == 0

@@ -230,11 +230,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(result.stdout)
     if result.returncode not in (0, None, 5) and not result.sigkilled:
         print(result.stderr[-3000:], file=sys.stderr)
-    metrics = metrics_for_run(run)
-    print(format_table(metrics))
+    if args.no_metrics:
+        print(f"metrics: batchlab metrics {run}")
+    else:
+        metrics = metrics_for_run(run)
+        print(format_table(metrics))
     if result.stopped_by:
-        print(f"\nstopped by {result.stopped_by}: {metrics.completed} of {metrics.unique} documents committed, "
-              f"{metrics.unique - metrics.completed} left (in-flight ones are redone on resume).")
+        left = "" if args.no_metrics else (f": {metrics.completed} of {metrics.unique} documents committed, "
+                                           f"{metrics.unique - metrics.completed} left")
+        print(f"\nstopped by {result.stopped_by}{left} (in-flight ones are redone on resume).")
         print(f"resume with: {resume_command(args.input, run)}")
         return stop.exit_code
     return EXIT_OK if result.returncode == 0 or result.sigkilled else EXIT_FAILED

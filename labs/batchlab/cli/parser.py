@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="turn the processor's circuit breaker off (config.breaker_failures = 0), to compare")
     p.add_argument("--call-timeout", type=float, default=BatchConfig.call_timeout,
                    help="per-call deadline in seconds, 0 for none (config.call_timeout)")
+    p.add_argument("--no-metrics", action="store_true",
+                   help="do not print the run's metrics table after the pass (a fold of the whole run: minutes at a "
+                        "million documents); `batchlab metrics RUN_DIR` prints it when wanted")
     common(p)
     p.set_defaults(func=cmd_run)
 
