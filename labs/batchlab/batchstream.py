@@ -33,7 +33,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -232,7 +232,10 @@ def open_checked(path: str | Path, memo: Path | None) -> BatchStream:
         except (OSError, ValueError):
             known = None
         if isinstance(known, dict) and {k: known.get(k) for k in ident} == ident and known.get("documents"):
-            return open_batch(p, validate=False, documents=int(known["documents"]))
+            stream = open_batch(p, validate=False, documents=int(known["documents"]))
+            if stream.header.batch_id is None and isinstance(known.get("batch_id"), str):  # written after the documents
+                stream = BatchStream(replace(stream.header, batch_id=known["batch_id"]))
+            return stream
     stream = open_batch(p)
     if memo is not None:
         tmp = memo.with_name(memo.name + ".tmp")

@@ -13,9 +13,10 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
-from .ledger import CRASH_EVENTS, END_EVENTS, Ev, PassEnd
+from .ledger import CRASH_EVENTS, END_EVENTS, Ev, PassEnd, parse_event
 
 Event = Mapping[str, Any]
 
@@ -213,3 +214,60 @@ def puts_by_ident(puts: Sequence[Event]) -> dict[str, list[int]]:
             passes[put["ident"]].append(int(put["pass"]))
     return dict(passes)
 
+
+
+#: :func:`last_pass_no` reads the ledger backwards this many bytes at a time.
+TAIL_BLOCK = 1 << 16
+
+
+def _pass_of(raw: bytes) -> int:
+    ev = parse_event(raw)
+    if ev is None:
+        return 0
+    try:
+        return int(ev.get("pass") or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def last_pass_no(path: str | Path, *, block: int = TAIL_BLOCK) -> int:
+    """The highest pass number in a ledger (0 for none), read from its end: a finished million-document run's
+    ledger is about a GB, and ``batchlab run`` numbers its pass before it starts.
+
+    Passes are appended in order (one run of a run directory at a time, under its lock), so the last
+    complete line that names a pass names the highest; lines with no pass (0) are stepped over, and what
+    follows the last newline (a line still being written) is skipped, as :func:`batchlab.ledger.iter_events`
+    skips it.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError:
+        return 0
+    with p.open("rb") as fh:
+        end = _after_last_newline(fh, size, block)
+        carry = b""  # the head of the block read last: the end of a line that began before it
+        while end > 0:
+            start = max(0, end - block)
+            fh.seek(start)
+            pieces = (fh.read(end - start) + carry).split(b"\n")
+            carry, complete = (pieces[0], pieces[1:]) if start > 0 else (b"", pieces)
+            best = max((_pass_of(raw) for raw in complete if raw.strip()), default=0)
+            if best > 0:
+                return best
+            end = start
+    return 0
+
+
+def _after_last_newline(fh: IO[bytes], size: int, block: int) -> int:
+    """Where the ledger's complete lines end (just after its last newline; 0 when it has none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - block)
+        fh.seek(start)
+        data = fh.read(end - start)
+        at = data.rfind(b"\n")
+        if at >= 0:
+            return start + at + 1
+        end = start
+    return 0

@@ -298,3 +298,26 @@ class TestLimits:
         docs = list(open_batch(path, validate=False))
         assert [outcome(raw) for raw in docs] == [None, "document_too_large", None]
         assert docs[1] == {"id": "huge"}  # the content is not kept
+
+
+def test_a_remembered_validation_keeps_a_batch_id_written_after_the_documents(tmp_path: Path) -> None:
+    """open_checked with a matching memo skips the validating read, and still knows a batch id that follows the
+    documents (the memo carries it): a resume must not name its checkpoint after another batch id."""
+    from batchlab import batchstream
+    from batchlab.batchstream import open_checked
+
+    path = tmp_path / "in.json"
+    path.write_text('{"documents": [' + GOOD + "], \"batch_id\": \"late-id\"}", encoding="utf-8")
+    memo = tmp_path / "checked.json"
+    assert open_checked(path, memo).header.batch_id == "late-id"
+
+    def no_read(*_: Any) -> int:
+        raise AssertionError("validated again")
+
+    original = batchstream._validate
+    batchstream._validate = no_read  # type: ignore[assignment]
+    try:
+        again = open_checked(path, memo)
+    finally:
+        batchstream._validate = original  # type: ignore[assignment]
+    assert (again.header.batch_id, len(again)) == ("late-id", 1)

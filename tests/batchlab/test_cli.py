@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from batchlab.cli import main
+from batchlab.examples import make_documents, write_documents
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -117,6 +119,29 @@ class TestCommands:
         out = capsys.readouterr().out
         assert "pass 1: ok" in out and f"metrics: batchlab metrics {run}" in out and "%" not in out
         assert main(["metrics", str(run)]) == 0 and "100.00 %" in capsys.readouterr().out
+
+    def test_a_rerun_neither_validates_the_input_again_nor_reads_the_ledger_from_the_start(
+            self, reference_impl: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """The second `run` of a run directory trusts its worker's memo of the validated input (same size and time)
+        and numbers its pass from the ledger's end: a no-op rerun of a large batch starts at once."""
+        from batchlab import batchstream, ledger
+
+        source = tmp_path / "in.jsonl"
+        write_documents(source, make_documents(30, seed=1, min_bytes=60, max_bytes=200), format="jsonl")
+        args = ["run", "--input", str(source), "--run-dir", str(tmp_path / "r"), "--impl", str(reference_impl),
+                "--latency-ms", "0", "--no-metrics"]
+        assert main(args) == 0 and "pass 1: ok" in capsys.readouterr().out
+
+        def refuse(*_: Any, **__: Any) -> Any:
+            raise AssertionError("read again")
+
+        monkeypatch.setattr(batchstream, "_validate", refuse)
+        monkeypatch.setattr(ledger, "iter_events", refuse)
+        assert main(args) == 0 and "pass 2: ok" in capsys.readouterr().out
+        source.touch()  # a changed file (its time) is validated again
+        with pytest.raises(AssertionError, match="read again"):
+            main(args)
 
     def test_validate_summarizes_the_example(self, example_input_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
