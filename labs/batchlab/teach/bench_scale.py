@@ -48,6 +48,8 @@ from ..rundir import RunDir
 DEFAULT_SIZES = (10_000, 100_000)
 MILLION = 1_000_000
 SAMPLE_S = 0.05
+#: How often a running child's peaks so far are logged.
+PROGRESS_S = 60.0
 #: What ``batchlab run`` gets besides the input and the run directory: zero latency, no faults.
 #: ``--no-metrics``: the run commands do not fold the whole run to print its table; ``metrics --json`` is measured
 #: apart (at a million documents each fold is minutes, and it would be most of a no-op rerun's wall).
@@ -67,8 +69,11 @@ class Child:
     output: str = ""
 
 
-def run_child(argv: Sequence[str], *, cwd: Path) -> Child:
-    """Run ``batchlab ARGV`` in a child, sampling the RSS of it (``cli``) and of its descendants (``worker``)."""
+def run_child(argv: Sequence[str], *, cwd: Path, say: Callable[[str], None] = lambda _: None) -> Child:
+    """Run ``batchlab ARGV`` in a child, sampling the RSS of it (``cli``) and of its descendants (``worker``).
+
+    Every :data:`PROGRESS_S` seconds ``say`` gets the peaks so far: a long child stopped early leaves them.
+    """
     import psutil
 
     child = Child(argv=list(argv))
@@ -78,7 +83,8 @@ def run_child(argv: Sequence[str], *, cwd: Path) -> Child:
         proc = subprocess.Popen([sys.executable, "-m", "batchlab", *argv], cwd=cwd, stdout=sink,
                                 stderr=subprocess.STDOUT)
     done = threading.Event()
-    sampler = threading.Thread(target=_sample, args=(psutil.Process(proc.pid), child.peak_rss, done), daemon=True)
+    sampler = threading.Thread(target=_sample, args=(psutil.Process(proc.pid), child.peak_rss, done, say, _ledger_of(argv)),
+                               daemon=True)
     sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
     child.wall_s = time.perf_counter() - t0
@@ -91,10 +97,23 @@ def run_child(argv: Sequence[str], *, cwd: Path) -> Child:
     return child
 
 
-def _sample(proc: Any, peaks: dict[str, int], done: threading.Event) -> None:
+def _ledger_of(argv: Sequence[str]) -> Path | None:
+    """The ledger of the run directory a ``run`` child works on (its growth shows a long pass's progress)."""
+    args = list(argv)
+    return RunDir(Path(args[args.index("--run-dir") + 1])).ledger if "--run-dir" in args else None
+
+
+def _sample(proc: Any, peaks: dict[str, int], done: threading.Event, say: Callable[[str], None],
+            ledger: Path | None) -> None:
     import psutil
 
+    t0 = next_say = time.monotonic()
     while not done.is_set():
+        if time.monotonic() >= next_say + PROGRESS_S:
+            next_say = time.monotonic()
+            say(f"  ... {next_say - t0:.0f} s, peak RSS so far: "
+                + ", ".join(f"{role} {v / 1e6:.1f} MB" for role, v in sorted(peaks.items()))
+                + (f"; ledger {folder_bytes(ledger) / 1e6:.0f} MB" if ledger is not None else ""))
         try:
             procs = [("cli", proc)] + [("worker", p) for p in proc.children(recursive=True)]
         except psutil.Error:
@@ -190,22 +209,22 @@ def measure(n: int, work: Path, *, say: Callable[[str], None] = lambda _: None, 
         return _measure_one_pass(n, work, source, say)
     run, killed = work / f"run-{n}", work / f"killed-{n}"
     say(f"N={n}: first pass")
-    first = _checked(run_child(["run", "--input", str(source), "--run-dir", str(run), *RUN_ARGS], cwd=work),
+    first = _checked(run_child(["run", "--input", str(source), "--run-dir", str(run), *RUN_ARGS], cwd=work, say=say),
                      "first pass")
     _said(say, n, "first pass", first)
     sizes = (folder_bytes(RunDir(run).ledger), folder_bytes(RunDir(run).state), folder_bytes(RunDir(run).sink))
-    noop = _checked(run_child(["run", "--input", str(source), "--run-dir", str(run), *RUN_ARGS], cwd=work),
+    noop = _checked(run_child(["run", "--input", str(source), "--run-dir", str(run), *RUN_ARGS], cwd=work, say=say),
                     "no-op rerun")
     _said(say, n, "no-op rerun", noop)
-    mcmd = _checked(run_child(["metrics", str(run), "--json"], cwd=work), "metrics")
+    mcmd = _checked(run_child(["metrics", str(run), "--json"], cwd=work, say=say), "metrics")
     _said(say, n, "metrics", mcmd)
     figures = _metrics_json(mcmd, run)
     p1, p2 = figures["per_pass"][0], figures["per_pass"][1]
     kill_at = max(1, math.floor(0.99 * p1["committed"]))
     say(f"N={n}: kill at commit {kill_at}, then resume")
     run_child(["run", "--input", str(source), "--run-dir", str(killed), "--crash", "after_commit",
-               "--at", str(kill_at), *RUN_ARGS], cwd=work)
-    resume = _checked(run_child(["run", "--input", str(source), "--run-dir", str(killed), *RUN_ARGS], cwd=work),
+               "--at", str(kill_at), *RUN_ARGS], cwd=work, say=say)
+    resume = _checked(run_child(["run", "--input", str(source), "--run-dir", str(killed), *RUN_ARGS], cwd=work, say=say),
                       "resume")
     _said(say, n, "resume", resume)
     resumed = metrics_for_run(killed).passes[-1]
@@ -232,16 +251,16 @@ def _measure_one_pass(n: int, work: Path, source: Path, say: Callable[[str], Non
     run = work / f"run-{n}"
     say(f"N={n}: first pass, killed after commit {kill_at} of {unique}")
     first = run_child(["run", "--input", str(source), "--run-dir", str(run), "--crash", "after_commit",
-                       "--at", str(kill_at), *RUN_ARGS], cwd=work)
+                       "--at", str(kill_at), *RUN_ARGS], cwd=work, say=say)
     _said(say, n, "first pass (killed at 99 %)", first)
-    resume = _checked(run_child(["run", "--input", str(source), "--run-dir", str(run), *RUN_ARGS], cwd=work),
+    resume = _checked(run_child(["run", "--input", str(source), "--run-dir", str(run), *RUN_ARGS], cwd=work, say=say),
                       "resume")
     _said(say, n, "resume", resume)
     sizes = (folder_bytes(RunDir(run).ledger), folder_bytes(RunDir(run).state), folder_bytes(RunDir(run).sink))
-    noop = _checked(run_child(["run", "--input", str(source), "--run-dir", str(run), *RUN_ARGS], cwd=work),
+    noop = _checked(run_child(["run", "--input", str(source), "--run-dir", str(run), *RUN_ARGS], cwd=work, say=say),
                     "no-op rerun")
     _said(say, n, "no-op rerun", noop)
-    mcmd = _checked(run_child(["metrics", str(run), "--json"], cwd=work), "metrics")
+    mcmd = _checked(run_child(["metrics", str(run), "--json"], cwd=work, say=say), "metrics")
     _said(say, n, "metrics", mcmd)
     figures = _metrics_json(mcmd, run)
     p1, p2, p3 = figures["per_pass"][:3]
