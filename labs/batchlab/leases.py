@@ -236,6 +236,14 @@ class SqliteLeaseStore:
         self._conn.execute("INSERT INTO fence_refusals (key, batch_id, shard, token, owner, t) VALUES (?, ?, ?, ?, ?, ?)",
                            (key, lease.batch_id, lease.shard, lease.token, lease.owner, now))
 
+    def claim_seq(self, lease: Lease) -> int:
+        """The claim's number in this store's history: unique across workers (a fleet pass's number)."""
+        row = self._conn.execute("SELECT seq FROM lease_claims WHERE batch_id = ? AND shard = ? AND token = ?",
+                                 (lease.batch_id, lease.shard, lease.token)).fetchone()
+        if row is None:
+            raise LeaseError(f"no claim of shard {lease.spec} with token {lease.token}")
+        return int(row[0])
+
     def shards(self, batch_id: str) -> list[ShardState]:
         rows = self._conn.execute(
             "SELECT batch_id, shard, n_shards, state, owner, token, expires_at, claims FROM leases "

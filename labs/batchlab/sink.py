@@ -100,6 +100,7 @@ class SqliteSink:
         durable: str = "process",
         on_crash: Callable[[], None] = kill_self,
         clock: Callable[[], float] = time.time,
+        guard: Callable[[sqlite3.Connection, str], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.ledger = ledger
@@ -107,6 +108,9 @@ class SqliteSink:
         self.crash = crash or CrashPlan()
         self._on_crash = on_crash
         self._clock = clock
+        #: Run inside each put's write transaction before the upsert (a shard lease's fence,
+        #: :meth:`batchlab.leases.SqliteLeaseStore.fence`): raising refuses the put, which is rolled back.
+        self._guard = guard
         self._conn = connect(self.path, durable=durable)
         self.commits = 0
 
@@ -130,6 +134,8 @@ class SqliteSink:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if self._guard is not None:
+                self._guard(conn, key)
             before = conn.execute("SELECT mode FROM outputs WHERE key = ?", (key,)).fetchone()
             upgrade = before is not None and before[0] == MODE_DEGRADED and mode == MODE_FULL
             (writes,) = conn.execute(

@@ -1,0 +1,137 @@
+"""One pass of the processor over one leased shard: the child a fleet worker starts and kills.
+
+``python -m batchlab.shardpass RUN_DIR --shard I --of N --owner W --token T --pass P``
+
+It runs the implementation of ``RUN_DIR/spec.json`` in this process on the documents of shard ``I/N``
+(``BatchConfig.shard``: the processor keeps a checkpoint of its own per shard and skips the others'
+documents), with the run's service, the shared ledger (one ``os.write`` per event on ``O_APPEND``: several
+passes append to it at once, each under its own pass number) and the run's sink, every put of which is
+*fenced*: the lease (batch, shard, owner, token) is checked inside the put's own SQLite transaction
+(:meth:`batchlab.leases.SqliteLeaseStore.fence`). A refused put is recorded (``fence_refusals``, and a
+``stopped`` event naming the stale token) and this process leaves at once with :data:`EXIT_STALE`, whatever
+the processor would have done with the exception: a worker that lost its shard must not go on.
+
+``--prepare`` only opens the processor's checkpoint store once (so its file exists, in WAL mode, before
+several passes open it at once: SQLite refuses two processes switching a new file to WAL together).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import inspect
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .leases import Lease, SqliteLeaseStore, StaleLease
+from .ledger import Ev, Ledger
+from .lifeline import hold_parent_link
+from .rundir import RunDir
+from .sink import SqliteSink
+
+#: The exit code of a pass whose put was refused by the fence (its lease's token had moved on).
+EXIT_STALE = 7
+
+
+class FencedSink:
+    """The processor's sink: a :class:`SqliteSink` with the lease's fence, which ends the process on a refusal."""
+
+    def __init__(self, inner: SqliteSink, store: SqliteLeaseStore, lease: Lease, ledger: Ledger) -> None:
+        self._inner, self._store, self._lease, self._ledger = inner, store, lease, ledger
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def put(self, key: str, doc: Any, *args: Any, **kwargs: Any) -> int:
+        try:
+            return self._inner.put(key, doc, *args, **kwargs)
+        except StaleLease as exc:
+            self._store.refuse(self._lease, key, now=time.time())
+            self._ledger.emit(Ev.STOPPED, signal="stale_lease", shard=self._lease.spec, token=self._lease.token,
+                              owner=self._lease.owner, refused_key=key)
+            print(f"shardpass {os.getpid()}: {exc}; leaving", flush=True)
+            os._exit(EXIT_STALE)
+
+    def get(self, key: str) -> Any:
+        return self._inner.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._inner
+
+    def keys(self) -> set[str]:
+        return self._inner.keys()
+
+
+def _load(run_dir: Path) -> tuple[Any, Any]:
+    from .runspec import read_spec
+    from .worker import load_impl
+
+    spec = read_spec(run_dir)
+    return spec, load_impl(spec.impl)
+
+
+def prepare(run_dir: Path) -> None:
+    """Open the processor's checkpoint store once (see the module); a broken module is left to the passes."""
+    try:
+        spec, module = _load(run_dir)
+        RunDir(run_dir).state.mkdir(exist_ok=True)
+        module.CheckpointStore(RunDir(run_dir).state, spec.batch_id).close()
+    except Exception:  # noqa: BLE001 - the passes report what is wrong with the module
+        pass
+
+
+def run(run_dir: Path, lease: Lease, pass_no: int) -> dict[str, Any]:
+    """The pass: the processor over the shard's documents, every put fenced by ``lease``."""
+    from .batchstream import open_checked
+    from .service import SimulatedService
+
+    spec, module = _load(run_dir)
+    entry = module.process_documents_batch
+    if not inspect.iscoroutinefunction(entry):
+        raise TypeError("the module has no `async def process_documents_batch(...)`")
+    run = RunDir(run_dir)
+    ledger = Ledger(run.ledger, pass_no=pass_no)
+    ledger.emit(Ev.PASS_START, t0=time.time(), batch_id=spec.batch_id, impl=str(spec.impl), crash="none", at=0,
+                shard=lease.spec, owner=lease.owner, token=lease.token)
+    store = SqliteLeaseStore(run.sink)
+    service = SimulatedService(plan=spec.plan, latency=spec.latency, ledger=ledger, outage_switch=run.outage_switch)
+    inner = SqliteSink(run.sink, ledger=ledger, pass_no=pass_no, durable=spec.durable,
+                       guard=store.fence(lease, time.time))
+    sink = FencedSink(inner, store, lease, ledger)
+    try:
+        report = asyncio.run(entry(open_checked(spec.input, None), batch_id=spec.batch_id, service=service,
+                                   sink=sink, state_dir=run.state,
+                                   config=dataclasses.replace(spec.config, shard=lease.spec)))
+    finally:
+        inner.close()
+    report_dict = dict(report.to_dict()) if hasattr(report, "to_dict") else dict(report)
+    ledger.emit(Ev.PASS_END, report=report_dict, calls=service.calls, commits=inner.commits)
+    return report_dict
+
+
+def main(argv: list[str] | None = None) -> int:
+    hold_parent_link()  # first: this pass dies with the worker that holds its lease
+    parser = argparse.ArgumentParser(prog="python -m batchlab.shardpass")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--prepare", action="store_true")
+    parser.add_argument("--batch-id", default="")
+    parser.add_argument("--shard", type=int, default=0)
+    parser.add_argument("--of", type=int, default=1)
+    parser.add_argument("--owner", default="")
+    parser.add_argument("--token", type=int, default=0)
+    parser.add_argument("--pass", dest="pass_no", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.prepare:
+        prepare(args.run_dir)
+        return 0
+    lease = Lease(args.batch_id, args.shard, args.of, args.owner, args.token, 0.0)
+    run(args.run_dir, lease, args.pass_no)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
