@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-call deadline in seconds, 0 for none (config.call_timeout)")
     common(p)
     p.set_defaults(func=cmd_run)
+    from .fleet_cmds import add_arguments as add_fleet_arguments
+
+    add_fleet_arguments(p, sub)
 
     p = sub.add_parser("outage", help="take the service of a running batch down, or bring it back (live)")
     p.add_argument("run_dir", type=Path)

@@ -1,0 +1,63 @@
+"""``batchlab run --workers N`` and ``batchlab worker``: the command line of :mod:`batchlab.fleet`.
+
+Kept apart from :mod:`batchlab.cli.commands` so the one-worker ``run`` (the lesson's) reads as it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import EXIT_FAILED, EXIT_OK, UsageError
+from .commands import _check_run_dir_input, run_spec
+
+
+def cmd_run_workers(args: argparse.Namespace) -> int:
+    """The batch shared by ``--workers`` lease-holding workers under this command's run-directory lock."""
+    from ..documents import open_batch
+    from ..fleet import run_fleet
+    from ..metrics import format_table, metrics_for_run
+
+    if args.crash != "none":
+        raise UsageError("--crash plans one worker's crash; with --workers, kill workers instead "
+                         "(`batchlab chaos --workers N`)", code="usage_error", details={"crash": args.crash},
+                         hints=["Drop --crash, or run without --workers."])
+    header = open_batch(args.input).header
+    run = Path(args.run_dir)
+    _check_run_dir_input(run, args.input)
+    spec = run_spec(args, run, header.batch_id)
+    result = run_fleet(spec, workers=args.workers, lease_s=args.lease_s, shards=args.shards,
+                       timeout_s=args.timeout)
+    print("\n".join(result.lines()))
+    print(format_table(metrics_for_run(run)))
+    return EXIT_OK if result.complete else EXIT_FAILED
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """One lease-holding worker joining the batch of a run directory (:mod:`batchlab.workerproc`)."""
+    from ..rundir import RunDir
+    from ..workerproc import main
+
+    if not RunDir(Path(args.run_dir)).spec.exists():
+        raise UsageError(f"{args.run_dir} is not a run directory", code="not_a_run",
+                         details={"run_dir": str(args.run_dir)},
+                         hints=["Start the batch with `batchlab run --workers N` first."])
+    argv = [str(args.run_dir), "--lease-s", repr(args.lease_s)] + (["--owner", args.owner] if args.owner else [])
+    return main(argv)
+
+
+def add_arguments(run: argparse.ArgumentParser, sub: Any) -> None:
+    """``run --workers/--shards/--lease-s`` and the ``worker`` verb."""
+    from ..workerproc import DEFAULT_LEASE_S
+
+    run.add_argument("--workers", type=int, default=1,
+                     help="share the batch among N lease-holding worker processes (default 1: one pass)")
+    run.add_argument("--shards", type=int, default=0, help="with --workers: shards of the batch (default 4 per worker)")
+    run.add_argument("--lease-s", type=float, default=DEFAULT_LEASE_S,
+                     help="with --workers: a shard lease's length in seconds (renewed every third of it)")
+    p = sub.add_parser("worker", help="one lease-holding worker joining a run directory's --workers batch")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--owner", default=None, help="this worker's name in the lease table (default w<pid>)")
+    p.add_argument("--lease-s", type=float, default=DEFAULT_LEASE_S)
+    p.set_defaults(func=cmd_worker)
