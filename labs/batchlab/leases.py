@@ -35,7 +35,9 @@ The protocol (every implementation, SQLite here and PostgreSQL on the ``pg`` bra
   and before the upsert, so a claim and a stale write are serialised by the same write lock; on PostgreSQL a
   ``SELECT ... FOR SHARE`` of the lease row in the sink's transaction). A refused write raises
   :class:`StaleLease`, the transaction rolls back, and the worker records it with ``refuse`` and stops. An
-  accepted fenced write appends (key, shard, token, owner, t) to ``fenced_puts`` in that same transaction.
+  accepted fenced write appends (key, shard, token, owner, t, claims_seen = the last ``lease_claims`` seq) to
+  ``fenced_puts`` in that same transaction: an audit (:mod:`batchlab.fleet_audit`) can then prove from the
+  claim history alone that no put committed under a token after a later claim of its shard.
 * **shards(batch_id)** lists every shard's :class:`ShardState` (views, metrics, the dashboard, chaos checks).
 
 Time is always passed in (``now``) from an injected clock: the store never reads a clock itself.
@@ -71,7 +73,7 @@ CREATE TABLE IF NOT EXISTS lease_claims (
 CREATE TABLE IF NOT EXISTS fenced_puts (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     key TEXT NOT NULL, batch_id TEXT NOT NULL, shard INTEGER NOT NULL, token INTEGER NOT NULL,
-    owner TEXT NOT NULL, t REAL NOT NULL
+    owner TEXT NOT NULL, t REAL NOT NULL, claims_seen INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS fence_refusals (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -227,7 +229,8 @@ class SqliteLeaseStore:
             now = clock()
             if not _valid(conn, lease, now):
                 raise StaleLease(lease, key)
-            conn.execute("INSERT INTO fenced_puts (key, batch_id, shard, token, owner, t) VALUES (?, ?, ?, ?, ?, ?)",
+            conn.execute("INSERT INTO fenced_puts (key, batch_id, shard, token, owner, t, claims_seen) "
+                         "VALUES (?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) FROM lease_claims))",
                          (key, lease.batch_id, lease.shard, lease.token, lease.owner, now))
 
         return guard
