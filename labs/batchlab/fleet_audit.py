@@ -25,7 +25,7 @@ class Audit:
 
     unique: int
     committed: int
-    lost: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  #: not committed (yet, while the batch runs)
     duplicates: dict[str, int] = field(default_factory=dict)
     stale_commits: list[tuple[str, int, int]] = field(default_factory=list)  #: (key, shard, token)
     refusals: int = 0
@@ -37,7 +37,7 @@ class Audit:
         return sum(n - 1 for n in self.duplicates.values())
 
     def line(self) -> str:
-        return (f"{self.committed}/{self.unique} committed, {len(self.lost)} lost, {self.extra_puts} duplicate puts, "
+        return (f"{self.committed}/{self.unique} committed, {self.extra_puts} duplicate puts, "
                 f"{len(self.stale_commits)} stale-token commits, {self.refusals} refused, {self.takeovers} takeovers")
 
 
