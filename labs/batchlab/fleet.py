@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .host import kill_group
-from .leases import DONE, ShardState, SqliteLeaseStore
+from .leases import DONE, HELD, ShardState, SqliteLeaseStore
 from .ledger import Ev, iter_events
 from .lifeline import parent_link
 from .rundir import RunDir
@@ -78,6 +78,7 @@ class Fleet:
         self.shards = self.shards or SHARDS_PER_WORKER * self.workers
         self._base = 0
         self._t0 = time.time()
+        self._pending: list[tuple[float, str]] = []  #: (not before, name): replacements of killed workers
 
     def start(self) -> None:
         """Spec, shards, the checkpoint file, then the workers (the caller holds the run directory's lock)."""
@@ -127,9 +128,14 @@ class Fleet:
                 continue
             self.exits[name] = code
             if code < 0 and self.respawn and not self.done():
-                self.respawned += 1
-                self._spawn(f"{name.split('.')[0]}.{self.respawned}")
-        return bool(self.alive())
+                # replaced once its leases have expired: the newcomer then claims the dead worker's shard first
+                held = [s.expires_at for s in self.shard_states() if s.owner == name and s.state == HELD]
+                self._pending.append((max(held, default=0.0), f"{name.split('.')[0]}.{len(self.procs)}"))
+        for due in [p for p in self._pending if p[0] <= time.time()]:
+            self._pending.remove(due)
+            self.respawned += 1
+            self._spawn(due[1])
+        return bool(self.alive()) or bool(self._pending and not self.done())
 
     def done(self) -> bool:
         return all(s.state == DONE for s in self.shard_states())

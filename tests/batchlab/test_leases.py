@@ -31,14 +31,14 @@ class TestClaim:
         c = store.claim("b", "w3", now=1.5, lease_s=1.0)
         assert c is not None and c.shard == a.shard and c.owner == "w3"
 
-    def test_the_token_grows_on_every_claim_even_by_the_same_owner(self, store: SqliteLeaseStore) -> None:
-        """Each claim of a shard increments its fencing token, whoever claims it."""
+    def test_the_token_grows_on_every_claim_and_expired_shards_go_first(self, store: SqliteLeaseStore) -> None:
+        """Each claim of a shard increments its token, the same owner's too; an expired shard beats a free one."""
         tokens = []
         for i in range(3):
             lease = store.claim("b", "w1", now=10.0 * i, lease_s=1.0)
             assert lease is not None
             tokens.append((lease.shard, lease.token))
-        assert tokens == [(0, 1), (1, 1), (0, 2)]
+        assert tokens == [(0, 1), (0, 2), (0, 3)]
 
     def test_another_shard_count_for_the_same_batch_is_refused(self, store: SqliteLeaseStore) -> None:
         """create_shards is idempotent for the same count and refuses a different one."""
