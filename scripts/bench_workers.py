@@ -45,9 +45,9 @@ def one_run(spec: RunSpec, workers: int, lease_s: float, docs: int) -> tuple[flo
     return docs / (max(times) - min(times)), alone_tail(iter_events(ledger))
 
 
-def takeover(spec: RunSpec, lease_s: float) -> float:
+def takeover(spec: RunSpec, lease_s: float, respawn: bool) -> float:
     """Seconds from SIGKILL of a worker mid-shard to another worker's claim of that shard."""
-    fleet = Fleet(spec, 2, lease_s=lease_s, respawn=False)
+    fleet = Fleet(spec, 2, lease_s=lease_s, respawn=respawn)
     fleet.start()
     try:
         while True:
@@ -96,11 +96,12 @@ def main() -> int:
             base = base or rate
             print(f"{n:>7}  {rate:>15.1f}  {rate / base:>12.2f}  {statistics.median(r[1] for r in runs):>11.2f}  "
                   f"{os.getloadavg()[0]:.2f}", flush=True)
-        takes = [takeover(_spec(work, input_path, f"take-{r}", args.latency_ms, args.concurrency), args.lease_s)
-                 for r in range(args.reps)]
-        med = statistics.median(takes)
-        print(f"takeover after SIGKILL: median {med:.2f} s = {med / args.lease_s:.2f} lease lengths "
-              f"(runs: {', '.join(f'{t:.2f}' for t in takes)})")
+        for respawn in (True, False):
+            takes = [takeover(_spec(work, input_path, f"take-{respawn}-{r}", args.latency_ms, args.concurrency),
+                              args.lease_s, respawn) for r in range(args.reps)]
+            med = statistics.median(takes)
+            print(f"takeover after SIGKILL ({'replaced' if respawn else 'by the other worker'}): median {med:.2f} s"
+                  f" = {med / args.lease_s:.2f} lease lengths (runs: {', '.join(f'{t:.2f}' for t in takes)})")
     return 0
 
 
