@@ -260,7 +260,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
     if args.kills < 0:
         raise UsageError("--kills must be >= 0", code="usage_error")
-    if args.workers > 1:  # a fleet sharing the batch by shard leases: its workers are killed, not `batchlab run`
+    if getattr(args, "workers", 1) > 1:  # a fleet sharing the batch by shard leases: its workers are killed, not `batchlab run`
         from .chaos_workers import cmd_chaos_workers
 
         return cmd_chaos_workers(args)
