@@ -86,6 +86,9 @@ class Fleet:
         connect(self.run.sink).close()  # schema and WAL before N processes open it
         store = SqliteLeaseStore(self.run.sink)
         try:
+            existing = store.shards(self.spec.batch_id)
+            if existing:  # a run directory's batch keeps its shards (their checkpoints are per shard)
+                self.shards = existing[0].n_shards
             store.create_shards(self.spec.batch_id, self.shards)
         finally:
             store.close()

@@ -154,3 +154,31 @@ def test_a_second_batchlab_run_on_a_fleets_run_directory_is_refused_busy(tmp_pat
         out, err = first.communicate(timeout=180)
     assert first.returncode == 0, out + err
     assert "shards done" in out
+
+
+def test_a_worker_started_by_hand_joins_a_running_batch(tmp_path: Path) -> None:
+    """`batchlab worker RUN_DIR --owner extra` beside a one-worker fleet claims shards of its batch and exits 0."""
+    spec = _spec(tmp_path, 80)
+    fleet = Fleet(spec, 1, lease_s=2.0, shards=8, respawn=False)
+    fleet.start()
+    try:
+        extra = subprocess.run([sys.executable, "-m", "batchlab", "worker", str(spec.run_dir), "--owner", "extra",
+                                "--lease-s", "2"], capture_output=True, text=True, timeout=180)
+    finally:
+        _finish(fleet)
+    assert extra.returncode == 0, extra.stdout + extra.stderr
+    store = SqliteLeaseStore(fleet.run.sink)
+    owners = {o for (o,) in store._conn.execute("SELECT owner FROM lease_claims")}
+    assert owners == {"w1", "extra"}
+    found = audit(spec.run_dir, spec.input, spec.batch_id)
+    assert found.lost == [] and found.duplicates == {}, found.line()
+
+
+def test_a_second_fleet_on_a_finished_run_directory_keeps_its_shards_and_redoes_nothing(tmp_path: Path) -> None:
+    """A second `run --workers` with another worker count keeps the batch's shard count and commits nothing more."""
+    spec = _spec(tmp_path, 40, latency_ms=2.0)
+    first = run_fleet(spec, workers=2, lease_s=2.0, timeout_s=180.0)
+    again = run_fleet(spec, workers=3, lease_s=2.0, timeout_s=180.0)
+    assert first.complete and again.complete and len(again.shards) == len(first.shards) == 8
+    found = audit(spec.run_dir, spec.input, spec.batch_id)
+    assert found.duplicates == {} and found.lost == [], found.line()
