@@ -27,6 +27,7 @@ from batchlab.runner import prepare
 from batchlab.runspec import RunSpec
 from batchlab.service import LatencyModel
 from batchlab.shardpass import EXIT_STALE
+from batchlab.workerproc import EXIT_PASS_FAILED
 
 CONCURRENCY = 4
 
@@ -182,3 +183,12 @@ def test_a_second_fleet_on_a_finished_run_directory_keeps_its_shards_and_redoes_
     assert first.complete and again.complete and len(again.shards) == len(first.shards) == 8
     found = audit(spec.run_dir, spec.input, spec.batch_id)
     assert found.duplicates == {} and found.lost == [], found.line()
+
+
+def test_a_processor_that_raises_ends_the_fleet_instead_of_looping(tmp_path: Path, skeleton_impl: Path) -> None:
+    """The unfinished skeleton raises in every pass: each worker gives its shard back and exits EXIT_PASS_FAILED."""
+    spec = _spec(tmp_path, 20, latency_ms=1.0)
+    spec.impl = skeleton_impl
+    result = run_fleet(spec, workers=2, lease_s=2.0, timeout_s=180.0)
+    assert not result.complete and set(result.exits.values()) == {EXIT_PASS_FAILED}, result.lines()
+    assert result.respawned == 0
