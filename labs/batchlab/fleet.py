@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -119,6 +120,22 @@ class Fleet:
         """Send ``signum`` to worker ``name``'s whole process group (the worker and its pass)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.procs[name].pid, signum)
+
+    def write_lock_free(self, wait_s: float = 1.0) -> bool:
+        """Whether another writer can get the run's SQLite write lock within ``wait_s``.
+
+        A worker SIGSTOPped inside a put's transaction keeps SQLite's one write lock and stalls every worker on
+        the machine until it is continued: chaos and the tests freeze a zombie only outside a transaction.
+        """
+        conn = sqlite3.connect(str(self.run.sink), isolation_level=None, timeout=wait_s)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            conn.close()
 
     def alive(self) -> list[str]:
         return [name for name, proc in self.procs.items() if proc.poll() is None]

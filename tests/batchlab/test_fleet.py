@@ -62,9 +62,9 @@ def _freeze_mid_shard(fleet: Fleet, owner: str) -> tuple[int, int]:
                            for s in fleet.shard_states()))
         fleet.signal(owner, signal.SIGSTOP)
         held = [s for s in fleet.shard_states() if s.owner == owner and s.state == HELD]
-        if held:
+        if held and fleet.write_lock_free():
             return held[0].shard, held[0].token
-        fleet.signal(owner, signal.SIGCONT)  # it was between two shards: try again
+        fleet.signal(owner, signal.SIGCONT)  # between two shards, or frozen inside a transaction: try again
 
 
 def _finish(fleet: Fleet) -> None:

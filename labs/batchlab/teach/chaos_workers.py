@@ -75,7 +75,7 @@ def _zombie(fleet: Fleet, lease_s: float, say: Callable[[str], None]) -> str | N
     for name in fleet.alive():
         fleet.signal(name, signal.SIGSTOP)
         held = [s for s in fleet.shard_states() if s.owner == name and s.state == HELD]
-        if not held:
+        if not held or not fleet.write_lock_free():  # between shards, or frozen inside a transaction
             fleet.signal(name, signal.SIGCONT)
             continue
         shard, token = held[0].shard, held[0].token
