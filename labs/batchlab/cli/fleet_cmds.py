@@ -17,6 +17,7 @@ def cmd_run_workers(args: argparse.Namespace) -> int:
     """The batch shared by ``--workers`` lease-holding workers under this command's run-directory lock."""
     from ..documents import open_batch
     from ..fleet import run_fleet
+    from ..fleet_audit import audit
     from ..metrics import format_table, metrics_for_run
 
     if args.crash != "none":
@@ -30,6 +31,7 @@ def cmd_run_workers(args: argparse.Namespace) -> int:
     result = run_fleet(spec, workers=args.workers, lease_s=args.lease_s, shards=args.shards,
                        timeout_s=args.timeout)
     print("\n".join(result.lines()))
+    print(audit(run, args.input, spec.batch_id).line())
     print(format_table(metrics_for_run(run)))
     return EXIT_OK if result.complete else EXIT_FAILED
 
