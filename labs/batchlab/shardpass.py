@@ -24,8 +24,9 @@ import inspect
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .leases import Lease, SqliteLeaseStore, StaleLease
 from .ledger import Ev, Ledger
@@ -38,10 +39,13 @@ EXIT_STALE = 7
 
 
 class FencedSink:
-    """The processor's sink: a :class:`SqliteSink` with the lease's fence, which ends the process on a refusal."""
+    """The processor's sink: a :class:`SqliteSink` with the lease's fence; a refused put calls ``on_refused``.
 
-    def __init__(self, inner: SqliteSink, store: SqliteLeaseStore, lease: Lease, ledger: Ledger) -> None:
-        self._inner, self._store, self._lease, self._ledger = inner, store, lease, ledger
+    ``on_refused(key)`` records the refusal and ends the process (it never returns).
+    """
+
+    def __init__(self, inner: SqliteSink, on_refused: Callable[[str], NoReturn]) -> None:
+        self._inner, self._on_refused = inner, on_refused
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -49,12 +53,8 @@ class FencedSink:
     def put(self, key: str, doc: Any, *args: Any, **kwargs: Any) -> int:
         try:
             return self._inner.put(key, doc, *args, **kwargs)
-        except StaleLease as exc:
-            self._store.refuse(self._lease, key, now=time.time())
-            self._ledger.emit(Ev.STOPPED, signal="stale_lease", shard=self._lease.spec, token=self._lease.token,
-                              owner=self._lease.owner, refused_key=key)
-            print(f"shardpass {os.getpid()}: {exc}; leaving", flush=True)
-            os._exit(EXIT_STALE)
+        except StaleLease:
+            self._on_refused(key)
 
     def get(self, key: str) -> Any:
         return self._inner.get(key)
@@ -101,7 +101,16 @@ def run(run_dir: Path, lease: Lease, pass_no: int) -> dict[str, Any]:
     service = SimulatedService(plan=spec.plan, latency=spec.latency, ledger=ledger, outage_switch=run.outage_switch)
     inner = SqliteSink(run.sink, ledger=ledger, pass_no=pass_no, durable=spec.durable,
                        guard=store.fence(lease, time.time))
-    sink = FencedSink(inner, store, lease, ledger)
+
+    def refused(key: str) -> NoReturn:
+        store.refuse(lease, key, now=time.time())
+        ledger.emit(Ev.STOPPED, signal="stale_lease", left_in_flight=[], in_flight=0, commits=inner.commits,
+                    calls=service.calls, grace_s=0.0, shard=lease.spec, owner=lease.owner, token=lease.token,
+                    refused_key=key)
+        print(f"shardpass {os.getpid()}: {StaleLease(lease, key)}; leaving", flush=True)
+        os._exit(EXIT_STALE)
+
+    sink = FencedSink(inner, refused)
     try:
         report = asyncio.run(entry(open_checked(spec.input, None), batch_id=spec.batch_id, service=service,
                                    sink=sink, state_dir=run.state,

@@ -19,6 +19,7 @@ from batchlab.examples import make_documents, write_input
 from batchlab.fleet import Fleet, run_fleet
 from batchlab.fleet_audit import audit
 from batchlab.leases import HELD, SqliteLeaseStore
+from batchlab.ledger import FIELDS, Ev, read_events
 from batchlab.metrics import metrics_for_run
 from batchlab.paths import solution_module
 from batchlab.rundir import RunDir
@@ -138,6 +139,9 @@ def test_a_pass_with_a_stale_token_is_refused_at_its_first_put_and_says_so(tmp_p
     (refused,) = store._conn.execute("SELECT COUNT(*) FROM fence_refusals WHERE owner = 'zombie'").fetchone()
     (outputs,) = store._conn.execute("SELECT COUNT(*) FROM outputs").fetchone()
     assert refused == 1 and outputs == 0
+    stopped = [e for e in read_events(RunDir(spec.run_dir).ledger) if e["ev"] == Ev.STOPPED]
+    assert [(e["signal"], e["token"], e["owner"]) for e in stopped] == [("stale_lease", old.token, "zombie")]
+    assert FIELDS[Ev.STOPPED].problems(stopped[0]) == []
 
 
 @pytest.mark.parametrize("workers", [2])
