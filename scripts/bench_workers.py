@@ -36,9 +36,9 @@ def _spec(work: Path, input_path: Path, name: str, latency_ms: float, concurrenc
                    config=BatchConfig(concurrency=concurrency), latency=LatencyModel(median_ms=latency_ms))
 
 
-def one_run(spec: RunSpec, workers: int, lease_s: float, docs: int) -> tuple[float, float]:
+def one_run(spec: RunSpec, workers: int, lease_s: float, docs: int, shards: int = 0) -> tuple[float, float]:
     """(documents per second over the passes' span, the lone tail in seconds)."""
-    result = run_fleet(spec, workers=workers, lease_s=lease_s, timeout_s=900)
+    result = run_fleet(spec, workers=workers, lease_s=lease_s, shards=shards, timeout_s=900)
     assert result.complete, result.lines()
     ledger = RunDir(Path(spec.run_dir)).ledger
     times = [float(e["t"]) for e in iter_events(ledger) if e.get("ev") in (Ev.PASS_START, Ev.PASS_END)]
@@ -96,6 +96,12 @@ def main() -> int:
             base = base or rate
             print(f"{n:>7}  {rate:>15.1f}  {rate / base:>12.2f}  {statistics.median(r[1] for r in runs):>11.2f}  "
                   f"{os.getloadavg()[0]:.2f}", flush=True)
+        top = max(counts)
+        for per in (1, 4):
+            runs = [one_run(_spec(work, input_path, f"tail-{per}-{r}", args.latency_ms, args.concurrency), top,
+                            args.lease_s, args.docs, shards=per * top) for r in range(args.reps)]
+            print(f"{top} workers, {per} shard(s) each: {statistics.median(r[0] for r in runs):.1f} docs/s, "
+                  f"last pass alone {statistics.median(r[1] for r in runs):.2f} s", flush=True)
         for respawn in (True, False):
             takes = [takeover(_spec(work, input_path, f"take-{respawn}-{r}", args.latency_ms, args.concurrency),
                               args.lease_s, respawn) for r in range(args.reps)]
