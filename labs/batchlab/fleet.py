@@ -37,6 +37,8 @@ from .sink import connect
 from .workerproc import DEFAULT_LEASE_S
 
 SHARDS_PER_WORKER = 4
+#: The run-directory lock's role while a fleet holds it: `batchlab worker` joins a directory held with it.
+FLEET_ROLE = "batchlab run --workers"
 
 
 @dataclass
@@ -184,7 +186,7 @@ class Fleet:
 def run_fleet(spec: RunSpec, *, workers: int, lease_s: float = DEFAULT_LEASE_S, shards: int = 0,
               timeout_s: float = 600.0, poll_s: float = 0.1) -> FleetResult:
     """The whole batch with ``workers`` workers, under the run directory's lock (busy: ``run_dir_busy``)."""
-    with RunDirLock(Path(spec.run_dir), role="batchlab run").acquire(spec.lock_wait_s):
+    with RunDirLock(Path(spec.run_dir), role=FLEET_ROLE).acquire(spec.lock_wait_s):
         fleet = Fleet(spec, workers, lease_s=lease_s, shards=shards)
         try:
             fleet.start()

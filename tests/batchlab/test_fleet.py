@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from batchlab.contract import BatchConfig
 from batchlab.examples import make_documents, write_input
-from batchlab.fleet import Fleet, run_fleet
+from batchlab.fleet import FLEET_ROLE, Fleet, run_fleet
 from batchlab.fleet_audit import audit
 from batchlab.leases import HELD, SqliteLeaseStore
 from batchlab.ledger import FIELDS, Ev, read_events
 from batchlab.metrics import metrics_for_run
 from batchlab.paths import solution_module
 from batchlab.rundir import RunDir
-from batchlab.runlock import lock_is_held
+from batchlab.runlock import RunDirLock, lock_is_held
 from batchlab.runner import prepare
 from batchlab.runspec import RunSpec
 from batchlab.service import LatencyModel
@@ -165,12 +165,13 @@ def test_a_worker_started_by_hand_joins_a_running_batch(tmp_path: Path) -> None:
     """`batchlab worker RUN_DIR --owner extra` beside a one-worker fleet claims shards of its batch and exits 0."""
     spec = _spec(tmp_path, 80)
     fleet = Fleet(spec, 1, lease_s=2.0, shards=8, respawn=False)
-    fleet.start()
-    try:
-        extra = subprocess.run([sys.executable, "-m", "batchlab", "worker", str(spec.run_dir), "--owner", "extra",
-                                "--lease-s", "2"], capture_output=True, text=True, timeout=180)
-    finally:
-        _finish(fleet)
+    with RunDirLock(spec.run_dir, role=FLEET_ROLE).acquire(0):
+        fleet.start()
+        try:
+            extra = subprocess.run([sys.executable, "-m", "batchlab", "worker", str(spec.run_dir), "--owner",
+                                    "extra", "--lease-s", "2"], capture_output=True, text=True, timeout=180)
+        finally:
+            _finish(fleet)
     assert extra.returncode == 0, extra.stdout + extra.stderr
     store = SqliteLeaseStore(fleet.run.sink)
     owners = {o for (o,) in store._conn.execute("SELECT owner FROM lease_claims")}
@@ -196,3 +197,15 @@ def test_a_processor_that_raises_ends_the_fleet_instead_of_looping(tmp_path: Pat
     result = run_fleet(spec, workers=2, lease_s=2.0, timeout_s=180.0)
     assert not result.complete and set(result.exits.values()) == {EXIT_PASS_FAILED}, result.lines()
     assert result.respawned == 0
+
+
+def test_a_worker_refuses_a_run_directory_a_single_pass_holds(tmp_path: Path) -> None:
+    """`batchlab worker` on a directory locked by a one-worker `batchlab run` (unfenced) exits 2, run_dir_busy."""
+    spec = _spec(tmp_path, 10)
+    prepare(spec)
+    with RunDirLock(spec.run_dir, role="batchlab run").acquire(0):
+        proc = subprocess.run([sys.executable, "-m", "batchlab", "worker", str(spec.run_dir), "--wait", "0.2"],
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and '"run_dir_busy"' in proc.stdout, proc.stdout + proc.stderr
+    assert not RunDir(spec.run_dir).sink.exists() or SqliteLeaseStore(RunDir(spec.run_dir).sink).shards(
+        spec.batch_id) == []

@@ -37,16 +37,27 @@ def cmd_run_workers(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """One lease-holding worker joining the batch of a run directory (:mod:`batchlab.workerproc`)."""
+    """One lease-holding worker joining the batch of a run directory (:mod:`batchlab.workerproc`).
+
+    It joins a directory a fleet holds (the lock's role is :data:`batchlab.fleet.FLEET_ROLE`); a free one it
+    locks for its own life; one a single-pass ``batchlab run`` holds (unfenced) it refuses with ``run_dir_busy``.
+    """
+    from ..fleet import FLEET_ROLE
     from ..rundir import RunDir
+    from ..runlock import DEFAULT_LOCK_WAIT_S, RunDirLock, lock_is_held, read_holder
     from ..workerproc import main
 
-    if not RunDir(Path(args.run_dir)).spec.exists():
+    run = RunDir(Path(args.run_dir))
+    if not run.spec.exists():
         raise UsageError(f"{args.run_dir} is not a run directory", code="not_a_run",
                          details={"run_dir": str(args.run_dir)},
                          hints=["Start the batch with `batchlab run --workers N` first."])
     argv = [str(args.run_dir), "--lease-s", repr(args.lease_s)] + (["--owner", args.owner] if args.owner else [])
-    return main(argv)
+    if lock_is_held(run.path) and read_holder(run.lock).get("role") == FLEET_ROLE:
+        return main(argv)
+    wait = DEFAULT_LOCK_WAIT_S if args.wait is None else args.wait
+    with RunDirLock(run.path, role="batchlab worker").acquire(wait):  # free: ours; a single pass: busy
+        return main(argv)
 
 
 def add_arguments(run: argparse.ArgumentParser, sub: Any) -> None:
@@ -62,4 +73,6 @@ def add_arguments(run: argparse.ArgumentParser, sub: Any) -> None:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--owner", default=None, help="this worker's name in the lease table (default w<pid>)")
     p.add_argument("--lease-s", type=float, default=DEFAULT_LEASE_S)
+    p.add_argument("--wait", type=float, default=None,
+                   help="seconds to wait for a run directory a single-pass `batchlab run` holds (default 3)")
     p.set_defaults(func=cmd_worker)

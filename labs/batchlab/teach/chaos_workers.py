@@ -24,7 +24,7 @@ from typing import Any
 from ..contract import BatchConfig
 from ..errors import EXIT_FAILED, EXIT_OK
 from ..faults import FaultPlan
-from ..fleet import Fleet
+from ..fleet import FLEET_ROLE, Fleet
 from ..fleet_audit import Audit, audit
 from ..leases import HELD
 from ..paths import default_demo_impl, example_input
@@ -97,7 +97,7 @@ def run_chaos_workers(spec: RunSpec, *, workers: int, kills: int, lease_s: float
     rng = random.Random(seed)
     result = WorkerChaosResult(bound=spec.config.concurrency * kills)
     t0 = time.monotonic()
-    with RunDirLock(Path(spec.run_dir), role="batchlab chaos").acquire(spec.lock_wait_s):
+    with RunDirLock(Path(spec.run_dir), role=FLEET_ROLE).acquire(spec.lock_wait_s):
         fleet = Fleet(spec, workers, lease_s=lease_s)
         fleet.start()
         done_kills, committed, zombie_at = 0, 0, kills // 2
