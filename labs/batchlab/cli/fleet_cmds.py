@@ -13,6 +13,10 @@ from ..errors import EXIT_FAILED, EXIT_OK, UsageError
 from .commands import _check_run_dir_input, run_spec
 
 
+#: The run-directory lock's role while a worker started by hand holds it (others started by hand join it).
+WORKER_ROLE = "batchlab worker"
+
+
 def cmd_run_workers(args: argparse.Namespace) -> int:
     """The batch shared by ``--workers`` lease-holding workers under this command's run-directory lock."""
     from ..documents import open_batch
@@ -39,8 +43,8 @@ def cmd_run_workers(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     """One lease-holding worker joining the batch of a run directory (:mod:`batchlab.workerproc`).
 
-    It joins a directory a fleet holds (the lock's role is :data:`batchlab.fleet.FLEET_ROLE`); a free one it
-    locks for its own life; one a single-pass ``batchlab run`` holds (unfenced) it refuses with ``run_dir_busy``.
+    It joins a directory a fleet or another such worker holds (the lock's role is
+    :data:`batchlab.fleet.FLEET_ROLE` or :data:`WORKER_ROLE`); a free one it locks for its own life; one a single-pass ``batchlab run`` holds (unfenced) it refuses with ``run_dir_busy``.
     """
     from ..fleet import FLEET_ROLE
     from ..rundir import RunDir
@@ -53,10 +57,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
                          details={"run_dir": str(args.run_dir)},
                          hints=["Start the batch with `batchlab run --workers N` first."])
     argv = [str(args.run_dir), "--lease-s", repr(args.lease_s)] + (["--owner", args.owner] if args.owner else [])
-    if lock_is_held(run.path) and read_holder(run.lock).get("role") == FLEET_ROLE:
+    if lock_is_held(run.path) and read_holder(run.lock).get("role") in (FLEET_ROLE, WORKER_ROLE):
         return main(argv)
     wait = DEFAULT_LOCK_WAIT_S if args.wait is None else args.wait
-    with RunDirLock(run.path, role="batchlab worker").acquire(wait):  # free: ours; a single pass: busy
+    with RunDirLock(run.path, role=WORKER_ROLE).acquire(wait):  # free: ours; a single pass: busy
         return main(argv)
 
 
