@@ -12,7 +12,6 @@ from typing import Any
 from ..errors import EXIT_FAILED, EXIT_OK, UsageError
 from .commands import _check_run_dir_input, run_spec
 
-
 #: The run-directory lock's role while a worker started by hand holds it (others started by hand join it).
 WORKER_ROLE = "batchlab worker"
 
@@ -44,7 +43,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """One lease-holding worker joining the batch of a run directory (:mod:`batchlab.workerproc`).
 
     It joins a directory a fleet or another such worker holds (the lock's role is
-    :data:`batchlab.fleet.FLEET_ROLE` or :data:`WORKER_ROLE`); a free one it locks for its own life; one a single-pass ``batchlab run`` holds (unfenced) it refuses with ``run_dir_busy``.
+    :data:`batchlab.fleet.FLEET_ROLE` or :data:`WORKER_ROLE`); a free one it locks for its own life; one a
+    single-pass ``batchlab run`` holds (unfenced) it refuses with ``run_dir_busy``.
     """
     from ..fleet import FLEET_ROLE
     from ..rundir import RunDir
