@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from batchlab.contract import BatchConfig
 from batchlab.examples import make_documents, write_input
-from batchlab.fleet import FLEET_ROLE, Fleet, run_fleet
+from batchlab.fleet import FLEET_ROLE, Fleet, alone_tail, run_fleet
 from batchlab.fleet_audit import audit
 from batchlab.leases import HELD, SqliteLeaseStore
 from batchlab.ledger import FIELDS, Ev, read_events
@@ -209,3 +209,14 @@ def test_a_worker_refuses_a_run_directory_a_single_pass_holds(tmp_path: Path) ->
     assert proc.returncode == 2 and '"run_dir_busy"' in proc.stdout, proc.stdout + proc.stderr
     assert not RunDir(spec.run_dir).sink.exists() or SqliteLeaseStore(RunDir(spec.run_dir).sink).shards(
         spec.batch_id) == []
+
+
+def test_the_lone_tail_is_the_last_pass_running_after_every_other_ended() -> None:
+    """Passes 1 (0-5 s) and 2 (1-9 s), 3 (2-4 s): pass 2 ran alone from 5 s to 9 s; one pass alone is no tail."""
+    def ev(kind: Ev, p: int, t: float) -> dict[str, object]:
+        return {"ev": kind, "pass": p, "t": t}
+
+    events = [ev(Ev.PASS_START, 1, 0), ev(Ev.PASS_START, 2, 1), ev(Ev.PASS_START, 3, 2), ev(Ev.PASS_END, 3, 4),
+              ev(Ev.PASS_END, 1, 5), ev(Ev.SINK_PUT, 2, 8), ev(Ev.PASS_END, 2, 9)]
+    assert alone_tail(events) == 4.0
+    assert alone_tail(events, since_pass=2) == 0.0
