@@ -11,7 +11,8 @@ passes append to it at once, each under its own pass number) and the run's sink,
 ``stopped`` event naming the stale token) and this process leaves at once with :data:`EXIT_STALE`, whatever
 the processor would have done with the exception: a worker that lost its shard must not go on.
 
-``--prepare`` only opens the processor's checkpoint store once (so its file exists, in WAL mode, before
+``--spare`` loads everything and waits for its lease on stdin (:func:`await_lease`: the worker's next pass,
+started while the current one runs). ``--prepare`` only opens the processor's checkpoint store once (so its file exists, in WAL mode, before
 several passes open it at once: SQLite refuses two processes switching a new file to WAL together).
 """
 
@@ -84,12 +85,15 @@ def prepare(run_dir: Path) -> None:
         pass
 
 
-def run(run_dir: Path, lease: Lease, pass_no: int) -> dict[str, Any]:
-    """The pass: the processor over the shard's documents, every put fenced by ``lease``."""
+def run(run_dir: Path, lease: Lease, pass_no: int, loaded: tuple[Any, Any] | None = None) -> dict[str, Any]:
+    """The pass: the processor over the shard's documents, every put fenced by ``lease``.
+
+    ``loaded``: the spec and the module, already loaded by a spare waiting for its lease (:func:`await_lease`).
+    """
     from .batchstream import open_checked
     from .service import SimulatedService
 
-    spec, module = _load(run_dir)
+    spec, module = loaded or _load(run_dir)
     entry = module.process_documents_batch
     if not inspect.iscoroutinefunction(entry):
         raise TypeError("the module has no `async def process_documents_batch(...)`")
@@ -122,11 +126,39 @@ def run(run_dir: Path, lease: Lease, pass_no: int) -> dict[str, Any]:
     return report_dict
 
 
+def await_lease(run_dir: Path) -> int:
+    """A spare pass: load everything, then wait for the lease on stdin (one JSON line); EOF: not needed.
+
+    The worker starts its next pass's process while the current one runs, so a claimed shard starts at once
+    instead of after an interpreter's start and the imports (about a second each on a loaded 2-core machine).
+    The lease line names the pass (``pass``); stdout and stderr are then moved to its ``passN.*`` files.
+    """
+    import json
+
+    try:
+        loaded: tuple[Any, Any] | None = _load(run_dir)
+    except BaseException:  # noqa: BLE001 - reported once a lease says which pass it is, by loading again
+        loaded = None
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0
+    got = json.loads(line)
+    run_files = RunDir(run_dir)
+    for fd, path in ((1, run_files.stdout(got["pass"])), (2, run_files.stderr(got["pass"]))):
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(target, fd)
+        os.close(target)
+    lease = Lease(got["batch_id"], got["shard"], got["of"], got["owner"], got["token"], 0.0)
+    run(run_dir, lease, got["pass"], loaded)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     hold_parent_link()  # first: this pass dies with the worker that holds its lease
     parser = argparse.ArgumentParser(prog="python -m batchlab.shardpass")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--prepare", action="store_true")
+    parser.add_argument("--spare", action="store_true", help="load, then wait for the lease on stdin")
     parser.add_argument("--batch-id", default="")
     parser.add_argument("--shard", type=int, default=0)
     parser.add_argument("--of", type=int, default=1)
@@ -137,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare:
         prepare(args.run_dir)
         return 0
+    if args.spare:
+        return await_lease(args.run_dir)
     lease = Lease(args.batch_id, args.shard, args.of, args.owner, args.token, 0.0)
     run(args.run_dir, lease, args.pass_no)
     return 0

@@ -6,8 +6,9 @@
 1. claim a shard (:meth:`batchlab.leases.SqliteLeaseStore.claim`: a free one, else an expired one);
    none claimable: all done -> exit 0; some held by others -> wait a third of a lease (jittered) and look again,
    since a held shard may expire (its holder died) and must then be taken over without anyone's command;
-2. start the pass (:mod:`batchlab.shardpass`) as a child in this worker's process group (a SIGSTOP of the
-   group pauses both, a SIGKILL kills both), linked to this process so it dies with it;
+2. hand the lease to a spare pass (:mod:`batchlab.shardpass`), a child started earlier in this worker's process
+   group that has already loaded the processor (a SIGSTOP of the group pauses both, a SIGKILL kills both;
+   linked to this process, it dies with it), and start the next spare while it runs;
 3. renew the lease from a separate thread every third of its length, with jitter (抖动: workers that started
    together do not renew in step); a renewal that fails means the token moved on (the shard was taken over
    while this worker was paused): the child is SIGKILLed at once;
@@ -20,6 +21,7 @@ worker with :data:`EXIT_PASS_FAILED`: another worker would fail the same way, a 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import signal
@@ -62,28 +64,46 @@ class Renewer(threading.Thread):
             store.close()
 
 
-def _pass_command(run_dir: Path, lease: Lease, pass_no: int) -> list[str]:
-    return [sys.executable, "-m", "batchlab.shardpass", str(run_dir), "--batch-id", lease.batch_id,
-            "--shard", str(lease.shard), "--of", str(lease.n_shards), "--owner", lease.owner,
-            "--token", str(lease.token), "--pass", str(pass_no)]
+def spawn_spare(run_dir: Path) -> subprocess.Popen[bytes]:
+    """A shard pass that loads everything now and waits for its lease (:func:`batchlab.shardpass.await_lease`)."""
+    link = parent_link()
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "batchlab.shardpass", str(run_dir), "--spare"],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, **link.env}, pass_fds=link.pass_fds)
+    finally:
+        link.attach(proc)
+    return proc
 
 
-def run_lease(run_dir: Path, store: SqliteLeaseStore, lease: Lease, *, lease_s: float, pass_base: int = 0) -> int:
-    """One pass on a claimed shard under renewal; the child's exit code (-9 when it was killed for a lost lease)."""
+def _hand(proc: subprocess.Popen[bytes], lease: Lease, pass_no: int) -> bool:
+    """Give the spare its lease; False if it is gone (then another spare is started)."""
+    line = json.dumps({"batch_id": lease.batch_id, "shard": lease.shard, "of": lease.n_shards, "owner": lease.owner,
+                       "token": lease.token, "pass": pass_no}) + "\n"
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(line.encode("utf-8"))
+        proc.stdin.close()
+    except (BrokenPipeError, OSError):
+        return False
+    return True
+
+
+def run_lease(run_dir: Path, store: SqliteLeaseStore, lease: Lease, *, lease_s: float, pass_base: int = 0,
+              spare: subprocess.Popen[bytes] | None = None) -> tuple[int, subprocess.Popen[bytes]]:
+    """One pass on a claimed shard under renewal, run by ``spare``; its exit code (-9: killed for a lost lease)
+    and the next spare, started while this pass runs."""
     run = RunDir(run_dir)
     pass_no = pass_base + store.claim_seq(lease)  # unique across the fleet's passes
-    link = parent_link()
-    out = (run.path / f"pass{pass_no}.stdout").open("wb")
-    err = (run.path / f"pass{pass_no}.stderr").open("wb")
-    started: subprocess.Popen[bytes] | None = None
-    try:
-        started = subprocess.Popen(_pass_command(run_dir, lease, pass_no), stdout=out, stderr=err,
-                                   stdin=subprocess.DEVNULL, env={**os.environ, **link.env}, pass_fds=link.pass_fds)
-    finally:
-        out.close()
-        err.close()
-        link.attach(started)
-    proc = started
+    proc = spare or spawn_spare(run_dir)
+    if not _hand(proc, lease, pass_no):
+        proc.kill()
+        proc.wait()
+        proc = spawn_spare(run_dir)
+        if not _hand(proc, lease, pass_no):
+            raise OSError("a shard pass could not be started")
+    next_spare = spawn_spare(run_dir)
 
     def lost() -> None:
         print(f"worker {lease.owner}: lease on shard {lease.spec} (token {lease.token}) lost; stopping its pass",
@@ -96,14 +116,14 @@ def run_lease(run_dir: Path, store: SqliteLeaseStore, lease: Lease, *, lease_s: 
     renewer.done.set()
     renewer.join()
     if renewer.lost:
-        return code
+        return code, next_spare
     if code == 0:
         if not store.finish(lease):
             print(f"worker {lease.owner}: shard {lease.spec} finished but token {lease.token} is no longer current",
                   flush=True)
     elif code != EXIT_STALE:
         store.release(lease)
-    return code
+    return code, next_spare
 
 
 def work(run_dir: Path, batch_id: str, owner: str, *, lease_s: float = DEFAULT_LEASE_S, pass_base: int = 0,
@@ -111,6 +131,7 @@ def work(run_dir: Path, batch_id: str, owner: str, *, lease_s: float = DEFAULT_L
     """Claim and run shards until every shard of the batch is done (see the module); the exit code."""
     rng = rng or random.Random()
     store = SqliteLeaseStore(RunDir(run_dir).sink)
+    spare = spawn_spare(run_dir)
     try:
         while True:
             lease = store.claim(batch_id, owner, now=clock(), lease_s=lease_s)
@@ -120,13 +141,16 @@ def work(run_dir: Path, batch_id: str, owner: str, *, lease_s: float = DEFAULT_L
                 time.sleep(lease_s / 3 * rng.uniform(0.5, 1.0))
                 continue
             print(f"worker {owner}: claimed shard {lease.spec} token {lease.token}", flush=True)
-            code = run_lease(run_dir, store, lease, lease_s=lease_s, pass_base=pass_base)
+            code, spare = run_lease(run_dir, store, lease, lease_s=lease_s, pass_base=pass_base, spare=spare)
             if code not in (0, EXIT_STALE, -signal.SIGKILL):
                 print(f"worker {owner}: the pass on shard {lease.spec} failed (exit {code}); see its pass*.stderr",
                       flush=True)
                 return EXIT_PASS_FAILED
     finally:
         store.close()
+        if spare.stdin is not None:
+            spare.stdin.close()  # end of file: the spare leaves
+        spare.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
