@@ -11,8 +11,8 @@ passes append to it at once, each under its own pass number) and the run's sink,
 ``stopped`` event naming the stale token) and this process leaves at once with :data:`EXIT_STALE`, whatever
 the processor would have done with the exception: a worker that lost its shard must not go on.
 
-``--spare`` loads everything and waits for its lease on stdin (:func:`await_lease`: the worker's next pass,
-started while the current one runs). ``--prepare`` only opens the processor's checkpoint store once (so its file exists, in WAL mode, before
+``--serve`` loads everything once and runs a pass per lease line on stdin (:func:`serve_leases`: the worker's
+pass runner, kept from shard to shard). ``--prepare`` only opens the processor's checkpoint store once (so its file exists, in WAL mode, before
 several passes open it at once: SQLite refuses two processes switching a new file to WAL together).
 """
 
@@ -88,7 +88,7 @@ def prepare(run_dir: Path) -> None:
 def run(run_dir: Path, lease: Lease, pass_no: int, loaded: tuple[Any, Any] | None = None) -> dict[str, Any]:
     """The pass: the processor over the shard's documents, every put fenced by ``lease``.
 
-    ``loaded``: the spec and the module, already loaded by a spare waiting for its lease (:func:`await_lease`).
+    ``loaded``: the spec and the module, already loaded by a pass runner (:func:`serve_leases`).
     """
     from .batchstream import open_checked
     from .service import SimulatedService
@@ -121,35 +121,49 @@ def run(run_dir: Path, lease: Lease, pass_no: int, loaded: tuple[Any, Any] | Non
                                    config=dataclasses.replace(spec.config, shard=lease.spec)))
     finally:
         inner.close()
+        store.close()
     report_dict = dict(report.to_dict()) if hasattr(report, "to_dict") else dict(report)
     ledger.emit(Ev.PASS_END, report=report_dict, calls=service.calls, commits=inner.commits)
+    ledger.close()
     return report_dict
 
 
-def await_lease(run_dir: Path) -> int:
-    """A spare pass: load everything, then wait for the lease on stdin (one JSON line); EOF: not needed.
+def serve_leases(run_dir: Path) -> int:
+    """A pass runner: load everything once, then run one pass per lease line on stdin; EOF: leave.
 
-    The worker starts its next pass's process while the current one runs, so a claimed shard starts at once
-    instead of after an interpreter's start and the imports (about a second each on a loaded 2-core machine).
-    The lease line names the pass (``pass``); stdout and stderr are then moved to its ``passN.*`` files.
+    The worker starts it before it claims, so a claimed shard starts at once instead of after an interpreter's
+    start and the imports (a second or more on a loaded 2-core machine), and keeps it for the next shard. Each
+    lease line (JSON) names its pass (``pass``); stdout and stderr go to its ``passN.*`` files, and ``done`` on the
+    original stdout tells the worker the pass ended well. A pass that raises ends the process (the worker sees
+    end-of-file and its exit code); a refused put ends it with :data:`EXIT_STALE`.
     """
     import json
 
+    ctl = os.fdopen(os.dup(1), "w")
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 1)  # nothing but ``done`` reaches the worker's pipe
+    os.close(quiet)
     try:
         loaded: tuple[Any, Any] | None = _load(run_dir)
-    except BaseException:  # noqa: BLE001 - reported once a lease says which pass it is, by loading again
+    except BaseException:  # noqa: BLE001 - reported by the first pass, which loads again and raises
         loaded = None
-    line = sys.stdin.readline()
-    if not line.strip():
-        return 0
-    got = json.loads(line)
-    run_files = RunDir(run_dir)
-    for fd, path in ((1, run_files.stdout(got["pass"])), (2, run_files.stderr(got["pass"]))):
-        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(target, fd)
-        os.close(target)
-    lease = Lease(got["batch_id"], got["shard"], got["of"], got["owner"], got["token"], 0.0)
-    run(run_dir, lease, got["pass"], loaded)
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        got = json.loads(line)
+        run_files = RunDir(run_dir)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, path in ((1, run_files.stdout(got["pass"])), (2, run_files.stderr(got["pass"]))):
+            target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(target, fd)
+            os.close(target)
+        lease = Lease(got["batch_id"], got["shard"], got["of"], got["owner"], got["token"], 0.0)
+        run(run_dir, lease, got["pass"], loaded)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        ctl.write("done\n")
+        ctl.flush()
     return 0
 
 
@@ -158,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m batchlab.shardpass")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--prepare", action="store_true")
-    parser.add_argument("--spare", action="store_true", help="load, then wait for the lease on stdin")
+    parser.add_argument("--serve", action="store_true", help="load, then run a pass per lease line on stdin")
     parser.add_argument("--batch-id", default="")
     parser.add_argument("--shard", type=int, default=0)
     parser.add_argument("--of", type=int, default=1)
@@ -169,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare:
         prepare(args.run_dir)
         return 0
-    if args.spare:
-        return await_lease(args.run_dir)
+    if args.serve:
+        return serve_leases(args.run_dir)
     lease = Lease(args.batch_id, args.shard, args.of, args.owner, args.token, 0.0)
     run(args.run_dir, lease, args.pass_no)
     return 0

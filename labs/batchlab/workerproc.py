@@ -6,9 +6,9 @@
 1. claim a shard (:meth:`batchlab.leases.SqliteLeaseStore.claim`: a free one, else an expired one);
    none claimable: all done -> exit 0; some held by others -> wait a third of a lease (jittered) and look again,
    since a held shard may expire (its holder died) and must then be taken over without anyone's command;
-2. hand the lease to a spare pass (:mod:`batchlab.shardpass`), a child started earlier in this worker's process
-   group that has already loaded the processor (a SIGSTOP of the group pauses both, a SIGKILL kills both;
-   linked to this process, it dies with it), and start the next spare while it runs;
+2. hand the lease to the pass runner (:mod:`batchlab.shardpass`), a child in this worker's process group that
+   loaded the processor once and runs a pass per lease (a SIGSTOP of the group pauses both, a SIGKILL kills
+   both; linked to this process, it dies with it); a runner that died is replaced at once, before the next claim;
 3. renew the lease from a separate thread every third of its length, with jitter (抖动: workers that started
    together do not renew in step); a renewal that fails means the token moved on (the shard was taken over
    while this worker was paused): the child is SIGKILLed at once;
@@ -21,6 +21,7 @@ worker with :data:`EXIT_PASS_FAILED`: another worker would fail the same way, a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -64,13 +65,13 @@ class Renewer(threading.Thread):
             store.close()
 
 
-def spawn_spare(run_dir: Path) -> subprocess.Popen[bytes]:
-    """A shard pass that loads everything now and waits for its lease (:func:`batchlab.shardpass.await_lease`)."""
+def spawn_runner(run_dir: Path) -> subprocess.Popen[bytes]:
+    """A pass runner that loads everything now and runs a pass per lease (:func:`batchlab.shardpass.serve_leases`)."""
     link = parent_link()
     proc: subprocess.Popen[bytes] | None = None
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "batchlab.shardpass", str(run_dir), "--spare"],
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        proc = subprocess.Popen([sys.executable, "-m", "batchlab.shardpass", str(run_dir), "--serve"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 env={**os.environ, **link.env}, pass_fds=link.pass_fds)
     finally:
         link.attach(proc)
@@ -78,32 +79,31 @@ def spawn_spare(run_dir: Path) -> subprocess.Popen[bytes]:
 
 
 def _hand(proc: subprocess.Popen[bytes], lease: Lease, pass_no: int) -> bool:
-    """Give the spare its lease; False if it is gone (then another spare is started)."""
+    """Give the runner its lease; False if it is gone."""
     line = json.dumps({"batch_id": lease.batch_id, "shard": lease.shard, "of": lease.n_shards, "owner": lease.owner,
                        "token": lease.token, "pass": pass_no}) + "\n"
     assert proc.stdin is not None
     try:
         proc.stdin.write(line.encode("utf-8"))
-        proc.stdin.close()
+        proc.stdin.flush()
     except (BrokenPipeError, OSError):
         return False
     return True
 
 
 def run_lease(run_dir: Path, store: SqliteLeaseStore, lease: Lease, *, lease_s: float, pass_base: int = 0,
-              spare: subprocess.Popen[bytes] | None = None) -> tuple[int, subprocess.Popen[bytes]]:
-    """One pass on a claimed shard under renewal, run by ``spare``; its exit code (-9: killed for a lost lease)
-    and the next spare, started while this pass runs."""
+              runner: subprocess.Popen[bytes] | None = None) -> tuple[int, subprocess.Popen[bytes]]:
+    """One pass on a claimed shard under renewal; its exit code (0, or how the runner died: -9 when it was
+    killed for a lost lease) and the runner for the next shard (a new one, started at once, if this one died)."""
     run = RunDir(run_dir)
     pass_no = pass_base + store.claim_seq(lease)  # unique across the fleet's passes
-    proc = spare or spawn_spare(run_dir)
+    proc = runner if runner is not None and runner.poll() is None else spawn_runner(run_dir)
     if not _hand(proc, lease, pass_no):
         proc.kill()
         proc.wait()
-        proc = spawn_spare(run_dir)
+        proc = spawn_runner(run_dir)
         if not _hand(proc, lease, pass_no):
             raise OSError("a shard pass could not be started")
-    next_spare = spawn_spare(run_dir)
 
     def lost() -> None:
         print(f"worker {lease.owner}: lease on shard {lease.spec} (token {lease.token}) lost; stopping its pass",
@@ -112,18 +112,22 @@ def run_lease(run_dir: Path, store: SqliteLeaseStore, lease: Lease, *, lease_s: 
 
     renewer = Renewer(run.sink, lease, lease_s=lease_s, on_lost=lost)
     renewer.start()
-    code = proc.wait()
+    assert proc.stdout is not None
+    code = next((0 for line in proc.stdout if line.strip() == b"done"), None)
+    if code is None:  # end of file: the runner died
+        code = proc.wait()
     renewer.done.set()
     renewer.join()
+    next_runner = proc if proc.poll() is None else spawn_runner(run_dir)
     if renewer.lost:
-        return code, next_spare
+        return code, next_runner
     if code == 0:
         if not store.finish(lease):
             print(f"worker {lease.owner}: shard {lease.spec} finished but token {lease.token} is no longer current",
                   flush=True)
     elif code != EXIT_STALE:
         store.release(lease)
-    return code, next_spare
+    return code, next_runner
 
 
 def work(run_dir: Path, batch_id: str, owner: str, *, lease_s: float = DEFAULT_LEASE_S, pass_base: int = 0,
@@ -131,7 +135,7 @@ def work(run_dir: Path, batch_id: str, owner: str, *, lease_s: float = DEFAULT_L
     """Claim and run shards until every shard of the batch is done (see the module); the exit code."""
     rng = rng or random.Random()
     store = SqliteLeaseStore(RunDir(run_dir).sink)
-    spare = spawn_spare(run_dir)
+    runner = spawn_runner(run_dir)
     try:
         while True:
             lease = store.claim(batch_id, owner, now=clock(), lease_s=lease_s)
@@ -141,16 +145,17 @@ def work(run_dir: Path, batch_id: str, owner: str, *, lease_s: float = DEFAULT_L
                 time.sleep(lease_s / 3 * rng.uniform(0.5, 1.0))
                 continue
             print(f"worker {owner}: claimed shard {lease.spec} token {lease.token}", flush=True)
-            code, spare = run_lease(run_dir, store, lease, lease_s=lease_s, pass_base=pass_base, spare=spare)
+            code, runner = run_lease(run_dir, store, lease, lease_s=lease_s, pass_base=pass_base, runner=runner)
             if code not in (0, EXIT_STALE, -signal.SIGKILL):
                 print(f"worker {owner}: the pass on shard {lease.spec} failed (exit {code}); see its pass*.stderr",
                       flush=True)
                 return EXIT_PASS_FAILED
     finally:
         store.close()
-        if spare.stdin is not None:
-            spare.stdin.close()  # end of file: the spare leaves
-        spare.wait()
+        if runner.stdin is not None:
+            with contextlib.suppress(OSError):
+                runner.stdin.close()  # end of file: the runner leaves
+        runner.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
