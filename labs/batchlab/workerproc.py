@@ -3,7 +3,7 @@
 ``batchlab worker RUN_DIR --owner NAME [--lease-s L]`` (``python -m batchlab.workerproc``; ``batchlab run
 --workers N`` starts N of them, each in a process group of its own). Its loop:
 
-1. claim a shard (:meth:`batchlab.leases.SqliteLeaseStore.claim`: a free one, else an expired one);
+1. claim a shard (:meth:`batchlab.leases.SqliteLeaseStore.claim`: an expired one, else a free one);
    none claimable: all done -> exit 0; some held by others -> wait a third of a lease (jittered) and look again,
    since a held shard may expire (its holder died) and must then be taken over without anyone's command;
 2. hand the lease to the pass runner (:mod:`batchlab.shardpass`), a child in this worker's process group that
@@ -11,10 +11,10 @@
    both; linked to this process, it dies with it); a runner that died is replaced at once, before the next claim;
 3. renew the lease from a separate thread every third of its length, with jitter (抖动: workers that started
    together do not renew in step); a renewal that fails means the token moved on (the shard was taken over
-   while this worker was paused): the child is SIGKILLed at once;
-4. on the child's clean exit, finish the shard (only if the lease is still ours) and go to 1.
+   while this worker was paused): the runner is SIGKILLed at once;
+4. when the runner says ``done``, finish the shard (only if the lease is still ours) and go to 1.
 
-A child that exits otherwise (the processor raised, could not be imported) releases its shard and ends this
+A runner that dies otherwise (the processor raised, could not be imported) releases its shard and ends this
 worker with :data:`EXIT_PASS_FAILED`: another worker would fail the same way, a human must look.
 """
 
