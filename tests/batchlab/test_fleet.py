@@ -30,10 +30,10 @@ from batchlab.service import LatencyModel
 from batchlab.shardpass import EXIT_STALE
 from batchlab.workerproc import EXIT_PASS_FAILED
 
-CONCURRENCY = 4
+CONCURRENCY = 2  #: documents in flight per pass: small, so that a shard takes a while even on an idle machine
 
 
-def _spec(tmp_path: Path, docs: int, *, latency_ms: float = 20.0) -> RunSpec:
+def _spec(tmp_path: Path, docs: int, *, latency_ms: float = 30.0) -> RunSpec:
     input_path = write_input(tmp_path / "input.json", make_documents(docs, seed=15, max_bytes=2000))
     return RunSpec(impl=solution_module(), input=input_path, run_dir=tmp_path / "run",
                    config=BatchConfig(concurrency=CONCURRENCY), latency=LatencyModel(median_ms=latency_ms))
@@ -149,9 +149,10 @@ def test_a_pass_with_a_stale_token_is_refused_at_its_first_put_and_says_so(tmp_p
 @pytest.mark.parametrize("workers", [2])
 def test_a_second_batchlab_run_on_a_fleets_run_directory_is_refused_busy(tmp_path: Path, workers: int) -> None:
     """While `batchlab run --workers 2` owns the run directory, another `batchlab run` on it exits 2, run_dir_busy."""
-    spec = _spec(tmp_path, 40)
+    spec = _spec(tmp_path, 200)
     cli = [sys.executable, "-m", "batchlab", "run", "--input", str(spec.input), "--run-dir", str(spec.run_dir)]
-    first = subprocess.Popen([*cli, "--workers", str(workers), "--lease-s", "2", "--latency-ms", "20"],
+    first = subprocess.Popen([*cli, "--workers", str(workers), "--lease-s", "2", "--latency-ms", "30",
+                              "--concurrency", "2"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _until(lambda: RunDir(spec.run_dir).spec.exists() and lock_is_held(spec.run_dir))

@@ -14,9 +14,9 @@ from batchlab.teach.chaos_workers import run_chaos_workers
 
 def test_kills_and_a_zombie_lose_nothing_and_no_stale_token_commits(tmp_path: Path) -> None:
     """Two worker kills and one zombie taken over: every document committed, no stale commit, redo within bound."""
-    input_path = write_input(tmp_path / "input.json", make_documents(160, seed=15, max_bytes=2000))
+    input_path = write_input(tmp_path / "input.json", make_documents(400, seed=15, max_bytes=2000))
     spec = RunSpec(impl=solution_module(), input=input_path, run_dir=tmp_path / "run",
-                   config=BatchConfig(concurrency=4), latency=LatencyModel(median_ms=20.0))
+                   config=BatchConfig(concurrency=2), latency=LatencyModel(median_ms=30.0))
     lines: list[str] = []
     result = run_chaos_workers(spec, workers=3, kills=2, lease_s=1.5, min_s=0.3, max_s=0.8, seed=3,
                                on_line=lines.append)
