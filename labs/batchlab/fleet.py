@@ -8,8 +8,9 @@ with it). Nobody assigns shards: each worker claims them. A worker that dies by 
 one (``respawn``), but its shard does not wait for that: the others take it over once its lease expires.
 The batch is over when every worker has exited (they exit once every shard is done, or on a pass that failed).
 
-``shards`` defaults to four per worker: small shards are how the long tail is cut (the last shard to finish
-is a quarter of a worker's share, not a whole one), and a dead worker's takeover redoes less.
+``shards`` defaults to up to four per worker (:func:`default_shards`): small shards are how the long tail is
+cut (the last shard to finish is a quarter of a worker's share, not a whole one), but not smaller than
+:data:`MIN_SHARD_WAVES` windows of documents, whose filling and draining would cost more than the tail.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .batchstream import open_batch
 from .host import kill_group
 from .leases import DONE, HELD, ShardState, SqliteLeaseStore
 from .ledger import Ev, iter_events
@@ -37,6 +39,8 @@ from .sink import connect
 from .workerproc import DEFAULT_LEASE_S
 
 SHARDS_PER_WORKER = 4
+#: A shard holds at least this many times the per-worker concurrency in documents (see :func:`default_shards`).
+MIN_SHARD_WAVES = 25
 #: The run-directory lock's role while a fleet holds it: `batchlab worker` joins a directory held with it.
 FLEET_ROLE = "batchlab run --workers"
 
@@ -78,7 +82,6 @@ class Fleet:
 
     def __post_init__(self) -> None:
         self.run = RunDir(Path(self.spec.run_dir))
-        self.shards = self.shards or SHARDS_PER_WORKER * self.workers
         self._base = 0
         self._t0 = time.time()
         self._pending: list[tuple[float, str]] = []  #: (not before, name): replacements of killed workers
@@ -89,6 +92,9 @@ class Fleet:
         connect(self.run.sink).close()  # schema and WAL before N processes open it
         store = SqliteLeaseStore(self.run.sink)
         try:
+            if not self.shards:
+                self.shards = default_shards(self.workers, len(open_batch(self.spec.input)),
+                                             self.spec.config.concurrency)
             existing = store.shards(self.spec.batch_id)
             if existing:  # a run directory's batch keeps its shards (their checkpoints are per shard)
                 self.shards = existing[0].n_shards
@@ -196,6 +202,15 @@ def run_fleet(spec: RunSpec, *, workers: int, lease_s: float = DEFAULT_LEASE_S, 
         finally:
             fleet.close()
         return fleet.result()
+
+
+def default_shards(workers: int, documents: int, concurrency: int) -> int:
+    """Up to four shards per worker, but none smaller than :data:`MIN_SHARD_WAVES` x ``concurrency`` documents.
+
+    Small shards cut the long tail; but every pass starts with its window filling and ends with it draining,
+    and on a 400-document batch 8 workers ran at 530 documents/s with one shard each against 266 with four.
+    """
+    return max(workers, min(SHARDS_PER_WORKER * workers, documents // (MIN_SHARD_WAVES * concurrency)))
 
 
 def alone_tail(events: Iterable[Mapping[str, Any]], *, since_pass: int = 0) -> float:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from batchlab.contract import BatchConfig
 from batchlab.examples import make_documents, write_input
-from batchlab.fleet import FLEET_ROLE, Fleet, alone_tail, run_fleet
+from batchlab.fleet import FLEET_ROLE, Fleet, alone_tail, default_shards, run_fleet
 from batchlab.fleet_audit import audit
 from batchlab.leases import HELD, SqliteLeaseStore
 from batchlab.ledger import FIELDS, Ev, read_events
@@ -188,7 +188,7 @@ def test_a_second_fleet_on_a_finished_run_directory_keeps_its_shards_and_redoes_
     spec = _spec(tmp_path, 40, latency_ms=2.0)
     first = run_fleet(spec, workers=2, lease_s=2.0, timeout_s=180.0)
     again = run_fleet(spec, workers=3, lease_s=2.0, timeout_s=180.0)
-    assert first.complete and again.complete and len(again.shards) == len(first.shards) == 8
+    assert first.complete and again.complete and len(again.shards) == len(first.shards) == 2  # 2 workers' default
     found = audit(spec.run_dir, spec.input, spec.batch_id)
     assert found.duplicates == {} and found.lost == [], found.line()
 
@@ -223,3 +223,10 @@ def test_the_lone_tail_is_the_last_pass_running_after_every_other_ended() -> Non
               ev(Ev.PASS_END, 1, 5), ev(Ev.SINK_PUT, 2, 8), ev(Ev.PASS_END, 2, 9)]
     assert alone_tail(events) == 4.0
     assert alone_tail(events, since_pass=2) == 0.0
+
+
+def test_the_default_shard_count_is_four_per_worker_unless_shards_would_be_too_small() -> None:
+    """Four shards per worker on a large batch; fewer, never under one per worker, when they would be small."""
+    assert default_shards(4, 100_000, 8) == 16
+    assert default_shards(4, 1_000, 8) == 5
+    assert default_shards(8, 400, 8) == 8
