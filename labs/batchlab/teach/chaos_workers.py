@@ -1,9 +1,9 @@
 """``batchlab chaos RUN_DIR --workers N``: random SIGKILLs of fleet workers and one zombie, checked after each.
 
 While a fleet (:mod:`batchlab.fleet`, respawning the workers it loses) runs a batch, this SIGKILLs a random
-worker's process group at random instants, and once, at the middle of the kills, SIGSTOPs a worker that holds
-a shard it has committed to, keeps it stopped until another worker has taken the shard over (its lease expired
-and the token moved on), then SIGCONTs it: the zombie. After every event it checks, from the records alone
+worker's process group at random instants, and once, after the fifth kill (or half of them, if fewer), SIGSTOPs
+a worker that holds a shard it has committed to, keeps it stopped until another worker has taken the shard over
+(its lease expired and the token moved on), then SIGCONTs it: the zombie. After every event it checks, from the records alone
 (:func:`batchlab.fleet_audit.audit`): no committed output disappeared, no put ever committed under a stale
 token, and the work redone so far is within the in-flight bound (each kill may redo at most the documents the
 dead worker had in flight: ``concurrency``). At the end every document must be committed.
@@ -100,7 +100,7 @@ def run_chaos_workers(spec: RunSpec, *, workers: int, kills: int, lease_s: float
     with RunDirLock(Path(spec.run_dir), role=FLEET_ROLE).acquire(spec.lock_wait_s):
         fleet = Fleet(spec, workers, lease_s=lease_s)
         fleet.start()
-        done_kills, committed, zombie_at = 0, 0, kills // 2
+        done_kills, committed, zombie_at = 0, 0, min(kills // 2, 5)  # early: a short batch has one too
         try:
             while fleet.step() and time.monotonic() - t0 < timeout_s:
                 if done_kills < kills or zombie_at >= 0:
