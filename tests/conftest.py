@@ -8,11 +8,27 @@ solution renders to, written into a temporary folder.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from batchlab.paths import STUDENT_MODULE, example_input, kit_root, solution_module
 from batchlab.teach.release import render_student
+
+
+def _load_pgserver() -> ModuleType:
+    """``tests/pgserver.py`` (the throwaway PostgreSQL server), loaded by path: tests/ is no package."""
+    spec = importlib.util.spec_from_file_location("pgserver", Path(__file__).with_name("pgserver.py"))
+    assert spec is not None and spec.loader is not None
+    module = sys.modules["pgserver"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_pgserver = _load_pgserver()
+pg, pg_url, pg_db = _pgserver.pg, _pgserver.pg_url, _pgserver.pg_db
 
 
 def write_skeleton(folder: Path) -> Path:
