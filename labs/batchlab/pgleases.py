@@ -1,16 +1,16 @@
 """Shard leases in PostgreSQL: the protocol of :mod:`batchlab.leases`, for workers on several machines.
-
-The semantics are :mod:`batchlab.leases`'s, word for word (free/held/done, a token incremented on every
-claim, renew/finish/release under owner and token, a fence in the sink's transaction, the claim history).
-What differs is how claims are kept apart. SQLite has one writer at a time (``BEGIN IMMEDIATE``); here
-many claimers run at once, and each picks its row with ``SELECT ... FOR UPDATE SKIP LOCKED``, the claim
-of procrastinate, River, Oban and graphile-worker: a row another claimer is taking is skipped, not waited
-for, so two claimers get two different shards in one round trip each, and never the same shard with the
-same token (the row lock holds until the token's increment commits).
+The semantics are :mod:`batchlab.leases`'s, word for word (free/held/done, a token incremented on every claim,
+renew/finish/release under owner and token, a fence in the sink's transaction, the claim history). Expired
+shards are claimed before free ones (a dead worker's half-done shard is taken over by the next worker that
+looks), then the lowest-numbered. What differs is how claims are kept apart. SQLite has one writer at a time
+(``BEGIN IMMEDIATE``); here many claimers run at once, and each picks its row with ``SELECT ... FOR UPDATE
+SKIP LOCKED``, the claim of procrastinate, River, Oban and graphile-worker: a row another claimer is taking is
+skipped, not waited for, so two claimers get two different shards in one round trip each, and never the same
+shard with the same token (the row lock holds until the token's increment commits).
 
 The fence (:meth:`PgLeaseStore.fence`) reads the lease row ``FOR SHARE`` inside the sink's transaction: a
-claim (which must lock the row ``FOR UPDATE``) waits for, or skips, a put in progress, and a put that
-comes after a claim sees the new token and is refused. Time is always passed in (``now``).
+claim (which must lock the row ``FOR UPDATE``) waits for, or skips, a put in progress, and a put that comes
+after a claim sees the new token and is refused. Time is always passed in (``now``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ _CLAIM = """
 WITH pick AS (
     SELECT shard, state, owner FROM leases
     WHERE batch_id = %(batch)s AND (state = 'free' OR (state = 'held' AND expires_at <= %(now)s))
-    ORDER BY state = 'held', shard LIMIT 1
+    ORDER BY state = 'free', shard LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
 UPDATE leases l SET state = 'held', owner = %(owner)s, token = l.token + 1, expires_at = %(expires)s,
@@ -101,8 +101,8 @@ class PgLeaseStore:
             now = clock()
             if not _valid(conn, lease, now, lock=" FOR SHARE"):
                 raise StaleLease(lease, key)
-            conn.execute("INSERT INTO fenced_puts (key, batch_id, shard, token, owner, t) "
-                         "VALUES (%s, %s, %s, %s, %s, %s)",
+            conn.execute("INSERT INTO fenced_puts (key, batch_id, shard, token, owner, t, claims_seen) "
+                         "VALUES (%s, %s, %s, %s, %s, %s, (SELECT COALESCE(MAX(seq), 0) FROM lease_claims))",
                          (key, lease.batch_id, lease.shard, lease.token, lease.owner, now))
 
         return guard

@@ -48,6 +48,14 @@ def test_an_expired_lease_is_claimed_again_with_a_higher_token(store: PgLeaseSto
     assert took == [(None,), ("dead",)]
 
 
+def test_an_expired_shard_is_claimed_before_a_free_one(store: PgLeaseStore) -> None:
+    """A dead worker's shard is taken over by the next claim, before the free shards still waiting."""
+    dead = store.claim("b", "dead", now=100.0, lease_s=10.0)
+    taken = store.claim("b", "w", now=200.0, lease_s=10.0)
+    assert dead is not None and taken is not None and (taken.shard, taken.token) == (dead.shard, 2)
+    assert [s.state for s in store.shards("b")] == [HELD, FREE, FREE]
+
+
 def test_renew_finish_and_release_act_only_for_the_current_holder(store: PgLeaseStore) -> None:
     """Renew extends the expiry; release frees the shard (the next claim increments the token); finish ends it."""
     lease = store.claim("b", "w", now=100.0, lease_s=10.0)
@@ -78,8 +86,9 @@ def test_a_stale_token_write_is_refused_in_the_sink_transaction(store: PgLeaseSt
         zombie_sink.put("k", DOC, ["late"], [[0.0]])
     assert read_outputs(store.db, "b") == [] and read_puts(store.db, "b") == []
     PgSink(store.db, "b", guard=store.fence(fresh, lambda: 201.0)).put("k", DOC, ["x"], [[1.0]])
-    fenced = store.db.transact(lambda c: c.execute("SELECT key, owner, token FROM fenced_puts").fetchall())
-    assert fenced == [("k", "fresh", 2)] and [r.chunks for r in read_outputs(store.db, "b")] == [["x"]]
+    fenced = store.db.transact(lambda c: c.execute(
+        "SELECT key, owner, token, claims_seen FROM fenced_puts").fetchall())
+    assert fenced == [("k", "fresh", 2, store.claim_seq(fresh))] and [r.chunks for r in read_outputs(store.db, "b")] == [["x"]]
 
 
 def test_an_expired_lease_cannot_write_even_before_a_takeover(store: PgLeaseStore) -> None:
