@@ -1,4 +1,5 @@
 """Shard leases in PostgreSQL: the protocol of :mod:`batchlab.leases`, for workers on several machines.
+
 The semantics are :mod:`batchlab.leases`'s, word for word (free/held/done, a token incremented on every claim,
 renew/finish/release under owner and token, a fence in the sink's transaction, the claim history). Expired
 shards are claimed before free ones (a dead worker's half-done shard is taken over by the next worker that
