@@ -45,13 +45,14 @@ class StoreSink(ListSink):
         return [record(r) for r in rows]
 
 
-def metrics_for_store(url: str, batch_id: str, *, on_disk: bool | None = None,
-                      spill_keys: int = SPILL_KEYS) -> Metrics:
+def metrics_for_store(url: str, batch_id: str, *, on_disk: bool | None = None, spill_keys: int = SPILL_KEYS,
+                      retry_s: float = 60.0) -> Metrics:
     """Metrics of one batch of a PostgreSQL store (every worker's ledger events together), as for a run directory.
 
-    An unknown batch raises :class:`batchlab.errors.KitError` ``batch_not_found``.
+    An unknown batch raises :class:`batchlab.errors.KitError` ``batch_not_found``; a server still unreachable
+    after ``retry_s`` raises psycopg's error.
     """
-    db = PgConnection(url)
+    db = PgConnection(url, retry_s=retry_s)
     try:
         info = batch_info(db, batch_id)
         if info is None:

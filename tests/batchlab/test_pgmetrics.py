@@ -76,3 +76,45 @@ def test_an_unknown_batch_is_a_kit_error(pg_db: str) -> None:
     with pytest.raises(KitError) as info:
         metrics_for_store(pg_db, "nope")
     assert info.value.code == "batch_not_found"
+
+
+class TestTheCommand:
+    def test_metrics_store_prints_the_run_directorys_json(self, pg_db: str, crashed_run: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+        """``batchlab metrics --store URL --batch-id ID --json`` prints what ``batchlab metrics RUN --json`` prints."""
+        from batchlab.cli import main
+
+        copy_into(PgConnection(pg_db), "b", crashed_run)
+        assert main(["metrics", str(crashed_run), "--json"]) == 0
+        from_files = capsys.readouterr().out
+        assert main(["metrics", "--store", pg_db, "--batch-id", "b", "--json"]) == 0
+        assert capsys.readouterr().out == from_files
+        assert main(["metrics", "--store", pg_db, "--batch-id", "b"]) == 0
+        assert "completion" in capsys.readouterr().out
+
+    @pytest.mark.parametrize(("argv", "code"), [
+        (["--store", "postgresql://127.0.0.1:1/x"], "usage_error"),  # no --batch-id
+        (["--store", "runs/x", "--batch-id", "b"], "usage_error"),  # not a URL
+        (["runs/x", "--store", "postgresql://127.0.0.1:1/x", "--batch-id", "b"], "usage_error"),  # both
+        ([], "usage_error"),  # neither
+        (["--store", "postgresql://postgres@127.0.0.1:1/x", "--batch-id", "b", "--store-retry-s", "0"],
+         "store_unreachable"),
+    ])
+    def test_a_wrong_or_unreachable_store_is_the_unified_error(self, argv: list[str], code: str,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+        """Bad --store arguments and a server that does not answer exit 2 with the unified error, no traceback."""
+        import json
+
+        from batchlab.cli import main
+
+        assert main(["metrics", *argv]) == 2
+        assert json.loads(capsys.readouterr().out)["error"]["code"] == code
+
+    def test_an_unknown_batch_exits_2_with_batch_not_found(self, pg_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+        """A store without the batch: ``batch_not_found`` printed, exit 2."""
+        import json
+
+        from batchlab.cli import main
+
+        assert main(["metrics", "--store", pg_db, "--batch-id", "nope"]) == 2
+        assert json.loads(capsys.readouterr().out)["error"]["code"] == "batch_not_found"
