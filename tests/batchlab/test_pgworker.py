@@ -1,0 +1,81 @@
+"""Fleet workers on a real PostgreSQL (``python -m batchlab.pgworker``): the reference processor per shard, fenced
+puts, a worker joining a running batch from a folder of its own, a killed worker's shard taken over."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from batchlab.examples import make_documents, write_input
+from batchlab.faults import FaultPlan
+from batchlab.leases import DONE
+from batchlab.paths import solution_module
+from batchlab.pgbatch import publish_batch
+from batchlab.pgleases import PgLeaseStore
+from batchlab.pgmetrics import metrics_for_store
+from batchlab.pgstore import PgConnection
+from batchlab.runspec import RunSpec
+from batchlab.service import LatencyModel
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def batch(pg_db: str, tmp_path: Path) -> str:
+    """A 48-document batch with 2 % transient faults, published in 8 shards; the store's URL."""
+    if not solution_module().exists():
+        pytest.skip("needs the reference solution, which a student distribution leaves out")
+    source = write_input(tmp_path / "in.json", make_documents(48, seed=5, min_bytes=100, max_bytes=400))
+    spec = RunSpec(impl=solution_module(), input=source, run_dir=tmp_path / "unused", batch_id="b",
+                   plan=FaultPlan(seed=5, transient_rate=0.02), latency=LatencyModel(median_ms=20.0))
+    publish_batch(PgConnection(pg_db), spec, shards=8)
+    return pg_db
+
+
+def worker(url: str, owner: str, folder: Path, *, lease_s: float = 5.0) -> subprocess.Popen[str]:
+    """``python -m batchlab.pgworker`` joining batch ``b`` with the reference, from ``folder``."""
+    return subprocess.Popen([sys.executable, "-m", "batchlab.pgworker", url, "--batch-id", "b", "--impl",
+                             str(solution_module()), "--owner", owner, "--lease-s", str(lease_s),
+                             "--folder", str(folder)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def first_claim(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "claimed shard" in line, line
+    return line
+
+
+def test_a_worker_joining_a_running_batch_shares_it_and_nothing_is_done_twice(batch: str, tmp_path: Path) -> None:
+    """A second worker started once the first is running claims shards of its own; the batch completes, 0 duplicates."""
+    first = worker(batch, "first", tmp_path / "a")
+    first_claim(first)
+    second = worker(batch, "second", tmp_path / "b")
+    outs = [p.communicate(timeout=600)[0] for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outs
+    assert "claimed shard" in outs[1]
+    assert all(s.state == DONE for s in PgLeaseStore(PgConnection(batch)).shards("b"))
+    metrics = metrics_for_store(batch, "b")
+    assert metrics.completion_rate == 1.0 and metrics.duplicates == [] and metrics.unique == 48
+
+
+def test_a_killed_workers_shard_is_taken_over_without_a_command(batch: str, tmp_path: Path) -> None:
+    """SIGKILL of a worker and its pass mid-shard: another worker takes the shard once the lease expires; nothing lost,
+    duplicates at most the killed pass's in-flight documents."""
+    victim = worker(batch, "victim", tmp_path / "v", lease_s=3.0)
+    first_claim(victim)
+    victim.send_signal(signal.SIGKILL)  # the pass dies with it (its parent link)
+    victim.communicate(timeout=60)
+    survivor = worker(batch, "survivor", tmp_path / "s", lease_s=3.0)
+    out = survivor.communicate(timeout=600)[0]
+    assert survivor.returncode == 0, out
+    db = PgConnection(batch)
+    took = db.transact(lambda c: c.execute(
+        "SELECT count(*) FROM lease_claims WHERE took_over_from = 'victim'").fetchone())
+    assert took == (1,)
+    metrics = metrics_for_store(batch, "b")
+    assert metrics.completion_rate == 1.0 and metrics.missing == []
+    assert sum(d.executions - 1 for d in metrics.duplicates) <= 8  # the reference's concurrency
