@@ -1,6 +1,7 @@
 """A worker of a batch that lives in PostgreSQL: joins it from any machine, claims shards, runs a fenced pass on each.
 
-``python -m batchlab.pgworker URL --batch-id ID --impl PATH [--owner W] [--lease-s L] [--folder DIR]``
+``python -m batchlab.pgworker URL --batch-id ID --impl PATH [--owner W] [--lease-s L] [--folder DIR]``; and
+:func:`run_fleet`, which publishes a batch and starts N of them on this machine (``run --store URL --workers N``).
 
 The loop is the one of the run-directory fleet (issue 18 item 1), over the PostgreSQL store:
 
@@ -38,10 +39,11 @@ from typing import Any, cast
 from .leases import DONE, Lease, StaleLease
 from .ledger import Ev, Ledger
 from .lifeline import hold_parent_link, parent_link
-from .pgbatch import join_batch
+from .pgbatch import join_batch, publish_batch
 from .pgleases import PgLeaseStore
 from .pgsink import PgSink
 from .pgstore import PgConnection, PgLedger
+from .runspec import RunSpec
 
 DEFAULT_LEASE_S = 10.0
 #: A pass whose put the fence refused (its lease's token had moved on).
@@ -177,6 +179,30 @@ def work(url: str, batch_id: str, impl: Path, *, owner: str, folder: Path, lease
                 return EXIT_PASS_FAILED
     finally:
         db.close()
+
+
+def run_fleet(url: str, spec: RunSpec, *, workers: int, shards: int, folder: Path,
+              lease_s: float = DEFAULT_LEASE_S) -> dict[str, int]:
+    """``run --store URL --workers N``: publish the batch, start N workers here, wait for them; each one's exit.
+
+    Workers started elsewhere (``python -m batchlab.pgworker URL --batch-id ID --impl PATH``) join the same
+    batch at any time; this returns when the local ones are done (every shard done, or a pass failed).
+    """
+    publish_batch(PgConnection(url), spec, shards=shards)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    for i in range(workers):
+        owner = f"{os.uname().nodename}-{os.getpid()}-{i}"
+        link = parent_link()
+        started: subprocess.Popen[bytes] | None = None
+        try:
+            started = subprocess.Popen(
+                [sys.executable, "-m", "batchlab.pgworker", url, "--batch-id", spec.batch_id, "--impl",
+                 str(spec.impl), "--owner", owner, "--lease-s", repr(lease_s), "--folder", str(folder / owner)],
+                stdin=subprocess.DEVNULL, env={**os.environ, **link.env}, pass_fds=link.pass_fds)
+        finally:
+            link.attach(started)
+        procs[owner] = started
+    return {owner: proc.wait() for owner, proc in procs.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,3 +79,19 @@ def test_a_killed_workers_shard_is_taken_over_without_a_command(batch: str, tmp_
     metrics = metrics_for_store(batch, "b")
     assert metrics.completion_rate == 1.0 and metrics.missing == []
     assert sum(d.executions - 1 for d in metrics.duplicates) <= 8  # the reference's concurrency
+
+
+def test_a_fleet_started_here_completes_the_published_batch(pg_db: str, tmp_path: Path) -> None:
+    """``run_fleet``: the batch published, three local workers, every shard done, 0 duplicates, the metrics' keys."""
+    from batchlab.pgworker import run_fleet
+
+    if not solution_module().exists():
+        pytest.skip("needs the reference solution, which a student distribution leaves out")
+    source = write_input(tmp_path / "in.json", make_documents(30, seed=6, min_bytes=100, max_bytes=400))
+    spec = RunSpec(impl=solution_module(), input=source, run_dir=tmp_path / "unused", batch_id="b")
+    exits = run_fleet(pg_db, spec, workers=3, shards=6, folder=tmp_path / "fleet", lease_s=5.0)
+    assert sorted(exits.values()) == [0, 0, 0]
+    metrics = metrics_for_store(pg_db, "b")
+    assert metrics.completion_rate == 1.0 and metrics.duplicate_rate == 0.0 and metrics.unique == 30
+    passes = {p.pass_no for p in metrics.passes}
+    assert len(passes) >= 6  # one pass per claim at least, each under its own number
