@@ -14,7 +14,7 @@ from .errors import KitError
 from .fold_store import SPILL_KEYS, FoldStore
 from .metric_fold import ListSink, fold_run
 from .metrics import Metrics, _metrics
-from .pgsink import _COLUMNS, record
+from .pgsink import OUTPUT_COLUMNS, record
 from .pgstore import PgConnection, batch_info, iter_documents, iter_events
 from .sink import SinkRecord
 
@@ -40,7 +40,7 @@ class StoreSink(ListSink):
 
     def records(self, ident: str) -> list[SinkRecord]:
         rows = self._db.transact(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM outputs WHERE batch_id = %s AND ident = %s ORDER BY key",
+            f"SELECT {OUTPUT_COLUMNS} FROM outputs WHERE batch_id = %s AND ident = %s ORDER BY key",
             (self._batch_id, ident)).fetchall())
         return [record(r) for r in rows]
 

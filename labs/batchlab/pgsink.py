@@ -29,7 +29,7 @@ from .pipeline import MODE_DEGRADED, MODE_FULL
 from .sink import SinkRecord
 
 Guard = Callable[[psycopg.Connection[Any], str], None]
-_COLUMNS = "key, doc_id, ident, mode, chunks, vectors, committed_at, writes"
+OUTPUT_COLUMNS = "key, doc_id, ident, mode, chunks, vectors, committed_at, writes"
 
 
 class EventSink(Protocol):
@@ -99,7 +99,7 @@ class PgSink:
 
     def get(self, key: str) -> SinkRecord | None:
         row = self.db.transact(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM outputs WHERE batch_id = %s AND key = %s", (self.batch_id, key)).fetchone())
+            f"SELECT {OUTPUT_COLUMNS} FROM outputs WHERE batch_id = %s AND key = %s", (self.batch_id, key)).fetchone())
         return None if row is None else record(row)
 
     def __contains__(self, key: object) -> bool:
@@ -117,7 +117,7 @@ class PgSink:
 
 
 def record(row: Sequence[Any]) -> SinkRecord:
-    """A row of ``outputs`` (in ``_COLUMNS`` order) as the SQLite sink's :class:`SinkRecord`."""
+    """A row of ``outputs`` (in ``OUTPUT_COLUMNS`` order) as the SQLite sink's :class:`SinkRecord`."""
     key, doc_id, ident, mode, chunks, vectors, committed_at, writes = row
     return SinkRecord(key, doc_id, ident, mode, json.loads(chunks), json.loads(vectors), float(committed_at),
                       int(writes))
@@ -126,7 +126,7 @@ def record(row: Sequence[Any]) -> SinkRecord:
 def read_outputs(db: PgConnection, batch_id: str) -> list[SinkRecord]:
     """All committed outputs of a batch (as :func:`batchlab.sink.read_outputs`, in key order)."""
     rows = db.transact(lambda c: c.execute(
-        f"SELECT {_COLUMNS} FROM outputs WHERE batch_id = %s ORDER BY key", (batch_id,)).fetchall())
+        f"SELECT {OUTPUT_COLUMNS} FROM outputs WHERE batch_id = %s ORDER BY key", (batch_id,)).fetchall())
     return [record(r) for r in rows]
 
 
