@@ -51,7 +51,7 @@ class PgLeaseStore:
         self.db = db
 
     def _write(self, sql: str, args: tuple[object, ...]) -> bool:
-        return self.db.transact(lambda c: c.execute(sql, args).rowcount == 1)
+        return self.db.statement(sql, args) == 1  # one UPDATE: atomic on its own
 
     def create_shards(self, batch_id: str, n: int) -> None:
         if n < 1:
@@ -109,9 +109,9 @@ class PgLeaseStore:
         return guard
 
     def refuse(self, lease: Lease, key: str, *, now: float) -> None:
-        self.db.transact(lambda c: c.execute(
+        self.db.statement(
             "INSERT INTO fence_refusals (key, batch_id, shard, token, owner, t) VALUES (%s, %s, %s, %s, %s, %s)",
-            (key, lease.batch_id, lease.shard, lease.token, lease.owner, now)))
+            (key, lease.batch_id, lease.shard, lease.token, lease.owner, now))
 
     def claim_seq(self, lease: Lease) -> int:
         """The claim's number in this store's history: unique across workers (a fleet pass's number)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -116,13 +116,26 @@ class PgConnection:
 
     def transact(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``work(conn)`` in one transaction; on a broken connection reconnect and run it again."""
+
+        def in_transaction(conn: psycopg.Connection[Any]) -> T:
+            with conn.transaction():
+                return work(conn)
+
+        return self._retried(in_transaction)
+
+    def statement(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement committed on its own (autocommit: one round trip, no BEGIN/COMMIT); its row count.
+
+        The ledger's rows and the leases' one-row updates take this path; retried as :meth:`transact`.
+        """
+        return self._retried(lambda conn: conn.execute(sql, params).rowcount)
+
+    def _retried(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         deadline = self._clock() + self.retry_s
         delay = 0.05
         while True:
             try:
-                conn = self._connection()
-                with conn.transaction():
-                    return work(conn)
+                return work(self._connection())
             except psycopg.OperationalError:
                 if self._conn is not None and not (self._conn.broken or self._conn.closed):
                     raise  # the server answered with an error: not a connection to mend
@@ -244,8 +257,7 @@ class PgLedger:
         for name, value in fields.items():
             record[name] = _short(value) if type(value) is str else value
         text = json.dumps(record, default=str)  # ASCII escapes: any string (a lone surrogate too) fits
-        self.db.transact(lambda c: c.execute("INSERT INTO ledger (batch_id, event) VALUES (%s, %s)",
-                                             (self.batch_id, text)))
+        self.db.statement("INSERT INTO ledger (batch_id, event) VALUES (%s, %s)", (self.batch_id, text))
 
     def close(self) -> None:
         """Nothing to close: the connection is the caller's."""
