@@ -36,6 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+import psycopg
+
 from .leases import DONE, Lease, StaleLease
 from .ledger import Ev, Ledger
 from .lifeline import hold_parent_link, parent_link
@@ -115,16 +117,22 @@ class Renewer(threading.Thread):
         self.lost = False
 
     def run(self) -> None:
-        db = PgConnection(self.url, retry_s=self.lease_s / 3)  # a renewal later than that is a lost lease anyway
+        # A server that does not answer for half a lease (a restart) is waited for: the renewal then still comes
+        # before the expiry. Past that, or on any other error, the lease cannot be shown to be ours: it is lost.
         try:
+            db = PgConnection(self.url, retry_s=self.lease_s / 2)
             store = PgLeaseStore(db)
             while not self.done.wait(self.lease_s / 3 * self.rng.uniform(0.8, 1.2)):
                 if not store.renew(self.lease, now=self.clock(), lease_s=self.lease_s):
-                    self.lost = True
-                    self.on_lost()
-                    return
-        finally:
+                    break
+            else:
+                db.close()
+                return
             db.close()
+        except psycopg.Error:
+            pass
+        self.lost = True
+        self.on_lost()
 
 
 def run_lease(url: str, folder: Path, store: PgLeaseStore, lease: Lease, *, lease_s: float) -> int:

@@ -19,6 +19,7 @@ from batchlab.pgmetrics import metrics_for_store
 from batchlab.pgstore import PgConnection
 from batchlab.runspec import RunSpec
 from batchlab.service import LatencyModel
+from pgserver import PgServer
 
 pytestmark = pytest.mark.slow
 
@@ -95,3 +96,15 @@ def test_a_fleet_started_here_completes_the_published_batch(pg_db: str, tmp_path
     assert metrics.completion_rate == 1.0 and metrics.duplicate_rate == 0.0 and metrics.unique == 30
     passes = {p.pass_no for p in metrics.passes}
     assert len(passes) >= 6  # one pass per claim at least, each under its own number
+
+
+def test_workers_go_on_after_the_server_restarts_mid_batch(pg: PgServer, batch: str, tmp_path: Path) -> None:
+    """The server crash-stopped and restarted while two workers run: they reconnect and the batch completes, nothing
+    lost."""
+    workers = [worker(batch, f"w{i}", tmp_path / f"w{i}", lease_s=10.0) for i in range(2)]
+    first_claim(workers[0])
+    pg.restart()
+    outs = [p.communicate(timeout=600)[0] for p in workers]
+    assert [p.returncode for p in workers] == [0, 0], outs
+    metrics = metrics_for_store(batch, "b")
+    assert metrics.completion_rate == 1.0 and metrics.missing == [] and metrics.unique == 48
