@@ -108,3 +108,29 @@ def test_workers_go_on_after_the_server_restarts_mid_batch(pg: PgServer, batch: 
     assert [p.returncode for p in workers] == [0, 0], outs
     metrics = metrics_for_store(batch, "b")
     assert metrics.completion_rate == 1.0 and metrics.missing == [] and metrics.unique == 48
+
+
+class TestTheCommandSide:
+    def test_worker_store_joins_a_published_batch_and_completes_it(self, batch: str, tmp_path: Path) -> None:
+        """``cmd_worker_store`` (what ``worker --store URL --batch-id ID`` runs) finishes the batch alone: exit 0."""
+        import argparse
+
+        from batchlab.cli.store_cmds import cmd_worker_store
+
+        args = argparse.Namespace(store=batch, batch_id="b", impl=solution_module(), owner="cli", lease_s=5.0,
+                                  folder=tmp_path / "cli")
+        assert cmd_worker_store(args) == 0
+        assert metrics_for_store(batch, "b").completion_rate == 1.0
+
+    def test_run_store_prints_each_worker_and_the_metric_table(self, pg_db: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+        """``run_store`` (what ``run --store URL --workers 2`` runs): both workers exit 0, the table follows, exit 0."""
+        from batchlab.cli.store_cmds import run_store
+
+        if not solution_module().exists():
+            pytest.skip("needs the reference solution, which a student distribution leaves out")
+        source = write_input(tmp_path / "in.json", make_documents(12, seed=8, min_bytes=100, max_bytes=300))
+        spec = RunSpec(impl=solution_module(), input=source, run_dir=tmp_path / "unused", batch_id="r")
+        assert run_store(spec, url=pg_db, workers=2, shards=4, lease_s=5.0, folder=tmp_path / "f") == 0
+        out = capsys.readouterr().out
+        assert out.count(": exit 0") == 2 and "completion" in out
