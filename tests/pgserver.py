@@ -71,6 +71,18 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+def need_psycopg() -> None:
+    """At the top of a PostgreSQL test module, before it imports the store: skip the module (or fail it, in CI)
+    where psycopg is not installed (the unprivileged CI leg installs the kit without the `postgres` extra)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        reason = "psycopg is not installed: `pip install -e '.[postgres]'`"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but {reason}", pytrace=False)
+        pytest.skip(reason, allow_module_level=True)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

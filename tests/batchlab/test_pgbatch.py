@@ -6,6 +6,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from pgserver import need_psycopg
+
+need_psycopg()
+
 from batchlab.batchstream import open_batch
 from batchlab.errors import KitError
 from batchlab.examples import make_documents, write_input

@@ -7,8 +7,12 @@ import subprocess
 import sys
 import textwrap
 
-import psycopg
 import pytest
+from pgserver import need_psycopg
+
+need_psycopg()
+
+import psycopg
 from batchlab.documents import Document
 from batchlab.leases import DONE, FREE, HELD, LeaseError, StaleLease
 from batchlab.pgleases import PgLeaseStore

@@ -7,13 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pgserver import PgServer, need_psycopg
+
+need_psycopg()
+
 from batchlab.documents import Document
 from batchlab.pgsink import PgSink, read_outputs, read_puts
 from batchlab.pgstore import PgConnection
 from batchlab.sink import SqliteSink
 from batchlab.sink import read_outputs as sqlite_outputs
 from batchlab.sink import read_puts as sqlite_puts
-from pgserver import PgServer
 
 A = Document(id="doc-a", content="Alpha text.", source="wiki")
 B = Document(id="doc-b", content="Beta text.", source="wiki")

@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pgserver import need_psycopg
+
+need_psycopg()
+
 from batchlab.ledger import Ev
 from batchlab.pgstore import (
     PgConnection,

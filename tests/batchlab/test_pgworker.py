@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from pgserver import PgServer, need_psycopg
+
+need_psycopg()
+
 from batchlab.examples import make_documents, write_input
 from batchlab.faults import FaultPlan
 from batchlab.leases import DONE
@@ -19,7 +23,6 @@ from batchlab.pgmetrics import metrics_for_store
 from batchlab.pgstore import PgConnection
 from batchlab.runspec import RunSpec
 from batchlab.service import LatencyModel
-from pgserver import PgServer
 
 pytestmark = pytest.mark.slow
 

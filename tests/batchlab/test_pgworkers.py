@@ -15,10 +15,13 @@ from collections import Counter
 from typing import IO
 
 import pytest
+from pgserver import PgServer, need_psycopg
+
+need_psycopg()
+
 from batchlab.pgleases import PgLeaseStore
 from batchlab.pgsink import read_outputs, read_puts
 from batchlab.pgstore import PgConnection, load_documents
-from pgserver import PgServer
 
 WORKER = textwrap.dedent("""
     import sys, time, zlib
