@@ -27,6 +27,7 @@ import asyncio
 import dataclasses
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from typing import Any, cast
 
 import psycopg
 
+from .errors import EXIT_BAD_INPUT, KitError
 from .leases import DONE, Lease, StaleLease
 from .ledger import Ev, Ledger
 from .lifeline import hold_parent_link, parent_link
@@ -165,12 +167,12 @@ def run_lease(url: str, folder: Path, store: PgLeaseStore, lease: Lease, *, leas
 
 
 def work(url: str, batch_id: str, impl: Path, *, owner: str, folder: Path, lease_s: float = DEFAULT_LEASE_S,
-         clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> int:
+         join_wait_s: float = 60.0, clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> int:
     """Join the batch, then claim and run shards until every shard is done (see the module); the exit code."""
     rng = rng or random.Random()
     db = PgConnection(url)
     try:
-        join_batch(db, batch_id, impl, folder)
+        join_batch(db, batch_id, impl, folder, wait_s=join_wait_s)
         store = PgLeaseStore(db)
         while True:
             lease = store.claim(batch_id, owner, now=clock(), lease_s=lease_s)
@@ -181,7 +183,7 @@ def work(url: str, batch_id: str, impl: Path, *, owner: str, folder: Path, lease
                 continue
             print(f"worker {owner}: claimed shard {lease.spec} token {lease.token}", flush=True)
             code = run_lease(url, folder, store, lease, lease_s=lease_s)
-            if code not in (0, EXIT_STALE, -9):
+            if code not in (0, EXIT_STALE, -signal.SIGKILL):
                 print(f"worker {owner}: the pass on shard {lease.spec} failed (exit {code}); see {folder}/pass*.stderr",
                       flush=True)
                 return EXIT_PASS_FAILED
@@ -222,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--owner", default=f"w{os.getpid()}")
     parser.add_argument("--lease-s", type=float, default=DEFAULT_LEASE_S)
     parser.add_argument("--folder", type=Path, default=None, help="the local work folder (default: a new temporary one)")
+    parser.add_argument("--join-wait-s", type=float, default=60.0, help="how long to wait for a batch still loading")
     parser.add_argument("--run-pass", default=None, help=argparse.SUPPRESS)  # the child: "i/n"
     parser.add_argument("--token", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--pass-no", type=int, default=1, help=argparse.SUPPRESS)
@@ -234,7 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.impl is None:
         parser.error("--impl is required to join a batch")
-    return work(args.url, args.batch_id, args.impl, owner=args.owner, folder=folder, lease_s=args.lease_s)
+    try:
+        return work(args.url, args.batch_id, args.impl, owner=args.owner, folder=folder, lease_s=args.lease_s,
+                    join_wait_s=args.join_wait_s)
+    except KitError as exc:  # no such batch: the unified error, not a traceback
+        print(exc.to_json())
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -113,6 +113,16 @@ def test_workers_go_on_after_the_server_restarts_mid_batch(pg: PgServer, batch: 
     assert metrics.completion_rate == 1.0 and metrics.missing == [] and metrics.unique == 48
 
 
+def test_a_worker_for_a_batch_the_store_lacks_exits_2_with_batch_not_found(pg_db: str, tmp_path: Path) -> None:
+    """No such batch: the worker prints the unified error and exits 2, no traceback."""
+    import json
+
+    proc = subprocess.run([sys.executable, "-m", "batchlab.pgworker", pg_db, "--batch-id", "nope", "--impl",
+                           str(tmp_path / "x.py"), "--folder", str(tmp_path / "w"), "--join-wait-s", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and json.loads(proc.stdout)["error"]["code"] == "batch_not_found", proc.stderr
+
+
 class TestTheCommandSide:
     def test_worker_store_joins_a_published_batch_and_completes_it(self, batch: str, tmp_path: Path) -> None:
         """``cmd_worker_store`` (what ``worker --store URL --batch-id ID`` runs) finishes the batch alone: exit 0."""
