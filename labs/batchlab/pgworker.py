@@ -8,7 +8,7 @@ The loop is the one of the run-directory fleet (issue 18 item 1), over the Postg
 1. join the batch (:func:`batchlab.pgbatch.join_batch`: a local work folder with the spec, this worker's impl
    and the entries streamed from the store; the processor's checkpoint lives there too);
 2. claim a shard (:meth:`batchlab.pgleases.PgLeaseStore.claim`, ``SKIP LOCKED``): an expired one first, else a
-   free one; none claimable: every shard done -> exit 0, some held by others -> wait a third of a lease
+   free one; none claimable: every shard done -> exit 0, some held by others -> wait :data:`IDLE_POLL_S`
    (jittered) and look again (a holder may die, and its shard must then be taken over without anyone's command);
 3. run the pass as a child process linked to this one (it dies with it): the processor over the shard's
    documents, with the simulated service of the batch's spec, a :class:`batchlab.pgsink.PgSink` whose every put
@@ -50,6 +50,10 @@ from .pgstore import PgConnection, PgLedger
 from .runspec import RunSpec
 
 DEFAULT_LEASE_S = 10.0
+#: How often an idle worker looks again for a claimable shard (at most; jittered): a look is one indexed query,
+#: and looking often is what makes a dead worker's shard taken over soon after its expiry, and the batch's end
+#: seen by every worker soon after its last shard is done.
+IDLE_POLL_S = 0.5
 #: A pass whose put the fence refused (its lease's token had moved on).
 EXIT_STALE = 7
 #: The worker's exit when a pass failed otherwise (the processor raised, could not be imported).
@@ -179,7 +183,7 @@ def work(url: str, batch_id: str, impl: Path, *, owner: str, folder: Path, lease
             if lease is None:
                 if all(s.state == DONE for s in store.shards(batch_id)):
                     return 0
-                time.sleep(lease_s / 3 * rng.uniform(0.5, 1.0))
+                time.sleep(min(lease_s / 3, IDLE_POLL_S) * rng.uniform(0.5, 1.0))
                 continue
             print(f"worker {owner}: claimed shard {lease.spec} token {lease.token}", flush=True)
             code = run_lease(url, folder, store, lease, lease_s=lease_s)
