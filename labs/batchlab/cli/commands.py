@@ -258,6 +258,13 @@ def _int(value: Any) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     from ..metrics import format_table, metrics_for_run
 
+    if getattr(args, "store", None):
+        from .store_cmds import cmd_metrics_store
+
+        return cmd_metrics_store(args)
+    if args.run_dir is None:
+        raise UsageError("give a run directory (or --store URL --batch-id ID)", code="usage_error",
+                         hints=["batchlab metrics runs/demo"])
     run = Path(args.run_dir)
     if not RunDir(run).spec.exists():
         raise UsageError(f"{run} is not a run directory", code="not_a_run", details={"run_dir": str(run)},

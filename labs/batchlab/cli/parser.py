@@ -151,9 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.set_defaults(func=cmd_backfill)
 
-    p = sub.add_parser("metrics", help="the metrics of a run directory")
-    p.add_argument("run_dir", type=Path)
+    p = sub.add_parser("metrics", help="the metrics of a run directory (or of a batch in a PostgreSQL store)")
+    p.add_argument("run_dir", type=Path, nargs="?")
     p.add_argument("--json", action="store_true")
+    from .store_cmds import add_store_arguments
+
+    add_store_arguments(p)
     p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("validate", help="check a batch file and summarize it")
