@@ -209,6 +209,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     command, and exits 130 or 143; SIGKILL of this command kills the worker too.
     ``--workers N`` (N > 1): the batch is shared by N lease-holding workers (:mod:`batchlab.cli.fleet_cmds`).
     """
+    if getattr(args, "store", None):
+        from .fleet_cmds import cmd_run_store
+
+        return cmd_run_store(args)
     if getattr(args, "workers", 1) > 1:
         from .fleet_cmds import cmd_run_workers
 

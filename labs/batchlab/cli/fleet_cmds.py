@@ -39,10 +39,32 @@ def cmd_run_workers(args: argparse.Namespace) -> int:
     return EXIT_OK if result.complete else EXIT_FAILED
 
 
+def cmd_run_store(args: argparse.Namespace) -> int:
+    """``run --store URL --workers N``: the batch published into PostgreSQL and shared by N local workers there.
+
+    ``--run-dir`` is only these workers' local work folder; the batch (documents, leases, sink, ledger) lives in
+    the store, where ``batchlab worker --store URL --batch-id ID`` on any machine joins it.
+    """
+    from ..documents import open_batch
+    from .store_cmds import run_store
+
+    if args.crash != "none":
+        raise UsageError("--crash plans one worker's crash; with --store, kill workers instead", code="usage_error",
+                         details={"crash": args.crash}, hints=["Drop --crash."])
+    from ..fleet import default_shards
+
+    stream = open_batch(args.input)
+    run = Path(args.run_dir)
+    spec = run_spec(args, run, stream.header.batch_id)
+    shards = args.shards or default_shards(args.workers, len(stream), spec.config.concurrency)
+    return run_store(spec, url=args.store, workers=args.workers, shards=shards, lease_s=args.lease_s, folder=run)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """One lease-holding worker joining the batch of a run directory (:mod:`batchlab.workerproc`).
 
-    It joins a directory a fleet or another such worker holds (the lock's role is
+    With ``--store URL --batch-id ID`` it joins a batch in PostgreSQL instead
+    (:func:`batchlab.cli.store_cmds.cmd_worker_store`). It joins a directory a fleet or another such worker holds (the lock's role is
     :data:`batchlab.fleet.FLEET_ROLE` or :data:`WORKER_ROLE`); a free one it locks for its own life; one a
     single-pass ``batchlab run`` holds (unfenced) it refuses with ``run_dir_busy``.
     """
@@ -51,6 +73,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from ..runlock import DEFAULT_LOCK_WAIT_S, RunDirLock, lock_is_held, read_holder
     from ..workerproc import main
 
+    if args.store:
+        from .store_cmds import cmd_worker_store
+
+        return cmd_worker_store(args)
+    if args.run_dir is None:
+        raise UsageError("worker needs a run directory, or --store URL --batch-id ID", code="usage_error",
+                         details={}, hints=["batchlab worker runs/big", "batchlab worker --store URL --batch-id ID"])
     run = RunDir(Path(args.run_dir))
     if not run.spec.exists():
         raise UsageError(f"{args.run_dir} is not a run directory", code="not_a_run",
@@ -73,8 +102,16 @@ def add_arguments(run: argparse.ArgumentParser, sub: Any) -> None:
     run.add_argument("--shards", type=int, default=0, help="with --workers: shards of the batch (default 4 per worker)")
     run.add_argument("--lease-s", type=float, default=DEFAULT_LEASE_S,
                      help="with --workers: a shard lease's length in seconds (renewed every third of it)")
-    p = sub.add_parser("worker", help="one lease-holding worker joining a run directory's --workers batch")
-    p.add_argument("run_dir", type=Path)
+    run.add_argument("--store", default=None, metavar="URL",
+                     help="with --workers: the batch in a PostgreSQL store (postgresql://...), joinable from any "
+                          "machine by `batchlab worker --store URL --batch-id ID`")
+    p = sub.add_parser("worker", help="one lease-holding worker joining a run directory's --workers batch "
+                                      "(or a PostgreSQL store's)")
+    p.add_argument("run_dir", type=Path, nargs="?", default=None)
+    p.add_argument("--store", default=None, metavar="URL", help="join a batch in a PostgreSQL store instead")
+    p.add_argument("--batch-id", default=None, help="with --store: the batch to join")
+    p.add_argument("--impl", type=Path, default=None, help="with --store: the processor module (default: reference)")
+    p.add_argument("--folder", type=Path, default=None, help="with --store: local work folder (default: a temp one)")
     p.add_argument("--owner", default=None, help="this worker's name in the lease table (default w<pid>)")
     p.add_argument("--lease-s", type=float, default=DEFAULT_LEASE_S)
     p.add_argument("--wait", type=float, default=None,
