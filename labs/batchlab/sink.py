@@ -44,8 +44,10 @@ CREATE TABLE IF NOT EXISTS outputs (
     committed_at REAL NOT NULL,
     writes INTEGER NOT NULL DEFAULT 1
 );
+-- seq without AUTOINCREMENT: no row of puts is ever deleted, so the rowid (max + 1) grows all the same,
+-- and a put does not write SQLite's sqlite_sequence page too (a sink of an older kit keeps its AUTOINCREMENT)
 CREATE TABLE IF NOT EXISTS puts (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
     doc_id TEXT NOT NULL,
     ident TEXT NOT NULL,
