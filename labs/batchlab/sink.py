@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS puts (
 """
 
 
+#: ``json.dumps(..., ensure_ascii=False)`` builds an encoder per call; one encoder, the same text.
+_CHUNKS_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 @dataclass(frozen=True)
 class SinkRecord:
     """One committed output."""
@@ -127,7 +131,7 @@ class SqliteSink:
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         ident = ident_of(doc)
         now = self._clock()
-        chunks_json = json.dumps(list(chunks), ensure_ascii=False)
+        chunks_json = _CHUNKS_JSON.encode(list(chunks))
         vectors_json = json.dumps([list(v) for v in vectors])
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
