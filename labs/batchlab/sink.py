@@ -44,8 +44,10 @@ CREATE TABLE IF NOT EXISTS outputs (
     committed_at REAL NOT NULL,
     writes INTEGER NOT NULL DEFAULT 1
 );
+-- seq without AUTOINCREMENT: no row of puts is ever deleted, so the rowid (max + 1) grows all the same,
+-- and a put does not write SQLite's sqlite_sequence page too (a sink of an older kit keeps its AUTOINCREMENT)
 CREATE TABLE IF NOT EXISTS puts (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
     doc_id TEXT NOT NULL,
     ident TEXT NOT NULL,
@@ -55,6 +57,10 @@ CREATE TABLE IF NOT EXISTS puts (
     upgrade INTEGER NOT NULL DEFAULT 0
 );
 """
+
+
+#: ``json.dumps(..., ensure_ascii=False)`` builds an encoder per call; one encoder, the same text.
+_CHUNKS_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,7 @@ class SqliteSink:
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         ident = ident_of(doc)
         now = self._clock()
-        chunks_json = json.dumps(list(chunks), ensure_ascii=False)
+        chunks_json = _CHUNKS_JSON.encode(list(chunks))
         vectors_json = json.dumps([list(v) for v in vectors])
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
