@@ -40,7 +40,7 @@ def _rate(text: str) -> float:
 
 
 def _window(text: str) -> tuple[float, float]:
-    """``START:DURATION`` in seconds, e.g. ``0.5:3``: an outage from 0.5 s after the pass began, for 3 s."""
+    """``START:DURATION`` in seconds, e.g. ``0.5:3``: an outage from 0.5 s after the pass's first service call, for 3 s."""
     try:
         start, duration = (float(part) for part in text.split(":"))
     except ValueError:
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for a run directory another run holds, then refuse with run_dir_busy "
                         "(default 3)")
     p.add_argument("--outage", type=_window, action="append", default=[], metavar="START:DURATION",
-                   help="the service is unreachable from START s after the pass began, for DURATION s (repeatable)")
+                   help="the service is unreachable from START s after the pass's first service call, for DURATION s (repeatable)")
     p.add_argument("--permanent-rate", type=_rate, default=0.0,
                    help="share of documents the service fails for good (a parse error): they take the degraded "
                         "path, for `batchlab backfill` to upgrade later")
