@@ -2,7 +2,8 @@
 
 A student's ``import batchlab.contract``, the worker the runner starts for every pass, and
 ``batchlab --help`` must start fast and must not need a display stack: matplotlib, ipywidgets,
-pandas and web frameworks are imported only inside the functions that draw, display or serve.
+pandas and web frameworks are imported only inside the functions that draw, display or serve, and psycopg (the
+PostgreSQL store) only by the `pg*` modules that `--store postgresql://...` loads.
 Each case runs in a fresh interpreter, so nothing another test imported can hide a heavy import.
 """
 
@@ -14,7 +15,7 @@ import sys
 
 import pytest
 
-HEAVY = ("matplotlib", "ipywidgets", "pandas", "fastapi", "starlette", "flask", "uvicorn", "IPython")
+HEAVY = ("matplotlib", "ipywidgets", "pandas", "fastapi", "starlette", "flask", "uvicorn", "IPython", "psycopg")
 
 #: Each case: the code that runs, then the modules it loaded are compared with HEAVY.
 CASES = {

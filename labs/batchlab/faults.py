@@ -29,8 +29,8 @@ Faults, in the lesson's words (模拟解析失败/外部服务超时):
   ``stuck_ids``. Only a deadline that cancels it (``asyncio.timeout``) frees its concurrency
   slot; the retry that follows answers as usual.
 * outage: the service is unreachable (熔断's reason to exist: an external model that is down)
-  during each ``(start_s, duration_s)`` window of ``outages``, measured from the moment the
-  pass's service was created: every call fails fast with the transient ``unreachable`` error.
+  during each ``(start_s, duration_s)`` window of ``outages``, measured from the pass's first
+  service call (so a worker slow to start still meets it): every call fails fast with the transient ``unreachable`` error.
   A live outage can also be switched on and off by a file (``RunDir.outage_switch``; the
   teacher's dashboard toggles it). Outages are the one fault that depends on time, not on
   ``(seed, identity, chunk, attempt)``: an outage *is* a stretch of time; the ledger records

@@ -17,7 +17,7 @@ So every call and every commit is recorded by code the submission cannot reach, 
   A call the worker sent just before it killed itself is still served if it was not read in time
   (:meth:`HarnessSide._drain`): the K-th call's ``call_start`` and ``crash`` are always written;
 * a call the processor cancels (its deadline) is cancelled here too and recorded ``cancelled``;
-* the worker may only add its own account to the ledger (:data:`WORKER_EVENTS`: its start, the
+* the worker may only add its own account to the ledger (:data:`batchlab.harness_records.WORKER_EVENTS`: its start, the
   progress states, its report, its errors); a call or commit event it sends is refused and counted;
 * a full output committed for chunks the service never answered in this run (any pass) is
   committed but recorded with ``unbacked`` (the chunk numbers) on its ``sink_put`` event: the
@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import os
 import socket
 import subprocess
@@ -41,20 +40,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .docmodel import ident_of
 from .faults import CRASH_DURING_CALL, CrashPlan
-from .harness_records import HarnessLedger, HarnessSink, RecordsWatch
+from .harness_io import FrameIO
+from .harness_records import Backing, HarnessLedger, HarnessSink, RecordsWatch
 from .host import kill_group
-from .ledger import ENVELOPE, Ev, iter_events
-from .ledger_views import answered_chunks
-from .pipeline import MODE_DEGRADED
+from .ledger import iter_events
 from .rundir import RunDir
 from .service import LatencyModel, SimulatedService
-from .wire import ProtocolError, doc_from_wire, embed_request, encode, error_to_wire, split_frames
-
-#: The events a worker may add to the ledger: its own account, never a call or a commit.
-WORKER_EVENTS = frozenset({Ev.PASS_START, Ev.STATE, Ev.STUDENT_ERROR, Ev.INPUT_ERROR, Ev.PASS_END, Ev.STOPPED})
-
+from .wire import ProtocolError, doc_from_wire, embed_request, error_to_wire
 
 #: At the end of a pass, at most this much of what the worker sent is still read.
 DRAIN_CAP = 16 * 2**20
@@ -79,7 +72,7 @@ class HarnessSide:
         self.unbacked = 0
         self.halted = self.crashed = self._worker_gone = False
         self.proc: subprocess.Popen[bytes] | None = None
-        self.ok_chunks = answered_chunks(iter_events(self.run.ledger))
+        self.backing = Backing(iter_events(self.run.ledger))
         self.watch = RecordsWatch(self.run, pass_no)
         self.ledger = HarnessLedger(self.run.ledger, pass_no=pass_no)
         self.sink = HarnessSink(self.run.sink, ledger=self.ledger, pass_no=pass_no, crash=crash, durable=durable,
@@ -87,13 +80,9 @@ class HarnessSide:
         self.watch.opened(self.sink)
         self.service: SimulatedService | None = None
         self._tasks: dict[Any, asyncio.Task[None]] = {}
-        self._out = bytearray()
-        self._writing = False
-        self._inbox = bytearray()  #: bytes read from the worker, not yet a whole frame
-        self._eof = False
-        self._wake: asyncio.Future[None] | None = None
         self._frames: list[dict[str, Any]] = []  #: whole frames read, not yet handled (kept across a cancel)
         self.loop = asyncio.new_event_loop()
+        self.io = FrameIO(self.sock, self.loop)
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"harness-pass-{pass_no}")
         self._serve_task: asyncio.Task[None] | None = None
 
@@ -124,7 +113,7 @@ class HarnessSide:
 
     def request_stop(self, signal_name: str) -> None:
         """Ask the worker to stop (what SIGTERM does; this reaches a worker inside bubblewrap too)."""
-        self.loop.call_soon_threadsafe(functools.partial(self._reply, None, op="stop", signal=signal_name))
+        self.loop.call_soon_threadsafe(functools.partial(self.io.reply, None, op="stop", signal=signal_name))
 
     def close(self, *, drain: bool, timeout_s: float = 10.0) -> None:
         """After the worker ended: record what it sent before it exited (``drain``), then close everything."""
@@ -154,40 +143,18 @@ class HarnessSide:
 
     async def _serve(self) -> None:
         """Read and handle the worker's frames until it closes its end (or the pass ends: :meth:`_finish`)."""
-        while not self.halted and not self._eof:
-            if not self._read():  # nothing to read now: wait until the socket is readable (as sock_recv does)
-                self._wake = self.loop.create_future()
-                self.loop.add_reader(self.sock, self._on_readable)
-                await self._wake
+        while not self.halted and not self.io.eof:
+            if not self.io.read():  # nothing to read now: wait until the socket is readable
+                await self.io.readable()
             try:
                 await self._take(b"")
             except Exception as exc:  # noqa: BLE001 - whatever the worker sent, the harness side goes on
                 self.watch.foreign.append(f"pass {self.pass_no}: the worker broke the protocol: {exc}")
                 return
 
-    def _read(self) -> bool:
-        """One read into :attr:`_inbox` (not into a future: a cancelled serving must lose no byte it read);
-        False if nothing was there to read."""
-        try:
-            data = self.sock.recv(1 << 16)
-        except BlockingIOError:
-            return False
-        except OSError:
-            data = b""
-        self._inbox += data
-        self._eof = not data
-        return True
-
-    def _on_readable(self) -> None:
-        if self._read():
-            self.loop.remove_reader(self.sock)
-            if self._wake is not None and not self._wake.done():
-                self._wake.set_result(None)
-
     async def _take(self, data: bytes) -> None:
         """Handle every whole frame read so far, in order; one left when the serving is cancelled stays queued."""
-        self._inbox += data
-        self._frames += split_frames(self._inbox)
+        self._frames += self.io.frames(data)
         while self._frames:
             await self._handle(self._frames.pop(0))
 
@@ -196,8 +163,7 @@ class HarnessSide:
             self._serve_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._serve_task
-        with contextlib.suppress(Exception):
-            self.loop.remove_reader(self.sock)
+        self.io.stop_reading()
         self._worker_gone = True
         if drain and not self.halted:
             await self._drain()
@@ -219,17 +185,9 @@ class HarnessSide:
         call is still to come: the worker kills itself right after sending the K-th call, maybe
         before this side read it, and what it sent up to that call counts as if read in time.
         """
-        buffer = bytearray()
-        while len(buffer) < DRAIN_CAP:
-            try:
-                data = self.sock.recv(1 << 16)
-            except (BlockingIOError, OSError):
-                break
-            if not data:
-                break
-            buffer += data
+        left = self.io.read_left(DRAIN_CAP)
         with contextlib.suppress(ProtocolError):
-            await self._take(bytes(buffer))
+            await self._take(left)
 
     async def _handle(self, frame: dict[str, Any]) -> None:
         if self.halted:
@@ -238,7 +196,8 @@ class HarnessSide:
         if op != "emit" and not isinstance(rid, int):
             raise ProtocolError(f"a request without an integer id: {op!r}")
         if op == "emit":
-            self._emit_for_worker(frame)
+            if not self.ledger.emit_for_worker(frame, self.run.path / f"pass{self.pass_no}.report.json"):
+                self.refused += 1
             return
         if self._worker_gone and not self._crash_call_pending():
             return  # a request after the worker ended is not served
@@ -247,7 +206,7 @@ class HarnessSide:
                                             crash=self.crash, on_crash=self._crashed,
                                             outage_switch=self.run.outage_switch)
         if op == "hello":
-            self._reply(rid, ok=True)
+            self.io.reply(rid, ok=True)
         elif op == "embed":
             self._tasks[rid] = self.loop.create_task(self._embed(rid, frame))
             await asyncio.sleep(0)  # the call starts (its call_start is written) before the next frame is read
@@ -258,19 +217,7 @@ class HarnessSide:
         elif op in ("put", "get", "contains", "keys"):
             self._sink_op(rid, op, frame)
         else:
-            self._reply(rid, err={"type": "ProtocolError", "message": f"unknown operation {op!r}"})
-
-    def _emit_for_worker(self, frame: dict[str, Any]) -> None:
-        ev, fields = frame.get("ev"), frame.get("fields")
-        if ev not in WORKER_EVENTS or not isinstance(fields, dict):
-            self.refused += 1
-            return
-        fields = {str(k): v for k, v in fields.items() if k not in ENVELOPE}
-        self.ledger.emit(str(ev), **fields)
-        if ev == Ev.PASS_END and isinstance(fields.get("report"), dict):
-            with contextlib.suppress(OSError):
-                (self.run.path / f"pass{self.pass_no}.report.json").write_text(
-                    json.dumps(fields["report"], ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+            self.io.reply(rid, err={"type": "ProtocolError", "message": f"unknown operation {op!r}"})
 
     def _crash_call_pending(self) -> bool:
         """A crash during a call is planned and not delivered yet (the worker may have sent that call and died)."""
@@ -281,32 +228,32 @@ class HarnessSide:
             doc, chunk, text = embed_request(frame)
             assert self.service is not None
             vector = await self.service.embed(doc, chunk, text)
-            self.ok_chunks.add((ident_of(doc), chunk))
-            self._reply(rid, ok=vector)
+            self.backing.answered(doc, chunk)
+            self.io.reply(rid, ok=vector)
         except _Crashed:
             self._deliver_crash(rid)
         except asyncio.CancelledError:
             pass  # cancelled by the processor (or the worker is gone): no answer
         except Exception as exc:  # noqa: BLE001 - the service's errors go back to the processor
-            self._reply(rid, err=error_to_wire(exc))
+            self.io.reply(rid, err=error_to_wire(exc))
         finally:
             self._tasks.pop(rid, None)
 
     def _sink_op(self, rid: Any, op: str, frame: dict[str, Any]) -> None:
         try:
             if op == "put":
-                self._reply(rid, ok=self._put(frame))
+                self.io.reply(rid, ok=self._put(frame))
             elif op == "get":
                 rec = self.sink.get(str(frame.get("key")))
-                self._reply(rid, ok=None if rec is None else dict(rec.__dict__))
+                self.io.reply(rid, ok=None if rec is None else dict(rec.__dict__))
             elif op == "contains":
-                self._reply(rid, ok=frame.get("key") in self.sink)
+                self.io.reply(rid, ok=frame.get("key") in self.sink)
             else:
-                self._reply(rid, ok=sorted(self.sink.keys()))
+                self.io.reply(rid, ok=sorted(self.sink.keys()))
         except _Crashed:
             self._deliver_crash(rid)
         except Exception as exc:  # noqa: BLE001 - a refused put goes back to the processor
-            self._reply(rid, err=error_to_wire(exc))
+            self.io.reply(rid, err=error_to_wire(exc))
 
     def _put(self, frame: dict[str, Any]) -> int:
         doc, key, mode = doc_from_wire(frame.get("doc")), frame.get("key"), frame.get("mode", "full")
@@ -314,9 +261,7 @@ class HarnessSide:
         if not (isinstance(mode, str) and isinstance(chunks, list) and isinstance(vectors, list)
                 and all(isinstance(c, str) for c in chunks) and all(isinstance(v, list) for v in vectors)):
             raise TypeError("put needs a mode, a list of chunk texts and a list of vectors")
-        ident = ident_of(doc)
-        missing = [] if mode == MODE_DEGRADED else \
-            [i for i in range(max(1, len(chunks))) if (ident, i) not in self.ok_chunks]
+        missing = self.backing.missing(doc, mode, len(chunks))
         self.unbacked += bool(missing)
         self.ledger.put_extra = {"unbacked": missing} if missing else None
         try:
@@ -338,26 +283,6 @@ class HarnessSide:
         The mark goes first: :attr:`halted` is already set, so whatever the worker does in between counts
         for nothing, and an honest worker dies in the proxy, at the crash point, whichever lands first.
         """
-        self._reply(rid, crash={"kind": self.crash.kind, "at": self.crash.at})
+        self.io.reply(rid, crash={"kind": self.crash.kind, "at": self.crash.at})
         if self.proc is not None:
             kill_group(self.proc)
-
-    def _reply(self, rid: Any, **body: Any) -> None:
-        self._out += encode({"id": rid, **body} if rid is not None else body)
-        self._flush()
-
-    def _flush(self) -> None:
-        try:
-            while self._out:
-                sent = self.sock.send(self._out)
-                del self._out[:sent]
-        except BlockingIOError:
-            if not self._writing:
-                self._writing = True
-                self.loop.add_writer(self.sock, self._flush)
-            return
-        except OSError:
-            self._out.clear()  # the worker is gone
-        if self._writing:
-            self._writing = False
-            self.loop.remove_writer(self.sock)

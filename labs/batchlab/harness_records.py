@@ -12,15 +12,60 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .ledger import _ENCODER, Ev, Ledger, _short
+from .docmodel import ident_of
+from .ledger import _ENCODER, ENVELOPE, Ev, Ledger, _short
+from .ledger_views import answered_chunks
+from .pipeline import MODE_DEGRADED
 from .rundir import RunDir
 from .sink import SqliteSink
+
+#: The events a worker may add to the ledger: its own account, never a call or a commit.
+WORKER_EVENTS = frozenset({Ev.PASS_START, Ev.STATE, Ev.STUDENT_ERROR, Ev.INPUT_ERROR, Ev.PASS_END, Ev.STOPPED})
+#: How many documents' identities :class:`Backing` remembers (far more than a batch has in flight).
+IDENT_CACHE = 4096
+
+
+class Backing:
+    """Which chunks the service answered in this run (any pass): a full output needs an answer for each.
+
+    The harness side notes every answered call (:meth:`answered`) and asks, for a full put, which of
+    its chunks no call answered (:meth:`missing`): such an output is committed but marked ``unbacked``.
+    A document's identity hashes its whole content, and every call of it needs one: they are remembered
+    for the last :data:`IDENT_CACHE` documents (at 13 chunks a document, computing each again was a fifth
+    of the harness side's time in a zero-latency pass).
+    """
+
+    def __init__(self, events: Iterable[Mapping[str, Any]]) -> None:
+        self.chunks = answered_chunks(events)
+        self._idents: dict[tuple[str, str, str], str] = {}
+
+    def ident(self, doc: Any) -> str:
+        """``ident_of(doc)``, remembered (bounded: the memory is cleared when full)."""
+        cache_key = (doc.source, doc.id, doc.content)
+        found = self._idents.get(cache_key)
+        if found is None:
+            if len(self._idents) >= IDENT_CACHE:
+                self._idents.clear()
+            found = self._idents[cache_key] = ident_of(doc)
+        return found
+
+    def answered(self, doc: Any, chunk: int) -> None:
+        self.chunks.add((self.ident(doc), chunk))
+
+    def missing(self, doc: Any, mode: str, chunks: int) -> list[int]:
+        """The chunks of a ``mode`` output of ``chunks`` chunks that no call answered (none for a degraded one)."""
+        if mode == MODE_DEGRADED:
+            return []
+        ident = self.ident(doc)
+        return [i for i in range(max(1, chunks)) if (ident, i) not in self.chunks]
 
 
 class HarnessLedger(Ledger):
@@ -50,6 +95,22 @@ class HarnessLedger(Ledger):
             if self._fd >= 0:
                 os.write(self._fd, line)
                 self.written += line
+
+    def emit_for_worker(self, frame: Mapping[str, Any], report: Path) -> bool:
+        """Write an event the worker sent if it is one of its own (:data:`WORKER_EVENTS`), else refuse it (False).
+
+        The envelope is this side's; the report of a ``pass_end`` is also written to ``report``.
+        """
+        ev, fields = frame.get("ev"), frame.get("fields")
+        if ev not in WORKER_EVENTS or not isinstance(fields, dict):
+            return False
+        fields = {str(k): v for k, v in fields.items() if k not in ENVELOPE}
+        self.emit(str(ev), **fields)
+        if ev == Ev.PASS_END and isinstance(fields.get("report"), dict):
+            with contextlib.suppress(OSError):
+                report.write_text(json.dumps(fields["report"], ensure_ascii=False, indent=2, default=str),
+                                  encoding="utf-8")
+        return True
 
 
 class HarnessSink(SqliteSink):

@@ -13,7 +13,8 @@ the kinds and their fields (:data:`FIELDS`, checked against a real run by
 
 ==================  =================================================================================
 ``pass_start``      a worker started: ``t0``, ``batch_id``, ``crash``, ``at`` [``boot``, ``impl``,
-                    ``parent_link``, ``lock``]
+                    ``parent_link``, ``lock``; a fleet's shard pass (:mod:`batchlab.shardpass`): ``shard``,
+                    ``owner``, ``token``]
 ``call_start``      a service call began: ``doc_id``, ``ident``, ``chunk``, ``attempt``, ``call``,
                     ``inflight``, ``doc_inflight``
 ``call_ok``         it answered: ``doc_id``, ``ident``, ``chunk``, ``attempt``, ``call``, ``latency``
@@ -31,7 +32,8 @@ the kinds and their fields (:data:`FIELDS`, checked against a real run by
 ``timeout``         the parent killed a pass that ran too long: ``after_s``
 ``stop``            the parent asked the worker to stop: ``signal``, ``by``
 ``stopped``         the worker stopped on request: ``signal``, ``left_in_flight``, ``in_flight``,
-                    ``commits``, ``calls``, ``grace_s``
+                    ``commits``, ``calls``, ``grace_s`` [a shard pass whose put the fence refused, signal
+                    "stale_lease": ``shard``, ``owner``, ``token``, ``refused_key``]
 ``pass_end``        the processor returned: ``report``, ``calls``, ``commits``
 ``student_error``   the processor (or its import) raised: ``phase``, ``error`` [``traceback``]
 ``input_error``     the input was refused before any work: ``error``
@@ -99,7 +101,7 @@ ENVELOPE = ("ev", "t", "pass", "pid")
 _CALL = "doc_id ident chunk attempt call"
 #: The fields of every event kind: the table of the module docstring, as data.
 FIELDS: dict[Ev, Fields] = {
-    Ev.PASS_START: _fields("t0 batch_id crash at", "boot impl parent_link lock"),
+    Ev.PASS_START: _fields("t0 batch_id crash at", "boot impl parent_link lock shard owner token"),
     Ev.CALL_START: _fields(f"{_CALL} inflight doc_inflight"),
     Ev.CALL_OK: _fields(f"{_CALL} latency"),
     Ev.CALL_FAIL: _fields(f"{_CALL} error permanent"),
@@ -109,7 +111,7 @@ FIELDS: dict[Ev, Fields] = {
     Ev.KILL: _fields("kind by delay", "n"),
     Ev.TIMEOUT: _fields("after_s"),
     Ev.STOP: _fields("signal by"),
-    Ev.STOPPED: _fields("signal left_in_flight in_flight commits calls grace_s"),
+    Ev.STOPPED: _fields("signal left_in_flight in_flight commits calls grace_s", "shard owner token refused_key"),
     Ev.PASS_END: _fields("report calls commits"),
     Ev.STUDENT_ERROR: _fields("phase error", "traceback"),
     Ev.INPUT_ERROR: _fields("error"),

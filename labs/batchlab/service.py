@@ -156,9 +156,11 @@ class SimulatedService:
         outage_switch: Path | None = None,
     ) -> None:
         self.plan = plan or FaultPlan()
-        #: The planned outages count from here; ``outage_switch``, while the file exists, is a live outage.
+        #: The planned outages count from the pass's first call (set then), not from this object's creation: a
+        #: worker that is slow to start (an import on a loaded machine) must still meet the outage it was planned.
+        #: ``outage_switch``, while the file exists, is a live outage.
         self._clock = clock
-        self._t0 = clock()
+        self._t0: float | None = None
         self.outage_switch = outage_switch
         self.down = False
         # asyncio wakes a sleeper late: epoll rounds its timeout up to whole milliseconds, and the
@@ -203,7 +205,10 @@ class SimulatedService:
         Each change is recorded as an ``outage`` event (``state`` down or up, ``source`` plan or
         switch) the first time a call sees it, so the ledger says when the processor met the outage.
         """
-        planned = self.plan.in_outage(self._clock() - self._t0)
+        now = self._clock()
+        if self._t0 is None:
+            self._t0 = now
+        planned = self.plan.in_outage(now - self._t0)
         switched = self.outage_switch is not None and self.outage_switch.exists()
         down = planned or switched
         if down != self.down:

@@ -44,8 +44,10 @@ CREATE TABLE IF NOT EXISTS outputs (
     committed_at REAL NOT NULL,
     writes INTEGER NOT NULL DEFAULT 1
 );
+-- seq without AUTOINCREMENT: no row of puts is ever deleted, so the rowid (max + 1) grows all the same,
+-- and a put does not write SQLite's sqlite_sequence page too (a sink of an older kit keeps its AUTOINCREMENT)
 CREATE TABLE IF NOT EXISTS puts (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
     doc_id TEXT NOT NULL,
     ident TEXT NOT NULL,
@@ -55,6 +57,10 @@ CREATE TABLE IF NOT EXISTS puts (
     upgrade INTEGER NOT NULL DEFAULT 0
 );
 """
+
+
+#: ``json.dumps(..., ensure_ascii=False)`` builds an encoder per call; one encoder, the same text.
+_CHUNKS_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class SqliteSink:
         durable: str = "process",
         on_crash: Callable[[], None] = kill_self,
         clock: Callable[[], float] = time.time,
+        guard: Callable[[sqlite3.Connection, str], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.ledger = ledger
@@ -107,6 +114,9 @@ class SqliteSink:
         self.crash = crash or CrashPlan()
         self._on_crash = on_crash
         self._clock = clock
+        #: Run inside each put's write transaction before the upsert (a shard lease's fence,
+        #: :meth:`batchlab.leases.SqliteLeaseStore.fence`): raising refuses the put, which is rolled back.
+        self._guard = guard
         self._conn = connect(self.path, durable=durable)
         self.commits = 0
 
@@ -125,11 +135,13 @@ class SqliteSink:
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         ident = ident_of(doc)
         now = self._clock()
-        chunks_json = json.dumps(list(chunks), ensure_ascii=False)
+        chunks_json = _CHUNKS_JSON.encode(list(chunks))
         vectors_json = json.dumps([list(v) for v in vectors])
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if self._guard is not None:
+                self._guard(conn, key)
             before = conn.execute("SELECT mode FROM outputs WHERE key = ?", (key,)).fetchone()
             upgrade = before is not None and before[0] == MODE_DEGRADED and mode == MODE_FULL
             (writes,) = conn.execute(

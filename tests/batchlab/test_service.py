@@ -130,6 +130,19 @@ class TestOutages:
             ("call_ok", None, None)]
         assert {e["source"] for e in events if e["ev"] == "outage"} == {"plan", "none"}
 
+    def test_a_planned_outage_counts_from_the_first_call_not_from_the_services_creation(self, tmp_path: Path) -> None:
+        """A worker that makes its first call 10 s after the service was built (a slow start) still meets the outage
+        planned at 0 s for 1 s; 1.5 s after that first call the service answers again."""
+        now = [0.0]
+        service, _, _ = make(tmp_path, plan=FaultPlan(outages=((0.0, 1.0),)), clock=lambda: now[0],
+                             latency=LatencyModel(median_ms=0.0))
+        now[0] = 10.0
+        with pytest.raises(TransientServiceError) as info:
+            asyncio.run(service.embed(DOC, 0, "x"))
+        assert info.value.kind == "unreachable"
+        now[0] = 11.5
+        asyncio.run(service.embed(DOC, 0, "x"))
+
     def test_the_live_switch_takes_the_service_down_while_its_file_exists(self, tmp_path: Path) -> None:
         """The dashboard's "断开外部模型": the file appears, calls fail; it goes, calls answer again."""
         switch = tmp_path / "outage.switch"

@@ -3,10 +3,10 @@ crash and a resume) the next attempt is number 1 again instead of going on from 
 """
 
 REPLACEMENTS = [
-    ("""            "last_error TEXT, updated_at REAL NOT NULL, PRIMARY KEY (batch_id, shard, key))"
-        )
-""", """            "last_error TEXT, updated_at REAL NOT NULL, PRIMARY KEY (batch_id, shard, key))"
-        )
+    ("""            "last_error TEXT, updated_at REAL NOT NULL, PRIMARY KEY (batch_id, shard, key)) WITHOUT ROWID"
+        )  # WITHOUT ROWID: one B-tree keyed by the primary key, so a transition writes one tree, not a table and its index
+""", """            "last_error TEXT, updated_at REAL NOT NULL, PRIMARY KEY (batch_id, shard, key)) WITHOUT ROWID"
+        )  # WITHOUT ROWID: one B-tree keyed by the primary key, so a transition writes one tree, not a table and its index
         self._attempts: Counter[str] = Counter()  # attempts of this process
 """),
     ("""            attempts=(old.attempts if old else 0) + (1 if state == PROCESSING else 0),

@@ -16,8 +16,8 @@ REPLACEMENTS = [
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS checkpoint (batch_id TEXT NOT NULL, shard TEXT NOT NULL, "
             "key TEXT NOT NULL, doc_id TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, "
-            "last_error TEXT, updated_at REAL NOT NULL, PRIMARY KEY (batch_id, shard, key))"
-        )
+            "last_error TEXT, updated_at REAL NOT NULL, PRIMARY KEY (batch_id, shard, key)) WITHOUT ROWID"
+        )  # WITHOUT ROWID: one B-tree keyed by the primary key, so a transition writes one tree, not a table and its index
 ''', '''        import json
 
         self.path = Path(state_dir) / f"checkpoint_{batch_id}.{self.shard or 'all'}.json"

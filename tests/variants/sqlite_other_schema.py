@@ -16,8 +16,8 @@ REPLACEMENTS = [
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS checkpoint (batch_id TEXT NOT NULL, shard TEXT NOT NULL, "
             "key TEXT NOT NULL, doc_id TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, "
-            "last_error TEXT, updated_at REAL NOT NULL, PRIMARY KEY (batch_id, shard, key))"
-        )
+            "last_error TEXT, updated_at REAL NOT NULL, PRIMARY KEY (batch_id, shard, key)) WITHOUT ROWID"
+        )  # WITHOUT ROWID: one B-tree keyed by the primary key, so a transition writes one tree, not a table and its index
 ''', '''        self._codes = {PENDING: 0, PROCESSING: 1, DONE: 2, DEGRADED: 3, FAILED: 4}
         self._names = {v: k for k, v in self._codes.items()}
         self._ns = f"checkpoint:{batch_id}:{self.shard}"

@@ -184,6 +184,26 @@ def resume_command(input_path: Path, run_dir: Path) -> str:
     return f"batchlab run --input {shlex.quote(str(input_path))} --run-dir {shlex.quote(str(run_dir))}"
 
 
+def run_spec(args: argparse.Namespace, run: Path, header_batch_id: str | None) -> Any:
+    """The :class:`batchlab.runspec.RunSpec` of ``batchlab run``'s options (one pass or ``--workers N``)."""
+    from ..contract import BatchConfig
+    from ..faults import FaultPlan
+    from ..paths import default_demo_impl
+    from ..runner import RunSpec
+    from ..service import LatencyModel
+
+    return RunSpec(impl=Path(args.impl or default_demo_impl()), input=Path(args.input), run_dir=run,
+                   batch_id=args.batch_id or header_batch_id or "batch-001",
+                   config=BatchConfig(concurrency=args.concurrency,
+                                      breaker_failures=0 if args.no_breaker else BatchConfig.breaker_failures,
+                                      call_timeout=args.call_timeout),
+                   plan=FaultPlan(seed=args.seed, transient_rate=args.fault_rate, stuck_rate=args.stuck_rate,
+                                  permanent_rate=args.permanent_rate,
+                                  outages=tuple(args.outage)),
+                   latency=LatencyModel(median_ms=args.latency_ms), timeout_s=args.timeout,
+                   lock_wait_s=args.wait)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """One pass in a run directory: the first creates it, the next ones resume it.
 
@@ -192,16 +212,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     SIGTERM stops the worker (no new documents, in-flight ones get
     ``worker.STOP_GRACE_S`` to commit), prints how far it got and the resume
     command, and exits 130 or 143; SIGKILL of this command kills the worker too.
+    ``--workers N`` (N > 1): the batch is shared by N lease-holding workers (:mod:`batchlab.cli.fleet_cmds`).
     """
+    if getattr(args, "store", None):
+        from .fleet_cmds import cmd_run_store
+
+        return cmd_run_store(args)
+    if getattr(args, "workers", 1) > 1:
+        from .fleet_cmds import cmd_run_workers
+
+        return cmd_run_workers(args)
     from ..batchstream import open_checked
-    from ..contract import BatchConfig
-    from ..faults import CrashPlan, FaultPlan
+    from ..faults import CrashPlan
     from ..ledger_views import last_pass_no
     from ..metrics import format_table, metrics_for_run
-    from ..paths import default_demo_impl
     from ..runlock import RunDirLock
-    from ..runner import RunSpec, prepare, run_pass
-    from ..service import LatencyModel
+    from ..runner import prepare, run_pass
     from ..worker import INPUT_CHECKED, WorkerExit
 
     # Validated as a stream (one document in memory; no cap on the count): the worker reads it the same way. A run
@@ -214,16 +240,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with RunDirLock(run, role="batchlab run").acquire(args.wait) as lock:  # refuses a busy dir, touching nothing
         # from the ledger's end: a finished million-document run's ledger is about a GB
         pass_no = 1 + last_pass_no(RunDir(run).ledger)
-        spec = RunSpec(impl=Path(args.impl or default_demo_impl()), input=Path(args.input), run_dir=run,
-                       batch_id=args.batch_id or header.batch_id or "batch-001",
-                       config=BatchConfig(concurrency=args.concurrency,
-                                          breaker_failures=0 if args.no_breaker else BatchConfig.breaker_failures,
-                                          call_timeout=args.call_timeout),
-                       plan=FaultPlan(seed=args.seed, transient_rate=args.fault_rate, stuck_rate=args.stuck_rate,
-                                      permanent_rate=args.permanent_rate,
-                                      outages=tuple(args.outage)),
-                       latency=LatencyModel(median_ms=args.latency_ms), timeout_s=args.timeout,
-                       lock_wait_s=args.wait)
+        spec = run_spec(args, run, header.batch_id)
         prepare(spec)
         crash = CrashPlan(kind=args.crash, at=args.at or (1 if args.crash in ("during_call", "after_commit") else 0))
         with _StopSignals() as stop:
@@ -250,6 +267,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     from ..metrics import format_table, metrics_for_run
 
+    if getattr(args, "store", None):
+        from .store_cmds import cmd_metrics_store
+
+        return cmd_metrics_store(args)
+    if args.run_dir is None:
+        raise UsageError("give a run directory (or --store URL --batch-id ID)", code="usage_error",
+                         hints=["batchlab metrics runs/demo"])
     run = Path(args.run_dir)
     if not RunDir(run).spec.exists():
         raise UsageError(f"{run} is not a run directory", code="not_a_run", details={"run_dir": str(run)},

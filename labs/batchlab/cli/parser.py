@@ -40,7 +40,7 @@ def _rate(text: str) -> float:
 
 
 def _window(text: str) -> tuple[float, float]:
-    """``START:DURATION`` in seconds, e.g. ``0.5:3``: an outage from 0.5 s after the pass began, for 3 s."""
+    """``START:DURATION`` in seconds, e.g. ``0.5:3``: an outage from 0.5 s after the pass's first service call, for 3 s."""
     try:
         start, duration = (float(part) for part in text.split(":"))
     except ValueError:
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for a run directory another run holds, then refuse with run_dir_busy "
                         "(default 3)")
     p.add_argument("--outage", type=_window, action="append", default=[], metavar="START:DURATION",
-                   help="the service is unreachable from START s after the pass began, for DURATION s (repeatable)")
+                   help="the service is unreachable from START s after the pass's first service call, for DURATION s (repeatable)")
     p.add_argument("--permanent-rate", type=_rate, default=0.0,
                    help="share of documents the service fails for good (a parse error): they take the degraded "
                         "path, for `batchlab backfill` to upgrade later")
@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "million documents); `batchlab metrics RUN_DIR` prints it when wanted")
     common(p)
     p.set_defaults(func=cmd_run)
+    from .fleet_cmds import add_arguments as add_fleet_arguments
+
+    add_fleet_arguments(p, sub)
 
     p = sub.add_parser("outage", help="take the service of a running batch down, or bring it back (live)")
     p.add_argument("run_dir", type=Path)
@@ -151,9 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.set_defaults(func=cmd_backfill)
 
-    p = sub.add_parser("metrics", help="the metrics of a run directory")
-    p.add_argument("run_dir", type=Path)
+    p = sub.add_parser("metrics", help="the metrics of a run directory (or of a batch in a PostgreSQL store)")
+    p.add_argument("run_dir", type=Path, nargs="?")
     p.add_argument("--json", action="store_true")
+    from .store_cmds import add_store_arguments
+
+    add_store_arguments(p)
     p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("validate", help="check a batch file and summarize it")

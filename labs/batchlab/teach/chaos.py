@@ -260,6 +260,10 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
     if args.kills < 0:
         raise UsageError("--kills must be >= 0", code="usage_error")
+    if getattr(args, "workers", 1) > 1:  # a fleet sharing the batch by shard leases: its workers are killed, not `batchlab run`
+        from .chaos_workers import cmd_chaos_workers
+
+        return cmd_chaos_workers(args)
     extra = ["--seed", str(args.seed), "--fault-rate", str(args.fault_rate), "--concurrency", str(args.concurrency),
              "--latency-ms", str(args.latency_ms)]
     result = run_chaos(run_dir=args.run_dir, input_path=args.input, kills=args.kills, min_s=args.min_s,
@@ -286,4 +290,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--latency-ms", type=float, default=LESSON.latency_ms)
     p.add_argument("--impl", type=Path, default=None, help="implementation file (default: as `batchlab run`)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument("--workers", type=int, default=1,
+                   help="N > 1: a fleet of N lease-holding workers; SIGKILL random workers and SIGSTOP one past its "
+                        "lease (batchlab.teach.chaos_workers)")
+    p.add_argument("--lease-s", type=float, default=1.5, help="with --workers: the shard lease's length")
     p.set_defaults(func=cmd_chaos)

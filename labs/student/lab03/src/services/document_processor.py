@@ -415,17 +415,20 @@ class InputPositions:
     def add(self, key: str, index: int = -1) -> None:
         """Note ``key`` as met at ``index``, as ``set.add`` does: a key met already keeps its first index."""
         if self.first(key) is None:
-            self._conn.execute("INSERT INTO seen (key, first) VALUES (?, ?)", (key, index))
-            self._count += 1
-            self._unsaved += 1
-            if self._unsaved >= OFFSET_EVERY:
-                self.commit()
+            self._insert(key, index)
+
+    def _insert(self, key: str, index: int) -> None:
+        self._conn.execute("INSERT INTO seen (key, first) VALUES (?, ?)", (key, index))
+        self._count += 1
+        self._unsaved += 1
+        if self._unsaved >= OFFSET_EVERY:
+            self.commit()
 
     def met_before(self, key: str, index: int) -> bool:
         """True when ``key`` was first met at an index below ``index`` (a duplicate); else note it as met here."""
         first = self.first(key)
         if first is None:
-            self.add(key, index)
+            self._insert(key, index)  # not add(): the key was just looked up
         elif first > index:  # cannot happen for an unchanged input; keep the lower index
             self._conn.execute("UPDATE seen SET first = ? WHERE key = ?", (index, key))
         return first is not None and first < index

@@ -1,0 +1,137 @@
+"""Shard leases in PostgreSQL: the protocol of :mod:`batchlab.leases`, for workers on several machines.
+
+The semantics are :mod:`batchlab.leases`'s, word for word (free/held/done, a token incremented on every claim,
+renew/finish/release under owner and token, a fence in the sink's transaction, the claim history). Expired
+shards are claimed before free ones (a dead worker's half-done shard is taken over by the next worker that
+looks), then the lowest-numbered. What differs is how claims are kept apart. SQLite has one writer at a time
+(``BEGIN IMMEDIATE``); here many claimers run at once, and each picks its row with ``SELECT ... FOR UPDATE
+SKIP LOCKED``, the claim of procrastinate, River, Oban and graphile-worker: a row another claimer is taking is
+skipped, not waited for, so two claimers get two different shards in one round trip each, and never the same
+shard with the same token (the row lock holds until the token's increment commits).
+
+The fence (:meth:`PgLeaseStore.fence`) reads the lease row ``FOR SHARE`` inside the sink's transaction: a
+claim (which must lock the row ``FOR UPDATE``) waits for, or skips, a put in progress, and a put that comes
+after a claim sees the new token and is refused. Time is always passed in (``now``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from .leases import HELD, Lease, LeaseError, ShardState, StaleLease
+from .pgstore import PgConnection
+
+_VALID = "batch_id = %s AND shard = %s AND owner = %s AND token = %s AND state = 'held'"
+
+_CLAIM = """
+WITH pick AS (
+    SELECT shard, state, owner FROM leases
+    WHERE batch_id = %(batch)s AND (state = 'free' OR (state = 'held' AND expires_at <= %(now)s))
+    ORDER BY state = 'free', shard LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE leases l SET state = 'held', owner = %(owner)s, token = l.token + 1, expires_at = %(expires)s,
+    claims = l.claims + 1
+FROM pick WHERE l.batch_id = %(batch)s AND l.shard = pick.shard
+RETURNING l.shard, l.n_shards, l.token, pick.state, pick.owner
+"""
+
+
+def _who(lease: Lease) -> tuple[str, int, str, int]:
+    return (lease.batch_id, lease.shard, lease.owner, lease.token)
+
+
+class PgLeaseStore:
+    """Leases in a PostgreSQL store (the tables of :data:`batchlab.pgstore.SCHEMA`), a :class:`LeaseStore`."""
+
+    def __init__(self, db: PgConnection) -> None:
+        self.db = db
+
+    def _write(self, sql: str, args: tuple[object, ...]) -> bool:
+        return self.db.statement(sql, args) == 1  # one UPDATE: atomic on its own
+
+    def create_shards(self, batch_id: str, n: int) -> None:
+        if n < 1:
+            raise LeaseError(f"a batch needs at least one shard, not {n}")
+
+        def create(conn: psycopg.Connection[Any]) -> None:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 1))", (batch_id,))
+            row = conn.execute("SELECT MAX(n_shards) FROM leases WHERE batch_id = %s", (batch_id,)).fetchone()
+            if row is not None and row[0] is not None and row[0] != n:
+                raise LeaseError(f"batch {batch_id} already has {row[0]} shards, not {n}")
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO leases (batch_id, shard, n_shards) VALUES (%s, %s, %s) "
+                                "ON CONFLICT (batch_id, shard) DO NOTHING", [(batch_id, i, n) for i in range(n)])
+
+        self.db.transact(create)
+
+    def claim(self, batch_id: str, owner: str, *, now: float, lease_s: float) -> Lease | None:
+        expires = now + lease_s
+
+        def claim(conn: psycopg.Connection[Any]) -> Lease | None:
+            row = conn.execute(_CLAIM, {"batch": batch_id, "now": now, "owner": owner, "expires": expires}).fetchone()
+            if row is None:
+                return None
+            shard, n_shards, token, state, old_owner = row
+            conn.execute("INSERT INTO lease_claims (batch_id, shard, token, owner, t, took_over_from) "
+                         "VALUES (%s, %s, %s, %s, %s, %s)",
+                         (batch_id, shard, token, owner, now, old_owner if state == HELD else None))
+            return Lease(batch_id, int(shard), int(n_shards), owner, int(token), expires)
+
+        return self.db.transact(claim)
+
+    def renew(self, lease: Lease, *, now: float, lease_s: float) -> bool:
+        return self._write(f"UPDATE leases SET expires_at = %s WHERE {_VALID}", (now + lease_s, *_who(lease)))
+
+    def finish(self, lease: Lease) -> bool:
+        return self._write(f"UPDATE leases SET state = 'done' WHERE {_VALID}", _who(lease))
+
+    def release(self, lease: Lease) -> bool:
+        return self._write(f"UPDATE leases SET state = 'free' WHERE {_VALID}", _who(lease))
+
+    def check(self, lease: Lease, *, now: float) -> bool:
+        return self.db.transact(lambda c: _valid(c, lease, now, lock=""))
+
+    def fence(self, lease: Lease, clock: Callable[[], float]) -> Callable[[psycopg.Connection[Any], str], None]:
+        """The sink's guard: run inside its write transaction; raises :class:`StaleLease` or logs the put."""
+
+        def guard(conn: psycopg.Connection[Any], key: str) -> None:
+            now = clock()
+            if not _valid(conn, lease, now, lock=" FOR SHARE"):
+                raise StaleLease(lease, key)
+            conn.execute("INSERT INTO fenced_puts (key, batch_id, shard, token, owner, t, claims_seen) "
+                         "VALUES (%s, %s, %s, %s, %s, %s, (SELECT COALESCE(MAX(seq), 0) FROM lease_claims))",
+                         (key, lease.batch_id, lease.shard, lease.token, lease.owner, now))
+
+        return guard
+
+    def refuse(self, lease: Lease, key: str, *, now: float) -> None:
+        self.db.statement(
+            "INSERT INTO fence_refusals (key, batch_id, shard, token, owner, t) VALUES (%s, %s, %s, %s, %s, %s)",
+            (key, lease.batch_id, lease.shard, lease.token, lease.owner, now))
+
+    def claim_seq(self, lease: Lease) -> int:
+        """The claim's number in this store's history: unique across workers (a fleet pass's number)."""
+        row = self.db.transact(lambda c: c.execute(
+            "SELECT seq FROM lease_claims WHERE batch_id = %s AND shard = %s AND token = %s",
+            (lease.batch_id, lease.shard, lease.token)).fetchone())
+        if row is None:
+            raise LeaseError(f"no claim of shard {lease.spec} with token {lease.token}")
+        return int(row[0])
+
+    def shards(self, batch_id: str) -> list[ShardState]:
+        rows = self.db.transact(lambda c: c.execute(
+            "SELECT batch_id, shard, n_shards, state, owner, token, expires_at, claims FROM leases "
+            "WHERE batch_id = %s ORDER BY shard", (batch_id,)).fetchall())
+        return [ShardState(r[0], int(r[1]), int(r[2]), r[3], r[4], int(r[5]), float(r[6]), int(r[7])) for r in rows]
+
+    def close(self) -> None:
+        """Nothing to close: the connection is the caller's."""
+
+
+def _valid(conn: psycopg.Connection[Any], lease: Lease, now: float, *, lock: str) -> bool:
+    row = conn.execute(f"SELECT 1 FROM leases WHERE {_VALID} AND expires_at > %s{lock}", (*_who(lease), now)).fetchone()
+    return row is not None

@@ -1,0 +1,139 @@
+"""The output store in PostgreSQL: :class:`batchlab.sink.SqliteSink`'s semantics, one batch of a shared database.
+
+``put`` is an upsert (``INSERT ... ON CONFLICT (batch_id, key) DO UPDATE``) committed when it returns,
+and the same transaction appends to ``puts``, so the record of every execution cannot disagree with the
+outputs. An upgrade (a ``full`` put over a committed ``degraded`` output) is marked in ``puts`` and not
+counted in ``writes``, exactly as in SQLite (:mod:`batchlab.sink` says why); the tests put the same writes
+through both sinks and compare what they hold.
+
+Two writers of one key: SQLite serialises them with ``BEGIN IMMEDIATE``; here a transaction-scoped
+advisory lock on (batch, key) does, so reading the previous mode (is this an upgrade?) and the upsert
+see the same row. A ``guard`` (a shard lease's fence, :meth:`batchlab.pgleases.PgLeaseStore.fence`) runs
+first in the same transaction: raising refuses the put and rolls it back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import psycopg
+
+from .documents import Document, ident_of
+from .faults import CRASH_AFTER_COMMIT, CrashPlan, kill_self
+from .ledger import Ev
+from .pgstore import PgConnection
+from .pipeline import MODE_DEGRADED, MODE_FULL
+from .sink import SinkRecord
+
+Guard = Callable[[psycopg.Connection[Any], str], None]
+OUTPUT_COLUMNS = "key, doc_id, ident, mode, chunks, vectors, committed_at, writes"
+
+
+class EventSink(Protocol):
+    """What the sink writes its events to: a file :class:`batchlab.ledger.Ledger` or a :class:`PgLedger`."""
+
+    def emit(self, ev: str, **fields: Any) -> None: ...
+
+
+class PgSink:
+    """The sink handed to ``process_documents_batch`` when the batch lives in PostgreSQL (same use as SqliteSink)."""
+
+    def __init__(self, db: PgConnection, batch_id: str, *, ledger: EventSink | None = None, pass_no: int = 1,
+                 crash: CrashPlan | None = None, on_crash: Callable[[], None] = kill_self,
+                 clock: Callable[[], float] = time.time, guard: Guard | None = None) -> None:
+        self.db, self.batch_id = db, batch_id
+        self.ledger = ledger
+        self.pass_no = pass_no
+        self.crash = crash or CrashPlan()
+        self._on_crash = on_crash
+        self._clock = clock
+        self._guard = guard
+        self.commits = 0
+
+    def put(self, key: str, doc: Document, chunks: Sequence[str], vectors: Sequence[Sequence[float]],
+            *, mode: str = "full") -> int:
+        """Upsert the output of ``doc`` under ``key``; committed when this returns. Returns as SqliteSink.put."""
+        if not isinstance(key, str) or not key:
+            raise ValueError("sink key must be a non-empty string")
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        ident = ident_of(doc)
+        now = self._clock()
+        chunks_json = json.dumps(list(chunks))  # ASCII escapes: a lone surrogate is text PostgreSQL cannot hold
+        vectors_json = json.dumps([list(v) for v in vectors])
+
+        def write(conn: psycopg.Connection[Any]) -> tuple[int, bool]:
+            if self._guard is not None:
+                self._guard(conn, key)
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{self.batch_id}/{key}",))
+            before = conn.execute("SELECT mode FROM outputs WHERE batch_id = %s AND key = %s",
+                                  (self.batch_id, key)).fetchone()
+            upgrade = before is not None and before[0] == MODE_DEGRADED and mode == MODE_FULL
+            row = conn.execute(
+                "INSERT INTO outputs (batch_id, key, doc_id, ident, mode, chunks, vectors, committed_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (batch_id, key) DO UPDATE SET "
+                "doc_id = excluded.doc_id, ident = excluded.ident, mode = excluded.mode, chunks = excluded.chunks, "
+                "vectors = excluded.vectors, committed_at = excluded.committed_at, "
+                "writes = outputs.writes + %s RETURNING writes",
+                (self.batch_id, key, doc.id, ident, mode, chunks_json, vectors_json, now, 0 if upgrade else 1),
+            ).fetchone()
+            assert row is not None
+            conn.execute("INSERT INTO puts (batch_id, key, doc_id, ident, mode, pass, t, upgrade) "
+                         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                         (self.batch_id, key, doc.id, ident, mode, self.pass_no, now, upgrade))
+            return int(row[0]), upgrade
+
+        writes, upgrade = self.db.transact(write)
+        self.commits += 1
+        if self.ledger is not None:
+            self.ledger.emit(Ev.SINK_PUT, doc_id=doc.id, ident=ident, key=key, mode=mode, n=self.commits,
+                             writes=writes, upgrade=upgrade)
+        if self.crash.kind == CRASH_AFTER_COMMIT and self.commits == self.crash.at:
+            if self.ledger is not None:
+                self.ledger.emit(Ev.CRASH, kind=CRASH_AFTER_COMMIT, at=self.commits, doc_id=doc.id, ident=ident)
+            self._on_crash()
+        return writes
+
+    def get(self, key: str) -> SinkRecord | None:
+        row = self.db.transact(lambda c: c.execute(
+            f"SELECT {OUTPUT_COLUMNS} FROM outputs WHERE batch_id = %s AND key = %s", (self.batch_id, key)).fetchone())
+        return None if row is None else record(row)
+
+    def __contains__(self, key: object) -> bool:
+        return self.db.transact(lambda c: c.execute(
+            "SELECT 1 FROM outputs WHERE batch_id = %s AND key = %s", (self.batch_id, key)).fetchone()) is not None
+
+    def keys(self) -> set[str]:
+        """All committed keys of the batch (one query: a resume without a lookup per document)."""
+        rows = self.db.transact(lambda c: c.execute(
+            "SELECT key FROM outputs WHERE batch_id = %s", (self.batch_id,)).fetchall())
+        return {str(k) for (k,) in rows}
+
+    def close(self) -> None:
+        """Nothing to close: the connection is the caller's (several sinks and stores share one)."""
+
+
+def record(row: Sequence[Any]) -> SinkRecord:
+    """A row of ``outputs`` (in ``OUTPUT_COLUMNS`` order) as the SQLite sink's :class:`SinkRecord`."""
+    key, doc_id, ident, mode, chunks, vectors, committed_at, writes = row
+    return SinkRecord(key, doc_id, ident, mode, json.loads(chunks), json.loads(vectors), float(committed_at),
+                      int(writes))
+
+
+def read_outputs(db: PgConnection, batch_id: str) -> list[SinkRecord]:
+    """All committed outputs of a batch (as :func:`batchlab.sink.read_outputs`, in key order)."""
+    rows = db.transact(lambda c: c.execute(
+        f"SELECT {OUTPUT_COLUMNS} FROM outputs WHERE batch_id = %s ORDER BY key", (batch_id,)).fetchall())
+    return [record(r) for r in rows]
+
+
+def read_puts(db: PgConnection, batch_id: str) -> list[dict[str, Any]]:
+    """Every put of a batch, in commit order (as :func:`batchlab.sink.read_puts`)."""
+    rows = db.transact(lambda c: c.execute(
+        "SELECT seq, key, doc_id, ident, mode, pass, t, upgrade FROM puts WHERE batch_id = %s ORDER BY seq",
+        (batch_id,)).fetchall())
+    return [{"seq": int(r[0]), "key": r[1], "doc_id": r[2], "ident": r[3], "mode": r[4], "pass": int(r[5]),
+             "t": float(r[6]), "upgrade": bool(r[7])} for r in rows]

@@ -1,0 +1,263 @@
+"""A batch in PostgreSQL (``--store postgresql://...``): the connection, the schema, the documents and the ledger.
+
+When one machine is not enough, a batch lives in one PostgreSQL database that every worker reaches by
+its URL: the batch's documents (streamed in, in chunks, so a joining worker needs only the URL and the
+batch id), the ledger's events (one row each, so the metrics read every worker's events from anywhere),
+the sink (:mod:`batchlab.pgsink`) and the shard leases (:mod:`batchlab.pgleases`). Every table is keyed by
+``batch_id``: one database holds many batches.
+
+Nothing here is needed by the lesson: SQLite in the run directory stays the default, and psycopg (the
+``postgres`` extra) is imported only by these modules, never by ``import batchlab`` or the worker.
+
+Reconnection: :class:`PgConnection` runs each transaction as a function; when the connection breaks
+(the server restarted, a network blip) it reconnects with backoff, up to ``retry_s``, and runs the
+transaction again from its start. A transaction that broke before its ``COMMIT`` reached the server is
+simply redone. One whose ``COMMIT`` was sent but whose answer was lost is the classic ambiguous commit:
+redoing it is harmless for the sink's outputs (an upsert) but records one more put, which the duplicate
+rate then counts, honestly, as an execution it cannot tell from a redo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+
+from .ledger import _short
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    documents BIGINT NOT NULL DEFAULT 0,
+    loaded BOOLEAN NOT NULL DEFAULT FALSE,
+    spec JSON NOT NULL DEFAULT '{}',
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS documents (
+    batch_id TEXT NOT NULL, seq BIGINT NOT NULL, raw JSON NOT NULL,
+    PRIMARY KEY (batch_id, seq)
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    seq BIGSERIAL PRIMARY KEY, batch_id TEXT NOT NULL, event JSON NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_batch ON ledger (batch_id, seq);
+CREATE TABLE IF NOT EXISTS outputs (
+    batch_id TEXT NOT NULL, key TEXT NOT NULL, doc_id TEXT NOT NULL, ident TEXT NOT NULL, mode TEXT NOT NULL,
+    chunks TEXT NOT NULL, vectors TEXT NOT NULL, committed_at DOUBLE PRECISION NOT NULL,
+    writes INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (batch_id, key)
+);
+CREATE INDEX IF NOT EXISTS outputs_ident ON outputs (batch_id, ident);
+CREATE TABLE IF NOT EXISTS puts (
+    seq BIGSERIAL PRIMARY KEY, batch_id TEXT NOT NULL, key TEXT NOT NULL, doc_id TEXT NOT NULL,
+    ident TEXT NOT NULL, mode TEXT NOT NULL, pass INTEGER NOT NULL, t DOUBLE PRECISION NOT NULL,
+    upgrade BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX IF NOT EXISTS puts_batch ON puts (batch_id, seq);
+CREATE TABLE IF NOT EXISTS leases (
+    batch_id TEXT NOT NULL, shard INTEGER NOT NULL, n_shards INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'free', owner TEXT, token BIGINT NOT NULL DEFAULT 0,
+    expires_at DOUBLE PRECISION NOT NULL DEFAULT 0, claims INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (batch_id, shard)
+);
+CREATE TABLE IF NOT EXISTS lease_claims (
+    seq BIGSERIAL PRIMARY KEY, batch_id TEXT NOT NULL, shard INTEGER NOT NULL, token BIGINT NOT NULL,
+    owner TEXT NOT NULL, t DOUBLE PRECISION NOT NULL, took_over_from TEXT
+);
+CREATE TABLE IF NOT EXISTS fenced_puts (
+    seq BIGSERIAL PRIMARY KEY, key TEXT NOT NULL, batch_id TEXT NOT NULL, shard INTEGER NOT NULL,
+    token BIGINT NOT NULL, owner TEXT NOT NULL, t DOUBLE PRECISION NOT NULL, claims_seen BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS fence_refusals (
+    seq BIGSERIAL PRIMARY KEY, key TEXT NOT NULL, batch_id TEXT NOT NULL, shard INTEGER NOT NULL,
+    token BIGINT NOT NULL, owner TEXT NOT NULL, t DOUBLE PRECISION NOT NULL
+);
+"""
+
+#: Documents per INSERT when a batch is streamed in: a chunk is one round trip, memory stays one chunk.
+CHUNK = 500
+
+
+def is_store_url(text: str) -> bool:
+    """Whether ``text`` names a PostgreSQL store (``postgresql://`` or ``postgres://``) rather than a path."""
+    return text.startswith(("postgresql://", "postgres://"))
+
+
+class PgConnection:
+    """One connection that survives a server restart: transactions run as functions, redone after a reconnect.
+
+    ``sleep`` and ``clock`` are injected (the tests and the backoff); ``retry_s`` bounds how long a broken
+    connection is retried before the error reaches the caller.
+    """
+
+    def __init__(self, url: str, *, retry_s: float = 60.0, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.url = url
+        self.retry_s = retry_s
+        self._sleep = sleep
+        self._clock = clock
+        self._conn: psycopg.Connection[Any] | None = None
+        self.reconnects = 0
+        self.transact(create_schema)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                self.reconnects += 1
+                self._conn.close()
+            self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        return self._conn
+
+    def transact(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``work(conn)`` in one transaction; on a broken connection reconnect and run it again."""
+
+        def in_transaction(conn: psycopg.Connection[Any]) -> T:
+            with conn.transaction():
+                return work(conn)
+
+        return self._retried(in_transaction)
+
+    def statement(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement committed on its own (autocommit: one round trip, no BEGIN/COMMIT); its row count.
+
+        The ledger's rows and the leases' one-row updates take this path; retried as :meth:`transact`.
+        """
+        return self._retried(lambda conn: conn.execute(sql, params).rowcount)
+
+    def _retried(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        deadline = self._clock() + self.retry_s
+        delay = 0.05
+        while True:
+            try:
+                return work(self._connection())
+            except psycopg.OperationalError:
+                if self._conn is not None and not (self._conn.broken or self._conn.closed):
+                    raise  # the server answered with an error: not a connection to mend
+                if self._clock() >= deadline:
+                    raise
+                self._sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+def create_schema(conn: psycopg.Connection[Any]) -> None:
+    """Every table of a PostgreSQL store, created if missing (serialised by an advisory lock: many workers start)."""
+    conn.execute("SELECT pg_advisory_xact_lock(1515)")
+    conn.execute(SCHEMA)
+
+
+def load_documents(db: PgConnection, batch_id: str, documents: Iterable[Any], *,
+                   spec: dict[str, Any] | None = None, chunk: int = CHUNK) -> int:
+    """Stream a batch's raw entries into the store, ``chunk`` per transaction; how many there are.
+
+    Idempotent: loading the same batch again rewrites the same rows (``seq`` is the entry's position), so a
+    ``run --store`` that died while loading can be started again. ``batches.loaded`` turns true at the end:
+    a worker that joins before that waits for it.
+    """
+    db.transact(lambda c: c.execute(
+        "INSERT INTO batches (batch_id, spec, created_at) VALUES (%s, %s, %s) ON CONFLICT (batch_id) DO UPDATE "
+        "SET spec = excluded.spec", (batch_id, json.dumps(spec or {}), time.time())))
+    count = 0
+    rows: list[tuple[str, int, str]] = []
+
+    def flush(c: psycopg.Connection[Any]) -> None:
+        with c.cursor() as cur:
+            cur.executemany("INSERT INTO documents (batch_id, seq, raw) VALUES (%s, %s, %s) "
+                            "ON CONFLICT (batch_id, seq) DO UPDATE SET raw = excluded.raw", rows)
+
+    for raw in documents:
+        rows.append((batch_id, count, json.dumps(raw)))  # ASCII escapes, as the ledger
+        count += 1
+        if len(rows) >= chunk:
+            db.transact(flush)
+            rows = []
+    if rows:
+        db.transact(flush)
+    db.transact(lambda c: c.execute("UPDATE batches SET documents = %s, loaded = TRUE WHERE batch_id = %s",
+                                    (count, batch_id)))
+    return count
+
+
+def batch_info(db: PgConnection, batch_id: str) -> dict[str, Any] | None:
+    """A batch's row (documents, loaded, spec), None when the store has no such batch."""
+    row = db.transact(lambda c: c.execute(
+        "SELECT documents, loaded, spec FROM batches WHERE batch_id = %s", (batch_id,)).fetchone())
+    return None if row is None else {"documents": int(row[0]), "loaded": bool(row[1]), "spec": row[2]}
+
+
+def iter_documents(db: PgConnection, batch_id: str, *, chunk: int = CHUNK) -> Iterator[Any]:
+    """A batch's raw entries in input order, read ``chunk`` at a time (keyset pages: memory stays one page)."""
+    yield from _pages(db, "SELECT seq, raw FROM documents WHERE batch_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+                      batch_id, chunk)
+
+
+def iter_events(db: PgConnection, batch_id: str, *, chunk: int = 5000) -> Iterator[dict[str, Any]]:
+    """A batch's ledger events in the order they were written, every worker's together."""
+    for event in _pages(db, "SELECT seq, event FROM ledger WHERE batch_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+                        batch_id, chunk):
+        if isinstance(event, dict) and "ev" in event:
+            yield event
+
+
+def _pages(db: PgConnection, sql: str, batch_id: str, chunk: int) -> Iterator[Any]:
+    after = -1
+    while True:
+        rows = db.transact(lambda c, a=after: c.execute(sql, (batch_id, a, chunk)).fetchall())  # type: ignore[misc]
+        for seq, value in rows:
+            after = int(seq)
+            yield value
+        if len(rows) < chunk:
+            return
+
+
+def import_events(db: PgConnection, batch_id: str, events: Iterable[Mapping[str, Any]], *, chunk: int = CHUNK) -> int:
+    """Append events already written elsewhere (a worker's file ledger) to the batch's ledger, in order; how many."""
+    count = 0
+    rows: list[tuple[str, str]] = []
+
+    def flush(c: psycopg.Connection[Any]) -> None:
+        with c.cursor() as cur:
+            cur.executemany("INSERT INTO ledger (batch_id, event) VALUES (%s, %s)", rows)
+
+    for event in events:
+        rows.append((batch_id, json.dumps(dict(event), default=str)))
+        count += 1
+        if len(rows) >= chunk:
+            db.transact(flush)
+            rows = []
+    if rows:
+        db.transact(flush)
+    return count
+
+
+class PgLedger:
+    """The ledger of a worker whose batch lives in PostgreSQL: :class:`batchlab.ledger.Ledger`'s ``emit``, as rows.
+
+    One committed INSERT per event (the row is there or not, never half there, as a ledger line); the
+    envelope (``ev``, ``t``, ``pass``, ``pid``) is the file ledger's, so the metrics read both alike.
+    """
+
+    def __init__(self, db: PgConnection, batch_id: str, *, pass_no: int,
+                 clock: Callable[[], float] = time.time, pid: int = 0) -> None:
+        self.db, self.batch_id, self.pass_no = db, batch_id, pass_no
+        self._clock = clock
+        self._pid = pid or os.getpid()
+
+    def emit(self, ev: str, **fields: Any) -> None:
+        record: dict[str, Any] = {"ev": str(ev), "t": self._clock(), "pass": self.pass_no, "pid": self._pid}
+        for name, value in fields.items():
+            record[name] = _short(value) if type(value) is str else value
+        text = json.dumps(record, default=str)  # ASCII escapes: any string (a lone surrogate too) fits
+        self.db.statement("INSERT INTO ledger (batch_id, event) VALUES (%s, %s)", (self.batch_id, text))
+
+    def close(self) -> None:
+        """Nothing to close: the connection is the caller's."""

@@ -1,0 +1,145 @@
+"""``batchlab chaos RUN_DIR --workers N``: random SIGKILLs of fleet workers and one zombie, checked after each.
+
+While a fleet (:mod:`batchlab.fleet`, respawning the workers it loses) runs a batch, this SIGKILLs a random
+worker's process group at random instants, and once, after the fifth kill (or half of them, if fewer), SIGSTOPs
+a worker that holds a shard it has committed to, keeps it stopped until another worker has taken the shard over
+(its lease expired and the token moved on), then SIGCONTs it: the zombie. After every event it checks, from the records alone
+(:func:`batchlab.fleet_audit.audit`): no committed output disappeared, no put ever committed under a stale
+token, and the work redone so far is within the in-flight bound (each kill may redo at most the documents the
+dead worker had in flight: ``concurrency``). At the end every document must be committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..contract import BatchConfig
+from ..errors import EXIT_FAILED, EXIT_OK
+from ..faults import FaultPlan
+from ..fleet import FLEET_ROLE, Fleet
+from ..fleet_audit import Audit, audit
+from ..leases import HELD
+from ..paths import default_demo_impl, example_input
+from ..runlock import RunDirLock
+from ..runspec import RunSpec
+from ..service import LatencyModel
+
+
+@dataclass
+class WorkerChaosResult:
+    """Every event with the audit after it, and the verdict."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    final: Audit | None = None
+    bound: int = 0
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.final is not None and not self.final.lost
+
+    def lines(self) -> list[str]:
+        out = [f"{e['n']:>3}  {e['what']:<44} {e['audit']}" for e in self.events]
+        if self.final is not None:
+            out.append(f"end: {self.final.line()} (in-flight bound {self.bound}); {self.seconds:.1f} s")
+        return [*out, *(f"PROBLEM: {p}" for p in self.problems), "ok" if self.ok else "FAILED"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "events": self.events, "final": asdict(self.final) if self.final else None,
+                "bound": self.bound, "problems": self.problems, "seconds": self.seconds}
+
+
+def _check(fleet: Fleet, spec: RunSpec, result: WorkerChaosResult, kills: int, committed_before: int) -> Audit:
+    found = audit(spec.run_dir, spec.input, spec.batch_id)
+    bound = spec.config.concurrency * kills
+    if found.committed < committed_before:
+        result.problems.append(f"committed outputs went down: {committed_before} -> {found.committed}")
+    if found.stale_commits:
+        result.problems.append(f"stale-token commits: {found.stale_commits[:5]}")
+    if found.extra_puts > bound:
+        result.problems.append(f"{found.extra_puts} duplicate puts after {kills} kills (bound {bound})")
+    return found
+
+
+def _zombie(fleet: Fleet, lease_s: float, say: Callable[[str], None]) -> str | None:
+    """SIGSTOP a worker holding a shard, SIGCONT it once the shard was taken over; what happened, or None."""
+    for name in fleet.alive():
+        fleet.signal(name, signal.SIGSTOP)
+        held = [s for s in fleet.shard_states() if s.owner == name and s.state == HELD]
+        if not held or not fleet.write_lock_free():  # between shards, or frozen inside a transaction
+            fleet.signal(name, signal.SIGCONT)
+            continue
+        shard, token = held[0].shard, held[0].token
+        say(f"SIGSTOP {name} holding shard {shard} token {token}")
+        deadline = time.monotonic() + 20 * lease_s
+        while fleet.shard_states()[shard].token == token and time.monotonic() < deadline:
+            fleet.step()
+            time.sleep(0.05)
+        taken = fleet.shard_states()[shard].token > token
+        fleet.signal(name, signal.SIGCONT)
+        return f"zombie {name}: shard {shard} token {token} {'taken over' if taken else 'NOT taken'}, SIGCONT"
+    return None
+
+
+def run_chaos_workers(spec: RunSpec, *, workers: int, kills: int, lease_s: float = 1.5, min_s: float = 0.3,
+                      max_s: float = 2.0, seed: int = 15, on_line: Callable[[str], None] = lambda _: None,
+                      timeout_s: float = 900.0) -> WorkerChaosResult:
+    """The batch under ``kills`` random worker kills and one zombie (see the module), under the run-dir lock."""
+    rng = random.Random(seed)
+    result = WorkerChaosResult(bound=spec.config.concurrency * kills)
+    t0 = time.monotonic()
+    with RunDirLock(Path(spec.run_dir), role=FLEET_ROLE).acquire(spec.lock_wait_s):
+        fleet = Fleet(spec, workers, lease_s=lease_s)
+        fleet.start()
+        done_kills, committed, zombie_at = 0, 0, min(kills // 2, 5)  # early: a short batch has one too
+        try:
+            while fleet.step() and time.monotonic() - t0 < timeout_s:
+                if done_kills < kills or zombie_at >= 0:
+                    time.sleep(rng.uniform(min_s, max_s))
+                    alive = fleet.alive()
+                    if not alive or fleet.done():
+                        continue
+                    if done_kills == zombie_at and zombie_at >= 0:
+                        what = _zombie(fleet, lease_s, on_line) or "zombie: no worker held a shard"
+                        zombie_at = -1
+                    else:
+                        victim = rng.choice(alive)
+                        fleet.signal(victim, signal.SIGKILL)
+                        done_kills += 1
+                        what = f"SIGKILL {victim}"
+                    found = _check(fleet, spec, result, done_kills, committed)
+                    committed = found.committed
+                    result.events.append({"n": len(result.events) + 1, "what": what, "audit": found.line()})
+                    on_line(f"{len(result.events):>3}  {what:<44} {found.line()}")
+                else:
+                    time.sleep(0.1)
+        finally:
+            fleet.close()
+    result.final = _check(fleet, spec, result, done_kills, committed)
+    result.seconds = time.monotonic() - t0
+    if result.final.lost:
+        result.problems.append(f"{len(result.final.lost)} documents never committed: {result.final.lost[:5]}")
+    return result
+
+
+def cmd_chaos_workers(args: argparse.Namespace) -> int:
+    """``batchlab chaos RUN_DIR --workers N`` (wired from :mod:`batchlab.teach.chaos`)."""
+    spec = RunSpec(impl=Path(args.impl or default_demo_impl()), input=Path(args.input or example_input()),
+                   run_dir=Path(args.run_dir), config=BatchConfig(concurrency=args.concurrency),
+                   plan=FaultPlan(seed=args.seed, transient_rate=args.fault_rate),
+                   latency=LatencyModel(median_ms=args.latency_ms))
+    say = (lambda _: None) if args.json else (lambda line: print(line, flush=True))
+    result = run_chaos_workers(spec, workers=args.workers, kills=args.kills, lease_s=args.lease_s,
+                               min_s=args.min_s, max_s=args.max_s, seed=args.seed, on_line=say)
+    print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str) if args.json
+          else "\n".join(result.lines()))
+    return EXIT_OK if result.ok else EXIT_FAILED

@@ -1,0 +1,176 @@
+"""A fleet worker: the lease holder that claims shards of a batch one after another and runs a pass on each.
+
+``batchlab worker RUN_DIR --owner NAME [--lease-s L]`` (``python -m batchlab.workerproc``; ``batchlab run
+--workers N`` starts N of them, each in a process group of its own). Its loop:
+
+1. claim a shard (:meth:`batchlab.leases.SqliteLeaseStore.claim`: an expired one, else a free one);
+   none claimable: all done -> exit 0; some held by others -> wait a third of a lease (jittered) and look again,
+   since a held shard may expire (its holder died) and must then be taken over without anyone's command;
+2. hand the lease to the pass runner (:mod:`batchlab.shardpass`), a child in this worker's process group that
+   loaded the processor once and runs a pass per lease (a SIGSTOP of the group pauses both, a SIGKILL kills
+   both; linked to this process, it dies with it); a runner that died is replaced at once, before the next claim;
+3. renew the lease from a separate thread every third of its length, with jitter (抖动: workers that started
+   together do not renew in step); a renewal that fails means the token moved on (the shard was taken over
+   while this worker was paused): the runner is SIGKILLed at once;
+4. when the runner says ``done``, finish the shard (only if the lease is still ours) and go to 1.
+
+A runner that dies otherwise (the processor raised, could not be imported) releases its shard and ends this
+worker with :data:`EXIT_PASS_FAILED`: another worker would fail the same way, a human must look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .leases import DONE, Lease, SqliteLeaseStore
+from .lifeline import hold_parent_link, parent_link
+from .rundir import RunDir
+from .shardpass import EXIT_STALE
+
+DEFAULT_LEASE_S = 10.0
+EXIT_PASS_FAILED = 8
+
+
+class Renewer(threading.Thread):
+    """Renews one lease every third of its length (jittered) until stopped; on failure calls ``on_lost`` once."""
+
+    def __init__(self, path: Path, lease: Lease, *, lease_s: float, on_lost: Callable[[], None],
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+        super().__init__(daemon=True, name=f"renew-{lease.spec}")
+        self.path, self.lease, self.lease_s, self.on_lost, self.clock = path, lease, lease_s, on_lost, clock
+        self.rng = rng or random.Random()
+        self.done = threading.Event()
+        self.lost = False
+
+    def run(self) -> None:
+        store = SqliteLeaseStore(self.path)  # a connection of this thread's own
+        try:
+            while not self.done.wait(self.lease_s / 3 * self.rng.uniform(0.8, 1.2)):
+                if not store.renew(self.lease, now=self.clock(), lease_s=self.lease_s):
+                    self.lost = True
+                    self.on_lost()
+                    return
+        finally:
+            store.close()
+
+
+def spawn_runner(run_dir: Path) -> subprocess.Popen[bytes]:
+    """A pass runner that loads everything now and runs a pass per lease (:func:`batchlab.shardpass.serve_leases`)."""
+    link = parent_link()
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "batchlab.shardpass", str(run_dir), "--serve"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                env={**os.environ, **link.env}, pass_fds=link.pass_fds)
+    finally:
+        link.attach(proc)
+    return proc
+
+
+def _hand(proc: subprocess.Popen[bytes], lease: Lease, pass_no: int) -> bool:
+    """Give the runner its lease; False if it is gone."""
+    line = json.dumps({"batch_id": lease.batch_id, "shard": lease.shard, "of": lease.n_shards, "owner": lease.owner,
+                       "token": lease.token, "pass": pass_no}) + "\n"
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(line.encode("utf-8"))
+        proc.stdin.flush()
+    except (BrokenPipeError, OSError):
+        return False
+    return True
+
+
+def run_lease(run_dir: Path, store: SqliteLeaseStore, lease: Lease, *, lease_s: float, pass_base: int = 0,
+              runner: subprocess.Popen[bytes] | None = None) -> tuple[int, subprocess.Popen[bytes]]:
+    """One pass on a claimed shard under renewal; its exit code (0, or how the runner died: -9 when it was
+    killed for a lost lease) and the runner for the next shard (a new one, started at once, if this one died)."""
+    run = RunDir(run_dir)
+    pass_no = pass_base + store.claim_seq(lease)  # unique across the fleet's passes
+    proc = runner if runner is not None and runner.poll() is None else spawn_runner(run_dir)
+    if not _hand(proc, lease, pass_no):
+        proc.kill()
+        proc.wait()
+        proc = spawn_runner(run_dir)
+        if not _hand(proc, lease, pass_no):
+            raise OSError("a shard pass could not be started")
+
+    def lost() -> None:
+        print(f"worker {lease.owner}: lease on shard {lease.spec} (token {lease.token}) lost; stopping its pass",
+              flush=True)
+        proc.kill()
+
+    renewer = Renewer(run.sink, lease, lease_s=lease_s, on_lost=lost)
+    renewer.start()
+    assert proc.stdout is not None
+    code = next((0 for line in proc.stdout if line.strip() == b"done"), None)
+    if code is None:  # end of file: the runner died
+        code = proc.wait()
+    renewer.done.set()
+    renewer.join()
+    next_runner = proc if proc.poll() is None else spawn_runner(run_dir)
+    if renewer.lost:
+        return code, next_runner
+    if code == 0:
+        if not store.finish(lease):
+            print(f"worker {lease.owner}: shard {lease.spec} finished but token {lease.token} is no longer current",
+                  flush=True)
+    elif code != EXIT_STALE:
+        store.release(lease)
+    return code, next_runner
+
+
+def work(run_dir: Path, batch_id: str, owner: str, *, lease_s: float = DEFAULT_LEASE_S, pass_base: int = 0,
+         clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> int:
+    """Claim and run shards until every shard of the batch is done (see the module); the exit code."""
+    rng = rng or random.Random()
+    store = SqliteLeaseStore(RunDir(run_dir).sink)
+    runner = spawn_runner(run_dir)
+    try:
+        while True:
+            lease = store.claim(batch_id, owner, now=clock(), lease_s=lease_s)
+            if lease is None:
+                if all(s.state == DONE for s in store.shards(batch_id)):
+                    return 0
+                time.sleep(lease_s / 3 * rng.uniform(0.5, 1.0))
+                continue
+            print(f"worker {owner}: claimed shard {lease.spec} token {lease.token}", flush=True)
+            code, runner = run_lease(run_dir, store, lease, lease_s=lease_s, pass_base=pass_base, runner=runner)
+            if code not in (0, EXIT_STALE, -signal.SIGKILL):
+                print(f"worker {owner}: the pass on shard {lease.spec} failed (exit {code}); see its pass*.stderr",
+                      flush=True)
+                return EXIT_PASS_FAILED
+    finally:
+        store.close()
+        if runner.stdin is not None:
+            with contextlib.suppress(OSError):
+                runner.stdin.close()  # end of file: the runner leaves
+        runner.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    hold_parent_link()  # a worker started by `batchlab run --workers` dies with it
+    parser = argparse.ArgumentParser(prog="batchlab worker")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--owner", default=f"w{os.getpid()}")
+    parser.add_argument("--lease-s", type=float, default=DEFAULT_LEASE_S)
+    parser.add_argument("--pass-base", type=int, default=0, help="pass numbers continue from this one")
+    args = parser.parse_args(argv)
+    from .runspec import read_spec
+
+    return work(args.run_dir, read_spec(args.run_dir).batch_id, args.owner, lease_s=args.lease_s,
+                pass_base=args.pass_base)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

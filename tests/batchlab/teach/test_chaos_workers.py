@@ -1,0 +1,28 @@
+"""batchlab.teach.chaos_workers: a fleet under random worker SIGKILLs and one zombie, checked after each event."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from batchlab.contract import BatchConfig
+from batchlab.examples import make_documents, write_input
+from batchlab.paths import solution_module
+from batchlab.runspec import RunSpec
+from batchlab.service import LatencyModel
+from batchlab.teach.chaos_workers import run_chaos_workers
+
+
+def test_kills_and_a_zombie_lose_nothing_and_no_stale_token_commits(tmp_path: Path) -> None:
+    """Two worker kills and one zombie taken over: every document committed, no stale commit, redo within bound."""
+    input_path = write_input(tmp_path / "input.json", make_documents(400, seed=15, max_bytes=2000))
+    spec = RunSpec(impl=solution_module(), input=input_path, run_dir=tmp_path / "run",
+                   config=BatchConfig(concurrency=2), latency=LatencyModel(median_ms=30.0))
+    lines: list[str] = []
+    result = run_chaos_workers(spec, workers=3, kills=2, lease_s=1.5, min_s=0.3, max_s=0.8, seed=3,
+                               on_line=lines.append)
+    assert result.ok, result.lines()
+    assert result.final is not None and result.final.stale_commits == [] and result.final.lost == []
+    assert result.final.extra_puts <= result.bound
+    assert any(e["what"].startswith("SIGKILL") for e in result.events), result.lines()
+    zombie = [e["what"] for e in result.events if e["what"].startswith("zombie")]
+    assert zombie and "taken over" in zombie[0], result.lines()

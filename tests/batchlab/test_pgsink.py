@@ -1,0 +1,89 @@
+"""The PostgreSQL sink on a real server: SqliteSink's semantics, fenced writes, and a server restart survived."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pgserver import PgServer, need_psycopg
+
+need_psycopg()
+
+from batchlab.documents import Document
+from batchlab.pgsink import PgSink, read_outputs, read_puts
+from batchlab.pgstore import PgConnection
+from batchlab.sink import SqliteSink
+from batchlab.sink import read_outputs as sqlite_outputs
+from batchlab.sink import read_puts as sqlite_puts
+
+A = Document(id="doc-a", content="Alpha text.", source="wiki")
+B = Document(id="doc-b", content="Beta text.", source="wiki")
+
+#: (key, doc, chunks, mode): a first write, a degraded one, a redo, an upgrade, a redo after the upgrade.
+WRITES: list[tuple[str, Document, list[str], str]] = [
+    ("ka", A, ["a1", "a2"], "full"),
+    ("kb", B, ["b"], "degraded"),
+    ("ka", A, ["a1", "a2"], "full"),
+    ("kb", B, ["b1", "b2"], "full"),
+    ("kb", B, ["b1", "b2"], "full"),
+]
+
+
+def replay(sink: Any) -> list[int]:
+    """Put :data:`WRITES` through ``sink``; what each put returned."""
+    return [sink.put(key, doc, chunks, [[0.5 * i] for i in range(len(chunks))], mode=mode)
+            for key, doc, chunks, mode in WRITES]
+
+
+def ticking() -> Any:
+    """A clock that returns 1000.0, 1001.0, ...: both sinks see the same instants."""
+    counter = itertools.count(1000)
+    return lambda: float(next(counter))
+
+
+def test_the_same_writes_leave_the_same_outputs_and_puts_as_sqlite(pg_db: str, tmp_path: Path) -> None:
+    """Upserts, redo counts, the upgrade and the record of every put are SqliteSink's, write for write."""
+    db = PgConnection(pg_db)
+    pg_returns = replay(PgSink(db, "b1", pass_no=2, clock=ticking()))
+    sqlite_returns = replay(SqliteSink(tmp_path / "sink.sqlite", pass_no=2, clock=ticking()))
+    assert pg_returns == sqlite_returns == [1, 1, 2, 1, 2]
+    assert read_outputs(db, "b1") == sorted(sqlite_outputs(tmp_path / "sink.sqlite"), key=lambda r: r.key)
+    assert read_puts(db, "b1") == sqlite_puts(tmp_path / "sink.sqlite")
+    assert [p["upgrade"] for p in read_puts(db, "b1")] == [False, False, False, True, False]
+
+
+def test_batches_of_one_store_do_not_see_each_other(pg_db: str) -> None:
+    """The same key in two batches is two outputs: every table is keyed by the batch."""
+    db = PgConnection(pg_db)
+    one, two = PgSink(db, "one"), PgSink(db, "two")
+    assert one.put("k", A, ["x"], [[1.0]]) == 1 and two.put("k", A, ["y"], [[2.0]]) == 1
+    rec = one.get("k")
+    assert rec is not None and rec.chunks == ["x"] and one.keys() == {"k"} and "k" in two and "z" not in two
+
+
+def test_a_refusing_guard_rolls_the_put_back(pg_db: str) -> None:
+    """A guard that raises inside the transaction leaves no output and no put behind."""
+    db = PgConnection(pg_db)
+
+    def refuse(conn: Any, key: str) -> None:
+        conn.execute("INSERT INTO fence_refusals (key, batch_id, shard, token, owner, t) "
+                     "VALUES (%s, 'b', 0, 1, 'w', 0)", (key,))  # written in the put's transaction...
+        raise PermissionError(key)
+
+    with pytest.raises(PermissionError):
+        PgSink(db, "b", guard=refuse).put("k", A, ["x"], [[1.0]])
+    assert read_outputs(db, "b") == [] and read_puts(db, "b") == []
+    assert db.transact(lambda c: c.execute("SELECT count(*) FROM fence_refusals").fetchone()) == (0,)  # ...rolled back
+
+
+def test_a_put_after_a_server_restart_reconnects(pg: PgServer, pg_db: str) -> None:
+    """The server crash-stopped and started again: the sink's next put reconnects, and the earlier one is kept."""
+    db = PgConnection(pg_db)
+    sink = PgSink(db, "b")
+    assert sink.put("k1", A, ["x"], [[1.0]]) == 1
+    pg.restart()
+    assert sink.put("k2", B, ["y"], [[2.0]]) == 1
+    assert db.reconnects == 1 and sink.keys() == {"k1", "k2"}
+    assert [p["key"] for p in read_puts(db, "b")] == ["k1", "k2"]

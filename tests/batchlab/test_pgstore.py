@@ -1,0 +1,71 @@
+"""A batch in PostgreSQL on a real server: schema, documents streamed in and out, the ledger as rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pgserver import need_psycopg
+
+need_psycopg()
+
+from batchlab.ledger import Ev
+from batchlab.pgstore import (
+    PgConnection,
+    PgLedger,
+    batch_info,
+    import_events,
+    is_store_url,
+    iter_documents,
+    iter_events,
+    load_documents,
+)
+
+
+def docs(n: int) -> list[dict[str, Any]]:
+    return [{"id": f"d{i}", "content": f"text {i} \u4e2d\u6587 \ud800", "source": "s"} for i in range(n)]
+
+
+def test_a_batch_is_streamed_in_chunks_and_read_back_in_order(pg_db: str) -> None:
+    """Twenty entries loaded seven at a time come back in input order, lone surrogate and all; the batch is loaded."""
+    db = PgConnection(pg_db)
+    assert load_documents(db, "b", iter(docs(20)), spec={"impl": "x.py"}, chunk=7) == 20
+    assert list(iter_documents(db, "b", chunk=6)) == docs(20)
+    assert batch_info(db, "b") == {"documents": 20, "loaded": True, "spec": {"impl": "x.py"}}
+    assert batch_info(db, "other") is None and list(iter_documents(db, "other")) == []
+
+
+def test_loading_a_batch_again_rewrites_the_same_rows(pg_db: str) -> None:
+    """A load started again after a crash leaves one row per entry, not two."""
+    db = PgConnection(pg_db)
+    load_documents(db, "b", docs(5), chunk=2)
+    load_documents(db, "b", docs(5), chunk=3)
+    assert list(iter_documents(db, "b")) == docs(5)
+
+
+def test_two_connections_create_the_schema_side_by_side(pg_db: str) -> None:
+    """Workers that start together both create the schema (an advisory lock orders them), and both work."""
+    first, second = PgConnection(pg_db), PgConnection(pg_db)
+    load_documents(first, "b", docs(1))
+    assert list(iter_documents(second, "b")) == docs(1)
+
+
+def test_the_ledger_keeps_every_workers_events_in_order(pg_db: str) -> None:
+    """Events emitted by two workers' ledgers, and a file ledger's imported, read back in write order with the envelope."""
+    db = PgConnection(pg_db)
+    one, two = PgLedger(db, "b", pass_no=1, clock=lambda: 5.0, pid=11), PgLedger(db, "b", pass_no=2, pid=22)
+    one.emit(Ev.PASS_START, t0=1.0, batch_id="b", crash=None, at=None)
+    two.emit(Ev.CALL_START, doc_id="d0", ident="i", chunk=0, attempt=1, call=1, inflight=1, doc_inflight=1)
+    assert import_events(db, "b", [{"ev": "kill", "t": 9.0, "pass": 1, "pid": 1, "kind": "x"}]) == 1
+    PgLedger(db, "other", pass_no=1).emit(Ev.PASS_START)
+    events = list(iter_events(db, "b", chunk=2))
+    assert [(e["ev"], e["pass"]) for e in events] == [("pass_start", 1), ("call_start", 2), ("kill", 1)]
+    assert events[0] == {"ev": "pass_start", "t": 5.0, "pass": 1, "pid": 11, "t0": 1.0, "batch_id": "b",
+                         "crash": None, "at": None}
+
+
+@pytest.mark.parametrize(("text", "store"), [("postgresql://u@h/db", True), ("postgres://h/db", True),
+                                             ("runs/demo", False), ("sqlite:///x", False)])
+def test_a_store_url_is_told_from_a_run_directory(text: str, store: bool) -> None:
+    """Only postgresql:// and postgres:// URLs name a PostgreSQL store."""
+    assert is_store_url(text) is store
