@@ -52,7 +52,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, NoReturn, Protocol
 
 FREE, HELD, DONE = "free", "held", "done"
 
@@ -98,6 +98,37 @@ class StaleLease(Exception):
                          f"of {lease.owner} may not write {key}")
         self.lease = lease
         self.key = key
+
+
+#: The exit code of a pass whose put the fence refused (its lease's token had moved on).
+EXIT_STALE = 7
+
+
+class FencedSink:
+    """The processor's sink with its lease's fence (SQLite or PostgreSQL): a put the fence refuses calls
+    ``on_refused(key)``, which records the refusal and ends the process (it never returns), whatever the
+    processor would do with an exception."""
+
+    def __init__(self, inner: Any, on_refused: Callable[[str], NoReturn]) -> None:
+        self._inner, self._on_refused = inner, on_refused
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def put(self, key: str, doc: Any, *args: Any, **kwargs: Any) -> int:
+        try:
+            return int(self._inner.put(key, doc, *args, **kwargs))
+        except StaleLease:
+            self._on_refused(key)
+
+    def get(self, key: str) -> Any:
+        return self._inner.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._inner
+
+    def keys(self) -> set[str]:
+        return set(self._inner.keys())
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import psycopg
 
 from .errors import EXIT_BAD_INPUT, KitError
-from .leases import DONE, Lease, StaleLease
+from .leases import DONE, EXIT_STALE, FencedSink, Lease
 from .ledger import Ev, Ledger
 from .lifeline import hold_parent_link, parent_link
 from .pgbatch import join_batch, publish_batch
@@ -54,35 +54,8 @@ DEFAULT_LEASE_S = 10.0
 #: and looking often is what makes a dead worker's shard taken over soon after its expiry, and the batch's end
 #: seen by every worker soon after its last shard is done.
 IDLE_POLL_S = 0.5
-#: A pass whose put the fence refused (its lease's token had moved on).
-EXIT_STALE = 7
 #: The worker's exit when a pass failed otherwise (the processor raised, could not be imported).
 EXIT_PASS_FAILED = 8
-
-
-class FencedSink:
-    """The processor's sink: a fenced :class:`PgSink` that ends the process when the fence refuses a put."""
-
-    def __init__(self, inner: PgSink, store: PgLeaseStore, lease: Lease, ledger: PgLedger) -> None:
-        self._inner, self._store, self._lease, self._ledger = inner, store, lease, ledger
-
-    def put(self, key: str, doc: Any, *args: Any, **kwargs: Any) -> int:
-        try:
-            return self._inner.put(key, doc, *args, **kwargs)
-        except StaleLease:
-            self._store.refuse(self._lease, key, now=time.time())
-            self._ledger.emit(Ev.STOPPED, signal="stale_lease", shard=self._lease.spec, token=self._lease.token,
-                              owner=self._lease.owner, refused_key=key)
-            os._exit(EXIT_STALE)
-
-    def get(self, key: str) -> Any:
-        return self._inner.get(key)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._inner
-
-    def keys(self) -> set[str]:
-        return self._inner.keys()
 
 
 def run_pass(url: str, folder: Path, lease: Lease, pass_no: int) -> dict[str, Any]:
@@ -101,9 +74,15 @@ def run_pass(url: str, folder: Path, lease: Lease, pass_no: int) -> dict[str, An
     store = PgLeaseStore(db)
     service = SimulatedService(plan=spec.plan, latency=spec.latency, ledger=cast(Ledger, ledger))
     inner = PgSink(db, lease.batch_id, ledger=ledger, pass_no=pass_no, guard=store.fence(lease, time.time))
+
+    def refused(key: str) -> NoReturn:
+        store.refuse(lease, key, now=time.time())
+        ledger.emit(Ev.STOPPED, signal="stale_lease", shard=lease.spec, token=lease.token, owner=lease.owner,
+                    refused_key=key)
+        os._exit(EXIT_STALE)
     (folder / "state").mkdir(exist_ok=True)
     report = asyncio.run(entry(open_checked(spec.input, None), batch_id=lease.batch_id, service=service,
-                               sink=FencedSink(inner, store, lease, ledger), state_dir=folder / "state",
+                               sink=FencedSink(inner, refused), state_dir=folder / "state",
                                config=dataclasses.replace(spec.config, shard=lease.spec)))
     report_dict = dict(report.to_dict()) if hasattr(report, "to_dict") else dict(report)
     ledger.emit(Ev.PASS_END, report=report_dict, calls=service.calls, commits=inner.commits)

@@ -25,46 +25,14 @@ import inspect
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .leases import Lease, SqliteLeaseStore, StaleLease
+from .leases import EXIT_STALE, FencedSink, Lease, SqliteLeaseStore, StaleLease
 from .ledger import Ev, Ledger
 from .lifeline import hold_parent_link
 from .rundir import RunDir
 from .sink import SqliteSink
-
-#: The exit code of a pass whose put was refused by the fence (its lease's token had moved on).
-EXIT_STALE = 7
-
-
-class FencedSink:
-    """The processor's sink: a :class:`SqliteSink` with the lease's fence; a refused put calls ``on_refused``.
-
-    ``on_refused(key)`` records the refusal and ends the process (it never returns).
-    """
-
-    def __init__(self, inner: SqliteSink, on_refused: Callable[[str], NoReturn]) -> None:
-        self._inner, self._on_refused = inner, on_refused
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def put(self, key: str, doc: Any, *args: Any, **kwargs: Any) -> int:
-        try:
-            return self._inner.put(key, doc, *args, **kwargs)
-        except StaleLease:
-            self._on_refused(key)
-
-    def get(self, key: str) -> Any:
-        return self._inner.get(key)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._inner
-
-    def keys(self) -> set[str]:
-        return self._inner.keys()
 
 
 def _load(run_dir: Path) -> tuple[Any, Any]:

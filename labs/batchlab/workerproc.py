@@ -33,10 +33,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .leases import DONE, Lease, SqliteLeaseStore
+from .leases import DONE, EXIT_STALE, Lease, SqliteLeaseStore
 from .lifeline import hold_parent_link, parent_link
 from .rundir import RunDir
-from .shardpass import EXIT_STALE
 
 DEFAULT_LEASE_S = 10.0
 EXIT_PASS_FAILED = 8

@@ -18,7 +18,7 @@ from batchlab.contract import BatchConfig
 from batchlab.examples import make_documents, write_input
 from batchlab.fleet import FLEET_ROLE, Fleet, alone_tail, default_shards, run_fleet
 from batchlab.fleet_audit import audit
-from batchlab.leases import HELD, SqliteLeaseStore
+from batchlab.leases import EXIT_STALE, HELD, SqliteLeaseStore
 from batchlab.ledger import FIELDS, Ev, read_events
 from batchlab.metrics import metrics_for_run
 from batchlab.paths import solution_module
@@ -27,7 +27,6 @@ from batchlab.runlock import RunDirLock, lock_is_held
 from batchlab.runner import prepare
 from batchlab.runspec import RunSpec
 from batchlab.service import LatencyModel
-from batchlab.shardpass import EXIT_STALE
 from batchlab.workerproc import EXIT_PASS_FAILED
 
 CONCURRENCY = 2  #: documents in flight per pass: small, so that a shard takes a while even on an idle machine
