@@ -9,14 +9,14 @@ saw (``claims_seen``, read in the put's transaction) a claim of S with a token a
 from __future__ import annotations
 
 import sqlite3
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .documents import load_batch
+from .documents import ident_of, open_batch
+from .fold_store import FoldStore
+from .inventory import iter_unique
 from .leases import connect as lease_connect
 from .rundir import RunDir
-from .sink import read_outputs, read_puts
 
 
 @dataclass
@@ -51,21 +51,33 @@ def stale_commits(conn: sqlite3.Connection, batch_id: str) -> list[tuple[str, in
 
 
 def audit(run_dir: str | Path, input_path: str | Path, batch_id: str) -> Audit:
-    """Lost, duplicated and stale-token-committed documents of a fleet's batch (see the module)."""
+    """Lost, duplicated and stale-token-committed documents of a fleet's batch (see the module).
+
+    Streamed, as the metrics are: the input is read one document at a time and the identities met, committed or
+    not, are kept in a scratch SQLite table (:class:`~batchlab.fold_store.FoldStore`), duplicates are counted by
+    SQLite, so the audit of a million-document batch does not hold the batch, its outputs or its puts in memory.
+    """
     run = RunDir(Path(run_dir))
-    inventory = load_batch(input_path).inventory()
-    names = {e.ident: e.document.id for e in inventory.entries if e.ident is not None and e.document is not None}
-    writes = Counter(p["ident"] for p in read_puts(run.sink) if not p["upgrade"])
-    committed = {rec.ident for rec in read_outputs(run.sink)}
+    unique = committed = 0
+    lost: list[str] = []
     conn = lease_connect(run.sink)
     try:
+        with FoldStore(on_disk=True) as done:
+            for (ident,) in conn.execute("SELECT ident FROM outputs"):
+                done.add_ident(str(ident), "")
+            for doc in iter_unique(open_batch(input_path), on_disk=True):
+                unique += 1
+                if done.add_ident(ident_of(doc), doc.id):  # new here: no output has its identity
+                    lost.append(doc.id)
+                else:
+                    committed += 1
+        duplicates = {str(doc_id): int(n) for doc_id, n in conn.execute(
+            "SELECT MIN(doc_id), COUNT(*) FROM puts WHERE upgrade = 0 GROUP BY ident HAVING COUNT(*) > 1")}
         stale = stale_commits(conn, batch_id)
         (refusals,) = conn.execute("SELECT COUNT(*) FROM fence_refusals WHERE batch_id = ?", (batch_id,)).fetchone()
         (takeovers,) = conn.execute("SELECT COUNT(*) FROM lease_claims WHERE batch_id = ? AND took_over_from "
                                     "IS NOT NULL", (batch_id,)).fetchone()
     finally:
         conn.close()
-    return Audit(unique=inventory.unique, committed=len(committed & inventory.idents),
-                 lost=sorted(names[i] for i in inventory.idents - committed),
-                 duplicates={names.get(i, i): n for i, n in writes.items() if n > 1},
-                 stale_commits=stale, refusals=int(refusals), takeovers=int(takeovers))
+    return Audit(unique=unique, committed=committed, lost=sorted(lost), duplicates=duplicates, stale_commits=stale,
+                 refusals=int(refusals), takeovers=int(takeovers))
