@@ -19,6 +19,7 @@ rate then counts, honestly, as an execution it cannot tell from a redo.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -166,22 +167,10 @@ def load_documents(db: PgConnection, batch_id: str, documents: Iterable[Any], *,
     db.transact(lambda c: c.execute(
         "INSERT INTO batches (batch_id, spec, created_at) VALUES (%s, %s, %s) ON CONFLICT (batch_id) DO UPDATE "
         "SET spec = excluded.spec", (batch_id, json.dumps(spec or {}), time.time())))
-    count = 0
-    rows: list[tuple[str, int, str]] = []
-
-    def flush(c: psycopg.Connection[Any]) -> None:
-        with c.cursor() as cur:
-            cur.executemany("INSERT INTO documents (batch_id, seq, raw) VALUES (%s, %s, %s) "
-                            "ON CONFLICT (batch_id, seq) DO UPDATE SET raw = excluded.raw", rows)
-
-    for raw in documents:
-        rows.append((batch_id, count, json.dumps(raw)))  # ASCII escapes, as the ledger
-        count += 1
-        if len(rows) >= chunk:
-            db.transact(flush)
-            rows = []
-    if rows:
-        db.transact(flush)
+    count = _insert_in_chunks(db, "INSERT INTO documents (batch_id, seq, raw) VALUES (%s, %s, %s) "
+                              "ON CONFLICT (batch_id, seq) DO UPDATE SET raw = excluded.raw",
+                              ((batch_id, seq, json.dumps(raw)) for seq, raw in enumerate(documents)),  # ASCII escapes
+                              chunk)
     db.transact(lambda c: c.execute("UPDATE batches SET documents = %s, loaded = TRUE WHERE batch_id = %s",
                                     (count, batch_id)))
     return count
@@ -221,21 +210,22 @@ def _pages(db: PgConnection, sql: str, batch_id: str, chunk: int) -> Iterator[An
 
 def import_events(db: PgConnection, batch_id: str, events: Iterable[Mapping[str, Any]], *, chunk: int = CHUNK) -> int:
     """Append events already written elsewhere (a worker's file ledger) to the batch's ledger, in order; how many."""
+    return _insert_in_chunks(db, "INSERT INTO ledger (batch_id, event) VALUES (%s, %s)",
+                             ((batch_id, json.dumps(dict(event), default=str)) for event in events), chunk)
+
+
+def _insert_in_chunks(db: PgConnection, sql: str, rows: Iterable[tuple[Any, ...]], chunk: int) -> int:
+    """``sql`` for every row, ``chunk`` rows per transaction (a redo after a reconnect repeats that chunk alone);
+    how many rows: memory holds one chunk whatever the stream's length."""
     count = 0
-    rows: list[tuple[str, str]] = []
+    source = iter(rows)
+    while page := list(itertools.islice(source, chunk)):
+        def flush(c: psycopg.Connection[Any], page: list[tuple[Any, ...]] = page) -> None:
+            with c.cursor() as cur:
+                cur.executemany(sql, page)
 
-    def flush(c: psycopg.Connection[Any]) -> None:
-        with c.cursor() as cur:
-            cur.executemany("INSERT INTO ledger (batch_id, event) VALUES (%s, %s)", rows)
-
-    for event in events:
-        rows.append((batch_id, json.dumps(dict(event), default=str)))
-        count += 1
-        if len(rows) >= chunk:
-            db.transact(flush)
-            rows = []
-    if rows:
         db.transact(flush)
+        count += len(page)
     return count
 
 
