@@ -25,12 +25,24 @@ def add_store_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --store: how long to retry an unreachable server before giving up (default 10)")
 
 
-def _check_store(args: argparse.Namespace) -> None:
+def check_url(url: str) -> None:
+    """A ``--store`` that is not a PostgreSQL URL is a usage error, before psycopg reads it."""
     from ..pgstore import is_store_url
 
-    if not is_store_url(args.store):
-        raise UsageError(f"{args.store!r} is not a PostgreSQL URL", code="usage_error", details={"store": args.store},
+    if not is_store_url(url):
+        raise UsageError(f"{url!r} is not a PostgreSQL URL", code="usage_error", details={"store": url},
                          hints=["--store postgresql://user@host:port/database"])
+
+
+def _unreadable(exc: Exception, batch_id: str) -> KitError:
+    """The unified error for a store the server refused or never answered for."""
+    return KitError(f"the store cannot be read: {type(exc).__name__}: {exc}".strip(), code="store_unreachable",
+                    details={"batch_id": batch_id},
+                    hints=["Is the server up and the URL right? `psql URL -c 'select 1'` tells."])
+
+
+def _check_store(args: argparse.Namespace) -> None:
+    check_url(args.store)
     if not args.batch_id:
         raise UsageError("--store needs --batch-id", code="usage_error", details={"store": args.store},
                          hints=["One store holds many batches: name the one to read."])
@@ -60,9 +72,7 @@ def cmd_metrics_store(args: argparse.Namespace) -> int:
     try:
         metrics = metrics_for_store(args.store, args.batch_id, retry_s=args.store_retry_s)
     except psycopg.Error as exc:
-        raise KitError(f"the store cannot be read: {type(exc).__name__}: {exc}".strip(), code="store_unreachable",
-                       details={"batch_id": args.batch_id},
-                       hints=["Is the server up and the URL right? `psql URL -c 'select 1'` tells."]) from None
+        raise _unreadable(exc, args.batch_id) from None
     print(strict_json(metrics.to_dict(), ensure_ascii=False, indent=2, default=str) if args.json
           else format_table(metrics))
     return EXIT_OK
@@ -93,12 +103,18 @@ def cmd_worker_store(args: argparse.Namespace) -> int:
 def run_store(spec: RunSpec, *, url: str, workers: int, shards: int, lease_s: float, folder: Path) -> int:
     """``run --store URL --workers N``, given the run's spec: publish, run N local workers, print their exits and the
     metric table; 0 when every worker ended cleanly (for the ``run`` verb to call when ``--store`` is given)."""
+    check_url(url)
     _import_psycopg()
+    import psycopg
+
     from ..metrics import format_table
     from ..pgmetrics import metrics_for_store
     from ..pgworker import run_fleet
 
-    exits = run_fleet(url, spec, workers=workers, shards=shards, folder=folder, lease_s=lease_s)
+    try:
+        exits = run_fleet(url, spec, workers=workers, shards=shards, folder=folder, lease_s=lease_s)
+    except psycopg.Error as exc:
+        raise _unreadable(exc, spec.batch_id) from None
     print("\n".join(f"  {owner}: exit {code}" for owner, code in sorted(exits.items())))
     print(format_table(metrics_for_store(url, spec.batch_id)))
     return EXIT_OK if all(code == 0 for code in exits.values()) else EXIT_FAILED

@@ -62,3 +62,12 @@ def test_worker_without_a_run_directory_or_a_store_is_the_unified_error(tmp_path
     done = batchlab("worker", cwd=tmp_path)
     assert done.returncode == 2
     assert json.loads(done.stdout)["error"]["code"] == "usage_error"
+
+
+def test_run_with_a_store_that_is_not_a_postgresql_url_is_the_unified_error(source: Path, tmp_path: Path) -> None:
+    """`run --store notaurl` exits 2 with a usage_error body naming the store, not psycopg's traceback."""
+    done = batchlab("run", "--input", str(source), "--store", "notaurl", "--workers", "2",
+                    "--run-dir", str(tmp_path / "local"), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert (error["code"], error["details"]) == ("usage_error", {"store": "notaurl"})
