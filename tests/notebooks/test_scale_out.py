@@ -29,6 +29,26 @@ def text(cell: dict[str, Any]) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
+def _execute(folder: Path, env: dict[str, str]) -> dict[str, str]:
+    """Run the whole notebook in a kernel with ``env`` added; each code cell's printed text by cell id."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits this process's environment
+    try:
+        nb = nbformat.read(NOTEBOOK, as_version=4)
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return {c.get("id"): "".join(o.get("text", "") for o in c.get("outputs", [])) for c in nb.cells
+            if c.cell_type == "code"}
+
+
 class TestShape:
     def test_the_teaching_text_is_chinese_and_answers_after_class_question_3(self) -> None:
         """Every markdown cell has Chinese prose; the first quotes 课后思考 3, the terms are given in English too."""
@@ -65,23 +85,17 @@ class TestShape:
 @pytest.mark.skipif(not solution_module().exists(), reason="the reference is not part of a student distribution")
 def test_without_postgresql_every_cell_runs_and_section_5_says_why_in_chinese(tmp_path: Path) -> None:
     """With the server binaries hidden ($BATCHLAB_PG_BIN empty) the notebook runs to its end, strict, and skips §5."""
-    import nbformat
-    from nbclient import NotebookClient
-
-    env = {"BATCHLAB_PG_BIN": str(tmp_path), "BATCHLAB_IMPL": str(solution_module()), "BATCHLAB_STRICT": "1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the kernel inherits this process's environment
-    try:
-        nb = nbformat.read(NOTEBOOK, as_version=4)
-        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    out = {c.get("id"): "".join(o.get("text", "") for o in c.get("outputs", [])) for c in nb.cells
-           if c.cell_type == "code"}
+    out = _execute(tmp_path, {"BATCHLAB_PG_BIN": str(tmp_path), "BATCHLAB_IMPL": str(solution_module()),
+                              "BATCHLAB_STRICT": "1"})
     skipped = [cid for cid, o in out.items() if "跳过" in o and "没有安装 PostgreSQL 的服务器程序" in o]
     assert len(skipped) >= 1 and "PostgreSQL is up" not in "".join(out.values())
     assert "0 stale-token commits" in "".join(out.values())
+
+
+@pytest.mark.slow
+def test_with_the_untouched_skeleton_every_cell_runs_and_the_worker_sections_say_what_to_finish(
+        tmp_path: Path, skeleton_impl: Path) -> None:
+    """A student who opens 08 before finishing step 05 can Run All: the real-worker sections name the TODO steps."""
+    out = _execute(tmp_path, {"BATCHLAB_IMPL": str(skeleton_impl), "BATCHLAB_STRICT": "0"})
+    notes = [cid for cid, o in out.items() if "先完成第 01-05 步" in o]
+    assert len(notes) >= 4 and "SIGKILL" not in "".join(out.values())
