@@ -26,7 +26,7 @@ from batchlab.runlock import RunDirLock
 from batchlab.runspec import RunSpec
 from batchlab.service import LatencyModel
 from batchlab.sink import connect as sink_connect
-from batchlab.teach.dashboard.fleetview import FleetLanesView, lanes_html
+from batchlab.teach.dashboard.fleetview import FleetLanesView, lanes_html, show_lanes
 from batchlab.teach.dashboard.lanes import (
     EXITED,
     HOLDING,
@@ -196,3 +196,9 @@ class TestOnARealFleet:
         assert view._thread is not None and not view._thread.is_alive()
         assert view.widget.value.count('class="bl-lane"') == len(final) == len(killed_fleet.exits)
         assert f'data-owner="{killed_fleet.victim}"' in view.widget.value and 'data-killed="true"' in view.widget.value
+
+    def test_show_lanes_displays_a_view_that_keeps_refreshing_until_stopped(self, killed_fleet: KilledFleet) -> None:
+        """show_lanes() (a notebook cell on a terminal's fleet) starts the refresher; stop() ends it."""
+        view = show_lanes(killed_fleet.run_dir)
+        assert view._thread is not None and view._thread.is_alive()
+        assert len(view.stop()) == len(killed_fleet.exits) and not view._thread.is_alive()

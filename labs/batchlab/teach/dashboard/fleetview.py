@@ -133,3 +133,14 @@ class FleetLanesView:
         if self._thread is not None:
             self._thread.join(timeout=5)
         return self.refresh()
+
+
+def show_lanes(run_dir: str | Path, **kwargs: Any) -> FleetLanesView:
+    """Display the lanes of a fleet's run directory and keep them fresh (e.g. while `batchlab run --workers 3`
+    runs in a terminal on the same directory); ``view.stop()`` ends the refresher."""
+    from IPython.display import display
+
+    view = FleetLanesView(run_dir, **kwargs)
+    display(view)
+    view.start()
+    return view
