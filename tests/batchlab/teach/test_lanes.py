@@ -202,3 +202,17 @@ class TestOnARealFleet:
         view = show_lanes(killed_fleet.run_dir)
         assert view._thread is not None and view._thread.is_alive()
         assert len(view.stop()) == len(killed_fleet.exits) and not view._thread.is_alive()
+
+    def test_the_teacher_dashboard_given_a_fleet_s_directory_shows_its_lanes_below_its_own_panels(
+            self, killed_fleet: KilledFleet, tmp_path: Path) -> None:
+        """Dashboard(fleet_dir=...) adds the lanes panel (one row per worker), refreshed until close()."""
+        from batchlab.teach.dashboard.model import DashboardModel
+        from batchlab.teach.dashboard.view import Dashboard
+
+        dash = Dashboard(DashboardModel(impl=solution_module(), runs_dir=tmp_path), fleet_dir=killed_fleet.run_dir)
+        try:
+            assert dash.fleet_lanes is not None and dash.widget.children[-1] is dash.fleet_lanes.widget
+            assert dash.fleet_lanes.widget.value.count('class="bl-lane"') == len(killed_fleet.exits)
+        finally:
+            dash.close()
+        assert dash.fleet_lanes._thread is not None and not dash.fleet_lanes._thread.is_alive()

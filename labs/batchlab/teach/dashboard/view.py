@@ -34,6 +34,7 @@ from typing import Any
 from ...errors import KitError
 from ...faults import CRASH_KINDS
 from .board import ERROR, FINISHED, IDLE, KILLED, RUNNING, DashboardError, DashboardSettings, Snapshot
+from .fleetview import FleetLanesView
 from .model import DashboardModel
 from .render import (
     CRASH_LABELS,
@@ -67,7 +68,7 @@ class Dashboard:
     """
 
     def __init__(self, model: DashboardModel | None = None, *, refresh_s: float = REFRESH_S,
-                 **model_kwargs: Any) -> None:
+                 fleet_dir: str | Path | None = None, **model_kwargs: Any) -> None:
         import ipywidgets as w
 
         self.model = model or DashboardModel(**model_kwargs)
@@ -123,6 +124,8 @@ class Dashboard:
         self.metrics.add_class("bl-metrics-box")
         self.plot = w.HTML()
         self.plot.add_class("bl-plot-box")
+        #: ``fleet_dir``: a fleet's run directory (``batchlab run --workers 3`` in a terminal): one lane per worker.
+        self.fleet_lanes = FleetLanesView(fleet_dir, refresh_s=refresh_s) if fleet_dir is not None else None
         self.widget = w.VBox([
             self.title,
             self.documents, self.fault_rate, self.concurrency, self.crash,
@@ -130,9 +133,12 @@ class Dashboard:
                     self.backfill_button],
                    layout=w.Layout(width="100%", max_width="1000px", flex_flow="row wrap")),
             self.status, self.progress_label, self.progress, self.counts, self.resources, self.plot, self.metrics,
+            *([self.fleet_lanes.widget] if self.fleet_lanes is not None else []),
         ], layout=w.Layout(width="100%"))
         self.widget.add_class("batchlab-dashboard")
         self.render(self.model.snapshot())
+        if self.fleet_lanes is not None:
+            self.fleet_lanes.start()  # the fleet runs on its own: its lanes refresh whatever the model does
 
     # -- display ----------------------------------------------------------------------
 
@@ -215,6 +221,8 @@ class Dashboard:
 
     def close(self) -> None:
         """Kill any worker, remove the temporary run directory, and show the empty dashboard."""
+        if self.fleet_lanes is not None:
+            self.fleet_lanes.stop()
         self.model.close()
         self.render()
 
