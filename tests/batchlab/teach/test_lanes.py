@@ -76,11 +76,17 @@ class TestLaneFold:
         assert lanes["w1"].lost == ("0/2 token 1 -> w2",) and lanes["w1"].state == LOST
         assert lanes["w2"].took_over == ("0/2 token 2 <- w1",) and lanes["w2"].lost == ()
 
-    def test_a_shard_claimed_again_after_it_finished_is_no_takeover(self) -> None:
-        """A later claim of a shard whose pass ended (a new batch over the same run) is no loss for anyone."""
+    def test_a_pass_that_ended_but_whose_shard_was_claimed_again_lost_it_before_its_finish(self) -> None:
+        """A done shard is never claimed again: w1 died between its pass_end and its finish, and lost shard 0."""
         fold = _fold(_start(1, "w1", "0/2", 1), {"ev": "pass_end", "pass": 1}, _start(2, "w2", "0/2", 2))
         lanes = {lane.owner: lane for lane in fold.lanes([], now=0.0)}
-        assert lanes["w1"].lost == () and lanes["w2"].took_over == () and lanes["w1"].state == IDLE
+        assert lanes["w1"].lost == ("0/2 token 1 -> w2",) and lanes["w2"].took_over == ("0/2 token 2 <- w1",)
+
+    def test_a_worker_that_claims_its_own_shard_again_lost_nothing(self) -> None:
+        """A re-claim by the same owner (its lease expired unnoticed, nobody else came) is no takeover."""
+        fold = _fold(_start(1, "w1", "0/2", 1), _start(2, "w1", "0/2", 2), {"ev": "pass_end", "pass": 2})
+        [lane] = fold.lanes([], now=0.0)
+        assert lane.lost == () and lane.took_over == () and lane.state == IDLE
 
     def test_a_refused_put_marks_the_lane_and_the_lease_table_gives_shard_token_and_time_left(self) -> None:
         """A stale_lease stop counts as refused; the held row gives the lane its shard, token and seconds left."""
@@ -160,7 +166,10 @@ def killed_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KilledFle
             while not any(e["ev"] == "sink_put" for e in read_events(RunDir(spec.run_dir).ledger)):
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-            held = next(s for s in fleet.shard_states() if s.state == HELD)
+            while not (holders := [s for s in fleet.shard_states() if s.state == HELD]):
+                assert time.monotonic() < deadline, "no worker held a shard"
+                time.sleep(0.02)
+            held = holders[0]
             fleet.signal(held.owner, signal.SIGKILL)
             while fleet.step():
                 assert time.monotonic() < deadline + 120, "the fleet did not finish"

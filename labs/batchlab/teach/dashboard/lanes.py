@@ -13,10 +13,11 @@ Everything comes from the two places the grader and the audit trust, never from 
   ``sink_put`` events under its pass number, ``pass_end`` closes a pass that finished its shard, and a pass whose
   put the fence refused ends with ``stopped`` (``signal: stale_lease``).
 
-A pass that never ended and whose shard was later claimed by another worker is a shard lost by its owner
-(SIGKILL, or SIGSTOP past its lease). The fold is incremental (:meth:`LaneFold.feed`), so a view can poll
-it five times a second on a long ledger; :func:`read_lanes` is the one-call form. Why apart from the model:
-docs/design.md principle 6 (the widget only displays what this computes; tests need no widgets).
+A finished shard is never claimed again, so a pass whose shard was claimed again by another worker is a shard
+lost by its owner (SIGKILL, SIGSTOP past its lease, or killed between its last commit and its ``finish``).
+The fold is incremental (:meth:`LaneFold.feed`), so a view can poll it five times a second on a long ledger;
+:func:`read_lanes` is the one-call form. Why apart from the model: docs/design.md principle 6 (the widget only
+displays what this computes; tests need no widgets).
 """
 
 from __future__ import annotations
@@ -119,14 +120,13 @@ class LaneFold:
     def _lane(self, owner: str, shards: list[ShardState], now: float, exit_code: int | None) -> Lane:
         mine = [p for p in self.passes.values() if p.owner == owner]
         lost, took = [], []
-        for p in mine:
+        for p in mine:  # a finished shard is never claimed again: a later claim means its holder lost it
             later = [q for q in self.passes.values() if q.shard == p.shard and q.token > p.token]
-            if later and not p.ended and min(later, key=lambda q: q.token).owner != owner:
-                lost.append(f"{p.shard} token {p.token} -> {min(later, key=lambda q: q.token).owner}")
+            if later and (nxt := min(later, key=lambda q: q.token)).owner != owner:
+                lost.append(f"{p.shard} token {p.token} -> {nxt.owner}")
             earlier = [q for q in self.passes.values() if q.shard == p.shard and q.token < p.token]
-            if earlier and not max(earlier, key=lambda q: q.token).ended \
-                    and max(earlier, key=lambda q: q.token).owner != owner:
-                took.append(f"{p.shard} token {p.token} <- {max(earlier, key=lambda q: q.token).owner}")
+            if earlier and (prev := max(earlier, key=lambda q: q.token)).owner != owner:
+                took.append(f"{p.shard} token {p.token} <- {prev.owner}")
         held = next((s for s in shards if s.owner == owner and s.state == HELD), None)
         refused = sum(p.refused for p in mine)
         state = (EXITED if exit_code is not None else REFUSED if refused and held is None
