@@ -47,8 +47,9 @@ def _who(lease: Lease) -> tuple[str, int, str, int]:
 class PgLeaseStore:
     """Leases in a PostgreSQL store (the tables of :data:`batchlab.pgstore.SCHEMA`), a :class:`LeaseStore`."""
 
-    def __init__(self, db: PgConnection) -> None:
+    def __init__(self, db: PgConnection, *, owns: bool = False) -> None:
         self.db = db
+        self._owns = owns  #: close the connection with the store (a worker's renewal thread opens one of its own)
 
     def _write(self, sql: str, args: tuple[object, ...]) -> bool:
         return self.db.statement(sql, args) == 1  # one UPDATE: atomic on its own
@@ -129,7 +130,9 @@ class PgLeaseStore:
         return [ShardState(r[0], int(r[1]), int(r[2]), r[3], r[4], int(r[5]), float(r[6]), int(r[7])) for r in rows]
 
     def close(self) -> None:
-        """Nothing to close: the connection is the caller's."""
+        """Close the connection if the store owns it (``owns=True``); otherwise it is the caller's."""
+        if self._owns:
+            self.db.close()
 
 
 def _valid(conn: psycopg.Connection[Any], lease: Lease, now: float, *, lock: str) -> bool:
