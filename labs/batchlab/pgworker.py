@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,12 +29,12 @@ from typing import Any
 from . import workerproc
 from .errors import EXIT_BAD_INPUT, KitError
 from .leases import Lease
-from .lifeline import hold_parent_link, parent_link
-from .pgbatch import join_batch, publish_batch
+from .lifeline import hold_parent_link
+from .pgbatch import join_batch
+from .pgfleet import run_fleet
 from .pgleases import PgLeaseStore
 from .pgsink import PgSink
 from .pgstore import PgConnection, PgLedger
-from .runspec import RunSpec
 from .shardpass import PassIO
 from .workerproc import DEFAULT_LEASE_S, EXIT_PASS_FAILED, IDLE_POLL_S, Seat
 
@@ -76,30 +75,6 @@ def work(url: str, batch_id: str, impl: Path, *, owner: str, folder: Path, lease
     finally:
         db.close()
     return workerproc.work(store_seat(url, folder), batch_id, owner, lease_s=lease_s, clock=clock, rng=rng)
-
-
-def run_fleet(url: str, spec: RunSpec, *, workers: int, shards: int, folder: Path,
-              lease_s: float = DEFAULT_LEASE_S) -> dict[str, int]:
-    """``run --store URL --workers N``: publish the batch, start N workers here, wait for them; each one's exit.
-
-    Workers started elsewhere (``python -m batchlab.pgworker URL --batch-id ID --impl PATH``) join the same
-    batch at any time; this returns when the local ones are done (every shard done, or a pass failed).
-    """
-    publish_batch(PgConnection(url), spec, shards=shards)
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    for i in range(workers):
-        owner = f"{os.uname().nodename}-{os.getpid()}-{i}"
-        link = parent_link()
-        started: subprocess.Popen[bytes] | None = None
-        try:
-            started = subprocess.Popen(
-                [sys.executable, "-m", "batchlab.pgworker", url, "--batch-id", spec.batch_id, "--impl",
-                 str(spec.impl), "--owner", owner, "--lease-s", repr(lease_s), "--folder", str(folder / owner)],
-                stdin=subprocess.DEVNULL, env={**os.environ, **link.env}, pass_fds=link.pass_fds)
-        finally:
-            link.attach(started)
-        procs[owner] = started
-    return {owner: proc.wait() for owner, proc in procs.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
