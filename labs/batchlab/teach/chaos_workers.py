@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..contract import BatchConfig
-from ..errors import EXIT_FAILED, EXIT_OK, UsageError
+from ..errors import EXIT_FAILED, EXIT_OK, KitError, UsageError
 from ..faults import FaultPlan
 from ..fleet import FLEET_ROLE, Fleet
 from ..fleet_audit import Audit, audit
@@ -217,7 +217,11 @@ def _target(args: argparse.Namespace) -> ChaosTarget:
 
     command = str(restart_cmd)
 
-    def restart() -> None:
-        subprocess.run(command, shell=True, check=True, timeout=300)  # noqa: S602 - the operator's own command
+    def restart() -> None:  # its output captured: stdout is the report's (``--json``)
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300, check=False)  # noqa: S602
+        if done.returncode != 0:
+            raise KitError(f"--restart-server exited {done.returncode}", code="restart_failed",
+                           details={"command": command, "output": (done.stdout + done.stderr)[-2000:]},
+                           hints=["Run the command by hand: it must restart the server and wait until it is up."])
 
     return ChaosTarget(store=store, folder=Path(args.run_dir) if args.run_dir else None, restart=restart if restart_cmd else None)

@@ -41,3 +41,30 @@ def test_kills_a_zombie_and_a_server_restart_lose_nothing_and_no_stale_token_com
     assert "server restarted" in whats, result.lines()
     zombie = [w for w in whats if w.startswith("zombie")]
     assert zombie and "taken over" in zombie[0], result.lines()
+
+
+def test_the_chaos_command_on_a_store_restarts_the_server_with_the_given_command(
+        pg: PgServer, pg_db: str, tmp_path: Path) -> None:
+    """`batchlab chaos --workers 2 --store URL --batch-id ID --restart-server CMD --json`: exit 0, the restart among
+    the events, every document committed and no stale-token commit."""
+    import json
+    import shlex
+    import subprocess
+    import sys
+
+    if not solution_module().exists():
+        pytest.skip("needs the reference solution, which a student distribution leaves out")
+    input_path = write_input(tmp_path / "input.json", make_documents(200, seed=16, max_bytes=2000))
+    pg_ctl = [str(pg.bindir / "pg_ctl"), "-D", str(pg.data), "-l", str(pg.folder / "server.log"), "-m", "immediate",
+              "-w", "restart"]
+    restart = shlex.join((["runuser", "-u", pg.user, "--"] if pg.user else []) + pg_ctl)
+    done = subprocess.run([sys.executable, "-m", "batchlab", "chaos", str(tmp_path / "local"), "--workers", "2",
+                           "--store", pg_db, "--batch-id", "cli", "--restart-server", restart, "--kills", "2",
+                           "--input", str(input_path), "--impl", str(solution_module()), "--concurrency", "2",
+                           "--latency-ms", "30", "--min-s", "0.3", "--max-s", "0.8", "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert "server restarted" in [e["what"] for e in result["events"]], result["events"]
+    final = result["final"]
+    assert final["lost"] == [] and final["stale_commits"] == [] and final["committed"] == final["unique"] > 150
