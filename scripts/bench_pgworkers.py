@@ -2,10 +2,11 @@
 
 For each worker count, a fresh batch of ``--docs`` documents in ``4 x workers`` shards is published in a
 throwaway local server (started as the tests start it, or ``--store URL``) and run by
-:func:`batchlab.pgworker.run_fleet` with the reference processor on a latency-bound simulated service
+:func:`batchlab.pgworker.run_fleet` (the run-directory fleet's workers and long-lived pass runners, on the
+store) with the reference processor on a latency-bound simulated service
 (``--median-ms``, default 20, the reference's concurrency 8 per worker). Wall time from publish to the last
 worker's exit (worker and pass start-up included), documents per second, the ratio to one worker, and the
-service's limit (workers x concurrency / mean modelled latency). One JSON line per worker count; then
+service's limit (workers x concurrency / mean modelled latency), the load average. One JSON line per worker count; then
 ``--takeovers`` times, one of two workers SIGKILLed after its first claim and the seconds until the other
 claimed its shard (median, max, in lease lengths).
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -90,7 +92,8 @@ def main() -> None:
             base = base or rate
             print(json.dumps({"workers": n, "docs": args.docs, "wall_s": round(wall, 2), "docs_per_s": round(rate, 1),
                               "ratio_to_one": round(rate / base, 2), "completion_rate": m.completion_rate,
-                              "duplicate_rate": m.duplicate_rate, "exits": sorted(exits.values()),
+                              "duplicate_rate": m.duplicate_rate, "exits": sorted(map(str, exits.values())),
+                              "load": round(os.getloadavg()[0], 2),
                               "service_limit_calls_per_s": round(n * concurrency / mean_s, 1)}), flush=True)
         times = [takeover(url, source, Path(tmp), lease_s=args.lease_s, latency=latency)["takeover_s"]
                  for _ in range(args.takeovers)]

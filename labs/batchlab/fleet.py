@@ -244,9 +244,10 @@ class Fleet:
                 kill_group(proc)
             proc.wait()
 
-    def drive(self, timeout_s: float, poll_s: float = 0.1) -> None:
-        """Step until every worker is gone (or ``timeout_s``), then kill what is left."""
+    def run_to_end(self, timeout_s: float, poll_s: float = 0.1) -> None:
+        """Start, then step until every worker is gone (or ``timeout_s``); whatever happens, kill what is left."""
         try:
+            self.start()
             deadline = time.time() + timeout_s
             while self.step() and time.time() < deadline:
                 time.sleep(poll_s)
@@ -265,12 +266,7 @@ def run_fleet(spec: RunSpec, *, workers: int, lease_s: float = DEFAULT_LEASE_S, 
     """The whole batch with ``workers`` workers, under the run directory's lock (busy: ``run_dir_busy``)."""
     with RunDirLock(Path(spec.run_dir), role=FLEET_ROLE).acquire(spec.lock_wait_s):
         fleet = Fleet(spec, workers, lease_s=lease_s, shards=shards)
-        try:
-            fleet.start()
-        except BaseException:
-            fleet.close()
-            raise
-        fleet.drive(timeout_s, poll_s)
+        fleet.run_to_end(timeout_s, poll_s)
         return fleet.result()
 
 

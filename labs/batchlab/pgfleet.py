@@ -84,12 +84,7 @@ def run_fleet(url: str, spec: RunSpec, *, workers: int, shards: int, folder: Pat
     home = StoreHome(url, spec, folder)
     fleet = Fleet(spec, workers, lease_s=lease_s, shards=shards, home=home)
     try:
-        try:
-            fleet.start()
-        except BaseException:
-            fleet.close()
-            raise
-        fleet.drive(timeout_s)
+        fleet.run_to_end(timeout_s)
         fleet.step()
         return dict(fleet.exits)
     finally:

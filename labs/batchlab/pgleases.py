@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from .leases import HELD, Lease, LeaseError, ShardState, StaleLease
+from .leases import HELD, GuardedUpdates, Lease, LeaseError, ShardState, StaleLease
 from .pgstore import PgConnection
 
 _VALID = "batch_id = %s AND shard = %s AND owner = %s AND token = %s AND state = 'held'"
@@ -44,8 +44,10 @@ def _who(lease: Lease) -> tuple[str, int, str, int]:
     return (lease.batch_id, lease.shard, lease.owner, lease.token)
 
 
-class PgLeaseStore:
+class PgLeaseStore(GuardedUpdates):
     """Leases in a PostgreSQL store (the tables of :data:`batchlab.pgstore.SCHEMA`), a :class:`LeaseStore`."""
+
+    ph = "%s"
 
     def __init__(self, db: PgConnection, *, owns: bool = False) -> None:
         self.db = db
@@ -83,15 +85,6 @@ class PgLeaseStore:
             return Lease(batch_id, int(shard), int(n_shards), owner, int(token), expires)
 
         return self.db.transact(claim)
-
-    def renew(self, lease: Lease, *, now: float, lease_s: float) -> bool:
-        return self._write(f"UPDATE leases SET expires_at = %s WHERE {_VALID}", (now + lease_s, *_who(lease)))
-
-    def finish(self, lease: Lease) -> bool:
-        return self._write(f"UPDATE leases SET state = 'done' WHERE {_VALID}", _who(lease))
-
-    def release(self, lease: Lease) -> bool:
-        return self._write(f"UPDATE leases SET state = 'free' WHERE {_VALID}", _who(lease))
 
     def check(self, lease: Lease, *, now: float) -> bool:
         return self.db.transact(lambda c: _valid(c, lease, now, lock=""))
