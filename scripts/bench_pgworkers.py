@@ -12,7 +12,7 @@ service's limit (workers x concurrency / mean modelled latency), the load averag
 ``--takeovers`` times, one of two workers SIGKILLed after its first claim and the seconds until the other
 claimed its shard (median, max, in lease lengths).
 
-    python scripts/bench_pgworkers.py                      # 1, 2, 4 workers, 1000 documents
+    python scripts/bench_pgworkers.py                      # 1, 2, 4 workers, 1000 documents (bench_workers.py's kind)
     python scripts/bench_pgworkers.py --workers 1 4 8 --docs 2000
 """
 
@@ -105,7 +105,7 @@ def main() -> None:
     concurrency = BatchConfig().concurrency
     base: float | None = None
     with server(args.store) as url, tempfile.TemporaryDirectory() as tmp:
-        source = write_input(Path(tmp) / "in.json", make_documents(args.docs, seed=1, min_bytes=200, max_bytes=800))
+        source = write_input(Path(tmp) / "in.json", make_documents(args.docs, seed=15, max_bytes=2000))
         for n in args.workers:
             runs = [one_run(url, source, Path(tmp), n, args, latency) for _ in range(args.reps)]
             span_rate = statistics.median(r["span_docs_per_s"] for r in runs)
