@@ -156,18 +156,20 @@ def run_chaos_workers(spec: RunSpec, *, workers: int, kills: int, lease_s: float
                 alive = fleet.alive()
                 if not alive or fleet.done():
                     continue
-                if done_kills >= zombie_at >= 0:
-                    what = _zombie(fleet, lease_s, on_line) or "zombie: no worker held a shard"
-                    zombie_at = -1
+                zombie = _zombie(fleet, lease_s, on_line) if done_kills >= zombie_at >= 0 else None
+                if zombie is not None:  # None: no worker held a shard yet (joining, between shards): next event
+                    what, zombie_at = zombie, -1
                 elif done_kills >= restart_at >= 0 and target.restart is not None:
                     target.restart()
                     restarts, restart_at = 1, -1
                     what = "server restarted"
-                else:
+                elif done_kills < kills:
                     victim = rng.choice(alive)
                     fleet.signal(victim, signal.SIGKILL)
                     done_kills += 1
                     what = f"SIGKILL {victim}"
+                else:  # only the zombie is left to do, and no worker holds a shard yet
+                    continue
                 bound = spec.config.concurrency * (done_kills + restarts * workers)
                 found = _check(target, spec, result, bound, committed)
                 committed = found.committed
