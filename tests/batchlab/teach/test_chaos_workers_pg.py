@@ -5,16 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pgserver import PgServer, need_psycopg
-
-need_psycopg()
-
 from batchlab.contract import BatchConfig
 from batchlab.examples import make_documents, write_input
 from batchlab.paths import solution_module
 from batchlab.runspec import RunSpec
 from batchlab.service import LatencyModel
 from batchlab.teach.chaos_workers import ChaosTarget, run_chaos_workers
+from pgserver import PgServer, need_psycopg
+
+need_psycopg()
 
 pytestmark = pytest.mark.slow
 
