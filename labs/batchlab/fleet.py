@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .batchstream import open_batch
 from .host import kill_group
@@ -67,74 +67,70 @@ class FleetResult:
                 *(f"  {name}: exit {code}" for name, code in sorted(self.exits.items()))]
 
 
-@dataclass
-class Fleet:
-    """The running workers of one batch (see the module); tests and chaos SIGKILL/SIGSTOP them by name."""
+class FleetHome(Protocol):
+    """Where a fleet's batch lives, as the fleet sees it: a run directory (:class:`RunDirHome`) or a PostgreSQL
+    store (:class:`batchlab.pgfleet.StoreHome`). The fleet itself (spawn, respawn, signals, the end) is the same."""
 
-    spec: RunSpec
-    workers: int
-    lease_s: float = DEFAULT_LEASE_S
-    shards: int = 0
-    respawn: bool = True
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    exits: dict[str, int | None] = field(default_factory=dict)
-    respawned: int = 0
+    logs: Path  #: each worker's log, ``NAME.log``
 
-    def __post_init__(self) -> None:
-        self.run = RunDir(Path(self.spec.run_dir))
-        self._base = 0
-        self._t0 = time.time()
-        self._pending: list[tuple[float, str]] = []  #: (not before, name): replacements of killed workers
+    def prepare(self, fleet: Fleet) -> None:
+        """Before the workers: the batch's shards (``fleet.shards`` set to their count) and what passes need."""
 
-    def start(self) -> None:
-        """Spec, shards, the checkpoint file, then the workers (the caller holds the run directory's lock)."""
+    def worker_argv(self, name: str, lease_s: float) -> list[str]: ...
+    def owner(self, name: str) -> str: ...
+    def shard_states(self) -> list[ShardState]: ...
+    def events(self) -> Iterable[Mapping[str, Any]]: ...
+    def quiet(self, shard: int | None, wait_s: float) -> bool:
+        """Whether no worker is frozen inside a write transaction that would stall the others (``shard``'s)."""
+
+
+class RunDirHome:
+    """A run directory's batch: spec, shards in ``sink.sqlite``'s lease table, ``batchlab.workerproc`` workers."""
+
+    def __init__(self, spec: RunSpec) -> None:
+        self.spec = spec
+        self.run = RunDir(Path(spec.run_dir))
+        self.logs = self.run.path / "workers"
+        self.base = 0
+
+    def prepare(self, fleet: Fleet) -> None:
+        """Spec, shards, the checkpoint file (the caller holds the run directory's lock)."""
         prepare(self.spec)
         connect(self.run.sink).close()  # schema and WAL before N processes open it
         store = SqliteLeaseStore(self.run.sink)
         try:
-            if not self.shards:
-                self.shards = default_shards(self.workers, len(open_batch(self.spec.input)),
-                                             self.spec.config.concurrency)
+            if not fleet.shards:
+                fleet.shards = default_shards(fleet.workers, len(open_batch(self.spec.input)),
+                                              self.spec.config.concurrency)
             existing = store.shards(self.spec.batch_id)
             if existing:  # a run directory's batch keeps its shards (their checkpoints are per shard)
-                self.shards = existing[0].n_shards
-            store.create_shards(self.spec.batch_id, self.shards)
+                fleet.shards = existing[0].n_shards
+            store.create_shards(self.spec.batch_id, fleet.shards)
         finally:
             store.close()
-        self._base = max((int(e.get("pass") or 0) for e in iter_events(self.run.ledger)), default=0)
+        self.base = max((int(e.get("pass") or 0) for e in iter_events(self.run.ledger)), default=0)
         subprocess.run([sys.executable, "-m", "batchlab.shardpass", str(self.run.path), "--prepare"],
                        capture_output=True, timeout=120, check=False)
-        (self.run.path / "workers").mkdir(exist_ok=True)
-        self._t0 = time.time()
-        for i in range(1, self.workers + 1):
-            self._spawn(f"w{i}")
 
-    def _spawn(self, name: str) -> None:
-        link = parent_link()
-        log = (self.run.path / "workers" / f"{name}.log").open("ab")
-        proc: subprocess.Popen[bytes] | None = None
+    def worker_argv(self, name: str, lease_s: float) -> list[str]:
+        return [sys.executable, "-m", "batchlab.workerproc", str(self.run.path), "--owner", name,
+                "--lease-s", repr(lease_s), "--pass-base", str(self.base)]
+
+    def owner(self, name: str) -> str:
+        return name
+
+    def shard_states(self) -> list[ShardState]:
+        store = SqliteLeaseStore(self.run.sink)
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "batchlab.workerproc", str(self.run.path), "--owner", name,
-                 "--lease-s", repr(self.lease_s), "--pass-base", str(self._base)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env, **link.env}, pass_fds=link.pass_fds)
+            return store.shards(self.spec.batch_id)
         finally:
-            log.close()
-            link.attach(proc)
-        self.procs[name] = proc
+            store.close()
 
-    def signal(self, name: str, signum: int) -> None:
-        """Send ``signum`` to worker ``name``'s whole process group (the worker and its pass)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.procs[name].pid, signum)
+    def events(self) -> Iterable[Mapping[str, Any]]:
+        return iter_events(self.run.ledger)
 
-    def write_lock_free(self, wait_s: float = 1.0) -> bool:
-        """Whether another writer can get the run's SQLite write lock within ``wait_s``.
-
-        A worker SIGSTOPped inside a put's transaction keeps SQLite's one write lock and stalls every worker on
-        the machine until it is continued: chaos and the tests freeze a zombie only outside a transaction.
-        """
+    def quiet(self, shard: int | None, wait_s: float) -> bool:
+        """Whether another writer can get the run's SQLite write lock within ``wait_s`` (any shard: one lock)."""
         conn = sqlite3.connect(str(self.run.sink), isolation_level=None, timeout=wait_s)
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -144,6 +140,75 @@ class Fleet:
             return False
         finally:
             conn.close()
+
+
+@dataclass
+class Fleet:
+    """The running workers of one batch (see the module); tests and chaos SIGKILL/SIGSTOP them by name.
+
+    ``home``: where the batch lives (default: the spec's run directory, :class:`RunDirHome`).
+    """
+
+    spec: RunSpec
+    workers: int
+    lease_s: float = DEFAULT_LEASE_S
+    shards: int = 0
+    respawn: bool = True
+    home: FleetHome | None = None
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    exits: dict[str, int | None] = field(default_factory=dict)
+    respawned: int = 0
+
+    def __post_init__(self) -> None:
+        self.where: FleetHome = self.home or RunDirHome(self.spec)
+        self._t0 = time.time()
+        self._pending: list[tuple[float, str]] = []  #: (not before, name): replacements of killed workers
+
+    @property
+    def run(self) -> RunDir:
+        """The run directory of a run-directory fleet (tests read its files)."""
+        assert isinstance(self.where, RunDirHome), "a fleet on a store has no run directory"
+        return self.where.run
+
+    def start(self) -> None:
+        """The batch's shards (and whatever its home needs), then the workers."""
+        self.where.prepare(self)
+        self.where.logs.mkdir(parents=True, exist_ok=True)
+        self._t0 = time.time()
+        for i in range(1, self.workers + 1):
+            self._spawn(f"w{i}")
+
+    def _spawn(self, name: str) -> None:
+        link = parent_link()
+        log = (self.where.logs / f"{name}.log").open("ab")
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            proc = subprocess.Popen(
+                self.where.worker_argv(name, self.lease_s),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env, **link.env}, pass_fds=link.pass_fds)
+        finally:
+            log.close()
+            link.attach(proc)
+        self.procs[name] = proc
+
+    def owner(self, name: str) -> str:
+        """Worker ``name``'s owner in the lease table."""
+        return self.where.owner(name)
+
+    def signal(self, name: str, signum: int) -> None:
+        """Send ``signum`` to worker ``name``'s whole process group (the worker and its pass)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.procs[name].pid, signum)
+
+    def write_lock_free(self, wait_s: float = 1.0, shard: int | None = None) -> bool:
+        """Whether no worker is frozen inside a write transaction (``shard``'s, on a store).
+
+        A worker SIGSTOPped inside a put's transaction keeps SQLite's one write lock (on PostgreSQL, its lease
+        row's share lock, which a claim skips) and stalls the others until it is continued: chaos and the tests
+        freeze a zombie only outside a transaction.
+        """
+        return self.where.quiet(shard, wait_s)
 
     def alive(self) -> list[str]:
         return [name for name, proc in self.procs.items() if proc.poll() is None]
@@ -157,7 +222,8 @@ class Fleet:
             self.exits[name] = code
             if code < 0 and self.respawn and not self.done():
                 # replaced once its leases have expired: the newcomer then claims the dead worker's shard first
-                held = [s.expires_at for s in self.shard_states() if s.owner == name and s.state == HELD]
+                owner = self.owner(name)
+                held = [s.expires_at for s in self.shard_states() if s.owner == owner and s.state == HELD]
                 self._pending.append((max(held, default=0.0), f"{name.split('.')[0]}.{len(self.procs)}"))
         for due in [p for p in self._pending if p[0] <= time.time()]:
             self._pending.remove(due)
@@ -169,11 +235,7 @@ class Fleet:
         return all(s.state == DONE for s in self.shard_states())
 
     def shard_states(self) -> list[ShardState]:
-        store = SqliteLeaseStore(self.run.sink)
-        try:
-            return store.shards(self.spec.batch_id)
-        finally:
-            store.close()
+        return self.where.shard_states()
 
     def close(self) -> None:
         """Kill whatever still runs (its group) and reap it."""
@@ -182,11 +244,21 @@ class Fleet:
                 kill_group(proc)
             proc.wait()
 
+    def run_to_end(self, timeout_s: float, poll_s: float = 0.1) -> None:
+        """Start, then step until every worker is gone (or ``timeout_s``); whatever happens, kill what is left."""
+        try:
+            self.start()
+            deadline = time.time() + timeout_s
+            while self.step() and time.time() < deadline:
+                time.sleep(poll_s)
+        finally:
+            self.close()
+
     def result(self) -> FleetResult:
         self.step()
+        base = self.where.base if isinstance(self.where, RunDirHome) else 0
         return FleetResult(exits=dict(self.exits), shards=self.shard_states(), seconds=time.time() - self._t0,
-                           tail_s=alone_tail(iter_events(self.run.ledger), since_pass=self._base),
-                           respawned=self.respawned)
+                           tail_s=alone_tail(self.where.events(), since_pass=base), respawned=self.respawned)
 
 
 def run_fleet(spec: RunSpec, *, workers: int, lease_s: float = DEFAULT_LEASE_S, shards: int = 0,
@@ -194,13 +266,7 @@ def run_fleet(spec: RunSpec, *, workers: int, lease_s: float = DEFAULT_LEASE_S, 
     """The whole batch with ``workers`` workers, under the run directory's lock (busy: ``run_dir_busy``)."""
     with RunDirLock(Path(spec.run_dir), role=FLEET_ROLE).acquire(spec.lock_wait_s):
         fleet = Fleet(spec, workers, lease_s=lease_s, shards=shards)
-        try:
-            fleet.start()
-            deadline = time.time() + timeout_s
-            while fleet.step() and time.time() < deadline:
-                time.sleep(poll_s)
-        finally:
-            fleet.close()
+        fleet.run_to_end(timeout_s, poll_s)
         return fleet.result()
 
 

@@ -172,6 +172,7 @@ class LeaseStore(Protocol):
     def release(self, lease: Lease) -> bool: ...
     def check(self, lease: Lease, *, now: float) -> bool: ...
     def refuse(self, lease: Lease, key: str, *, now: float) -> None: ...
+    def claim_seq(self, lease: Lease) -> int: ...
     def shards(self, batch_id: str) -> list[ShardState]: ...
     def close(self) -> None: ...
 
@@ -193,7 +194,30 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-class SqliteLeaseStore:
+class GuardedUpdates:
+    """``renew``, ``finish`` and ``release``: one UPDATE each under the lease's owner and token, the same SQL for
+    every store but its placeholder (``ph``); the store runs it with ``_write`` (True: one row changed)."""
+
+    ph = "?"
+
+    def _write(self, sql: str, args: tuple[object, ...]) -> bool:
+        raise NotImplementedError
+
+    def _update(self, assignment: str, lease: Lease, *args: object) -> bool:
+        return self._write(f"UPDATE leases SET {assignment} WHERE {_VALID.replace('?', self.ph)}",
+                           (*args, *_who(lease)))
+
+    def renew(self, lease: Lease, *, now: float, lease_s: float) -> bool:
+        return self._update(f"expires_at = {self.ph}", lease, now + lease_s)
+
+    def finish(self, lease: Lease) -> bool:
+        return self._update("state = 'done'", lease)
+
+    def release(self, lease: Lease) -> bool:
+        return self._update("state = 'free'", lease)
+
+
+class SqliteLeaseStore(GuardedUpdates):
     """Leases in a SQLite file: the run directory's ``sink.sqlite``, so the fence shares the sink's transaction."""
 
     def __init__(self, path: str | Path) -> None:
@@ -243,15 +267,6 @@ class SqliteLeaseStore:
             conn.execute("ROLLBACK")
             raise
         return Lease(batch_id, int(shard), int(n_shards), owner, int(token), now + lease_s)
-
-    def renew(self, lease: Lease, *, now: float, lease_s: float) -> bool:
-        return self._write(f"UPDATE leases SET expires_at = ? WHERE {_VALID}", (now + lease_s, *_who(lease)))
-
-    def finish(self, lease: Lease) -> bool:
-        return self._write(f"UPDATE leases SET state = 'done' WHERE {_VALID}", _who(lease))
-
-    def release(self, lease: Lease) -> bool:
-        return self._write(f"UPDATE leases SET state = 'free' WHERE {_VALID}", _who(lease))
 
     def check(self, lease: Lease, *, now: float) -> bool:
         return _valid(self._conn, lease, now)

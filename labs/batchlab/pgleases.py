@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from .leases import HELD, Lease, LeaseError, ShardState, StaleLease
+from .leases import HELD, GuardedUpdates, Lease, LeaseError, ShardState, StaleLease
 from .pgstore import PgConnection
 
 _VALID = "batch_id = %s AND shard = %s AND owner = %s AND token = %s AND state = 'held'"
@@ -44,11 +44,14 @@ def _who(lease: Lease) -> tuple[str, int, str, int]:
     return (lease.batch_id, lease.shard, lease.owner, lease.token)
 
 
-class PgLeaseStore:
+class PgLeaseStore(GuardedUpdates):
     """Leases in a PostgreSQL store (the tables of :data:`batchlab.pgstore.SCHEMA`), a :class:`LeaseStore`."""
 
-    def __init__(self, db: PgConnection) -> None:
+    ph = "%s"
+
+    def __init__(self, db: PgConnection, *, owns: bool = False) -> None:
         self.db = db
+        self._owns = owns  #: close the connection with the store (a worker's renewal thread opens one of its own)
 
     def _write(self, sql: str, args: tuple[object, ...]) -> bool:
         return self.db.statement(sql, args) == 1  # one UPDATE: atomic on its own
@@ -82,15 +85,6 @@ class PgLeaseStore:
             return Lease(batch_id, int(shard), int(n_shards), owner, int(token), expires)
 
         return self.db.transact(claim)
-
-    def renew(self, lease: Lease, *, now: float, lease_s: float) -> bool:
-        return self._write(f"UPDATE leases SET expires_at = %s WHERE {_VALID}", (now + lease_s, *_who(lease)))
-
-    def finish(self, lease: Lease) -> bool:
-        return self._write(f"UPDATE leases SET state = 'done' WHERE {_VALID}", _who(lease))
-
-    def release(self, lease: Lease) -> bool:
-        return self._write(f"UPDATE leases SET state = 'free' WHERE {_VALID}", _who(lease))
 
     def check(self, lease: Lease, *, now: float) -> bool:
         return self.db.transact(lambda c: _valid(c, lease, now, lock=""))
@@ -129,7 +123,9 @@ class PgLeaseStore:
         return [ShardState(r[0], int(r[1]), int(r[2]), r[3], r[4], int(r[5]), float(r[6]), int(r[7])) for r in rows]
 
     def close(self) -> None:
-        """Nothing to close: the connection is the caller's."""
+        """Close the connection if the store owns it (``owns=True``); otherwise it is the caller's."""
+        if self._owns:
+            self.db.close()
 
 
 def _valid(conn: psycopg.Connection[Any], lease: Lease, now: float, *, lock: str) -> bool:

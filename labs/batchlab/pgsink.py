@@ -22,11 +22,10 @@ from typing import Any, Protocol
 import psycopg
 
 from .documents import Document, ident_of
-from .faults import CRASH_AFTER_COMMIT, CrashPlan, kill_self
-from .ledger import Ev
+from .faults import CrashPlan, kill_self
 from .pgstore import PgConnection
 from .pipeline import MODE_DEGRADED, MODE_FULL
-from .sink import SinkRecord
+from .sink import PutBookkeeping, SinkRecord, check_put
 
 Guard = Callable[[psycopg.Connection[Any], str], None]
 OUTPUT_COLUMNS = "key, doc_id, ident, mode, chunks, vectors, committed_at, writes"
@@ -38,7 +37,7 @@ class EventSink(Protocol):
     def emit(self, ev: str, **fields: Any) -> None: ...
 
 
-class PgSink:
+class PgSink(PutBookkeeping):
     """The sink handed to ``process_documents_batch`` when the batch lives in PostgreSQL (same use as SqliteSink)."""
 
     def __init__(self, db: PgConnection, batch_id: str, *, ledger: EventSink | None = None, pass_no: int = 1,
@@ -56,10 +55,7 @@ class PgSink:
     def put(self, key: str, doc: Document, chunks: Sequence[str], vectors: Sequence[Sequence[float]],
             *, mode: str = "full") -> int:
         """Upsert the output of ``doc`` under ``key``; committed when this returns. Returns as SqliteSink.put."""
-        if not isinstance(key, str) or not key:
-            raise ValueError("sink key must be a non-empty string")
-        if len(chunks) != len(vectors):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        check_put(key, chunks, vectors)
         ident = ident_of(doc)
         now = self._clock()
         chunks_json = json.dumps(list(chunks))  # ASCII escapes: a lone surrogate is text PostgreSQL cannot hold
@@ -87,15 +83,7 @@ class PgSink:
             return int(row[0]), upgrade
 
         writes, upgrade = self.db.transact(write)
-        self.commits += 1
-        if self.ledger is not None:
-            self.ledger.emit(Ev.SINK_PUT, doc_id=doc.id, ident=ident, key=key, mode=mode, n=self.commits,
-                             writes=writes, upgrade=upgrade)
-        if self.crash.kind == CRASH_AFTER_COMMIT and self.commits == self.crash.at:
-            if self.ledger is not None:
-                self.ledger.emit(Ev.CRASH, kind=CRASH_AFTER_COMMIT, at=self.commits, doc_id=doc.id, ident=ident)
-            self._on_crash()
-        return writes
+        return self._committed(doc, ident, key, mode, writes, upgrade)
 
     def get(self, key: str) -> SinkRecord | None:
         row = self.db.transact(lambda c: c.execute(

@@ -1,6 +1,9 @@
 """One pass of the processor over one leased shard: the child a fleet worker starts and kills.
 
-``python -m batchlab.shardpass RUN_DIR --shard I --of N --owner W --token T --pass P``
+``python -m batchlab.shardpass RUN_DIR --shard I --of N --owner W --token T --pass P``, or ``URL --folder DIR``
+for a batch in a PostgreSQL store (:class:`batchlab.pgworker.StorePlace`: the same pass, its ledger, sink and
+leases in the store, its spec and checkpoint in the worker's local folder). Where a pass writes is a
+:class:`Place`; everything else is the same code for both stores.
 
 It runs the implementation of ``RUN_DIR/spec.json`` in this process on the documents of shard ``I/N``
 (``BatchConfig.shard``: the processor keeps a checkpoint of its own per shard and skips the others'
@@ -25,8 +28,10 @@ import inspect
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from .leases import EXIT_STALE, FencedSink, Lease, SqliteLeaseStore, StaleLease
 from .ledger import Ev, Ledger
@@ -35,11 +40,56 @@ from .rundir import RunDir
 from .sink import SqliteSink
 
 
-def _load(run_dir: Path) -> tuple[Any, Any]:
+@dataclass
+class PassIO:
+    """What one pass writes to, opened by its :class:`Place`: the ledger, the lease store (for ``refuse``) and the
+    sink, its put fenced by the lease; the processor's checkpoint folder; the service's outage switch."""
+
+    ledger: Any
+    store: Any
+    sink: Any
+    state_dir: Path
+    outage_switch: Path | None = None
+    close: Callable[[], None] = lambda: None
+
+
+class Place(Protocol):
+    """Where a batch lives, as a pass sees it: a run directory (SQLite) or a PostgreSQL store (:mod:`batchlab.pgworker`).
+
+    ``folder`` holds ``spec.json`` (the impl, the plan, the latency) and the passes' ``passN.stdout/err``.
+    """
+
+    folder: Path
+
+    def open(self, spec: Any, lease: Lease, pass_no: int) -> PassIO: ...
+
+
+@dataclass
+class RunDirPlace:
+    """A run directory: the shared file ledger, ``sink.sqlite`` with its lease table, the run's outage switch."""
+
+    folder: Path
+
+    def open(self, spec: Any, lease: Lease, pass_no: int) -> PassIO:
+        run = RunDir(self.folder)
+        ledger = Ledger(run.ledger, pass_no=pass_no)
+        store = SqliteLeaseStore(run.sink)
+        sink = SqliteSink(run.sink, ledger=ledger, pass_no=pass_no, durable=spec.durable,
+                          guard=store.fence(lease, time.time))
+
+        def close() -> None:
+            sink.close()
+            store.close()
+            ledger.close()
+
+        return PassIO(ledger, store, sink, run.state, run.outage_switch, close)
+
+
+def _load(folder: Path) -> tuple[Any, Any]:
     from .runspec import read_spec
     from .worker import load_impl
 
-    spec = read_spec(run_dir)
+    spec = read_spec(folder)
     return spec, load_impl(spec.impl)
 
 
@@ -53,57 +103,54 @@ def prepare(run_dir: Path) -> None:
         pass
 
 
-def run(run_dir: Path, lease: Lease, pass_no: int, loaded: tuple[Any, Any] | None = None) -> dict[str, Any]:
+def run(place: Place | Path, lease: Lease, pass_no: int, loaded: tuple[Any, Any] | None = None) -> dict[str, Any]:
     """The pass: the processor over the shard's documents, every put fenced by ``lease``.
 
-    ``loaded``: the spec and the module, already loaded by a pass runner (:func:`serve_leases`).
+    ``place``: a :class:`Place` (a path is a run directory); ``loaded``: the spec and the module, already loaded by
+    a pass runner (:func:`serve_leases`).
     """
     from .batchstream import open_checked
     from .service import SimulatedService
 
-    spec, module = loaded or _load(run_dir)
+    place = RunDirPlace(place) if isinstance(place, Path) else place
+    spec, module = loaded or _load(place.folder)
     entry = module.process_documents_batch
     if not inspect.iscoroutinefunction(entry):
         raise TypeError("the module has no `async def process_documents_batch(...)`")
-    run = RunDir(run_dir)
-    ledger = Ledger(run.ledger, pass_no=pass_no)
-    ledger.emit(Ev.PASS_START, t0=time.time(), batch_id=spec.batch_id, impl=str(spec.impl), crash="none", at=0,
-                shard=lease.spec, owner=lease.owner, token=lease.token)
-    store = SqliteLeaseStore(run.sink)
-    service = SimulatedService(plan=spec.plan, latency=spec.latency, ledger=ledger, outage_switch=run.outage_switch)
-    inner = SqliteSink(run.sink, ledger=ledger, pass_no=pass_no, durable=spec.durable,
-                       guard=store.fence(lease, time.time))
+    io = place.open(spec, lease, pass_no)
+    io.ledger.emit(Ev.PASS_START, t0=time.time(), batch_id=spec.batch_id, impl=str(spec.impl), crash="none", at=0,
+                   shard=lease.spec, owner=lease.owner, token=lease.token)
+    service = SimulatedService(plan=spec.plan, latency=spec.latency, ledger=io.ledger,
+                               outage_switch=io.outage_switch)
 
     def refused(key: str) -> NoReturn:
-        store.refuse(lease, key, now=time.time())
-        ledger.emit(Ev.STOPPED, signal="stale_lease", left_in_flight=[], in_flight=0, commits=inner.commits,
-                    calls=service.calls, grace_s=0.0, shard=lease.spec, owner=lease.owner, token=lease.token,
-                    refused_key=key)
+        io.store.refuse(lease, key, now=time.time())
+        io.ledger.emit(Ev.STOPPED, signal="stale_lease", left_in_flight=[], in_flight=0, commits=io.sink.commits,
+                       calls=service.calls, grace_s=0.0, shard=lease.spec, owner=lease.owner, token=lease.token,
+                       refused_key=key)
         print(f"shardpass {os.getpid()}: {StaleLease(lease, key)}; leaving", flush=True)
         os._exit(EXIT_STALE)
 
-    sink = FencedSink(inner, refused)
+    io.state_dir.mkdir(exist_ok=True)
     try:
         report = asyncio.run(entry(open_checked(spec.input, None), batch_id=spec.batch_id, service=service,
-                                   sink=sink, state_dir=run.state,
+                                   sink=FencedSink(io.sink, refused), state_dir=io.state_dir,
                                    config=dataclasses.replace(spec.config, shard=lease.spec)))
+        report_dict = dict(report.to_dict()) if hasattr(report, "to_dict") else dict(report)
+        io.ledger.emit(Ev.PASS_END, report=report_dict, calls=service.calls, commits=io.sink.commits)
     finally:
-        inner.close()
-        store.close()
-    report_dict = dict(report.to_dict()) if hasattr(report, "to_dict") else dict(report)
-    ledger.emit(Ev.PASS_END, report=report_dict, calls=service.calls, commits=inner.commits)
-    ledger.close()
+        io.close()
     return report_dict
 
 
-def serve_leases(run_dir: Path) -> int:
+def serve_leases(place: Place) -> int:
     """A pass runner: load everything once, then run one pass per lease line on stdin; EOF: leave.
 
     The worker starts it before it claims, so a claimed shard starts at once instead of after an interpreter's
     start and the imports (a second or more on a loaded 2-core machine), and keeps it for the next shard. Each
-    lease line (JSON) names its pass (``pass``); stdout and stderr go to its ``passN.*`` files, and ``done`` on the
-    original stdout tells the worker the pass ended well. A pass that raises ends the process (the worker sees
-    end-of-file and its exit code); a refused put ends it with :data:`EXIT_STALE`.
+    lease line (JSON) names its pass (``pass``); stdout and stderr go to its ``passN.*`` files in the place's
+    folder, and ``done`` on the original stdout tells the worker the pass ended well. A pass that raises ends the
+    process (the worker sees end-of-file and its exit code); a refused put ends it with :data:`EXIT_STALE`.
     """
     import json
 
@@ -112,22 +159,22 @@ def serve_leases(run_dir: Path) -> int:
     os.dup2(quiet, 1)  # nothing but ``done`` reaches the worker's pipe
     os.close(quiet)
     try:
-        loaded: tuple[Any, Any] | None = _load(run_dir)
+        loaded: tuple[Any, Any] | None = _load(place.folder)
     except BaseException:  # noqa: BLE001 - reported by the first pass, which loads again and raises
         loaded = None
     for line in sys.stdin:
         if not line.strip():
             break
         got = json.loads(line)
-        run_files = RunDir(run_dir)
+        files = RunDir(place.folder)
         sys.stdout.flush()
         sys.stderr.flush()
-        for fd, path in ((1, run_files.stdout(got["pass"])), (2, run_files.stderr(got["pass"]))):
+        for fd, path in ((1, files.stdout(got["pass"])), (2, files.stderr(got["pass"]))):
             target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(target, fd)
             os.close(target)
         lease = Lease(got["batch_id"], got["shard"], got["of"], got["owner"], got["token"], 0.0)
-        run(run_dir, lease, got["pass"], loaded)
+        run(place, lease, got["pass"], loaded)
         sys.stdout.flush()
         sys.stderr.flush()
         ctl.write("done\n")
@@ -135,10 +182,22 @@ def serve_leases(run_dir: Path) -> int:
     return 0
 
 
+def place_of(target: str, folder: Path | None) -> Place:
+    """A run directory, or (``target`` a PostgreSQL URL) the store with ``folder`` as the worker's local folder."""
+    if target.startswith(("postgresql://", "postgres://")):  # :func:`batchlab.pgstore.is_store_url`, psycopg unloaded
+        from .pgworker import StorePlace
+
+        if folder is None:
+            raise SystemExit("a pass on a PostgreSQL store needs --folder")
+        return StorePlace(target, folder)
+    return RunDirPlace(Path(target))
+
+
 def main(argv: list[str] | None = None) -> int:
     hold_parent_link()  # first: this pass dies with the worker that holds its lease
     parser = argparse.ArgumentParser(prog="python -m batchlab.shardpass")
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("target", help="a run directory, or a PostgreSQL store's URL (then --folder)")
+    parser.add_argument("--folder", type=Path, default=None, help="with a URL: the worker's local folder")
     parser.add_argument("--prepare", action="store_true")
     parser.add_argument("--serve", action="store_true", help="load, then run a pass per lease line on stdin")
     parser.add_argument("--batch-id", default="")
@@ -149,12 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pass", dest="pass_no", type=int, default=1)
     args = parser.parse_args(argv)
     if args.prepare:
-        prepare(args.run_dir)
+        prepare(Path(args.target))
         return 0
+    place = place_of(args.target, args.folder)
     if args.serve:
-        return serve_leases(args.run_dir)
+        return serve_leases(place)
     lease = Lease(args.batch_id, args.shard, args.of, args.owner, args.token, 0.0)
-    run(args.run_dir, lease, args.pass_no)
+    run(place, lease, args.pass_no)
     return 0
 
 

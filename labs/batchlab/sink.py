@@ -88,7 +88,36 @@ def connect(path: str | Path, *, durable: str = "process") -> sqlite3.Connection
     return conn
 
 
-class SqliteSink:
+def check_put(key: str, chunks: Sequence[str], vectors: Sequence[Sequence[float]]) -> None:
+    """A put's arguments as every sink checks them (this one, :class:`batchlab.pgsink.PgSink`)."""
+    if not isinstance(key, str) or not key:
+        raise ValueError("sink key must be a non-empty string")
+    if len(chunks) != len(vectors):
+        raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+
+
+class PutBookkeeping:
+    """What every sink does once a put committed (this one, :class:`batchlab.pgsink.PgSink`): count it, log its
+    ``sink_put``, and crash there if the plan says so; ``writes`` is returned."""
+
+    ledger: Any
+    crash: CrashPlan
+    commits: int
+    _on_crash: Callable[[], None]
+
+    def _committed(self, doc: Document, ident: str, key: str, mode: str, writes: int, upgrade: bool) -> int:
+        self.commits += 1
+        if self.ledger is not None:
+            self.ledger.emit(Ev.SINK_PUT, doc_id=doc.id, ident=ident, key=key, mode=mode, n=self.commits,
+                             writes=writes, upgrade=upgrade)
+        if self.crash.kind == CRASH_AFTER_COMMIT and self.commits == self.crash.at:
+            if self.ledger is not None:
+                self.ledger.emit(Ev.CRASH, kind=CRASH_AFTER_COMMIT, at=self.commits, doc_id=doc.id, ident=ident)
+            self._on_crash()
+        return writes
+
+
+class SqliteSink(PutBookkeeping):
     """The sink handed to ``process_documents_batch``.
 
     Use: ``sink.put(key, doc, chunks, vectors, mode="full")`` once a document is
@@ -129,10 +158,7 @@ class SqliteSink:
         ``full`` put over a committed ``degraded`` output is an upgrade (a backfill):
         it replaces the output and is not counted, so it returns what the key had.
         """
-        if not isinstance(key, str) or not key:
-            raise ValueError("sink key must be a non-empty string")
-        if len(chunks) != len(vectors):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        check_put(key, chunks, vectors)
         ident = ident_of(doc)
         now = self._clock()
         chunks_json = _CHUNKS_JSON.encode(list(chunks))
@@ -157,15 +183,7 @@ class SqliteSink:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        self.commits += 1
-        if self.ledger is not None:
-            self.ledger.emit(Ev.SINK_PUT, doc_id=doc.id, ident=ident, key=key, mode=mode, n=self.commits,
-                             writes=int(writes), upgrade=upgrade)
-        if self.crash.kind == CRASH_AFTER_COMMIT and self.commits == self.crash.at:
-            if self.ledger is not None:
-                self.ledger.emit(Ev.CRASH, kind=CRASH_AFTER_COMMIT, at=self.commits, doc_id=doc.id, ident=ident)
-            self._on_crash()
-        return int(writes)
+        return self._committed(doc, ident, key, mode, int(writes), upgrade)
 
     def get(self, key: str) -> SinkRecord | None:
         row = self._conn.execute(

@@ -1,10 +1,13 @@
 """A fleet worker: the lease holder that claims shards of a batch one after another and runs a pass on each.
 
 ``batchlab worker RUN_DIR --owner NAME [--lease-s L]`` (``python -m batchlab.workerproc``; ``batchlab run
---workers N`` starts N of them, each in a process group of its own). Its loop:
+--workers N`` starts N of them, each in a process group of its own). The same loop serves a batch in PostgreSQL
+(``batchlab worker --store URL --batch-id ID``: :mod:`batchlab.pgworker` joins the batch, then calls
+:func:`work` with a :class:`Seat` on the store): what differs between the stores is only the :class:`Seat` (the
+lease store it opens, the place its pass runner writes to). Its loop:
 
-1. claim a shard (:meth:`batchlab.leases.SqliteLeaseStore.claim`: an expired one, else a free one);
-   none claimable: all done -> exit 0; some held by others -> wait a third of a lease (jittered) and look again,
+1. claim a shard (:meth:`batchlab.leases.LeaseStore.claim`: an expired one, else a free one);
+   none claimable: all done -> exit 0; some held by others -> wait :data:`IDLE_POLL_S` (jittered) and look again,
    since a held shard may expire (its holder died) and must then be taken over without anyone's command;
 2. hand the lease to the pass runner (:mod:`batchlab.shardpass`), a child in this worker's process group that
    loaded the processor once and runs a pass per lease (a SIGSTOP of the group pauses both, a SIGKILL kills
@@ -31,9 +34,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from .leases import DONE, EXIT_STALE, Lease, SqliteLeaseStore
+from .leases import DONE, EXIT_STALE, Lease, LeaseStore, SqliteLeaseStore
 from .lifeline import hold_parent_link, parent_link
 from .rundir import RunDir
 
@@ -41,37 +45,80 @@ DEFAULT_LEASE_S = 10.0
 EXIT_PASS_FAILED = 8
 
 
-class Renewer(threading.Thread):
-    """Renews one lease every third of its length (jittered) until stopped; on failure calls ``on_lost`` once."""
+#: How often an idle worker looks again for a claimable shard (at most a third of a lease; jittered): a look is
+#: one indexed query, and looking often is what makes a dead worker's shard taken over soon after its expiry, and
+#: the batch's end seen by every worker soon after its last shard is done.
+IDLE_POLL_S = 0.5
 
-    def __init__(self, path: Path, lease: Lease, *, lease_s: float, on_lost: Callable[[], None],
-                 clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+
+@dataclass
+class Seat:
+    """Where a worker claims and runs its shards: the batch's lease store and its pass runner's place.
+
+    ``open_store(retry_s)`` opens a lease store on a connection of its own (the loop's, the renewal thread's:
+    ``retry_s`` is how long a broken connection may be mended before the call fails); ``target`` and ``folder``
+    are what :mod:`batchlab.shardpass` is started with (a run directory; or a store's URL and the worker's folder).
+    """
+
+    open_store: Callable[[float], LeaseStore]
+    target: str
+    folder: Path
+    store_folder: bool = False  #: the runner needs ``--folder`` (a store's URL as target)
+    pass_base: int = 0  #: pass numbers continue from this one (a run directory's earlier passes)
+
+    @classmethod
+    def run_dir(cls, run_dir: Path, *, pass_base: int = 0) -> Seat:
+        sink = RunDir(run_dir).sink
+        return cls(lambda _retry_s: SqliteLeaseStore(sink), str(run_dir), Path(run_dir), pass_base=pass_base)
+
+    def runner_argv(self) -> list[str]:
+        extra = ["--folder", str(self.folder)] if self.store_folder else []
+        return [sys.executable, "-m", "batchlab.shardpass", self.target, *extra, "--serve"]
+
+
+class Renewer(threading.Thread):
+    """Renews one lease every third of its length (jittered) until stopped; on failure calls ``on_lost`` once.
+
+    ``store``: a run directory's sink file, or a function opening a lease store on a connection of this thread's
+    own, patient for half a lease (a restarting server is waited for: the renewal still comes before the expiry).
+    Any error, or a renewal refused, means the lease cannot be shown to be ours: it is lost.
+    """
+
+    def __init__(self, store: Path | Callable[[float], LeaseStore], lease: Lease, *, lease_s: float,
+                 on_lost: Callable[[], None], clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None) -> None:
         super().__init__(daemon=True, name=f"renew-{lease.spec}")
-        self.path, self.lease, self.lease_s, self.on_lost, self.clock = path, lease, lease_s, on_lost, clock
+        path = store
+        self.open_store = (lambda _retry_s: SqliteLeaseStore(path)) if isinstance(path, Path) else path
+        self.lease, self.lease_s, self.on_lost, self.clock = lease, lease_s, on_lost, clock
         self.rng = rng or random.Random()
         self.done = threading.Event()
         self.lost = False
 
     def run(self) -> None:
-        store = SqliteLeaseStore(self.path)  # a connection of this thread's own
         try:
-            while not self.done.wait(self.lease_s / 3 * self.rng.uniform(0.8, 1.2)):
-                if not store.renew(self.lease, now=self.clock(), lease_s=self.lease_s):
-                    self.lost = True
-                    self.on_lost()
+            store = self.open_store(self.lease_s / 2)
+            try:
+                while not self.done.wait(self.lease_s / 3 * self.rng.uniform(0.8, 1.2)):
+                    if not store.renew(self.lease, now=self.clock(), lease_s=self.lease_s):
+                        break
+                else:
                     return
-        finally:
-            store.close()
+            finally:
+                store.close()
+        except Exception:  # noqa: BLE001 - a store unreachable for half a lease: the lease is not provably ours
+            pass
+        self.lost = True
+        self.on_lost()
 
 
-def spawn_runner(run_dir: Path) -> subprocess.Popen[bytes]:
+def spawn_runner(seat: Seat) -> subprocess.Popen[bytes]:
     """A pass runner that loads everything now and runs a pass per lease (:func:`batchlab.shardpass.serve_leases`)."""
     link = parent_link()
     proc: subprocess.Popen[bytes] | None = None
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "batchlab.shardpass", str(run_dir), "--serve"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                env={**os.environ, **link.env}, pass_fds=link.pass_fds)
+        proc = subprocess.Popen(seat.runner_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env={**os.environ, **link.env}, pass_fds=link.pass_fds)
     finally:
         link.attach(proc)
     return proc
@@ -90,17 +137,16 @@ def _hand(proc: subprocess.Popen[bytes], lease: Lease, pass_no: int) -> bool:
     return True
 
 
-def run_lease(run_dir: Path, store: SqliteLeaseStore, lease: Lease, *, lease_s: float, pass_base: int = 0,
+def run_lease(seat: Seat, store: LeaseStore, lease: Lease, *, lease_s: float,
               runner: subprocess.Popen[bytes] | None = None) -> tuple[int, subprocess.Popen[bytes]]:
     """One pass on a claimed shard under renewal; its exit code (0, or how the runner died: -9 when it was
     killed for a lost lease) and the runner for the next shard (a new one, started at once, if this one died)."""
-    run = RunDir(run_dir)
-    pass_no = pass_base + store.claim_seq(lease)  # unique across the fleet's passes
-    proc = runner if runner is not None and runner.poll() is None else spawn_runner(run_dir)
+    pass_no = seat.pass_base + store.claim_seq(lease)  # unique across the fleet's passes
+    proc = runner if runner is not None and runner.poll() is None else spawn_runner(seat)
     if not _hand(proc, lease, pass_no):
         proc.kill()
         proc.wait()
-        proc = spawn_runner(run_dir)
+        proc = spawn_runner(seat)
         if not _hand(proc, lease, pass_no):
             raise OSError("a shard pass could not be started")
 
@@ -109,7 +155,7 @@ def run_lease(run_dir: Path, store: SqliteLeaseStore, lease: Lease, *, lease_s: 
               flush=True)
         proc.kill()
 
-    renewer = Renewer(run.sink, lease, lease_s=lease_s, on_lost=lost)
+    renewer = Renewer(seat.open_store, lease, lease_s=lease_s, on_lost=lost)
     renewer.start()
     assert proc.stdout is not None
     code = next((0 for line in proc.stdout if line.strip() == b"done"), None)
@@ -117,7 +163,7 @@ def run_lease(run_dir: Path, store: SqliteLeaseStore, lease: Lease, *, lease_s: 
         code = proc.wait()
     renewer.done.set()
     renewer.join()
-    next_runner = proc if proc.poll() is None else spawn_runner(run_dir)
+    next_runner = proc if proc.poll() is None else spawn_runner(seat)
     if renewer.lost:
         return code, next_runner
     if code == 0:
@@ -129,25 +175,29 @@ def run_lease(run_dir: Path, store: SqliteLeaseStore, lease: Lease, *, lease_s: 
     return code, next_runner
 
 
-def work(run_dir: Path, batch_id: str, owner: str, *, lease_s: float = DEFAULT_LEASE_S, pass_base: int = 0,
+def work(seat: Seat | Path, batch_id: str, owner: str, *, lease_s: float = DEFAULT_LEASE_S, pass_base: int = 0,
          clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> int:
-    """Claim and run shards until every shard of the batch is done (see the module); the exit code."""
+    """Claim and run shards until every shard of the batch is done (see the module); the exit code.
+
+    ``seat``: where (a run directory's path, with ``pass_base``, or a :class:`Seat` of either store).
+    """
+    seat = Seat.run_dir(seat, pass_base=pass_base) if isinstance(seat, Path) else seat
     rng = rng or random.Random()
-    store = SqliteLeaseStore(RunDir(run_dir).sink)
-    runner = spawn_runner(run_dir)
+    store = seat.open_store(60.0)
+    runner = spawn_runner(seat)
     try:
         while True:
             lease = store.claim(batch_id, owner, now=clock(), lease_s=lease_s)
             if lease is None:
                 if all(s.state == DONE for s in store.shards(batch_id)):
                     return 0
-                time.sleep(lease_s / 3 * rng.uniform(0.5, 1.0))
+                time.sleep(min(lease_s / 3, IDLE_POLL_S) * rng.uniform(0.5, 1.0))
                 continue
             print(f"worker {owner}: claimed shard {lease.spec} token {lease.token}", flush=True)
-            code, runner = run_lease(run_dir, store, lease, lease_s=lease_s, pass_base=pass_base, runner=runner)
+            code, runner = run_lease(seat, store, lease, lease_s=lease_s, runner=runner)
             if code not in (0, EXIT_STALE, -signal.SIGKILL):
-                print(f"worker {owner}: the pass on shard {lease.spec} failed (exit {code}); see its pass*.stderr",
-                      flush=True)
+                print(f"worker {owner}: the pass on shard {lease.spec} failed (exit {code}); see "
+                      f"{seat.folder}/pass*.stderr", flush=True)
                 return EXIT_PASS_FAILED
     finally:
         store.close()

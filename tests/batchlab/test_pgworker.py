@@ -147,3 +147,17 @@ class TestTheCommandSide:
         assert run_store(spec, url=pg_db, workers=2, shards=4, lease_s=5.0, folder=tmp_path / "f") == 0
         out = capsys.readouterr().out
         assert out.count(": exit 0") == 2 and "completion" in out
+
+
+def test_one_worker_runs_every_shard_in_one_long_lived_pass_runner(batch: str, tmp_path: Path) -> None:
+    """A worker alone on the 8-shard batch: 8 passes, all from one process (the pass runner it keeps from shard to
+    shard, as on a run directory), not a new process per shard."""
+    from batchlab.ledger import Ev
+    from batchlab.pgstore import iter_events
+
+    alone = worker(batch, "alone", tmp_path / "alone")
+    out = alone.communicate(timeout=600)[0]
+    assert alone.returncode == 0, out
+    starts = [e for e in iter_events(PgConnection(batch), "b") if e["ev"] == Ev.PASS_START]
+    assert len(starts) == 8 and len({e["pass"] for e in starts}) == 8
+    assert len({e["pid"] for e in starts}) == 1 and starts[0]["pid"] != alone.pid

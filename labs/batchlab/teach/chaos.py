@@ -264,6 +264,10 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         from .chaos_workers import cmd_chaos_workers
 
         return cmd_chaos_workers(args)
+    if args.run_dir is None or getattr(args, "store", None):
+        raise UsageError("chaos needs a run directory (--store only with --workers N)", code="usage_error",
+                         details={}, hints=["batchlab chaos runs/chaos", "batchlab chaos --workers 3 --store URL "
+                                                                          "--batch-id ID"])
     extra = ["--seed", str(args.seed), "--fault-rate", str(args.fault_rate), "--concurrency", str(args.concurrency),
              "--latency-ms", str(args.latency_ms)]
     result = run_chaos(run_dir=args.run_dir, input_path=args.input, kills=args.kills, min_s=args.min_s,
@@ -278,7 +282,8 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("chaos", help="run a batch under N random SIGKILLs of `batchlab run` and its worker; "
                                             "integrity, duplicates and lost documents after each")
-    p.add_argument("run_dir", type=Path, help="the run directory (resumed if it exists)")
+    p.add_argument("run_dir", type=Path, nargs="?", default=None,
+                   help="the run directory (resumed if it exists); with --store, the workers' local folder")
     p.add_argument("--input", type=Path, default=None,
                    help="batch file (default: the run directory's own, else examples/input_example.json)")
     p.add_argument("--kills", type=int, default=20, help="how many SIGKILLs (default 20)")
@@ -294,4 +299,10 @@ def add_parser(subparsers: Any) -> None:
                    help="N > 1: a fleet of N lease-holding workers; SIGKILL random workers and SIGSTOP one past its "
                         "lease (batchlab.teach.chaos_workers)")
     p.add_argument("--lease-s", type=float, default=1.5, help="with --workers: the shard lease's length")
+    p.add_argument("--store", default=None, metavar="URL",
+                   help="with --workers: the batch in a PostgreSQL store (postgresql://...); needs --batch-id")
+    p.add_argument("--batch-id", default=None, help="with --store: the batch to publish and run under chaos")
+    p.add_argument("--restart-server", default=None, metavar="CMD",
+                   help="with --store: a shell command that restarts the server, run once mid-chaos "
+                        "(e.g. `pg_ctl -D DATA restart -m immediate`)")
     p.set_defaults(func=cmd_chaos)
