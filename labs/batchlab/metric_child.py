@@ -7,7 +7,8 @@ pickled :class:`batchlab.metric_fold.LedgerHalf` to its stdout. The two halves o
 a large run's metrics take about the time of the longer half instead of the sum (issue 17: the fold
 of a million documents was 18 % of the first pass's wall). Nothing depends on it: whenever the
 child fails or answers something else, the caller folds the ledger itself, with the same code, and
-the figures are the same (``tests/batchlab/test_metric_child.py``).
+the figures are the same (``tests/batchlab/test_metric_child.py``). On a live run the two halves read the
+sink a moment apart, as the ledger and the sink were always read a moment apart.
 """
 
 from __future__ import annotations

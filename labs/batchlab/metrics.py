@@ -45,7 +45,8 @@ from .errors import KitError
 from .fold_store import SPILL_KEYS, FoldStore
 from .ledger_views import PassMetrics, usable_events
 from .metric_child import PARALLEL_LEDGER_BYTES, LedgerChild
-from .metric_fold import FileSink, Folded, ListSink, SinkDamage, fold_run, read_ledger
+from .metric_fold import Folded, fold_run, read_ledger
+from .metric_sinks import FileSink, ListSink, SinkDamage
 from .metric_table import MetricRow, format_table, format_value, metric_rows
 from .rundir import RunDir
 from .runner import read_spec
