@@ -216,8 +216,9 @@ class BatchReport:
 
     A run that resumed from a global offset (``offset_index`` > 0) reports the whole batch all the
     same: the entries below the offset count in ``total``, their keys in ``unique`` and ``skipped``.
-    ``latencies_s`` holds one float per executed document (about 32 bytes each in a list: 32 MB for
-    a million, the one figure of the report that grows with the batch).
+    ``latencies_s`` holds one float per executed document, in any sequence of floats: a list (about 32
+    bytes a value: 32 MB for a million, the one figure of the report that grows with the batch) or, as
+    the reference keeps it, an ``array('d')`` (8 bytes a value). Only its length and percentiles are read.
     """
 
     batch_id: str
@@ -237,7 +238,7 @@ class BatchReport:
     checkpoint_hit_rate: float = 0.0
     resume_time_s: float | None = None
     wall_time_s: float = 0.0
-    latencies_s: list[float] = field(default_factory=list)
+    latencies_s: Sequence[float] = field(default_factory=list)
     failure_reasons: dict[str, int] = field(default_factory=dict)
     #: The input entry this run started reading from (全局 offset: every entry below it was finished and is
     #: counted without being read); 0 when it read the batch from its first entry.

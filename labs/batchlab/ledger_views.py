@@ -32,6 +32,12 @@ def usable_event(ev: Event) -> dict[str, Any] | None:
     is, rather than crash every command that reads it. Never changes ``ev``; returns it itself when
     nothing needs converting.
     """
+    if type(ev) is dict:  # the common case, every line the worker writes, checked without converting anything
+        t0, kind = ev.get("t"), ev.get("ev")
+        if (type(t0) is float and t0 - t0 == 0.0 and type(ev.get("pass")) is int and type(kind) is str
+                and (kind not in IDENT_EVENTS or type(ev.get("ident")) is str)
+                and not (kind == Ev.PASS_START and "t0" in ev)):
+            return ev
     try:
         t = float(ev["t"])
         pass_no = int(ev.get("pass", 0))

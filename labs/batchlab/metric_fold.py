@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,15 +25,14 @@ from typing import Any
 from .docmodel import Document, ident_of, try_parse
 from .fold_store import SPILL_KEYS, FoldStore, Latencies, SpillMap
 from .ledger import CRASH_EVENTS, Ev
-from .ledger_views import PassFirsts, PassMetrics, is_upgrade, usable_event
+from .ledger_views import PassFirsts, PassMetrics, usable_event
+from .metric_sinks import FileSink as FileSink
+from .metric_sinks import ListSink as ListSink
+from .metric_sinks import SinkDamage as SinkDamage
 from .pipeline import MODE_DEGRADED, output_matches
 from .sink import SinkRecord
 
 Event = Mapping[str, Any]
-
-
-class SinkDamage(Exception):
-    """A committed output that cannot be decoded (its chunks or vectors are not JSON)."""
 
 
 @dataclass
@@ -136,8 +134,12 @@ class PassFold:
             if t0 is not None:
                 self._latencies.add(self.pass_no, t - t0)
 
-    def finish(self, unique: int, sample: int) -> PassMetrics:
-        """The pass's :class:`PassMetrics`; the hits and what was left come from the scratch database."""
+    def partial(self, sample: int) -> tuple[PassMetrics, float | None]:
+        """The pass's figures that its own events give, and its first call on a new identity (or None).
+
+        What needs the input's identities too (hits, what was left) is :func:`complete_pass`'s: the two
+        halves of the fold may run in two processes (:mod:`batchlab.metric_child`).
+        """
         start, end, crash = self.firsts.start, self.firsts.end, self.firsts.crash
         started = float(start.get("t0", start["t"])) if start else float(self.first_t or 0.0)
         pm = PassMetrics(pass_no=self.pass_no, started=started, ended=self.last_t, exit=self.firsts.exit(),
@@ -148,23 +150,61 @@ class PassFold:
             pm.report = end.get("report")
         elif end is not None:
             pm.student_error = str(end.get("error", ""))
-        db = self._store.db
-        before = "EXISTS (SELECT 1 FROM puts p WHERE p.ident = i.ident AND p.pass < ?)"
-        pm.lookups = unique
-        pm.hits = db.execute(f"SELECT COUNT(*) FROM idents i WHERE {before} AND NOT EXISTS "
-                             "(SELECT 1 FROM puts p WHERE p.ident = i.ident AND p.pass = ?)",
-                             (self.pass_no, self.pass_no)).fetchone()[0]
-        if self.pass_no > 1:
-            if self.first_new_call is not None:
-                pm.resume_time_s = self.first_new_call - pm.started
-            elif not db.execute(f"SELECT 1 FROM idents i WHERE NOT {before} LIMIT 1", (self.pass_no,)).fetchone():
-                pm.resume_time_s = 0.0  # nothing was left to do
         lat = self._latencies
         pm.latency_count = lat.count(self.pass_no)
         pm.latency_p50_s, pm.latency_p95_s = lat.percentile(50, self.pass_no), lat.percentile(95, self.pass_no)
         step = max(1, math.ceil(pm.latency_count / sample))
         pm.latencies_s = [v for i, v in enumerate(lat.values(self.pass_no)) if i % step == 0]
-        return pm
+        return pm, self.first_new_call
+
+
+def complete_pass(pm: PassMetrics, first_new_call: float | None, unique: int, store: FoldStore) -> PassMetrics:
+    """A pass's hits, lookups and resume time, from the store's identities (the input) and puts (the sink)."""
+    db = store.db
+    before = "EXISTS (SELECT 1 FROM puts p WHERE p.ident = i.ident AND p.pass < ?)"
+    pm.lookups = unique
+    pm.hits = db.execute(f"SELECT COUNT(*) FROM idents i WHERE {before} AND NOT EXISTS "
+                         "(SELECT 1 FROM puts p WHERE p.ident = i.ident AND p.pass = ?)",
+                         (pm.pass_no, pm.pass_no)).fetchone()[0]
+    if pm.pass_no > 1:
+        if first_new_call is not None:
+            pm.resume_time_s = first_new_call - pm.started
+        elif not db.execute(f"SELECT 1 FROM idents i WHERE NOT {before} LIMIT 1", (pm.pass_no,)).fetchone():
+            pm.resume_time_s = 0.0  # nothing was left to do
+    return pm
+
+
+@dataclass
+class LedgerHalf:
+    """The ledger's side of the fold: run-wide tallies, each pass's own figures, the run's latency percentiles.
+
+    Plain data (it crosses a pipe from :mod:`batchlab.metric_child`); :func:`complete_pass` adds the rest.
+    """
+
+    tally: Tally
+    passes: list[tuple[PassMetrics, float | None]]
+    latency_p50_s: float | None
+    latency_p95_s: float | None
+
+
+def fold_ledger(events: Iterable[Event], store: FoldStore) -> LedgerHalf:
+    """Fold the ledger into one accumulator per pass; ``store`` holds the sink's puts, indexed (who came before)."""
+    tally = Tally()
+    latencies = Latencies(store)
+    folds: dict[int, PassFold] = {}
+    for raw_ev in events:
+        ev = usable_event(raw_ev)
+        if ev is None:
+            continue
+        tally.see(ev)
+        pass_no = ev["pass"]
+        if pass_no > 0:
+            fold = folds.get(pass_no)
+            if fold is None:
+                fold = folds[pass_no] = PassFold(pass_no, store, latencies)
+            fold.see(ev)
+    return LedgerHalf(tally=tally, passes=[folds[p].partial(SPILL_KEYS) for p in sorted(folds)],
+                      latency_p50_s=latencies.percentile(50), latency_p95_s=latencies.percentile(95))
 
 
 @dataclass
@@ -178,59 +218,6 @@ class Folded:
     upgraded: int
     latency_p50_s: float | None
     latency_p95_s: float | None
-
-
-class ListSink:
-    """A sink given as lists (the grader, the tests): outputs grouped by identity, puts copied into the store."""
-
-    def __init__(self, outputs: Sequence[SinkRecord], puts: Sequence[Event]) -> None:
-        self._by_ident: dict[str, list[SinkRecord]] = defaultdict(list)
-        for rec in outputs:
-            self._by_ident[rec.ident].append(rec)
-        self._puts = puts
-
-    def load_puts(self, store: FoldStore) -> None:
-        store.db.executemany("INSERT INTO puts VALUES (?, ?, ?, ?)",
-                             ((i, p["ident"], int(p["pass"]), int(is_upgrade(p))) for i, p in enumerate(self._puts)))
-
-    def records(self, ident: str) -> list[SinkRecord]:
-        return self._by_ident.get(ident, [])
-
-
-class FileSink:
-    """The sink file of a run, attached read-only to the fold's store: puts copied, outputs looked up per identity."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-        self._db: sqlite3.Connection | None = None
-
-    def load_puts(self, store: FoldStore) -> None:
-        if self._path is None:
-            return
-        db = self._db = store.db
-        db.execute("COMMIT")  # ATTACH is refused inside a transaction
-        db.execute("ATTACH DATABASE ? AS sink", (f"{self._path.resolve().as_uri()}?mode=ro",))
-        db.execute("BEGIN")
-        db.execute("INSERT INTO puts SELECT seq, ident, pass, upgrade != 0 FROM sink.puts ORDER BY seq")
-        db.execute("CREATE TABLE out_ix (ident TEXT NOT NULL, rid INTEGER NOT NULL)")
-        db.execute("INSERT INTO out_ix SELECT ident, rowid FROM sink.outputs")
-        db.execute("CREATE INDEX out_ix_ident ON out_ix (ident, rid)")
-
-    def records(self, ident: str) -> list[SinkRecord]:
-        if self._db is None:
-            return []
-        rows = self._db.execute(
-            "SELECT o.key, o.doc_id, o.ident, o.mode, o.chunks, o.vectors, o.committed_at, o.writes FROM out_ix x "
-            "JOIN sink.outputs o ON o.rowid = x.rid WHERE x.ident = ? ORDER BY x.rid", (ident,)).fetchall()
-        return [_record(row) for row in rows]
-
-
-def _record(row: Sequence[Any]) -> SinkRecord:
-    key, doc_id, ident, mode, chunks, vectors, committed_at, writes = row
-    try:
-        return SinkRecord(key, doc_id, ident, mode, json.loads(chunks), json.loads(vectors), committed_at, writes)
-    except (ValueError, TypeError) as exc:
-        raise SinkDamage(f"output {key!r}: {type(exc).__name__}: {exc}") from None
 
 
 _SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
@@ -265,30 +252,24 @@ def read_ledger(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def fold_run(documents: Iterable[Any], events: Iterable[Event], sink: ListSink | FileSink,
-             store: FoldStore) -> Folded:
-    """Fold one run: puts into the store, then the input, then the ledger (each read once, in order)."""
+             store: FoldStore, *, ledger: Callable[[], LedgerHalf | None] | None = None) -> Folded:
+    """Fold one run: puts into the store, then the input, then the ledger (each read once, in order).
+
+    ``ledger``, when given, is asked for the ledger's half once the input is folded (computed meanwhile in
+    another process: :mod:`batchlab.metric_child`); when it answers None, ``events`` are folded here.
+    """
     sink.load_puts(store)
     store.index_puts()
     inputs = InputFold()
     for raw in documents:
         inputs.see(raw, store, sink.records)
-    tally = Tally()
-    latencies = Latencies(store)
-    folds: dict[int, PassFold] = {}
-    for raw_ev in events:
-        ev = usable_event(raw_ev)
-        if ev is None:
-            continue
-        tally.see(ev)
-        if ev["pass"] > 0:
-            fold = folds.get(ev["pass"])
-            if fold is None:
-                fold = folds[ev["pass"]] = PassFold(ev["pass"], store, latencies)
-            fold.see(ev)
-    passes = [folds[p].finish(inputs.unique, SPILL_KEYS) for p in sorted(folds)]
-    return Folded(inputs=inputs, tally=tally, passes=passes, duplicates=_duplicates(store),
+    half = ledger() if ledger is not None else None
+    if half is None:
+        half = fold_ledger(events, store)
+    passes = [complete_pass(pm, first_new, inputs.unique, store) for pm, first_new in half.passes]
+    return Folded(inputs=inputs, tally=half.tally, passes=passes, duplicates=_duplicates(store),
                   upgraded=store.db.execute("SELECT COUNT(*) FROM puts WHERE upgrade").fetchone()[0],
-                  latency_p50_s=latencies.percentile(50), latency_p95_s=latencies.percentile(95))
+                  latency_p50_s=half.latency_p50_s, latency_p95_s=half.latency_p95_s)
 
 
 def _duplicates(store: FoldStore) -> list[tuple[str, str, list[int]]]:

@@ -33,6 +33,7 @@ both ways, exact (percentiles included), and equal to the list-based code this r
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -43,7 +44,9 @@ from .batchstream import open_batch
 from .errors import KitError
 from .fold_store import SPILL_KEYS, FoldStore
 from .ledger_views import PassMetrics, usable_events
-from .metric_fold import FileSink, Folded, ListSink, SinkDamage, fold_run, read_ledger
+from .metric_child import PARALLEL_LEDGER_BYTES, LedgerChild
+from .metric_fold import Folded, fold_run, read_ledger
+from .metric_sinks import FileSink, ListSink, SinkDamage
 from .metric_table import MetricRow, format_table, format_value, metric_rows
 from .rundir import RunDir
 from .runner import read_spec
@@ -207,7 +210,7 @@ def _metrics(f: Folded) -> Metrics:
 
 
 @contextlib.contextmanager
-def _sink_of(run: Path) -> Iterator[FileSink]:
+def sink_of(run: Path) -> Iterator[FileSink]:
     """The run's sink for the fold (no sink file: an empty one); a damaged file raises ``sink_unreadable``.
 
     Opened once the usual way first (:func:`batchlab.sink.connect`: a sink of an older kit gains its
@@ -228,7 +231,8 @@ def _sink_of(run: Path) -> Iterator[FileSink]:
             conn.close()
 
 
-def metrics_for_run(run_dir: str | Path, *, on_disk: bool | None = None, spill_keys: int = SPILL_KEYS) -> Metrics:
+def metrics_for_run(run_dir: str | Path, *, on_disk: bool | None = None, spill_keys: int = SPILL_KEYS,
+                    parallel: bool | None = None) -> Metrics:
     """Metrics of a run directory written by :mod:`batchlab.runner`, in memory bounded whatever its size.
 
     The input is streamed (:func:`batchlab.batchstream.open_batch`, validated first), the ledger
@@ -238,6 +242,9 @@ def metrics_for_run(run_dir: str | Path, *, on_disk: bool | None = None, spill_k
     Never a traceback, whatever the directory holds: a part that cannot be read (spec, input, sink)
     raises :class:`batchlab.errors.KitError` naming it (``run_dir_corrupt``, ``run_input_unreadable``,
     ``sink_unreadable``); ledger lines that cannot be read are skipped (:func:`usable_events`).
+    ``parallel`` folds the ledger in a child process meanwhile (:mod:`batchlab.metric_child`; default:
+    a ledger of :data:`batchlab.metric_child.PARALLEL_LEDGER_BYTES` or more on a machine of two cores or more);
+    the figures are the same either way.
     """
     run = Path(run_dir)
     spec = read_spec(run)
@@ -247,15 +254,37 @@ def metrics_for_run(run_dir: str | Path, *, on_disk: bool | None = None, spill_k
         raise _input_error(run, spec.input, exc) from None
     if on_disk is None:
         on_disk = (stream.header.documents or 0) > spill_keys
-    with _sink_of(run) as sink, FoldStore(on_disk=on_disk, spill_keys=spill_keys) as store:
-        try:
-            return _metrics(fold_run(stream, read_ledger(RunDir(run).ledger), sink, store))
-        except KitError as exc:  # the input changed under the stream
-            raise _input_error(run, spec.input, exc) from None
-        except (KeyError, TypeError, ValueError, OverflowError, AttributeError, RecursionError) as exc:
-            raise KitError(f"the records of {run} do not add up: {type(exc).__name__}: {exc}",
-                           code="run_dir_corrupt", details={"run_dir": str(run)},
-                           hints=["A run directory is written by `batchlab run`/`demo` only; start a new one."]) from None
+    child = LedgerChild(run, on_disk=on_disk, spill_keys=spill_keys) if _parallel(run, parallel) else None
+    try:
+        with sink_of(run) as sink, FoldStore(on_disk=on_disk, spill_keys=spill_keys) as store:
+            return _fold_metrics(run, spec.input, stream, sink, store, child)
+    finally:
+        if child is not None:
+            child.close()
+
+
+def _parallel(run: Path, parallel: bool | None) -> bool:
+    if parallel is not None:
+        return parallel
+    try:
+        size = RunDir(run).ledger.stat().st_size
+    except OSError:
+        return False
+    return size >= PARALLEL_LEDGER_BYTES and (os.cpu_count() or 1) > 1
+
+
+def _fold_metrics(run: Path, source: Path, stream: Iterable[Any], sink: FileSink, store: FoldStore,
+                  child: LedgerChild | None) -> Metrics:
+    """:func:`metrics_for_run`'s fold, with the ledger's half from ``child`` when it has one."""
+    try:
+        return _metrics(fold_run(stream, read_ledger(RunDir(run).ledger), sink, store,
+                                 ledger=child.result if child is not None else None))
+    except KitError as exc:  # the input changed under the stream
+        raise _input_error(run, source, exc) from None
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError, RecursionError) as exc:
+        raise KitError(f"the records of {run} do not add up: {type(exc).__name__}: {exc}",
+                       code="run_dir_corrupt", details={"run_dir": str(run)},
+                       hints=["A run directory is written by `batchlab run`/`demo` only; start a new one."]) from None
 
 
 def _input_error(run: Path, source: Path, exc: KitError) -> KitError:

@@ -28,7 +28,9 @@ standard library.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import gc
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,3 +171,44 @@ class GuardedService(SimulatedService):
 
 
 __all__ = ["FakeClock", "GuardedService", "KillingSink", "MemoryCheckpointStore", "MemoryEntry", "RecordingSleep"]
+
+
+class WatchedRaw(dict):  # type: ignore[type-arg]
+    """A raw document of a stream that a weak reference can watch (a plain dict cannot be weakly referenced)."""
+
+
+def forbid_listing(setattr: Callable[[Any, str, Any], None], *, alive: int = 3, index: bool = True) -> None:
+    """Make any listing of a batch fail (give it ``monkeypatch.setattr``): memory flat in N proven by the code path.
+
+    A stream fails once more than ``alive`` of the documents it handed out are still held, and the
+    list-based readers (``load_batch``, ``Inventory.of``, with ``index`` also ``stream[i]``) fail at once.
+    Shared by the tests of every front-end that must read its input as a stream.
+    """
+    from . import batchfile
+    from .batchstream import BatchStream
+    from .inventory import Inventory
+
+    entries = BatchStream.entries
+
+    def watched(self: BatchStream) -> Iterator[Any]:
+        held: list[weakref.ref[WatchedRaw]] = []
+        for entry in entries(self):
+            held = [r for r in held if r() is not None]
+            if len(held) > alive:  # garbage in a reference cycle (a parse error's traceback) is not held: collect it
+                gc.collect()
+                held = [r for r in held if r() is not None]
+            assert len(held) <= alive, f"{len(held)} documents read earlier are still held: the input was listed"
+            raw = WatchedRaw(entry.raw) if type(entry.raw) is dict else entry.raw  # a RejectedDocument stays one
+            if isinstance(raw, WatchedRaw):
+                held.append(weakref.ref(raw))
+            yield raw
+            del raw
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the batch was loaded as a list")
+
+    setattr(BatchStream, "__iter__", watched)
+    if index:
+        setattr(BatchStream, "__getitem__", refuse)
+    setattr(batchfile, "load_batch", refuse)
+    setattr(Inventory, "of", refuse)

@@ -228,16 +228,25 @@ def measure(n: int, work: Path, *, say: Callable[[str], None] = lambda _: None, 
                       "resume")
     _said(say, n, "resume", resume)
     resumed = metrics_for_run(killed).passes[-1]
+    return _row(n, source, figures, first=first, sizes=sizes, noop=noop, mcmd=mcmd, resume=resume, kill_at=kill_at,
+                resume_first_call_s=resumed.resume_time_s, noop_pass=p2, one_pass=False)
+
+
+def _row(n: int, source: Path, figures: dict[str, Any], *, first: Child, sizes: tuple[int, int, int], noop: Child,
+         mcmd: Child, resume: Child, kill_at: int, resume_first_call_s: float | None, noop_pass: dict[str, Any],
+         one_pass: bool) -> ScaleRow:
+    """One N's :class:`ScaleRow` from its children and the metrics' figures (both ways of :func:`measure`)."""
+    p1 = figures["per_pass"][0]
     return ScaleRow(
         documents=n, input_bytes=source.stat().st_size, unique=figures["unique"], first_pass_s=p1["wall_s"],
         first_pass_committed=p1["committed"], first_pass_cli_s=first.wall_s,
         rss_worker=first.peak_rss.get("worker", 0), rss_cli=first.peak_rss.get("cli", 0), rss_largest=first.max_rss,
         ledger_bytes=sizes[0], checkpoint_bytes=sizes[1], sink_bytes=sizes[2],
-        noop_rerun_s=noop.wall_s, noop_rerun_calls=p2["calls"], noop_rss_worker=noop.peak_rss.get("worker", 0),
+        noop_rerun_s=noop.wall_s, noop_rerun_calls=noop_pass["calls"], noop_rss_worker=noop.peak_rss.get("worker", 0),
         noop_rss_cli=noop.peak_rss.get("cli", 0), noop_rss_largest=noop.max_rss,
         metrics_s=mcmd.wall_s, metrics_rss=mcmd.max_rss, kill_at=kill_at,
-        resume_first_call_s=resumed.resume_time_s, resume_pass_s=resume.wall_s, resume_rss_largest=resume.max_rss,
-        noop_pass_s=p2["wall_s"])
+        resume_first_call_s=resume_first_call_s, resume_pass_s=resume.wall_s, resume_rss_largest=resume.max_rss,
+        one_pass=one_pass, noop_pass_s=noop_pass["wall_s"])
 
 
 def _measure_one_pass(n: int, work: Path, source: Path, say: Callable[[str], None]) -> ScaleRow:
@@ -266,16 +275,8 @@ def _measure_one_pass(n: int, work: Path, source: Path, say: Callable[[str], Non
     p1, p2, p3 = figures["per_pass"][:3]
     say(f"N={n}: first pass wall {p1['wall_s']:.1f} s, {p1['committed']} committed; resume first call "
         f"{p2['resume_time_s']} s; no-op rerun {p3['calls']} calls")
-    return ScaleRow(
-        documents=n, input_bytes=source.stat().st_size, unique=figures["unique"], first_pass_s=p1["wall_s"],
-        first_pass_committed=p1["committed"], first_pass_cli_s=first.wall_s,
-        rss_worker=first.peak_rss.get("worker", 0), rss_cli=first.peak_rss.get("cli", 0), rss_largest=first.max_rss,
-        ledger_bytes=sizes[0], checkpoint_bytes=sizes[1], sink_bytes=sizes[2],
-        noop_rerun_s=noop.wall_s, noop_rerun_calls=p3["calls"], noop_rss_worker=noop.peak_rss.get("worker", 0),
-        noop_rss_cli=noop.peak_rss.get("cli", 0), noop_rss_largest=noop.max_rss,
-        metrics_s=mcmd.wall_s, metrics_rss=mcmd.max_rss, kill_at=kill_at,
-        resume_first_call_s=p2["resume_time_s"], resume_pass_s=resume.wall_s, resume_rss_largest=resume.max_rss,
-        one_pass=True, noop_pass_s=p3["wall_s"])
+    return _row(n, source, figures, first=first, sizes=sizes, noop=noop, mcmd=mcmd, resume=resume, kill_at=kill_at,
+                resume_first_call_s=p2["resume_time_s"], noop_pass=p3, one_pass=True)
 
 
 def run_scale(sizes: Sequence[int] = DEFAULT_SIZES, *, workdir: Path | None = None,

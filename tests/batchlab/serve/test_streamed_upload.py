@@ -2,53 +2,23 @@
 
 from __future__ import annotations
 
-import gc
 import json
-import weakref
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from batchlab import batchfile
-from batchlab.batchstream import BatchStream
 from batchlab.errors import BatchInputError
 from batchlab.examples import make_documents
-from batchlab.inventory import Inventory
 from batchlab.serve.manager import BatchManager
+from batchlab.testing import forbid_listing
 
 from .conftest import WAIT_S
-
-
-class Raw(dict):  # type: ignore[type-arg]
-    """A raw document a weak reference can watch."""
 
 
 @pytest.fixture
 def streamed_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Listing an input fails: a stream with more than 3 earlier documents alive, load_batch, Inventory.of."""
-    entries = BatchStream.entries
-
-    def watched(self: BatchStream) -> Iterator[Any]:
-        alive: list[weakref.ref[Raw]] = []
-        for entry in entries(self):
-            alive = [r for r in alive if r() is not None]
-            if len(alive) > 3:
-                gc.collect()
-                alive = [r for r in alive if r() is not None]
-            assert len(alive) <= 3, "the upload was listed"
-            raw = Raw(entry.raw) if type(entry.raw) is dict else entry.raw
-            if isinstance(raw, Raw):
-                alive.append(weakref.ref(raw))
-            yield raw
-            del raw
-
-    def refuse(*_: Any, **__: Any) -> Any:
-        raise AssertionError("the upload was loaded as a list")
-
-    monkeypatch.setattr(BatchStream, "__iter__", watched)
-    monkeypatch.setattr(batchfile, "load_batch", refuse)
-    monkeypatch.setattr(Inventory, "of", refuse)
+    forbid_listing(monkeypatch.setattr, index=False)
 
 
 def documents() -> list[dict[str, Any]]:

@@ -7,57 +7,28 @@ listing of the input fail: memory that does not grow with N is proven by the cod
 
 from __future__ import annotations
 
-import gc
 import json
-import weakref
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from batchlab import batchfile
-from batchlab.batchstream import BatchStream, open_batch
+from batchlab.batchstream import open_batch
 from batchlab.cli import main
 from batchlab.documents import ident_of, parse_document
 from batchlab.examples import make_documents, write_documents
-from batchlab.inventory import Inventory
 from batchlab.ledger import Ev
 from batchlab.pipeline import chunk_text, clean_text
 from batchlab.teach.chaos_result import RESTARTS_FOR_GRANULARITY, _granularity
 from batchlab.teach.report.views import rejected_codes
-
-
-class Raw(dict):  # type: ignore[type-arg]
-    """A raw document a weak reference can watch."""
+from batchlab.testing import forbid_listing
 
 
 @pytest.fixture
 def streamed_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every read of a batch must stream: a stream fails once more than 3 of the documents it handed out are alive,
-    and the list-based readers (load_batch, Inventory.of, ``stream[i]``) fail at once."""
-    entries = BatchStream.entries
-
-    def watched(self: BatchStream) -> Iterator[Any]:
-        alive: list[weakref.ref[Raw]] = []
-        for entry in entries(self):
-            alive = [r for r in alive if r() is not None]
-            if len(alive) > 3:  # garbage in a reference cycle (a parse error's traceback) is not held: collect it
-                gc.collect()
-                alive = [r for r in alive if r() is not None]
-            assert len(alive) <= 3, f"{len(alive)} documents read earlier are still held: the input was listed"
-            raw = Raw(entry.raw) if type(entry.raw) is dict else entry.raw  # a RejectedDocument stays one
-            if isinstance(raw, Raw):
-                alive.append(weakref.ref(raw))
-            yield raw
-            del raw
-
-    def refuse(*_: Any, **__: Any) -> Any:
-        raise AssertionError("the batch was loaded as a list")
-
-    monkeypatch.setattr(BatchStream, "__iter__", watched)
-    monkeypatch.setattr(BatchStream, "__getitem__", refuse)
-    monkeypatch.setattr(batchfile, "load_batch", refuse)
-    monkeypatch.setattr(Inventory, "of", refuse)
+    """Every read of a batch must stream (:func:`batchlab.testing.forbid_listing`): a stream fails once more than 3
+    of the documents it handed out are alive, and the list-based readers (load_batch, Inventory.of, ``stream[i]``)
+    fail at once."""
+    forbid_listing(monkeypatch.setattr)
 
 
 def docs(n: int = 80, **kw: Any) -> list[dict[str, Any]]:

@@ -1,0 +1,81 @@
+"""The two ways a run's sink reaches the metric fold: given as lists, or the run's sink file attached read-only.
+
+Both copy the sink's puts into the fold's scratch database (:class:`batchlab.fold_store.FoldStore`)
+and answer one identity's committed outputs at a time (:mod:`batchlab.metric_fold` compares each with
+the oracle); split from the fold so that each module stays one idea.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .fold_store import FoldStore
+from .ledger_views import is_upgrade
+from .sink import SinkRecord
+
+Event = Mapping[str, Any]
+
+
+class SinkDamage(Exception):
+    """A committed output that cannot be decoded (its chunks or vectors are not JSON)."""
+
+
+class ListSink:
+    """A sink given as lists (the grader, the tests): outputs grouped by identity, puts copied into the store."""
+
+    def __init__(self, outputs: Sequence[SinkRecord], puts: Sequence[Event]) -> None:
+        self._by_ident: dict[str, list[SinkRecord]] = defaultdict(list)
+        for rec in outputs:
+            self._by_ident[rec.ident].append(rec)
+        self._puts = puts
+
+    def load_puts(self, store: FoldStore) -> None:
+        store.db.executemany("INSERT INTO puts VALUES (?, ?, ?, ?)",
+                             ((i, p["ident"], int(p["pass"]), int(is_upgrade(p))) for i, p in enumerate(self._puts)))
+
+    def records(self, ident: str) -> list[SinkRecord]:
+        return self._by_ident.get(ident, [])
+
+
+class FileSink:
+    """The sink file of a run, attached read-only to the fold's store: puts copied, outputs looked up per identity."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._db: sqlite3.Connection | None = None
+
+    def load_puts(self, store: FoldStore, *, outputs: bool = True) -> None:
+        """Copy the puts into ``store``; with ``outputs`` also index the outputs by identity (for :meth:`records`)."""
+        if self._path is None:
+            return
+        db = self._db = store.db
+        db.execute("COMMIT")  # ATTACH is refused inside a transaction
+        db.execute("ATTACH DATABASE ? AS sink", (f"{self._path.resolve().as_uri()}?mode=ro",))
+        db.execute("BEGIN")
+        db.execute("INSERT INTO puts SELECT seq, ident, pass, upgrade != 0 FROM sink.puts ORDER BY seq")
+        if not outputs:
+            return
+        db.execute("CREATE TABLE out_ix (ident TEXT NOT NULL, rid INTEGER NOT NULL)")
+        db.execute("INSERT INTO out_ix SELECT ident, rowid FROM sink.outputs")
+        db.execute("CREATE INDEX out_ix_ident ON out_ix (ident, rid)")
+
+    def records(self, ident: str) -> list[SinkRecord]:
+        if self._db is None:
+            return []
+        rows = self._db.execute(
+            "SELECT o.key, o.doc_id, o.ident, o.mode, o.chunks, o.vectors, o.committed_at, o.writes FROM out_ix x "
+            "JOIN sink.outputs o ON o.rowid = x.rid WHERE x.ident = ? ORDER BY x.rid", (ident,)).fetchall()
+        return [_record(row) for row in rows]
+
+
+def _record(row: Sequence[Any]) -> SinkRecord:
+    key, doc_id, ident, mode, chunks, vectors, committed_at, writes = row
+    try:
+        return SinkRecord(key, doc_id, ident, mode, json.loads(chunks), json.loads(vectors), committed_at, writes)
+    except (ValueError, TypeError) as exc:
+        raise SinkDamage(f"output {key!r}: {type(exc).__name__}: {exc}") from None
