@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -212,3 +214,28 @@ def test_a_backfill_run_does_not_skip_degraded_documents_below_the_offset(ref: M
     second = run(ref, open_batch(path), tmp_path, backfill=True)
     assert (second.offset_index, second.upgraded, second.degraded) == (0, 1, 0)
     assert any("backfill" in note for note in second.notes)
+
+
+def test_positions_locked_by_a_paused_process_are_not_waited_for(ref: ModuleType, tmp_path: Path) -> None:
+    """Another process holding the positions' write lock (a paused zombie): the run reads every entry, says why, ends."""
+    path = write_batch(tmp_path / "in.jsonl", n=200)
+    first = run(ref, CountingStream(open_batch(path), stop_after=120), tmp_path)
+    positions = tmp_path / "state" / "positions_b.sqlite"
+    assert positions.exists() and first.total == 120
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time\n"
+         "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+         "c.execute('BEGIN IMMEDIATE'); c.execute('DELETE FROM offset')\n"
+         "print('locked', flush=True); time.sleep(120)", str(positions)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        every = CountingStream(open_batch(path))
+        second = run(ref, every, tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert every.read == 200 and second.offset_index == 0
+    assert any("locked by another process" in note for note in second.notes), second.notes
+    assert whole(second) == whole(run(ref, open_batch(path), tmp_path / "alone"))
+    assert set(sink_writes(tmp_path)) == {1}, "nothing committed before was written again"

@@ -375,6 +375,8 @@ async def run_bounded(items: Iterable[T], worker: Callable[[T], Awaitable[Any]],
 
 #: How many more finished input entries before the global offset is written again (and at the end of a run).
 OFFSET_EVERY = 1000
+#: Seconds to wait for the input positions' write lock before reading the input from its first entry.
+LOCK_WAIT_S = 2.0
 
 
 class InputPositions:
@@ -394,10 +396,24 @@ class InputPositions:
     Both are written in one SQLite transaction, so an offset never names keys the table lacks.
     ``path=None`` keeps them in memory (the step tests' runs). Keys are committed in groups
     (:data:`OFFSET_EVERY`): losing the last group to a kill only costs reading them again.
+
+    A file whose write lock another process holds (a worker paused in the middle of a group, whose
+    shard was taken over: 僵尸 worker) is not waited for: the run keeps its positions in memory
+    and reads its input from the first entry (``unavailable`` says why), as with no offset at all.
     """
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self._conn = sqlite3.connect(":memory:" if path is None else str(path), isolation_level=None)
+        #: Why the file on disk is not used ("" when it is, or when none was asked for).
+        self.unavailable = ""
+        self._conn = sqlite3.connect(":memory:" if path is None else str(path), isolation_level=None,
+                                     timeout=LOCK_WAIT_S)
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")  # take the write lock now, or learn another process holds it
+            self._conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._conn.close()
+            self.unavailable = f"{path} is locked by another process ({exc})"
+            self._conn = sqlite3.connect(":memory:", isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, first INTEGER NOT NULL) "
@@ -717,6 +733,9 @@ def resume_point(run: BatchRun, documents: Iterable[Any]) -> dict[str, Any] | No
     same layer (other keys), and not in a backfill run that must redo degraded keys below it. A
     stale offset is forgotten with the keys noted beside it, and said in ``report.notes``.
     """
+    if run.seen.unavailable:
+        run.report.notes.append(f"global offset not used: {run.seen.unavailable}; every entry is read again "
+                                "and the per-document markers decide")
     start = run.seen.load_offset()
     why = ""
     if start is not None:
