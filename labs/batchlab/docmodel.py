@@ -90,9 +90,23 @@ def identity(doc: Document) -> tuple[str, str, str]:
     return (doc.source, normalize_id(doc.id), content_hash(doc.content))
 
 
+#: ``ident_of`` of the documents met last, by (source, id, content): a cache, emptied when full. A worker asks it
+#: for the same document three times (the processor's key, the service's call, the sink's put), and each answer
+#: NFC-checks and hashes the whole content.
+_IDENTS: dict[tuple[str, str, str], str] = {}
+IDENT_CACHE = 256
+
+
 def ident_of(doc: Document) -> str:
     """:func:`identity` as one short string, as the ledger and the sink record it."""
-    return f"{doc.source}|{normalize_id(doc.id)}|{content_hash(doc.content)[:16]}"
+    cache_key = (doc.source, doc.id, doc.content)
+    found = _IDENTS.get(cache_key)
+    if found is None:
+        found = f"{doc.source}|{normalize_id(doc.id)}|{content_hash(doc.content)[:16]}"
+        if len(_IDENTS) >= IDENT_CACHE:
+            _IDENTS.clear()
+        _IDENTS[cache_key] = found
+    return found
 
 
 def parse_document(raw: Any, *, default_source: str = DEFAULT_SOURCE) -> Document:
