@@ -143,7 +143,8 @@ class TestIdentity:
         for other in (Document(id="doc-9", content="Same text.", source="faq"),
                       Document(id="doc-9 ", content="Same text.", source="wiki"),
                       Document(id="Doc-9", content="Same  text.", source="wiki"),
-                      Document(id="Doc-9", content="Other text.", source="wiki")):
+                      Document(id="Doc-9", content="Other text.", source="wiki"),
+                      Document(id="Doc-9", content="Long text. " * 3000, source="wiki")):
             expected = f"{other.source}|{normalize_id(other.id)}|{content_hash(other.content)[:16]}"
             assert ident_of(other) == expected
         assert ident_of(base) == first == f"wiki|doc-9|{content_hash('Same text.')[:16]}"
