@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
 import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-
-import json
-import math
 
 from batchlab.ledger import Ev, Ledger, append_event, encode_event, read_events
 
