@@ -90,9 +90,31 @@ def identity(doc: Document) -> tuple[str, str, str]:
     return (doc.source, normalize_id(doc.id), content_hash(doc.content))
 
 
+#: ``ident_of`` of the documents met last, by (source, id, content): a cache, emptied when full. A worker asks it
+#: for the same document twice (the service's first call, the sink's put), and each answer NFC-checks and hashes
+#: the whole content. Only contents up to :data:`IDENT_CACHE_CHARS` are kept, so the cache holds at most a few MB
+#: of documents that would otherwise be freed (64 entries: a processor has a few documents in flight at a time).
+_IDENTS: dict[tuple[str, str, str], str] = {}
+IDENT_CACHE = 64
+IDENT_CACHE_CHARS = 16384
+
+
+def _ident_text(doc: Document) -> str:
+    return f"{doc.source}|{normalize_id(doc.id)}|{content_hash(doc.content)[:16]}"
+
+
 def ident_of(doc: Document) -> str:
     """:func:`identity` as one short string, as the ledger and the sink record it."""
-    return f"{doc.source}|{normalize_id(doc.id)}|{content_hash(doc.content)[:16]}"
+    if len(doc.content) > IDENT_CACHE_CHARS:
+        return _ident_text(doc)
+    cache_key = (doc.source, doc.id, doc.content)
+    found = _IDENTS.get(cache_key)
+    if found is None:
+        found = _ident_text(doc)
+        if len(_IDENTS) >= IDENT_CACHE:
+            _IDENTS.clear()
+        _IDENTS[cache_key] = found
+    return found
 
 
 def parse_document(raw: Any, *, default_source: str = DEFAULT_SOURCE) -> Document:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .docmodel import ident_of
-from .ledger import _ENCODER, ENVELOPE, Ev, Ledger, _short
+from .ledger import ENVELOPE, Ev, Ledger, encode_event
 from .ledger_views import answered_chunks
 from .pipeline import MODE_DEGRADED
 from .rundir import RunDir
@@ -87,10 +87,7 @@ class HarnessLedger(Ledger):
     def emit(self, ev: str, **fields: Any) -> None:
         if ev == Ev.SINK_PUT and self.put_extra:
             fields.update(self.put_extra)
-        record = {"ev": ev, "t": self._clock(), "pass": self.pass_no, "pid": self._pid}
-        for name, value in fields.items():
-            record[name] = _short(value) if type(value) is str else value
-        line = (_ENCODER.encode(record) + "\n").encode("utf-8")
+        line = encode_event(ev, self._clock(), self.pass_no, self._pid, fields)
         with self._lock:
             if self._fd >= 0:
                 os.write(self._fd, line)

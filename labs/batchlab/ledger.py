@@ -53,6 +53,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from json.encoder import encode_basestring as _escape
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,58 @@ def _short(value: Any) -> Any:
     return value
 
 
+def _plain_str(value: str) -> str:
+    return _escape(value if len(value) <= MAX_FIELD_CHARS else value[:MAX_FIELD_CHARS] + "...")
+
+
+def _finite_float(value: float) -> str:
+    return float.__repr__(value) if value - value == 0.0 else _ENCODER.encode(value)  # NaN, inf: as json spells them
+
+
+#: The JSON text of a value of these exact types, as :data:`_ENCODER` writes it (a top-level string shortened);
+#: anything else (a dict, a list, a ``str`` subclass, a big float) goes through the encoder itself.
+_SCALAR_JSON: dict[type, Callable[[Any], str]] = {
+    str: _plain_str, int: int.__repr__, float: _finite_float,
+    bool: lambda v: "true" if v else "false", type(None): lambda _: "null",
+}
+#: ``"kind"`` of the event kinds met so far.
+_EV_JSON: dict[str, str] = {}
+#: ``,"name":`` of every field name met so far (a name of the envelope is never cached: it overrides the envelope).
+_KEY_JSON: dict[str, str] = {}
+
+
+def _json(value: Any) -> str:
+    fmt = _SCALAR_JSON.get(type(value))
+    return fmt(value) if fmt is not None else _ENCODER.encode(value)
+
+
+def encode_event(ev: str, t: float, pass_no: int, pid: int, fields: Mapping[str, Any]) -> bytes:
+    """One ledger line (with its newline): the bytes ``_ENCODER`` wrote for the same event, built about twice as fast.
+
+    A zero-latency pass writes five lines a document; the encoder's generic path (a dict built, a C
+    encoder made per call, the parts joined) was a tenth of the worker's CPU. Here the envelope and each field
+    name's JSON is made once, and a scalar value (the events' fields but ``report``) is formatted directly.
+    """
+    if not _KEY_JSON.keys() >= fields.keys():
+        if len(_KEY_JSON) > 256 or any(name in ENVELOPE for name in fields):  # overriding the envelope, or many names
+            record = {"ev": ev, "t": t, "pass": pass_no, "pid": pid}
+            record.update((name, _short(v) if type(v) is str else v) for name, v in fields.items())
+            return (_ENCODER.encode(record) + "\n").encode("utf-8")
+        _KEY_JSON.update((name, "," + _escape(name) + ":") for name in fields)
+    scalar, keys = _SCALAR_JSON, _KEY_JSON
+    head = _EV_JSON.get(ev)
+    if head is None:
+        head = _ENCODER.encode(ev)
+        if len(_EV_JSON) < 64:
+            _EV_JSON[ev] = head
+    parts = ['{"ev":', head, ',"t":', _json(t), ',"pass":', _json(pass_no), ',"pid":', _json(pid)]
+    for name, value in fields.items():
+        fmt = scalar.get(type(value))
+        parts += (keys[name], fmt(value) if fmt is not None else _ENCODER.encode(value))
+    parts.append("}\n")
+    return "".join(parts).encode("utf-8")
+
+
 class Ledger:
     """Appends events for one pass of one worker process."""
 
@@ -183,11 +236,7 @@ class Ledger:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def emit(self, ev: str, **fields: Any) -> None:
-        record = {"ev": ev, "t": self._clock(), "pass": self.pass_no, "pid": self._pid}
-        for name, value in fields.items():
-            record[name] = _short(value) if type(value) is str else value
-        line = _ENCODER.encode(record) + "\n"
-        os.write(self._fd, line.encode("utf-8"))
+        os.write(self._fd, encode_event(ev, self._clock(), self.pass_no, self._pid, fields))
 
     def close(self) -> None:
         if self._fd >= 0:

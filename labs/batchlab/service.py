@@ -13,6 +13,7 @@ process; a resumed pass starts counting again, as a restarted client would.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from collections import OrderedDict, defaultdict
@@ -178,7 +179,7 @@ class SimulatedService:
         # last (least recently called dropped first; a chunk is retried within its document's few seconds) and a cache.
         self._attempts = RecentAttempts()
         self._idents: dict[tuple[str, str, str], tuple[str, str]] = {}
-        self._doc_inflight: dict[str, int] = defaultdict(int)
+        self._doc_inflight: dict[tuple[str, str], int] = defaultdict(int)
         self.calls = 0
         self.failures = 0
         self.inflight = 0
@@ -208,8 +209,8 @@ class SimulatedService:
         now = self._clock()
         if self._t0 is None:
             self._t0 = now
-        planned = self.plan.in_outage(now - self._t0)
-        switched = self.outage_switch is not None and self.outage_switch.exists()
+        planned = bool(self.plan.outages) and self.plan.in_outage(now - self._t0)
+        switched = self.outage_switch is not None and os.path.exists(self.outage_switch)
         down = planned or switched
         if down != self.down:
             self.down = down
@@ -224,15 +225,17 @@ class SimulatedService:
         self._attempts[(ident, chunk)] = attempt
         if len(self._attempts) > ATTEMPT_MEMORY:
             self._attempts.popitem(last=False)
-        self.calls += 1
-        call_no = self.calls
-        self.inflight += 1
-        doc_ref = f"{doc.source}|{doc.id}"
-        self._doc_inflight[doc_ref] += 1
-        self.max_inflight = max(self.max_inflight, self.inflight)
-        self.max_doc_inflight = max(self.max_doc_inflight, self._doc_inflight[doc_ref])
-        self._emit(Ev.CALL_START, doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
-                   call=call_no, inflight=self.inflight, doc_inflight=self._doc_inflight[doc_ref])
+        self.calls = call_no = self.calls + 1
+        self.inflight = inflight = self.inflight + 1
+        doc_ref = (doc.source, doc.id)
+        self._doc_inflight[doc_ref] = doc_inflight = self._doc_inflight[doc_ref] + 1
+        if inflight > self.max_inflight:
+            self.max_inflight = inflight
+        if doc_inflight > self.max_doc_inflight:
+            self.max_doc_inflight = doc_inflight
+        if (ledger := self.ledger) is not None:
+            ledger.emit(Ev.CALL_START, doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
+                        call=call_no, inflight=inflight, doc_inflight=doc_inflight)
         try:
             if self.crash.kind == CRASH_DURING_CALL and call_no == self.crash.at:
                 self._emit(Ev.CRASH, kind=CRASH_DURING_CALL, at=call_no, doc_id=doc.id, ident=ident)
@@ -246,7 +249,9 @@ class SimulatedService:
             fault = self.plan.decide(ident, norm, chunk, attempt)
             if fault.stuck:
                 await asyncio.get_running_loop().create_future()  # never set: only a cancellation ends it
-            delay = modelled_latency(self.plan, self.latency, ident, chunk, attempt, slow=fault.slow)
+            # a zero median is a zero latency whatever the draw: the draw (a hash) is skipped, not changed
+            delay = modelled_latency(self.plan, self.latency, ident, chunk, attempt, slow=fault.slow) \
+                if self.latency.median_ms > 0 else 0.0
             await self._sleep(max(0.0, delay - self.timer_slack_s) if delay > 0 else 0.0)
             if fault.error is not None:
                 self.failures += 1
@@ -258,8 +263,9 @@ class SimulatedService:
                 error_cls = PermanentServiceError if fault.permanent else TransientServiceError
                 raise error_cls(fault.error, f"{fault.error} on {doc.id} chunk {chunk} attempt {attempt}")
             vector = pipeline.embed(text)
-            self._emit(Ev.CALL_OK, doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
-                       call=call_no, latency=round(delay, 6))
+            if (ledger := self.ledger) is not None:
+                ledger.emit(Ev.CALL_OK, doc_id=doc.id, ident=ident, chunk=chunk, attempt=attempt,
+                            call=call_no, latency=round(delay, 6))
             return vector
         except asyncio.CancelledError:  # the processor's deadline (or its shutdown) cancelled this call
             self.failures += 1

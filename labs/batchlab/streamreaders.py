@@ -184,11 +184,16 @@ def _header_value(text: str) -> Any:
     return value if isinstance(value, dict) and value.get("header") is True else None
 
 
+#: One decoder for every line: ``json.loads`` with a hook builds a decoder (and its scanner) per call.
+_LINE_DECODER = json.JSONDecoder(object_pairs_hook=_object_pairs)
+
+
 def jsonl_line_document(text: str, *, line: int, offset: int) -> Any:
     """One line of a JSON Lines file as an entry: the document, or a rejection that names the line."""
     where = {"line": line, "byte_offset": offset}
     try:
-        value = json.loads(text, object_pairs_hook=_object_pairs)
+        # json.loads' own check first (its message for a byte order mark mid-file), then the shared decoder
+        value = json.loads(text) if text.startswith("\ufeff") else _LINE_DECODER.decode(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, an over-long integer, too deep
         why = exc.msg if isinstance(exc, json.JSONDecodeError) else (
             "nested too deeply" if isinstance(exc, RecursionError) else str(exc))

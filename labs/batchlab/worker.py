@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.to_json())
         return EXIT_INPUT
     from .errors import KitError
-    from .runner import read_spec
+    from .runspec import read_spec  # not via .runner: that imports the harness side, the wire and subprocess
 
     try:
         spec = read_spec(run_dir)

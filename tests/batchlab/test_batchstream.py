@@ -98,6 +98,14 @@ class TestJsonLines:
         assert bad.details == {"line": 2, "byte_offset": len(GOOD) + 1}
         assert "line 2" in bad.reason and f"byte {len(GOOD) + 1}" in bad.reason
 
+    def test_a_byte_order_mark_on_a_later_line_is_refused_with_jsons_own_words(self, tmp_path: Path) -> None:
+        """A BOM is skipped at the start of the file only; on a later line it rejects that line as json.loads did."""
+        path = tmp_path / "in.jsonl"
+        path.write_text(f"\ufeff{GOOD}\n\ufeff{LAST}\n", encoding="utf-8")
+        docs = load_batch(path).documents
+        assert [outcome(raw) for raw in docs] == [None, "invalid_json"]
+        assert "Unexpected UTF-8 BOM" in docs[1].reason
+
     def test_the_header_line_names_the_batch_and_is_not_a_document(self, tmp_path: Path) -> None:
         path = tmp_path / "in.jsonl"
         path.write_text('{"header": true, "batch_id": "night-run"}\n' + GOOD + "\n", encoding="utf-8")

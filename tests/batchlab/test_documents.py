@@ -136,6 +136,19 @@ class TestIdentity:
         assert ident_of(a) != ident_of(Document(id="doc-1", content="A text!"))
         assert content_hash("A text.") != content_hash("A text!")
 
+    def test_the_identity_cache_answers_as_the_function_would(self) -> None:
+        """``ident_of`` remembers recent documents by source, id and content: a change of any one is a new answer."""
+        base = Document(id="Doc-9", content="Same text.", source="wiki")
+        first = ident_of(base)
+        for other in (Document(id="doc-9", content="Same text.", source="faq"),
+                      Document(id="doc-9 ", content="Same text.", source="wiki"),
+                      Document(id="Doc-9", content="Same  text.", source="wiki"),
+                      Document(id="Doc-9", content="Other text.", source="wiki"),
+                      Document(id="Doc-9", content="Long text. " * 3000, source="wiki")):
+            expected = f"{other.source}|{normalize_id(other.id)}|{content_hash(other.content)[:16]}"
+            assert ident_of(other) == expected
+        assert ident_of(base) == first == f"wiki|doc-9|{content_hash('Same text.')[:16]}"
+
 
 def write_bytes(tmp_path: Path, blob: bytes, name: str = "in.json") -> Path:
     path = tmp_path / name

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
 import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from batchlab.ledger import Ledger, append_event, read_events
+from batchlab.ledger import Ev, Ledger, append_event, encode_event, read_events
 
 
 class TestLedger:
@@ -30,6 +32,23 @@ class TestLedger:
         with Ledger(tmp_path / "l.jsonl", pass_no=1) as ledger:
             ledger.emit("student_error", error="x" * 10_000)
         assert len(read_events(tmp_path / "l.jsonl")[0]["error"]) < 1000
+
+    def test_a_line_is_the_bytes_the_json_encoder_wrote(self) -> None:
+        """The fast line builder writes exactly what ``json`` wrote for the same event, whatever the field values."""
+        encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+        values = ["", 'q"b\\s\n\t\x00\x1f', "中文 é 😀", "x" * 700, 0, -7, 10**30, 0.1 + 0.2, 1e300, math.nan, math.inf,
+                  True, False, None, [1, "x" * 700, {"a": None}], {"k": [1.5, "é"]}, Ev.STATE, Path("/p")]
+        for i, value in enumerate(values):
+            for ev, t in ((Ev.CALL_OK, 1796527255.8887095), ("odd\"kind", 3)):
+                fields = {"doc_id": f"d{i}", "value": value, "n": i}
+                record = {"ev": ev, "t": t, "pass": 2, "pid": 41,
+                          **{k: v[:600] + "..." if type(v) is str and len(v) > 600 else v for k, v in fields.items()}}
+                assert encode_event(ev, t, 2, 41, fields) == (encoder.encode(record) + "\n").encode("utf-8")
+
+    def test_a_field_named_like_the_envelope_replaces_it_as_before(self) -> None:
+        """A field called ``t`` (the parent's own time, say) overrides the envelope's, in place, as a dict did."""
+        line = encode_event("kill", 1.0, 1, 2, {"t": 5.5, "by": "parent"})
+        assert line == b'{"ev":"kill","t":5.5,"pass":1,"pid":2,"by":"parent"}\n'
 
     def test_child_and_parent_appends_interleave_without_tearing(self, tmp_path: Path) -> None:
         path = tmp_path / "l.jsonl"
