@@ -13,6 +13,7 @@ from batchlab.pipeline import chunk_text, clean_text, embed
 from batchlab.service import (
     LatencyModel,
     PermanentServiceError,
+    RecentAttempts,
     SimulatedService,
     TransientServiceError,
     guaranteed_busy_s,
@@ -201,3 +202,32 @@ class TestGuaranteedBusyTime:
         normal = guaranteed_busy_s(self.LONG, FaultPlan(seed=4), latency)
         slow = guaranteed_busy_s(self.LONG, FaultPlan(seed=4, slow_ids=("long",), slow_factor=10.0), latency)
         assert slow > 5 * normal > 0
+
+
+class TestRecentAttempts:
+    def test_a_chunk_called_within_the_last_memory_calls_keeps_counting(self) -> None:
+        """However many other chunks are called, one called again within ``memory`` calls gets its next attempt."""
+        attempts = RecentAttempts(memory=100)
+        assert attempts.bump("doc-a", 0) == 1
+        for round_no in range(2, 12):
+            for other in range(99):
+                attempts.bump(f"doc-{round_no}-{other}", 0)
+            assert attempts.bump("doc-a", 0) == round_no
+        assert attempts[("doc-a", 0)] == 11 and attempts[("doc-a", 1)] == 0
+
+    def test_memory_stays_bounded_and_the_oldest_chunks_are_forgotten(self) -> None:
+        """At most twice ``memory`` chunks are remembered; a chunk not called for that long starts again at 1."""
+        attempts = RecentAttempts(memory=100)
+        attempts.bump("doc-old", 3)
+        for other in range(1000):
+            attempts.bump(f"doc-{other}", 0)
+            assert len(attempts) <= 200
+        assert attempts[("doc-old", 3)] == 0 and attempts.bump("doc-old", 3) == 1
+
+    def test_the_service_numbers_attempts_per_chunk_in_the_ledger(self, tmp_path: Path) -> None:
+        """Two chunks of one document called in turn are each counted from attempt 1."""
+        service, _, ledger = make(tmp_path)
+        for chunk in (0, 1, 0, 1, 0):
+            asyncio.run(service.embed(DOC, chunk, "x"))
+        starts = [(e["chunk"], e["attempt"]) for e in read_events(ledger) if e["ev"] == "call_start"]
+        assert starts == [(0, 1), (1, 1), (0, 2), (1, 2), (0, 3)]
