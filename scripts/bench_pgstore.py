@@ -2,7 +2,7 @@
 
 On one machine, one client: ``--puts`` sink writes (a first write each, 4 chunks of 8-float vectors) through
 :class:`batchlab.sink.SqliteSink` (the run directory's WAL file) and :class:`batchlab.pgsink.PgSink` (a
-throwaway local server started as the tests start it, ``fsync=off`` like theirs, or ``--store URL``), the
+throwaway local server started as the tests start it (`batchlab.teach.pglocal`), ``fsync=off`` like theirs, or ``--store URL``), the
 same through a lease's fence (SQLite's where its sink takes a guard), and ``--shards`` claims+finishes
 through each lease store. Median of ``--repeat`` runs, interleaved; the figures as one JSON line
 (operations per second, and PostgreSQL / SQLite ratios).
@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import inspect
 import json
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -29,11 +27,11 @@ from typing import Any
 
 from batchlab.documents import Document
 from batchlab.leases import SqliteLeaseStore
-from batchlab.paths import kit_root
 from batchlab.pgleases import PgLeaseStore
 from batchlab.pgsink import PgSink
 from batchlab.pgstore import PgConnection
 from batchlab.sink import SqliteSink
+from batchlab.teach.pglocal import pg_server
 
 DOC = Document(id="d", content="text", source="s")
 CHUNKS, VECTORS = ["c"] * 4, [[0.125] * 8] * 4
@@ -44,12 +42,7 @@ def server(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    spec = importlib.util.spec_from_file_location("pgserver", kit_root() / "tests" / "pgserver.py")
-    assert spec is not None and spec.loader is not None
-    module: Any = importlib.util.module_from_spec(spec)
-    sys.modules["pgserver"] = module
-    spec.loader.exec_module(module)
-    with module.pg_server() as pg:
+    with pg_server() as pg:
         yield pg.url
 
 

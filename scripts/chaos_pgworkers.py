@@ -11,34 +11,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from batchlab.contract import BatchConfig
 from batchlab.examples import make_documents, write_input
-from batchlab.paths import kit_root, solution_module
+from batchlab.paths import solution_module
 from batchlab.runspec import RunSpec
 from batchlab.service import LatencyModel
 from batchlab.teach.chaos_workers import ChaosTarget, run_chaos_workers
+from batchlab.teach.pglocal import pg_server
 
 
 @contextlib.contextmanager
 def server(url: str | None) -> Iterator[tuple[str, Callable[[], None] | None]]:
-    """The URL and a restart of a throwaway server started as the tests start it (or ``url``, no restart)."""
+    """The URL and a restart of a throwaway local server (`batchlab.teach.pglocal`), or ``url`` and no restart."""
     if url:
         yield url, None
         return
-    spec = importlib.util.spec_from_file_location("pgserver", kit_root() / "tests" / "pgserver.py")
-    assert spec is not None and spec.loader is not None
-    module: Any = importlib.util.module_from_spec(spec)
-    sys.modules["pgserver"] = module
-    spec.loader.exec_module(module)
-    with module.pg_server() as pg:
+    with pg_server() as pg:
         yield pg.url, pg.restart
 
 
