@@ -34,8 +34,6 @@ from .ledger import Ev, Ledger
 #: there), and at a million documents on a zero-latency service (about 10 000 calls a second) still several seconds
 #: of calls, against a retry's wait of at most ``max_delay`` + jitter (0.5 s + 0.1 s by default).
 ATTEMPT_MEMORY = 32768
-#: Entries of the document identity cache before it is emptied (a cache: dropping it changes nothing).
-IDENT_CACHE = 256
 
 
 class RecentAttempts:
@@ -206,9 +204,8 @@ class SimulatedService:
         self._sleep = sleep
         self._on_crash = on_crash
         # Bounded, so the service's memory does not grow with the batch (issue 17): the attempts of the chunks called
-        # last (least recently called dropped first; a chunk is retried within its document's few seconds) and a cache.
+        # last (a chunk is retried within its document's few seconds).
         self._attempts = RecentAttempts()
-        self._idents: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._doc_inflight: dict[tuple[str, str], int] = defaultdict(int)
         self.calls = 0
         self.failures = 0
@@ -217,14 +214,8 @@ class SimulatedService:
         self.max_doc_inflight = 0
 
     def _ident(self, doc: Document) -> tuple[str, str]:
-        cache_key = (doc.source, doc.id, doc.content)
-        found = self._idents.get(cache_key)
-        if found is None:
-            found = (ident_of(doc), normalize_id(doc.id))
-            if len(self._idents) >= IDENT_CACHE:
-                self._idents.clear()
-            self._idents[cache_key] = found
-        return found
+        """The document's identity (``ident_of`` keeps the last documents' identities) and its normalized id."""
+        return ident_of(doc), normalize_id(doc.id)
 
     def _emit(self, ev: Ev, **fields: Any) -> None:
         if self.ledger is not None:
