@@ -212,6 +212,10 @@ def _target(args: argparse.Namespace) -> ChaosTarget:
         if restart_cmd:
             raise UsageError("--restart-server needs --store (a run directory has no server)", code="usage_error",
                              details={"restart_server": restart_cmd}, hints=["Add --store postgresql://..."])
+        if args.run_dir is None:
+            raise UsageError("chaos --workers needs a run directory or --store URL --batch-id ID", code="usage_error",
+                             details={}, hints=["batchlab chaos runs/chaos --workers 3",
+                                                "batchlab chaos --workers 3 --store URL --batch-id ID"])
         return ChaosTarget()
     if not store.startswith(("postgresql://", "postgres://")) or not getattr(args, "batch_id", None):
         raise UsageError("--store needs a PostgreSQL URL and --batch-id", code="usage_error",

@@ -64,6 +64,14 @@ def test_worker_without_a_run_directory_or_a_store_is_the_unified_error(tmp_path
     assert json.loads(done.stdout)["error"]["code"] == "usage_error"
 
 
+def test_chaos_workers_without_a_run_directory_or_a_store_is_the_unified_error(tmp_path: Path) -> None:
+    """`batchlab chaos --workers 2` with neither a run directory nor --store exits 2 with a usage_error body."""
+    done = batchlab("chaos", "--workers", "2", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert json.loads(done.stdout)["error"]["code"] == "usage_error"
+    assert list(tmp_path.iterdir()) == [], "nothing started, nothing written"
+
+
 def test_run_with_a_store_that_is_not_a_postgresql_url_is_the_unified_error(source: Path, tmp_path: Path) -> None:
     """`run --store notaurl` exits 2 with a usage_error body naming the store, not psycopg's traceback."""
     done = batchlab("run", "--input", str(source), "--store", "notaurl", "--workers", "2",
