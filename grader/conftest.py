@@ -21,28 +21,23 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
-import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 from batchlab.paths import student_module
 
-from . import guard, integrity
-from .bubblewrap import Sandbox
-from .results import GraderError, SessionSummary, TestRecord, score_table, write_results
-from .sandbox import Verdict, adopt_orphans, sweep_children, use_sandbox
-from .scenarios import HIDDEN_SCENARIO_COUNT, PUBLIC_SCENARIOS
-from .steps import parse_step, step_number
+from . import guard
+from .reaper import adopt_orphans, sweep_children
+from .results import GraderError, score_table, write_results
+from .sandbox import use_sandbox
+from .scenarios import PUBLIC_SCENARIOS
+from .session import COLLECT_ERRORS, SESSION, Grade, GraderSession, record_report, session_summary, step_of
+from .steps import parse_step
 from .tasks import MARKER, Context, Scheduler
 from .thresholds import THRESHOLDS_FILE, load_thresholds
 
 GRADER_DIR = Path(__file__).resolve().parent
-EARNED = pytest.StashKey[float]()
-NOTE = pytest.StashKey[str]()
-SCENARIO = pytest.StashKey[dict[str, Any]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,27 +55,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="fail (exit 2) where bubblewrap cannot run, instead of grading with the limits alone")
     group.addoption("--sandbox-hide", action="append", default=[], metavar="DIR",
                     help="one more folder that no child running student code may see (repeatable)")
-
-
-@dataclass
-class GraderSession:
-    ctx: Context
-    scheduler: Scheduler
-    results_path: Path
-    step: str | None
-    hidden: bool
-    impl_problem: str | None = None
-    records: list[TestRecord] = field(default_factory=list)
-    grader_errors: list[str] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
-    written: bool = False
-    sandbox: Sandbox = field(default_factory=lambda: Sandbox("none", "not configured"))
-    left_behind: int = 0
-    kit: integrity.KitSnapshot | None = None
-    kit_changed: list[str] = field(default_factory=list)
-
-
-SESSION = pytest.StashKey[GraderSession]()
 
 
 def _resolve(config: pytest.Config, value: str | None) -> Path | None:
@@ -128,13 +102,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.require_sandbox and not session.sandbox.active:
         _refuse_without_sandbox(session)
     # Until the session ends, results.json says that grading did not finish (a grader killed halfway leaves that).
-    write_results(results_path, _summary(session, unfinished=True))
+    write_results(results_path, session_summary(session, unfinished=True))
 
 
 def _refuse_without_sandbox(session: GraderSession) -> NoReturn:
     error = guard.refusal(session.sandbox)
     session.grader_errors.append(error.to_json())
-    write_results(session.results_path, _summary(session))
+    write_results(session.results_path, session_summary(session))
     session.written = True
     pytest.exit(error.to_json(), returncode=2)
 
@@ -163,19 +137,14 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
-def _step_of(item: pytest.Item) -> str | None:
-    marker = item.get_closest_marker("step")
-    return marker.args[0] if marker else None
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     gs = config.stash.get(SESSION, None)
     if gs is None:
         return
     if gs.step:
-        keep = [i for i in items if _step_of(i) == gs.step]
-        dropped = [i for i in items if _step_of(i) != gs.step]
+        keep = [i for i in items if step_of(i) == gs.step]
+        dropped = [i for i in items if step_of(i) != gs.step]
         if dropped:
             config.hook.pytest_deselected(items=dropped)
         items[:] = keep
@@ -200,48 +169,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         gs.scheduler.submit(names)
 
 
-class Grade:
-    """The fixture tests use: wait for facts, fail with a message, give partial points."""
-
-    def __init__(self, item: pytest.Item, gs: GraderSession) -> None:
-        self.item = item
-        self.gs = gs
-
-    @property
-    def ctx(self) -> Context:
-        return self.gs.ctx
-
-    def facts(self, name: str | None = None) -> Any:
-        if self.gs.impl_problem:
-            self.fail(f"not graded: {self.gs.impl_problem}")
-        if name is None:
-            marker = self.item.get_closest_marker("task")
-            if marker is None:
-                raise GraderError(f"{self.item.nodeid} names no task")
-            name = marker.args[0]
-        return self.gs.scheduler.result(name)
-
-    def verdict(self, what: str, name: str | None = None) -> Any:
-        """The data of a probe task, or a failure explaining why there is none."""
-        verdict: Verdict = self.facts(name)
-        if verdict.is_grader_error:
-            raise GraderError(verdict.failure(what))
-        if not verdict.ok:
-            self.fail(verdict.failure(what))
-        return verdict.data
-
-    def fail(self, message: str, *, earned: float = 0.0) -> NoReturn:
-        self.item.stash[EARNED] = earned
-        pytest.fail(message, pytrace=False)
-
-    def note(self, message: str) -> None:
-        """What the results show for a passing test."""
-        self.item.stash[NOTE] = message
-
-    def scenario(self, data: dict[str, Any]) -> None:
-        self.item.stash[SCENARIO] = data
-
-
 @pytest.fixture
 def grade(request: pytest.FixtureRequest) -> Grade:
     gs = request.config.stash.get(SESSION, None)
@@ -250,92 +177,18 @@ def grade(request: pytest.FixtureRequest) -> Grade:
     return Grade(request.node, gs)
 
 
-def _number(item: pytest.Item, gs: GraderSession) -> str:
-    step = _step_of(item)
-    same = [r for r in gs.records if r.step == step and (r.scenario is not None) == (
-        item.get_closest_marker("scenario") is not None)]
-    if step:
-        return f"{step_number(step)}.{len(same) + 1}"
-    hidden = "/hidden/" in item.nodeid.replace("\\", "/")
-    prefix = "H" if hidden else "A"
-    return f"{prefix}.{sum(1 for r in gs.records if r.number.startswith(prefix + '.')) + 1}"
-
-
-def _title(item: pytest.Item) -> str:
-    scen = item.get_closest_marker("scenario")
-    if scen and scen.args:
-        return str(scen.args[0])
-    doc = getattr(getattr(item, "function", None), "__doc__", None) or item.name
-    first = doc.strip().splitlines()[0].rstrip(".")
-    step = _step_of(item)
-    return f"{step}: {first}" if step else first
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
     outcome = yield
-    rep = outcome.get_result()
     gs = item.config.stash.get(SESSION, None)
-    if gs is None:
-        return
-    if rep.when == "call" or (rep.when == "setup" and not rep.passed):
-        marker = item.get_closest_marker("points")
-        max_score = float(marker.args[0]) if marker else 0.0
-        grader_error = None
-        hidden = "/hidden/" in item.nodeid.replace("\\", "/")
-        scenario = item.stash.get(SCENARIO, None)
-        if rep.passed:
-            score, status, output = max_score, "passed", item.stash.get(NOTE, "passed")
-        elif rep.skipped:
-            score, status, output = 0.0, "failed", f"skipped: {rep.longreprtext[-500:]}"
-        else:
-            exc = call.excinfo
-            if exc is not None and isinstance(exc.value, pytest.fail.Exception):
-                score = min(item.stash.get(EARNED, 0.0), max_score)
-                status, output = "failed", str(exc.value.msg)
-                if "replay:" not in output:
-                    output += (f"\nreplay: python -m pytest '{item.nodeid}' --impl {gs.ctx.impl}"
-                               + (" --hidden" if hidden else ""))
-            else:
-                detail = (exc.exconly() if exc else "") + "\n" + (
-                    "".join(traceback.format_tb(exc.tb)[-4:]) if exc else rep.longreprtext[-2000:])
-                grader_error = f"{item.nodeid}: {detail.strip()}"
-                gs.grader_errors.append(grader_error)
-                score, status = 0.0, "failed"
-                output = f"GRADER ERROR (not your fault; a TA will look at it): {detail.strip()[-1500:]}"
-        gs.records.append(TestRecord(
-            nodeid=item.nodeid, name=_title(item), number=_number(item, gs), step=_step_of(item),
-            max_score=max_score, score=score, status=status, output=output,
-            visibility="after_published" if hidden else "visible", grader_error=grader_error, scenario=scenario,
-            duration_s=rep.duration))
-    elif rep.when == "teardown" and rep.failed:
-        gs.grader_errors.append(f"{item.nodeid} (teardown): {rep.longreprtext[-1500:]}")
+    if gs is not None:
+        record_report(item, outcome.get_result(), call, gs)
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:
     if report.failed:
-        _pending_collect_errors.append(f"collection of {report.nodeid or 'grader'} failed: "
-                                       f"{report.longreprtext[-2000:]}")
-
-
-_pending_collect_errors: list[str] = []
-
-
-UNFINISHED = ("grading did not finish: the grader was stopped or killed before it wrote the results "
-              "(by the submission? a grader without bubblewrap cannot prevent that); score 0")
-
-
-def _summary(gs: GraderSession, *, unfinished: bool = False) -> SessionSummary:
-    extra: dict[str, Any] = {"sandbox": gs.sandbox.info(), "processes_left_behind": gs.left_behind,
-                             "kit_changed": gs.kit_changed}
-    errors = [*gs.grader_errors, *_pending_collect_errors]
-    if unfinished:
-        extra["unfinished"] = True
-        errors.append(UNFINISHED)
-    return SessionSummary(
-        records=gs.records, hidden_count=HIDDEN_SCENARIO_COUNT, hidden_run=gs.hidden, step=gs.step,
-        grader_errors=errors, impl=str(gs.ctx.impl), duration_s=time.monotonic() - gs.started,
-        thresholds={name: t.text for name, t in gs.ctx.thresholds.items()}, extra=extra)
+        COLLECT_ERRORS.append(f"collection of {report.nodeid or 'grader'} failed: "
+                              f"{report.longreprtext[-2000:]}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -345,7 +198,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     gs.scheduler.shutdown()
     gs.left_behind = sweep_children()  # results are written only once every child of the grader is gone
     gs.kit_changed = guard.kit_changes(gs.kit, gs.sandbox, gs.ctx.results_dir)
-    write_results(gs.results_path, _summary(gs))
+    write_results(gs.results_path, session_summary(gs))
     gs.written = True
 
 
@@ -353,7 +206,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     gs = config.stash.get(SESSION, None)
     if gs is None:
         return
-    summary = _summary(gs)
+    summary = session_summary(gs)
     tr = terminalreporter
     tr.section("grader score")
     tr.write_line(gs.sandbox.banner(), bold=not gs.sandbox.active)

@@ -19,9 +19,7 @@ child can go wrong into one sentence for the student.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import signal
 import subprocess
@@ -36,6 +34,7 @@ from batchlab.host import child_popen_kwargs, environ_snapshot, kill_group
 from batchlab.runner import Limits
 
 from .bubblewrap import Sandbox, detect
+from .reaper import reap_adopted, wait_group_gone
 
 GRADER_DIR = Path(__file__).resolve().parent
 PROBE = GRADER_DIR / "probe.py"
@@ -190,7 +189,7 @@ class ProbeProcess:
             timed_out = True
             self.kill()
         duration = time.monotonic() - self.started
-        reap_adopted()
+        reap_adopted(current_sandbox().active)
         stdout = _read_capped(self.workdir / f"{self.verdict_path.stem}.stdout")
         stderr = _read_capped(self.workdir / f"{self.verdict_path.stem}.stderr")
         if self.verdict_path.exists():
@@ -239,119 +238,3 @@ def run_probe(impl: Path, check: str, args: dict[str, Any], *, workdir: Path, ti
               env: dict[str, str] | None = None) -> Verdict:
     """Run one check in a child to its end (or its timeout) and return the verdict."""
     return start_probe(impl, check, args, workdir=workdir, env=env).finish(timeout_s)
-
-
-# ---------------------------------------------------------------------------------------------
-# Nothing left behind: orphans come back to the grader, which ends them before writing results
-# ---------------------------------------------------------------------------------------------
-
-PR_SET_CHILD_SUBREAPER = 36
-PR_GET_CHILD_SUBREAPER = 37
-
-
-def adopt_orphans() -> bool:
-    """Make this process the reaper of its descendants' orphans (Linux ``PR_SET_CHILD_SUBREAPER``).
-
-    A child that double-forks and calls ``setsid`` escapes its process group, so the group kill misses it;
-    but its orphan is re-parented to the nearest subreaper instead of init, and :func:`sweep_children`
-    finds it. Inside bubblewrap the PID namespace already ends them; this is the fallback's guarantee.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        return int(ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def is_subreaper() -> bool:
-    """Whether this process adopts its descendants' orphans (``PR_GET_CHILD_SUBREAPER``): only then can a zombie
-    child be a sandbox's orphan rather than a child some ``Popen`` (a test's grader run) is about to wait for."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        flag = ctypes.c_int(0)
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)) == 0 and flag.value != 0
-    except (OSError, AttributeError):
-        return False
-
-
-def _children() -> list[tuple[int, str]]:
-    """(pid, state) of this process's children."""
-    return [(pid, state) for pid, state, _ in _children_named()]
-
-
-def reap_adopted() -> None:
-    """Reap the sandboxes' own processes that ended here: bwrap's first process inside the PID namespace
-    (and what it had started) outlives the outer bwrap by a moment and, orphaned, comes back to this
-    subreaper as a zombie. With the sandbox on, the grader's own children are always the ``sh`` in front
-    of ``bwrap``, so reaping every other zombie child robs no ``Popen``."""
-    if not sys.platform.startswith("linux") or not current_sandbox().active or not is_subreaper():
-        return  # not a subreaper: no orphan comes back here, and every zombie child is some Popen's to reap
-    for pid, state, name in _children_named():
-        if state == "Z" and name != "sh":
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-
-
-def _children_named() -> list[tuple[int, str, str]]:
-    return [(pid, state, name) for pid, state, name in _processes() if _ppid_of(pid) == os.getpid()]
-
-
-def _ppid_of(pid: int) -> int:
-    try:
-        return int((Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split())[1])
-    except (OSError, ValueError, IndexError):
-        return -1
-
-
-def _processes(pgrp: int | None = None) -> list[tuple[int, str, str]]:
-    """(pid, state, command) of every process (``pgrp``: of that process group only)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            head, tail = (entry / "stat").read_text().rsplit(")", 1)
-            fields = tail.split()
-        except (OSError, ValueError):
-            continue
-        if pgrp is None or int(fields[2]) == pgrp:
-            found.append((int(entry.name), fields[0], head.split("(", 1)[-1]))
-    return found
-
-
-def wait_group_gone(pgrp: int, timeout_s: float = 5.0) -> None:
-    """Wait until no process of group ``pgrp`` runs (zombies aside): after a group kill, a sandboxed child may
-    take a moment longer than the shell in front of it that ``wait()`` saw end."""
-    if not Path("/proc/self/stat").exists():
-        return
-    deadline = time.monotonic() + timeout_s
-    while any(state != "Z" for _, state, _ in _processes(pgrp)) and time.monotonic() < deadline:
-        time.sleep(0.005)
-
-
-def sweep_children(rounds: int = 50) -> int:
-    """SIGKILL and reap every child of this process still there; returns how many were alive.
-
-    Call it only when no child of the grader should run (the end of a session): each killed
-    process's own children come back here in turn, so it repeats until none is left.
-    """
-    alive = 0
-    for _ in range(rounds):
-        children = _children() if Path("/proc/self/stat").exists() else []
-        if not children:
-            break
-        for pid, state in children:
-            alive += state != "Z"
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        for pid, _state in children:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-    return alive

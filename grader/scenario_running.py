@@ -26,8 +26,9 @@ from batchlab.worker import WorkerExit
 
 from .analysis import PassView, pass_views, some
 from .bubblewrap import Sandbox
+from .reaper import reap_adopted
 from .results import GraderError
-from .sandbox import LIMITS, current_sandbox, reap_adopted, sandbox_failed
+from .sandbox import LIMITS, current_sandbox, sandbox_failed
 from .scenario_model import FORGET_CHECKPOINT, Scenario
 from .tasks import Context, register
 
@@ -103,7 +104,7 @@ def run_scenario(sc: Scenario, ctx: Context) -> ScenarioRun:
         passes = run_watched_passes(spec, plans, facts, stall_s=ctx.timeout(STALL_S), before_pass=between)
         if sc.flow == "backfill" and passes[-1].returncode == 0 and not facts.get("stalled"):
             passes.append(run_backfill_pass(spec, len(passes) + 1, facts, stall_s=ctx.timeout(STALL_S)))
-    reap_adopted()
+    reap_adopted(current_sandbox().active)
     broken = [p for p in passes if sandbox_failed(p.stderr)]
     if broken:
         raise GraderError(f"the sandbox did not start pass {broken[0].pass_no}: {broken[0].stderr.strip()[:800]}")

@@ -74,6 +74,36 @@ def sample(proc: Any, run_dir: Path) -> dict[str, Any]:
             "open_files": int(files), "disk_bytes": disk_usage_bytes(run_dir)}
 
 
+class WorkerProbe:
+    """psutil's view of one worker at a time, read when asked (the sampler's thread, the dashboard's poll).
+
+    The first read of a worker only starts psutil's CPU clock and returns None (a CPU percentage needs two
+    readings); a worker that is gone returns None and the next read starts over.
+    """
+
+    def __init__(self) -> None:
+        self._proc: Any = None
+
+    @property
+    def primed(self) -> bool:
+        """The CPU clock of the current worker runs: the next read returns a sample."""
+        return self._proc is not None
+
+    def read(self, pid: int, run_dir: Path) -> dict[str, Any] | None:
+        """A sample of worker ``pid`` (with ``run_dir``'s disk use), or None (first read of it, or it is gone)."""
+        import psutil
+
+        try:
+            if self._proc is None or self._proc.pid != pid:
+                self._proc = psutil.Process(pid)
+                self._proc.cpu_percent(interval=None)  # the first call only starts the CPU clock
+                return None
+            return sample(self._proc, run_dir)
+        except psutil.Error:
+            self._proc = None
+            return None
+
+
 class ResourceSampler:
     """A daemon thread sampling one pass's worker until the pass is over or :meth:`stop` is called."""
 
@@ -99,23 +129,15 @@ class ResourceSampler:
         self._thread.join(timeout=5)
 
     def _loop(self) -> None:
-        import psutil
-
-        proc: Any = None
-        while not self._stop.wait(self._every if proc is not None else 0.05):
+        probe = WorkerProbe()
+        while not self._stop.wait(self._every if probe.primed else 0.05):
             if self._over():
                 return
             pid = self._pid()
             if pid is None:
                 continue
-            try:
-                if proc is None or proc.pid != pid:
-                    proc = psutil.Process(pid)
-                    proc.cpu_percent(interval=None)  # the first call only starts the CPU clock
-                    continue
-                values = sample(proc, self.run_dir)
-            except psutil.Error:
-                proc = None
+            values = probe.read(pid, self.run_dir)
+            if values is None:
                 continue
             if self._over() or self._stop.is_set():
                 return

@@ -7,7 +7,7 @@ import argparse
 import pytest
 from batchlab.cli import build_parser
 from batchlab.defaults import LESSON
-from batchlab.teach import chaos
+from batchlab.teach import chaos_cmd
 from batchlab.teach.demo import run_demo
 
 FIELDS = {"seed": LESSON.seed, "fault_rate": LESSON.fault_rate, "concurrency": LESSON.concurrency,
@@ -27,8 +27,8 @@ def test_the_command_line_defaults_to_the_lesson(argv: list[str]) -> None:
 
 
 def test_chaos_registers_its_verb_with_the_lesson_defaults() -> None:
-    """The chaos verb's own parser (``teach/chaos.py``) reads ``LESSON``, not a copy of its numbers."""
+    """The chaos verb's own parser (``teach/chaos_cmd.py``) reads ``LESSON``, not a copy of its numbers."""
     parser = argparse.ArgumentParser()
-    chaos.add_parser(parser.add_subparsers())
+    chaos_cmd.add_parser(parser.add_subparsers())
     args = parser.parse_args(["chaos", "RUN"])
     assert {name: getattr(args, name) for name in FIELDS} == FIELDS

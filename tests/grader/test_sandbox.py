@@ -187,7 +187,7 @@ def test_the_sweep_ends_a_detached_grandchild_that_came_back_to_us() -> None:
     marker = f"sweep-test-{os.getpid()}-{time.monotonic_ns()}"
     script = "\n".join([
         f"# {marker}", "import os, sys, time", f"sys.path.insert(0, {str(ROOT)!r})",
-        "from grader.sandbox import adopt_orphans, sweep_children", "assert adopt_orphans()",
+        "from grader.reaper import adopt_orphans, sweep_children", "assert adopt_orphans()",
         "if os.fork() == 0:", "    os.setsid()", "    if os.fork() == 0:", "        time.sleep(300)", "    os._exit(0)",
         "os.wait()", "time.sleep(0.5)", "print(sweep_children(), sweep_children())"])
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
@@ -201,7 +201,7 @@ def test_the_sweep_ends_a_detached_grandchild_that_came_back_to_us() -> None:
 def test_a_process_that_adopts_no_orphans_leaves_its_zombie_children_to_their_popen() -> None:
     """Outside a subreaper (the suite's own process, running grader runs beside in-process probes) the zombie sweep
     reaps nothing, so a finished child's exit status still reaches the ``Popen`` that waits for it."""
-    from grader.sandbox import is_subreaper, reap_adopted
+    from grader.reaper import is_subreaper, reap_adopted
 
     assert not is_subreaper()
     child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
@@ -209,7 +209,7 @@ def test_a_process_that_adopts_no_orphans_leaves_its_zombie_children_to_their_po
         if psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE:
             break
         time.sleep(0.1)
-    reap_adopted()
+    reap_adopted(sandboxed=True)
     assert child.wait(timeout=60) == 3
 
 

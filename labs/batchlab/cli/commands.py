@@ -4,158 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_FAILED, EXIT_OK, UsageError, strict_json
 from ..rundir import RunDir
+from .stopsignals import StopSignals
 
 
-class _Bars:
-    """tqdm progress bars fed by ledger events: one bar per pass, committed documents of the batch."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total = total
-        self.enabled = enabled
-        self.committed: set[str] = set()
-        self.bar: Any = None
-        self.retries = 0
-
-    def start(self, pass_no: int) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        self.close()
-        self.bar = tqdm(total=self.total, initial=len(self.committed), desc=f"pass {pass_no}", unit="doc",
-                        file=sys.stderr, dynamic_ncols=True, leave=True)
-
-    def __call__(self, events: list[dict[str, Any]]) -> None:
-        for ev in events:
-            if ev.get("ev") == "pass_start":
-                self.start(int(ev.get("pass", 0)))
-            elif ev.get("ev") == "sink_put" and ev.get("ident") not in self.committed:
-                self.committed.add(ev["ident"])
-                if self.bar is not None:
-                    self.bar.update(1)
-            elif ev.get("ev") == "call_start" and int(ev.get("attempt", 1)) > 1:
-                self.retries += 1
-                if self.bar is not None:
-                    self.bar.set_postfix(retries=self.retries, refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _say(text: str, quiet: bool) -> None:
-    if not quiet:
-        print(text, file=sys.stderr)
-
-
-def _describe_pass(result: Any) -> str:
+def describe_pass(result: Any) -> str:
+    """One line for a pass that ended: its outcome, its time, and the planned SIGKILL if it was one."""
     text = f"pass {result.pass_no}: {result.outcome} after {result.duration_s:.2f} s"
     if result.sigkilled:
         text += f" (SIGKILL, crash plan: {result.crash.kind}" + (f" at {result.crash.at})" if result.crash.at else ")")
     return text
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from ..batchstream import open_batch
-    from ..inventory import count_input, spills
-    from ..metrics import format_table
-    from ..paths import example_input
-    from ..teach.demo import run_demo
-
-    if args.input is not None and args.docs is not None:
-        raise UsageError("give --input or --docs, not both", code="usage_error",
-                         hints=["--docs N generates an input of N documents."])
-    quiet = args.json
-    # Validate first: a bad file raises before anything is written.
-    if args.docs is not None:
-        total = args.docs
-    else:  # streamed: the unique count of any input, in memory that does not grow with it
-        stream = open_batch(args.input or example_input())
-        total = count_input(stream, on_disk=spills(stream.header.documents)).unique
-    bars = _Bars(total=total, enabled=not quiet)
-
-    def on_pass(result: Any) -> None:
-        bars.close()
-        _say(_describe_pass(result), quiet)
-
-    result = run_demo(input_path=args.input, docs=args.docs, seed=args.seed, fault_rate=args.fault_rate,
-                      crash=args.crash, at=args.at, concurrency=args.concurrency, impl=args.impl,
-                      run_dir=args.run_dir, latency_ms=args.latency_ms, on_events=bars, on_pass=on_pass)
-    bars.close()
-    if args.json:
-        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
-        return EXIT_OK if result.ok else EXIT_FAILED
-    m = result.metrics
-    print(f"implementation: {result.impl}")
-    print(f"input: {result.input} ({m.total} documents, {m.unique} unique, {m.rejected} rejected)")
-    print(f"run directory: {result.run_dir}")
-    for p in result.passes:
-        print(_describe_pass(p))
-    unfinished = result.unfinished
-    if unfinished is not None:  # a TODO stopped the run: say which, not a table of FAILs
-        print()
-        print("\n".join(unfinished.lines()))
-        return EXIT_FAILED
-    if len(m.passes) > 1 and m.passes[-1].report:
-        rep = m.passes[-1].report
-        print(f"resume: skipped {rep.get('skipped', '?')} committed documents, recovered "
-              f"{rep.get('recovered', '?')}, executed {rep.get('executed', '?')}")
-    if not result.crash_fired:
-        print(f"warning: the planned crash ({result.crash.kind}) never fired")
-    print()
-    print(format_table(m))
-    print()
-    print("all lesson thresholds met" if result.ok else "some thresholds are not met")
-    return EXIT_OK if result.ok else EXIT_FAILED
-
-
-class _StopSignals:
-    """Ctrl-C and SIGTERM of ``batchlab run``: the first asks the worker to stop, a second kills it.
-
-    Polled by :func:`batchlab.runner.run_pass` (``stop=``). Outside the main thread
-    (a notebook's helper thread) no handler can be installed and nothing changes.
-    """
-
-    def __init__(self) -> None:
-        self.signal: str | None = None
-        self.count = 0
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        self.count += 1
-        if self.signal is None:
-            self.signal = signal.Signals(signum).name
-            print(f"\n{self.signal}: stopping the worker (no new documents; in-flight ones get a few seconds "
-                  "to commit). Press Ctrl-C again to kill it now.", file=sys.stderr, flush=True)
-
-    def __call__(self) -> str | None:
-        from ..runner import STOP_NOW
-
-        return STOP_NOW if self.count > 1 else self.signal
-
-    def __enter__(self) -> _StopSignals:
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._old[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, old in self._old.items():
-            signal.signal(signum, old)
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + int(getattr(signal, self.signal or "SIGINT"))
 
 
 def _check_run_dir_input(run: Path, input_path: Path) -> None:
@@ -243,9 +106,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec = run_spec(args, run, header.batch_id)
         prepare(spec)
         crash = CrashPlan(kind=args.crash, at=args.at or (1 if args.crash in ("during_call", "after_commit") else 0))
-        with _StopSignals() as stop:
+        with StopSignals() as stop:
             result = run_pass(spec, pass_no, crash, lock=lock, stop=stop)
-    print(_describe_pass(result))
+    print(describe_pass(result))
     if result.stdout.strip() and result.returncode == WorkerExit.INPUT:
         print(result.stdout)
     if result.returncode not in (0, None, 5) and not result.sigkilled:
@@ -293,13 +156,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from ..backfill import run_backfill
     from ..metrics import format_table
 
-    with _StopSignals() as stop:
+    with StopSignals() as stop:
         result = run_backfill(args.run_dir, wait_s=args.wait, stop=stop)
     if args.json:
         print(strict_json(result.to_dict(), ensure_ascii=False, indent=2))
     else:
         if result.pass_result is not None:
-            print(_describe_pass(result.pass_result))
+            print(describe_pass(result.pass_result))
         print(result.summary())
         if result.metrics is not None and result.ran:
             print()

@@ -13,7 +13,6 @@ from ..faults import CRASH_KINDS
 from .commands import (
     cmd_backfill,
     cmd_bench,
-    cmd_demo,
     cmd_make_input,
     cmd_metrics,
     cmd_outage,
@@ -22,6 +21,7 @@ from .commands import (
     cmd_serve,
     cmd_validate,
 )
+from .demo_cmd import cmd_demo
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,7 +83,7 @@ EXTENSIONS: dict[str, tuple[str, str]] = {
     "check": ("batchlab.teach.selfcheck", "add_parser"),
     "grade": ("batchlab.teach.grading", "add_parser"),
     "dashboard": ("batchlab.teach.dashboard.view", "add_parser"),
-    "chaos": ("batchlab.teach.chaos", "add_parser"),
+    "chaos": ("batchlab.teach.chaos_cmd", "add_parser"),
     "grade-all": ("batchlab.grade.run", "add_parser"),
     "autograder": ("batchlab.grade.autograder", "add_parser"),
 }

@@ -29,17 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from ..batchstream import batch_format, open_batch
-from ..contract import BatchConfig
 from ..errors import BatchInputError
-from ..faults import CrashPlan, FaultPlan
-from ..ledger import PASS_OVER, iter_events
 from ..paths import default_demo_impl
-from ..resources import ResourceSampler
 from ..rundir import RunDir
 from ..runlock import RunDirBusyError, RunDirLock, lock_is_held
-from ..runner import STOP_KILL_AFTER_S, PassResult, RunSpec, prepare, run_pass
-from ..service import LatencyModel
+from ..runner import STOP_KILL_AFTER_S, PassResult
 from .errors import BatchNotFound, RequestTooLarge, state_conflict
+from .passes import STOP_CANCEL, STOP_SHUTDOWN, batch_spec, pass_outcome, run_batch_pass
 from .progress import Progress
 from .settings import MAX_UPLOAD_BYTES, parse_settings
 from .store import (
@@ -56,9 +52,6 @@ from .store import (
 )
 
 log = logging.getLogger("batchlab.serve")
-#: Stop requests: a client's cancel, and the server's own shutdown (which leaves the batch interrupted).
-STOP_CANCEL = "cancel"
-STOP_SHUTDOWN = "shutdown"
 
 
 @dataclass
@@ -258,16 +251,8 @@ class BatchManager:
             self._active[rec.id] = _Active(thread)
             thread.start()
 
-    def _spec(self, rec: BatchRecord) -> RunSpec:
-        s = rec.settings
-        return RunSpec(impl=Path(rec.impl), input=self.store.input_path(rec.id), run_dir=self.store.run_dir(rec.id),
-                       batch_id=rec.name, config=BatchConfig(concurrency=s.concurrency),
-                       plan=FaultPlan(seed=s.seed, transient_rate=s.fault_rate),
-                       latency=LatencyModel(median_ms=s.latency_ms), timeout_s=self.timeout_s,
-                       lock_wait_s=self.lock_wait_s)
-
     def _run(self, batch_id: str) -> None:
-        """The thread of one pass: run it, sample it, then record how it ended (never raises)."""
+        """The thread of one pass: run it (:func:`.passes.run_batch_pass`), then record how it ended (never raises)."""
         rec = self._records[batch_id]
         active = self._active[batch_id]
         reason: str | None
@@ -275,29 +260,9 @@ class BatchManager:
         result: PassResult | None = None
         started = time.time()
         try:
-            spec = self._spec(rec)
-            ledger = RunDir(spec.run_dir).ledger
-            pass_no = 1 + max((int(e.get("pass", 0) or 0) for e in iter_events(ledger)), default=len(rec.passes))
-            kind = rec.settings.crash if pass_no == 1 else "none"
-            crash = CrashPlan(kind=kind, at=rec.settings.at if kind != "none" else 0)
-            seen: dict[str, Any] = {"pid": None, "over": False}
-
-            def on_events(events: list[dict[str, Any]]) -> None:
-                for ev in events:
-                    if ev.get("ev") == "pass_start" and int(ev.get("pass", 0)) == pass_no:
-                        seen["pid"] = ev.get("pid")
-                    elif ev.get("ev") in PASS_OVER:
-                        seen["over"] = True
-
-            with RunDirLock(spec.run_dir, role="batchlab serve").acquire(self.lock_wait_s) as lock:
-                prepare(spec)
-                sampler = ResourceSampler(spec.run_dir, pass_no, lambda: seen["pid"], lambda: bool(seen["over"]))
-                sampler.start()
-                try:
-                    result = run_pass(spec, pass_no, crash, lock=lock, stop=lambda: active.stop, on_events=on_events)
-                finally:
-                    sampler.stop()
-            state, reason = self._outcome(batch_id, result)
+            spec = batch_spec(rec, self.store, timeout_s=self.timeout_s, lock_wait_s=self.lock_wait_s)
+            result = run_batch_pass(spec, rec, stop=lambda: active.stop, lock_wait_s=self.lock_wait_s)
+            state, reason = pass_outcome(result, self.progress(batch_id), timeout_s=self.timeout_s)
         except RunDirBusyError as exc:
             state, reason = INTERRUPTED, exc.message
         except Exception as exc:  # noqa: BLE001 - a server bug ends this batch, never the server
@@ -312,22 +277,3 @@ class BatchManager:
                 self._active.pop(batch_id, None)
                 self._set(rec, state, reason)
                 self._pump()
-
-    def _outcome(self, batch_id: str, result: PassResult) -> tuple[str, str | None]:
-        """The batch's state after a pass, and why, in words."""
-        counts = self.progress(batch_id).counts()
-        left = sum(counts[s] for s in ("pending", "processing", "failed"))
-        if result.stopped_by == STOP_CANCEL:
-            return CANCELLED, f"cancelled by a client; {left} document(s) left; resume it to go on"
-        if result.stopped_by == STOP_SHUTDOWN:
-            return INTERRUPTED, f"the server stopped; {left} document(s) left; resume it to go on"
-        if result.timed_out:
-            return FAILED, f"the pass timed out after {self.timeout_s:g} s"
-        if result.returncode == 0:
-            return COMPLETED, (f"{counts['failed']} document(s) failed; retry-failed gives them another pass"
-                               if counts["failed"] else None)
-        if result.returncode in (2, 3, 4):
-            errors = [e for e in self.progress(batch_id).events if e.get("ev") in ("student_error", "input_error")]
-            detail = str(errors[-1].get("error")) if errors else result.stdout.strip()[-500:] or result.outcome
-            return FAILED, f"the worker ended with {result.outcome}: {detail}"
-        return INTERRUPTED, f"the worker was {result.outcome}; {left} document(s) left; resume it to go on"

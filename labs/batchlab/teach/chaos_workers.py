@@ -187,7 +187,7 @@ def run_chaos_workers(spec: RunSpec, *, workers: int, kills: int, lease_s: float
 
 def cmd_chaos_workers(args: argparse.Namespace) -> int:
     """``batchlab chaos RUN_DIR --workers N``, or ``chaos --workers N --store URL --batch-id ID [--restart-server
-    CMD] [RUN_DIR]`` (RUN_DIR then the workers' local folder) (wired from :mod:`batchlab.teach.chaos`)."""
+    CMD] [RUN_DIR]`` (RUN_DIR then the workers' local folder) (wired from :mod:`batchlab.teach.chaos_cmd`)."""
     target = _target(args)
     folder = target.folder if target.store is not None else Path(args.run_dir)
     spec = RunSpec(impl=Path(args.impl or default_demo_impl()), input=Path(args.input or example_input()),

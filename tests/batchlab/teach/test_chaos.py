@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from batchlab.documents import ident_of, parse_document
 from batchlab.examples import make_documents, write_input
-from batchlab.teach.chaos import RESTARTS_FOR_GRANULARITY, _granularity, integrity, run_chaos
+from batchlab.teach.chaos import run_chaos
+from batchlab.teach.chaos_result import RESTARTS_FOR_GRANULARITY, _granularity, integrity
 
 pytestmark = pytest.mark.slow
 

@@ -24,12 +24,8 @@ public method takes the model's lock.
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -42,7 +38,7 @@ from ...faults import CRASH_NONE, CrashPlan
 from ...host import kill_group, require_supported_platform
 from ...ledger import RESOURCE_EVENT, PassEnd, append_event
 from ...metrics import Metrics, metrics_for_run
-from ...resources import SAMPLE_EVERY_S, sample
+from ...resources import SAMPLE_EVERY_S, WorkerProbe
 from ...rundir import RunDir
 from ...runner import LivePass, RunSpec, prepare
 from .board import (
@@ -62,18 +58,10 @@ from .board import (
     ended_pass,
     metric_rows,
 )
+from .scratch import close_at_exit, new_run_dir, remove_run_dir
 from .timeline import Timeline
 
 require_supported_platform()  # native Windows: the teacher demo's first cell stops here with the unified error
-
-_LIVE_MODELS: weakref.WeakSet[DashboardModel] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:
-    """A kernel that exits takes no worker with it into the background."""
-    for model in list(_LIVE_MODELS):
-        model.close()
 
 
 class DashboardModel:
@@ -103,7 +91,7 @@ class DashboardModel:
         self._clock = clock
         self._lock = threading.RLock()
         self._clear()
-        _LIVE_MODELS.add(self)
+        close_at_exit(self)
 
     # -- internal state ----------------------------------------------------------------
 
@@ -121,7 +109,7 @@ class DashboardModel:
         self._phase = IDLE
         self._message = "按 Run 开始 (press Run to start)"
         self._last_event_t: float | None = None
-        self._ps: Any = None  # psutil.Process of the running worker, for its resource samples
+        self._probe = WorkerProbe()  # the running worker, for its resource samples
         self._sampled_at = 0.0
 
     @property
@@ -158,7 +146,8 @@ class DashboardModel:
             settings = self.settings.validate()
             self._drop()
             self._clear()
-            run_dir = self._new_run_dir()
+            run_dir, self._owned_dir = new_run_dir(self.runs_dir)
+            self._run_dir = run_dir
             source = write_input(RunDir(run_dir).input, make_documents(settings.documents, seed=settings.seed))
             # A list on purpose: the board draws one row per document and places the crash by planned calls, on
             # a batch it generated itself, 1-5000 documents (DashboardSettings.validate refuses more); load_batch's
@@ -299,21 +288,11 @@ class DashboardModel:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _new_run_dir(self) -> Path:
-        if self.runs_dir is None:
-            path = Path(tempfile.mkdtemp(prefix="batchlab-dashboard-"))
-            self._owned_dir = path
-        else:
-            self.runs_dir.mkdir(parents=True, exist_ok=True)
-            path = Path(tempfile.mkdtemp(prefix=time.strftime("dashboard-%Y%m%d-%H%M%S-"), dir=self.runs_dir))
-        self._run_dir = path
-        return path
-
     def _start(self, pass_no: int, crash: CrashPlan, *, spec: RunSpec | None = None) -> None:
         """Start a pass with ``spec`` (default: the batch's own), written to the run directory first."""
         assert self._spec is not None
         self._pass_no = pass_no
-        self._ps = None
+        self._probe = WorkerProbe()
         spec = spec or self._spec
         prepare(spec)  # the worker reads spec.json: a backfill's spec must not outlive its pass
         self._live = LivePass(spec, pass_no, crash)
@@ -331,19 +310,11 @@ class DashboardModel:
         """
         if self._timeline.pass_over or now - self._sampled_at < SAMPLE_EVERY_S or self._run_dir is None:
             return
-        import psutil
-
         self._sampled_at = now
-        try:
-            if self._ps is None or self._ps.pid != pid:
-                self._ps = psutil.Process(pid)
-                self._ps.cpu_percent(interval=None)
-                return
-            values = sample(self._ps, self._run_dir)
-        except psutil.Error:
-            self._ps = None
-            return
-        append_event(RunDir(self._run_dir).ledger, RESOURCE_EVENT, pass_no=self._pass_no, by="dashboard", **values)
+        values = self._probe.read(pid, self._run_dir)
+        if values is not None:
+            append_event(RunDir(self._run_dir).ledger, RESOURCE_EVENT, pass_no=self._pass_no, by="dashboard",
+                         **values)
 
     def _finish(self, live: LivePass) -> None:
         """The worker ended (by itself or killed): reap it, read its last events, compute the metrics."""
@@ -378,9 +349,8 @@ class DashboardModel:
             kill_group(self._live.proc)
             self._live.proc.wait()
             self._live = None
-        if self._owned_dir is not None:
-            shutil.rmtree(self._owned_dir, ignore_errors=True)
-            self._owned_dir = None
+        remove_run_dir(self._owned_dir)
+        self._owned_dir = None
 
 
 __all__ = [
