@@ -22,6 +22,8 @@ from packaging.specifiers import SpecifierSet
 
 ROOT = kit_root()
 BINDER = ROOT / "binder"
+#: Without the `hosted` extra (the README's plain install) these tests skip, saying so.
+pytestmark = pytest.mark.student_env
 needs_repo2docker = pytest.mark.skipif(importlib.util.find_spec("repo2docker") is None,
                                        reason='repo2docker is missing: pip install -e ".[hosted]"')
 

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from pgserver import PgServer, missing_reason, skip_or_fail
 
+#: As root the server runs through runuser, else as the user itself; without the `postgres` extra it skips.
+pytestmark = pytest.mark.student_env
+
 
 def test_the_server_answers_sql(pg_url: str) -> None:
     """The session's server is a real PostgreSQL that runs a query over TCP on loopback."""

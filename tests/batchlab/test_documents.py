@@ -213,6 +213,7 @@ class TestMalformedInput:
         assert info.value.code == "duplicate_key"
         assert parse_document(batch.documents[1]).id == "c"
 
+    @pytest.mark.student_env  # root reads a chmod-0 file: only an unprivileged user sees the refusal
     def test_an_unreadable_file_is_input_unreadable(self, tmp_path: Path) -> None:
         path = write(tmp_path, [{"id": "a", "content": "x"}])
         path.chmod(0)

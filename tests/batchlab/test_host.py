@@ -73,6 +73,7 @@ class TestCapabilities:
         assert not capabilities().portable_forced
 
 
+@pytest.mark.student_env  # a hard limit is lowered to the user's own only when not root (host._rlimits)
 class TestChildProcesses:
     @pytest.mark.skipif(not LINUX, reason="the address-space limit is set on Linux only")
     def test_on_linux_a_child_gets_every_limit_and_its_own_session(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -219,6 +220,7 @@ class TestForcedFallbacksEndToEnd:
         assert data["score"] == sum(t["max_score"] for t in data["tests"]) > 0
 
 
+@pytest.mark.student_env
 class TestLimitedChildrenDieWithTheirParent:
     @pytest.mark.skipif(not LINUX, reason="PR_SET_PDEATHSIG is Linux's")
     def test_a_limited_child_of_a_killed_grader_dies_with_it(self, tmp_path: Path,

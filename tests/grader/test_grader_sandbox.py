@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from grader.sandbox import run_probe
+
+#: The probe child runs in bubblewrap, which an unprivileged user starts through user namespaces.
+pytestmark = pytest.mark.student_env
 
 
 def _impl(tmp_path: Path, source: str) -> Path:

@@ -25,6 +25,9 @@ from grader.bubblewrap import Sandbox, detect, git_dirs, submission_folder
 from grader.sandbox import GRADER_DIR, probe_files, run_probe, use_sandbox
 from grader.scenario_running import worker_wrap
 
+#: Who runs it matters here: bubblewrap needs user namespaces unless root, the limits bind only a non-root user.
+pytestmark = pytest.mark.student_env
+
 BWRAP = detect().active
 needs_bwrap = pytest.mark.skipif(not BWRAP, reason=f"bubblewrap does not run here: {detect().reason}")
 ROOT = GRADER_DIR.parent
