@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from batchlab.paths import solution_module
 from grader_runs import GRADER_DIR, PYTEST_ARGS, ROOT, run_grader
 
