@@ -13,7 +13,8 @@ shows comes from the same places the grader reads:
   pass, checked against :data:`batchlab.thresholds.THRESHOLDS`.
 
 The dashboard's vocabulary (settings, phases, :class:`~.board.Snapshot`, the
-:class:`~.board.StateBoard` fold) is in :mod:`.board`; this module runs the workers.
+:class:`~.board.StateBoard` fold) is in :mod:`.board`; one batch's passes in worker processes in
+:mod:`.passes`; this module is the buttons over them.
 :class:`DashboardModel` never blocks: ``run()`` and ``resume()`` start a worker
 and return; ``poll()`` reads what happened since the last call and returns an
 immutable :class:`Snapshot`, which is all a view needs. A view (the ipywidgets
@@ -34,11 +35,9 @@ from typing import Any
 from ...backfill import backfill_spec, require_backfillable
 from ...documents import load_batch
 from ...examples import make_documents, write_input
-from ...faults import CRASH_NONE, CrashPlan
-from ...host import kill_group, require_supported_platform
-from ...ledger import RESOURCE_EVENT, PassEnd, append_event
+from ...faults import CrashPlan
+from ...host import require_supported_platform
 from ...metrics import Metrics, metrics_for_run
-from ...resources import SAMPLE_EVERY_S, WorkerProbe
 from ...rundir import RunDir
 from ...runner import LivePass, RunSpec, prepare
 from .board import (
@@ -55,9 +54,9 @@ from .board import (
     PassInfo,
     Snapshot,
     StateBoard,
-    ended_pass,
     metric_rows,
 )
+from .passes import BatchPasses
 from .scratch import close_at_exit, new_run_dir, remove_run_dir
 from .timeline import Timeline
 
@@ -99,18 +98,14 @@ class DashboardModel:
         self._run_dir: Path | None = None
         self._owned_dir: Path | None = None
         self._spec: RunSpec | None = None
-        self._live: LivePass | None = None  # the running pass (the runner's driver: kills, timeout, events)
-        self._pass_no = 0
+        self._batch: BatchPasses | None = None  # the batch's passes, from Run to Reset
         self._timeline = Timeline(None, t_start=None, clock=self._clock)
-        self._t_end: float | None = None
-        self._passes: list[PassInfo] = []
-        self._metrics: tuple[MetricRow, ...] = ()
-        self._metrics_obj: Metrics | None = None
         self._phase = IDLE
         self._message = "按 Run 开始 (press Run to start)"
-        self._last_event_t: float | None = None
-        self._probe = WorkerProbe()  # the running worker, for its resource samples
-        self._sampled_at = 0.0
+
+    @property
+    def _live(self) -> LivePass | None:
+        return self._batch.live if self._batch is not None else None
 
     @property
     def live(self) -> bool:
@@ -130,7 +125,7 @@ class DashboardModel:
     @property
     def metrics(self) -> Metrics | None:
         """The full metrics of the run after the last pass that ended (None before)."""
-        return self._metrics_obj
+        return self._batch.metrics if self._batch is not None else None
 
     def configure(self, **changes: Any) -> DashboardSettings:
         """Change settings (the view's sliders call this); they apply at the next Run."""
@@ -156,7 +151,8 @@ class DashboardModel:
             self._spec = settings.run_spec(self.impl, batch, run_dir, timeout_s=self.timeout_s)
             prepare(self._spec)  # a new directory: the input is already in it
             self._timeline = Timeline(batch, t_start=self._clock(), clock=self._clock)
-            self._start(1, settings.crash_plan(batch))
+            self._batch = BatchPasses(self._spec, run_dir, self._timeline, self._clock)
+            self._start(settings.crash_plan(batch))
             return self.snapshot()
 
     def crash_now(self) -> int:
@@ -167,11 +163,11 @@ class DashboardModel:
                 raise DashboardError("no worker is running: nothing to crash", code="not_running",
                                      hints=["Press Run (or Resume) first, then Crash now while it runs."])
             if not live.running:
-                self._finish(live)
+                self._finish()
                 raise DashboardError("the worker had already ended: nothing to crash", code="not_running",
                                      hints=["Press Resume (or Run) first, then Crash now while it runs."])
             live.kill(kind=MANUAL_KILL, by="teacher")
-            self._finish(live)
+            self._finish()
             return live.proc.pid
 
     def set_outage(self, on: bool) -> Snapshot:
@@ -206,7 +202,7 @@ class DashboardModel:
             if self._live is not None:
                 raise DashboardError("a worker is still running", code="still_running",
                                      hints=["Wait for it to end, or press Crash now first."])
-            self._start(self._pass_no + 1, CrashPlan())
+            self._start(CrashPlan())
             return self.snapshot()
 
     def backfill(self) -> Snapshot:
@@ -227,7 +223,7 @@ class DashboardModel:
             if metrics_for_run(self._run_dir).committed_degraded == 0:  # not an error: nothing to do, no pass
                 self._message = "没有降级文档 (nothing to backfill): 0 degraded documents; 0 upgraded"
                 return self.snapshot()
-            self._start(self._pass_no + 1, CrashPlan(), spec=backfill_spec(self._spec))
+            self._start(CrashPlan(), spec=backfill_spec(self._spec))
             self._message += " · 补齐降级文档 (backfill)"
             return self.snapshot()
 
@@ -245,13 +241,9 @@ class DashboardModel:
     def poll(self) -> Snapshot:
         """Read what happened since the last call (ledger events, the worker's exit) and return a snapshot."""
         with self._lock:
-            live = self._live
-            if live is not None:
-                self._timeline.fold(live.step())
-                if live.running:
-                    self._sample(live.proc.pid, self._clock())
-                else:
-                    self._finish(live)
+            ended = self._batch.step() if self._batch is not None else None
+            if ended is not None:
+                self._phase, self._message = ended
             return self.snapshot()
 
     def wait(self, timeout: float = 120.0, *, interval: float = 0.05) -> Snapshot:
@@ -275,80 +267,34 @@ class DashboardModel:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            end = self._clock() if self._live is not None else self._t_end
+            passes = self._batch
+            end = self._clock() if self._live is not None else passes.t_end if passes is not None else None
             line, board = self._timeline, self._timeline.board
             elapsed = (end - line.t_start) if line.t_start is not None and end is not None else 0.0
             return Snapshot(
-                phase=self._phase, pass_no=self._pass_no, pid=self._live.proc.pid if self._live else None,
+                phase=self._phase, pass_no=passes.pass_no if passes else 0, pid=self.worker_pid,
                 run_dir=str(self._run_dir) if self._run_dir else None, counts=board.counts(),
                 total=board.total, retries=board.retries, duplicates=board.duplicates,
                 calls=board.calls, elapsed_s=max(elapsed, 0.0), series=tuple(line.series),
-                markers=tuple(line.markers), metrics=self._metrics, passes=tuple(self._passes),
+                markers=tuple(line.markers), metrics=passes.metric_rows if passes else (),
+                passes=tuple(passes.passes if passes else ()),
                 message=self._message, settings=self.settings, resources=line.resources, outage=self.outage)
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _start(self, pass_no: int, crash: CrashPlan, *, spec: RunSpec | None = None) -> None:
-        """Start a pass with ``spec`` (default: the batch's own), written to the run directory first."""
-        assert self._spec is not None
-        self._pass_no = pass_no
-        self._probe = WorkerProbe()
-        spec = spec or self._spec
-        prepare(spec)  # the worker reads spec.json: a backfill's spec must not outlive its pass
-        self._live = LivePass(spec, pass_no, crash)
-        self._timeline.new_pass(pass_no, self._live.t0)
+    def _start(self, crash: CrashPlan, *, spec: RunSpec | None = None) -> None:
+        assert self._batch is not None
+        self._message = self._batch.start(crash, spec=spec)
         self._phase = RUNNING
-        crash_text = "" if crash.kind == CRASH_NONE else f", planned crash {crash.kind}" + (
-            f" at {crash.at}" if crash.at else "")
-        self._message = f"pass {pass_no} running (pid {self._live.proc.pid}{crash_text})"
 
-    def _sample(self, pid: int, now: float) -> None:
-        """At most once a second, a resource sample of the running worker into the ledger (as the service does).
-
-        Not after the pass's last event: the metrics take a pass's end from its last event, so a late sample
-        would stretch its wall time. The first call per worker only starts psutil's CPU clock.
-        """
-        if self._timeline.pass_over or now - self._sampled_at < SAMPLE_EVERY_S or self._run_dir is None:
-            return
-        self._sampled_at = now
-        values = self._probe.read(pid, self._run_dir)
-        if values is not None:
-            append_event(RunDir(self._run_dir).ledger, RESOURCE_EVENT, pass_no=self._pass_no, by="dashboard",
-                         **values)
-
-    def _finish(self, live: LivePass) -> None:
-        """The worker ended (by itself or killed): reap it, read its last events, compute the metrics."""
-        assert self._run_dir is not None
-        result, rest = live.finish()
-        proc = live.proc
-        if self._spec is not None and live.spec is not self._spec:
-            prepare(self._spec)  # a backfill's spec lived for its pass only: the run's own settings again
-        self._timeline.fold(rest)
-        self._live = None
-        self._t_end = self._clock()
-        self._passes.append(PassInfo(self._pass_no, proc.pid, result.outcome, round(result.duration_s, 3)))
-        try:
-            self._metrics_obj = metrics_for_run(self._run_dir)
-            self._metrics = metric_rows(self._metrics_obj)
-        except Exception as exc:  # noqa: BLE001 - a view must survive anything a run leaves behind
-            self._metrics_obj, self._metrics = None, ()
-            self._message = f"metrics unavailable: {type(exc).__name__}: {exc}"
-        output = "" if result.end in (PassEnd.OK, PassEnd.KILLED) else " ".join(
-            self._output_tail(name) for name in ("stdout", "stderr"))
-        self._phase, self._message = ended_pass(result, proc.pid, self._timeline.board.counts(), output)
-
-    def _output_tail(self, stream: str, chars: int = 600) -> str:
-        assert self._run_dir is not None
-        run = RunDir(self._run_dir)
-        path = run.stdout(self._pass_no) if stream == "stdout" else run.stderr(self._pass_no)
-        return path.read_text(encoding="utf-8", errors="replace")[-chars:] if path.exists() else ""
+    def _finish(self) -> None:
+        assert self._batch is not None
+        self._phase, self._message = self._batch.finish()
 
     def _drop(self) -> None:
         """Kill any live worker and remove the run directory this model created."""
-        if self._live is not None:  # Reset: the batch is dropped with its directory, no event to write
-            kill_group(self._live.proc)
-            self._live.proc.wait()
-            self._live = None
+        if self._batch is not None:  # Reset: the batch is dropped with its directory, no event to write
+            self._batch.drop()
         remove_run_dir(self._owned_dir)
         self._owned_dir = None
 
