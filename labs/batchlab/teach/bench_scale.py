@@ -20,7 +20,7 @@ orchestration and nothing else:
   metrics' resume time). With ``one_pass`` (``--one-pass``, for a million) the first pass *is* the
   killed one, and the resume, the no-op rerun and the metrics follow on that run directory: half the work.
 
-Peak RSS per process comes from psutil samples every :data:`SAMPLE_S` (the CLI and each
+Peak RSS per process comes from psutil samples every :data:`.bench_child.SAMPLE_S` (the CLI and each
 descendant, by role); the largest process's exact peak from ``wait4``'s ``ru_maxrss``. The bench
 measures whatever the kit does: when the processor reads through a window and resumes from a
 global offset, the same command shows it. Figures vary with the machine and its load (quoted).
@@ -31,106 +31,23 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..examples import iter_documents, write_documents
 from ..metrics import metrics_for_run
 from ..rundir import RunDir
+from .bench_child import SAMPLE_S, Child, folder_bytes, run_child
 
 DEFAULT_SIZES = (10_000, 100_000)
 MILLION = 1_000_000
-SAMPLE_S = 0.05
-#: How often a running child's peaks so far are logged.
-PROGRESS_S = 60.0
 #: What ``batchlab run`` gets besides the input and the run directory: zero latency, no faults.
 #: ``--no-metrics``: the run commands do not fold the whole run to print its table; ``metrics --json`` is measured
 #: apart (at a million documents each fold is minutes, and it would be most of a no-op rerun's wall).
 RUN_ARGS = ("--latency-ms", "0", "--fault-rate", "0", "--timeout", "7200", "--no-metrics")
-
-
-@dataclass
-class Child:
-    """One command of the kit, run as a child process: its wall, exit code and peak memory by process role."""
-
-    argv: list[str]
-    wall_s: float = 0.0
-    returncode: int | None = None
-    peak_rss: dict[str, int] = field(default_factory=dict)
-    #: ``ru_maxrss`` from ``wait4``: the largest of the process and its descendants, exact (bytes)
-    max_rss: int = 0
-    output: str = ""
-
-
-def run_child(argv: Sequence[str], *, cwd: Path, say: Callable[[str], None] = lambda _: None) -> Child:
-    """Run ``batchlab ARGV`` in a child, sampling the RSS of it (``cli``) and of its descendants (``worker``).
-
-    Every :data:`PROGRESS_S` seconds ``say`` gets the peaks so far: a long child stopped early leaves them.
-    """
-    import psutil
-
-    child = Child(argv=list(argv))
-    out = cwd / f"child-{time.monotonic_ns()}.out"
-    t0 = time.perf_counter()
-    with out.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "batchlab", *argv], cwd=cwd, stdout=sink,
-                                stderr=subprocess.STDOUT)
-    done = threading.Event()
-    sampler = threading.Thread(target=_sample, args=(psutil.Process(proc.pid), child.peak_rss, done, say, _ledger_of(argv)),
-                               daemon=True)
-    sampler.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    child.wall_s = time.perf_counter() - t0
-    done.set()
-    sampler.join()
-    proc.returncode = child.returncode = os.waitstatus_to_exitcode(status)
-    child.max_rss = int(usage.ru_maxrss) * 1024
-    child.output = out.read_text(encoding="utf-8", errors="replace")
-    out.unlink()
-    return child
-
-
-def _ledger_of(argv: Sequence[str]) -> Path | None:
-    """The ledger of the run directory a ``run`` child works on (its growth shows a long pass's progress)."""
-    args = list(argv)
-    return RunDir(Path(args[args.index("--run-dir") + 1])).ledger if "--run-dir" in args else None
-
-
-def _sample(proc: Any, peaks: dict[str, int], done: threading.Event, say: Callable[[str], None],
-            ledger: Path | None) -> None:
-    import psutil
-
-    t0 = next_say = time.monotonic()
-    while not done.is_set():
-        if time.monotonic() >= next_say + PROGRESS_S:
-            next_say = time.monotonic()
-            say(f"  ... {next_say - t0:.0f} s, peak RSS so far: "
-                + ", ".join(f"{role} {v / 1e6:.1f} MB" for role, v in sorted(peaks.items()))
-                + (f"; ledger {folder_bytes(ledger) / 1e6:.0f} MB" if ledger is not None else ""))
-        try:
-            procs = [("cli", proc)] + [("worker", p) for p in proc.children(recursive=True)]
-        except psutil.Error:
-            return
-        for role, p in procs:
-            try:
-                peaks[role] = max(peaks.get(role, 0), int(p.memory_info().rss))
-            except psutil.Error:
-                continue
-        done.wait(SAMPLE_S)
-
-
-def folder_bytes(path: Path) -> int:
-    """Bytes of a file, or of every file under a folder (a checkpoint may be several files)."""
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
 
 
 @dataclass
