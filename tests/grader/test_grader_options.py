@@ -41,10 +41,20 @@ def test_results_go_to_grader_results_under_the_current_directory(tmp_path: Path
     assert data["score"] == data["max_score"] == 2
 
 
-def test_bare_pytest_does_not_collect_the_grader() -> None:
-    """The kit's own pytest (testpaths = tests) never runs the grader's tests directly."""
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *PYTEST_ARGS, "-k", "grader_"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+def test_bare_pytest_does_not_collect_the_grader(tmp_path: Path) -> None:
+    """The kit's own pytest (testpaths = tests) never runs the grader's tests directly.
+
+    Collected in a copy of the kit's layout (its ``pyproject.toml``, its ``grader/``) whose ``tests/`` holds one
+    test: importing the suite's 150 modules would prove nothing more and cost half a minute.
+    """
+    kit = tmp_path / "kit"
+    shutil.copytree(GRADER_DIR, kit / "grader", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(ROOT / "pyproject.toml", kit / "pyproject.toml")
+    (kit / "tests").mkdir()
+    (kit / "tests" / "test_the_kit.py").write_text("def test_the_kit_is_collected():\n    pass\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *PYTEST_ARGS],
+                          capture_output=True, text=True, cwd=kit, timeout=300)
+    assert "tests/test_the_kit.py" in proc.stdout, proc.stdout[-1500:] + proc.stderr[-1500:]
     assert "grader/test_0" not in proc.stdout and "grader/test_acceptance" not in proc.stdout
 
 
