@@ -68,7 +68,6 @@ CREATE TABLE IF NOT EXISTS leases (
     weight DOUBLE PRECISION NOT NULL DEFAULT 0,
     PRIMARY KEY (batch_id, shard)
 );
-ALTER TABLE leases ADD COLUMN IF NOT EXISTS weight DOUBLE PRECISION NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS lease_claims (
     seq BIGSERIAL PRIMARY KEY, batch_id TEXT NOT NULL, shard INTEGER NOT NULL, token BIGINT NOT NULL,
     owner TEXT NOT NULL, t DOUBLE PRECISION NOT NULL, took_over_from TEXT
@@ -117,10 +116,19 @@ class PgConnection:
             self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         return self._conn
 
-    def transact(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``work(conn)`` in one transaction; on a broken connection reconnect and run it again."""
+    def transact(self, work: Callable[[psycopg.Connection[Any]], T], *, pipeline: bool = False) -> T:
+        """Run ``work(conn)`` in one transaction; on a broken connection reconnect and run it again.
+
+        ``pipeline``: in psycopg's pipeline mode, where a statement is sent without waiting for the one before,
+        and the client waits only where ``work`` fetches a result and at the commit. A put's statements then
+        cost three round trips instead of eight; the order and the transaction are the same (the server runs
+        the statements one after another, and a ``work`` that raises still rolls all of them back).
+        """
 
         def in_transaction(conn: psycopg.Connection[Any]) -> T:
+            if pipeline:
+                with conn.pipeline(), conn.transaction():
+                    return work(conn)
             with conn.transaction():
                 return work(conn)
 
@@ -156,6 +164,11 @@ def create_schema(conn: psycopg.Connection[Any]) -> None:
     """Every table of a PostgreSQL store, created if missing (serialised by an advisory lock: many workers start)."""
     conn.execute("SELECT pg_advisory_xact_lock(1515)")
     conn.execute(SCHEMA)
+    # a store made before shards had a weight: the column added once. Only then: ALTER TABLE takes the table's
+    # exclusive lock even when the column is there, and a worker connecting while others put would deadlock
+    if conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                    "AND table_name = 'leases' AND column_name = 'weight'").fetchone() is None:
+        conn.execute("ALTER TABLE leases ADD COLUMN weight DOUBLE PRECISION NOT NULL DEFAULT 0")
 
 
 def load_documents(db: PgConnection, batch_id: str, documents: Iterable[Any], *,
