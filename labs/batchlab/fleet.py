@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .batchstream import open_batch
+from .batchstream import open_checked
 from .host import kill_group
 from .leases import DONE, HELD, ShardState, SqliteLeaseStore
 from .ledger import Ev, iter_events
@@ -36,6 +36,7 @@ from .runlock import RunDirLock
 from .runner import prepare
 from .runspec import RunSpec
 from .sink import connect
+from .worker import INPUT_CHECKED
 from .workerproc import DEFAULT_LEASE_S
 
 SHARDS_PER_WORKER = 4
@@ -99,9 +100,9 @@ class RunDirHome:
         connect(self.run.sink).close()  # schema and WAL before N processes open it
         store = SqliteLeaseStore(self.run.sink)
         try:
+            documents = open_checked(self.spec.input, self.run.path / INPUT_CHECKED)  # the runners trust its memo
             if not fleet.shards:
-                fleet.shards = default_shards(fleet.workers, len(open_batch(self.spec.input)),
-                                              self.spec.config.concurrency)
+                fleet.shards = default_shards(fleet.workers, len(documents), self.spec.config.concurrency)
             existing = store.shards(self.spec.batch_id)
             if existing:  # a run directory's batch keeps its shards (their checkpoints are per shard)
                 fleet.shards = existing[0].n_shards

@@ -92,10 +92,12 @@ class InputCache:
     read of the input before each shard's first call (a fleet runs 4 to 16 passes per batch). A runner keeps
     the header of the file it validated and opens a new stream on it for each pass while the file's size and
     modification time are the same (what :func:`batchlab.batchstream.open_checked`'s memo compares); a file that
-    changed is validated again.
+    changed is validated again. ``memo``: the memo a fleet wrote when it validated the file before starting its
+    workers (``RUN_DIR/input.checked.json``); a runner trusts it when it names this very file, and never writes it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, memo: Path | None = None) -> None:
+        self.memo = memo
         self._known: tuple[str, int, int] | None = None
         self._header: Any = None
 
@@ -106,9 +108,28 @@ class InputCache:
         st = os.stat(path)
         ident = (str(path), st.st_size, st.st_mtime_ns)
         if ident != self._known or self._header is None:
-            self._header = open_batch(path).header
+            self._header = self._from_memo(path, st) or open_batch(path).header
             self._known = ident
         return BatchStream(self._header)
+
+    def _from_memo(self, path: str | Path, st: os.stat_result) -> Any:
+        """The header the memo gives for this very file (path, size, modification time), else None."""
+        import json
+
+        from .batchfile import check_input_path
+        from .batchstream import open_batch
+
+        try:
+            known = json.loads(self.memo.read_text(encoding="utf-8")) if self.memo is not None else None
+        except (OSError, ValueError):
+            return None
+        ident = {"path": str(check_input_path(path)), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        if not (isinstance(known, dict) and {k: known.get(k) for k in ident} == ident and known.get("documents")):
+            return None
+        header = open_batch(path, validate=False, documents=int(known["documents"])).header
+        if header.batch_id is None and isinstance(known.get("batch_id"), str):  # written after the documents
+            header = dataclasses.replace(header, batch_id=known["batch_id"])
+        return header
 
 
 def _load(folder: Path) -> tuple[Any, Any]:
@@ -184,7 +205,9 @@ def serve_leases(place: Place) -> int:
     quiet = os.open(os.devnull, os.O_WRONLY)
     os.dup2(quiet, 1)  # nothing but ``done`` reaches the worker's pipe
     os.close(quiet)
-    inputs = InputCache()
+    from .worker import INPUT_CHECKED
+
+    inputs = InputCache(place.folder / INPUT_CHECKED)
     try:
         spec_module = _load(place.folder)
         inputs.open(spec_module[0].input)  # validated now, before the first lease: each pass then only reads it

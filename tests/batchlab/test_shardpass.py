@@ -33,3 +33,17 @@ def test_a_file_changed_since_is_validated_again(tmp_path: Path) -> None:
     source.write_text('[{"id": "x", "content": "cut', encoding="utf-8")
     with pytest.raises(BatchInputError):
         cache.open(source)
+
+
+def test_a_runner_trusts_the_fleet_s_memo_of_this_very_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the memo the fleet wrote when it validated the file, a runner validates nothing, and knows the count."""
+    source = write_input(tmp_path / "in.json", make_documents(25, seed=1, max_bytes=800))
+    memo = tmp_path / "input.checked.json"
+    batchstream.open_checked(source, memo)
+    validations = []
+    real = batchstream.open_batch
+    monkeypatch.setattr(batchstream, "open_batch",
+                        lambda path, **kw: validations.append(kw.get("validate", True)) or real(path, **kw))
+    stream = InputCache(memo).open(source)
+    assert validations == [False] and len(stream) == 25
+    assert sum(1 for _ in stream.entries()) == 25
