@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -160,12 +161,32 @@ class PgConnection:
             self._conn.close()
 
 
+#: Every table and index :data:`SCHEMA` creates, by name (what :func:`create_schema` looks for first).
+SCHEMA_OBJECTS = tuple(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", SCHEMA))
+
+_SCHEMA_THERE = """
+SELECT (SELECT count(*) FROM pg_class WHERE relname = ANY(%s) AND relnamespace =
+        (SELECT oid FROM pg_namespace WHERE nspname = current_schema()))
+    = %s AND EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                     AND table_name = 'leases' AND column_name = 'weight')
+"""
+
+
 def create_schema(conn: psycopg.Connection[Any]) -> None:
-    """Every table of a PostgreSQL store, created if missing (serialised by an advisory lock: many workers start)."""
+    """Every table of a PostgreSQL store, created if missing (serialised by an advisory lock: many workers start).
+
+    Every connection runs this, and a fleet opens one per claim (its renewal thread's): when every table, index and
+    column is there already (one catalog query), nothing else is run. ``CREATE INDEX IF NOT EXISTS`` locks its
+    table against writes even when the index exists, so running the DDL on every connection stalled every
+    worker's puts for each claim; and ``ALTER TABLE`` takes the table's exclusive lock, which deadlocked against
+    the puts in flight (one document ``failed`` with ``DeadlockDetected`` in a benchmark run).
+    """
+    row = conn.execute(_SCHEMA_THERE, (list(SCHEMA_OBJECTS), len(SCHEMA_OBJECTS))).fetchone()
+    if row is not None and row[0]:
+        return
     conn.execute("SELECT pg_advisory_xact_lock(1515)")
     conn.execute(SCHEMA)
-    # a store made before shards had a weight: the column added once. Only then: ALTER TABLE takes the table's
-    # exclusive lock even when the column is there, and a worker connecting while others put would deadlock
+    # a store made before shards had a weight: the column added once (never on every connection, see above)
     if conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
                     "AND table_name = 'leases' AND column_name = 'weight'").fetchone() is None:
         conn.execute("ALTER TABLE leases ADD COLUMN weight DOUBLE PRECISION NOT NULL DEFAULT 0")

@@ -69,3 +69,34 @@ def test_the_ledger_keeps_every_workers_events_in_order(pg_db: str) -> None:
 def test_a_store_url_is_told_from_a_run_directory(text: str, store: bool) -> None:
     """Only postgresql:// and postgres:// URLs name a PostgreSQL store."""
     assert is_store_url(text) is store
+
+
+def test_a_store_made_before_shard_weights_gets_the_column_on_the_next_connection(pg_db: str) -> None:
+    """A store whose lease table lacks the weight column (an older kit's) gets it, once, when a connection opens."""
+    PgConnection(pg_db).transact(lambda c: c.execute("ALTER TABLE leases DROP COLUMN weight"))
+    db = PgConnection(pg_db)
+    row = db.transact(lambda c: c.execute("SELECT count(*) FROM information_schema.columns "
+                                          "WHERE table_name = 'leases' AND column_name = 'weight'").fetchone())
+    assert row is not None and row[0] == 1
+
+
+def test_a_new_connection_does_not_wait_for_a_put_in_flight(pg_db: str) -> None:
+    """Opening a store (every claim's renewal thread does) while another transaction writes an output runs no DDL
+    that would queue behind it: the connection opens while that transaction is still open."""
+    import threading
+
+    import psycopg
+
+    PgConnection(pg_db).close()
+    writer = psycopg.connect(pg_db)
+    writer.execute("INSERT INTO outputs (batch_id, key, doc_id, ident, mode, chunks, vectors, committed_at) "
+                   "VALUES ('b', 'k', 'd', 'i', 'full', '[]', '[]', 0)")  # its transaction stays open
+    opened = threading.Event()
+    thread = threading.Thread(target=lambda: (PgConnection(pg_db).close(), opened.set()), daemon=True)
+    thread.start()
+    try:
+        assert opened.wait(60), "the new connection waited for the open write transaction"
+    finally:
+        writer.rollback()
+        writer.close()
+        thread.join(60)
