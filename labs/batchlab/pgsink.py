@@ -101,19 +101,16 @@ class PgSink(PutBookkeeping):
         return self._committed(doc, ident, key, mode, writes, upgrade)
 
     def get(self, key: str) -> SinkRecord | None:
-        row = self.db.transact(lambda c: c.execute(
-            f"SELECT {OUTPUT_COLUMNS} FROM outputs WHERE batch_id = %s AND key = %s", (self.batch_id, key)).fetchone())
-        return None if row is None else record(row)
+        rows = self.db.rows(f"SELECT {OUTPUT_COLUMNS} FROM outputs WHERE batch_id = %s AND key = %s",
+                            (self.batch_id, key))
+        return record(rows[0]) if rows else None
 
     def __contains__(self, key: object) -> bool:
-        return self.db.transact(lambda c: c.execute(
-            "SELECT 1 FROM outputs WHERE batch_id = %s AND key = %s", (self.batch_id, key)).fetchone()) is not None
+        return bool(self.db.rows("SELECT 1 FROM outputs WHERE batch_id = %s AND key = %s", (self.batch_id, key)))
 
     def keys(self) -> set[str]:
         """All committed keys of the batch (one query: a resume without a lookup per document)."""
-        rows = self.db.transact(lambda c: c.execute(
-            "SELECT key FROM outputs WHERE batch_id = %s", (self.batch_id,)).fetchall())
-        return {str(k) for (k,) in rows}
+        return {str(k) for (k,) in self.db.rows("SELECT key FROM outputs WHERE batch_id = %s", (self.batch_id,))}
 
     def close(self) -> None:
         """Nothing to close: the connection is the caller's (several sinks and stores share one)."""

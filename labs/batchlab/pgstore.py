@@ -142,6 +142,12 @@ class PgConnection:
         """
         return self._retried(lambda conn: conn.execute(sql, params).rowcount)
 
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read, run on its own (autocommit: one round trip, where :meth:`transact` takes three:
+        BEGIN, the query, COMMIT); retried as :meth:`transact`. A sink's lookups take this path: once per document.
+        """
+        return self._retried(lambda conn: conn.execute(sql, params).fetchall())
+
     def _retried(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         deadline = self._clock() + self.retry_s
         delay = 0.05
