@@ -293,3 +293,53 @@ class PgLedger:
 
     def close(self) -> None:
         """Nothing to close: the connection is the caller's."""
+
+
+#: The events a :class:`PassLedger` holds until the next write: a service call's, many per document.
+HELD_EVENTS = frozenset({"call_start", "call_ok", "call_fail"})
+#: The longest a held event waits for a write (seconds): calls without a put (an outage's retries) are written too.
+HOLD_S = 0.25
+
+
+class PassLedger(PgLedger):
+    """A fleet pass's ledger on PostgreSQL: a service call's events are written with the next other event.
+
+    :class:`PgLedger` waits for one INSERT per event: four or five per document (a call's start and end, the
+    put), each a round trip during which the processor's event loop stands still, and on two shared cores the
+    server's work for them competes with the workers'. Here ``call_*`` events are held in memory and written,
+    in order, in one multi-row INSERT (one round trip) with the next event of any other kind (the ``sink_put``
+    after each put, a pass's start, end or stop) or once the oldest has waited :data:`HOLD_S`, and at
+    :meth:`close`. What a SIGKILL can take with it is the held events: the calls since the pass's last put,
+    whose documents were in flight and are run again; every put, its ``sink_put`` event and every other event
+    are written before ``emit`` returns, as with :class:`PgLedger`.
+    """
+
+    def __init__(self, db: PgConnection, batch_id: str, *, pass_no: int,
+                 clock: Callable[[], float] = time.time, pid: int = 0) -> None:
+        super().__init__(db, batch_id, pass_no=pass_no, clock=clock, pid=pid)
+        self._held: list[str] = []
+        self._since = 0.0
+
+    def emit(self, ev: str, **fields: Any) -> None:
+        record: dict[str, Any] = {"ev": str(ev), "t": self._clock(), "pass": self.pass_no, "pid": self._pid}
+        for name, value in fields.items():
+            record[name] = _short(value) if type(value) is str else value
+        if not self._held:
+            self._since = record["t"]
+        self._held.append(json.dumps(record, default=str))
+        if str(ev) not in HELD_EVENTS or record["t"] - self._since >= HOLD_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the held events, in order, in one committed INSERT."""
+        if not self._held:
+            return
+        rows = self._held
+        values = ", ".join(["(%s, %s)"] * len(rows))
+        self.db.statement(f"INSERT INTO ledger (batch_id, event) VALUES {values}",
+                          [v for text in rows for v in (self.batch_id, text)])
+        self._held = []
+
+    def close(self) -> None:
+        """Write what is held (the connection is the caller's)."""
+        self.flush()

@@ -11,6 +11,8 @@ need_psycopg()
 
 from batchlab.ledger import Ev
 from batchlab.pgstore import (
+    HOLD_S,
+    PassLedger,
     PgConnection,
     PgLedger,
     batch_info,
@@ -62,6 +64,28 @@ def test_the_ledger_keeps_every_workers_events_in_order(pg_db: str) -> None:
     assert [(e["ev"], e["pass"]) for e in events] == [("pass_start", 1), ("call_start", 2), ("kill", 1)]
     assert events[0] == {"ev": "pass_start", "t": 5.0, "pass": 1, "pid": 11, "t0": 1.0, "batch_id": "b",
                          "crash": None, "at": None}
+
+
+def test_a_pass_ledger_writes_call_events_with_the_next_other_event_in_order(pg_db: str) -> None:
+    """A fleet pass's call events wait in memory; the next event of another kind writes them first, then itself;
+    a call event that waited HOLD_S is written at the next emit, and close writes what is left."""
+    db = PgConnection(pg_db)
+    now = [100.0]
+    ledger = PassLedger(db, "b", pass_no=3, clock=lambda: now[0], pid=7)
+    call = {"doc_id": "d0", "ident": "i", "chunk": 0, "attempt": 1, "call": 1, "inflight": 1, "doc_inflight": 1}
+    ledger.emit(Ev.CALL_START, **call)
+    ledger.emit(Ev.CALL_OK, **{**call, "latency": 0.02})
+    assert list(iter_events(db, "b")) == []
+    ledger.emit(Ev.SINK_PUT, doc_id="d0", ident="i", key="k", mode="full", n=1, writes=1, upgrade=False)
+    assert [e["ev"] for e in iter_events(db, "b")] == ["call_start", "call_ok", "sink_put"]
+    ledger.emit(Ev.CALL_START, **call)
+    now[0] += HOLD_S
+    ledger.emit(Ev.CALL_FAIL, **{**call, "error": "x", "permanent": False})
+    assert [e["ev"] for e in iter_events(db, "b")][3:] == ["call_start", "call_fail"]
+    ledger.emit(Ev.CALL_START, **call)
+    ledger.close()
+    events = list(iter_events(db, "b"))
+    assert [e["ev"] for e in events][5:] == ["call_start"] and {e["pass"] for e in events} == {3}
 
 
 @pytest.mark.parametrize(("text", "store"), [("postgresql://u@h/db", True), ("postgres://h/db", True),
