@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .batchstream import open_batch
+from .batchstream import open_checked
 from .host import kill_group
 from .leases import DONE, HELD, ShardState, SqliteLeaseStore
 from .ledger import Ev, iter_events
@@ -36,6 +36,7 @@ from .runlock import RunDirLock
 from .runner import prepare
 from .runspec import RunSpec
 from .sink import connect
+from .worker import INPUT_CHECKED
 from .workerproc import DEFAULT_LEASE_S
 
 SHARDS_PER_WORKER = 4
@@ -99,18 +100,24 @@ class RunDirHome:
         connect(self.run.sink).close()  # schema and WAL before N processes open it
         store = SqliteLeaseStore(self.run.sink)
         try:
+            documents = open_checked(self.spec.input, self.run.path / INPUT_CHECKED)  # the runners trust its memo
             if not fleet.shards:
-                fleet.shards = default_shards(fleet.workers, len(open_batch(self.spec.input)),
-                                              self.spec.config.concurrency)
+                fleet.shards = default_shards(fleet.workers, len(documents), self.spec.config.concurrency)
             existing = store.shards(self.spec.batch_id)
             if existing:  # a run directory's batch keeps its shards (their checkpoints are per shard)
                 fleet.shards = existing[0].n_shards
-            store.create_shards(self.spec.batch_id, fleet.shards)
+            checkpoint = subprocess.Popen([sys.executable, "-m", "batchlab.shardpass", str(self.run.path),
+                                           "--prepare"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            weights = None if existing else shard_weights(self.spec, fleet.shards)  # meanwhile
+            store.create_shards(self.spec.batch_id, fleet.shards, weights)
         finally:
             store.close()
         self.base = max((int(e.get("pass") or 0) for e in iter_events(self.run.ledger)), default=0)
-        subprocess.run([sys.executable, "-m", "batchlab.shardpass", str(self.run.path), "--prepare"],
-                       capture_output=True, timeout=120, check=False)
+        try:
+            checkpoint.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            checkpoint.kill()
+            checkpoint.wait()
 
     def worker_argv(self, name: str, lease_s: float) -> list[str]:
         return [sys.executable, "-m", "batchlab.workerproc", str(self.run.path), "--owner", name,
@@ -268,6 +275,13 @@ def run_fleet(spec: RunSpec, *, workers: int, lease_s: float = DEFAULT_LEASE_S, 
         fleet = Fleet(spec, workers, lease_s=lease_s, shards=shards)
         fleet.run_to_end(timeout_s, poll_s)
         return fleet.result()
+
+
+def shard_weights(spec: RunSpec, shards: int) -> list[float] | None:
+    """Each shard's planned work, as the spec's processor shards it (:mod:`batchlab.shardweights`), or None."""
+    from .shardweights import estimate
+
+    return estimate(spec.input, spec.impl, spec.config.layer, shards)
 
 
 def default_shards(workers: int, documents: int, concurrency: int) -> int:

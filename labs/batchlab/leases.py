@@ -16,9 +16,12 @@ The protocol (every implementation, SQLite here and PostgreSQL on the ``pg`` bra
   never claimed again). A ``held`` shard whose ``expires_at <= now`` is *expired*: claimable, though its row
   still names the old owner until someone claims it.
 * **claim(batch_id, owner, *, now, lease_s)** atomically picks the lowest-numbered *expired* shard, else the
-  lowest-numbered ``free`` one (expired first: changed from free first at 00:12 UTC, because a dead worker's
-  half-done shard must be taken over by the next worker that looks, not after every free shard was claimed,
-  which took 4.6 lease lengths in the first benchmark; ``ORDER BY state = 'free', shard``), sets ``owner``,
+  heaviest ``free`` one, then the lowest-numbered (expired first: changed from free first at 00:12 UTC, because
+  a dead worker's half-done shard must be taken over by the next worker that looks, not after every free shard
+  was claimed, which took 4.6 lease lengths in the first benchmark; heaviest first: a shard's ``weight`` is the
+  work the fleet estimated for it at ``create_shards(batch_id, n, weights)`` (0 when unknown), and claiming the
+  longest shards first leaves the short ones for the end, so the workers finish together (longest processing
+  time first); ``ORDER BY state = 'free', weight DESC, shard``), sets ``owner``,
   ``state = "held"``, ``expires_at = now + lease_s`` and **increments its token on every claim** (a re-claim
   by the same owner too), and returns the new
   :class:`Lease`; ``None`` when no shard is claimable (all ``done``, or held and unexpired). Two claimers never
@@ -49,7 +52,7 @@ Time is always passed in (``now``) from an injected clock: the store never reads
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
@@ -66,6 +69,7 @@ CREATE TABLE IF NOT EXISTS leases (
     token INTEGER NOT NULL DEFAULT 0,
     expires_at REAL NOT NULL DEFAULT 0,
     claims INTEGER NOT NULL DEFAULT 0,
+    weight REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (batch_id, shard)
 );
 CREATE TABLE IF NOT EXISTS lease_claims (
@@ -165,7 +169,7 @@ class ShardState:
 class LeaseStore(Protocol):
     """The lease protocol of this module's docstring (SQLite here, PostgreSQL on the ``pg`` branch)."""
 
-    def create_shards(self, batch_id: str, n: int) -> None: ...
+    def create_shards(self, batch_id: str, n: int, weights: Sequence[float] | None = None) -> None: ...
     def claim(self, batch_id: str, owner: str, *, now: float, lease_s: float) -> Lease | None: ...
     def renew(self, lease: Lease, *, now: float, lease_s: float) -> bool: ...
     def finish(self, lease: Lease) -> bool: ...
@@ -191,7 +195,25 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.executescript(SCHEMA)
+    _add_weight(conn)
     return conn
+
+
+def _add_weight(conn: sqlite3.Connection) -> None:
+    """A lease table made before shards had a weight gets the column (0: unknown, the claim order of then)."""
+    if any(row[1] == "weight" for row in conn.execute("PRAGMA table_info(leases)")):
+        return
+    try:
+        conn.execute("ALTER TABLE leases ADD COLUMN weight REAL NOT NULL DEFAULT 0")
+    except sqlite3.OperationalError as exc:  # another process added it first
+        if "duplicate column" not in str(exc):
+            raise
+
+
+def shard_rows(batch_id: str, n: int, weights: Sequence[float] | None) -> list[tuple[str, int, int, float]]:
+    """The rows of a batch's ``n`` new shards, each with its weight (0 when ``weights`` is None or not ``n`` long)."""
+    known = list(weights) if weights is not None and len(weights) == n else [0.0] * n
+    return [(batch_id, i, n, float(known[i])) for i in range(n)]
 
 
 class GuardedUpdates:
@@ -228,7 +250,7 @@ class SqliteLeaseStore(GuardedUpdates):
         cur = self._conn.execute(sql, args)  # one statement: atomic on its own in autocommit mode
         return cur.rowcount == 1
 
-    def create_shards(self, batch_id: str, n: int) -> None:
+    def create_shards(self, batch_id: str, n: int, weights: Sequence[float] | None = None) -> None:
         if n < 1:
             raise LeaseError(f"a batch needs at least one shard, not {n}")
         conn = self._conn
@@ -237,8 +259,8 @@ class SqliteLeaseStore(GuardedUpdates):
             row = conn.execute("SELECT MAX(n_shards) FROM leases WHERE batch_id = ?", (batch_id,)).fetchone()
             if row[0] is not None and row[0] != n:
                 raise LeaseError(f"batch {batch_id} already has {row[0]} shards, not {n}")
-            conn.executemany("INSERT OR IGNORE INTO leases (batch_id, shard, n_shards) VALUES (?, ?, ?)",
-                             [(batch_id, i, n) for i in range(n)])
+            conn.executemany("INSERT OR IGNORE INTO leases (batch_id, shard, n_shards, weight) VALUES (?, ?, ?, ?)",
+                             shard_rows(batch_id, n, weights))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -251,7 +273,7 @@ class SqliteLeaseStore(GuardedUpdates):
             row = conn.execute(
                 "SELECT shard, n_shards, state, owner FROM leases WHERE batch_id = ? AND "
                 "(state = 'free' OR (state = 'held' AND expires_at <= ?)) "
-                "ORDER BY state = 'free', shard LIMIT 1", (batch_id, now)).fetchone()
+                "ORDER BY state = 'free', weight DESC, shard LIMIT 1", (batch_id, now)).fetchone()
             if row is None:
                 conn.execute("COMMIT")
                 return None

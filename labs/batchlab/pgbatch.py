@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from . import shardweights
 from .batchstream import open_batch
 from .errors import KitError
 from .pgleases import PgLeaseStore
@@ -29,9 +30,19 @@ LOCAL_INPUT = "input.jsonl"
 
 
 def publish_batch(db: PgConnection, spec: RunSpec, *, shards: int) -> int:
-    """Put ``spec`` and its input's entries into the store and create the batch's shards; how many entries."""
-    count = load_documents(db, spec.batch_id, open_batch(spec.input), spec=spec.to_dict())
-    PgLeaseStore(db).create_shards(spec.batch_id, shards)
+    """Put ``spec`` and its input's entries into the store and create the batch's shards; how many entries.
+
+    Each shard gets its weight (:mod:`batchlab.shardweights`, estimated in a child process while the entries are
+    streamed in), so the workers claim the longest shards first.
+    """
+    weighing = shardweights.start(spec.input, spec.impl, spec.config.layer, shards)
+    try:
+        count = load_documents(db, spec.batch_id, open_batch(spec.input), spec=spec.to_dict())
+    except BaseException:
+        weighing.kill()
+        weighing.wait()
+        raise
+    PgLeaseStore(db).create_shards(spec.batch_id, shards, shardweights.result(weighing, shards))
     return count
 
 

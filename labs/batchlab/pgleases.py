@@ -1,13 +1,13 @@
 """Shard leases in PostgreSQL: the protocol of :mod:`batchlab.leases`, for workers on several machines.
 
 The semantics are :mod:`batchlab.leases`'s, word for word (free/held/done, a token incremented on every claim,
-renew/finish/release under owner and token, a fence in the sink's transaction, the claim history). Expired
-shards are claimed before free ones (a dead worker's half-done shard is taken over by the next worker that
-looks), then the lowest-numbered. What differs is how claims are kept apart. SQLite has one writer at a time
-(``BEGIN IMMEDIATE``); here many claimers run at once, and each picks its row with ``SELECT ... FOR UPDATE
-SKIP LOCKED``, the claim of procrastinate, River, Oban and graphile-worker: a row another claimer is taking is
-skipped, not waited for, so two claimers get two different shards in one round trip each, and never the same
-shard with the same token (the row lock holds until the token's increment commits).
+renew/finish/release under owner and token, a fence in the sink's transaction, the claim history). Expired shards
+are claimed before free ones (a dead worker's half-done shard is taken over by the next worker that looks), then the
+heaviest (the work estimated at ``create_shards``), then the lowest-numbered. What differs is how claims are kept
+apart. SQLite has one writer at a time (``BEGIN IMMEDIATE``); here many claimers run at once, and each picks its row
+with ``SELECT ... FOR UPDATE SKIP LOCKED``, the claim of procrastinate, River, Oban and graphile-worker: a row
+another claimer is taking is skipped, not waited for, so two claimers get two different shards in one round trip
+each, and never the same shard with the same token (the row lock holds until the token's increment commits).
 
 The fence (:meth:`PgLeaseStore.fence`) reads the lease row ``FOR SHARE`` inside the sink's transaction: a
 claim (which must lock the row ``FOR UPDATE``) waits for, or skips, a put in progress, and a put that comes
@@ -16,12 +16,12 @@ after a claim sees the new token and is refused. Time is always passed in (``now
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
 
-from .leases import HELD, GuardedUpdates, Lease, LeaseError, ShardState, StaleLease
+from .leases import HELD, GuardedUpdates, Lease, LeaseError, ShardState, StaleLease, shard_rows
 from .pgstore import PgConnection
 
 _VALID = "batch_id = %s AND shard = %s AND owner = %s AND token = %s AND state = 'held'"
@@ -30,7 +30,7 @@ _CLAIM = """
 WITH pick AS (
     SELECT shard, state, owner FROM leases
     WHERE batch_id = %(batch)s AND (state = 'free' OR (state = 'held' AND expires_at <= %(now)s))
-    ORDER BY state = 'free', shard LIMIT 1
+    ORDER BY state = 'free', weight DESC, shard LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
 UPDATE leases l SET state = 'held', owner = %(owner)s, token = l.token + 1, expires_at = %(expires)s,
@@ -56,7 +56,7 @@ class PgLeaseStore(GuardedUpdates):
     def _write(self, sql: str, args: tuple[object, ...]) -> bool:
         return self.db.statement(sql, args) == 1  # one UPDATE: atomic on its own
 
-    def create_shards(self, batch_id: str, n: int) -> None:
+    def create_shards(self, batch_id: str, n: int, weights: Sequence[float] | None = None) -> None:
         if n < 1:
             raise LeaseError(f"a batch needs at least one shard, not {n}")
 
@@ -66,8 +66,8 @@ class PgLeaseStore(GuardedUpdates):
             if row is not None and row[0] is not None and row[0] != n:
                 raise LeaseError(f"batch {batch_id} already has {row[0]} shards, not {n}")
             with conn.cursor() as cur:
-                cur.executemany("INSERT INTO leases (batch_id, shard, n_shards) VALUES (%s, %s, %s) "
-                                "ON CONFLICT (batch_id, shard) DO NOTHING", [(batch_id, i, n) for i in range(n)])
+                cur.executemany("INSERT INTO leases (batch_id, shard, n_shards, weight) VALUES (%s, %s, %s, %s) "
+                                "ON CONFLICT (batch_id, shard) DO NOTHING", shard_rows(batch_id, n, weights))
 
         self.db.transact(create)
 

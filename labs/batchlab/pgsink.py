@@ -9,7 +9,9 @@ through both sinks and compare what they hold.
 Two writers of one key: SQLite serialises them with ``BEGIN IMMEDIATE``; here a transaction-scoped
 advisory lock on (batch, key) does, so reading the previous mode (is this an upgrade?) and the upsert
 see the same row. A ``guard`` (a shard lease's fence, :meth:`batchlab.pgleases.PgLeaseStore.fence`) runs
-first in the same transaction: raising refuses the put and rolls it back.
+first in the same transaction: raising refuses the put and rolls it back. The transaction runs in pipeline
+mode (:meth:`batchlab.pgstore.PgConnection.transact`): the guard's check, then the lock and the upsert with its
+``puts`` row (one statement), then the commit: three round trips.
 """
 
 from __future__ import annotations
@@ -29,6 +31,28 @@ from .sink import PutBookkeeping, SinkRecord, check_put
 
 Guard = Callable[[psycopg.Connection[Any], str], None]
 OUTPUT_COLUMNS = "key, doc_id, ident, mode, chunks, vectors, committed_at, writes"
+
+#: The upsert and its ``puts`` row in one statement: ``before`` reads the output as it was when the statement
+#: started (a data-modifying CTE's rows are not visible to the others), so an upgrade (a full put over a
+#: degraded output) is told from the same row the upsert replaces, under the key's advisory lock.
+_UPSERT = """
+WITH before AS (
+    SELECT mode FROM outputs WHERE batch_id = %(batch)s AND key = %(key)s
+), up AS (
+    INSERT INTO outputs (batch_id, key, doc_id, ident, mode, chunks, vectors, committed_at)
+    VALUES (%(batch)s, %(key)s, %(doc)s, %(ident)s, %(mode)s, %(chunks)s, %(vectors)s, %(now)s)
+    ON CONFLICT (batch_id, key) DO UPDATE SET doc_id = excluded.doc_id, ident = excluded.ident, mode = excluded.mode,
+        chunks = excluded.chunks, vectors = excluded.vectors, committed_at = excluded.committed_at,
+        writes = outputs.writes + CASE WHEN outputs.mode = %(degraded)s AND excluded.mode = %(full)s THEN 0 ELSE 1 END
+    RETURNING writes
+), log AS (
+    INSERT INTO puts (batch_id, key, doc_id, ident, mode, pass, t, upgrade)
+    SELECT %(batch)s, %(key)s, %(doc)s, %(ident)s, %(mode)s, %(pass)s, %(now)s,
+        COALESCE((SELECT mode FROM before) = %(degraded)s AND %(is_full)s, FALSE)
+    RETURNING upgrade
+)
+SELECT (SELECT writes FROM up), (SELECT upgrade FROM log)
+"""
 
 
 class EventSink(Protocol):
@@ -61,44 +85,32 @@ class PgSink(PutBookkeeping):
         chunks_json = json.dumps(list(chunks))  # ASCII escapes: a lone surrogate is text PostgreSQL cannot hold
         vectors_json = json.dumps([list(v) for v in vectors])
 
+        args = {"batch": self.batch_id, "key": key, "doc": doc.id, "ident": ident, "mode": mode, "chunks": chunks_json,
+                "vectors": vectors_json, "now": now, "pass": self.pass_no, "full": MODE_FULL, "degraded": MODE_DEGRADED,
+                "is_full": mode == MODE_FULL}
+
         def write(conn: psycopg.Connection[Any]) -> tuple[int, bool]:
             if self._guard is not None:
-                self._guard(conn, key)
+                self._guard(conn, key)  # its check is fetched before anything below is sent
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{self.batch_id}/{key}",))
-            before = conn.execute("SELECT mode FROM outputs WHERE batch_id = %s AND key = %s",
-                                  (self.batch_id, key)).fetchone()
-            upgrade = before is not None and before[0] == MODE_DEGRADED and mode == MODE_FULL
-            row = conn.execute(
-                "INSERT INTO outputs (batch_id, key, doc_id, ident, mode, chunks, vectors, committed_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (batch_id, key) DO UPDATE SET "
-                "doc_id = excluded.doc_id, ident = excluded.ident, mode = excluded.mode, chunks = excluded.chunks, "
-                "vectors = excluded.vectors, committed_at = excluded.committed_at, "
-                "writes = outputs.writes + %s RETURNING writes",
-                (self.batch_id, key, doc.id, ident, mode, chunks_json, vectors_json, now, 0 if upgrade else 1),
-            ).fetchone()
+            row = conn.execute(_UPSERT, args).fetchone()
             assert row is not None
-            conn.execute("INSERT INTO puts (batch_id, key, doc_id, ident, mode, pass, t, upgrade) "
-                         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                         (self.batch_id, key, doc.id, ident, mode, self.pass_no, now, upgrade))
-            return int(row[0]), upgrade
+            return int(row[0]), bool(row[1])
 
-        writes, upgrade = self.db.transact(write)
+        writes, upgrade = self.db.transact(write, pipeline=True)
         return self._committed(doc, ident, key, mode, writes, upgrade)
 
     def get(self, key: str) -> SinkRecord | None:
-        row = self.db.transact(lambda c: c.execute(
-            f"SELECT {OUTPUT_COLUMNS} FROM outputs WHERE batch_id = %s AND key = %s", (self.batch_id, key)).fetchone())
-        return None if row is None else record(row)
+        rows = self.db.rows(f"SELECT {OUTPUT_COLUMNS} FROM outputs WHERE batch_id = %s AND key = %s",
+                            (self.batch_id, key))
+        return record(rows[0]) if rows else None
 
     def __contains__(self, key: object) -> bool:
-        return self.db.transact(lambda c: c.execute(
-            "SELECT 1 FROM outputs WHERE batch_id = %s AND key = %s", (self.batch_id, key)).fetchone()) is not None
+        return bool(self.db.rows("SELECT 1 FROM outputs WHERE batch_id = %s AND key = %s", (self.batch_id, key)))
 
     def keys(self) -> set[str]:
         """All committed keys of the batch (one query: a resume without a lookup per document)."""
-        rows = self.db.transact(lambda c: c.execute(
-            "SELECT key FROM outputs WHERE batch_id = %s", (self.batch_id,)).fetchall())
-        return {str(k) for (k,) in rows}
+        return {str(k) for (k,) in self.db.rows("SELECT key FROM outputs WHERE batch_id = %s", (self.batch_id,))}
 
     def close(self) -> None:
         """Nothing to close: the connection is the caller's (several sinks and stores share one)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -65,6 +66,7 @@ CREATE TABLE IF NOT EXISTS leases (
     batch_id TEXT NOT NULL, shard INTEGER NOT NULL, n_shards INTEGER NOT NULL,
     state TEXT NOT NULL DEFAULT 'free', owner TEXT, token BIGINT NOT NULL DEFAULT 0,
     expires_at DOUBLE PRECISION NOT NULL DEFAULT 0, claims INTEGER NOT NULL DEFAULT 0,
+    weight DOUBLE PRECISION NOT NULL DEFAULT 0,
     PRIMARY KEY (batch_id, shard)
 );
 CREATE TABLE IF NOT EXISTS lease_claims (
@@ -115,10 +117,19 @@ class PgConnection:
             self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         return self._conn
 
-    def transact(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``work(conn)`` in one transaction; on a broken connection reconnect and run it again."""
+    def transact(self, work: Callable[[psycopg.Connection[Any]], T], *, pipeline: bool = False) -> T:
+        """Run ``work(conn)`` in one transaction; on a broken connection reconnect and run it again.
+
+        ``pipeline``: in psycopg's pipeline mode, where a statement is sent without waiting for the one before,
+        and the client waits only where ``work`` fetches a result and at the commit. A put's statements then
+        cost three round trips instead of eight; the order and the transaction are the same (the server runs
+        the statements one after another, and a ``work`` that raises still rolls all of them back).
+        """
 
         def in_transaction(conn: psycopg.Connection[Any]) -> T:
+            if pipeline:
+                with conn.pipeline(), conn.transaction():
+                    return work(conn)
             with conn.transaction():
                 return work(conn)
 
@@ -130,6 +141,12 @@ class PgConnection:
         The ledger's rows and the leases' one-row updates take this path; retried as :meth:`transact`.
         """
         return self._retried(lambda conn: conn.execute(sql, params).rowcount)
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read, run on its own (autocommit: one round trip, where :meth:`transact` takes three:
+        BEGIN, the query, COMMIT); retried as :meth:`transact`. A sink's lookups take this path: once per document.
+        """
+        return self._retried(lambda conn: conn.execute(sql, params).fetchall())
 
     def _retried(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         deadline = self._clock() + self.retry_s
@@ -150,10 +167,35 @@ class PgConnection:
             self._conn.close()
 
 
+#: Every table and index :data:`SCHEMA` creates, by name (what :func:`create_schema` looks for first).
+SCHEMA_OBJECTS = tuple(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", SCHEMA))
+
+_SCHEMA_THERE = """
+SELECT (SELECT count(*) FROM pg_class WHERE relname = ANY(%s) AND relnamespace =
+        (SELECT oid FROM pg_namespace WHERE nspname = current_schema()))
+    = %s AND EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                     AND table_name = 'leases' AND column_name = 'weight')
+"""
+
+
 def create_schema(conn: psycopg.Connection[Any]) -> None:
-    """Every table of a PostgreSQL store, created if missing (serialised by an advisory lock: many workers start)."""
+    """Every table of a PostgreSQL store, created if missing (serialised by an advisory lock: many workers start).
+
+    Every connection runs this, and a fleet opens one per claim (its renewal thread's): when every table, index and
+    column is there already (one catalog query), nothing else is run. ``CREATE INDEX IF NOT EXISTS`` locks its
+    table against writes even when the index exists, so running the DDL on every connection stalled every
+    worker's puts for each claim; and ``ALTER TABLE`` takes the table's exclusive lock, which deadlocked against
+    the puts in flight (one document ``failed`` with ``DeadlockDetected`` in a benchmark run).
+    """
+    row = conn.execute(_SCHEMA_THERE, (list(SCHEMA_OBJECTS), len(SCHEMA_OBJECTS))).fetchone()
+    if row is not None and row[0]:
+        return
     conn.execute("SELECT pg_advisory_xact_lock(1515)")
     conn.execute(SCHEMA)
+    # a store made before shards had a weight: the column added once (never on every connection, see above)
+    if conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                    "AND table_name = 'leases' AND column_name = 'weight'").fetchone() is None:
+        conn.execute("ALTER TABLE leases ADD COLUMN weight DOUBLE PRECISION NOT NULL DEFAULT 0")
 
 
 def load_documents(db: PgConnection, batch_id: str, documents: Iterable[Any], *,
@@ -251,3 +293,53 @@ class PgLedger:
 
     def close(self) -> None:
         """Nothing to close: the connection is the caller's."""
+
+
+#: The events a :class:`PassLedger` holds until the next write: a service call's, many per document.
+HELD_EVENTS = frozenset({"call_start", "call_ok", "call_fail"})
+#: The longest a held event waits for a write (seconds): calls without a put (an outage's retries) are written too.
+HOLD_S = 0.25
+
+
+class PassLedger(PgLedger):
+    """A fleet pass's ledger on PostgreSQL: a service call's events are written with the next other event.
+
+    :class:`PgLedger` waits for one INSERT per event: four or five per document (a call's start and end, the
+    put), each a round trip during which the processor's event loop stands still, and on two shared cores the
+    server's work for them competes with the workers'. Here ``call_*`` events are held in memory and written,
+    in order, in one multi-row INSERT (one round trip) with the next event of any other kind (the ``sink_put``
+    after each put, a pass's start, end or stop) or once the oldest has waited :data:`HOLD_S`, and at
+    :meth:`close`. What a SIGKILL can take with it is the held events: the calls since the pass's last put,
+    whose documents were in flight and are run again; every put, its ``sink_put`` event and every other event
+    are written before ``emit`` returns, as with :class:`PgLedger`.
+    """
+
+    def __init__(self, db: PgConnection, batch_id: str, *, pass_no: int,
+                 clock: Callable[[], float] = time.time, pid: int = 0) -> None:
+        super().__init__(db, batch_id, pass_no=pass_no, clock=clock, pid=pid)
+        self._held: list[str] = []
+        self._since = 0.0
+
+    def emit(self, ev: str, **fields: Any) -> None:
+        record: dict[str, Any] = {"ev": str(ev), "t": self._clock(), "pass": self.pass_no, "pid": self._pid}
+        for name, value in fields.items():
+            record[name] = _short(value) if type(value) is str else value
+        if not self._held:
+            self._since = record["t"]
+        self._held.append(json.dumps(record, default=str))
+        if str(ev) not in HELD_EVENTS or record["t"] - self._since >= HOLD_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the held events, in order, in one committed INSERT."""
+        if not self._held:
+            return
+        rows = self._held
+        values = ", ".join(["(%s, %s)"] * len(rows))
+        self.db.statement(f"INSERT INTO ledger (batch_id, event) VALUES {values}",
+                          [v for text in rows for v in (self.batch_id, text)])
+        self._held = []
+
+    def close(self) -> None:
+        """Write what is held (the connection is the caller's)."""
+        self.flush()

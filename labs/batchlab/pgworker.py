@@ -11,7 +11,7 @@ a thread every third of the lease with jitter, finish) on a :class:`~batchlab.wo
 lease store is :class:`batchlab.pgleases.PgLeaseStore` (claims ``SKIP LOCKED``), and its pass runner
 (:mod:`batchlab.shardpass` started with the URL) writes through :class:`StorePlace`: a
 :class:`batchlab.pgsink.PgSink` whose every put is fenced by the lease in its own transaction, and the ledger as
-rows (:class:`batchlab.pgstore.PgLedger`).
+rows (:class:`batchlab.pgstore.PassLedger`: a service call's events written with the next put's).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from .pgbatch import join_batch
 from .pgfleet import run_fleet
 from .pgleases import PgLeaseStore
 from .pgsink import PgSink
-from .pgstore import PgConnection, PgLedger
+from .pgstore import PassLedger, PgConnection
 from .shardpass import PassIO
 from .workerproc import DEFAULT_LEASE_S, EXIT_PASS_FAILED, IDLE_POLL_S, Seat
 
@@ -54,10 +54,10 @@ class StorePlace:
         if self._db is None:
             self._db = PgConnection(self.url)
         db = self._db
-        ledger = PgLedger(db, lease.batch_id, pass_no=pass_no)
+        ledger = PassLedger(db, lease.batch_id, pass_no=pass_no)
         store = PgLeaseStore(db)
         sink = PgSink(db, lease.batch_id, ledger=ledger, pass_no=pass_no, guard=store.fence(lease, time.time))
-        return PassIO(ledger, store, sink, self.folder / "state")
+        return PassIO(ledger, store, sink, self.folder / "state", close=ledger.close)
 
 
 def store_seat(url: str, folder: Path) -> Seat:

@@ -85,6 +85,53 @@ class RunDirPlace:
         return PassIO(ledger, store, sink, run.state, run.outage_switch, close)
 
 
+class InputCache:
+    """The batch's input validated once per pass runner, not once per pass.
+
+    Validating reads the whole file (UTF-8, syntax, sizes, the count): done by every pass, it was a whole extra
+    read of the input before each shard's first call (a fleet runs 4 to 16 passes per batch). A runner keeps
+    the header of the file it validated and opens a new stream on it for each pass while the file's size and
+    modification time are the same (what :func:`batchlab.batchstream.open_checked`'s memo compares); a file that
+    changed is validated again. ``memo``: the memo a fleet wrote when it validated the file before starting its
+    workers (``RUN_DIR/input.checked.json``); a runner trusts it when it names this very file, and never writes it.
+    """
+
+    def __init__(self, memo: Path | None = None) -> None:
+        self.memo = memo
+        self._known: tuple[str, int, int] | None = None
+        self._header: Any = None
+
+    def open(self, path: str | Path) -> Any:
+        """A :class:`batchlab.batchstream.BatchStream` on ``path``, validated if this file was not yet."""
+        from .batchstream import BatchStream, open_batch
+
+        st = os.stat(path)
+        ident = (str(path), st.st_size, st.st_mtime_ns)
+        if ident != self._known or self._header is None:
+            self._header = self._from_memo(path, st) or open_batch(path).header
+            self._known = ident
+        return BatchStream(self._header)
+
+    def _from_memo(self, path: str | Path, st: os.stat_result) -> Any:
+        """The header the memo gives for this very file (path, size, modification time), else None."""
+        import json
+
+        from .batchfile import check_input_path
+        from .batchstream import open_batch
+
+        try:
+            known = json.loads(self.memo.read_text(encoding="utf-8")) if self.memo is not None else None
+        except (OSError, ValueError):
+            return None
+        ident = {"path": str(check_input_path(path)), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        if not (isinstance(known, dict) and {k: known.get(k) for k in ident} == ident and known.get("documents")):
+            return None
+        header = open_batch(path, validate=False, documents=int(known["documents"])).header
+        if header.batch_id is None and isinstance(known.get("batch_id"), str):  # written after the documents
+            header = dataclasses.replace(header, batch_id=known["batch_id"])
+        return header
+
+
 def _load(folder: Path) -> tuple[Any, Any]:
     from .runspec import read_spec
     from .worker import load_impl
@@ -103,13 +150,13 @@ def prepare(run_dir: Path) -> None:
         pass
 
 
-def run(place: Place | Path, lease: Lease, pass_no: int, loaded: tuple[Any, Any] | None = None) -> dict[str, Any]:
+def run(place: Place | Path, lease: Lease, pass_no: int, loaded: tuple[Any, Any] | None = None,
+        inputs: InputCache | None = None) -> dict[str, Any]:
     """The pass: the processor over the shard's documents, every put fenced by ``lease``.
 
     ``place``: a :class:`Place` (a path is a run directory); ``loaded``: the spec and the module, already loaded by
-    a pass runner (:func:`serve_leases`).
+    a pass runner (:func:`serve_leases`), and ``inputs`` its validated input.
     """
-    from .batchstream import open_checked
     from .service import SimulatedService
 
     place = RunDirPlace(place) if isinstance(place, Path) else place
@@ -133,7 +180,7 @@ def run(place: Place | Path, lease: Lease, pass_no: int, loaded: tuple[Any, Any]
 
     io.state_dir.mkdir(exist_ok=True)
     try:
-        report = asyncio.run(entry(open_checked(spec.input, None), batch_id=spec.batch_id, service=service,
+        report = asyncio.run(entry((inputs or InputCache()).open(spec.input), batch_id=spec.batch_id, service=service,
                                    sink=FencedSink(io.sink, refused), state_dir=io.state_dir,
                                    config=dataclasses.replace(spec.config, shard=lease.spec)))
         report_dict = dict(report.to_dict()) if hasattr(report, "to_dict") else dict(report)
@@ -158,8 +205,13 @@ def serve_leases(place: Place) -> int:
     quiet = os.open(os.devnull, os.O_WRONLY)
     os.dup2(quiet, 1)  # nothing but ``done`` reaches the worker's pipe
     os.close(quiet)
+    from .worker import INPUT_CHECKED
+
+    inputs = InputCache(place.folder / INPUT_CHECKED)
     try:
-        loaded: tuple[Any, Any] | None = _load(place.folder)
+        spec_module = _load(place.folder)
+        inputs.open(spec_module[0].input)  # validated now, before the first lease: each pass then only reads it
+        loaded: tuple[Any, Any] | None = spec_module
     except BaseException:  # noqa: BLE001 - reported by the first pass, which loads again and raises
         loaded = None
     for line in sys.stdin:
@@ -174,7 +226,7 @@ def serve_leases(place: Place) -> int:
             os.dup2(target, fd)
             os.close(target)
         lease = Lease(got["batch_id"], got["shard"], got["of"], got["owner"], got["token"], 0.0)
-        run(place, lease, got["pass"], loaded)
+        run(place, lease, got["pass"], loaded, inputs)
         sys.stdout.flush()
         sys.stderr.flush()
         ctl.write("done\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,32 @@ class TestClaim:
             assert lease is not None
             tokens.append((lease.shard, lease.token))
         assert tokens == [(0, 1), (0, 2), (0, 3)]
+
+    def test_the_heaviest_free_shard_is_claimed_first_but_an_expired_one_before_it(self, tmp_path: Path) -> None:
+        """Free shards go heaviest first (then by number); a held shard that expired still goes before them."""
+        store = SqliteLeaseStore(tmp_path / "sink.sqlite")
+        store.create_shards("w", 4, [5.0, 9.0, 1.0, 9.0])
+        first = store.claim("w", "a", now=0.0, lease_s=1.0)
+        assert first is not None and first.shard == 1
+        second = store.claim("w", "b", now=5.0, lease_s=1.0)  # shard 1's lease expired at 1.0
+        assert second is not None and second.shard == 1 and second.token == 2
+        order = [store.claim("w", "c", now=5.0, lease_s=10.0) for _ in range(3)]
+        assert [lease.shard for lease in order if lease] == [3, 0, 2]
+
+    def test_a_lease_table_made_before_weights_gets_the_column_and_keeps_its_order(self, tmp_path: Path) -> None:
+        """A sink file whose lease table has no weight column is migrated when opened; its shards claim in order."""
+        path = tmp_path / "sink.sqlite"
+        old = sqlite3.connect(path)
+        old.execute("CREATE TABLE leases (batch_id TEXT NOT NULL, shard INTEGER NOT NULL, n_shards INTEGER NOT NULL, "
+                    "state TEXT NOT NULL DEFAULT 'free', owner TEXT, token INTEGER NOT NULL DEFAULT 0, "
+                    "expires_at REAL NOT NULL DEFAULT 0, claims INTEGER NOT NULL DEFAULT 0, "
+                    "PRIMARY KEY (batch_id, shard))")
+        old.executemany("INSERT INTO leases (batch_id, shard, n_shards) VALUES ('o', ?, 2)", [(0,), (1,)])
+        old.commit()
+        old.close()
+        store = SqliteLeaseStore(path)
+        claims = [store.claim("o", "w", now=0.0, lease_s=1.0) for _ in range(2)]
+        assert [lease.shard for lease in claims if lease] == [0, 1]
 
     def test_another_shard_count_for_the_same_batch_is_refused(self, store: SqliteLeaseStore) -> None:
         """create_shards is idempotent for the same count and refuses a different one."""

@@ -30,6 +30,18 @@ def store(pg_db: str) -> PgLeaseStore:
     return leases
 
 
+def test_the_heaviest_free_shard_is_claimed_first_but_an_expired_one_before_it(pg_db: str) -> None:
+    """Free shards go heaviest first (then by number); a held shard that expired still goes before them."""
+    store = PgLeaseStore(PgConnection(pg_db))
+    store.create_shards("w", 4, [5.0, 9.0, 1.0, 9.0])
+    first = store.claim("w", "a", now=0.0, lease_s=1.0)
+    assert first is not None and first.shard == 1
+    second = store.claim("w", "b", now=5.0, lease_s=1.0)  # shard 1's lease expired at 1.0
+    assert second is not None and second.shard == 1 and second.token == 2
+    order = [store.claim("w", "c", now=5.0, lease_s=10.0) for _ in range(3)]
+    assert [lease.shard for lease in order if lease] == [3, 0, 2]
+
+
 def test_claims_take_free_shards_in_order_each_with_its_first_token(store: PgLeaseStore) -> None:
     """Three claims get shards 0, 1, 2 with token 1; a fourth finds nothing claimable."""
     leases = [store.claim("b", f"w{i}", now=100.0, lease_s=10.0) for i in range(3)]

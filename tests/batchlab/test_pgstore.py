@@ -11,6 +11,8 @@ need_psycopg()
 
 from batchlab.ledger import Ev
 from batchlab.pgstore import (
+    HOLD_S,
+    PassLedger,
     PgConnection,
     PgLedger,
     batch_info,
@@ -64,8 +66,61 @@ def test_the_ledger_keeps_every_workers_events_in_order(pg_db: str) -> None:
                          "crash": None, "at": None}
 
 
+def test_a_pass_ledger_writes_call_events_with_the_next_other_event_in_order(pg_db: str) -> None:
+    """A fleet pass's call events wait in memory; the next event of another kind writes them first, then itself;
+    a call event that waited HOLD_S is written at the next emit, and close writes what is left."""
+    db = PgConnection(pg_db)
+    now = [100.0]
+    ledger = PassLedger(db, "b", pass_no=3, clock=lambda: now[0], pid=7)
+    call = {"doc_id": "d0", "ident": "i", "chunk": 0, "attempt": 1, "call": 1, "inflight": 1, "doc_inflight": 1}
+    ledger.emit(Ev.CALL_START, **call)
+    ledger.emit(Ev.CALL_OK, **{**call, "latency": 0.02})
+    assert list(iter_events(db, "b")) == []
+    ledger.emit(Ev.SINK_PUT, doc_id="d0", ident="i", key="k", mode="full", n=1, writes=1, upgrade=False)
+    assert [e["ev"] for e in iter_events(db, "b")] == ["call_start", "call_ok", "sink_put"]
+    ledger.emit(Ev.CALL_START, **call)
+    now[0] += HOLD_S
+    ledger.emit(Ev.CALL_FAIL, **{**call, "error": "x", "permanent": False})
+    assert [e["ev"] for e in iter_events(db, "b")][3:] == ["call_start", "call_fail"]
+    ledger.emit(Ev.CALL_START, **call)
+    ledger.close()
+    events = list(iter_events(db, "b"))
+    assert [e["ev"] for e in events][5:] == ["call_start"] and {e["pass"] for e in events} == {3}
+
+
 @pytest.mark.parametrize(("text", "store"), [("postgresql://u@h/db", True), ("postgres://h/db", True),
                                              ("runs/demo", False), ("sqlite:///x", False)])
 def test_a_store_url_is_told_from_a_run_directory(text: str, store: bool) -> None:
     """Only postgresql:// and postgres:// URLs name a PostgreSQL store."""
     assert is_store_url(text) is store
+
+
+def test_a_store_made_before_shard_weights_gets_the_column_on_the_next_connection(pg_db: str) -> None:
+    """A store whose lease table lacks the weight column (an older kit's) gets it, once, when a connection opens."""
+    PgConnection(pg_db).transact(lambda c: c.execute("ALTER TABLE leases DROP COLUMN weight"))
+    db = PgConnection(pg_db)
+    row = db.transact(lambda c: c.execute("SELECT count(*) FROM information_schema.columns "
+                                          "WHERE table_name = 'leases' AND column_name = 'weight'").fetchone())
+    assert row is not None and row[0] == 1
+
+
+def test_a_new_connection_does_not_wait_for_a_put_in_flight(pg_db: str) -> None:
+    """Opening a store (every claim's renewal thread does) while another transaction writes an output runs no DDL
+    that would queue behind it: the connection opens while that transaction is still open."""
+    import threading
+
+    import psycopg
+
+    PgConnection(pg_db).close()
+    writer = psycopg.connect(pg_db)
+    writer.execute("INSERT INTO outputs (batch_id, key, doc_id, ident, mode, chunks, vectors, committed_at) "
+                   "VALUES ('b', 'k', 'd', 'i', 'full', '[]', '[]', 0)")  # its transaction stays open
+    opened = threading.Event()
+    thread = threading.Thread(target=lambda: (PgConnection(pg_db).close(), opened.set()), daemon=True)
+    thread.start()
+    try:
+        assert opened.wait(60), "the new connection waited for the open write transaction"
+    finally:
+        writer.rollback()
+        writer.close()
+        thread.join(60)
