@@ -14,10 +14,9 @@ lists the figures are (missing and wrong documents, duplicates: empty on a good 
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,13 @@ from typing import Any
 from .docmodel import Document, ident_of, try_parse
 from .fold_store import SPILL_KEYS, FoldStore, Latencies, SpillMap
 from .ledger import CRASH_EVENTS, Ev
+from .ledger_scan import Tick
+from .ledger_scan import read_ledger as read_ledger
 from .ledger_views import PassFirsts, PassMetrics, usable_event
 from .metric_sinks import FileSink as FileSink
 from .metric_sinks import ListSink as ListSink
 from .metric_sinks import SinkDamage as SinkDamage
-from .pipeline import MODE_DEGRADED, output_matches
-from .sink import SinkRecord
+from .pipeline import MODE_DEGRADED, clean_text
 
 Event = Mapping[str, Any]
 
@@ -48,7 +48,9 @@ class InputFold:
     missing: list[str] = field(default_factory=list)
     wrong: set[str] = field(default_factory=set)
 
-    def see(self, raw: Any, store: FoldStore, records: Callable[[str], Iterable[SinkRecord]]) -> None:
+    def see(self, raw: Any, store: FoldStore,
+            verdicts: Callable[[str, Document, str], Iterable[tuple[str, str, bool]]]) -> None:
+        """One input entry; ``verdicts`` gives each committed output of an identity against the oracle."""
         self.total += 1
         parsed = try_parse(raw)
         if not isinstance(parsed, Document):
@@ -60,13 +62,13 @@ class InputFold:
             return
         self.unique += 1
         done = False
-        for rec in records(ident):
-            if output_matches(parsed, rec.mode, rec.chunks, rec.vectors):
-                if not done and rec.mode == MODE_DEGRADED:
+        for doc_id, mode, ok in verdicts(ident, parsed, clean_text(parsed.content)):
+            if ok:
+                if not done and mode == MODE_DEGRADED:
                     self.committed_degraded += 1
                 done = True
             else:
-                self.wrong.add(rec.doc_id)
+                self.wrong.add(doc_id)
         if done:
             self.completed += 1
         elif ident:
@@ -112,10 +114,16 @@ class PassFold:
         self._latencies = latencies
         self._dispatched = SpillMap(store, pass_no)
 
+    def tick(self, t: float) -> None:
+        """An event of the pass at time ``t`` (all that a ``state`` or ``call_ok`` event tells the fold)."""
+        if self.first_t is None:
+            self.first_t = t
+        if t > self.last_t:
+            self.last_t = t
+
     def see(self, ev: Event) -> None:
         t = float(ev["t"])
-        self.first_t = t if self.first_t is None else self.first_t
-        self.last_t = max(self.last_t, t)
+        self.tick(t)
         self.firsts.see(ev)
         kind = ev["ev"]
         if kind == Ev.CALL_START:
@@ -187,13 +195,25 @@ class LedgerHalf:
     latency_p95_s: float | None
 
 
-def fold_ledger(events: Iterable[Event], store: FoldStore) -> LedgerHalf:
-    """Fold the ledger into one accumulator per pass; ``store`` holds the sink's puts, indexed (who came before)."""
+def fold_ledger(events: Iterable[Event | Tick], store: FoldStore) -> LedgerHalf:
+    """Fold the ledger into one accumulator per pass; ``store`` holds the sink's puts, indexed (who came before).
+
+    ``events`` may hold :data:`batchlab.ledger_scan.Tick` ``(pass, t)`` pairs among the events
+    (:func:`batchlab.ledger_scan.scan_ledger`): a usable event that only counts as a time in its pass.
+    """
     tally = Tally()
     latencies = Latencies(store)
     folds: dict[int, PassFold] = {}
     for raw_ev in events:
-        ev = usable_event(raw_ev)
+        if type(raw_ev) is tuple:
+            pass_no, t = raw_ev
+            if pass_no > 0:
+                fold = folds.get(pass_no)
+                if fold is None:
+                    fold = folds[pass_no] = PassFold(pass_no, store, latencies)
+                fold.tick(t)
+            continue
+        ev = usable_event(raw_ev)  # type: ignore[arg-type]
         if ev is None:
             continue
         tally.see(ev)
@@ -220,38 +240,7 @@ class Folded:
     latency_p95_s: float | None
 
 
-_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-_WHITESPACE = " \t\n\r"
-
-
-def read_ledger(path: Path) -> Iterator[dict[str, Any]]:
-    """:func:`batchlab.ledger.iter_events`, faster: the same events, skipping the same lines.
-
-    A ledger line is a JSON object in UTF-8: decoded and scanned by the C scanner at once, without
-    ``json.loads``'s encoding detection (a line that does not start with ``{`` goes through
-    ``json.loads`` itself, so anything odd means exactly what it means to ``iter_events``).
-    """
-    if not path.exists():
-        return
-    with path.open("rb") as fh:
-        for raw in fh:
-            if not raw.endswith(b"\n"):
-                continue
-            try:
-                if raw[:1] == b"{" and b"\x00" not in raw[:4]:
-                    text = raw.decode("utf-8", "surrogatepass")
-                    event, end = _SCAN(text, 0)
-                    if text[end:].strip(_WHITESPACE):
-                        continue
-                else:
-                    event = json.loads(raw)
-            except (ValueError, StopIteration):
-                continue
-            if isinstance(event, dict) and "ev" in event:
-                yield event
-
-
-def fold_run(documents: Iterable[Any], events: Iterable[Event], sink: ListSink | FileSink,
+def fold_run(documents: Iterable[Any], events: Iterable[Event | Tick], sink: ListSink | FileSink,
              store: FoldStore, *, ledger: Callable[[], LedgerHalf | None] | None = None) -> Folded:
     """Fold one run: puts into the store, then the input, then the ledger (each read once, in order).
 
@@ -262,7 +251,7 @@ def fold_run(documents: Iterable[Any], events: Iterable[Event], sink: ListSink |
     store.index_puts()
     inputs = InputFold()
     for raw in documents:
-        inputs.see(raw, store, sink.records)
+        inputs.see(raw, store, sink.verdicts)
     half = ledger() if ledger is not None else None
     if half is None:
         half = fold_ledger(events, store)

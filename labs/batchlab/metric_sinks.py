@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .docmodel import Document
 from .fold_store import FoldStore
 from .ledger_views import is_upgrade
+from .pipeline import MODE_DEGRADED, MODE_FULL, expected_json, output_matches
 from .sink import SinkRecord
 
 Event = Mapping[str, Any]
@@ -40,6 +42,11 @@ class ListSink:
 
     def records(self, ident: str) -> list[SinkRecord]:
         return self._by_ident.get(ident, [])
+
+    def verdicts(self, ident: str, doc: Document, text: str) -> Iterator[tuple[str, str, bool]]:
+        """``(doc_id, mode, equals the oracle's)`` of each committed output of ``ident``; ``text`` is ``doc``'s cleaned."""
+        for rec in self.records(ident):
+            yield rec.doc_id, rec.mode, output_matches(doc, rec.mode, rec.chunks, rec.vectors)
 
 
 class FileSink:
@@ -72,10 +79,36 @@ class FileSink:
             "JOIN sink.outputs o ON o.rowid = x.rid WHERE x.ident = ? ORDER BY x.rid", (ident,)).fetchall()
         return [_record(row) for row in rows]
 
+    def verdicts(self, ident: str, doc: Document, text: str) -> Iterator[tuple[str, str, bool]]:
+        """As :meth:`ListSink.verdicts`, from the stored JSON texts: compared as texts first, decoded only if they differ.
+
+        Equal texts are equal outputs (:func:`batchlab.pipeline.expected_json`); a text that differs is
+        decoded (a damaged one raises :class:`SinkDamage`, as :meth:`records` does) and compared as before.
+        """
+        if self._db is None:
+            return
+        rows = self._db.execute(
+            "SELECT o.key, o.doc_id, o.mode, o.chunks, o.vectors FROM out_ix x "
+            "JOIN sink.outputs o ON o.rowid = x.rid WHERE x.ident = ? ORDER BY x.rid", (ident,)).fetchall()
+        expected: dict[str, tuple[str, str]] = {}
+        for key, doc_id, mode, chunks, vectors in rows:
+            if mode == MODE_FULL or mode == MODE_DEGRADED:
+                want = expected.get(mode)
+                if want is None:
+                    want = expected[mode] = expected_json(text, mode)
+                if chunks == want[0] and vectors == want[1]:
+                    yield doc_id, mode, True
+                    continue
+            yield doc_id, mode, output_matches(doc, mode, *_decoded(key, chunks, vectors))
+
+
+def _decoded(key: Any, chunks: Any, vectors: Any) -> tuple[Any, Any]:
+    try:
+        return json.loads(chunks), json.loads(vectors)
+    except (ValueError, TypeError) as exc:
+        raise SinkDamage(f"output {key!r}: {type(exc).__name__}: {exc}") from None
+
 
 def _record(row: Sequence[Any]) -> SinkRecord:
     key, doc_id, ident, mode, chunks, vectors, committed_at, writes = row
-    try:
-        return SinkRecord(key, doc_id, ident, mode, json.loads(chunks), json.loads(vectors), committed_at, writes)
-    except (ValueError, TypeError) as exc:
-        raise SinkDamage(f"output {key!r}: {type(exc).__name__}: {exc}") from None
+    return SinkRecord(key, doc_id, ident, mode, *_decoded(key, chunks, vectors), committed_at, writes)
