@@ -29,24 +29,31 @@ _SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # t
 _WHITESPACE = " \t\n\r"
 
 # JSON pieces, as bytes: a string of printable ASCII (escapes allowed), bounded numbers (no overflow, no inf)
-_STR = rb'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"'
+_STR = rb'"[^"\\\x00-\x1f\x7f-\xff]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f\x7f-\xff]*)*"'
 _INT = rb"-?(?:0|[1-9][0-9]{0,17})"
 _NUM = rb"-?(?:0|[1-9][0-9]{0,30})(?:\.[0-9]{1,30})?(?:[eE][-+]?[0-9]{1,3})?"
-_TIME = rb"-?(?:0|[1-9][0-9]{0,30})\.[0-9]{1,30}"  # a fraction: JSON reads it as a float, always finite
+_TIME = rb"(-?(?:0|[1-9][0-9]{0,30})\.[0-9]{1,30})"  # a fraction: JSON reads it as a float, always finite
+_PASS = b"(" + _INT + b")"
 _VALUE = b"(?:" + _STR + b"|" + _NUM + rb"|null|true|false)"
 
 
 def _fields(excluded: bytes) -> bytes:
     """Any number of ``,"name":value`` whose name is none of ``excluded`` (so none can override them)."""
-    return rb'(?:,"(?!(?:' + excluded + rb')")[a-z_]{1,40}":' + _VALUE + b")*"
+    return rb',"(?!(?:' + excluded + rb')")[a-z_]{1,40}":' + _VALUE
 
 
-#: A line that counts only as a time: ``state`` (any flat fields), ``call_ok`` (exactly one string ``ident``);
-#: else group 5, the whole line, for the decoder. Groups: state's t and pass, call_ok's t and pass, other line.
+#: A line that counts only as a time: ``state`` (any flat fields), ``call_ok`` (exactly one string ``ident``),
+#: first as the worker writes them (fastest), then with any flat fields; else the last group, the whole line,
+#: for the decoder. Groups: four pairs of (t, pass), then the other line.
 _LINE = re.compile(
-    rb'\{"ev":"state","t":(' + _TIME + rb'),"pass":(' + _INT + b")" + _fields(b"ev|t|pass") + b"\\}\n"
-    + rb'|\{"ev":"call_ok","t":(' + _TIME + rb'),"pass":(' + _INT + b")" + _fields(b"ev|t|pass|ident")
-    + rb',"ident":' + _STR + _fields(b"ev|t|pass|ident") + b"\\}\n"
+    rb'\{"ev":"(?:state","t":' + _TIME + b',"pass":' + _PASS + b',"pid":' + _INT + b',"doc_id":' + _STR
+    + b',"state":' + _STR + b',"error":(?:' + _STR + b'|null),"attempts":' + _INT + b"\\}\n"
+    + rb'|call_ok","t":' + _TIME + b',"pass":' + _PASS + b',"pid":' + _INT + b',"doc_id":' + _STR
+    + b',"ident":' + _STR + b',"chunk":' + _INT + b',"attempt":' + _INT + b',"call":' + _INT
+    + b',"latency":' + _NUM + b"\\}\n"
+    + rb'|state","t":' + _TIME + b',"pass":' + _PASS + b"(?:" + _fields(b"ev|t|pass") + b")*\\}\n"
+    + rb'|call_ok","t":' + _TIME + b',"pass":' + _PASS + b"(?:" + _fields(b"ev|t|pass|ident") + b')*,"ident":'
+    + _STR + b"(?:" + _fields(b"ev|t|pass|ident") + b")*\\}\n)"
     + rb"|([^\n]*\n)")
 
 #: What :func:`scan_ledger` yields for a line that only counts as a time: ``(pass, t)``.
@@ -100,11 +107,15 @@ def scan_ledger(path: Path) -> Iterator[dict[str, Any] | Tick]:
             block = rest + block
             cut = block.rfind(b"\n") + 1
             rest = block[cut:]
-            for state_t, state_pass, ok_t, ok_pass, line in _LINE.findall(block, 0, cut):
+            for t1, p1, t2, p2, t3, p3, t4, p4, line in _LINE.findall(block, 0, cut):
                 if line:
                     if (event := event_of(line)) is not None:
                         yield event
-                elif state_t:
-                    yield int(state_pass), float(state_t)
+                elif t1:
+                    yield int(p1), float(t1)
+                elif t2:
+                    yield int(p2), float(t2)
+                elif t3:
+                    yield int(p3), float(t3)
                 else:
-                    yield int(ok_pass), float(ok_t)
+                    yield int(p4), float(t4)

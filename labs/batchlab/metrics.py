@@ -43,9 +43,9 @@ from typing import Any
 from .batchstream import open_checked
 from .errors import KitError
 from .fold_store import SPILL_KEYS, FoldStore
+from .ledger_scan import scan_ledger
 from .ledger_views import PassMetrics, usable_events
 from .metric_child import PARALLEL_LEDGER_BYTES, LedgerChild
-from .ledger_scan import scan_ledger
 from .metric_fold import Folded, fold_run
 from .metric_sinks import FileSink, ListSink, SinkDamage
 from .metric_table import MetricRow, format_table, format_value, metric_rows
