@@ -134,6 +134,7 @@ class Latencies:
         self._mem: dict[int, array[float]] = {}
         self._count: dict[int, int] = {}
         self._pending: list[tuple[int, float]] = []  # spilled, not written yet: one executemany per PENDING
+        self._indexed = False
         self.spilled = False
 
     def add(self, pass_no: int, value: float) -> None:
@@ -155,6 +156,18 @@ class Latencies:
             self._store.db.executemany("INSERT INTO latencies VALUES (?, ?)", self._pending)
             self._pending.clear()
 
+    def _index(self) -> None:
+        """Before the first percentile on disk: every value written, then two indexes, so each rank is a walk.
+
+        Without them each percentile sorted the whole table (six sorts of a million values, about 8 s of CPU at
+        a million documents); with them the two sorts are made once and a rank is read by walking an index.
+        """
+        self._flush()
+        if not self._indexed:
+            self._store.db.execute("CREATE INDEX latencies_pass_v ON latencies (pass, v)")
+            self._store.db.execute("CREATE INDEX latencies_v ON latencies (v)")
+            self._indexed = True
+
     def count(self, pass_no: int | None = None) -> int:
         return sum(self._count.values()) if pass_no is None else self._count.get(pass_no, 0)
 
@@ -166,7 +179,7 @@ class Latencies:
             return
         self._flush()
         where, args = ("", ()) if pass_no is None else ("WHERE pass = ?", (pass_no,))
-        for (v,) in self._store.db.execute(f"SELECT v FROM latencies {where} ORDER BY pass, rowid", args):
+        for (v,) in self._store.db.execute(f"SELECT v FROM latencies NOT INDEXED {where} ORDER BY pass, rowid", args):
             yield float(v)
 
     def percentile(self, q: float, pass_no: int | None = None) -> float | None:
@@ -180,7 +193,7 @@ class Latencies:
             ordered = sorted(self.values(pass_no))
             a, b = ordered[lo], ordered[hi]
         else:
-            self._flush()
+            self._index()
             where, args = ("", ()) if pass_no is None else ("WHERE pass = ?", (pass_no,))
             rows = self._store.db.execute(f"SELECT v FROM latencies {where} ORDER BY v LIMIT ? OFFSET ?",
                                           (*args, hi - lo + 1, lo)).fetchall()
