@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,8 @@ _LINE = re.compile(
     + _STR + b"(?:" + _fields(b"ev|t|pass|ident") + b")*\\}\n)"
     + rb"|([^\n]*\n)")
 
-#: What :func:`scan_ledger` yields for a line that only counts as a time: ``(pass, t)``.
-Tick = tuple[int, float]
+#: What :func:`scan_ledger` yields for lines that only count as times: ``(pass, first t, largest t)``.
+Tick = tuple[int, float, float]
 
 
 def event_of(raw: bytes) -> dict[str, Any] | None:
@@ -91,10 +92,12 @@ def read_ledger(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def scan_ledger(path: Path) -> Iterator[dict[str, Any] | Tick]:
-    """:func:`read_ledger`'s events in order, a line that only counts as a time given as ``(pass, t)``.
+    """:func:`read_ledger`'s events in order, the lines that only count as times folded into ticks.
 
-    A ``(pass, t)`` stands for an event that :func:`batchlab.ledger_views.usable_event` accepts as it
-    is, whose kind is ``state`` or ``call_ok``: the fold needs nothing else of it.
+    A tick ``(pass, first t, largest t)`` stands for one or more events of ``pass`` that
+    :func:`batchlab.ledger_views.usable_event` accepts as they are, whose kind is ``state`` or ``call_ok``:
+    the fold needs nothing else of them. It comes where the first of them was (the events before it came
+    first), so a pass's first event and its last time are what the events one by one give.
     """
     if not path.exists():
         return
@@ -107,15 +110,49 @@ def scan_ledger(path: Path) -> Iterator[dict[str, Any] | Tick]:
             block = rest + block
             cut = block.rfind(b"\n") + 1
             rest = block[cut:]
-            for t1, p1, t2, p2, t3, p3, t4, p4, line in _LINE.findall(block, 0, cut):
-                if line:
-                    if (event := event_of(line)) is not None:
-                        yield event
-                elif t1:
-                    yield int(p1), float(t1)
-                elif t2:
-                    yield int(p2), float(t2)
-                elif t3:
-                    yield int(p3), float(t3)
-                else:
-                    yield int(p4), float(t4)
+            found = _LINE.findall(block, 0, cut)
+            if found:
+                yield from _block_events(found)
+
+
+def _block_events(found: list[tuple[bytes, ...]]) -> Iterator[dict[str, Any] | Tick]:
+    """One block's matches in order: each other line decoded, each pass's time-only lines as one tick.
+
+    The columns are walked by C loops (``zip``, ``filter``, ``map``, ``compress``); only the other lines
+    cost a Python step each. A block where the time-only lines name two passes is walked line by line.
+    """
+    cols = list(zip(*found, strict=True))
+    ticks: dict[int, tuple[int, float, float]] = {}  # pass -> (index of its first line, first t, largest t)
+    for k in range(0, 8, 2):
+        times, passes = cols[k], set(cols[k + 1])
+        passes.discard(b"")
+        if len(passes) > 1:
+            yield from _lines_events(found)
+            return
+        if passes:
+            present = list(filter(None, times))
+            first, pass_no = times.index(present[0]), int(passes.pop())
+            tick = (first, float(present[0]), max(map(float, present)))
+            was = ticks.get(pass_no)
+            ticks[pass_no] = tick if was is None else (*min(was[:2], tick[:2]), max(was[2], tick[2]))
+    order = sorted((first, pass_no, t0, top) for pass_no, (first, t0, top) in ticks.items())
+    lines = cols[8]
+    for index in compress(range(len(lines)), lines):
+        while order and order[0][0] < index:
+            _, pass_no, t0, top = order.pop(0)
+            yield pass_no, t0, top
+        if (event := event_of(lines[index])) is not None:
+            yield event
+    for _, pass_no, t0, top in order:
+        yield pass_no, t0, top
+
+
+def _lines_events(found: list[tuple[bytes, ...]]) -> Iterator[dict[str, Any] | Tick]:
+    """:func:`_block_events` line by line (a block where a new pass begins)."""
+    for t1, p1, t2, p2, t3, p3, t4, p4, line in found:
+        if line:
+            if (event := event_of(line)) is not None:
+                yield event
+        else:
+            t, p = (t1, p1) if t1 else (t2, p2) if t2 else (t3, p3) if t3 else (t4, p4)
+            yield int(p), float(t), float(t)

@@ -134,16 +134,16 @@ class PassFold:
         self._latencies = latencies
         self._dispatched = SpillMap(store, pass_no)
 
-    def tick(self, t: float) -> None:
-        """An event of the pass at time ``t`` (all that a ``state`` or ``call_ok`` event tells the fold)."""
+    def tick(self, first: float, last: float) -> None:
+        """Events of the pass from time ``first`` on, ``last`` the largest (all a ``state`` or ``call_ok`` tells the fold)."""
         if self.first_t is None:
-            self.first_t = t
-        if t > self.last_t:
-            self.last_t = t
+            self.first_t = first
+        if last > self.last_t:
+            self.last_t = last
 
     def see(self, ev: Event) -> None:
         t = float(ev["t"])
-        self.tick(t)
+        self.tick(t, t)
         self.firsts.see(ev)
         kind = ev["ev"]
         if kind == Ev.CALL_START:
@@ -218,20 +218,20 @@ class LedgerHalf:
 def fold_ledger(events: Iterable[Event | Tick], store: FoldStore) -> LedgerHalf:
     """Fold the ledger into one accumulator per pass; ``store`` holds the sink's puts, indexed (who came before).
 
-    ``events`` may hold :data:`batchlab.ledger_scan.Tick` ``(pass, t)`` pairs among the events
-    (:func:`batchlab.ledger_scan.scan_ledger`): a usable event that only counts as a time in its pass.
+    ``events`` may hold :data:`batchlab.ledger_scan.Tick` ``(pass, first t, largest t)`` among the events
+    (:func:`batchlab.ledger_scan.scan_ledger`): usable events that only count as times in their pass.
     """
     tally = Tally()
     latencies = Latencies(store)
     folds: dict[int, PassFold] = {}
     for raw_ev in events:
         if type(raw_ev) is tuple:
-            pass_no, t = raw_ev
+            pass_no, first, last = raw_ev
             if pass_no > 0:
                 fold = folds.get(pass_no)
                 if fold is None:
                     fold = folds[pass_no] = PassFold(pass_no, store, latencies)
-                fold.tick(t)
+                fold.tick(first, last)
             continue
         ev = usable_event(raw_ev)  # type: ignore[arg-type]
         if ev is None:
