@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 #: Bytes read at a time (a block ends at its last newline; the rest starts the next one).
-BLOCK_BYTES = 1 << 20
+BLOCK_BYTES = 1 << 18
 
 _SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _WHITESPACE = " \t\n\r"

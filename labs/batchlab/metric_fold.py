@@ -36,7 +36,7 @@ Event = Mapping[str, Any]
 
 
 #: Input entries judged together (one query for their identities, one for their outputs); under SQLite's 999 variables.
-BLOCK = 500
+BLOCK = 128
 
 
 class Judge(Protocol):
