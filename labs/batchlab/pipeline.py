@@ -138,7 +138,7 @@ def _component_texts() -> tuple[str, ...]:
 
 
 #: A string's JSON text as ``json.dumps(..., ensure_ascii=False)`` writes it (the encoder's own C function).
-_STR_JSON = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_STR_JSON = json.encoder.encode_basestring
 
 
 def expected_json(text: str, mode: str) -> tuple[str, str]:
