@@ -4,9 +4,10 @@
 :func:`batchlab.metrics.metrics_for_run` (a run directory) both end here. The definitions are
 those of :mod:`batchlab.metrics`; this module only decides how to compute them without holding a
 run: the sink's puts are copied into the fold's scratch database (:class:`batchlab.fold_store.FoldStore`,
-in memory or on disk by the batch's size), the input is streamed one document at a time (each first
-occurrence of an identity joined with its committed outputs, the oracle's output computed and
-dropped), then the ledger is streamed line by line into one small accumulator per pass. What grows
+in memory or on disk by the batch's size), the input is streamed one document at a time and judged
+:data:`BLOCK` valid documents at a time (each first occurrence of an identity joined with its committed
+outputs, compared with the oracle's as JSON texts, then dropped), then the ledger is streamed into one
+small accumulator per pass (its time-only lines as ticks, :mod:`batchlab.ledger_scan`). What grows
 with the batch (identities, puts, first dispatches, latencies) lives in the scratch database past
 :data:`batchlab.fold_store.SPILL_KEYS` keys; what stays in Python is a few counters per pass and the
 lists the figures are (missing and wrong documents, duplicates: empty on a good run).
