@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .batchstream import open_checked
+from .batchstream import open_batch, open_checked
 from .errors import KitError
 from .fold_store import SPILL_KEYS, FoldStore
 from .ledger_scan import scan_ledger
@@ -253,7 +253,10 @@ def metrics_for_run(run_dir: str | Path, *, on_disk: bool | None = None, spill_k
     spec = read_spec(run)
     memo = run / INPUT_CHECKED  # the worker validated this very file (same size and time): not read twice
     try:
-        stream = open_checked(spec.input, memo if memo.is_file() else None)
+        try:
+            stream = open_checked(spec.input, memo if memo.is_file() else None)
+        except OSError:  # a stale memo in a read-only run directory: validated, not rewritten
+            stream = open_batch(spec.input)
     except KitError as exc:
         raise _input_error(run, spec.input, exc) from None
     if on_disk is None:

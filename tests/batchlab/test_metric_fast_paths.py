@@ -220,3 +220,47 @@ def test_the_workers_own_time_only_lines_take_the_fast_path(tmp_path: Path) -> N
     kinds = [e["ev"] for e in read_ledger(ledger)]
     assert kinds.count("state") and kinds.count("call_ok") and kinds.count("call_fail")
     assert not [x for x in scan_ledger(ledger) if type(x) is not tuple and x["ev"] in ("state", "call_ok")]
+
+
+def _tiny_run(base: Path) -> Path:
+    """A run directory with only its spec and a JSON Lines input (nothing committed yet)."""
+    docs = [{"id": f"d{i}", "content": f"Document {i}."} for i in range(5)] + [{"id": "", "content": "x"}]
+    source = base / "input.jsonl"
+    source.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    run = base / "run"
+    run.mkdir()
+    (run / "spec.json").write_text(json.dumps({"input": str(source), "impl": "x.py"}))
+    return run
+
+
+def test_the_workers_memo_spares_the_validating_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the worker's memo of this very input, the metrics fold it without validating it first."""
+    from batchlab import batchstream
+    from batchlab.metrics import metrics_for_run
+    from batchlab.worker import INPUT_CHECKED
+
+    run = _tiny_run(tmp_path)
+    batchstream.open_checked(tmp_path / "input.jsonl", run / INPUT_CHECKED)  # what the worker leaves
+    before = metrics_for_run(run).to_dict()
+
+    def refuse(*_: object) -> int:
+        raise AssertionError("validated again")
+
+    monkeypatch.setattr(batchstream, "_validate", refuse)
+    assert metrics_for_run(run).to_dict() == before
+    assert before["documents"] == 6 and before["rejected"] == 1
+
+
+def test_a_stale_memo_that_cannot_be_rewritten_still_gives_the_metrics(tmp_path: Path) -> None:
+    """An input changed since the memo, in a directory where the memo cannot be rewritten: validated, same figures."""
+    from batchlab import batchstream
+    from batchlab.metrics import metrics_for_run
+    from batchlab.worker import INPUT_CHECKED
+
+    run = _tiny_run(tmp_path)
+    expected = metrics_for_run(run).to_dict()
+    batchstream.open_checked(tmp_path / "input.jsonl", run / INPUT_CHECKED)
+    memo = json.loads((run / INPUT_CHECKED).read_text())
+    (run / INPUT_CHECKED).write_text(json.dumps({**memo, "size": memo["size"] + 1}))
+    (run / (INPUT_CHECKED + ".tmp")).mkdir()  # the memo's atomic rewrite fails
+    assert metrics_for_run(run).to_dict() == expected
