@@ -96,7 +96,7 @@ class FileSink:
         rows: dict[str, list[Any]] = defaultdict(list)
         for row in self._db.execute(
                 "SELECT x.ident, o.key, o.doc_id, o.mode, o.chunks, o.vectors FROM out_ix x "
-                f"JOIN sink.outputs o ON o.rowid = x.rid WHERE x.ident IN ({marks}) ORDER BY x.rid",
+                f"JOIN sink.outputs o ON o.rowid = x.rid WHERE x.ident IN ({marks}) ORDER BY x.ident, x.rid",
                 [ident for ident, _, _ in block]):
             rows[row[0]].append(row)
         out = []
