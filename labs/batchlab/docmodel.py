@@ -100,7 +100,12 @@ IDENT_CACHE_CHARS = 16384
 
 
 def _ident_text(doc: Document) -> str:
-    return f"{doc.source}|{normalize_id(doc.id)}|{content_hash(doc.content)[:16]}"
+    return ident_of_normalized(doc, normalize_text(doc.content))
+
+
+def ident_of_normalized(doc: Document, normalized: str) -> str:
+    """:func:`ident_of` when the caller has ``normalize_text(doc.content)`` already (the metrics clean it for the oracle)."""
+    return f"{doc.source}|{normalize_id(doc.id)}|{hashlib.sha256(normalized.encode('utf-8')).hexdigest()[:16]}"
 
 
 def ident_of(doc: Document) -> str:

@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 from .fold_store import FoldStore
-from .metric_fold import LedgerHalf, fold_ledger, read_ledger
+from .ledger_scan import scan_ledger
+from .metric_fold import LedgerHalf, fold_ledger
 from .rundir import RunDir
 
 #: A ledger at least this large (about 35 000 documents, a fold of 2-3 s) is folded in a child (its start: 0.12-0.15 s).
@@ -65,7 +66,7 @@ def fold_ledger_of(run: Path, *, on_disk: bool, spill_keys: int) -> LedgerHalf:
     with sink_of(run) as sink, FoldStore(on_disk=on_disk, spill_keys=spill_keys) as store:
         sink.load_puts(store, outputs=False)
         store.index_puts()
-        return fold_ledger(read_ledger(RunDir(run).ledger), store)
+        return fold_ledger(scan_ledger(RunDir(run).ledger), store)
 
 
 def main(argv: list[str] | None = None) -> int:

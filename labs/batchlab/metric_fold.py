@@ -4,9 +4,10 @@
 :func:`batchlab.metrics.metrics_for_run` (a run directory) both end here. The definitions are
 those of :mod:`batchlab.metrics`; this module only decides how to compute them without holding a
 run: the sink's puts are copied into the fold's scratch database (:class:`batchlab.fold_store.FoldStore`,
-in memory or on disk by the batch's size), the input is streamed one document at a time (each first
-occurrence of an identity joined with its committed outputs, the oracle's output computed and
-dropped), then the ledger is streamed line by line into one small accumulator per pass. What grows
+in memory or on disk by the batch's size), the input is streamed one document at a time and judged
+:data:`BLOCK` valid documents at a time (each first occurrence of an identity joined with its committed
+outputs, compared with the oracle's as JSON texts, then dropped), then the ledger is streamed into one
+small accumulator per pass (its time-only lines as ticks, :mod:`batchlab.ledger_scan`). What grows
 with the batch (identities, puts, first dispatches, latencies) lives in the scratch database past
 :data:`batchlab.fold_store.SPILL_KEYS` keys; what stays in Python is a few counters per pass and the
 lists the figures are (missing and wrong documents, duplicates: empty on a good run).
@@ -14,25 +15,35 @@ lists the figures are (missing and wrong documents, duplicates: empty on a good 
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from .docmodel import Document, ident_of, try_parse
+from .docmodel import Document, ident_of_normalized, try_parse
 from .fold_store import SPILL_KEYS, FoldStore, Latencies, SpillMap
 from .ledger import CRASH_EVENTS, Ev
+from .ledger_scan import Tick
+from .ledger_scan import read_ledger as read_ledger
 from .ledger_views import PassFirsts, PassMetrics, usable_event
 from .metric_sinks import FileSink as FileSink
+from .metric_sinks import Judged
 from .metric_sinks import ListSink as ListSink
 from .metric_sinks import SinkDamage as SinkDamage
-from .pipeline import MODE_DEGRADED, output_matches
-from .sink import SinkRecord
+from .pipeline import MODE_DEGRADED, clean_text
 
 Event = Mapping[str, Any]
+
+
+#: Input entries judged together (one query for their identities, one for their outputs); under SQLite's 999 variables.
+BLOCK = 128
+
+
+class Judge(Protocol):
+    """What the fold asks of a sink: each committed output of each identity against the oracle."""
+
+    def verdicts_of(self, block: Sequence[Judged]) -> list[list[tuple[str, str, bool]]]: ...
 
 
 @dataclass
@@ -48,29 +59,41 @@ class InputFold:
     missing: list[str] = field(default_factory=list)
     wrong: set[str] = field(default_factory=set)
 
-    def see(self, raw: Any, store: FoldStore, records: Callable[[str], Iterable[SinkRecord]]) -> None:
-        self.total += 1
-        parsed = try_parse(raw)
-        if not isinstance(parsed, Document):
-            self.rejected += 1
-            self.reasons[parsed.code] += 1
-            return
-        ident = ident_of(parsed)
-        if not store.add_ident(ident, parsed.id):
-            return
-        self.unique += 1
-        done = False
-        for rec in records(ident):
-            if output_matches(parsed, rec.mode, rec.chunks, rec.vectors):
-                if not done and rec.mode == MODE_DEGRADED:
-                    self.committed_degraded += 1
-                done = True
-            else:
-                self.wrong.add(rec.doc_id)
-        if done:
-            self.completed += 1
-        elif ident:
-            self.missing.append(parsed.id)
+    def see_all(self, documents: Iterable[Any], store: FoldStore, sink: Judge) -> None:
+        """Every input entry in order, valid ones judged :data:`BLOCK` at a time (the figures do not depend on it)."""
+        block: list[Judged] = []
+        for raw in documents:
+            self.total += 1
+            parsed = try_parse(raw)
+            if not isinstance(parsed, Document):
+                self.rejected += 1
+                self.reasons[parsed.code] += 1
+                continue
+            text = clean_text(parsed.content)  # once, for the identity and the oracle
+            block.append((ident_of_normalized(parsed, text), parsed, text))
+            if len(block) == BLOCK:
+                self._judge(block, store, sink)
+                block = []
+        if block:
+            self._judge(block, store, sink)
+
+    def _judge(self, block: list[Judged], store: FoldStore, sink: Judge) -> None:
+        """Each identity met for the first time in ``block``: committed correctly (full or degraded), wrongly, or not."""
+        firsts = [block[i] for i in store.add_idents([(ident, doc.id) for ident, doc, _ in block])]
+        self.unique += len(firsts)
+        for (ident, doc, _), verdicts in zip(firsts, sink.verdicts_of(firsts), strict=True):
+            done = False
+            for doc_id, mode, ok in verdicts:
+                if ok:
+                    if not done and mode == MODE_DEGRADED:
+                        self.committed_degraded += 1
+                    done = True
+                else:
+                    self.wrong.add(doc_id)
+            if done:
+                self.completed += 1
+            elif ident:
+                self.missing.append(doc.id)
 
 
 @dataclass
@@ -112,10 +135,16 @@ class PassFold:
         self._latencies = latencies
         self._dispatched = SpillMap(store, pass_no)
 
+    def tick(self, first: float, last: float) -> None:
+        """Events of the pass from time ``first`` on, ``last`` the largest (all a ``state`` or ``call_ok`` tells the fold)."""
+        if self.first_t is None:
+            self.first_t = first
+        if last > self.last_t:
+            self.last_t = last
+
     def see(self, ev: Event) -> None:
         t = float(ev["t"])
-        self.first_t = t if self.first_t is None else self.first_t
-        self.last_t = max(self.last_t, t)
+        self.tick(t, t)
         self.firsts.see(ev)
         kind = ev["ev"]
         if kind == Ev.CALL_START:
@@ -187,13 +216,25 @@ class LedgerHalf:
     latency_p95_s: float | None
 
 
-def fold_ledger(events: Iterable[Event], store: FoldStore) -> LedgerHalf:
-    """Fold the ledger into one accumulator per pass; ``store`` holds the sink's puts, indexed (who came before)."""
+def fold_ledger(events: Iterable[Event | Tick], store: FoldStore) -> LedgerHalf:
+    """Fold the ledger into one accumulator per pass; ``store`` holds the sink's puts, indexed (who came before).
+
+    ``events`` may hold :data:`batchlab.ledger_scan.Tick` ``(pass, first t, largest t)`` among the events
+    (:func:`batchlab.ledger_scan.scan_ledger`): usable events that only count as times in their pass.
+    """
     tally = Tally()
     latencies = Latencies(store)
     folds: dict[int, PassFold] = {}
     for raw_ev in events:
-        ev = usable_event(raw_ev)
+        if type(raw_ev) is tuple:
+            pass_no, first, last = raw_ev
+            if pass_no > 0:
+                fold = folds.get(pass_no)
+                if fold is None:
+                    fold = folds[pass_no] = PassFold(pass_no, store, latencies)
+                fold.tick(first, last)
+            continue
+        ev = usable_event(raw_ev)  # type: ignore[arg-type]
         if ev is None:
             continue
         tally.see(ev)
@@ -220,38 +261,7 @@ class Folded:
     latency_p95_s: float | None
 
 
-_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-_WHITESPACE = " \t\n\r"
-
-
-def read_ledger(path: Path) -> Iterator[dict[str, Any]]:
-    """:func:`batchlab.ledger.iter_events`, faster: the same events, skipping the same lines.
-
-    A ledger line is a JSON object in UTF-8: decoded and scanned by the C scanner at once, without
-    ``json.loads``'s encoding detection (a line that does not start with ``{`` goes through
-    ``json.loads`` itself, so anything odd means exactly what it means to ``iter_events``).
-    """
-    if not path.exists():
-        return
-    with path.open("rb") as fh:
-        for raw in fh:
-            if not raw.endswith(b"\n"):
-                continue
-            try:
-                if raw[:1] == b"{" and b"\x00" not in raw[:4]:
-                    text = raw.decode("utf-8", "surrogatepass")
-                    event, end = _SCAN(text, 0)
-                    if text[end:].strip(_WHITESPACE):
-                        continue
-                else:
-                    event = json.loads(raw)
-            except (ValueError, StopIteration):
-                continue
-            if isinstance(event, dict) and "ev" in event:
-                yield event
-
-
-def fold_run(documents: Iterable[Any], events: Iterable[Event], sink: ListSink | FileSink,
+def fold_run(documents: Iterable[Any], events: Iterable[Event | Tick], sink: ListSink | FileSink,
              store: FoldStore, *, ledger: Callable[[], LedgerHalf | None] | None = None) -> Folded:
     """Fold one run: puts into the store, then the input, then the ledger (each read once, in order).
 
@@ -261,8 +271,7 @@ def fold_run(documents: Iterable[Any], events: Iterable[Event], sink: ListSink |
     sink.load_puts(store)
     store.index_puts()
     inputs = InputFold()
-    for raw in documents:
-        inputs.see(raw, store, sink.records)
+    inputs.see_all(documents, store, sink)
     half = ledger() if ledger is not None else None
     if half is None:
         half = fold_ledger(events, store)

@@ -14,9 +14,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .docmodel import Document
 from .fold_store import FoldStore
 from .ledger_views import is_upgrade
+from .pipeline import MODE_DEGRADED, MODE_FULL, expected_json, output_matches
 from .sink import SinkRecord
+
+#: A valid document as the fold judges it: its identity, the document, its cleaned text.
+Judged = tuple[str, Document, str]
 
 Event = Mapping[str, Any]
 
@@ -40,6 +45,11 @@ class ListSink:
 
     def records(self, ident: str) -> list[SinkRecord]:
         return self._by_ident.get(ident, [])
+
+    def verdicts_of(self, block: Sequence[Judged]) -> list[list[tuple[str, str, bool]]]:
+        """``(doc_id, mode, equals the oracle's)`` of each committed output of each ``(ident, doc, cleaned text)``."""
+        return [[(rec.doc_id, rec.mode, output_matches(doc, rec.mode, rec.chunks, rec.vectors))
+                 for rec in self.records(ident)] for ident, doc, _ in block]
 
 
 class FileSink:
@@ -72,10 +82,49 @@ class FileSink:
             "JOIN sink.outputs o ON o.rowid = x.rid WHERE x.ident = ? ORDER BY x.rid", (ident,)).fetchall()
         return [_record(row) for row in rows]
 
+    def verdicts_of(self, block: Sequence[Judged]) -> list[list[tuple[str, str, bool]]]:
+        """As :meth:`ListSink.verdicts_of`, from the stored JSON texts, one query for the block's identities.
+
+        Compared as texts first (:func:`batchlab.pipeline.expected_json`: equal texts are equal outputs);
+        a text that differs is decoded (a damaged one raises :class:`SinkDamage`, as :meth:`records`
+        does) and compared as :meth:`ListSink.verdicts_of` compares it. Each identity's outputs in the
+        sink's order, as :meth:`records` gives them.
+        """
+        if self._db is None or not block:
+            return [[] for _ in block]
+        marks = ",".join("?" * len(block))
+        rows: dict[str, list[Any]] = defaultdict(list)
+        for row in self._db.execute(
+                "SELECT x.ident, o.key, o.doc_id, o.mode, o.chunks, o.vectors FROM out_ix x "
+                f"JOIN sink.outputs o ON o.rowid = x.rid WHERE x.ident IN ({marks}) ORDER BY x.ident, x.rid",
+                [ident for ident, _, _ in block]):
+            rows[row[0]].append(row)
+        out = []
+        for ident, doc, text in block:
+            expected: dict[str, tuple[str, str]] = {}  # the oracle's texts by mode, made once for the identity
+            out.append([_verdict(row, doc, text, expected) for row in rows.get(ident, ())])
+        return out
+
+
+def _verdict(row: Sequence[Any], doc: Document, text: str, expected: dict[str, tuple[str, str]]) -> tuple[str, str, bool]:
+    """One stored output (``ident, key, doc_id, mode, chunks, vectors``) against the oracle's for ``doc``."""
+    _, key, doc_id, mode, chunks, vectors = row
+    if mode == MODE_FULL or mode == MODE_DEGRADED:
+        want = expected.get(mode)
+        if want is None:
+            want = expected[mode] = expected_json(text, mode)
+        if chunks == want[0] and vectors == want[1]:
+            return doc_id, mode, True
+    return doc_id, mode, output_matches(doc, mode, *_decoded(key, chunks, vectors))
+
+
+def _decoded(key: Any, chunks: Any, vectors: Any) -> tuple[Any, Any]:
+    try:
+        return json.loads(chunks), json.loads(vectors)
+    except (ValueError, TypeError) as exc:
+        raise SinkDamage(f"output {key!r}: {type(exc).__name__}: {exc}") from None
+
 
 def _record(row: Sequence[Any]) -> SinkRecord:
     key, doc_id, ident, mode, chunks, vectors, committed_at, writes = row
-    try:
-        return SinkRecord(key, doc_id, ident, mode, json.loads(chunks), json.loads(vectors), committed_at, writes)
-    except (ValueError, TypeError) as exc:
-        raise SinkDamage(f"output {key!r}: {type(exc).__name__}: {exc}") from None
+    return SinkRecord(key, doc_id, ident, mode, *_decoded(key, chunks, vectors), committed_at, writes)

@@ -40,18 +40,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .batchstream import open_batch
+from .batchstream import open_batch, open_checked
 from .errors import KitError
 from .fold_store import SPILL_KEYS, FoldStore
+from .ledger_scan import scan_ledger
 from .ledger_views import PassMetrics, usable_events
 from .metric_child import PARALLEL_LEDGER_BYTES, LedgerChild
-from .metric_fold import Folded, fold_run, read_ledger
+from .metric_fold import Folded, fold_run
 from .metric_sinks import FileSink, ListSink, SinkDamage
 from .metric_table import MetricRow, format_table, format_value, metric_rows
 from .rundir import RunDir
 from .runner import read_spec
 from .sink import SinkRecord, connect
 from .thresholds import THRESHOLDS, Threshold
+from .worker import INPUT_CHECKED
 
 __all__ = [
     "Duplicate", "MetricRow", "Metrics", "PassMetrics", "compute_metrics", "format_table", "format_value",
@@ -235,7 +237,8 @@ def metrics_for_run(run_dir: str | Path, *, on_disk: bool | None = None, spill_k
                     parallel: bool | None = None) -> Metrics:
     """Metrics of a run directory written by :mod:`batchlab.runner`, in memory bounded whatever its size.
 
-    The input is streamed (:func:`batchlab.batchstream.open_batch`, validated first), the ledger
+    The input is streamed (:func:`batchlab.batchstream.open_checked`: validated first, unless the run's
+    worker left a memo of this very file validated), the ledger
     read line by line, the sink looked up per identity; past ``spill_keys`` entries (or with
     ``on_disk``) the fold's per-key state goes to a scratch SQLite file in the system's temporary
     folder (not the run directory: a live worker and its checkpoint live there), deleted at the end.
@@ -248,8 +251,12 @@ def metrics_for_run(run_dir: str | Path, *, on_disk: bool | None = None, spill_k
     """
     run = Path(run_dir)
     spec = read_spec(run)
+    memo = run / INPUT_CHECKED  # the worker validated this very file (same size and time): not read twice
     try:
-        stream = open_batch(spec.input)
+        try:
+            stream = open_checked(spec.input, memo if memo.is_file() else None)
+        except OSError:  # a stale memo in a read-only run directory: validated, not rewritten
+            stream = open_batch(spec.input)
     except KitError as exc:
         raise _input_error(run, spec.input, exc) from None
     if on_disk is None:
@@ -277,7 +284,7 @@ def _fold_metrics(run: Path, source: Path, stream: Iterable[Any], sink: FileSink
                   child: LedgerChild | None) -> Metrics:
     """:func:`metrics_for_run`'s fold, with the ledger's half from ``child`` when it has one."""
     try:
-        return _metrics(fold_run(stream, read_ledger(RunDir(run).ledger), sink, store,
+        return _metrics(fold_run(stream, scan_ledger(RunDir(run).ledger), sink, store,
                                  ledger=child.result if child is not None else None))
     except KitError as exc:  # the input changed under the stream
         raise _input_error(run, source, exc) from None

@@ -17,7 +17,9 @@ gives without any fault (the 6.5840 ``mrsequential`` idea).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import re
 import struct
 from collections.abc import Iterable, Sequence
@@ -50,6 +52,9 @@ def chunk_text(text: str, max_chars: int = CHUNK_MAX_CHARS) -> list[str]:
     """
     if max_chars < 1:
         raise ValueError("max_chars must be positive")
+    if len(text) <= max_chars:  # one chunk: every sentence fits (the loop below gives the same, slower)
+        whole = text.strip()
+        return [whole] if whole else []
     chunks: list[str] = []
     current = ""
     for piece in _SENTENCE_END.split(text):
@@ -76,9 +81,17 @@ def fixed_chunks(text: str, size: int = DEGRADED_CHUNK_CHARS) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
+_UNPACK = struct.Struct(f">{EMBED_DIM}H").unpack
+
+
+def _component(v: int) -> float:
+    """One vector component from one 16-bit word of the digest: in [-1, 1], five decimals."""
+    return round((v / 32767.5) - 1.0, 5)
+
+
 def _vector(seed: bytes) -> list[float]:
     digest = hashlib.blake2b(seed, digest_size=EMBED_DIM * 2).digest()
-    return [round((v / 32767.5) - 1.0, 5) for v in struct.unpack(f">{EMBED_DIM}H", digest)]
+    return [_component(v) for v in _UNPACK(digest)]
 
 
 def embed(text: str) -> list[float]:
@@ -116,6 +129,38 @@ def output_matches(doc: Document, mode: str, chunks: Sequence[str], vectors: Seq
         return False
     want = expected_output(doc, mode)
     return bool(list(chunks) == want["chunks"] and [list(v) for v in vectors] == want["vectors"])
+
+
+@functools.cache
+def _component_texts() -> tuple[str, ...]:
+    """The JSON text (``float.__repr__``, as :mod:`json` writes a float) of each of the 65 536 possible components."""
+    return tuple(map(float.__repr__, map(_component, range(1 << 16))))
+
+
+#: A string's JSON text as ``json.dumps(..., ensure_ascii=False)`` writes it (the encoder's own C function).
+_STR_JSON = json.encoder.encode_basestring
+
+
+def expected_json(text: str, mode: str) -> tuple[str, str]:
+    """:func:`expected_output`'s chunks and vectors as JSON texts, for a document whose *cleaned* text is ``text``.
+
+    ``json.dumps(chunks, ensure_ascii=False)`` and ``json.dumps(vectors)``, the way the sink stores an
+    output, built without a float: each vector is its digest's eight words looked up in a table of
+    their texts. The metrics compare a committed output's stored texts with these first; equal texts
+    are equal outputs (a JSON text decodes to one value, and these decode to the oracle's own lists),
+    and anything else is decoded and compared with :func:`output_matches`, so the verdict is the same.
+    """
+    if mode == MODE_FULL:
+        chunks, prefix = chunk_text(text), b"model:"
+    elif mode == MODE_DEGRADED:
+        chunks, prefix = fixed_chunks(text), b"local:"
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    word = _component_texts().__getitem__
+    blake2b, size = hashlib.blake2b, EMBED_DIM * 2
+    vectors = "], [".join(", ".join(map(word, _UNPACK(blake2b(prefix + c.encode("utf-8"), digest_size=size).digest())))
+                          for c in chunks)
+    return "[" + ", ".join(map(_STR_JSON, chunks)) + "]", f"[[{vectors}]]" if chunks else "[]"
 
 
 def planned_calls(batch: Batch | Iterable[Document]) -> int:
