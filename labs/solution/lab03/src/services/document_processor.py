@@ -228,18 +228,21 @@ class CheckpointStore:
         # END SOLUTION
 
     def group(self, *, every: int = 0, window_s: float = 0.0) -> MarkGroup:
-        """组提交 (group commit), optional: transitions made inside ``with store.group() as g:`` share a transaction.
+        """组提交 (group commit), optional and given: transitions inside ``with store.group() as g:`` share a transaction.
 
-        Not a step-01 requirement (a store without it works: :func:`grouped` falls back to
-        committing every transition at once); the reference's step 05 uses it for the marks a
-        kill may lose because the sink heals them (:func:`run_document`). Inside the group a
+        Not part of step 01 and never graded: the reference's step 05 uses it (through
+        :func:`grouped`) for the marks a kill may lose because the sink heals them. It works for a
+        store whose ``self._conn`` is a ``sqlite3`` connection in autocommit mode
+        (``isolation_level=None``), as the reference's; any other store raises
+        ``NotImplementedError`` here and keeps committing each transition alone. Inside the group a
         :meth:`transition` is NOT durable when it returns: ``g.tick()`` (one finished entry)
         commits once ``every`` entries or ``window_s`` seconds have gathered, ``g.commit()`` at
         once, and leaving the group commits the rest.
         """
-        # BEGIN SOLUTION optional, not graded (组提交): one SQLite transaction for many transitions, MarkGroup(self._conn); left raising, each transition commits alone
-        return MarkGroup(self._conn, every=every or GROUP_EVERY, window_s=window_s or GROUP_WINDOW_S)
-        # END SOLUTION
+        conn = getattr(self, "_conn", None)
+        if not isinstance(conn, sqlite3.Connection) or conn.isolation_level is not None:
+            raise NotImplementedError("group commit needs self._conn, a sqlite3 connection with isolation_level=None")
+        return MarkGroup(conn, every=every or GROUP_EVERY, window_s=window_s or GROUP_WINDOW_S)
 
 
 #: 组提交 (group commit): the marks of at most this many finished input entries share one commit ...
