@@ -3,16 +3,16 @@
 """
 
 REPLACEMENTS = [
-    ("        await run_bounded(work_left(), run_one, limit=config.concurrency)\n",
-     """        calls = asyncio.Semaphore(config.concurrency)
-        real_embed = service.embed
+    ("            await run_bounded(work_left(), run_one, limit=config.concurrency)\n",
+     """            calls = asyncio.Semaphore(config.concurrency)
+            real_embed = service.embed
 
-        async def bounded_embed(doc: Document, index: int, text: str) -> list[float]:
-            async with calls:  # at most config.concurrency calls in flight
-                return await real_embed(doc, index, text)
+            async def bounded_embed(doc: Document, index: int, text: str) -> list[float]:
+                async with calls:  # at most config.concurrency calls in flight
+                    return await real_embed(doc, index, text)
 
-        service.embed = bounded_embed
-        await run_bounded(work_left(), run_one, limit=max(len(documents), 1))
+            service.embed = bounded_embed
+            await run_bounded(work_left(), run_one, limit=max(len(documents), 1))
 """),
 ]
 LOSES = {"test_batch_keeps_to_config_concurrency"}

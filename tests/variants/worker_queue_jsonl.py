@@ -173,8 +173,8 @@ REPLACEMENTS = [
         self._failures = 0
         return result
 '''),
-    ('        await run_bounded(work_left(), run_one, limit=config.concurrency)\n',
-     '        queue: asyncio.Queue[tuple[str, Document] | None] = asyncio.Queue(maxsize=config.concurrency)\n\n        async def feeder() -> None:\n            for item in work_left():\n                await queue.put(item)\n            for _ in range(config.concurrency):\n                await queue.put(None)\n\n        async def worker() -> None:  # a fixed pool of config.concurrency workers: one document each at a time\n            while (item := await queue.get()) is not None:\n                await run_one(item)\n\n        await asyncio.gather(feeder(), *(worker() for _ in range(config.concurrency)))\n'),
+    ('            await run_bounded(work_left(), run_one, limit=config.concurrency)\n',
+     '            queue: asyncio.Queue[tuple[str, Document] | None] = asyncio.Queue(maxsize=config.concurrency)\n\n            async def feeder() -> None:\n                for item in work_left():\n                    await queue.put(item)\n                for _ in range(config.concurrency):\n                    await queue.put(None)\n\n            async def worker() -> None:  # a fixed pool of config.concurrency workers: one document each at a time\n                while (item := await queue.get()) is not None:\n                    await run_one(item)\n\n            await asyncio.gather(feeder(), *(worker() for _ in range(config.concurrency)))\n'),
 ]
 
 # The reference reads its entries from disk (issue 17); this store keeps them in memory, so its reads do too.

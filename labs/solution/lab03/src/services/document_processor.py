@@ -227,6 +227,94 @@ class CheckpointStore:
         self._conn.close()
         # END SOLUTION
 
+    def group(self, *, every: int = 0, window_s: float = 0.0) -> MarkGroup:
+        """组提交 (group commit), optional and given: transitions inside ``with store.group() as g:`` share a transaction.
+
+        Not part of step 01 and never graded: the reference's step 05 uses it (through
+        :func:`grouped`) for the marks a kill may lose because the sink heals them. It works for a
+        store whose ``self._conn`` is a ``sqlite3`` connection in autocommit mode
+        (``isolation_level=None``), as the reference's; any other store raises
+        ``NotImplementedError`` here and keeps committing each transition alone. Inside the group a
+        :meth:`transition` is NOT durable when it returns: ``g.tick()`` (one finished entry)
+        commits once ``every`` entries or ``window_s`` seconds have gathered, ``g.commit()`` at
+        once, and leaving the group commits the rest.
+        """
+        conn = getattr(self, "_conn", None)
+        if not isinstance(conn, sqlite3.Connection) or conn.isolation_level is not None:
+            raise NotImplementedError("group commit needs self._conn, a sqlite3 connection with isolation_level=None")
+        return MarkGroup(conn, every=every or GROUP_EVERY, window_s=window_s or GROUP_WINDOW_S)
+
+
+#: 组提交 (group commit): the marks of at most this many finished input entries share one commit ...
+GROUP_EVERY = 256
+#: ... and at most this many seconds of them (whichever comes first; and at the end of the run).
+GROUP_WINDOW_S = 0.05
+
+
+class MarkGroup:
+    """组提交 (group commit) of checkpoint marks over one SQLite connection (given: not a step to write).
+
+    One transition in its own transaction is a commit per mark: the checkpoint hot spot of a fast
+    batch (two marks a document, each a write of the WAL and a round of file locks). Inside a group
+    the marks are written into one open transaction (``BEGIN IMMEDIATE``, reopened after each commit:
+    the checkpoint's write lock is held for the group's life, so only a store no other process writes
+    may group), committed by :meth:`tick` once ``every`` entries have finished or ``window_s`` seconds
+    have passed (checked at each tick), by :meth:`commit`, and when the group ends. A SIGKILL loses
+    at most the marks since the last commit: safe only for marks the sink makes harmless
+    (:func:`run_document`).
+    """
+
+    def __init__(self, conn: sqlite3.Connection | None, *, every: int = GROUP_EVERY,
+                 window_s: float = GROUP_WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self._conn, self.every, self.window_s, self._clock = conn, every, window_s, clock
+        self.marks = 0
+        self.commits = 0
+        self._since = clock()
+
+    def __enter__(self) -> MarkGroup:
+        self._begin()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._conn is not None and self._conn.in_transaction:
+            self._conn.execute("COMMIT")  # every mark written is a valid one: commit them, even on an error
+            self.commits += 1
+        self._conn = None
+
+    def _begin(self) -> None:
+        if self._conn is not None:
+            self._conn.execute("BEGIN IMMEDIATE")
+        self.marks, self._since = 0, self._clock()
+
+    def tick(self, entries: int = 1) -> None:
+        """``entries`` more input entries finished (their marks written): commit when full or the window passed."""
+        self.marks += entries
+        if self.marks >= self.every or self._clock() - self._since >= self.window_s:
+            self.commit()
+
+    def commit(self) -> None:
+        """Make every mark written so far durable now, and open the next transaction."""
+        if self._conn is not None and self._conn.in_transaction:
+            self._conn.execute("COMMIT")
+            self.commits += 1
+            self._begin()
+
+
+def grouped(store: CheckpointStore, shard: str | None) -> MarkGroup:
+    """``store.group()`` when the store can group its marks and no other worker writes its file, else no group.
+
+    A sharded run shares the checkpoint file with the other shards' workers: holding its write
+    lock for a group's window would make them wait, so each of its marks commits at once. A store
+    without ``group`` (a student's, or one that raises ``NotImplementedError``) gets a group that
+    does nothing: every :meth:`CheckpointStore.transition` stays durable when it returns.
+    """
+    if shard is None:
+        try:
+            return store.group()
+        except (AttributeError, NotImplementedError):
+            pass
+    return MarkGroup(None)
+
 
 # ---------------------------------------------------------------------------
 # Step 02: the idempotency key
@@ -745,6 +833,8 @@ class BatchRun:
     backfilling: set[str] = field(default_factory=set)
     #: The batch's one circuit breaker (None when ``config.breaker_failures`` is 0).
     breaker: CircuitBreaker | None = None
+    #: 组提交 (group commit) of the checkpoint's marks (:func:`grouped`; a group that does nothing by default).
+    group: MarkGroup = field(default_factory=lambda: MarkGroup(None))
 
     def note_call(self) -> None:
         """``on_call`` for :func:`process_document`: note the time of the run's first service call."""
@@ -938,6 +1028,7 @@ def finish_document(run: BatchRun, key: str) -> None:
     index = run.offset.running.pop(key, None)
     if index is not None:
         run.offset.finished(index, None if state not in (DONE, DEGRADED) else Counter({state: 1}))
+    run.group.tick()
     # END SOLUTION
 
 
@@ -1032,6 +1123,7 @@ def save_offset(run: BatchRun, documents: Iterable[Any], *, final: bool = False)
     if not is_positioned(documents) or offset.index == offset.saved:
         return
     if final or offset.index - offset.saved >= OFFSET_EVERY:
+        run.group.commit()  # the order of the layers: the marks below the offset are durable before the offset
         offset.saved = offset.index
         run.seen.save_offset(offset.record(documents.fingerprint(offset.byte), run.config.layer))  # type: ignore[attr-defined]
 
@@ -1131,6 +1223,7 @@ async def process_documents_batch(
                 counts = run.counts()
                 counts.subtract(before)
                 run.offset.finished(index, +counts if not counts[FAILED] else None)
+                run.group.tick()
             save_offset(run, documents)
 
     async def run_one(item: tuple[str, Document]) -> None:
@@ -1138,8 +1231,9 @@ async def process_documents_batch(
         finish_document(run, item[0])
 
     try:
-        await run_bounded(work_left(), run_one, limit=config.concurrency)
-        save_offset(run, documents, final=True)
+        with grouped(run.store, config.shard) as run.group:  # marks the sink heals, committed in groups
+            await run_bounded(work_left(), run_one, limit=config.concurrency)
+            save_offset(run, documents, final=True)
         tally(run)
     finally:
         run.store.close()
