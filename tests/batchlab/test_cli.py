@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,7 +97,9 @@ class TestCommands:
                        "--latency-ms", "2")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "pass 1: killed" in proc.stdout and "pass 2: ok" in proc.stdout
-        assert "recovered 1" in proc.stdout and "all lesson thresholds met" in proc.stdout
+        # The document committed right before the kill is healed from the sink (and with the reference's group commit,
+        # those whose checkpoint marks the kill took): one or more recovered, none redone.
+        assert re.search(r"recovered [1-9]", proc.stdout) and "all lesson thresholds met" in proc.stdout
         assert "pass 2" in proc.stderr  # the progress bars
 
     def test_run_twice_resumes_the_same_run_directory(self, reference_impl: Path, example_input_path: Path,
