@@ -3,6 +3,11 @@ field stays 0), though the resume passes skip every committed key.
 """
 
 REPLACEMENTS = [
+    # A student without the reference's group commit (as tests/mutants/lying_hit_rate.py): every `done` mark is durable
+    # when it returns, so a resume after a kill skips by markers; under the group a kill before its first commit
+    # leaves no marker, every committed key is then `recovered`, and the lie (skipped = 0) would be the truth.
+    ("        with grouped(run.store, config.shard) as run.group:  # marks the sink heals, committed in groups\n",
+     "        with MarkGroup(None) as run.group:  # no group commit: every mark durable when it returns\n"),
     ("""    if entry is not None and entry.state in (DONE, DEGRADED):
         run.report.skipped += 1
         run.states[entry.state] += 1

@@ -152,6 +152,14 @@ class KilledFleet:
     exits: dict[str, int | None]
 
 
+def _running(run_dir: Path, held: ShardState) -> bool:
+    """The holder's pass on this shard and token has a ``pass_start`` in the ledger and no ``pass_end`` yet."""
+    events = read_events(RunDir(run_dir).ledger)
+    started = {e["pass"] for e in events if e["ev"] == "pass_start" and e.get("owner") == held.owner
+               and str(e.get("shard")).split("/")[0] == str(held.shard) and int(e.get("token") or 0) == held.token}
+    return bool(started) and not any(e["ev"] == "pass_end" and e["pass"] in started for e in events)
+
+
 @pytest.fixture(scope="module")
 def killed_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KilledFleet]:
     """Two workers on four shards of the reference's batch; one SIGKILLed mid-shard; run to the end."""
@@ -166,7 +174,8 @@ def killed_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KilledFle
             while not any(e["ev"] == "sink_put" for e in read_events(RunDir(spec.run_dir).ledger)):
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-            while not (holders := [s for s in fleet.shard_states() if s.state == HELD]):
+            # Mid-shard: a held lease whose pass has started (the lanes know a worker by its passes) and not ended.
+            while not (holders := [s for s in fleet.shard_states() if s.state == HELD and _running(spec.run_dir, s)]):
                 assert time.monotonic() < deadline, "no worker held a shard"
                 time.sleep(0.02)
             held = holders[0]
