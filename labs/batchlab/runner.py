@@ -41,7 +41,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +48,9 @@ from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan
 from .harness import HarnessSide
 from .harness_records import forget
 from .host import child_popen_kwargs, environ_snapshot, kill_group
-from .ledger import Ev, LedgerTail, PassEnd, append_event
+from .ledger import Ev, LedgerTail, append_event
 from .lifeline import parent_link
+from .passresult import PassResult, read_capped
 from .rundir import RunDir
 from .runlock import LOCK_NAME, RunDirLock
 from .runspec import Limits, RunSpec, read_spec
@@ -69,56 +69,6 @@ STOP_KILL_AFTER_S = STOP_GRACE_S + 3.0
 #: ``stop()`` returns this to ask for an immediate kill (a second Ctrl-C).
 STOP_NOW = "now"
 StopCallback = Callable[[], str | None]
-
-
-@dataclass
-class PassResult:
-    """How one child process ended."""
-
-    pass_no: int
-    returncode: int | None
-    duration_s: float
-    crash: CrashPlan
-    killed_by_parent: bool = False
-    timed_out: bool = False
-    stdout: str = ""
-    stderr: str = ""
-    stopped_by: str | None = None  #: the signal name when the pass was asked to stop (Ctrl-C, SIGTERM)
-    #: With the boundary: what wrote the run's records besides the harness side (empty: nothing did).
-    foreign: list[str] = field(default_factory=list)
-    #: With the boundary: events the worker sent that only the harness side may write (refused).
-    refused_events: int = 0
-
-    @property
-    def sigkilled(self) -> bool:
-        return self.returncode == -signal.SIGKILL
-
-    @property
-    def end(self) -> PassEnd:
-        """How the pass ended, by its process's exit, in the ledger's vocabulary (:class:`batchlab.ledger.PassEnd`)."""
-        if self.timed_out:
-            return PassEnd.TIMEOUT
-        if self.sigkilled:
-            return PassEnd.KILLED
-        return _END_BY_EXIT.get(self.returncode, PassEnd.DIED) if self.returncode is not None else PassEnd.DIED
-
-    @property
-    def outcome(self) -> str:
-        """:attr:`end` as a pass line prints it (``ok``, ``killed``, ``raised``, ``bad input`` ...).
-
-        A process that died otherwise says how: ``signal 11``, ``exit 7``.
-        """
-        end = self.end
-        if end == PassEnd.DIED and self.returncode is not None:
-            return f"signal {-self.returncode}" if self.returncode < 0 else f"exit {self.returncode}"
-        return end.words
-
-
-#: The worker's exit codes and the pass ends they mean (a SIGKILL or a timeout is decided before).
-_END_BY_EXIT: dict[int, PassEnd] = {
-    WorkerExit.OK: PassEnd.OK, WorkerExit.STOPPED: PassEnd.STOPPED, WorkerExit.INPUT: PassEnd.INPUT_ERROR,
-    WorkerExit.IMPORT: PassEnd.IMPORT_ERROR, WorkerExit.RAISED: PassEnd.STUDENT_ERROR,
-}
 
 
 def prepare(spec: RunSpec, *, fresh: bool = False) -> Path:
@@ -140,18 +90,6 @@ def prepare(spec: RunSpec, *, fresh: bool = False) -> Path:
     RunDir(run).state.mkdir(parents=True, exist_ok=True)
     RunDir(run).spec.write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
     return run
-
-
-def _read_capped(path: Path, cap: int) -> str:
-    if not path.exists():
-        return ""
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        data = fh.read(cap)
-    text = data.decode("utf-8", errors="replace")
-    if size > cap:
-        text += f"\n... [{size - cap} more bytes of output cut]"
-    return text
 
 
 def start_pass(spec: RunSpec, pass_no: int, crash: CrashPlan, *, lock: RunDirLock | None = None,
@@ -287,8 +225,8 @@ class LivePass:
         result = PassResult(
             pass_no=self.pass_no, returncode=self.proc.returncode, duration_s=time.time() - self.t0,
             crash=self.crash, killed_by_parent=self.killed and not self.timed_out, timed_out=self.timed_out,
-            stdout=_read_capped(run.stdout(self.pass_no), self.spec.output_cap),
-            stderr=_read_capped(run.stderr(self.pass_no), self.spec.output_cap),
+            stdout=read_capped(run.stdout(self.pass_no), self.spec.output_cap),
+            stderr=read_capped(run.stderr(self.pass_no), self.spec.output_cap),
             stopped_by=self.stopped_by)
         if self.harness is not None:
             result.foreign, result.refused_events = list(self.harness.foreign), self.harness.refused
