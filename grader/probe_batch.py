@@ -24,8 +24,8 @@ from batchlab.ledger import Ev
 from batchlab.pipeline import output_matches
 from batchlab.remote import RemoteLedger, RemoteService, RemoteSink
 from batchlab.rundir import RunDir
+from batchlab.stopgate import LedgerProgress
 from batchlab.testing import RecordingSleep
-from batchlab.worker import LedgerProgress
 
 from .probe_common import StudentCodeError, harness_channel, need, student_code
 

@@ -21,7 +21,7 @@ Process lifetime (issue 14):
 * every worker dies with the process that started it
   (:func:`batchlab.lifeline.parent_link`: ``PR_SET_PDEATHSIG`` on Linux, a watched pipe elsewhere);
 * ``run_pass(stop=...)`` asks the worker to stop (SIGTERM: no new documents, the
-  ones in flight get ``worker.STOP_GRACE_S`` to commit) and kills its group if it
+  ones in flight get ``stopgate.STOP_GRACE_S`` to commit) and kills its group if it
   has not exited :data:`STOP_KILL_AFTER_S` seconds after the request.
 
 The process boundary (``RunSpec.boundary``, the grader's runs): the service, the sink and
@@ -54,7 +54,8 @@ from .passresult import PassResult, read_capped
 from .rundir import RunDir
 from .runlock import LOCK_NAME, RunDirLock
 from .runspec import Limits, RunSpec, read_spec
-from .worker import STOP_GRACE_S, WorkerExit
+from .stopgate import STOP_GRACE_S
+from .worker import WorkerExit
 
 __all__ = [
     "WORK_EVENTS", "EventsCallback", "LedgerTail", "Limits", "PassResult", "RunSpec", "prepare", "read_spec",
@@ -144,7 +145,7 @@ class LivePass:
     ledger events and applies the parent's rules, in one place for every front-end: the random
     kill a seeded delay after the pass's first service call (the processor is at work, whatever is
     left), the timeout, and a stop request (SIGTERM, the worker drains within
-    ``worker.STOP_GRACE_S``; its group is killed :data:`STOP_KILL_AFTER_S` after the request, or at
+    ``stopgate.STOP_GRACE_S``; its group is killed :data:`STOP_KILL_AFTER_S` after the request, or at
     once for :data:`STOP_NOW`). :meth:`kill` is a kill on demand (the dashboard's *Crash now*);
     :meth:`finish` reaps the worker and returns its :class:`PassResult`. Every kill the parent
     sends is in the ledger first (``kill``/``timeout``/``stop`` events).

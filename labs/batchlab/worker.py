@@ -54,6 +54,7 @@ from types import ModuleType  # noqa: E402
 from typing import Any  # noqa: E402
 
 from .ledger import Ev, Ledger  # noqa: E402
+from .stopgate import STOP_GRACE_S, GatedService, GatedSink, LedgerProgress, StopGate  # noqa: E402
 
 
 class WorkerExit(IntEnum):
@@ -73,12 +74,8 @@ EXIT_INPUT = WorkerExit.INPUT
 EXIT_IMPORT = WorkerExit.IMPORT
 EXIT_RAISED = WorkerExit.RAISED
 EXIT_STOPPED = WorkerExit.STOPPED
-#: After SIGTERM/SIGINT, how long documents already in flight may take to commit before the worker exits.
-STOP_GRACE_S = 3.0
 #: Where a worker notes that it validated the input file (its size and time), so a later pass need not read it twice.
 INPUT_CHECKED = "input.checked.json"
-#: The processor's terminal states, as reported through ``progress``.
-_TERMINAL = frozenset({"done", "degraded", "failed"})
 
 
 class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
@@ -102,101 +99,6 @@ def load_impl(path: str | Path, name: str = "student_document_processor") -> Mod
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-
-
-class StopGate:
-    """What the worker knows about a stop request and the documents in flight when it came.
-
-    A document is *in flight* from its first service call in this pass until its
-    sink commit or a terminal state reported through ``progress``.
-    """
-
-    def __init__(self) -> None:
-        self.signal: str | None = None
-        self.t_stop: float | None = None
-        self.in_flight: set[str] = set()
-        self._never: Any = None
-
-    @property
-    def stopping(self) -> bool:
-        return self.signal is not None
-
-    def request(self, signum: int, *_: Any) -> None:
-        if self.signal is None:
-            self.signal = signal.Signals(signum).name
-            self.t_stop = time.monotonic()
-
-    def started(self, doc_id: str) -> None:
-        self.in_flight.add(doc_id)
-
-    def ended(self, doc_id: str) -> None:
-        self.in_flight.discard(doc_id)
-
-    async def hold(self) -> None:
-        """Wait forever: a document not yet started is not started once a stop was asked for."""
-        if self._never is None:
-            self._never = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._never)
-
-    def drained(self) -> bool:
-        """Nothing left in flight, or the grace time is over."""
-        assert self.t_stop is not None
-        return not self.in_flight or time.monotonic() - self.t_stop >= STOP_GRACE_S
-
-
-class LedgerProgress:
-    """The ``progress`` callback given to the processor: state changes go to the ledger."""
-
-    def __init__(self, ledger: Ledger, gate: StopGate | None = None) -> None:
-        self._ledger = ledger
-        self._gate = gate
-
-    def __call__(self, doc_id: str, state: str, *, error: str | None = None, attempts: int = 0) -> None:
-        self._ledger.emit(Ev.STATE, doc_id=str(doc_id), state=str(state), error=error, attempts=attempts)
-        if self._gate is not None and str(state) in _TERMINAL:
-            self._gate.ended(str(doc_id))
-
-
-class GatedService:
-    """The service handed to the processor; once a stop was asked for, a document not yet started waits forever."""
-
-    def __init__(self, inner: Any, gate: StopGate) -> None:
-        self._inner, self._gate = inner, gate
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    async def embed(self, doc: Any, chunk: int, text: str) -> list[float]:
-        doc_id = str(getattr(doc, "id", ""))
-        if self._gate.stopping and doc_id not in self._gate.in_flight:
-            await self._gate.hold()
-        self._gate.started(doc_id)
-        result: list[float] = await self._inner.embed(doc, chunk, text)
-        return result
-
-
-class GatedSink:
-    """The sink handed to the processor; a commit ends a document's flight."""
-
-    def __init__(self, inner: Any, gate: StopGate) -> None:
-        self._inner, self._gate = inner, gate
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def put(self, key: str, doc: Any, *args: Any, **kwargs: Any) -> int:
-        writes: int = self._inner.put(key, doc, *args, **kwargs)
-        self._gate.ended(str(getattr(doc, "id", "")))
-        return writes
-
-    def get(self, key: str) -> Any:
-        return self._inner.get(key)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._inner
-
-    def keys(self) -> Any:
-        return self._inner.keys()
 
 
 def _report_dict(report: Any) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     The run directory is this command's (then its worker's) alone: a second ``run``
     on it waits ``--wait`` seconds and refuses with ``run_dir_busy``. Ctrl-C or
     SIGTERM stops the worker (no new documents, in-flight ones get
-    ``worker.STOP_GRACE_S`` to commit), prints how far it got and the resume
+    ``stopgate.STOP_GRACE_S`` to commit), prints how far it got and the resume
     command, and exits 130 or 143; SIGKILL of this command kills the worker too.
     ``--workers N`` (N > 1): the batch is shared by N lease-holding workers (:mod:`batchlab.cli.fleet_cmds`).
     """
