@@ -9,9 +9,16 @@ through both sinks and compare what they hold.
 Two writers of one key: SQLite serialises them with ``BEGIN IMMEDIATE``; here a transaction-scoped
 advisory lock on (batch, key) does, so reading the previous mode (is this an upgrade?) and the upsert
 see the same row. A ``guard`` (a shard lease's fence, :meth:`batchlab.pgleases.PgLeaseStore.fence`) runs
-first in the same transaction: raising refuses the put and rolls it back. The transaction runs in pipeline
-mode (:meth:`batchlab.pgstore.PgConnection.transact`): the guard's check, then the lock and the upsert with its
-``puts`` row (one statement), then the commit: three round trips.
+first in the same transaction: raising refuses the put and rolls it back.
+
+The ledger goes into the put's transaction when it is the store's (:class:`batchlab.pgledger.PgLedger` on the
+same connection and batch): the events it holds (a fleet pass's service calls) and the put's ``sink_put`` event,
+whose ``writes`` and ``upgrade`` the upsert's statement fills in, so a committed put always has its event and
+the event never names a put that did not commit. The transaction runs in pipeline mode
+(:meth:`batchlab.pgstore.PgConnection.transact`) and nothing is fetched before the commit but the guard's
+check: two round trips a fenced put (the check; then the lock, the events, the upsert with its ``puts`` row
+and ``sink_put`` event, and the commit), where it took five and the event a sixth (psycopg's
+``conn.transaction()`` syncs twice in a pipeline).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import psycopg
 
 from .documents import Document, ident_of
 from .faults import CrashPlan, kill_self
+from .ledger import Ev
+from .pgledger import PgLedger, insert_rows
 from .pgstore import PgConnection
 from .pipeline import MODE_DEGRADED, MODE_FULL
 from .sink import PutBookkeeping, SinkRecord, check_put
@@ -32,7 +41,8 @@ from .sink import PutBookkeeping, SinkRecord, check_put
 Guard = Callable[[psycopg.Connection[Any], str], None]
 OUTPUT_COLUMNS = "key, doc_id, ident, mode, chunks, vectors, committed_at, writes"
 
-#: The upsert and its ``puts`` row in one statement: ``before`` reads the output as it was when the statement
+#: The upsert, its ``puts`` row and its ``sink_put`` event (``event``: the event's JSON up to its ``writes``, which
+#: the upsert gives; None when the ledger is not the store's) in one statement: ``before`` reads the output as it was when the statement
 #: started (a data-modifying CTE's rows are not visible to the others), so an upgrade (a full put over a
 #: degraded output) is told from the same row the upsert replaces, under the key's advisory lock.
 _UPSERT = """
@@ -50,13 +60,18 @@ WITH before AS (
     SELECT %(batch)s, %(key)s, %(doc)s, %(ident)s, %(mode)s, %(pass)s, %(now)s,
         COALESCE((SELECT mode FROM before) = %(degraded)s AND %(is_full)s, FALSE)
     RETURNING upgrade
+), event AS (
+    INSERT INTO ledger (batch_id, event)
+    SELECT %(batch)s, (%(event)s::text || (SELECT writes FROM up) || ', "upgrade": '
+        || CASE WHEN (SELECT upgrade FROM log) THEN 'true' ELSE 'false' END || '}')::json
+    WHERE %(event)s::text IS NOT NULL
 )
 SELECT (SELECT writes FROM up), (SELECT upgrade FROM log)
 """
 
 
 class EventSink(Protocol):
-    """What the sink writes its events to: a file :class:`batchlab.ledger.Ledger` or a :class:`PgLedger`."""
+    """What the sink writes its events to: a file :class:`batchlab.ledger.Ledger` or a :class:`batchlab.pgledger.PgLedger`."""
 
     def emit(self, ev: str, **fields: Any) -> None: ...
 
@@ -85,20 +100,28 @@ class PgSink(PutBookkeeping):
         chunks_json = json.dumps(list(chunks))  # ASCII escapes: a lone surrogate is text PostgreSQL cannot hold
         vectors_json = json.dumps([list(v) for v in vectors])
 
+        ledger = self.ledger if isinstance(self.ledger, PgLedger) and self.ledger.db is self.db \
+            and self.ledger.batch_id == self.batch_id else None
+        held = ledger.held() if ledger is not None else []
+        event = None if ledger is None else ledger.text(
+            Ev.SINK_PUT, doc_id=doc.id, ident=ident, key=key, mode=mode, n=self.commits + 1)[:-1] + ', "writes": '
         args = {"batch": self.batch_id, "key": key, "doc": doc.id, "ident": ident, "mode": mode, "chunks": chunks_json,
                 "vectors": vectors_json, "now": now, "pass": self.pass_no, "full": MODE_FULL, "degraded": MODE_DEGRADED,
-                "is_full": mode == MODE_FULL}
+                "is_full": mode == MODE_FULL, "event": event}
 
-        def write(conn: psycopg.Connection[Any]) -> tuple[int, bool]:
+        def write(conn: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
             if self._guard is not None:
                 self._guard(conn, key)  # its check is fetched before anything below is sent
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{self.batch_id}/{key}",))
-            row = conn.execute(_UPSERT, args).fetchone()
-            assert row is not None
-            return int(row[0]), bool(row[1])
+            if held:
+                conn.execute(*insert_rows(self.batch_id, held))
+            return conn.execute(_UPSERT, args)  # fetched after the commit: no round trip of its own
 
-        writes, upgrade = self.db.transact(write, pipeline=True)
-        return self._committed(doc, ident, key, mode, writes, upgrade)
+        row = self.db.transact(write, pipeline=True).fetchone()
+        assert row is not None
+        if ledger is not None:
+            ledger.written()
+        return self._committed(doc, ident, key, mode, int(row[0]), bool(row[1]), logged=ledger is not None)
 
     def get(self, key: str) -> SinkRecord | None:
         rows = self.db.rows(f"SELECT {OUTPUT_COLUMNS} FROM outputs WHERE batch_id = %s AND key = %s",

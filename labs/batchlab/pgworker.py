@@ -11,7 +11,7 @@ a thread every third of the lease with jitter, finish) on a :class:`~batchlab.wo
 lease store is :class:`batchlab.pgleases.PgLeaseStore` (claims ``SKIP LOCKED``), and its pass runner
 (:mod:`batchlab.shardpass` started with the URL) writes through :class:`StorePlace`: a
 :class:`batchlab.pgsink.PgSink` whose every put is fenced by the lease in its own transaction, and the ledger as
-rows (:class:`batchlab.pgstore.PassLedger`: a service call's events written with the next put's).
+rows (:class:`batchlab.pgledger.PassLedger`: a service call's events written with the next put's).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from .lifeline import hold_parent_link
 from .pgbatch import join_batch
 from .pgfleet import run_fleet
 from .pgleases import PgLeaseStore
+from .pgledger import PassLedger
 from .pgsink import PgSink
-from .pgstore import PassLedger, PgConnection
+from .pgstore import PgConnection
 from .shardpass import PassIO
 from .workerproc import DEFAULT_LEASE_S, EXIT_PASS_FAILED, IDLE_POLL_S, Seat
 
