@@ -82,11 +82,28 @@ def one_run(url: str, source: Path, tmp: Path, n: int, args: argparse.Namespace,
     wall = time.perf_counter() - t0
     m = metrics_for_store(url, batch)
     db = PgConnection(url)
-    times = [float(e["t"]) for e in iter_events(db, batch) if e.get("ev") in (Ev.PASS_START, Ev.PASS_END)]
+    passes = [e for e in iter_events(db, batch) if e.get("ev") in (Ev.PASS_START, Ev.PASS_END)]
     db.close()
+    times = [float(e["t"]) for e in passes]
     assert m.completion_rate == 1.0 and m.duplicate_rate == 0.0, (m.completion_rate, m.duplicate_rate, exits)
     return {"shards": shards, "wall_s": round(wall, 2), "docs_per_s": round(m.completed / wall, 1),
-            "span_docs_per_s": round(m.completed / (max(times) - min(times)), 1)}
+            "span_docs_per_s": round(m.completed / (max(times) - min(times)), 1), **lanes(passes)}
+
+
+def lanes(passes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where a run's span went, per worker (its passes' process): when its first pass started and its last ended,
+    seconds from the span's start, and the time between its passes (``idle_s``: claims and pass set-up)."""
+    t0 = min(float(e["t"]) for e in passes)
+    by_pid: dict[int, list[tuple[float, str]]] = {}
+    for e in passes:
+        by_pid.setdefault(int(e["pid"]), []).append((float(e["t"]) - t0, str(e["ev"])))
+    out = []
+    for marks in by_pid.values():
+        marks.sort()
+        busy = sum(b[0] - a[0] for a, b in zip(marks, marks[1:], strict=False) if a[1] == Ev.PASS_START)
+        out.append({"first": round(marks[0][0], 2), "last": round(marks[-1][0], 2),
+                    "idle_s": round(marks[-1][0] - marks[0][0] - busy, 3)})
+    return {"lanes": sorted(out, key=lambda lane: lane["first"])}
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ and ``sink_put`` event, and the commit), where it took five and the event a sixt
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -70,6 +71,61 @@ SELECT (SELECT writes FROM up), (SELECT upgrade FROM log)
 """
 
 
+#: The committed keys of shard ``i`` of ``n`` (the lesson's shard of a key: the first 8 bytes of its sha256, big
+#: endian, modulo ``n``; as two 32-bit halves, so that bigint holds every step), at most ``cap`` + 1 of them.
+_SHARD_KEYS = """
+SELECT key FROM (SELECT key, sha256(convert_to(key, 'UTF8')) AS h FROM outputs WHERE batch_id = %(batch)s) AS o
+WHERE ((('x' || encode(substr(h, 1, 4), 'hex'))::bit(32)::bigint %% %(n)s) * (4294967296 %% %(n)s)
+       + ('x' || encode(substr(h, 5, 4), 'hex'))::bit(32)::bigint) %% %(n)s = %(i)s
+LIMIT %(cap)s + 1
+"""
+#: The most keys a shard's :class:`ShardKeys` holds (about 100 bytes each); past it every lookup asks the server.
+SHARD_KEYS_CAP = 50_000
+
+
+def shard_of(key: str, n: int) -> int:
+    """The shard of ``key`` among ``n``, as the lesson's ``in_shard`` computes it (and :data:`_SHARD_KEYS` in SQL)."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") % n
+
+
+class ShardKeys:
+    """``key in sink`` for the keys of the shard a fenced pass holds, answered without a round trip.
+
+    The processor asks the sink once per document whether its key is committed (a kill between the put and the
+    checkpoint's ``done``): one round trip each, during which its event loop stands still. While a lease holds,
+    the keys of its shard are committed only under it: a put of an earlier holder committed before the claim (the
+    claim takes the lease row ``FOR UPDATE``, the put's fence holds it ``FOR SHARE``) and a later one is refused by
+    the fence. So the shard's committed keys read once after the claim, plus this pass's own puts, are the
+    answer for any key of the shard, for as long as the lease holds; once it is lost, a put is refused anyway.
+    Keys of other shards are asked of the server, and so is every key once the shard holds more than ``cap``
+    (the memory stays bounded). A processor that splits keys otherwise than the lesson's hash only loses the
+    shortcut's answers for keys another pass committed: they are run again and counted as duplicates, never lost.
+    """
+
+    def __init__(self, db: PgConnection, batch_id: str, shard: int, n_shards: int, *, cap: int = SHARD_KEYS_CAP) -> None:
+        self.db, self.batch_id, self.shard, self.n_shards, self.cap = db, batch_id, shard, n_shards, cap
+        self._keys: set[str] | None = None
+        self._read = False
+
+    def known(self, key: object) -> bool | None:
+        """Whether ``key`` is committed, or None when this shard's keys cannot tell (another shard's, too many)."""
+        if not isinstance(key, str) or shard_of(key, self.n_shards) != self.shard:
+            return None
+        if not self._read:
+            rows = self.db.rows(_SHARD_KEYS, {"batch": self.batch_id, "n": self.n_shards, "i": self.shard,
+                                              "cap": self.cap})
+            self._keys = {str(k) for (k,) in rows} if len(rows) <= self.cap else None
+            self._read = True
+        return None if self._keys is None else key in self._keys
+
+    def put(self, key: str) -> None:
+        """``key`` was committed by this pass."""
+        if self._keys is not None and shard_of(key, self.n_shards) == self.shard:
+            self._keys.add(key)
+            if len(self._keys) > self.cap:
+                self._keys = None
+
+
 class EventSink(Protocol):
     """What the sink writes its events to: a file :class:`batchlab.ledger.Ledger` or a :class:`batchlab.pgledger.PgLedger`."""
 
@@ -81,8 +137,11 @@ class PgSink(PutBookkeeping):
 
     def __init__(self, db: PgConnection, batch_id: str, *, ledger: EventSink | None = None, pass_no: int = 1,
                  crash: CrashPlan | None = None, on_crash: Callable[[], None] = kill_self,
-                 clock: Callable[[], float] = time.time, guard: Guard | None = None) -> None:
+                 clock: Callable[[], float] = time.time, guard: Guard | None = None,
+                 shard: tuple[int, int] | None = None) -> None:
         self.db, self.batch_id = db, batch_id
+        #: ``(i, n)``: the shard whose lease fences every put (``guard``): its keys are looked up in :class:`ShardKeys`.
+        self._shard_keys = None if shard is None else ShardKeys(db, batch_id, *shard)
         self.ledger = ledger
         self.pass_no = pass_no
         self.crash = crash or CrashPlan()
@@ -121,6 +180,8 @@ class PgSink(PutBookkeeping):
         assert row is not None
         if ledger is not None:
             ledger.written()
+        if self._shard_keys is not None:
+            self._shard_keys.put(key)
         return self._committed(doc, ident, key, mode, int(row[0]), bool(row[1]), logged=ledger is not None)
 
     def get(self, key: str) -> SinkRecord | None:
@@ -129,6 +190,8 @@ class PgSink(PutBookkeeping):
         return record(rows[0]) if rows else None
 
     def __contains__(self, key: object) -> bool:
+        if self._shard_keys is not None and (known := self._shard_keys.known(key)) is not None:
+            return known
         return bool(self.db.rows("SELECT 1 FROM outputs WHERE batch_id = %s AND key = %s", (self.batch_id, key)))
 
     def keys(self) -> set[str]:

@@ -138,7 +138,7 @@ class PgConnection:
         """
         return self._retried(lambda conn: conn.execute(sql, params).rowcount)
 
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple[Any, ...]]:
         """The rows of one read, run on its own (autocommit: one round trip, where :meth:`transact` takes three:
         BEGIN, the query, COMMIT); retried as :meth:`transact`. A sink's lookups take this path: once per document.
         """

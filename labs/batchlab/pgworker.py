@@ -57,7 +57,8 @@ class StorePlace:
         db = self._db
         ledger = PassLedger(db, lease.batch_id, pass_no=pass_no)
         store = PgLeaseStore(db)
-        sink = PgSink(db, lease.batch_id, ledger=ledger, pass_no=pass_no, guard=store.fence(lease, time.time))
+        sink = PgSink(db, lease.batch_id, ledger=ledger, pass_no=pass_no, guard=store.fence(lease, time.time),
+                      shard=(lease.shard, lease.n_shards))
         return PassIO(ledger, store, sink, self.folder / "state", close=ledger.close)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -13,12 +14,21 @@ need_psycopg()
 
 from batchlab.documents import Document, ident_of
 from batchlab.ledger import Ev
+from batchlab.paths import solution_module
 from batchlab.pgledger import PassLedger
-from batchlab.pgsink import PgSink, read_outputs, read_puts
+from batchlab.pgsink import PgSink, ShardKeys, read_outputs, read_puts, shard_of
 from batchlab.pgstore import PgConnection, iter_events
 from batchlab.sink import SqliteSink
 from batchlab.sink import read_outputs as sqlite_outputs
 from batchlab.sink import read_puts as sqlite_puts
+from batchlab.worker import load_impl
+
+
+@pytest.fixture(scope="module")
+def ref() -> ModuleType:
+    """The reference solution, imported as the worker imports a student's module."""
+    return load_impl(solution_module(), name="reference_pgsink")
+
 
 A = Document(id="doc-a", content="Alpha text.", source="wiki")
 B = Document(id="doc-b", content="Beta text.", source="wiki")
@@ -125,3 +135,35 @@ def test_a_refused_put_writes_no_event_and_keeps_the_held_ones(pg_db: str) -> No
     assert list(iter_events(db, "b")) == [] and len(ledger.held()) == 1
     ledger.close()
     assert [e["ev"] for e in iter_events(db, "b")] == ["call_start"]
+
+
+def test_the_servers_shard_of_a_key_is_the_lessons(pg_db: str, ref: ModuleType) -> None:
+    """The committed keys ShardKeys reads for shard i/n are exactly those the reference's in_shard gives to i/n."""
+    db = PgConnection(pg_db)
+    sink = PgSink(db, "b")
+    keys = [f"wiki|d{i}|{'中文' if i % 3 else 'x'}{i}|chunks" for i in range(60)]
+    for key in keys:
+        sink.put(key, A, ["x"], [[1.0]])
+    for i in range(7):
+        got = ShardKeys(db, "b", i, 7)
+        assert [key for key in keys if got.known(key)] == [key for key in keys if ref.in_shard(key, f"{i}/7")]
+        assert all(shard_of(key, 7) == i for key in keys if ref.in_shard(key, f"{i}/7"))
+
+
+def test_a_fenced_sink_answers_for_its_shard_from_what_it_read_and_put(pg_db: str) -> None:
+    """Keys of the sink's shard: committed before it read them, or put by it since, are in it, others not, without
+    asking again; a key of another shard, and every key once the shard holds more than the cap, is asked of the
+    server."""
+    db = PgConnection(pg_db)
+    mine = [k for k in (f"k{i}" for i in range(40)) if shard_of(k, 4) == 1]
+    theirs = [k for k in (f"k{i}" for i in range(40)) if shard_of(k, 4) != 1]
+    PgSink(db, "b").put(mine[0], A, ["x"], [[1.0]])
+    sink = PgSink(db, "b", shard=(1, 4))
+    assert mine[0] in sink and mine[1] not in sink
+    PgSink(db, "b").put(theirs[0], A, ["x"], [[1.0]])  # another shard's key: asked of the server
+    sink.put(mine[1], A, ["x"], [[1.0]])
+    assert mine[1] in sink and theirs[0] in sink and theirs[1] not in sink
+    keys = ShardKeys(db, "b", 1, 4, cap=2)
+    assert keys.known(mine[0]) is True and keys.known(theirs[0]) is None
+    keys.put(mine[2])
+    assert keys.known(mine[2]) is None  # three keys: over the cap, every answer comes from the server
