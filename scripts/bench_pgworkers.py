@@ -82,12 +82,21 @@ def one_run(url: str, source: Path, tmp: Path, n: int, args: argparse.Namespace,
     wall = time.perf_counter() - t0
     m = metrics_for_store(url, batch)
     db = PgConnection(url)
-    passes = [e for e in iter_events(db, batch) if e.get("ev") in (Ev.PASS_START, Ev.PASS_END)]
+    passes, first_call = [], {}
+    for e in iter_events(db, batch):
+        if e.get("ev") in (Ev.PASS_START, Ev.PASS_END):
+            passes.append(e)
+        elif e.get("ev") == Ev.CALL_START:
+            first_call.setdefault(int(e["pass"]), float(e["t"]))
     db.close()
+    starts = {int(e["pass"]): float(e["t"]) for e in passes if e["ev"] == Ev.PASS_START}
+    setup = sorted(first_call[p] - t for p, t in starts.items() if p in first_call)
     times = [float(e["t"]) for e in passes]
     assert m.completion_rate == 1.0 and m.duplicate_rate == 0.0, (m.completion_rate, m.duplicate_rate, exits)
     return {"shards": shards, "wall_s": round(wall, 2), "docs_per_s": round(m.completed / wall, 1),
-            "span_docs_per_s": round(m.completed / (max(times) - min(times)), 1), **lanes(passes)}
+            "span_docs_per_s": round(m.completed / (max(times) - min(times)), 1),
+            "pass_to_first_call_ms": [round(1000 * setup[0]), round(1000 * statistics.median(setup)), round(1000 * setup[-1])],
+            **lanes(passes)}
 
 
 def lanes(passes: list[dict[str, Any]]) -> dict[str, Any]:
