@@ -37,9 +37,9 @@ from batchlab.fleet import default_shards
 from batchlab.ledger import Ev
 from batchlab.paths import solution_module
 from batchlab.pgbatch import publish_batch
+from batchlab.pgfleet import run_fleet
 from batchlab.pgmetrics import metrics_for_store
 from batchlab.pgstore import PgConnection, iter_events
-from batchlab.pgworker import run_fleet
 from batchlab.runspec import RunSpec
 from batchlab.service import LatencyModel
 from bench_pgstore import server
