@@ -15,10 +15,12 @@ The ledger goes into the put's transaction when it is the store's (:class:`batch
 same connection and batch): the events it holds (a fleet pass's service calls) and the put's ``sink_put`` event,
 whose ``writes`` and ``upgrade`` the upsert's statement fills in, so a committed put always has its event and
 the event never names a put that did not commit. The transaction runs in pipeline mode
-(:meth:`batchlab.pgstore.PgConnection.transact`) and nothing is fetched before the commit but the guard's
-check: two round trips a fenced put (the check; then the lock, the events, the upsert with its ``puts`` row
-and ``sink_put`` event, and the commit), where it took five and the event a sixth (psycopg's
-``conn.transaction()`` syncs twice in a pipeline).
+(:meth:`batchlab.pgstore.PgConnection.transact`) and nothing is fetched before the commit: a lease's fence
+(:class:`batchlab.pgleases.Fence`) checks on the server and fails the transaction when the lease is stale (its
+``refusal`` turns that error into :class:`batchlab.leases.StaleLease`), so a fenced put is one round trip (the
+check, the lock, the events, the upsert with its ``puts`` row and ``sink_put`` event, the commit), where it
+took five and its event a sixth (psycopg's ``conn.transaction()`` syncs twice in a pipeline, and the check was
+fetched). A guard that fetches costs a round trip more.
 """
 
 from __future__ import annotations
@@ -170,13 +172,20 @@ class PgSink(PutBookkeeping):
 
         def write(conn: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
             if self._guard is not None:
-                self._guard(conn, key)  # its check is fetched before anything below is sent
+                self._guard(conn, key)  # a fence's check is not fetched: a refusal fails the transaction
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{self.batch_id}/{key}",))
             if held:
                 conn.execute(*insert_rows(self.batch_id, held))
             return conn.execute(_UPSERT, args)  # fetched after the commit: no round trip of its own
 
-        row = self.db.transact(write, pipeline=True).fetchone()
+        try:
+            cursor = self.db.transact(write, pipeline=True)
+        except psycopg.Error as exc:  # a guard that checks on the server (a lease's fence) says what a refusal is
+            refusal = getattr(self._guard, "refusal", None)
+            if refusal is not None and (refused := refusal(exc, key)) is not None:
+                raise refused from exc
+            raise
+        row = cursor.fetchone()
         assert row is not None
         if ledger is not None:
             ledger.written()
