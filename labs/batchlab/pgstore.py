@@ -249,6 +249,13 @@ def iter_documents(db: PgConnection, batch_id: str, *, chunk: int = CHUNK) -> It
                       batch_id, chunk)
 
 
+def iter_document_texts(db: PgConnection, batch_id: str, *, chunk: int = CHUNK) -> Iterator[str]:
+    """A batch's raw entries in input order as the JSON text the store holds (one line each: loaded with ASCII
+    escapes, no newline), unparsed: a joining worker copies them to its local file as they are."""
+    yield from _pages(db, "SELECT seq, raw::text FROM documents WHERE batch_id = %s AND seq > %s ORDER BY seq "
+                      "LIMIT %s", batch_id, chunk)
+
+
 def iter_events(db: PgConnection, batch_id: str, *, chunk: int = 5000) -> Iterator[dict[str, Any]]:
     """A batch's ledger events in the order they were written, every worker's together."""
     for event in _pages(db, "SELECT seq, event FROM ledger WHERE batch_id = %s AND seq > %s ORDER BY seq LIMIT %s",
