@@ -9,9 +9,10 @@ with ``SELECT ... FOR UPDATE SKIP LOCKED``, the claim of procrastinate, River, O
 another claimer is taking is skipped, not waited for, so two claimers get two different shards in one round trip
 each, and never the same shard with the same token (the row lock holds until the token's increment commits).
 
-The fence (:meth:`PgLeaseStore.fence`) reads the lease row ``FOR SHARE`` inside the sink's transaction: a
-claim (which must lock the row ``FOR UPDATE``) waits for, or skips, a put in progress, and a put that comes
-after a claim sees the new token and is refused. Time is always passed in (``now``).
+The fence (:meth:`PgLeaseStore.fence`, a :class:`Fence`) reads the lease row ``FOR SHARE`` inside the sink's
+transaction: a claim (which must lock the row ``FOR UPDATE``) waits for, or skips, a put in progress, and a put
+that comes after a claim sees the new token and is refused: its check fails on the server, which aborts the
+put's transaction (the check is not fetched, so a put is one round trip). Time is always passed in (``now``).
 """
 
 from __future__ import annotations
