@@ -8,7 +8,9 @@ store) with the reference processor on a latency-bound simulated service
 (``--median-ms``, default 20, the reference's concurrency 8 per worker). Wall time from publish to the last
 worker's exit (worker and pass start-up included) and the passes' span (first pass start to last pass end,
 the SQLite bench's measure), documents per second, the ratio to one worker (over the span), and the
-service's limit (workers x concurrency / mean modelled latency), the load average. One JSON line per worker count; then
+service's limit (workers x concurrency / mean modelled latency), the load average, and per run where the span went
+(each worker's lane: its first pass's start, its last pass's end, the time between its passes; and the time from
+a pass's start to its first service call, min/median/max). One JSON line per worker count; then
 ``--takeovers`` times, one of two workers SIGKILLed after its first claim and the seconds until the other
 claimed its shard (median, max, in lease lengths).
 
