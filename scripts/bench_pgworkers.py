@@ -8,7 +8,9 @@ store) with the reference processor on a latency-bound simulated service
 (``--median-ms``, default 20, the reference's concurrency 8 per worker). Wall time from publish to the last
 worker's exit (worker and pass start-up included) and the passes' span (first pass start to last pass end,
 the SQLite bench's measure), documents per second, the ratio to one worker (over the span), and the
-service's limit (workers x concurrency / mean modelled latency), the load average. One JSON line per worker count; then
+service's limit (workers x concurrency / mean modelled latency), the load average, and per run where the span went
+(each worker's lane: its first pass's start, its last pass's end, the time between its passes; and the time from
+a pass's start to its first service call, min/median/max). One JSON line per worker count; then
 ``--takeovers`` times, one of two workers SIGKILLed after its first claim and the seconds until the other
 claimed its shard (median, max, in lease lengths).
 
@@ -37,9 +39,9 @@ from batchlab.fleet import default_shards
 from batchlab.ledger import Ev
 from batchlab.paths import solution_module
 from batchlab.pgbatch import publish_batch
+from batchlab.pgfleet import run_fleet
 from batchlab.pgmetrics import metrics_for_store
 from batchlab.pgstore import PgConnection, iter_events
-from batchlab.pgworker import run_fleet
 from batchlab.runspec import RunSpec
 from batchlab.service import LatencyModel
 from bench_pgstore import server
@@ -82,11 +84,37 @@ def one_run(url: str, source: Path, tmp: Path, n: int, args: argparse.Namespace,
     wall = time.perf_counter() - t0
     m = metrics_for_store(url, batch)
     db = PgConnection(url)
-    times = [float(e["t"]) for e in iter_events(db, batch) if e.get("ev") in (Ev.PASS_START, Ev.PASS_END)]
+    passes, first_call = [], {}
+    for e in iter_events(db, batch):
+        if e.get("ev") in (Ev.PASS_START, Ev.PASS_END):
+            passes.append(e)
+        elif e.get("ev") == Ev.CALL_START:
+            first_call.setdefault(int(e["pass"]), float(e["t"]))
     db.close()
+    starts = {int(e["pass"]): float(e["t"]) for e in passes if e["ev"] == Ev.PASS_START}
+    setup = sorted(first_call[p] - t for p, t in starts.items() if p in first_call)
+    times = [float(e["t"]) for e in passes]
     assert m.completion_rate == 1.0 and m.duplicate_rate == 0.0, (m.completion_rate, m.duplicate_rate, exits)
     return {"shards": shards, "wall_s": round(wall, 2), "docs_per_s": round(m.completed / wall, 1),
-            "span_docs_per_s": round(m.completed / (max(times) - min(times)), 1)}
+            "span_docs_per_s": round(m.completed / (max(times) - min(times)), 1),
+            "pass_to_first_call_ms": [round(1000 * setup[0]), round(1000 * statistics.median(setup)), round(1000 * setup[-1])],
+            **lanes(passes)}
+
+
+def lanes(passes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where a run's span went, per worker (its passes' process): when its first pass started and its last ended,
+    seconds from the span's start, and the time between its passes (``idle_s``: claims and pass set-up)."""
+    t0 = min(float(e["t"]) for e in passes)
+    by_pid: dict[int, list[tuple[float, str]]] = {}
+    for e in passes:
+        by_pid.setdefault(int(e["pid"]), []).append((float(e["t"]) - t0, str(e["ev"])))
+    out = []
+    for marks in by_pid.values():
+        marks.sort()
+        busy = sum(b[0] - a[0] for a, b in zip(marks, marks[1:], strict=False) if a[1] == Ev.PASS_START)
+        out.append({"first": round(marks[0][0], 2), "last": round(marks[-1][0], 2),
+                    "idle_s": round(marks[-1][0] - marks[0][0] - busy, 3)})
+    return {"lanes": sorted(out, key=lambda lane: lane["first"])}
 
 
 def main() -> None:

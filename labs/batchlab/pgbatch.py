@@ -13,17 +13,20 @@ worker that takes over a shard on another machine skips what the store already h
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from . import shardweights
+from .batchfile import check_input_path
 from .batchstream import open_batch
 from .errors import KitError
 from .pgleases import PgLeaseStore
-from .pgstore import PgConnection, batch_info, iter_documents, load_documents
+from .pgstore import PgConnection, batch_info, iter_document_texts, load_documents
 from .rundir import RunDir
 from .runspec import RunSpec
+from .worker import INPUT_CHECKED
 
 #: The local copy of the batch's entries in a joining worker's folder (JSON Lines: streamed both ways).
 LOCAL_INPUT = "input.jsonl"
@@ -46,6 +49,17 @@ def publish_batch(db: PgConnection, spec: RunSpec, *, shards: int) -> int:
     return count
 
 
+def write_memo(memo: Path, source: Path, documents: int, batch_id: str) -> None:
+    """Say that ``source`` was checked (:func:`batchlab.batchstream.open_checked`'s memo), so that the worker's pass
+    runner does not read and parse the whole file again before its first pass: its entries were validated when
+    the batch was published, and this worker wrote them one JSON line each."""
+    st = os.stat(source)
+    tmp = memo.with_name(memo.name + ".tmp")
+    tmp.write_text(json.dumps({"path": str(check_input_path(source)), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                               "documents": documents, "batch_id": batch_id}), encoding="utf-8")
+    os.replace(tmp, memo)
+
+
 def join_batch(db: PgConnection, batch_id: str, impl: Path, folder: Path, *, wait_s: float = 60.0,
                sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> RunSpec:
     """A local work folder for ``batch_id`` (spec.json with ``impl``, input.jsonl from the store); its spec.
@@ -66,11 +80,14 @@ def join_batch(db: PgConnection, batch_id: str, impl: Path, folder: Path, *, wai
     folder.mkdir(parents=True, exist_ok=True)
     source = folder / LOCAL_INPUT
     partial = source.with_suffix(".part")
+    count = 0
     with partial.open("w", encoding="utf-8") as fh:
         fh.write(json.dumps({"header": True, "batch_id": batch_id}) + "\n")
-        for raw in iter_documents(db, batch_id):
-            fh.write(json.dumps(raw) + "\n")
+        for text in iter_document_texts(db, batch_id):
+            fh.write(text + "\n")
+            count += 1
     partial.replace(source)
+    write_memo(folder / INPUT_CHECKED, source, count, batch_id)
     data = dict(info["spec"]) if isinstance(info["spec"], dict) else {}
     data.update({"impl": str(Path(impl).resolve()), "input": str(source.resolve()), "batch_id": batch_id})
     RunDir(folder).spec.write_text(json.dumps(data, indent=2), encoding="utf-8")

@@ -9,9 +9,10 @@ with ``SELECT ... FOR UPDATE SKIP LOCKED``, the claim of procrastinate, River, O
 another claimer is taking is skipped, not waited for, so two claimers get two different shards in one round trip
 each, and never the same shard with the same token (the row lock holds until the token's increment commits).
 
-The fence (:meth:`PgLeaseStore.fence`) reads the lease row ``FOR SHARE`` inside the sink's transaction: a
-claim (which must lock the row ``FOR UPDATE``) waits for, or skips, a put in progress, and a put that comes
-after a claim sees the new token and is refused. Time is always passed in (``now``).
+The fence (:meth:`PgLeaseStore.fence`, a :class:`Fence`) reads the lease row ``FOR SHARE`` inside the sink's
+transaction: a claim (which must lock the row ``FOR UPDATE``) waits for, or skips, a put in progress, and a put
+that comes after a claim sees the new token and is refused: its check fails on the server, which aborts the
+put's transaction (the check is not fetched, so a put is one round trip). Time is always passed in (``now``).
 """
 
 from __future__ import annotations
@@ -89,18 +90,9 @@ class PgLeaseStore(GuardedUpdates):
     def check(self, lease: Lease, *, now: float) -> bool:
         return self.db.transact(lambda c: _valid(c, lease, now, lock=""))
 
-    def fence(self, lease: Lease, clock: Callable[[], float]) -> Callable[[psycopg.Connection[Any], str], None]:
-        """The sink's guard: run inside its write transaction; raises :class:`StaleLease` or logs the put."""
-
-        def guard(conn: psycopg.Connection[Any], key: str) -> None:
-            now = clock()
-            if not _valid(conn, lease, now, lock=" FOR SHARE"):
-                raise StaleLease(lease, key)
-            conn.execute("INSERT INTO fenced_puts (key, batch_id, shard, token, owner, t, claims_seen) "
-                         "VALUES (%s, %s, %s, %s, %s, %s, (SELECT COALESCE(MAX(seq), 0) FROM lease_claims))",
-                         (key, lease.batch_id, lease.shard, lease.token, lease.owner, now))
-
-        return guard
+    def fence(self, lease: Lease, clock: Callable[[], float]) -> Fence:
+        """The sink's guard: run inside its write transaction; a stale lease's put is refused (see :class:`Fence`)."""
+        return Fence(lease, clock)
 
     def refuse(self, lease: Lease, key: str, *, now: float) -> None:
         self.db.statement(
@@ -126,6 +118,39 @@ class PgLeaseStore(GuardedUpdates):
         """Close the connection if the store owns it (``owns=True``); otherwise it is the caller's."""
         if self._owns:
             self.db.close()
+
+
+#: The fence's check: the lease row read ``FOR SHARE`` when it is still the lease's, and ``1 / 0`` when it is not. A
+#: division by the count, not a fetch: nothing waits for the answer (the put's statements follow in the same
+#: pipeline), and a stale lease's check fails on the server, which aborts the transaction, so nothing after it
+#: commits. (A constant ``1 / 0`` would be folded when the statement is planned, whatever the lease.)
+_FENCE = f"""
+SELECT 1 / (SELECT count(*) FROM (SELECT 1 FROM leases WHERE {_VALID} AND expires_at > %s FOR SHARE) AS held)
+"""
+
+
+class Fence:
+    """A lease's fence, the guard of a :class:`batchlab.pgsink.PgSink`: run first in each put's transaction.
+
+    It locks the lease row ``FOR SHARE`` if the lease is still current (owner, token, held, unexpired), so no claim
+    can take the shard until the put commits, and logs the put in ``fenced_puts``; a stale lease fails the check
+    with a ``division_by_zero`` error on the server, and the sink turns that error into :class:`StaleLease`
+    (:meth:`refusal`). Sending the check without waiting for it saves the put a round trip (two, not three).
+    """
+
+    def __init__(self, lease: Lease, clock: Callable[[], float]) -> None:
+        self.lease, self._clock = lease, clock
+
+    def __call__(self, conn: psycopg.Connection[Any], key: str) -> None:
+        lease, now = self.lease, self._clock()
+        conn.execute(_FENCE, (*_who(lease), now))
+        conn.execute("INSERT INTO fenced_puts (key, batch_id, shard, token, owner, t, claims_seen) "
+                     "VALUES (%s, %s, %s, %s, %s, %s, (SELECT COALESCE(MAX(seq), 0) FROM lease_claims))",
+                     (key, lease.batch_id, lease.shard, lease.token, lease.owner, now))
+
+    def refusal(self, error: Exception, key: str) -> StaleLease | None:
+        """The :class:`StaleLease` that ``error`` (raised by a put's transaction) means, None if it means another."""
+        return StaleLease(self.lease, key) if isinstance(error, psycopg.errors.DivisionByZero) else None
 
 
 def _valid(conn: psycopg.Connection[Any], lease: Lease, now: float, *, lock: str) -> bool:

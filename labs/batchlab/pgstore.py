@@ -3,7 +3,8 @@
 When one machine is not enough, a batch lives in one PostgreSQL database that every worker reaches by
 its URL: the batch's documents (streamed in, in chunks, so a joining worker needs only the URL and the
 batch id), the ledger's events (one row each, so the metrics read every worker's events from anywhere),
-the sink (:mod:`batchlab.pgsink`) and the shard leases (:mod:`batchlab.pgleases`). Every table is keyed by
+the sink (:mod:`batchlab.pgsink`) and the shard leases (:mod:`batchlab.pgleases`). The ledger's writers are in
+:mod:`batchlab.pgledger`. Every table is keyed by
 ``batch_id``: one database holds many batches.
 
 Nothing here is needed by the lesson: SQLite in the run directory stays the default, and psycopg (the
@@ -21,15 +22,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
-
-from .ledger import _short
+from psycopg.pq import TransactionStatus
 
 T = TypeVar("T")
 
@@ -121,15 +120,12 @@ class PgConnection:
         """Run ``work(conn)`` in one transaction; on a broken connection reconnect and run it again.
 
         ``pipeline``: in psycopg's pipeline mode, where a statement is sent without waiting for the one before,
-        and the client waits only where ``work`` fetches a result and at the commit. A put's statements then
-        cost three round trips instead of eight; the order and the transaction are the same (the server runs
-        the statements one after another, and a ``work`` that raises still rolls all of them back).
+        and the client waits only where ``work`` fetches a result and at the commit (:func:`_pipelined`).
         """
 
         def in_transaction(conn: psycopg.Connection[Any]) -> T:
             if pipeline:
-                with conn.pipeline(), conn.transaction():
-                    return work(conn)
+                return _pipelined(conn, work)
             with conn.transaction():
                 return work(conn)
 
@@ -142,7 +138,7 @@ class PgConnection:
         """
         return self._retried(lambda conn: conn.execute(sql, params).rowcount)
 
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple[Any, ...]]:
         """The rows of one read, run on its own (autocommit: one round trip, where :meth:`transact` takes three:
         BEGIN, the query, COMMIT); retried as :meth:`transact`. A sink's lookups take this path: once per document.
         """
@@ -165,6 +161,28 @@ class PgConnection:
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
+
+
+def _pipelined(conn: psycopg.Connection[Any], work: Callable[[psycopg.Connection[Any]], T]) -> T:
+    """``work`` between a ``BEGIN`` and a ``COMMIT`` sent in one pipeline: a round trip per result ``work`` fetches,
+    and one for the commit (the pipeline's closing sync, which carries every statement not yet sent).
+
+    Not psycopg's ``conn.transaction()``: inside a pipeline it syncs after its ``BEGIN`` and again before its
+    ``COMMIT`` (two round trips more; a put took five). A ``work`` that raises, or a statement that failed (its
+    error comes at a fetch or at the sync; the statements after it are skipped), leaves the transaction open or
+    aborted: it is rolled back (one more round trip, on that path only) and the error goes on. Results of
+    statements not fetched in ``work`` are in their cursors after the sync (``work`` may return a cursor).
+    """
+    try:
+        with conn.pipeline():
+            conn.execute("BEGIN")
+            result = work(conn)
+            conn.execute("COMMIT")
+    except BaseException:
+        if not (conn.broken or conn.closed) and conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
+        raise
+    return result
 
 
 #: Every table and index :data:`SCHEMA` creates, by name (what :func:`create_schema` looks for first).
@@ -231,6 +249,13 @@ def iter_documents(db: PgConnection, batch_id: str, *, chunk: int = CHUNK) -> It
                       batch_id, chunk)
 
 
+def iter_document_texts(db: PgConnection, batch_id: str, *, chunk: int = CHUNK) -> Iterator[str]:
+    """A batch's raw entries in input order as the JSON text the store holds (one line each: loaded with ASCII
+    escapes, no newline), unparsed: a joining worker copies them to its local file as they are."""
+    yield from _pages(db, "SELECT seq, raw::text FROM documents WHERE batch_id = %s AND seq > %s ORDER BY seq "
+                      "LIMIT %s", batch_id, chunk)
+
+
 def iter_events(db: PgConnection, batch_id: str, *, chunk: int = 5000) -> Iterator[dict[str, Any]]:
     """A batch's ledger events in the order they were written, every worker's together."""
     for event in _pages(db, "SELECT seq, event FROM ledger WHERE batch_id = %s AND seq > %s ORDER BY seq LIMIT %s",
@@ -269,77 +294,3 @@ def _insert_in_chunks(db: PgConnection, sql: str, rows: Iterable[tuple[Any, ...]
         db.transact(flush)
         count += len(page)
     return count
-
-
-class PgLedger:
-    """The ledger of a worker whose batch lives in PostgreSQL: :class:`batchlab.ledger.Ledger`'s ``emit``, as rows.
-
-    One committed INSERT per event (the row is there or not, never half there, as a ledger line); the
-    envelope (``ev``, ``t``, ``pass``, ``pid``) is the file ledger's, so the metrics read both alike.
-    """
-
-    def __init__(self, db: PgConnection, batch_id: str, *, pass_no: int,
-                 clock: Callable[[], float] = time.time, pid: int = 0) -> None:
-        self.db, self.batch_id, self.pass_no = db, batch_id, pass_no
-        self._clock = clock
-        self._pid = pid or os.getpid()
-
-    def emit(self, ev: str, **fields: Any) -> None:
-        record: dict[str, Any] = {"ev": str(ev), "t": self._clock(), "pass": self.pass_no, "pid": self._pid}
-        for name, value in fields.items():
-            record[name] = _short(value) if type(value) is str else value
-        text = json.dumps(record, default=str)  # ASCII escapes: any string (a lone surrogate too) fits
-        self.db.statement("INSERT INTO ledger (batch_id, event) VALUES (%s, %s)", (self.batch_id, text))
-
-    def close(self) -> None:
-        """Nothing to close: the connection is the caller's."""
-
-
-#: The events a :class:`PassLedger` holds until the next write: a service call's, many per document.
-HELD_EVENTS = frozenset({"call_start", "call_ok", "call_fail"})
-#: The longest a held event waits for a write (seconds): calls without a put (an outage's retries) are written too.
-HOLD_S = 0.25
-
-
-class PassLedger(PgLedger):
-    """A fleet pass's ledger on PostgreSQL: a service call's events are written with the next other event.
-
-    :class:`PgLedger` waits for one INSERT per event: four or five per document (a call's start and end, the
-    put), each a round trip during which the processor's event loop stands still, and on two shared cores the
-    server's work for them competes with the workers'. Here ``call_*`` events are held in memory and written,
-    in order, in one multi-row INSERT (one round trip) with the next event of any other kind (the ``sink_put``
-    after each put, a pass's start, end or stop) or once the oldest has waited :data:`HOLD_S`, and at
-    :meth:`close`. What a SIGKILL can take with it is the held events: the calls since the pass's last put,
-    whose documents were in flight and are run again; every put, its ``sink_put`` event and every other event
-    are written before ``emit`` returns, as with :class:`PgLedger`.
-    """
-
-    def __init__(self, db: PgConnection, batch_id: str, *, pass_no: int,
-                 clock: Callable[[], float] = time.time, pid: int = 0) -> None:
-        super().__init__(db, batch_id, pass_no=pass_no, clock=clock, pid=pid)
-        self._held: list[str] = []
-        self._since = 0.0
-
-    def emit(self, ev: str, **fields: Any) -> None:
-        record: dict[str, Any] = {"ev": str(ev), "t": self._clock(), "pass": self.pass_no, "pid": self._pid}
-        for name, value in fields.items():
-            record[name] = _short(value) if type(value) is str else value
-        if not self._held:
-            self._since = record["t"]
-        self._held.append(json.dumps(record, default=str))
-        if str(ev) not in HELD_EVENTS or record["t"] - self._since >= HOLD_S:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the held events, in order, in one committed INSERT."""
-        if not self._held:
-            return
-        rows = self._held
-        values = ", ".join(["(%s, %s)"] * len(rows))
-        self.db.statement(f"INSERT INTO ledger (batch_id, event) VALUES {values}",
-                          [v for text in rows for v in (self.batch_id, text)])
-        self._held = []
-
-    def close(self) -> None:
-        """Write what is held (the connection is the caller's)."""
-        self.flush()

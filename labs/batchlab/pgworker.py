@@ -9,9 +9,9 @@ impl and the entries streamed from the store; the processor's checkpoint lives t
 loop of the run-directory fleet (:func:`batchlab.workerproc.work`: claim, a long-lived pass runner, renewal from
 a thread every third of the lease with jitter, finish) on a :class:`~batchlab.workerproc.Seat` of the store: its
 lease store is :class:`batchlab.pgleases.PgLeaseStore` (claims ``SKIP LOCKED``), and its pass runner
-(:mod:`batchlab.shardpass` started with the URL) writes through :class:`StorePlace`: a
+(:mod:`batchlab.shardpass` started with the URL) writes through :class:`batchlab.pgplace.StorePlace`: a
 :class:`batchlab.pgsink.PgSink` whose every put is fenced by the lease in its own transaction, and the ledger as
-rows (:class:`batchlab.pgstore.PassLedger`: a service call's events written with the next put's).
+rows (:class:`batchlab.pgledger.PassLedger`: a service call's events written with the next put's).
 """
 
 from __future__ import annotations
@@ -28,36 +28,14 @@ from typing import Any
 
 from . import workerproc
 from .errors import EXIT_BAD_INPUT, KitError
-from .leases import Lease
 from .lifeline import hold_parent_link
 from .pgbatch import join_batch
-from .pgfleet import run_fleet
 from .pgleases import PgLeaseStore
-from .pgsink import PgSink
-from .pgstore import PassLedger, PgConnection
-from .shardpass import PassIO
+from .pgplace import StorePlace
+from .pgstore import PgConnection
 from .workerproc import DEFAULT_LEASE_S, EXIT_PASS_FAILED, IDLE_POLL_S, Seat
 
-__all__ = ["DEFAULT_LEASE_S", "EXIT_PASS_FAILED", "IDLE_POLL_S", "StorePlace", "run_fleet", "store_seat", "work"]
-
-
-class StorePlace:
-    """Where a pass on a PostgreSQL store writes (a :class:`batchlab.shardpass.Place`): the store's ledger, sink and
-    leases, on one connection kept by the pass runner from shard to shard; the spec and the processor's checkpoint
-    in the worker's local ``folder`` (written by :func:`batchlab.pgbatch.join_batch`)."""
-
-    def __init__(self, url: str, folder: Path) -> None:
-        self.url, self.folder = url, Path(folder)
-        self._db: PgConnection | None = None
-
-    def open(self, spec: Any, lease: Lease, pass_no: int) -> PassIO:
-        if self._db is None:
-            self._db = PgConnection(self.url)
-        db = self._db
-        ledger = PassLedger(db, lease.batch_id, pass_no=pass_no)
-        store = PgLeaseStore(db)
-        sink = PgSink(db, lease.batch_id, ledger=ledger, pass_no=pass_no, guard=store.fence(lease, time.time))
-        return PassIO(ledger, store, sink, self.folder / "state", close=ledger.close)
+__all__ = ["DEFAULT_LEASE_S", "EXIT_PASS_FAILED", "IDLE_POLL_S", "StorePlace", "store_seat", "work"]
 
 
 def store_seat(url: str, folder: Path) -> Seat:
@@ -75,6 +53,16 @@ def work(url: str, batch_id: str, impl: Path, *, owner: str, folder: Path, lease
     finally:
         db.close()
     return workerproc.work(store_seat(url, folder), batch_id, owner, lease_s=lease_s, clock=clock, rng=rng)
+
+
+def __getattr__(name: str) -> Any:
+    """``run_fleet`` (:func:`batchlab.pgfleet.run_fleet`), imported when asked for: a worker never needs the fleet's
+    modules, and its start-up is CPU the other workers' passes share."""
+    if name == "run_fleet":
+        from .pgfleet import run_fleet
+
+        return run_fleet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> int:

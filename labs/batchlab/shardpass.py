@@ -1,7 +1,7 @@
 """One pass of the processor over one leased shard: the child a fleet worker starts and kills.
 
 ``python -m batchlab.shardpass RUN_DIR --shard I --of N --owner W --token T --pass P``, or ``URL --folder DIR``
-for a batch in a PostgreSQL store (:class:`batchlab.pgworker.StorePlace`: the same pass, its ledger, sink and
+for a batch in a PostgreSQL store (:class:`batchlab.pgplace.StorePlace`: the same pass, its ledger, sink and
 leases in the store, its spec and checkpoint in the worker's local folder). Where a pass writes is a
 :class:`Place`; everything else is the same code for both stores.
 
@@ -237,7 +237,7 @@ def serve_leases(place: Place) -> int:
 def place_of(target: str, folder: Path | None) -> Place:
     """A run directory, or (``target`` a PostgreSQL URL) the store with ``folder`` as the worker's local folder."""
     if target.startswith(("postgresql://", "postgres://")):  # :func:`batchlab.pgstore.is_store_url`, psycopg unloaded
-        from .pgworker import StorePlace
+        from .pgplace import StorePlace
 
         if folder is None:
             raise SystemExit("a pass on a PostgreSQL store needs --folder")

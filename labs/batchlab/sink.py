@@ -98,16 +98,18 @@ def check_put(key: str, chunks: Sequence[str], vectors: Sequence[Sequence[float]
 
 class PutBookkeeping:
     """What every sink does once a put committed (this one, :class:`batchlab.pgsink.PgSink`): count it, log its
-    ``sink_put``, and crash there if the plan says so; ``writes`` is returned."""
+    ``sink_put`` (unless ``logged``: the put's transaction wrote it, as a PostgreSQL sink does with a ledger in the
+    same store), and crash there if the plan says so; ``writes`` is returned."""
 
     ledger: Any
     crash: CrashPlan
     commits: int
     _on_crash: Callable[[], None]
 
-    def _committed(self, doc: Document, ident: str, key: str, mode: str, writes: int, upgrade: bool) -> int:
+    def _committed(self, doc: Document, ident: str, key: str, mode: str, writes: int, upgrade: bool, *,
+                   logged: bool = False) -> int:
         self.commits += 1
-        if self.ledger is not None:
+        if self.ledger is not None and not logged:
             self.ledger.emit(Ev.SINK_PUT, doc_id=doc.id, ident=ident, key=key, mode=mode, n=self.commits,
                              writes=writes, upgrade=upgrade)
         if self.crash.kind == CRASH_AFTER_COMMIT and self.commits == self.crash.at:

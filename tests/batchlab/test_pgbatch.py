@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from batchlab.pgbatch import join_batch, publish_batch
 from batchlab.pgleases import PgLeaseStore
 from batchlab.pgstore import PgConnection, load_documents
 from batchlab.runspec import RunSpec, read_spec
+from batchlab.shardpass import InputCache
+from batchlab.worker import INPUT_CHECKED
 
 
 def spec_of(tmp_path: Path) -> RunSpec:
@@ -68,3 +71,18 @@ def test_no_such_batch_is_batch_not_found_after_the_wait(pg_db: str, tmp_path: P
         join_batch(db, "b-9", tmp_path / "mine.py", tmp_path / "w", wait_s=3, sleep=lambda s: None,
                    clock=lambda: float(next(now)))
     assert info.value.code == "batch_not_found" and not (tmp_path / "w").exists()
+
+
+def test_a_joined_input_is_the_stores_text_and_its_memo_spares_the_runner_a_read(pg_db: str, tmp_path: Path) -> None:
+    """The local input holds the store's entries line for line (unparsed), and the memo written beside it names this
+    very file, so a pass runner trusts it (its header, no validation); a file changed after the join is not trusted."""
+    db = PgConnection(pg_db)
+    publish_batch(db, spec_of(tmp_path), shards=2)
+    joined = join_batch(db, "b-9", tmp_path / "mine.py", tmp_path / "w")
+    assert list(open_batch(joined.input)) == list(open_batch(spec_of(tmp_path).input))
+    cache = InputCache(tmp_path / "w" / INPUT_CHECKED)
+    header = cache._from_memo(joined.input, os.stat(joined.input))
+    assert header is not None and header.documents == 9 and header.batch_id == "b-9"
+    with open(joined.input, "a", encoding="utf-8") as fh:
+        fh.write("\n")
+    assert cache._from_memo(joined.input, os.stat(joined.input)) is None

@@ -15,9 +15,11 @@ need_psycopg()
 import psycopg
 from batchlab.documents import Document
 from batchlab.leases import DONE, FREE, HELD, LeaseError, StaleLease
+from batchlab.ledger import Ev
 from batchlab.pgleases import PgLeaseStore
+from batchlab.pgledger import PassLedger
 from batchlab.pgsink import PgSink, read_outputs, read_puts
-from batchlab.pgstore import PgConnection
+from batchlab.pgstore import PgConnection, iter_events
 
 DOC = Document(id="doc-1", content="Some text.", source="wiki")
 
@@ -149,3 +151,22 @@ def test_processes_racing_to_claim_get_different_shards(pg_db: str) -> None:
     assert all(p.returncode == 0 for p in procs)
     shards = sorted(shard for got in claims for shard, _ in got)
     assert shards == list(range(40)) and {token for got in claims for _, token in got} == {1}
+
+
+def test_a_refused_put_writes_none_of_its_events_and_the_connection_goes_on(store: PgLeaseStore) -> None:
+    """The fence's check fails the zombie's whole transaction on the server: no fenced put, no sink_put event, the
+    held call event still held; the same connection then commits the fresh holder's put with its events."""
+    zombie = store.claim("b", "zombie", now=100.0, lease_s=10.0)
+    assert zombie is not None
+    store.release(zombie)
+    fresh = store.claim("b", "fresh", now=100.0, lease_s=10.0)
+    assert fresh is not None and fresh.shard == zombie.shard
+    ledger = PassLedger(store.db, "b", pass_no=1)
+    ledger.emit(Ev.CALL_START, doc_id="d", ident="i", chunk=0, attempt=1, call=1, inflight=1, doc_inflight=1)
+    with pytest.raises(StaleLease):
+        PgSink(store.db, "b", ledger=ledger, guard=store.fence(zombie, lambda: 101.0)).put("k", DOC, ["late"], [[0.0]])
+    assert list(iter_events(store.db, "b")) == [] and len(ledger.held()) == 1
+    assert store.db.transact(lambda c: c.execute("SELECT count(*) FROM fenced_puts").fetchone()) == (0,)
+    PgSink(store.db, "b", ledger=ledger, guard=store.fence(fresh, lambda: 101.0)).put("k", DOC, ["x"], [[1.0]])
+    assert [e["ev"] for e in iter_events(store.db, "b")] == ["call_start", "sink_put"]
+    assert [r.chunks for r in read_outputs(store.db, "b")] == [["x"]]

@@ -10,11 +10,9 @@ from pgserver import need_psycopg
 need_psycopg()
 
 from batchlab.ledger import Ev
+from batchlab.pgledger import HOLD_S, PassLedger, PgLedger
 from batchlab.pgstore import (
-    HOLD_S,
-    PassLedger,
     PgConnection,
-    PgLedger,
     batch_info,
     import_events,
     is_store_url,

@@ -87,7 +87,7 @@ def test_a_killed_workers_shard_is_taken_over_without_a_command(batch: str, tmp_
 
 def test_a_fleet_started_here_completes_the_published_batch(pg_db: str, tmp_path: Path) -> None:
     """``run_fleet``: the batch published, three local workers, every shard done, 0 duplicates, the metrics' keys."""
-    from batchlab.pgworker import run_fleet
+    from batchlab.pgfleet import run_fleet
 
     if not solution_module().exists():
         pytest.skip("needs the reference solution, which a student distribution leaves out")

@@ -663,21 +663,27 @@ class InputPositions:
         self._conn = sqlite3.connect(":memory:" if path is None else str(path), isolation_level=None,
                                      timeout=LOCK_WAIT_S)
         try:
-            self._conn.execute("BEGIN IMMEDIATE")  # take the write lock now, or learn another process holds it
-            self._conn.execute("COMMIT")
+            self._open()  # takes the write lock now, or learns another process holds it
         except sqlite3.OperationalError as exc:
             self._conn.close()
             self.unavailable = f"{path} is locked by another process ({exc})"
             self._conn = sqlite3.connect(":memory:", isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+            self._open()
+        self._count = self._conn.execute("SELECT count(*) FROM seen").fetchone()[0]
+        self._unsaved = 0
+        self._conn.execute("BEGIN")
+
+    def _open(self) -> None:
+        """WAL first, then the write lock and the tables in one transaction: a new file (each shard of a fleet
+        makes one) costs one commit, where the lock's probe, the switch to WAL and each table took one each."""
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("BEGIN IMMEDIATE")
         self._conn.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, first INTEGER NOT NULL) "
                            "WITHOUT ROWID")
         self._conn.execute("CREATE TABLE IF NOT EXISTS offset (id INTEGER PRIMARY KEY CHECK (id = 0), "
                            "data TEXT NOT NULL)")
-        self._count = self._conn.execute("SELECT count(*) FROM seen").fetchone()[0]
-        self._unsaved = 0
-        self._conn.execute("BEGIN")
+        self._conn.execute("COMMIT")
 
     def first(self, key: str) -> int | None:
         """The index where ``key`` was first met, None if never."""
