@@ -3,7 +3,7 @@
 For each worker count (``--reps`` times, medians), a fresh batch of ``--docs`` documents in
 ``fleet.default_shards`` shards (as the SQLite bench) is published in a
 throwaway local server (started as the tests start it, or ``--store URL``) and run by
-:func:`batchlab.pgworker.run_fleet` (the run-directory fleet's workers and long-lived pass runners, on the
+:func:`batchlab.pgfleet.run_fleet` (the run-directory fleet's workers and long-lived pass runners, on the
 store) with the reference processor on a latency-bound simulated service
 (``--median-ms``, default 20, the reference's concurrency 8 per worker). Wall time from publish to the last
 worker's exit (worker and pass start-up included) and the passes' span (first pass start to last pass end,

@@ -1,8 +1,8 @@
 """A worker of a batch that lives in PostgreSQL: joins it from any machine, claims shards, runs a fenced pass on each.
 
 ``python -m batchlab.pgworker URL --batch-id ID --impl PATH [--owner W] [--lease-s L] [--folder DIR]``
-(``batchlab worker --store URL --batch-id ID``); and :func:`run_fleet`, which publishes a batch and starts N of
-them on this machine (``run --store URL --workers N``).
+(``batchlab worker --store URL --batch-id ID``); :func:`batchlab.pgfleet.run_fleet` publishes a batch and starts N
+of them on this machine (``run --store URL --workers N``): apart, so that a worker never imports the fleet's modules.
 
 It first joins the batch (:func:`batchlab.pgbatch.join_batch`: a local work folder with the spec, this worker's
 impl and the entries streamed from the store; the processor's checkpoint lives there too), then runs the very
@@ -24,7 +24,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from . import workerproc
 from .errors import EXIT_BAD_INPUT, KitError
@@ -53,16 +52,6 @@ def work(url: str, batch_id: str, impl: Path, *, owner: str, folder: Path, lease
     finally:
         db.close()
     return workerproc.work(store_seat(url, folder), batch_id, owner, lease_s=lease_s, clock=clock, rng=rng)
-
-
-def __getattr__(name: str) -> Any:
-    """``run_fleet`` (:func:`batchlab.pgfleet.run_fleet`), imported when asked for: a worker never needs the fleet's
-    modules, and its start-up is CPU the other workers' passes share."""
-    if name == "run_fleet":
-        from .pgfleet import run_fleet
-
-        return run_fleet
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,8 +108,8 @@ def run_store(spec: RunSpec, *, url: str, workers: int, shards: int, lease_s: fl
     import psycopg
 
     from ..metrics import format_table
+    from ..pgfleet import run_fleet
     from ..pgmetrics import metrics_for_store
-    from ..pgworker import run_fleet
 
     try:
         exits = run_fleet(url, spec, workers=workers, shards=shards, folder=folder, lease_s=lease_s)
