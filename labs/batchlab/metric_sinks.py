@@ -68,7 +68,13 @@ class FileSink:
         db.execute("ATTACH DATABASE ? AS sink", (f"{self._path.resolve().as_uri()}?mode=ro",))
         db.execute("BEGIN")
         db.execute("INSERT INTO puts SELECT seq, ident, pass, upgrade != 0 FROM sink.puts ORDER BY seq")
-        if not outputs:
+        if outputs:
+            self.index_outputs()
+
+    def index_outputs(self) -> None:
+        """Index the sink's outputs by identity in the store (:meth:`records`, :meth:`verdicts_of` look them up)."""
+        db = self._db
+        if db is None:
             return
         db.execute("CREATE TABLE out_ix (ident TEXT NOT NULL, rid INTEGER NOT NULL)")
         db.execute("INSERT INTO out_ix SELECT ident, rowid FROM sink.outputs")
