@@ -245,20 +245,40 @@ class PassFold:
         return pm, self.first_new_call
 
 
-def complete_pass(pm: PassMetrics, first_new_call: float | None, unique: int, store: FoldStore) -> PassMetrics:
-    """A pass's hits, lookups and resume time, from the store's identities (the input) and puts (the sink)."""
+def complete_pass(pm: PassMetrics, first_new_call: float | None, unique: int, store: FoldStore,
+                  hits: int | None = None) -> PassMetrics:
+    """A pass's hits, lookups and resume time, from the store's identities (the input) and puts (the sink).
+
+    ``hits``, when given, is the pass's from :func:`hits_by_pass` (all passes in one walk of the puts).
+    """
     db = store.db
     before = "EXISTS (SELECT 1 FROM puts p WHERE p.ident = i.ident AND p.pass < ?)"
     pm.lookups = unique
-    pm.hits = db.execute(f"SELECT COUNT(*) FROM idents i WHERE {before} AND NOT EXISTS "
-                         "(SELECT 1 FROM puts p WHERE p.ident = i.ident AND p.pass = ?)",
-                         (pm.pass_no, pm.pass_no)).fetchone()[0]
+    pm.hits = hits if hits is not None else db.execute(
+        f"SELECT COUNT(*) FROM idents i WHERE {before} AND NOT EXISTS "
+        "(SELECT 1 FROM puts p WHERE p.ident = i.ident AND p.pass = ?)", (pm.pass_no, pm.pass_no)).fetchone()[0]
     if pm.pass_no > 1:
         if first_new_call is not None:
             pm.resume_time_s = first_new_call - pm.started
         elif not db.execute(f"SELECT 1 FROM idents i WHERE NOT {before} LIMIT 1", (pm.pass_no,)).fetchone():
             pm.resume_time_s = 0.0  # nothing was left to do
     return pm
+
+
+def hits_by_pass(passes: Sequence[int], store: FoldStore) -> list[int]:
+    """Each pass's hits (input identities committed before it and not in it), in one walk of the puts by identity.
+
+    :func:`complete_pass`'s query asked once per pass walks every identity of the input each time; this
+    groups the puts of the input's identities once, each group's first pass and whether it holds each pass.
+    """
+    if not passes:
+        return []
+    nums = [int(p) for p in passes]  # integers written into the SQL text, never strings
+    held = ", ".join(f"MAX(pass = {p}) AS h{k}" for k, p in enumerate(nums))
+    sums = ", ".join(f"COALESCE(SUM(first < {p} AND h{k} = 0), 0)" for k, p in enumerate(nums))
+    row = store.db.execute(f"SELECT {sums} FROM (SELECT MIN(pass) AS first, {held} FROM puts "
+                           "WHERE ident IN (SELECT ident FROM idents) GROUP BY ident)").fetchone()
+    return [int(v) for v in row]
 
 
 @dataclass
@@ -339,7 +359,9 @@ def fold_run(documents: Iterable[Any], events: Iterable[Event | Tick], sink: Lis
     half = ledger() if ledger is not None else None
     if half is None:
         half = fold_ledger(events, store)
-    passes = [complete_pass(pm, first_new, inputs.unique, store) for pm, first_new in half.passes]
+    hits = hits_by_pass([pm.pass_no for pm, _ in half.passes], store)
+    passes = [complete_pass(pm, first_new, inputs.unique, store, hits=h)
+              for (pm, first_new), h in zip(half.passes, hits, strict=True)]
     return Folded(inputs=inputs, tally=half.tally, passes=passes, duplicates=_duplicates(store),
                   upgraded=store.db.execute("SELECT COUNT(*) FROM puts WHERE upgrade").fetchone()[0],
                   latency_p50_s=half.latency_p50_s, latency_p95_s=half.latency_p95_s)
