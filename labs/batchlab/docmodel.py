@@ -212,7 +212,13 @@ def _plain_document(raw: dict[str, Any], default_source: str) -> Document | None
     source, title, metadata = raw.get("source", default_source), raw.get("title", ""), raw.get("metadata", {})
     if type(source) is not str or type(title) is not str or type(metadata) is not dict:
         return None
-    return Document(id=doc_id, content=content, source=source or default_source, title=title, metadata=dict(metadata))
+    # the frozen dataclass's own __init__ sets each field through object.__setattr__ (0.8 us); one dict update
+    # gives the same instance (its fields are its __dict__, no __post_init__) in 0.25 us, a million times a fold
+    doc: Document = object.__new__(Document)
+    doc.__dict__.update(id=doc_id, content=content, source=source or default_source, title=title,
+                        metadata=dict(metadata))
+    return doc
+
 
 
 def try_parse(raw: Any) -> Document | InvalidDocumentError:

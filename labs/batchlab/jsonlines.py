@@ -15,7 +15,7 @@ from .doccheck import _SURROGATE_ESCAPE, MAX_DOCUMENT_BYTES, _DuplicateKeys, _ob
 from .docmodel import RejectedDocument
 from .errors import BatchInputError
 from .jsonwindow import MAX_VALUE_CHARS
-from .streamentry import StreamEntry, _duplicate_key_error, check_header_batch_id, loader_checks
+from .streamentry import StreamEntry, _duplicate_key_error, check_header_batch_id, loader_checks, stream_entry
 
 #: A JSON Lines line longer than this is refused unread (a document's JSON text is at most about six bytes a byte
 #: of content, and the content at most ``MAX_DOCUMENT_BYTES``); shorter lines are decoded and measured exactly.
@@ -108,7 +108,7 @@ class JsonLinesReader:
                 raw = jsonl_line_document(text, line=number, offset=offset)
             else:
                 raw = None
-            yield StreamEntry(index, number, offset, self.offset - offset, raw, self.line_no + 1)
+            yield stream_entry(index, number, offset, self.offset - offset, raw, self.line_no + 1)
             index += 1
             line = self._next_line()
 

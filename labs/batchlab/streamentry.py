@@ -33,6 +33,16 @@ class StreamEntry:
     end_line: int = 0
 
 
+def stream_entry(index: int, line: int, offset: int, length: int, raw: Any, end_line: int) -> StreamEntry:
+    """``StreamEntry(...)`` without the frozen dataclass's field-by-field ``object.__setattr__`` (a third of the cost).
+
+    The same instance (its fields are its ``__dict__``); the JSON Lines reader makes one a line.
+    """
+    entry: StreamEntry = object.__new__(StreamEntry)
+    entry.__dict__.update(index=index, line=line, offset=offset, length=length, raw=raw, end_line=end_line)
+    return entry
+
+
 def loader_checks(value: Any, *, maybe_surrogate: bool, where: dict[str, Any]) -> Any:
     """The loader's per-document checks on one decoded entry (those of ``batch_from_data``)."""
     raw = _checked(value) if maybe_surrogate or isinstance(value, _DuplicateKeys) else value
