@@ -10,148 +10,35 @@ outputs, compared with the oracle's as JSON texts, then dropped), then the ledge
 small accumulator per pass (its time-only lines as ticks, :mod:`batchlab.ledger_scan`). What grows
 with the batch (identities, puts, first dispatches, latencies) lives in the scratch database past
 :data:`batchlab.fold_store.SPILL_KEYS` keys; what stays in Python is a few counters per pass and the
-lists the figures are (missing and wrong documents, duplicates: empty on a good run).
+lists the figures are (missing and wrong documents, duplicates: empty on a good run). The input's side
+(:class:`InputFold`) lives in :mod:`batchlab.metric_input`; its names are importable from here too.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from .docmodel import Document, ident_of_normalized, try_parse
 from .fold_store import SPILL_KEYS, FoldStore, Latencies, SpillMap
 from .ledger import CRASH_EVENTS, Ev
 from .ledger_scan import Tick
 from .ledger_scan import read_ledger as read_ledger
 from .ledger_views import PassFirsts, PassMetrics, usable_event
+from .metric_input import BLOCK as BLOCK
+from .metric_input import InputBlock as InputBlock
+from .metric_input import InputFold as InputFold
+from .metric_input import Judge as Judge
+from .metric_input import Verdict as Verdict
+from .metric_input import parsed_entries as parsed_entries
+from .metric_input import verdict_of as verdict_of
 from .metric_sinks import FileSink as FileSink
-from .metric_sinks import Judged
 from .metric_sinks import ListSink as ListSink
 from .metric_sinks import SinkDamage as SinkDamage
-from .pipeline import MODE_DEGRADED, clean_text
 
 Event = Mapping[str, Any]
-
-
-#: Input entries judged together (one query for their identities, one for their outputs); under SQLite's 999 variables.
-BLOCK = 128
-
-
-class Judge(Protocol):
-    """What the fold asks of a sink: each committed output of each identity against the oracle."""
-
-    def verdicts_of(self, block: Sequence[Judged]) -> list[list[tuple[str, str, bool]]]: ...
-
-
-#: What the fold keeps of one identity's committed outputs: committed correctly, its first correct output
-#: degraded, and the document ids of the wrong ones (:func:`verdict_of`).
-Verdict = tuple[bool, bool, list[str]]
-
-
-def verdict_of(outputs: Iterable[tuple[str, str, bool]]) -> Verdict:
-    """One identity's ``(doc_id, mode, equals the oracle's)`` outputs, in the sink's order, as the figures count them."""
-    done = degraded = False
-    wrong: list[str] = []
-    for doc_id, mode, ok in outputs:
-        if ok:
-            if not done and mode == MODE_DEGRADED:
-                degraded = True
-            done = True
-        else:
-            wrong.append(doc_id)
-    return done, degraded, wrong
-
-
-@dataclass
-class InputBlock:
-    """Consecutive input entries folded as far as they can be without the entries before them.
-
-    What :mod:`batchlab.metric_split`'s child sends for the end of the input: the rejections' codes, the
-    valid entries' ``(ident, doc_id)`` in order, and the verdict of each entry whose identity is new
-    within the child's part (every identity new in the whole input is among them). :meth:`InputFold.merge`
-    finishes it in input order.
-    """
-
-    total: int
-    reasons: list[str]
-    pairs: list[tuple[str, str]]
-    verdicts: dict[int, Verdict]
-
-
-def parsed_entries(documents: Iterable[Any], reject: Callable[[str], None]) -> Iterator[Judged]:
-    """The valid entries of ``documents`` as ``(ident, document, cleaned text)``; each rejection's code to ``reject``."""
-    for raw in documents:
-        parsed = try_parse(raw)
-        if not isinstance(parsed, Document):
-            reject(parsed.code)
-            continue
-        text = clean_text(parsed.content)  # once, for the identity and the oracle
-        yield ident_of_normalized(parsed, text), parsed, text
-
-
-@dataclass
-class InputFold:
-    """The input side: N, R, U, reasons, and how each identity's committed outputs compare with the oracle."""
-
-    total: int = 0
-    rejected: int = 0
-    unique: int = 0
-    completed: int = 0
-    committed_degraded: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
-    missing: list[str] = field(default_factory=list)
-    wrong: set[str] = field(default_factory=set)
-
-    def see_all(self, documents: Iterable[Any], store: FoldStore, sink: Judge,
-                between: Callable[[], None] | None = None) -> None:
-        """Every input entry in order, valid ones judged :data:`BLOCK` at a time (the figures do not depend on it).
-
-        ``between`` is called after each block (:class:`batchlab.metric_split.InputSplit` may end ``documents`` there).
-        """
-        block: list[Judged] = []
-        for judged in parsed_entries(documents, self._reject):
-            self.total += 1
-            block.append(judged)
-            if len(block) == BLOCK:
-                self._judge(block, store, sink)
-                block = []
-                if between is not None:
-                    between()
-        if block:
-            self._judge(block, store, sink)
-
-    def _reject(self, code: str) -> None:
-        self.total += 1
-        self.rejected += 1
-        self.reasons[code] += 1
-
-    def _judge(self, block: list[Judged], store: FoldStore, sink: Judge) -> None:
-        """Each identity met for the first time in ``block``: committed correctly (full or degraded), wrongly, or not."""
-        firsts = [block[i] for i in store.add_idents([(ident, doc.id) for ident, doc, _ in block])]
-        for (ident, doc, _), outputs in zip(firsts, sink.verdicts_of(firsts), strict=True):
-            self._count(ident, doc.id, verdict_of(outputs))
-
-    def _count(self, ident: str, doc_id: str, verdict: Verdict) -> None:
-        done, degraded, wrong = verdict
-        self.unique += 1
-        self.committed_degraded += degraded
-        self.wrong.update(wrong)
-        if done:
-            self.completed += 1
-        elif ident:
-            self.missing.append(doc_id)
-
-    def merge(self, block: InputBlock, store: FoldStore) -> None:
-        """Fold a block of entries that follow every entry seen so far (:class:`InputBlock`)."""
-        self.total += block.total
-        self.rejected += len(block.reasons)
-        self.reasons.update(block.reasons)
-        for i in store.add_idents(block.pairs):
-            ident, doc_id = block.pairs[i]
-            self._count(ident, doc_id, block.verdicts[i])
 
 
 @dataclass

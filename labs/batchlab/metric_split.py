@@ -7,7 +7,7 @@ its blocks) gives it the second half of what is left of a JSON Lines input: from
 start past the middle of the bytes left. The child folds those lines as far as they can be folded
 without the lines before them (:func:`input_blocks`: rejections, identities, the verdict of each
 identity new in its part) into a scratch file; the caller, done with its own part, merges them in
-input order (:meth:`batchlab.metric_fold.InputFold.merge`), so every identity is still counted once,
+input order (:meth:`batchlab.metric_input.InputFold.merge`), so every identity is still counted once,
 at its first occurrence, and the figures are those of one process. A JSON array cannot be entered in
 the middle and is not split. Whenever the child fails or its file is unreadable, the caller folds
 that part itself, with the same code.
@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from .batchstream import BatchStream, open_batch
 from .fold_store import FoldStore
-from .metric_fold import BLOCK, InputBlock, InputFold, Judge, parsed_entries, verdict_of
+from .metric_input import BLOCK, InputBlock, InputFold, Judge, parsed_entries, verdict_of
 from .metric_sinks import Judged
 
 #: Less than this many bytes of input left when the child is free: not worth a split (a block round trip).

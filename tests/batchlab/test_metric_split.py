@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batchlab import metric_fold, metric_split
+from batchlab import metric_fold, metric_input, metric_split
 from batchlab.contract import BatchConfig
 from batchlab.examples import make_documents, write_documents
 from batchlab.faults import CRASH_AFTER_COMMIT, CrashPlan, FaultPlan
@@ -41,7 +41,7 @@ def jsonl_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _force_split(monkeypatch: pytest.MonkeyPatch, boundaries: list[int | None]) -> None:
     """Blocks of 8 documents; the caller waits for the child at its first block and splits whatever is left."""
-    monkeypatch.setattr(metric_fold, "BLOCK", 8)
+    monkeypatch.setattr(metric_input, "BLOCK", 8)
     monkeypatch.setattr(metric_split, "MIN_SPLIT_BYTES", 0)
     monkeypatch.setattr(LedgerChild, "ready", lambda self: True)
     poll = metric_split.InputSplit.poll
