@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         if not line.strip():
             return 0
         sink.index_outputs()
-        pickle.dump(fold_part(json.loads(line), store, sink), out, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(fold_part(json.loads(line), sink), out, protocol=pickle.HIGHEST_PROTOCOL)
         out.flush()
     return 0
 

@@ -53,15 +53,14 @@ class InputBlock:
     """Consecutive input entries folded as far as they can be without the entries before them.
 
     What :mod:`batchlab.metric_split`'s child sends for the end of the input: the rejections' codes, the
-    valid entries' ``(ident, doc_id)`` in order, and the verdict of each entry whose identity is new
-    within the child's part (every identity new in the whole input is among them). :meth:`InputFold.merge`
-    finishes it in input order.
+    valid entries' ``(ident, doc_id)`` in order, and each one's verdict. :meth:`InputFold.merge`
+    finishes it in input order (the verdicts of identities met before are not used).
     """
 
     total: int
     reasons: list[str]
     pairs: list[tuple[str, str]]
-    verdicts: dict[int, Verdict]
+    verdicts: list[Verdict]
 
 
 def parsed_entries(documents: Iterable[Any], reject: Callable[[str], None]) -> Iterator[Judged]:
