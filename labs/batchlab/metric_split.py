@@ -1,16 +1,16 @@
 """The input's half of a run's metric fold shared with the ledger's child once the child's own half is done.
 
 :mod:`batchlab.metric_child` folds the ledger while the caller folds the input; on two cores the
-ledger's half ends first (a million documents: about 8 s of a 20 s fold), and the child then sat
-idle. So the child says when its half is done, and the caller (:class:`InputSplit`, between two of
-its blocks) gives it the second half of what is left of a JSON Lines input: from the first line
-start past the middle of the bytes left. The child folds those lines as far as they can be folded
+ledger's half ends first (a million documents: about two thirds of the input's half in CPU), and
+the child then sat idle. So the child says when its half is done, and the caller (:class:`InputSplit`,
+between two of its blocks) gives it the end of what is left of a JSON Lines input: :data:`CHILD_SHARE`
+of the bytes left, from a line start. The child folds those lines as far as they can be folded
 without the lines before them (:func:`input_blocks`: rejections, identities, the verdict of every
 valid line) into a scratch file; the caller, done with its own part, merges them in
 input order (:meth:`batchlab.metric_input.InputFold.merge`), so every identity is still counted once,
 at its first occurrence, and the figures are those of one process. A JSON array cannot be entered in
-the middle and is not split. Whenever the child fails or its file is unreadable, the caller folds
-that part itself, with the same code.
+the middle and is not split. Whenever the child fails, the caller folds that part itself, with the
+same code (a scratch file damaged after the child said it wrote it whole is reported, never guessed).
 """
 
 from __future__ import annotations
