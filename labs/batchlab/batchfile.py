@@ -20,13 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .docmodel import Document, RejectedDocument, has_lone_surrogate
+# The per-document rules live in :mod:`batchlab.doccheck`; their names stay importable from here.
+from .doccheck import _SURROGATE_ESCAPE as _SURROGATE_ESCAPE
+from .doccheck import MAX_DOCUMENT_BYTES as MAX_DOCUMENT_BYTES
+from .doccheck import _checked as _checked
+from .doccheck import _DuplicateKeys as _DuplicateKeys
+from .doccheck import _escaped as _escaped
+from .doccheck import _object_pairs as _object_pairs
+from .doccheck import _surrogate_field as _surrogate_field
+from .doccheck import oversize_bytes as oversize_bytes
+from .docmodel import Document, has_lone_surrogate
 from .errors import BatchInputError
 from .inventory import Inventory
 
-#: A larger document is refused with the whole batch (like an HTTP 413): it would
-#: otherwise stall a worker and blow the memory of every retry.
-MAX_DOCUMENT_BYTES = 1_000_000
 #: The most documents :func:`load_batch` holds in memory at once (a :class:`Batch` is a list); a larger
 #: batch is read as a stream (:func:`batchlab.batchstream.open_batch`, no limit on N) or split into shards.
 MAX_BATCH_DOCUMENTS = 200_000
@@ -60,61 +66,6 @@ class Batch:
         return self.inventory().unique_documents()
 
 
-class _DuplicateKeys(dict):  # type: ignore[type-arg]
-    """A decoded JSON object that repeated a key (``duplicates`` names them); JSON keeps the last value."""
-
-    duplicates: list[str]
-
-
-def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``json.loads``' object hook: a dict, marked when a key repeats (cheap: one length check)."""
-    obj = dict(pairs)
-    if len(obj) == len(pairs):
-        return obj
-    marked = _DuplicateKeys(obj)
-    seen: set[str] = set()
-    marked.duplicates = sorted({k for k, _ in pairs if k in seen or seen.add(k)})  # type: ignore[func-returns-value]
-    return marked
-
-
-
-def _escape(text: str) -> str:
-    return text.encode("utf-8", "backslashreplace").decode("utf-8") if has_lone_surrogate(text) else text
-
-
-def _escaped(value: Any) -> Any:
-    """``value`` with every lone surrogate in its strings (keys too) written as ``\\udXXX`` text."""
-    if isinstance(value, str):
-        return _escape(value)
-    if isinstance(value, Mapping):
-        return {_escape(k) if isinstance(k, str) else k: _escaped(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_escaped(v) for v in value]
-    return value
-
-
-def _surrogate_field(raw: Mapping[Any, Any]) -> str | None:
-    """The name of the first field of ``raw`` (keys included, any depth) holding a lone surrogate."""
-    for key in raw:
-        if isinstance(key, str) and has_lone_surrogate(key):
-            return "(a key)"
-    stack: list[tuple[str, Any]] = [(str(k), v) for k, v in raw.items()]
-    while stack:  # iterative: metadata may be nested as deep as the parser allowed
-        name, value = stack.pop()
-        if isinstance(value, str):
-            if has_lone_surrogate(value):
-                return name
-        elif isinstance(value, Mapping):
-            for k, v in value.items():
-                if isinstance(k, str) and has_lone_surrogate(k):
-                    return name
-                stack.append((name, v))
-        elif isinstance(value, list):
-            stack.extend((name, v) for v in value)
-    return None
-
-
-
 def check_batch_id(batch_id: Any) -> str:
     """Return ``batch_id`` if it is a safe name (it becomes part of file names), else raise."""
     if not isinstance(batch_id, str) or not BATCH_ID_PATTERN.match(batch_id):
@@ -125,23 +76,6 @@ def check_batch_id(batch_id: Any) -> str:
             hints=["Use letters, digits, '.', '_' and '-', at most 64 characters."],
         )
     return batch_id
-
-
-def _checked(raw: Any) -> Any:
-    """``raw``, or a :class:`RejectedDocument` for it when a loader-level check rejects it."""
-    if not isinstance(raw, Mapping):
-        return raw
-    field_name = _surrogate_field(raw)
-    if field_name is not None:
-        return RejectedDocument(
-            _escaped(raw), code="invalid_unicode",
-            reason=f"field `{field_name}` holds a lone surrogate (an escape such as \\ud800 that is not "
-                   "valid Unicode)")
-    if isinstance(raw, _DuplicateKeys):
-        return RejectedDocument(
-            raw, code="duplicate_key",
-            reason=f"the document repeats the key(s) {', '.join(map(repr, raw.duplicates))}")
-    return raw
 
 
 def batch_from_data(data: Any, *, path: str | None = None, check_unicode: bool = True) -> Batch:
@@ -212,17 +146,6 @@ def batch_from_data(data: Any, *, path: str | None = None, check_unicode: bool =
     return Batch(documents=docs, batch_id=batch_id, path=path)
 
 
-def oversize_bytes(raw: Any) -> int | None:
-    """The UTF-8 size of ``raw``'s content when it is over :data:`MAX_DOCUMENT_BYTES`, else None."""
-    if isinstance(raw, Mapping) and isinstance(raw.get("content"), str):
-        content = raw["content"]
-        # Cheap bound first: a str of n code points encodes to at most 4n bytes.
-        if len(content) * 4 > MAX_DOCUMENT_BYTES:
-            size = len(content.encode("utf-8", "surrogatepass"))
-            return size if size > MAX_DOCUMENT_BYTES else None
-    return None
-
-
 def too_large_error(oversized: list[dict[str, Any]], where: Mapping[str, Any]) -> BatchInputError:
     """The whole batch refused for its oversized documents (the first ten named, with their position)."""
     return BatchInputError(
@@ -282,9 +205,6 @@ def check_input_path(path: str | Path) -> Path:
 
 
 #: A lone surrogate can only come from a ``\\uD800``-``\\uDFFF`` escape (raw surrogate bytes are not UTF-8).
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
 def parse_batch_text(text: str, *, path: str | None = None) -> Batch:
     """Decode and validate the text of a batch file (a leading BOM is accepted)."""
     p = Path(path or "<input>")

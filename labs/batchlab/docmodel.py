@@ -130,6 +130,10 @@ def parse_document(raw: Any, *, default_source: str = DEFAULT_SOURCE) -> Documen
     ``duplicate_key``, and from a streamed file ``invalid_json`` (a JSON Lines line that is not JSON)
     and ``document_too_large`` (met by a stream opened without validation).
     """
+    if type(raw) is dict:  # the common case (a plain decoded object), checked at once; anything odd: the rules below
+        found = _plain_document(raw, default_source)
+        if found is not None:
+            return found
     if isinstance(raw, RejectedDocument):
         raise InvalidDocumentError(
             raw.reason,
@@ -194,6 +198,27 @@ def parse_document(raw: Any, *, default_source: str = DEFAULT_SOURCE) -> Documen
             )
     return Document(id=doc_id, content=content, source=source or default_source, title=title,
                     metadata=dict(metadata))
+
+
+def _plain_document(raw: dict[str, Any], default_source: str) -> Document | None:
+    """The :class:`Document` of a plain dict that every rule of :func:`parse_document` accepts, else None.
+
+    Only exact types (``str``, ``dict``): a subclass, a missing field or a bad value goes through the
+    rules, which then accept or reject it with their own code; this only skips their checks one by one.
+    """
+    doc_id, content = raw.get("id"), raw.get("content")
+    if type(doc_id) is not str or type(content) is not str or not doc_id.strip() or not content.strip():
+        return None
+    source, title, metadata = raw.get("source", default_source), raw.get("title", ""), raw.get("metadata", {})
+    if type(source) is not str or type(title) is not str or type(metadata) is not dict:
+        return None
+    # the frozen dataclass's own __init__ sets each field through object.__setattr__ (0.8 us); one dict update
+    # gives the same instance (its fields are its __dict__, no __post_init__) in 0.25 us, a million times a fold
+    doc: Document = object.__new__(Document)
+    doc.__dict__.update(id=doc_id, content=content, source=source or default_source, title=title,
+                        metadata=dict(metadata))
+    return doc
+
 
 
 def try_parse(raw: Any) -> Document | InvalidDocumentError:

@@ -23,6 +23,8 @@ from itertools import compress
 from pathlib import Path
 from typing import Any
 
+from .ledger_read import events_of
+
 #: Bytes read at a time (a block ends at its last newline; the rest starts the next one).
 BLOCK_BYTES = 1 << 18
 
@@ -82,13 +84,8 @@ def event_of(raw: bytes) -> dict[str, Any] | None:
 
 
 def read_ledger(path: Path) -> Iterator[dict[str, Any]]:
-    """:func:`batchlab.ledger.iter_events`, faster: the same events, skipping the same lines."""
-    if not path.exists():
-        return
-    with path.open("rb") as fh:
-        for raw in fh:
-            if raw.endswith(b"\n") and (event := event_of(raw)) is not None:
-                yield event
+    """:func:`batchlab.ledger.iter_events`, faster: the same events, skipping the same lines (the same loop)."""
+    return events_of(path, event_of)
 
 
 def scan_ledger(path: Path) -> Iterator[dict[str, Any] | Tick]:

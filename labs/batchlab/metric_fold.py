@@ -10,7 +10,8 @@ outputs, compared with the oracle's as JSON texts, then dropped), then the ledge
 small accumulator per pass (its time-only lines as ticks, :mod:`batchlab.ledger_scan`). What grows
 with the batch (identities, puts, first dispatches, latencies) lives in the scratch database past
 :data:`batchlab.fold_store.SPILL_KEYS` keys; what stays in Python is a few counters per pass and the
-lists the figures are (missing and wrong documents, duplicates: empty on a good run).
+lists the figures are (missing and wrong documents, duplicates: empty on a good run). The input's side
+(:class:`InputFold`) lives in :mod:`batchlab.metric_input`; its names are importable from here too.
 """
 
 from __future__ import annotations
@@ -19,81 +20,25 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from .docmodel import Document, ident_of_normalized, try_parse
 from .fold_store import SPILL_KEYS, FoldStore, Latencies, SpillMap
 from .ledger import CRASH_EVENTS, Ev
 from .ledger_scan import Tick
 from .ledger_scan import read_ledger as read_ledger
 from .ledger_views import PassFirsts, PassMetrics, usable_event
+from .metric_input import BLOCK as BLOCK
+from .metric_input import InputBlock as InputBlock
+from .metric_input import InputFold as InputFold
+from .metric_input import Judge as Judge
+from .metric_input import Verdict as Verdict
+from .metric_input import parsed_entries as parsed_entries
+from .metric_input import verdict_of as verdict_of
 from .metric_sinks import FileSink as FileSink
-from .metric_sinks import Judged
 from .metric_sinks import ListSink as ListSink
 from .metric_sinks import SinkDamage as SinkDamage
-from .pipeline import MODE_DEGRADED, clean_text
 
 Event = Mapping[str, Any]
-
-
-#: Input entries judged together (one query for their identities, one for their outputs); under SQLite's 999 variables.
-BLOCK = 128
-
-
-class Judge(Protocol):
-    """What the fold asks of a sink: each committed output of each identity against the oracle."""
-
-    def verdicts_of(self, block: Sequence[Judged]) -> list[list[tuple[str, str, bool]]]: ...
-
-
-@dataclass
-class InputFold:
-    """The input side: N, R, U, reasons, and how each identity's committed outputs compare with the oracle."""
-
-    total: int = 0
-    rejected: int = 0
-    unique: int = 0
-    completed: int = 0
-    committed_degraded: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
-    missing: list[str] = field(default_factory=list)
-    wrong: set[str] = field(default_factory=set)
-
-    def see_all(self, documents: Iterable[Any], store: FoldStore, sink: Judge) -> None:
-        """Every input entry in order, valid ones judged :data:`BLOCK` at a time (the figures do not depend on it)."""
-        block: list[Judged] = []
-        for raw in documents:
-            self.total += 1
-            parsed = try_parse(raw)
-            if not isinstance(parsed, Document):
-                self.rejected += 1
-                self.reasons[parsed.code] += 1
-                continue
-            text = clean_text(parsed.content)  # once, for the identity and the oracle
-            block.append((ident_of_normalized(parsed, text), parsed, text))
-            if len(block) == BLOCK:
-                self._judge(block, store, sink)
-                block = []
-        if block:
-            self._judge(block, store, sink)
-
-    def _judge(self, block: list[Judged], store: FoldStore, sink: Judge) -> None:
-        """Each identity met for the first time in ``block``: committed correctly (full or degraded), wrongly, or not."""
-        firsts = [block[i] for i in store.add_idents([(ident, doc.id) for ident, doc, _ in block])]
-        self.unique += len(firsts)
-        for (ident, doc, _), verdicts in zip(firsts, sink.verdicts_of(firsts), strict=True):
-            done = False
-            for doc_id, mode, ok in verdicts:
-                if ok:
-                    if not done and mode == MODE_DEGRADED:
-                        self.committed_degraded += 1
-                    done = True
-                else:
-                    self.wrong.add(doc_id)
-            if done:
-                self.completed += 1
-            elif ident:
-                self.missing.append(doc.id)
 
 
 @dataclass
@@ -187,20 +132,40 @@ class PassFold:
         return pm, self.first_new_call
 
 
-def complete_pass(pm: PassMetrics, first_new_call: float | None, unique: int, store: FoldStore) -> PassMetrics:
-    """A pass's hits, lookups and resume time, from the store's identities (the input) and puts (the sink)."""
+def complete_pass(pm: PassMetrics, first_new_call: float | None, unique: int, store: FoldStore,
+                  hits: int | None = None) -> PassMetrics:
+    """A pass's hits, lookups and resume time, from the store's identities (the input) and puts (the sink).
+
+    ``hits``, when given, is the pass's from :func:`hits_by_pass` (all passes in one walk of the puts).
+    """
     db = store.db
     before = "EXISTS (SELECT 1 FROM puts p WHERE p.ident = i.ident AND p.pass < ?)"
     pm.lookups = unique
-    pm.hits = db.execute(f"SELECT COUNT(*) FROM idents i WHERE {before} AND NOT EXISTS "
-                         "(SELECT 1 FROM puts p WHERE p.ident = i.ident AND p.pass = ?)",
-                         (pm.pass_no, pm.pass_no)).fetchone()[0]
+    pm.hits = hits if hits is not None else db.execute(
+        f"SELECT COUNT(*) FROM idents i WHERE {before} AND NOT EXISTS "
+        "(SELECT 1 FROM puts p WHERE p.ident = i.ident AND p.pass = ?)", (pm.pass_no, pm.pass_no)).fetchone()[0]
     if pm.pass_no > 1:
         if first_new_call is not None:
             pm.resume_time_s = first_new_call - pm.started
         elif not db.execute(f"SELECT 1 FROM idents i WHERE NOT {before} LIMIT 1", (pm.pass_no,)).fetchone():
             pm.resume_time_s = 0.0  # nothing was left to do
     return pm
+
+
+def hits_by_pass(passes: Sequence[int], store: FoldStore) -> list[int]:
+    """Each pass's hits (input identities committed before it and not in it), in one walk of the puts by identity.
+
+    :func:`complete_pass`'s query asked once per pass walks every identity of the input each time; this
+    groups the puts of the input's identities once, each group's first pass and whether it holds each pass.
+    """
+    if not passes:
+        return []
+    nums = [int(p) for p in passes]  # integers written into the SQL text, never strings
+    held = ", ".join(f"MAX(pass = {p}) AS h{k}" for k, p in enumerate(nums))
+    sums = ", ".join(f"COALESCE(SUM(first < {p} AND h{k} = 0), 0)" for k, p in enumerate(nums))
+    row = store.db.execute(f"SELECT {sums} FROM (SELECT MIN(pass) AS first, {held} FROM puts "
+                           "WHERE ident IN (SELECT ident FROM idents) GROUP BY ident)").fetchone()
+    return [int(v) for v in row]
 
 
 @dataclass
@@ -262,20 +227,28 @@ class Folded:
 
 
 def fold_run(documents: Iterable[Any], events: Iterable[Event | Tick], sink: ListSink | FileSink,
-             store: FoldStore, *, ledger: Callable[[], LedgerHalf | None] | None = None) -> Folded:
+             store: FoldStore, *, ledger: Callable[[], LedgerHalf | None] | None = None,
+             between: Callable[[], None] | None = None,
+             rest: Callable[[InputFold, FoldStore, Judge], None] | None = None) -> Folded:
     """Fold one run: puts into the store, then the input, then the ledger (each read once, in order).
 
     ``ledger``, when given, is asked for the ledger's half once the input is folded (computed meanwhile in
     another process: :mod:`batchlab.metric_child`); when it answers None, ``events`` are folded here.
+    ``between`` is called between two blocks of the input and ``rest`` folds what follows ``documents``
+    (:class:`batchlab.metric_split.InputSplit`: the end of the input folded by that process).
     """
     sink.load_puts(store)
     store.index_puts()
     inputs = InputFold()
-    inputs.see_all(documents, store, sink)
+    inputs.see_all(documents, store, sink, between)
+    if rest is not None:
+        rest(inputs, store, sink)
     half = ledger() if ledger is not None else None
     if half is None:
         half = fold_ledger(events, store)
-    passes = [complete_pass(pm, first_new, inputs.unique, store) for pm, first_new in half.passes]
+    hits = hits_by_pass([pm.pass_no for pm, _ in half.passes], store)
+    passes = [complete_pass(pm, first_new, inputs.unique, store, hits=h)
+              for (pm, first_new), h in zip(half.passes, hits, strict=True)]
     return Folded(inputs=inputs, tally=half.tally, passes=passes, duplicates=_duplicates(store),
                   upgraded=store.db.execute("SELECT COUNT(*) FROM puts WHERE upgrade").fetchone()[0],
                   latency_p50_s=half.latency_p50_s, latency_p95_s=half.latency_p95_s)

@@ -68,7 +68,13 @@ class FileSink:
         db.execute("ATTACH DATABASE ? AS sink", (f"{self._path.resolve().as_uri()}?mode=ro",))
         db.execute("BEGIN")
         db.execute("INSERT INTO puts SELECT seq, ident, pass, upgrade != 0 FROM sink.puts ORDER BY seq")
-        if not outputs:
+        if outputs:
+            self.index_outputs()
+
+    def index_outputs(self) -> None:
+        """Index the sink's outputs by identity in the store (:meth:`records`, :meth:`verdicts_of` look them up)."""
+        db = self._db
+        if db is None:
             return
         db.execute("CREATE TABLE out_ix (ident TEXT NOT NULL, rid INTEGER NOT NULL)")
         db.execute("INSERT INTO out_ix SELECT ident, rowid FROM sink.outputs")
@@ -99,10 +105,21 @@ class FileSink:
                 f"JOIN sink.outputs o ON o.rowid = x.rid WHERE x.ident IN ({marks}) ORDER BY x.ident, x.rid",
                 [ident for ident, _, _ in block]):
             rows[row[0]].append(row)
-        out = []
+        out: list[list[tuple[str, str, bool]]] = []
         for ident, doc, text in block:
+            found = rows.get(ident)
+            if found is None:
+                out.append([])
+                continue
+            if len(found) == 1:  # the common case, inlined: one output, equal to the oracle's as texts
+                _, _, doc_id, mode, chunks, vectors = found[0]
+                if mode == MODE_FULL or mode == MODE_DEGRADED:
+                    want = expected_json(text, mode)
+                    if chunks == want[0] and vectors == want[1]:
+                        out.append([(doc_id, mode, True)])
+                        continue
             expected: dict[str, tuple[str, str]] = {}  # the oracle's texts by mode, made once for the identity
-            out.append([_verdict(row, doc, text, expected) for row in rows.get(ident, ())])
+            out.append([_verdict(row, doc, text, expected) for row in found])
         return out
 
 

@@ -48,6 +48,7 @@ from .ledger_views import PassMetrics, usable_events
 from .metric_child import PARALLEL_LEDGER_BYTES, LedgerChild
 from .metric_fold import Folded, fold_run
 from .metric_sinks import FileSink, ListSink, SinkDamage
+from .metric_split import InputSplit
 from .metric_table import MetricRow, format_table, format_value, metric_rows
 from .rundir import RunDir
 from .runner import read_spec
@@ -262,12 +263,15 @@ def metrics_for_run(run_dir: str | Path, *, on_disk: bool | None = None, spill_k
     if on_disk is None:
         on_disk = (stream.header.documents or 0) > spill_keys
     child = LedgerChild(run, on_disk=on_disk, spill_keys=spill_keys) if _parallel(run, parallel) else None
+    split = InputSplit(stream, child) if child is not None else None
     try:
         with sink_of(run) as sink, FoldStore(on_disk=on_disk, spill_keys=spill_keys) as store:
-            return _fold_metrics(run, spec.input, stream, sink, store, child)
+            return _fold_metrics(run, spec.input, stream, sink, store, child, split)
     finally:
         if child is not None:
             child.close()
+        if split is not None:
+            split.close()
 
 
 def _parallel(run: Path, parallel: bool | None) -> bool:
@@ -281,11 +285,14 @@ def _parallel(run: Path, parallel: bool | None) -> bool:
 
 
 def _fold_metrics(run: Path, source: Path, stream: Iterable[Any], sink: FileSink, store: FoldStore,
-                  child: LedgerChild | None) -> Metrics:
-    """:func:`metrics_for_run`'s fold, with the ledger's half from ``child`` when it has one."""
+                  child: LedgerChild | None, split: InputSplit | None) -> Metrics:
+    """:func:`metrics_for_run`'s fold, with the ledger's half (and perhaps the input's end) from ``child``."""
     try:
-        return _metrics(fold_run(stream, scan_ledger(RunDir(run).ledger), sink, store,
-                                 ledger=child.result if child is not None else None))
+        events = scan_ledger(RunDir(run).ledger)
+        if child is None or split is None:
+            return _metrics(fold_run(stream, events, sink, store))
+        return _metrics(fold_run(split.documents(), events, sink, store, ledger=child.result, between=split.poll,
+                                 rest=split.rest))
     except KitError as exc:  # the input changed under the stream
         raise _input_error(run, source, exc) from None
     except (KeyError, TypeError, ValueError, OverflowError, AttributeError, RecursionError) as exc:

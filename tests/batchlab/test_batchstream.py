@@ -290,7 +290,7 @@ class TestLimits:
 
     def test_an_overlong_line_refuses_the_batch_without_being_decoded(self, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr("batchlab.streamreaders.MAX_LINE_BYTES", 1000)
+        monkeypatch.setattr("batchlab.jsonlines.MAX_LINE_BYTES", 1000)
         path = tmp_path / "in.jsonl"
         path.write_text(f'{GOOD}\n{{"id": "long", "content": "{"y" * 5000}"}}\n{LAST}\n', encoding="utf-8")
         with pytest.raises(BatchInputError) as info:

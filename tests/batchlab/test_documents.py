@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from batchlab.documents import (
@@ -290,3 +291,24 @@ class TestInventory:
         """``Batch.unique_documents()`` is the inventory's, so the pipeline's plan and the metrics agree."""
         batch = load_batch(write(tmp_path, self.ENTRIES))
         assert batch.unique_documents() == Inventory.of(self.ENTRIES).unique_documents()
+
+
+@pytest.mark.parametrize("raw", [
+    {"id": "a", "content": "text"}, {"id": " A ", "content": " t ", "source": "", "title": "T", "metadata": {"k": [1]}},
+    {"id": "a", "content": "   "}, {"id": "  ", "content": "x"}, {"id": 7, "content": "x"}, {"id": "a", "content": None},
+    {"id": "a"}, {"id": "a", "content": "x", "source": None}, {"id": "a", "content": "x", "title": 3},
+    {"id": "a", "content": "x", "metadata": []}, {"id": "a", "content": "x", "source": "web", "extra": 1},
+])
+def test_a_plain_dict_parses_as_the_rules_one_by_one_parse_it(raw: dict[str, Any]) -> None:
+    """The plain-dict fast path gives what the rules give the same fields behind another Mapping: a document or the code."""
+    from types import MappingProxyType
+
+    from batchlab.docmodel import try_parse
+
+    fast, ruled = try_parse(dict(raw)), try_parse(MappingProxyType(raw))
+    if isinstance(ruled, Document):
+        assert isinstance(fast, Document) and fast == ruled and repr(fast) == repr(ruled)
+        with pytest.raises(AttributeError):
+            fast.id = "other"  # type: ignore[misc]
+    else:
+        assert not isinstance(fast, Document) and fast.code == ruled.code

@@ -104,6 +104,25 @@ def test_identities_added_by_block_are_those_added_one_by_one() -> None:
             ("a", "1"), ("b", "2"), ("c", "4"), ("d", "6")]
 
 
+def test_the_hits_of_every_pass_in_one_walk_are_those_asked_pass_by_pass() -> None:
+    """Random puts (repeats, upgrades, identities not in the input, passes without puts): the same hits per pass."""
+    from batchlab.ledger import PassEnd
+    from batchlab.ledger_views import PassMetrics
+    from batchlab.metric_fold import complete_pass, hits_by_pass
+
+    rng = random.Random(5)
+    with FoldStore(on_disk=False) as store:
+        store.add_idents([(f"i{k}", f"d{k}") for k in range(60)])
+        store.db.executemany("INSERT INTO puts VALUES (?, ?, ?, ?)",
+                             [(n, f"i{rng.randrange(80)}", rng.choice([1, 2, 2, 4, 5]), rng.random() < 0.2)
+                              for n in range(150)])
+        store.index_puts()
+        passes = [1, 2, 3, 4, 5]
+        asked = [complete_pass(PassMetrics(pass_no=p, started=0.0, ended=1.0, exit=PassEnd.OK), None, 60, store).hits for p in passes]
+        assert hits_by_pass(passes, store) == asked
+        assert min(asked[1:]) > 0 and asked[0] == 0
+
+
 def _sink_with(path: Path, rows: list[tuple[str, str, str, str, str, str]]) -> Path:
     conn = sqlite3.connect(path)
     conn.executescript(SCHEMA)
