@@ -220,7 +220,6 @@ def _plain_document(raw: dict[str, Any], default_source: str) -> Document | None
     return doc
 
 
-
 def try_parse(raw: Any) -> Document | InvalidDocumentError:
     """:func:`parse_document`, returning the error instead of raising it."""
     try:
