@@ -104,7 +104,8 @@ class Lab:
                     kernels = json.load(resp)
             except urllib.error.HTTPError as exc:
                 # Asked while the kernel is starting, jupyter_server's listing can fail with a 500 (the kernel's
-                # `last_activity` not set yet: seen once in CI on a loaded machine); the next answer is good.
+                # `last_activity` not set yet: seen once on a loaded machine; the same race is reported as
+                # jupyter-server/enterprise_gateway#1395); the next answer is good.
                 if exc.code < 500:
                     raise
                 last_error, kernels = f" (last answer: HTTP {exc.code}, {self.log})", []
