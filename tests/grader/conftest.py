@@ -17,8 +17,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from grader_runs import GraderRuns  # noqa: E402
+from shared_runs import PublishedRuns, RunsFromOwner  # noqa: E402
 
-RUNS = pytest.StashKey[GraderRuns]()
+RUNS = pytest.StashKey[Any]()
+#: Under pytest-xdist: the folder, beside the workers' own temporary folders, where one worker's runs are shared.
+SHARED_RUNS = "grader-runs-shared"
 
 
 def _runs_wanted(items: list[pytest.Item]) -> set[str]:
@@ -54,8 +57,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     wanted = _runs_wanted(session.items)
     if wanted and not config.option.collectonly and RUNS not in config.stash:
-        base = config._tmp_path_factory.mktemp("grader-runs")  # pytest's own tmp factory, as tmp_path_factory
-        config.stash[RUNS] = GraderRuns(base, wanted=wanted)
+        factory = config._tmp_path_factory  # pytest's own tmp factory, as tmp_path_factory
+        if not hasattr(config, "workerinput"):  # one process: its own pool
+            config.stash[RUNS] = GraderRuns(factory.mktemp("grader-runs"), wanted=wanted)
+            return
+        shared = factory.getbasetemp().parent / SHARED_RUNS  # xdist: the session's folder, above each worker's
+        try:
+            shared.mkdir()
+        except FileExistsError:  # another worker owns the pool
+            config.stash[RUNS] = RunsFromOwner(shared, lambda: GraderRuns(factory.mktemp("grader-runs"), wanted=set()))
+        else:
+            config.stash[RUNS] = PublishedRuns(shared, wanted=wanted)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -247,7 +247,8 @@ class GraderRuns:
         results.parent.mkdir(parents=True, exist_ok=True)
         self.futures[name] = self.pool.submit(run_grader, impl, results, *args, cwd=self.base / name, grader=grader)
 
-    def alias(self, name: str) -> str:
+    @staticmethod
+    def alias(name: str) -> str:
         """The run that answers for ``name``: the reference up to a step after which no TODO is left (05: step 06
         has no region of its own; 06) is the reference's code, markers aside (``test_grader_steps_in_order`` proves
         it), and the reference's run grades every step file too, so those steps are read from the reference's run."""
