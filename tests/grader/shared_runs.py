@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from batchlab.host import pid_alive
 from grader_runs import GraderRun, GraderRuns
 
 PLAN = "plan.json"
@@ -61,16 +62,6 @@ class PublishedRuns(GraderRuns):
             self.futures[name].add_done_callback(_publish(self.base / name / RUN))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class RunsFromOwner:
     """Another worker's view of the owner's runs (the same ``get`` as :class:`GraderRuns`)."""
 
@@ -84,7 +75,7 @@ class RunsFromOwner:
         """``path`` once written; a failure if the owner died without writing it, or after :data:`WAIT_S`."""
         deadline = time.monotonic() + WAIT_S
         while not path.exists():
-            if pid is not None and not _alive(pid):
+            if pid is not None and not pid_alive(pid):
                 if path.exists():
                     break
                 raise AssertionError(f"the worker that owned the grader runs (pid {pid}) ended without {path}")
