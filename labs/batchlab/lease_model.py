@@ -25,7 +25,9 @@ The protocol (every implementation, SQLite in :mod:`batchlab.leases` and Postgre
   time first); ``ORDER BY state = 'free', weight DESC, shard``), sets ``owner``,
   ``state = "held"``, ``expires_at = now + lease_s`` and **increments its token on every claim** (a re-claim
   by the same owner too), and returns the new
-  :class:`Lease`; ``None`` when no shard is claimable (all ``done``, or held and unexpired). Two claimers never
+  :class:`Lease`; ``None`` when no shard is claimable (all ``done``, or held and unexpired). With
+  ``expired_only=True`` only an expired shard of *another* owner is claimable (:data:`EXPIRED_WHERE`): a worker's
+  rescuer takes over a dead worker's shard while the worker's own pass runs, and never its own shard. Two claimers never
   get the same shard with the same token: SQLite serialises claims with ``BEGIN IMMEDIATE``; PostgreSQL uses
   ``SELECT ... FOR UPDATE SKIP LOCKED``. Each claim is also appended to a ``lease_claims`` history (batch, shard,
   token, owner, t, took_over_from) so audits can tell when a token stopped being current.
@@ -139,7 +141,8 @@ class LeaseStore(Protocol):
     """The lease protocol of this module's docstring (SQLite: :mod:`batchlab.leases`; PostgreSQL: :mod:`batchlab.pgleases`)."""
 
     def create_shards(self, batch_id: str, n: int, weights: Sequence[float] | None = None) -> None: ...
-    def claim(self, batch_id: str, owner: str, *, now: float, lease_s: float) -> Lease | None: ...
+    def claim(self, batch_id: str, owner: str, *, now: float, lease_s: float,
+              expired_only: bool = False) -> Lease | None: ...
     def renew(self, lease: Lease, *, now: float, lease_s: float) -> bool: ...
     def finish(self, lease: Lease) -> bool: ...
     def release(self, lease: Lease) -> bool: ...
@@ -149,6 +152,10 @@ class LeaseStore(Protocol):
     def shards(self, batch_id: str) -> list[ShardState]: ...
     def close(self) -> None: ...
 
+
+#: A shard another owner's lease expired on (PostgreSQL's placeholders: batch, now, the claimer): what a worker's
+#: rescuer (:class:`batchlab.workerproc.Rescuer`) may claim beside its own pass.
+EXPIRED_WHERE = "batch_id = %s AND state = 'held' AND expires_at <= %s AND owner <> %s"
 
 #: The condition of every update under a lease (SQLite's placeholders; :class:`GuardedUpdates` swaps them).
 LEASE_WHERE = "batch_id = ? AND shard = ? AND owner = ? AND token = ? AND state = 'held'"

@@ -16,6 +16,7 @@ from pathlib import Path
 from .lease_model import (
     DONE,
     EXIT_STALE,
+    EXPIRED_WHERE,
     FREE,
     HELD,
     LEASE_WHERE,
@@ -113,14 +114,19 @@ class SqliteLeaseStore(GuardedUpdates):
             conn.execute("ROLLBACK")
             raise
 
-    def claim(self, batch_id: str, owner: str, *, now: float, lease_s: float) -> Lease | None:
+    def claim(self, batch_id: str, owner: str, *, now: float, lease_s: float,
+              expired_only: bool = False) -> Lease | None:
         conn = self._conn
+        if expired_only:  # a rescuer's look, every half second: a read, the write lock only when there is one
+            where, args = EXPIRED_WHERE.replace("%s", "?"), (batch_id, now, owner)
+            if conn.execute(f"SELECT 1 FROM leases WHERE {where} LIMIT 1", args).fetchone() is None:
+                return None
+        else:
+            where, args = "batch_id = ? AND (state = 'free' OR (state = 'held' AND expires_at <= ?))", (batch_id, now)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            row = conn.execute(
-                "SELECT shard, n_shards, state, owner FROM leases WHERE batch_id = ? AND "
-                "(state = 'free' OR (state = 'held' AND expires_at <= ?)) "
-                "ORDER BY state = 'free', weight DESC, shard LIMIT 1", (batch_id, now)).fetchone()
+            row = conn.execute(f"SELECT shard, n_shards, state, owner FROM leases WHERE {where} "
+                               "ORDER BY state = 'free', weight DESC, shard LIMIT 1", args).fetchone()
             if row is None:
                 conn.execute("COMMIT")
                 return None

@@ -22,15 +22,19 @@ from typing import Any
 
 import psycopg
 
+from .lease_model import EXPIRED_WHERE
 from .leases import HELD, GuardedUpdates, Lease, LeaseError, ShardState, StaleLease, shard_rows
 from .pgstore import PgConnection
 
 _VALID = "batch_id = %s AND shard = %s AND owner = %s AND token = %s AND state = 'held'"
 
+_CLAIMABLE = "batch_id = %(batch)s AND (state = 'free' OR (state = 'held' AND expires_at <= %(now)s))"
+_EXPIRED = EXPIRED_WHERE % ("%(batch)s", "%(now)s", "%(owner)s")
+
 _CLAIM = """
 WITH pick AS (
     SELECT shard, state, owner FROM leases
-    WHERE batch_id = %(batch)s AND (state = 'free' OR (state = 'held' AND expires_at <= %(now)s))
+    WHERE {where}
     ORDER BY state = 'free', weight DESC, shard LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
@@ -39,6 +43,10 @@ UPDATE leases l SET state = 'held', owner = %(owner)s, token = l.token + 1, expi
 FROM pick WHERE l.batch_id = %(batch)s AND l.shard = pick.shard
 RETURNING l.shard, l.n_shards, l.token, pick.state, pick.owner
 """
+
+
+_CLAIM_ANY = _CLAIM.format(where=_CLAIMABLE)
+_CLAIM_EXPIRED = _CLAIM.format(where=_EXPIRED)  # a rescuer's claim (see :data:`batchlab.lease_model.EXPIRED_WHERE`)
 
 
 def _who(lease: Lease) -> tuple[str, int, str, int]:
@@ -72,11 +80,13 @@ class PgLeaseStore(GuardedUpdates):
 
         self.db.transact(create)
 
-    def claim(self, batch_id: str, owner: str, *, now: float, lease_s: float) -> Lease | None:
+    def claim(self, batch_id: str, owner: str, *, now: float, lease_s: float,
+              expired_only: bool = False) -> Lease | None:
         expires = now + lease_s
+        sql = _CLAIM_EXPIRED if expired_only else _CLAIM_ANY
 
         def claim(conn: psycopg.Connection[Any]) -> Lease | None:
-            row = conn.execute(_CLAIM, {"batch": batch_id, "now": now, "owner": owner, "expires": expires}).fetchone()
+            row = conn.execute(sql, {"batch": batch_id, "now": now, "owner": owner, "expires": expires}).fetchone()
             if row is None:
                 return None
             shard, n_shards, token, state, old_owner = row

@@ -104,6 +104,29 @@ def test_a_killed_workers_shard_is_taken_over_without_a_command(tmp_path: Path) 
     assert found.takeovers >= 1 and found.extra_puts <= CONCURRENCY, found.line()
 
 
+def test_a_dead_workers_shard_is_taken_over_while_the_survivors_own_shard_still_runs(tmp_path: Path) -> None:
+    """w1 SIGKILLed mid-shard, w2 busy with a long shard of its own: w2's rescuer takes w1's over before its own ends."""
+    spec = _spec(tmp_path, 240)  # two shards of ~120 documents, 2 in flight: several seconds each, even idle
+    fleet = Fleet(spec, 2, lease_s=1.5, shards=2, respawn=False)
+    fleet.start()
+    try:
+        shard, token = _freeze_mid_shard(fleet, "w1")
+        fleet.signal("w1", signal.SIGKILL)
+    finally:
+        _finish(fleet)
+    events = read_events(fleet.run.ledger)
+    starts = {e["pass"]: e for e in events if e["ev"] == Ev.PASS_START}
+    ends = {e["pass"]: float(e["t"]) for e in events if e["ev"] == Ev.PASS_END}
+    [own] = [p for p, e in starts.items() if e["owner"] == "w2" and e["token"] == 1]
+    [rescue] = [p for p, e in starts.items() if e["owner"] == "w2" and e["token"] > token]
+    assert float(starts[rescue]["t"]) < ends[own], (starts[rescue], ends[own])  # not after its own shard
+    assert f"took over expired shard {shard}/2 token {token + 1} beside its own pass" in (
+        fleet.run.path / "workers" / "w2.log").read_text()
+    found = audit(spec.run_dir, spec.input, spec.batch_id)
+    assert found.lost == [] and found.committed == found.unique and found.stale_commits == [], found.line()
+    assert found.extra_puts <= CONCURRENCY, found.line()
+
+
 def test_a_paused_worker_whose_lease_was_taken_commits_nothing_after_it_wakes(tmp_path: Path) -> None:
     """w1 SIGSTOPped past its lease, its shard taken by w2, then SIGCONT: no put under its old token after that."""
     spec = _spec(tmp_path, 60)

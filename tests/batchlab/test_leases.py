@@ -41,6 +41,18 @@ class TestClaim:
             tokens.append((lease.shard, lease.token))
         assert tokens == [(0, 1), (0, 2), (0, 3)]
 
+    def test_a_rescue_claims_only_another_owners_expired_shard(self, store: SqliteLeaseStore) -> None:
+        """``expired_only``: no free shard, no unexpired one, not the claimer's own; then the dead owner's, token up."""
+        assert store.claim("b", "w2", now=0.0, lease_s=1.0, expired_only=True) is None  # both shards free
+        dead = store.claim("b", "dead", now=0.0, lease_s=1.0)
+        own = store.claim("b", "w2", now=0.0, lease_s=1.0)
+        assert dead is not None and own is not None
+        assert store.claim("b", "w2", now=0.5, lease_s=1.0, expired_only=True) is None  # not expired yet
+        rescue = store.claim("b", "w2", now=5.0, lease_s=1.0, expired_only=True)
+        assert rescue is not None and (rescue.shard, rescue.token) == (dead.shard, dead.token + 1), rescue
+        assert store.claim("b", "w2", now=9.0, lease_s=1.0, expired_only=True) is None  # its own, though expired
+        assert [s.owner for s in store.shards("b")] == ["w2", "w2"]
+
     def test_the_heaviest_free_shard_is_claimed_first_but_an_expired_one_before_it(self, tmp_path: Path) -> None:
         """Free shards go heaviest first (then by number); a held shard that expired still goes before them."""
         store = SqliteLeaseStore(tmp_path / "sink.sqlite")

@@ -74,6 +74,19 @@ def test_an_expired_shard_is_claimed_before_a_free_one(store: PgLeaseStore) -> N
     assert [s.state for s in store.shards("b")] == [HELD, FREE, FREE]
 
 
+def test_a_rescue_claims_only_another_owners_expired_shard(store: PgLeaseStore) -> None:
+    """``expired_only``: no free shard, no unexpired one, not the claimer's own; then the dead owner's, token up."""
+    assert store.claim("b", "w2", now=100.0, lease_s=10.0, expired_only=True) is None  # all free
+    dead = store.claim("b", "dead", now=100.0, lease_s=10.0)
+    own = store.claim("b", "w2", now=100.0, lease_s=10.0)
+    assert dead is not None and own is not None
+    assert store.claim("b", "w2", now=105.0, lease_s=10.0, expired_only=True) is None  # not expired yet
+    rescue = store.claim("b", "w2", now=200.0, lease_s=10.0, expired_only=True)
+    assert rescue is not None and (rescue.shard, rescue.token) == (dead.shard, dead.token + 1), rescue
+    assert store.claim("b", "w2", now=300.0, lease_s=10.0, expired_only=True) is None  # its own, though expired
+    assert [s.state for s in store.shards("b")] == [HELD, HELD, FREE]
+
+
 def test_renew_finish_and_release_act_only_for_the_current_holder(store: PgLeaseStore) -> None:
     """Renew extends the expiry; release frees the shard (the next claim increments the token); finish ends it."""
     lease = store.claim("b", "w", now=100.0, lease_s=10.0)
