@@ -66,6 +66,8 @@ def add_parser(subparsers: Any) -> None:
                    help="N > 1: a fleet of N lease-holding workers; SIGKILL random workers and SIGSTOP one past its "
                         "lease (batchlab.teach.chaos_workers)")
     p.add_argument("--lease-s", type=float, default=1.5, help="with --workers: the shard lease's length")
+    p.add_argument("--timeout-s", type=float, default=900.0,
+                   help="with --workers: how long the batch may take in all before the workers are stopped")
     p.add_argument("--store", default=None, metavar="URL",
                    help="with --workers: the batch in a PostgreSQL store (postgresql://...); needs --batch-id")
     p.add_argument("--batch-id", default=None, help="with --store: the batch to publish and run under chaos")

@@ -146,9 +146,9 @@ def run_chaos_workers(spec: RunSpec, *, workers: int, kills: int, lease_s: float
     with target.locked(spec):
         fleet = target.fleet(spec, workers, lease_s)
         fleet.start()
-        done_kills, committed, restarts = 0, 0, 0
+        done_kills, committed, restarts, running = 0, 0, 0, True
         try:
-            while fleet.step() and time.monotonic() - t0 < timeout_s:
+            while (running := fleet.step()) and time.monotonic() - t0 < timeout_s:
                 if done_kills >= kills and zombie_at < 0 and restart_at < 0:
                     time.sleep(0.1)
                     continue
@@ -180,7 +180,11 @@ def run_chaos_workers(spec: RunSpec, *, workers: int, kills: int, lease_s: float
     result.final = _check(target, spec, result, spec.config.concurrency * (done_kills + restarts * workers),
                           committed)
     result.seconds = time.monotonic() - t0
-    if result.final.lost:
+    if result.final.lost and running:  # stopped by the time limit, the workers still at it
+        result.problems.append(f"the batch did not finish within {timeout_s:g} s (--timeout-s; a machine this slow "
+                               f"needs more): {len(result.final.lost)} documents not committed yet: "
+                               f"{result.final.lost[:5]}")
+    elif result.final.lost:
         result.problems.append(f"{len(result.final.lost)} documents never committed: {result.final.lost[:5]}")
     return result
 
@@ -198,7 +202,7 @@ def cmd_chaos_workers(args: argparse.Namespace) -> int:
     say = (lambda _: None) if args.json else (lambda line: print(line, flush=True))
     result = run_chaos_workers(spec, workers=args.workers, kills=args.kills, lease_s=args.lease_s,
                                min_s=args.min_s, max_s=args.max_s, seed=args.seed, on_line=say,
-                               target=target)
+                               timeout_s=args.timeout_s, target=target)
     print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str) if args.json
           else "\n".join(result.lines()))
     return EXIT_OK if result.ok else EXIT_FAILED

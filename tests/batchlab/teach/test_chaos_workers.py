@@ -26,3 +26,14 @@ def test_kills_and_a_zombie_lose_nothing_and_no_stale_token_commits(tmp_path: Pa
     assert any(e["what"].startswith("SIGKILL") for e in result.events), result.lines()
     zombie = [e["what"] for e in result.events if e["what"].startswith("zombie")]
     assert zombie and "taken over" in zombie[0], result.lines()
+
+
+def test_a_batch_stopped_by_the_time_limit_says_so_not_that_documents_were_lost(tmp_path: Path) -> None:
+    """A fleet cut off by ``timeout_s`` mid-batch reports the time limit and the documents not committed yet."""
+    input_path = write_input(tmp_path / "input.json", make_documents(400, seed=15, max_bytes=2000))
+    spec = RunSpec(impl=solution_module(), input=input_path, run_dir=tmp_path / "run",
+                   config=BatchConfig(concurrency=1), latency=LatencyModel(median_ms=200.0))
+    result = run_chaos_workers(spec, workers=2, kills=1, lease_s=1.0, min_s=0.1, max_s=0.2, seed=3, timeout_s=1.0)
+    assert not result.ok and result.final is not None and result.final.lost, result.lines()
+    assert any("did not finish within 1 s" in p and "not committed yet" in p for p in result.problems), result.problems
+    assert not any("never committed" in p for p in result.problems), result.problems
