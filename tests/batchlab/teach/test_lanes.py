@@ -82,6 +82,15 @@ class TestLaneFold:
         lanes = {lane.owner: lane for lane in fold.lanes([], now=0.0)}
         assert lanes["w1"].lost == ("0/2 token 1 -> w2",) and lanes["w2"].took_over == ("0/2 token 2 <- w1",)
 
+    def test_a_worker_holding_a_rescued_shard_beside_its_own_shows_both(self) -> None:
+        """w2 holds shard 1 (its own) and shard 0 taken over from w1: the lane shows 1/2 and the rescue beside it."""
+        fold = _fold(_start(1, "w1", "0/2", 1), _start(2, "w2", "1/2", 1), _start(3, "w2", "0/2", 2))
+        lanes = {lane.owner: lane for lane in fold.lanes([_held(0, "w2", 2, 110.0), _held(1, "w2", 1, 110.0)],
+                                                         now=100.0)}
+        assert lanes["w2"].state == HOLDING and lanes["w2"].shard == "0/2" and lanes["w2"].also == ("1/2 token 1",)
+        assert lanes["w2"].took_over == ("0/2 token 2 <- w1",) and lanes["w1"].also == ()
+        assert "+ 1/2 token 1" in lanes_html(list(lanes.values()))
+
     def test_a_worker_that_claims_its_own_shard_again_lost_nothing(self) -> None:
         """A re-claim by the same owner (its lease expired unnoticed, nobody else came) is no takeover."""
         fold = _fold(_start(1, "w1", "0/2", 1), _start(2, "w1", "0/2", 2), {"ev": "pass_end", "pass": 2})

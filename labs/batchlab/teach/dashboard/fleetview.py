@@ -45,6 +45,11 @@ def _state_badge(lane: Lane) -> str:
     return f'<span class="bl-lane-state" style="background:{color}">{html.escape(label)}</span>'
 
 
+def _also(lane: Lane) -> str:
+    """The shards a worker holds beside its own: rescues of dead workers' expired shards."""
+    return "".join(f'<br><span class="bl-lane-note">+ {html.escape(a)} 接管中 (rescue)</span>' for a in lane.also)
+
+
 def lanes_html(lanes: Sequence[Lane]) -> str:
     """One row per worker: state, shard, lease (token, seconds left), commits, shards done, takeovers, refusals."""
     if not lanes:
@@ -62,7 +67,7 @@ def lanes_html(lanes: Sequence[Lane]) -> str:
             f'data-commits="{lane.commits}" data-lost="{len(lane.lost)}" data-took="{len(lane.took_over)}" '
             f'data-refused="{lane.refused}" data-killed="{str(lane.killed).lower()}">'
             f"<td><b>{html.escape(lane.owner)}</b></td><td>{_state_badge(lane)}</td>"
-            f"<td>{html.escape(lane.shard or '—')}</td><td>{lease}</td><td><b>{lane.commits}</b></td>"
+            f"<td>{html.escape(lane.shard or '—')}{_also(lane)}</td><td>{lease}</td><td><b>{lane.commits}</b></td>"
             f"<td>{lane.finished}/{lane.passes}</td><td class=\"bl-lane-note\">{'<br>'.join(moves) or '—'}</td>"
             f"<td>{lane.refused}</td></tr>")
     return f'{LANES_CSS}<table class="bl-lanes">{head}{"".join(rows)}</table>'

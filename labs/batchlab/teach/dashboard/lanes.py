@@ -52,6 +52,9 @@ class Lane:
     took_over: tuple[str, ...] = ()  #: shards it took over from another worker
     refused: int = 0  #: its puts refused by the fence (stale token)
     exit_code: int | None = None  #: how its process ended, when the caller knows (``Fleet.exits``)
+    #: other shards it holds now, beside ``shard`` ("5/6 token 3"): a rescue of a dead worker's expired shard,
+    #: run beside its own pass (:class:`batchlab.workerproc.Rescuer`)
+    also: tuple[str, ...] = ()
 
     @property
     def killed(self) -> bool:
@@ -127,7 +130,8 @@ class LaneFold:
             earlier = [q for q in self.passes.values() if q.shard == p.shard and q.token < p.token]
             if earlier and (prev := max(earlier, key=lambda q: q.token)).owner != owner:
                 took.append(f"{p.shard} token {p.token} <- {prev.owner}")
-        held = next((s for s in shards if s.owner == owner and s.state == HELD), None)
+        holding = [s for s in shards if s.owner == owner and s.state == HELD]
+        held = holding[0] if holding else None
         refused = sum(p.refused for p in mine)
         state = (EXITED if exit_code is not None else REFUSED if refused and held is None
                  else HOLDING if held is not None else LOST if lost and not any(p.ended for p in mine[-1:])
@@ -135,7 +139,8 @@ class LaneFold:
         return Lane(owner=owner, state=state, shard=f"{held.shard}/{held.n_shards}" if held else None,
                     token=held.token if held else None, expires_in_s=held.expires_at - now if held else None,
                     commits=sum(p.commits for p in mine), passes=len(mine), finished=sum(p.ended for p in mine),
-                    lost=tuple(lost), took_over=tuple(took), refused=refused, exit_code=exit_code)
+                    lost=tuple(lost), took_over=tuple(took), refused=refused, exit_code=exit_code,
+                    also=tuple(f"{s.shard}/{s.n_shards} token {s.token}" for s in holding[1:]))
 
 
 def _worker_order(name: str) -> tuple[str, int, str]:
