@@ -117,6 +117,7 @@ class SqliteLeaseStore(GuardedUpdates):
     def claim(self, batch_id: str, owner: str, *, now: float, lease_s: float,
               expired_only: bool = False) -> Lease | None:
         conn = self._conn
+        args: tuple[object, ...]
         if expired_only:  # a rescuer's look, every half second: a read, the write lock only when there is one
             where, args = EXPIRED_WHERE.replace("%s", "?"), (batch_id, now, owner)
             if conn.execute(f"SELECT 1 FROM leases WHERE {where} LIMIT 1", args).fetchone() is None:

@@ -197,6 +197,7 @@ class Rescuer(threading.Thread):
         self.stop = threading.Event()
         self.failed: int | None = None
         self.runner: subprocess.Popen[bytes] | None = None
+        self.busy = False  #: a rescue pass is running
 
     def run(self) -> None:
         store = self.seat.open_store(60.0)
@@ -210,11 +211,18 @@ class Rescuer(threading.Thread):
                     continue
                 if lease is None:
                     continue
+                if self.stop.is_set():  # the worker is ending: give the shard back at once instead of running it
+                    store.release(lease)
+                    return
                 print(f"worker {self.owner}: took over expired shard {lease.spec} token {lease.token} beside its "
                       f"own pass", flush=True)
                 if self.runner is None or self.runner.poll() is not None:
                     self.runner = spawn_runner(self.seat)  # known before the pass: close() can end it
-                code, self.runner = run_lease(self.seat, store, lease, lease_s=self.lease_s, runner=self.runner)
+                self.busy = True
+                try:
+                    code, self.runner = run_lease(self.seat, store, lease, lease_s=self.lease_s, runner=self.runner)
+                finally:
+                    self.busy = False
                 if code not in (0, EXIT_STALE, -signal.SIGKILL):
                     print(f"worker {self.owner}: the rescue pass on shard {lease.spec} failed (exit {code})",
                           flush=True)
@@ -224,12 +232,15 @@ class Rescuer(threading.Thread):
             store.close()
 
     def close(self) -> None:
-        """Stop looking; end the rescue runner (idle once every shard is done; killed if a pass still runs)."""
+        """Stop looking; end the rescue runner: an idle one leaves at end of file, one still in a pass is killed
+        (the worker is ending on a failure: that shard's lease expires and another worker takes it over)."""
         self.stop.set()
-        if self.runner is not None and self.runner.poll() is None:
+        if self.runner is not None and self.busy:
             self.runner.kill()
         self.join()
-        if self.runner is not None:
+        if self.runner is not None:  # idle now (a killed one was replaced by run_lease): end of file, it leaves
+            with contextlib.suppress(OSError):
+                self.runner.stdin.close()  # type: ignore[union-attr]
             self.runner.wait()
 
 
