@@ -108,8 +108,14 @@ def _check(target: ChaosTarget, spec: RunSpec, result: WorkerChaosResult, bound:
     return found
 
 
-def _zombie(fleet: Fleet, lease_s: float, say: Callable[[str], None]) -> str | None:
-    """SIGSTOP a worker holding a shard, SIGCONT it once the shard was taken over; what happened, or None."""
+#: Times the zombie is tried: a frozen worker's shard is not taken over within 20 leases when every other worker
+#: is busy with its own shard and a rescue (kills in quick succession); it is frozen again a few events later.
+ZOMBIE_TRIES = 3
+
+
+def _zombie(fleet: Fleet, lease_s: float, say: Callable[[str], None]) -> tuple[str, bool] | None:
+    """SIGSTOP a worker holding a shard, SIGCONT it once the shard was taken over; what happened and whether its
+    shard was taken over, or None (no worker held a shard)."""
     for name in fleet.alive():
         fleet.signal(name, signal.SIGSTOP)
         held = [s for s in fleet.shard_states() if s.owner == fleet.owner(name) and s.state == HELD]
@@ -124,7 +130,7 @@ def _zombie(fleet: Fleet, lease_s: float, say: Callable[[str], None]) -> str | N
             time.sleep(0.05)
         taken = fleet.shard_states()[shard].token > token
         fleet.signal(name, signal.SIGCONT)
-        return f"zombie {name}: shard {shard} token {token} {'taken over' if taken else 'NOT taken'}, SIGCONT"
+        return f"zombie {name}: shard {shard} token {token} {'taken over' if taken else 'NOT taken'}, SIGCONT", taken
     return None
 
 
@@ -146,7 +152,7 @@ def run_chaos_workers(spec: RunSpec, *, workers: int, kills: int, lease_s: float
     with target.locked(spec):
         fleet = target.fleet(spec, workers, lease_s)
         fleet.start()
-        done_kills, committed, restarts, running = 0, 0, 0, True
+        done_kills, committed, restarts, running, zombie_tries = 0, 0, 0, True, 0
         try:
             while (running := fleet.step()) and time.monotonic() - t0 < timeout_s:
                 if done_kills >= kills and zombie_at < 0 and restart_at < 0:
@@ -158,7 +164,8 @@ def run_chaos_workers(spec: RunSpec, *, workers: int, kills: int, lease_s: float
                     continue
                 zombie = _zombie(fleet, lease_s, on_line) if done_kills >= zombie_at >= 0 else None
                 if zombie is not None:  # None: no worker held a shard yet (joining, between shards): next event
-                    what, zombie_at = zombie, -1
+                    (what, taken), zombie_tries = zombie, zombie_tries + 1
+                    zombie_at = -1 if taken or zombie_tries >= ZOMBIE_TRIES else min(done_kills + 3, kills)  # again
                 elif done_kills >= restart_at >= 0 and target.restart is not None:
                     target.restart()
                     restarts, restart_at = 1, -1

@@ -37,3 +37,14 @@ def test_a_batch_stopped_by_the_time_limit_says_so_not_that_documents_were_lost(
     assert not result.ok and result.final is not None and result.final.lost, result.lines()
     assert any("did not finish within 1 s" in p and "not committed yet" in p for p in result.problems), result.problems
     assert not any("never committed" in p for p in result.problems), result.problems
+
+
+def test_a_zombie_nobody_takes_over_is_frozen_again_later_up_to_three_times(tmp_path: Path) -> None:
+    """One worker, no kills: its frozen shard cannot be taken over; the tool tries the zombie three times, says so."""
+    input_path = write_input(tmp_path / "input.json", make_documents(400, seed=15, max_bytes=2000))
+    spec = RunSpec(impl=solution_module(), input=input_path, run_dir=tmp_path / "run",
+                   config=BatchConfig(concurrency=2), latency=LatencyModel(median_ms=30.0))
+    result = run_chaos_workers(spec, workers=1, kills=0, lease_s=0.3, min_s=0.2, max_s=0.4, seed=3)
+    zombies = [e["what"] for e in result.events if e["what"].startswith("zombie")]
+    assert len(zombies) == 3 and all("NOT taken" in z for z in zombies), result.lines()
+    assert result.final is not None and result.final.lost == [] and result.final.stale_commits == [], result.lines()
