@@ -74,6 +74,18 @@ def _finish(fleet: Fleet) -> None:
         fleet.close()
 
 
+def _kill_w1_mid_shard(spec: RunSpec, *, workers: int, shards: int) -> tuple[Fleet, int, int]:
+    """A fleet (not respawning) whose w1 is SIGKILLed mid-shard, run to its end; w1's shard and token then."""
+    fleet = Fleet(spec, workers, lease_s=1.5, shards=shards, respawn=False)
+    fleet.start()
+    try:
+        shard, token = _freeze_mid_shard(fleet, "w1")
+        fleet.signal("w1", signal.SIGKILL)
+    finally:
+        _finish(fleet)
+    return fleet, shard, token
+
+
 def test_three_workers_complete_a_batch_with_no_duplicates(tmp_path: Path) -> None:
     """Three workers on one run directory: every shard done, every document committed once, metrics agree."""
     spec = _spec(tmp_path, 90, latency_ms=5.0)
@@ -89,13 +101,7 @@ def test_three_workers_complete_a_batch_with_no_duplicates(tmp_path: Path) -> No
 def test_a_killed_workers_shard_is_taken_over_without_a_command(tmp_path: Path) -> None:
     """w1 SIGKILLed mid-shard (not respawned): another worker takes its shard over; 0 lost, redo <= in flight."""
     spec = _spec(tmp_path, 80)
-    fleet = Fleet(spec, 3, lease_s=1.5, shards=6, respawn=False)
-    fleet.start()
-    try:
-        shard, token = _freeze_mid_shard(fleet, "w1")
-        fleet.signal("w1", signal.SIGKILL)
-    finally:
-        _finish(fleet)
+    fleet, shard, token = _kill_w1_mid_shard(spec, workers=3, shards=6)
     assert fleet.exits["w1"] == -signal.SIGKILL
     row = fleet.shard_states()[shard]
     assert row.state == "done" and row.owner != "w1" and row.token > token, row
@@ -107,13 +113,7 @@ def test_a_killed_workers_shard_is_taken_over_without_a_command(tmp_path: Path) 
 def test_a_dead_workers_shard_is_taken_over_while_the_survivors_own_shard_still_runs(tmp_path: Path) -> None:
     """w1 SIGKILLed mid-shard, w2 busy with a long shard of its own: w2's rescuer takes w1's over before its own ends."""
     spec = _spec(tmp_path, 240)  # two shards of ~120 documents, 2 in flight: several seconds each, even idle
-    fleet = Fleet(spec, 2, lease_s=1.5, shards=2, respawn=False)
-    fleet.start()
-    try:
-        shard, token = _freeze_mid_shard(fleet, "w1")
-        fleet.signal("w1", signal.SIGKILL)
-    finally:
-        _finish(fleet)
+    fleet, shard, token = _kill_w1_mid_shard(spec, workers=2, shards=2)
     events = read_events(fleet.run.ledger)
     starts = {e["pass"]: e for e in events if e["ev"] == Ev.PASS_START}
     ends = {e["pass"]: float(e["t"]) for e in events if e["ev"] == Ev.PASS_END}
