@@ -1,4 +1,4 @@
-"""Where the kit runs: the one place for every facility that plain, portable Python lacks.
+"""Where the kit runs: the platform checks, and the map of every facility that plain, portable Python lacks.
 
 (Named ``host``, not ``platform``: a module called ``platform`` would shadow the
 standard library's in every reader's head.)
@@ -165,6 +165,7 @@ class Capabilities:
 
 
 def capabilities() -> Capabilities:
+    """What is in force here, each field asked of the function the kit itself uses (so it cannot disagree)."""
     names = {}
     try:
         import resource
