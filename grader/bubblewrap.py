@@ -55,7 +55,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from batchlab.host import FORCE_PORTABLE_ENV, portable_forced
+from batchlab.childproc import FORCE_PORTABLE_ENV, portable_forced
 
 #: ``off`` turns the sandbox off (debugging); anything else (or unset) uses it where it works.
 SANDBOX_ENV = "BATCHLAB_SANDBOX"

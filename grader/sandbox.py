@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchlab.host import child_popen_kwargs, environ_snapshot, kill_group
+from batchlab.childproc import child_popen_kwargs, environ_snapshot, kill_group
 from batchlab.runner import Limits
 
 from .bubblewrap import Sandbox, detect

@@ -35,7 +35,7 @@ from typing import Any
 
 from batchlab.contract import BatchConfig
 from batchlab.examples import make_documents, write_input
-from batchlab.fleet import default_shards
+from batchlab.fleet_figures import default_shards
 from batchlab.ledger import Ev
 from batchlab.paths import solution_module
 from batchlab.pgbatch import publish_batch

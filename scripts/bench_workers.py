@@ -22,7 +22,8 @@ from pathlib import Path
 
 from batchlab.contract import BatchConfig
 from batchlab.examples import make_documents, write_input
-from batchlab.fleet import Fleet, alone_tail, run_fleet
+from batchlab.fleet import Fleet, run_fleet
+from batchlab.fleet_figures import alone_tail
 from batchlab.leases import HELD, SqliteLeaseStore
 from batchlab.ledger import Ev, iter_events
 from batchlab.paths import solution_module

@@ -11,6 +11,8 @@ The batch is over when every worker has exited (they exit once every shard is do
 ``shards`` defaults to up to four per worker (:func:`default_shards`): small shards are how the long tail is
 cut (the last shard to finish is a quarter of a worker's share, not a whole one), but not smaller than
 :data:`MIN_SHARD_WAVES` windows of documents, whose filling and draining would cost more than the tail.
+That arithmetic, and how a batch ended (:class:`FleetResult`, :func:`alone_tail`), is pure and lives in
+:mod:`batchlab.fleet_figures`; its names are importable from here too.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .batchstream import open_checked
-from .host import kill_group
+from .childproc import kill_group
+from .fleet_figures import MIN_SHARD_WAVES, SHARDS_PER_WORKER, FleetResult, alone_tail, default_shards
 from .leases import DONE, HELD, ShardState, SqliteLeaseStore
-from .ledger import Ev, iter_events
+from .ledger import iter_events
 from .lifeline import parent_link
 from .rundir import RunDir
 from .runlock import RunDirLock
@@ -39,33 +42,11 @@ from .sink import connect
 from .worker import INPUT_CHECKED
 from .workerproc import DEFAULT_LEASE_S
 
-SHARDS_PER_WORKER = 4
-#: A shard holds at least this many times the per-worker concurrency in documents (see :func:`default_shards`).
-MIN_SHARD_WAVES = 25
+__all__ = ["FLEET_ROLE", "MIN_SHARD_WAVES", "SHARDS_PER_WORKER", "Fleet", "FleetHome", "FleetResult", "RunDirHome",
+           "alone_tail", "default_shards", "run_fleet", "shard_weights"]
+
 #: The run-directory lock's role while a fleet holds it: `batchlab worker` joins a directory held with it.
 FLEET_ROLE = "batchlab run --workers"
-
-
-@dataclass
-class FleetResult:
-    """How the fleet's batch ended: each worker's exit, each shard's row, the wall time and the lone tail."""
-
-    exits: dict[str, int | None]
-    shards: list[ShardState]
-    seconds: float
-    tail_s: float
-    respawned: int = 0
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.shards) and all(s.state == DONE for s in self.shards)
-
-    def lines(self) -> list[str]:
-        done = sum(s.state == DONE for s in self.shards)
-        taken = sum(max(0, s.claims - 1) for s in self.shards)
-        return [f"{len(self.exits)} workers ({self.respawned} respawned): {done}/{len(self.shards)} shards done, "
-                f"{taken} takeovers, {self.seconds:.2f} s, last worker alone {self.tail_s:.2f} s",
-                *(f"  {name}: exit {code}" for name, code in sorted(self.exits.items()))]
 
 
 class FleetHome(Protocol):
@@ -282,32 +263,3 @@ def shard_weights(spec: RunSpec, shards: int) -> list[float] | None:
     from .shardweights import estimate
 
     return estimate(spec.input, spec.impl, spec.config.layer, shards)
-
-
-def default_shards(workers: int, documents: int, concurrency: int) -> int:
-    """1 to 4 shards per worker, the same number for each, none under :data:`MIN_SHARD_WAVES` x ``concurrency`` docs.
-
-    Small shards cut the long tail; but every pass starts with its window filling and ends with it draining
-    (on a 400-document batch 8 workers ran at 530 documents/s with one shard each against 266 with four), and
-    a count that is not a multiple of the workers leaves a last round for a few of them (8 workers on 10
-    shards of 2000 documents: 547 documents/s, on 8 shards 760).
-    """
-    per_worker = documents // (MIN_SHARD_WAVES * concurrency * workers)
-    return workers * max(1, min(SHARDS_PER_WORKER, per_worker))
-
-
-def alone_tail(events: Iterable[Mapping[str, Any]], *, since_pass: int = 0) -> float:
-    """How long, at the end of the batch, only one pass was running (the long tail), from the ledger."""
-    spans: dict[int, list[float]] = {}
-    for e in events:
-        p = int(e.get("pass") or 0)
-        if p <= since_pass or e.get("ev") not in (Ev.PASS_START, Ev.PASS_END, Ev.STOPPED, Ev.SINK_PUT):
-            continue
-        span = spans.setdefault(p, [float(e["t"]), float(e["t"])])
-        span[1] = max(span[1], float(e["t"]))
-    if len(spans) < 2:
-        return 0.0
-    ordered = sorted(spans.values(), key=lambda s: s[1])
-    (start, end), before = ordered[-1], ordered[-2][1]
-    # the last pass runs alone from the moment every other pass had ended (or from its own start, if later)
-    return max(0.0, end - max(before, start))

@@ -40,10 +40,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .childproc import kill_group
 from .faults import CRASH_DURING_CALL, CrashPlan
 from .harness_io import FrameIO
 from .harness_records import Backing, HarnessLedger, HarnessSink, RecordsWatch
-from .host import kill_group
 from .ledger import iter_events
 from .rundir import RunDir
 from .service import LatencyModel, SimulatedService

@@ -1,4 +1,4 @@
-"""Where the kit runs: the one place for every facility that plain, portable Python lacks.
+"""Where the kit runs: the platform checks, and the map of every facility that plain, portable Python lacks.
 
 (Named ``host``, not ``platform``: a module called ``platform`` would shadow the
 standard library's in every reader's head.)
@@ -42,31 +42,48 @@ one worker per run dir     ``fcntl.flock``             the same on macOS (BSD ``
                                                        pid is gone is stale and taken over)
 =========================  ==========================  ======================================================
 
-Every call of these lives here (:func:`child_popen_kwargs`, :func:`kill_group`), but the run directory's
-lock, in :mod:`batchlab.runlock`, which asks :func:`flock_available` and :func:`pid_alive` here first;
+Every call of these lives here or, for the processes the kit starts, in :mod:`batchlab.childproc`
+(:func:`child_popen_kwargs`, :func:`kill_group`, the die-with-parent request, the Linux-or-fallback switch),
+which this module imports and re-exports: its names are importable from here too. The run directory's lock,
+in :mod:`batchlab.runlock`, asks :func:`flock_available` and :func:`pid_alive` here first;
 a new Linux-only facility (``/proc`` reads, ``prctl``, ``flock``, bubblewrap)
-joins this module with a capability check and a fallback before it is used.
-``python -m batchlab.host`` prints what is in force on this machine.
+joins this module (or ``childproc``, if it concerns a child) with a capability check and a fallback before it
+is used. ``python -m batchlab.host`` prints what is in force on this machine.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import threading
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Protocol
 
+from .childproc import (
+    FORCE_PORTABLE_ENV,
+    PR_SET_PDEATHSIG,
+    Limited,
+    child_limiter,
+    child_popen_kwargs,
+    environ_snapshot,
+    kill_group,
+    libc_prctl,
+    linux_facilities,
+    pdeathsig_usable,
+    portable_forced,
+    rlimit_pairs,
+)
 from .errors import KitError
 
-#: Set to 1 to use the portable fallbacks even on Linux (how CI exercises the macOS path).
-FORCE_PORTABLE_ENV = "BATCHLAB_FORCE_PORTABLE"
+__all__ = [
+    # the platform, here
+    "WINDOWS_HINTS", "Capabilities", "UnsupportedPlatformError", "capabilities", "flock_available",
+    "native_windows", "pid_alive", "require_supported_platform",
+    # the kit's children, from batchlab.childproc (importable from here as before the split)
+    "FORCE_PORTABLE_ENV", "PR_SET_PDEATHSIG", "Limited", "child_limiter", "child_popen_kwargs", "environ_snapshot",
+    "kill_group", "libc_prctl", "linux_facilities", "pdeathsig_usable", "portable_forced",
+]
 
 WINDOWS_HINTS = [
     "Use WSL2 (Windows Subsystem for Linux): in PowerShell run `wsl --install`, open the Ubuntu shell, "
@@ -86,31 +103,8 @@ class UnsupportedPlatformError(KitError):
         return self.to_json().splitlines()
 
 
-class Limited(Protocol):
-    """What :func:`child_popen_kwargs` reads from a limits object (``batchlab.runner.Limits``)."""
-
-    @property
-    def cpu_s(self) -> int | None: ...
-    @property
-    def memory_bytes(self) -> int | None: ...
-    @property
-    def file_bytes(self) -> int | None: ...
-    @property
-    def processes(self) -> int | None: ...
-
-
-def portable_forced() -> bool:
-    """True when ``BATCHLAB_FORCE_PORTABLE`` asks for the portable fallbacks."""
-    return os.environ.get(FORCE_PORTABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
-
-
 def native_windows() -> bool:
     return sys.platform == "win32" or os.name == "nt"
-
-
-def linux_facilities() -> bool:
-    """True where the Linux-only facilities are used: on Linux, unless the fallbacks are forced."""
-    return sys.platform.startswith("linux") and not portable_forced()
 
 
 def require_supported_platform() -> None:
@@ -123,116 +117,6 @@ def require_supported_platform() -> None:
                      "python": ".".join(map(str, sys.version_info[:3]))},
             hints=list(WINDOWS_HINTS),
         )
-
-
-def _rlimits(limits: Limited) -> list[tuple[int, int]]:
-    """The (resource, value) pairs to set in a child, each clamped to the current hard limit."""
-    try:
-        import resource
-    except ImportError:  # no POSIX resource limits at all: the wall-clock timeout remains
-        return []
-    wanted = [(resource.RLIMIT_CPU, limits.cpu_s), (resource.RLIMIT_FSIZE, limits.file_bytes)]
-    nproc = getattr(resource, "RLIMIT_NPROC", None)
-    if nproc is not None:
-        wanted.append((nproc, limits.processes))
-    if linux_facilities():
-        wanted.insert(1, (resource.RLIMIT_AS, limits.memory_bytes))
-    pairs = []
-    for res, value in wanted:
-        if value is None:
-            continue
-        hard = resource.getrlimit(res)[1]
-        if hard != resource.RLIM_INFINITY and os.geteuid() != 0:
-            value = min(value, hard)  # an unprivileged process may lower its hard limit, never raise it
-        pairs.append((res, value))
-    return pairs
-
-
-def child_limiter(limits: Limited | None, *, any_thread: bool = False) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that sets ``limits`` in the child before exec (worked out here, in the parent).
-
-    Where a ``preexec_fn`` runs anyway (limits are set) and ``PR_SET_PDEATHSIG`` is
-    usable, it also asks the kernel to SIGKILL the child when its parent dies: a
-    grader child running student code never outlives a killed grader. ``any_thread``:
-    ask it from a helper thread too, for a caller whose thread outlives every child it
-    starts (the grader's task pool, whose threads live as long as the session).
-    """
-    pairs = _rlimits(limits) if limits is not None else []
-    if not pairs:
-        return None
-    import resource
-
-    usable = pdeathsig_usable() or (any_thread and linux_facilities() and libc_prctl() is not None)
-    prctl = libc_prctl() if usable else None
-    parent = os.getpid()
-
-    def apply() -> None:  # runs in the forked child: no environment reads, no imports
-        for res, value in pairs:
-            resource.setrlimit(res, (value, value))
-        if prctl is not None:
-            prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-            if os.getppid() != parent:  # the parent died before the request: too late for the kernel
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    return apply
-
-
-def child_popen_kwargs(limits: Limited | None = None, *, any_thread: bool = False) -> dict[str, Any]:
-    """``subprocess.Popen`` arguments for a child the kit may kill: its own session, and ``limits``.
-
-    The child leads a new process group, so :func:`kill_group` takes its own
-    children (an executor's processes, a grader run) with it. ``any_thread``: see :func:`child_limiter`.
-    """
-    return {"start_new_session": True, "preexec_fn": child_limiter(limits, any_thread=any_thread)}
-
-
-def kill_group(proc: subprocess.Popen[Any]) -> None:
-    """SIGKILL the child's whole process group; a child already gone is fine."""
-    killpg = getattr(os, "killpg", None)
-    if killpg is None:
-        proc.kill()
-        return
-    try:
-        killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    except PermissionError:  # macOS: a group whose members are all zombies answers EPERM
-        if proc.poll() is None:
-            proc.kill()
-
-
-# ---------------------------------------------------------------------------------------------
-# A worker dies with its parent
-# ---------------------------------------------------------------------------------------------
-
-PR_SET_PDEATHSIG = 1
-_PRCTL: list[Any] = []
-
-
-def libc_prctl() -> Any:
-    """libc's ``prctl`` through ctypes, or None where there is none (macOS, musl without it, forced fallbacks)."""
-    if not _PRCTL:
-        func = None
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
-
-                func = ctypes.CDLL(None, use_errno=True).prctl
-                func.restype = ctypes.c_int
-            except (OSError, AttributeError):
-                func = None
-        _PRCTL.append(func)
-    return _PRCTL[0]
-
-
-def pdeathsig_usable() -> bool:
-    """True where a child started from this thread can ask the kernel to kill it when we die.
-
-    Linux only (and not with the fallbacks forced); and only from the main thread:
-    the kernel sends the signal when the *thread* that forked the child exits, so a
-    worker started from a short-lived thread would die with that thread.
-    """
-    return linux_facilities() and libc_prctl() is not None and threading.current_thread() is threading.main_thread()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,6 +165,7 @@ class Capabilities:
 
 
 def capabilities() -> Capabilities:
+    """What is in force here, each field asked of the function the kit itself uses (so it cannot disagree)."""
     names = {}
     try:
         import resource
@@ -293,32 +178,11 @@ def capabilities() -> Capabilities:
     return Capabilities(
         platform=sys.platform, supported=not native_windows(), portable_forced=portable_forced(),
         linux_facilities=linux_facilities(),
-        rlimits=tuple(names[res] for res, _ in (_rlimits(probe) if names else [])),
+        rlimits=tuple(names[res] for res, _ in (rlimit_pairs(probe) if names else [])),
         process_groups=hasattr(os, "killpg") and hasattr(os, "setsid"),
         parent_death="pdeathsig" if pdeathsig_usable() else "pipe",
         run_dir_lock="flock" if flock_available() else "pidfile",
     )
-
-
-def environ_snapshot() -> dict[str, str]:
-    """A copy of ``os.environ`` that is safe while other threads change it.
-
-    ``dict(os.environ)`` lists the keys, then reads each one; pytest sets and removes
-    ``PYTEST_CURRENT_TEST`` in its main thread while the grader starts children from
-    worker threads, so a key could vanish between the two steps (``KeyError``, seen under
-    load). Retry until one pass sees a stable mapping; the last resort skips vanished keys.
-    """
-    for _ in range(100):
-        try:
-            return dict(os.environ)
-        except (KeyError, RuntimeError):
-            continue
-    snapshot = {}
-    for key in list(os.environ.keys()):
-        value = os.environ.get(key)
-        if value is not None:
-            snapshot[key] = value
-    return snapshot
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from .host import PR_SET_PDEATHSIG, libc_prctl, pdeathsig_usable
+from .childproc import PR_SET_PDEATHSIG, libc_prctl, pdeathsig_usable
 
 #: How a child learns its link to the parent: ``pdeathsig:PID`` or ``pipe:FD`` (see :func:`hold_parent_link`).
 PARENT_LINK_ENV = "BATCHLAB_PARENT_LINK"

@@ -19,7 +19,8 @@ from typing import Any
 import psycopg
 
 from .batchstream import open_batch
-from .fleet import Fleet, default_shards
+from .fleet import Fleet
+from .fleet_figures import default_shards
 from .leases import ShardState
 from .pgbatch import publish_batch
 from .pgleases import PgLeaseStore

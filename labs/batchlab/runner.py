@@ -44,10 +44,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .childproc import child_popen_kwargs, environ_snapshot, kill_group
 from .faults import CRASH_NONE, CRASH_RANDOM, CrashPlan
 from .harness import HarnessSide
 from .harness_records import forget
-from .host import child_popen_kwargs, environ_snapshot, kill_group
 from .ledger import Ev, LedgerTail, append_event
 from .lifeline import parent_link
 from .passresult import PassResult, read_capped

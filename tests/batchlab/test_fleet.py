@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from batchlab.contract import BatchConfig
 from batchlab.examples import make_documents, write_input
-from batchlab.fleet import FLEET_ROLE, Fleet, alone_tail, default_shards, run_fleet
+from batchlab.fleet import FLEET_ROLE, Fleet, run_fleet
 from batchlab.fleet_audit import audit
+from batchlab.fleet_figures import alone_tail, default_shards
 from batchlab.leases import EXIT_STALE, HELD, SqliteLeaseStore
 from batchlab.ledger import FIELDS, Ev, read_events
 from batchlab.metrics import metrics_for_run

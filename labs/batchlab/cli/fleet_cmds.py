@@ -51,7 +51,7 @@ def cmd_run_store(args: argparse.Namespace) -> int:
     if args.crash != "none":
         raise UsageError("--crash plans one worker's crash; with --store, kill workers instead", code="usage_error",
                          details={"crash": args.crash}, hints=["Drop --crash."])
-    from ..fleet import default_shards
+    from ..fleet_figures import default_shards
 
     stream = open_batch(args.input)
     run = Path(args.run_dir)

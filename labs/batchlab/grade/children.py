@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..host import child_popen_kwargs, kill_group
+from ..childproc import child_popen_kwargs, kill_group
 
 #: The grading child writes results, feedback and run folders: generous, but not a full disk.
 CHILD_FILE_BYTES = 8 * 1024**3

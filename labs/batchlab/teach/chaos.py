@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from ..batchstream import open_batch
+from ..childproc import environ_snapshot, kill_group
 from ..defaults import LESSON
 from ..errors import KitError, UsageError
-from ..host import environ_snapshot, kill_group, pid_alive
+from ..host import pid_alive
 from ..ledger import Ev, append_event, read_events
 from ..metrics import metrics_for_run
 from ..paths import example_input

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..childproc import environ_snapshot, kill_group
 from ..errors import EXIT_FAILED, EXIT_OK, KitError
-from ..host import environ_snapshot, kill_group
 from ..paths import kit_root
 from ..steps import STEPS, UnknownStepError, normalize_step, step_number  # noqa: F401 (re-exported)
 from .grading import grader_command

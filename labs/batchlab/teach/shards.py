@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from ..batchstream import open_batch
+from ..childproc import child_popen_kwargs, kill_group
 from ..contract import BatchConfig
 from ..faults import CRASH_AFTER_COMMIT, CrashPlan, FaultPlan
-from ..host import child_popen_kwargs, kill_group
 from ..inventory import iter_entries
 from ..ledger import Ev, Ledger, read_events
 from ..rundir import RunDir

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from ...childproc import kill_group
 from ...faults import CRASH_NONE, CrashPlan
-from ...host import kill_group
 from ...ledger import RESOURCE_EVENT, PassEnd, append_event
 from ...metrics import Metrics, metrics_for_run
 from ...resources import SAMPLE_EVERY_S, WorkerProbe
