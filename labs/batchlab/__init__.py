@@ -27,7 +27,8 @@ The harness (the core), flat at the top, in the order a document travels:
 
 and around them: ``errors`` (the unified error shape), ``steps`` (the lesson's step names),
 ``paths`` (where the kit's files are), ``defaults`` (the lesson's seed, fault rate, concurrency, latency),
-``host`` (process groups, limits, platform checks), ``lifeline`` (a worker dies with its parent),
+``host`` (platform checks, capabilities), ``childproc`` (a child's limits, session, group kill, death with
+its parent), ``lifeline`` (a worker dies with its parent),
 ``runlock`` (one worker per run directory: the run directory's lock), ``testing`` (the shared test doubles).
 
 The front-ends, each in a room of its own, importing the core and never each other:

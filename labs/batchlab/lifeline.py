@@ -7,7 +7,7 @@ first act (:func:`hold_parent_link`, in :mod:`batchlab.worker`) is to hold it: o
 ``PR_SET_PDEATHSIG`` (the kernel SIGKILLs the child when the parent dies), elsewhere, or
 from a thread that may exit first, a pipe whose end-of-file the child watches. The
 platform facts it needs (``prctl`` through ctypes, whether it is usable here) are in
-:mod:`batchlab.host`.
+:mod:`batchlab.childproc`.
 """
 
 from __future__ import annotations
