@@ -18,6 +18,7 @@ import sqlite3
 import tempfile
 from array import array
 from collections.abc import Iterator, Sequence
+from itertools import repeat
 from pathlib import Path
 
 #: Keys a hot map holds in Python before it moves into the scratch database (about 10 MB of dict).
@@ -100,23 +101,25 @@ class SpillMap:
     def __init__(self, store: FoldStore, pass_no: int) -> None:
         self._store = store
         self._pass = pass_no
-        self._mem: dict[str, float] = {}
+        #: the dict itself while not spilled (the fold's loop uses it directly while no call can make it spill)
+        self.mem: dict[str, float] = {}
         self.spilled = False
 
     def setdefault(self, ident: str, t: float) -> None:
         if not self.spilled:
-            self._mem.setdefault(ident, t)
-            if len(self._mem) > self._store.spill_keys:
+            self.mem.setdefault(ident, t)
+            if len(self.mem) > self._store.spill_keys:
                 self._store.db.executemany("INSERT INTO dispatched VALUES (?, ?, ?)",
-                                           ((self._pass, k, v) for k, v in self._mem.items()))
-                self._mem.clear()
+                                           ((self._pass, k, v) for k, v in self.mem.items()))
+                self.mem.clear()
                 self.spilled = True
             return
         self._store.db.execute("INSERT OR IGNORE INTO dispatched VALUES (?, ?, ?)", (self._pass, ident, t))
 
-    def pop(self, ident: str) -> float | None:
+    def pop(self, ident: str, default: None = None) -> float | None:
+        """The first dispatch of ``ident``, forgotten (None when there is none); ``default``: as ``dict.pop``'s."""
         if not self.spilled:
-            return self._mem.pop(ident, None)
+            return self.mem.pop(ident, None)
         row = self._store.db.execute("DELETE FROM dispatched WHERE pass = ? AND ident = ? RETURNING t",
                                      (self._pass, ident)).fetchone()
         return float(row[0]) if row else None
@@ -150,6 +153,22 @@ class Latencies:
                                        ((p, v) for p, vs in self._mem.items() for v in vs))
             self._mem.clear()
             self.spilled = True
+
+    def extend(self, pass_no: int, values: Sequence[float]) -> None:
+        """:meth:`add` each of ``values`` in order, at once while they cannot make the values spill."""
+        if not values:
+            return
+        if self.spilled:
+            self._count[pass_no] = self._count.get(pass_no, 0) + len(values)
+            self._pending.extend(zip(repeat(pass_no), values))
+            if len(self._pending) >= PENDING:
+                self._flush()
+        elif sum(self._count.values()) + len(values) > self._store.spill_keys:
+            for value in values:  # the one call that spills them
+                self.add(pass_no, value)
+        else:
+            self._count[pass_no] = self._count.get(pass_no, 0) + len(values)
+            self._mem.setdefault(pass_no, array("d")).extend(values)
 
     def _flush(self) -> None:
         if self._pending:

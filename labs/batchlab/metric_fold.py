@@ -24,7 +24,7 @@ from typing import Any
 
 from .fold_store import SPILL_KEYS, FoldStore, Latencies, SpillMap
 from .ledger import CRASH_EVENTS, Ev
-from .ledger_scan import Tick
+from .ledger_scan import Tick, Work
 from .ledger_scan import read_ledger as read_ledger
 from .ledger_views import PassFirsts, PassMetrics, usable_event
 from .metric_input import BLOCK as BLOCK
@@ -65,18 +65,28 @@ class Tally:
         elif kind in CRASH_EVENTS:
             self.crashes.append(dict(ev))
 
+    def work(self, work: Work) -> None:
+        """:meth:`see` for a run of calls and commits read by the fast path, at once."""
+        if work.calls:
+            self.max_inflight = max(self.max_inflight, work.max_inflight)
+            self.max_doc_inflight = max(self.max_doc_inflight, work.max_doc_inflight)
+            self.max_attempt = max(self.max_attempt, work.max_attempt)
+            self.retries += work.retries
+
 
 class PassFold:
     """One pass's accumulator: fed its events in ledger order, it becomes a :class:`PassMetrics`."""
 
-    def __init__(self, pass_no: int, store: FoldStore, latencies: Latencies) -> None:
+    def __init__(self, pass_no: int, store: FoldStore, latencies: Latencies,
+                 committed_before: Callable[[str, int], bool] | None = None) -> None:
         self.pass_no = pass_no
         self.firsts = PassFirsts()
         self.first_t: float | None = None
         self.last_t = -math.inf
         self.counts = Counter[str]()
         self.first_new_call: float | None = None
-        self._store = store
+        self._committed_before = committed_before or store.committed_before
+        self._spill_keys = store.spill_keys
         self._latencies = latencies
         self._dispatched = SpillMap(store, pass_no)
 
@@ -97,7 +107,7 @@ class PassFold:
             if int(ev.get("attempt", 1)) > 1:
                 self.counts["retries"] += 1
             self._dispatched.setdefault(ev["ident"], t)
-            if self.first_new_call is None and not self._store.committed_before(ev["ident"], self.pass_no):
+            if self.first_new_call is None and not self._committed_before(ev["ident"], self.pass_no):
                 self.first_new_call = t
         elif kind == Ev.CALL_FAIL:
             self.counts["call_failures"] += 1
@@ -107,6 +117,40 @@ class PassFold:
             t0 = self._dispatched.pop(ev["ident"])
             if t0 is not None:
                 self._latencies.add(self.pass_no, t - t0)
+
+    def work(self, work: Work) -> None:
+        """:meth:`see` for each call and commit of ``work`` in order (its times are in the tick before it).
+
+        The counts are added at once; the first dispatches and the latencies are a loop over plain lists:
+        through the dict itself while it cannot pass its threshold, else through :class:`SpillMap`.
+        """
+        counts = self.counts
+        counts["calls"] += work.calls
+        counts["retries"] += work.retries
+        counts["committed"] += work.committed
+        counts["upgraded"] += work.upgraded
+        lines = zip(work.starts, work.idents, work.times, strict=True)
+        dispatched, found = self._dispatched, []
+        if self.first_new_call is None:  # the calls until the pass's first on a new identity: looked up one by one
+            for start, ident, t in lines:
+                if not start:
+                    if (t0 := dispatched.pop(ident)) is not None:
+                        found.append(t - t0)
+                    continue
+                dispatched.setdefault(ident, t)
+                if not self._committed_before(ident, self.pass_no):
+                    self.first_new_call = t
+                    break
+        setdefault: Callable[[str, float], object] = dispatched.setdefault
+        pop: Callable[[str, None], float | None] = dispatched.pop
+        if not dispatched.spilled and len(dispatched.mem) + work.calls <= self._spill_keys:
+            setdefault, pop = dispatched.mem.setdefault, dispatched.mem.pop  # no call can make it spill
+        for start, ident, t in lines:
+            if start:
+                setdefault(ident, t)
+            elif (t0 := pop(ident, None)) is not None:
+                found.append(t - t0)
+        self._latencies.extend(self.pass_no, found)
 
     def partial(self, sample: int) -> tuple[PassMetrics, float | None]:
         """The pass's figures that its own events give, and its first call on a new identity (or None).
@@ -181,11 +225,14 @@ class LedgerHalf:
     latency_p95_s: float | None
 
 
-def fold_ledger(events: Iterable[Event | Tick], store: FoldStore) -> LedgerHalf:
-    """Fold the ledger into one accumulator per pass; ``store`` holds the sink's puts, indexed (who came before).
+def fold_ledger(events: Iterable[Event | Tick | Work], store: FoldStore,
+                committed_before: Callable[[str, int], bool] | None = None) -> LedgerHalf:
+    """Fold the ledger into one accumulator per pass; who was committed before a pass: ``committed_before``.
 
-    ``events`` may hold :data:`batchlab.ledger_scan.Tick` ``(pass, first t, largest t)`` among the events
-    (:func:`batchlab.ledger_scan.scan_ledger`): usable events that only count as times in their pass.
+    By default ``store.committed_before`` (the sink's puts copied into ``store`` and indexed). ``events``
+    may hold :data:`batchlab.ledger_scan.Tick` ``(pass, first t, largest t)`` and
+    :class:`batchlab.ledger_scan.Work` among the events (:func:`batchlab.ledger_scan.scan_ledger`): usable
+    events read by the fast path, that count as times in their pass, and its calls and commits.
     """
     tally = Tally()
     latencies = Latencies(store)
@@ -196,8 +243,17 @@ def fold_ledger(events: Iterable[Event | Tick], store: FoldStore) -> LedgerHalf:
             if pass_no > 0:
                 fold = folds.get(pass_no)
                 if fold is None:
-                    fold = folds[pass_no] = PassFold(pass_no, store, latencies)
+                    fold = folds[pass_no] = PassFold(pass_no, store, latencies, committed_before)
                 fold.tick(first, last)
+            continue
+        if type(raw_ev) is Work:
+            tally.work(raw_ev)
+            pass_no = raw_ev.pass_no
+            if pass_no > 0:
+                fold = folds.get(pass_no)
+                if fold is None:
+                    fold = folds[pass_no] = PassFold(pass_no, store, latencies, committed_before)
+                fold.work(raw_ev)
             continue
         ev = usable_event(raw_ev)  # type: ignore[arg-type]
         if ev is None:
@@ -207,7 +263,7 @@ def fold_ledger(events: Iterable[Event | Tick], store: FoldStore) -> LedgerHalf:
         if pass_no > 0:
             fold = folds.get(pass_no)
             if fold is None:
-                fold = folds[pass_no] = PassFold(pass_no, store, latencies)
+                fold = folds[pass_no] = PassFold(pass_no, store, latencies, committed_before)
             fold.see(ev)
     return LedgerHalf(tally=tally, passes=[folds[p].partial(SPILL_KEYS) for p in sorted(folds)],
                       latency_p50_s=latencies.percentile(50), latency_p95_s=latencies.percentile(95))
@@ -226,7 +282,7 @@ class Folded:
     latency_p95_s: float | None
 
 
-def fold_run(documents: Iterable[Any], events: Iterable[Event | Tick], sink: ListSink | FileSink,
+def fold_run(documents: Iterable[Any], events: Iterable[Event | Tick | Work], sink: ListSink | FileSink,
              store: FoldStore, *, ledger: Callable[[], LedgerHalf | None] | None = None,
              between: Callable[[], None] | None = None,
              rest: Callable[[InputFold, FoldStore, Judge], None] | None = None) -> Folded:

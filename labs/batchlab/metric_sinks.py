@@ -8,6 +8,7 @@ the oracle); split from the fold so that each module stays one idea.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -59,15 +60,21 @@ class FileSink:
         self._path = path
         self._db: sqlite3.Connection | None = None
 
-    def load_puts(self, store: FoldStore, *, outputs: bool = True) -> None:
-        """Copy the puts into ``store``; with ``outputs`` also index the outputs by identity (for :meth:`records`)."""
-        if self._path is None:
+    def attach(self, store: FoldStore) -> None:
+        """Attach the sink file, read-only, to ``store``'s database as ``sink`` (once; nothing is copied)."""
+        if self._path is None or self._db is not None:
             return
         db = self._db = store.db
         db.execute("COMMIT")  # ATTACH is refused inside a transaction
         db.execute("ATTACH DATABASE ? AS sink", (f"{self._path.resolve().as_uri()}?mode=ro",))
         db.execute("BEGIN")
-        db.execute("INSERT INTO puts SELECT seq, ident, pass, upgrade != 0 FROM sink.puts ORDER BY seq")
+
+    def load_puts(self, store: FoldStore, *, outputs: bool = True) -> None:
+        """Copy the puts into ``store``; with ``outputs`` also index the outputs by identity (for :meth:`records`)."""
+        self.attach(store)
+        if self._db is None:
+            return
+        self._db.execute("INSERT INTO puts SELECT seq, ident, pass, upgrade != 0 FROM sink.puts ORDER BY seq")
         if outputs:
             self.index_outputs()
 
@@ -121,6 +128,49 @@ class FileSink:
             expected: dict[str, tuple[str, str]] = {}  # the oracle's texts by mode, made once for the identity
             out.append([_verdict(row, doc, text, expected) for row in found])
         return out
+
+
+class SinkPuts:
+    """:meth:`batchlab.fold_store.FoldStore.committed_before` from the sink's own puts, copied only if asked often.
+
+    The ledger's child (:mod:`batchlab.metric_child`) asks it only for each pass's first call on an
+    identity not committed before the pass (its resume time): in a run that does not redo committed
+    work, one question a pass, about the pass's first call. Copying and indexing every put for that was
+    1.4 s of the child's CPU at a million documents. So a pass that no put precedes (the sink's smallest
+    pass, one scan of its table) is answered without a lookup; other questions scan the sink's table
+    (no index there: 0.15 s at a million) up to :attr:`SCANS` times; past them the puts are copied into
+    the store and indexed, once, as the caller does, and asked there. The same SQL comparisons every way.
+    """
+
+    #: Questions answered by a scan of the sink's table before the puts are copied and indexed.
+    SCANS = 3
+
+    def __init__(self, sink: FileSink, store: FoldStore) -> None:
+        self._sink, self._store = sink, store
+        self._first: Any = None  # the smallest pass of a put (math.inf: no put), once scanned
+        self._scans = 0
+        self._copied = False
+
+    def __call__(self, ident: str, pass_no: int) -> bool:
+        """True when ``ident`` has a put of a pass before ``pass_no``."""
+        self._sink.attach(self._store)
+        db = self._sink._db
+        if db is None:
+            return False
+        if self._first is None:
+            first, some = db.execute("SELECT MIN(pass), EXISTS (SELECT 1 FROM sink.puts) FROM sink.puts").fetchone()
+            self._first = math.inf if not some else first if type(first) in (int, float) else -math.inf
+        if pass_no <= self._first:
+            return False
+        if not self._copied and self._scans < self.SCANS:
+            self._scans += 1
+            return db.execute("SELECT 1 FROM sink.puts WHERE ident = ? AND pass < ? LIMIT 1",
+                              (ident, pass_no)).fetchone() is not None
+        if not self._copied:
+            self._sink.load_puts(self._store, outputs=False)
+            self._store.index_puts()
+            self._copied = True
+        return self._store.committed_before(ident, pass_no)
 
 
 def _verdict(row: Sequence[Any], doc: Document, text: str, expected: dict[str, tuple[str, str]]) -> tuple[str, str, bool]:
