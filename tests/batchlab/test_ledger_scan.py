@@ -228,3 +228,17 @@ def test_the_sinks_own_puts_answer_who_was_committed_before_as_the_copy_does(tmp
         assert lazy.db.execute("SELECT COUNT(*) FROM puts").fetchone()[0] == len(puts)  # copied past SCANS questions
     with FoldStore(on_disk=False) as store:
         assert not SinkPuts(FileSink(None), store)("a", 5)  # no sink file: nothing was committed
+
+
+def test_the_largest_time_is_the_largest_number_whatever_the_texts() -> None:
+    """Times of the worker's shape compared as texts, and any other shape (sign, short, long): the float max."""
+    rng = random.Random(8)
+    shapes = [lambda: f"{rng.randrange(10**9, 10**10)}.{rng.randrange(10**rng.randint(1, 7))}",
+              lambda: f"17965624{rng.randrange(10, 99)}.{rng.choice(['5', '50', '05', '4999999'])}",
+              lambda: f"-{rng.randrange(10**8, 10**9)}.{rng.randrange(100)}",
+              lambda: f"{rng.randrange(100)}.{rng.randrange(100)}",
+              lambda: f"{rng.randrange(10**11, 10**12)}.5"]
+    for _ in range(3000):
+        picked = rng.sample(shapes, rng.choice([1, 1, 2, 3]))
+        times = tuple(rng.choice(picked)().encode() for _ in range(rng.randint(1, 6)))
+        assert ledger_scan._largest(times) == max(map(float, times)), times
