@@ -137,7 +137,7 @@ class Latencies:
         self._mem: dict[int, array[float]] = {}
         self._count: dict[int, int] = {}
         self._pending: list[tuple[int, float]] = []  # spilled, not written yet: one executemany per PENDING
-        self._indexed = False
+        self._indexed: set[str] = set()
         self.spilled = False
 
     def add(self, pass_no: int, value: float) -> None:
@@ -175,17 +175,18 @@ class Latencies:
             self._store.db.executemany("INSERT INTO latencies VALUES (?, ?)", self._pending)
             self._pending.clear()
 
-    def _index(self) -> None:
-        """Before the first percentile on disk: every value written, then two indexes, so each rank is a walk.
+    def _index(self, pass_no: int | None) -> None:
+        """Before a percentile on disk: every value written, then the index it walks (each made once, when first needed).
 
         Without them each percentile sorted the whole table (six sorts of a million values, about 8 s of CPU at
-        a million documents); with them the two sorts are made once and a rank is read by walking an index.
+        a million documents); with them each sort is made once and a rank is read by walking an index. The
+        run's own index (``v``) is made only when the latencies are of more than one pass (see :meth:`percentile`).
         """
         self._flush()
-        if not self._indexed:
-            self._store.db.execute("CREATE INDEX latencies_pass_v ON latencies (pass, v)")
-            self._store.db.execute("CREATE INDEX latencies_v ON latencies (v)")
-            self._indexed = True
+        name, columns = ("latencies_pass_v", "pass, v") if pass_no is not None else ("latencies_v", "v")
+        if name not in self._indexed:
+            self._store.db.execute(f"CREATE INDEX {name} ON latencies ({columns})")
+            self._indexed.add(name)
 
     def count(self, pass_no: int | None = None) -> int:
         return sum(self._count.values()) if pass_no is None else self._count.get(pass_no, 0)
@@ -201,18 +202,29 @@ class Latencies:
         for (v,) in self._store.db.execute(f"SELECT v FROM latencies NOT INDEXED {where} ORDER BY pass, rowid", args):
             yield float(v)
 
+    def sample(self, pass_no: int, step: int) -> list[float]:
+        """Every ``step``-th latency of a pass in commit order, from its first (on disk: chosen by SQLite)."""
+        if not self.spilled:
+            return [v for i, v in enumerate(self.values(pass_no)) if i % step == 0]
+        self._flush()
+        return [float(v) for (v,) in self._store.db.execute(
+            "SELECT v FROM (SELECT v, ROW_NUMBER() OVER (ORDER BY rowid) - 1 AS i FROM latencies NOT INDEXED "
+            "WHERE pass = ?) WHERE i % ? = 0 ORDER BY i", (pass_no, step))]
+
     def percentile(self, q: float, pass_no: int | None = None) -> float | None:
         """The q-th percentile of one pass's latencies (or all); None when there are none."""
         n = self.count(pass_no)
         if n == 0:
             return None
+        if pass_no is None and len(held := [p for p, k in self._count.items() if k]) == 1:
+            return self.percentile(q, held[0])  # the run's latencies are that pass's: the same values, one index
         pos = (n - 1) * q / 100.0
         lo, hi = math.floor(pos), math.ceil(pos)
         if not self.spilled:
             ordered = sorted(self.values(pass_no))
             a, b = ordered[lo], ordered[hi]
         else:
-            self._index()
+            self._index(pass_no)
             where, args = ("", ()) if pass_no is None else ("WHERE pass = ?", (pass_no,))
             rows = self._store.db.execute(f"SELECT v FROM latencies {where} ORDER BY v LIMIT ? OFFSET ?",
                                           (*args, hi - lo + 1, lo)).fetchall()

@@ -1,9 +1,9 @@
 """The ledger's half of a run's metric fold, in a process of its own, while the caller folds the input and the sink.
 
 ``python -m batchlab.metric_child RUN_DIR ON_DISK SPILL_KEYS`` folds the run directory's ledger
-(:func:`batchlab.metric_fold.fold_ledger`, asking the sink's puts only who was committed before a pass's
+(:func:`batchlab.metric_ledger.fold_ledger`, asking the sink's puts only who was committed before a pass's
 first calls: :class:`batchlab.metric_sinks.SinkPuts`) and writes the
-pickled :class:`batchlab.metric_fold.LedgerHalf` to its stdout. The two halves of
+pickled :class:`batchlab.metric_ledger.LedgerHalf` to its stdout. The two halves of
 :func:`batchlab.metric_fold.fold_run` read different files and meet only at the end, so on two cores
 a large run's metrics take about the time of the longer half instead of the sum (issue 17: the fold
 of a million documents was 18 % of the first pass's wall). Nothing depends on it: whenever the
@@ -24,7 +24,7 @@ from typing import Any
 
 from .fold_store import FoldStore
 from .ledger_scan import scan_ledger
-from .metric_fold import LedgerHalf, fold_ledger
+from .metric_ledger import LedgerHalf, fold_ledger
 from .metric_sinks import SinkPuts
 from .metric_split import fold_part, ready
 from .rundir import RunDir

@@ -80,8 +80,8 @@ ODD_LINES = [
 def _view(items: list[Any]) -> tuple[list[tuple[Any, ...]], dict[int, list[int]]]:
     """What the fold takes from calls and commits: each in order, and each pass's counts and maxima.
 
-    From :class:`Work` as they are, from decoded events as :class:`batchlab.metric_fold.Tally` and
-    :class:`batchlab.metric_fold.PassFold` read them (ticks and other kinds are left out). The counts:
+    From :class:`Work` as they are, from decoded events as :class:`batchlab.metric_ledger.Tally` and
+    :class:`batchlab.metric_ledger.PassFold` read them (ticks and other kinds are left out). The counts:
     calls, retries, largest attempt, inflight and doc_inflight, commits, upgrades.
     """
     lines: list[tuple[Any, ...]] = []
@@ -242,3 +242,28 @@ def test_the_largest_time_is_the_largest_number_whatever_the_texts() -> None:
         picked = rng.sample(shapes, rng.choice([1, 1, 2, 3]))
         times = tuple(rng.choice(picked)().encode() for _ in range(rng.randint(1, 6)))
         assert ledger_scan._largest(times) == max(map(float, times)), times
+
+
+@pytest.mark.parametrize("passes", [[1], [2, 1]], ids=["one pass", "two passes"])
+@pytest.mark.parametrize("spill", [10**9, 30], ids=["in memory", "spilled"])
+def test_latency_percentiles_and_samples_are_those_of_the_plain_lists(passes: list[int], spill: int) -> None:
+    """Each pass's and the run's p50/p95 (one index or two), and every step-th value of a pass, as from lists."""
+    from batchlab.contract import percentile
+
+    rng = random.Random(len(passes) + spill)
+    kept: dict[int, list[float]] = {p: [] for p in passes}
+    with FoldStore(on_disk=True, spill_keys=spill) as store:
+        lat = Latencies(store)
+        for _ in range(40):
+            p, values = rng.choice(passes), [round(rng.random(), 3) for _ in range(rng.randint(0, 9))]
+            lat.extend(p, values)
+            kept[p] += values
+        assert lat.spilled == (spill < 10**9)
+        everything = [v for p in passes for v in kept[p]]
+        for q in (0, 50, 95, 100):
+            assert lat.percentile(q) == percentile(everything, q)
+            for p in passes:
+                assert lat.percentile(q, p) == percentile(kept[p], q)
+        for p in passes:
+            for step in (1, 2, 7, 1000):
+                assert lat.sample(p, step) == kept[p][::step]
