@@ -18,6 +18,7 @@ import sqlite3
 import tempfile
 from array import array
 from collections.abc import Iterator, Sequence
+from itertools import islice, repeat
 from pathlib import Path
 
 #: Keys a hot map holds in Python before it moves into the scratch database (about 10 MB of dict).
@@ -100,23 +101,25 @@ class SpillMap:
     def __init__(self, store: FoldStore, pass_no: int) -> None:
         self._store = store
         self._pass = pass_no
-        self._mem: dict[str, float] = {}
+        #: the dict itself while not spilled (the fold's loop uses it directly while no call can make it spill)
+        self.mem: dict[str, float] = {}
         self.spilled = False
 
     def setdefault(self, ident: str, t: float) -> None:
         if not self.spilled:
-            self._mem.setdefault(ident, t)
-            if len(self._mem) > self._store.spill_keys:
+            self.mem.setdefault(ident, t)
+            if len(self.mem) > self._store.spill_keys:
                 self._store.db.executemany("INSERT INTO dispatched VALUES (?, ?, ?)",
-                                           ((self._pass, k, v) for k, v in self._mem.items()))
-                self._mem.clear()
+                                           ((self._pass, k, v) for k, v in self.mem.items()))
+                self.mem.clear()
                 self.spilled = True
             return
         self._store.db.execute("INSERT OR IGNORE INTO dispatched VALUES (?, ?, ?)", (self._pass, ident, t))
 
-    def pop(self, ident: str) -> float | None:
+    def pop(self, ident: str, default: None = None) -> float | None:
+        """The first dispatch of ``ident``, forgotten (None when there is none); ``default``: as ``dict.pop``'s."""
         if not self.spilled:
-            return self._mem.pop(ident, None)
+            return self.mem.pop(ident, None)
         row = self._store.db.execute("DELETE FROM dispatched WHERE pass = ? AND ident = ? RETURNING t",
                                      (self._pass, ident)).fetchone()
         return float(row[0]) if row else None
@@ -134,7 +137,7 @@ class Latencies:
         self._mem: dict[int, array[float]] = {}
         self._count: dict[int, int] = {}
         self._pending: list[tuple[int, float]] = []  # spilled, not written yet: one executemany per PENDING
-        self._indexed = False
+        self._indexed: set[str] = set()
         self.spilled = False
 
     def add(self, pass_no: int, value: float) -> None:
@@ -151,22 +154,39 @@ class Latencies:
             self._mem.clear()
             self.spilled = True
 
+    def extend(self, pass_no: int, values: Sequence[float]) -> None:
+        """:meth:`add` each of ``values`` in order, at once while they cannot make the values spill."""
+        if not values:
+            return
+        if self.spilled:
+            self._count[pass_no] = self._count.get(pass_no, 0) + len(values)
+            self._pending.extend(zip(repeat(pass_no), values))
+            if len(self._pending) >= PENDING:
+                self._flush()
+        elif sum(self._count.values()) + len(values) > self._store.spill_keys:
+            for value in values:  # the one call that spills them
+                self.add(pass_no, value)
+        else:
+            self._count[pass_no] = self._count.get(pass_no, 0) + len(values)
+            self._mem.setdefault(pass_no, array("d")).extend(values)
+
     def _flush(self) -> None:
         if self._pending:
             self._store.db.executemany("INSERT INTO latencies VALUES (?, ?)", self._pending)
             self._pending.clear()
 
-    def _index(self) -> None:
-        """Before the first percentile on disk: every value written, then two indexes, so each rank is a walk.
+    def _index(self, pass_no: int | None) -> None:
+        """Before a percentile on disk: every value written, then the index it walks (each made once, when first needed).
 
         Without them each percentile sorted the whole table (six sorts of a million values, about 8 s of CPU at
-        a million documents); with them the two sorts are made once and a rank is read by walking an index.
+        a million documents); with them each sort is made once and a rank is read by walking an index. The
+        run's own index (``v``) is made only when the latencies are of more than one pass (see :meth:`percentile`).
         """
         self._flush()
-        if not self._indexed:
-            self._store.db.execute("CREATE INDEX latencies_pass_v ON latencies (pass, v)")
-            self._store.db.execute("CREATE INDEX latencies_v ON latencies (v)")
-            self._indexed = True
+        name, columns = ("latencies_pass_v", "pass, v") if pass_no is not None else ("latencies_v", "v")
+        if name not in self._indexed:
+            self._store.db.execute(f"CREATE INDEX {name} ON latencies ({columns})")
+            self._indexed.add(name)
 
     def count(self, pass_no: int | None = None) -> int:
         return sum(self._count.values()) if pass_no is None else self._count.get(pass_no, 0)
@@ -182,18 +202,28 @@ class Latencies:
         for (v,) in self._store.db.execute(f"SELECT v FROM latencies NOT INDEXED {where} ORDER BY pass, rowid", args):
             yield float(v)
 
+    def sample(self, pass_no: int, step: int) -> list[float]:
+        """Every ``step``-th latency of a pass in commit order, from its first (on disk: the rows skipped in C)."""
+        if not self.spilled:
+            return [v for i, v in enumerate(self.values(pass_no)) if i % step == 0]
+        self._flush()
+        rows = self._store.db.execute("SELECT v FROM latencies NOT INDEXED WHERE pass = ? ORDER BY rowid", (pass_no,))
+        return [float(v) for (v,) in islice(rows, 0, None, step)]
+
     def percentile(self, q: float, pass_no: int | None = None) -> float | None:
         """The q-th percentile of one pass's latencies (or all); None when there are none."""
         n = self.count(pass_no)
         if n == 0:
             return None
+        if pass_no is None and len(held := [p for p, k in self._count.items() if k]) == 1:
+            return self.percentile(q, held[0])  # the run's latencies are that pass's: the same values, one index
         pos = (n - 1) * q / 100.0
         lo, hi = math.floor(pos), math.ceil(pos)
         if not self.spilled:
             ordered = sorted(self.values(pass_no))
             a, b = ordered[lo], ordered[hi]
         else:
-            self._index()
+            self._index(pass_no)
             where, args = ("", ()) if pass_no is None else ("WHERE pass = ?", (pass_no,))
             rows = self._store.db.execute(f"SELECT v FROM latencies {where} ORDER BY v LIMIT ? OFFSET ?",
                                           (*args, hi - lo + 1, lo)).fetchall()

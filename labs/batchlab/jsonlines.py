@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import IO, Any
 
-from .doccheck import _SURROGATE_ESCAPE, MAX_DOCUMENT_BYTES, _DuplicateKeys, _object_pairs
+from .doccheck import _SURROGATE_ESCAPE, MAX_DOCUMENT_BYTES, _DuplicateKeys, _object_pairs, oversize_bytes
 from .docmodel import RejectedDocument
 from .errors import BatchInputError
 from .jsonwindow import MAX_VALUE_CHARS
@@ -23,6 +23,8 @@ MAX_LINE_BYTES = MAX_VALUE_CHARS
 #: The keys a JSON Lines header may hold.
 HEADER_KEYS = frozenset({"header", "batch_id"})
 _BOM = b"\xef\xbb\xbf"
+#: What a blank line may hold.
+_BLANK_CHARS = " \t\r\n"
 
 
 
@@ -79,7 +81,7 @@ class JsonLinesReader:
                     code="invalid_utf8",
                     details={"path": self.path, "line": self.line_no, "byte_offset": start + skip + exc.start},
                     hints=["Re-encode the file as UTF-8 (e.g. `iconv -f GBK -t UTF-8`)."]) from None
-            if text.strip(" \t\r\n"):
+            if text[:1] not in _BLANK_CHARS or text.strip(_BLANK_CHARS):  # the first test settles a document's line
                 return text, self.line_no, start + skip
 
     def _skip_rest_of_line(self) -> None:
@@ -145,14 +147,20 @@ def _decode_line(text: str) -> Any:
 
 
 def jsonl_line_document(text: str, *, line: int, offset: int) -> Any:
-    """One line of a JSON Lines file as an entry: the document, or a rejection that names the line."""
-    where = {"line": line, "byte_offset": offset}
+    """One line of a JSON Lines file as an entry: the document, or a rejection that names the line.
+
+    A plain object with no surrogate escape in its line and a content within the size is what
+    :func:`batchlab.streamentry.loader_checks` returns it as: returned at once (a million times a fold).
+    """
     try:
         # json.loads' own check first (its message for a byte order mark mid-file), then the shared decoder
         value = json.loads(text) if text.startswith("\ufeff") else _decode_line(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, an over-long integer, too deep
         why = exc.msg if isinstance(exc, json.JSONDecodeError) else (
             "nested too deeply" if isinstance(exc, RecursionError) else str(exc))
-        return RejectedDocument({}, code="invalid_json",
-                                reason=f"line {line} (byte {offset}) is not valid JSON: {why}", details=where)
-    return loader_checks(value, maybe_surrogate=_SURROGATE_ESCAPE.search(text) is not None, where=where)
+        return RejectedDocument({}, code="invalid_json", reason=f"line {line} (byte {offset}) is not valid JSON: {why}",
+                                details={"line": line, "byte_offset": offset})
+    maybe_surrogate = "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
+    if type(value) is dict and not maybe_surrogate and oversize_bytes(value) is None:
+        return value
+    return loader_checks(value, maybe_surrogate=maybe_surrogate, where={"line": line, "byte_offset": offset})

@@ -1,17 +1,25 @@
 """A run's ledger read fast for the metric fold: the same events as :func:`batchlab.ledger.iter_events`, fewer decoded.
 
 The fold reads every line of the ledger (about five a document: 5.2 million lines, 935 MB at a million
-documents), and most of them say little to it: a ``state`` or ``call_ok`` event counts only as a time
-in its pass (the pass's first and last event), whatever else it holds. :func:`scan_ledger` reads the
-file in large blocks and lets one regular expression (C speed, the whole block at once) recognise such
-lines when they are written the way the worker writes them (``{"ev":"state","t":...,"pass":...`` then
-flat fields of plain ASCII strings, bounded numbers, ``null``, ``true``, ``false``; a ``call_ok`` with
-exactly one string ``ident``): for those it yields ``(pass, t)`` without building a dict. The pattern
-admits only lines that are valid JSON objects whose ``ev``, ``t`` and ``pass`` are these very values
-(no repeated key can override them, no number can overflow, no byte outside ASCII) and that
-:func:`batchlab.ledger_views.usable_event` would accept; every other line, however odd, goes through
-the JSON decoder exactly as :func:`read_ledger` decodes it. So a line means the same to the fold either way,
-and a ledger written some other way (a new field of another type, a key order changed) is only slower.
+documents). :func:`scan_ledger` reads the file in large blocks and lets one regular expression (C speed,
+the whole block at once) recognise the four kinds of line the worker writes by the million, when they
+are written the way it writes them, and pick out what the fold needs of each:
+
+* a ``state`` (any flat fields) or ``call_ok`` (exactly one string ``ident``): only a time in its pass
+  (the pass's first and last event): folded into a :data:`Tick`;
+* a ``call_start`` (the worker's exact fields): its time, ``ident``, ``attempt``, ``inflight`` and
+  ``doc_inflight``; a ``sink_put`` (the worker's exact fields): its time, ``ident`` and ``upgrade``.
+  Consecutive ones of a pass become one :class:`Work`: their counts and maxima, and their identities
+  and times in ledger order (the first dispatch of each identity, the latency of each commit).
+
+The pattern admits only lines that are valid JSON objects whose ``ev``, ``t``, ``pass`` (and the captured
+fields) are these very values: flat fields of plain ASCII strings (an ``ident`` without escapes, so its
+bytes are its text), bounded integers, fractions for times, ``null``, ``true``, ``false``; no repeated key
+can override them, no number can overflow, no byte outside ASCII, and
+:func:`batchlab.ledger_views.usable_event` would accept them as they are. Every other line, however odd
+(another field, another key order, a non-ASCII name, a torn line), goes through the JSON decoder exactly as
+:func:`read_ledger` decodes it, in its place. So a line means the same to the fold either way, and a ledger
+written some other way is only slower (``tests/batchlab/test_ledger_scan.py`` holds the two ways equal).
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import compress
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +43,12 @@ _WHITESPACE = " \t\n\r"
 
 # JSON pieces, as bytes: a string of printable ASCII (escapes allowed), bounded numbers (no overflow, no inf)
 _STR = rb'"[^"\\\x00-\x1f\x7f-\xff]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f\x7f-\xff]*)*"'
+_ID = rb'"([^"\\\x00-\x1f\x7f-\xff]*)"'  # a string without escapes, captured: its bytes are its text
 _INT = rb"-?(?:0|[1-9][0-9]{0,17})"
 _NUM = rb"-?(?:0|[1-9][0-9]{0,30})(?:\.[0-9]{1,30})?(?:[eE][-+]?[0-9]{1,3})?"
 _TIME = rb"(-?(?:0|[1-9][0-9]{0,30})\.[0-9]{1,30})"  # a fraction: JSON reads it as a float, always finite
-_PASS = b"(" + _INT + b")"
 _VALUE = b"(?:" + _STR + b"|" + _NUM + rb"|null|true|false)"
+_HEAD = b',"pid":' + _INT + b',"doc_id":' + _STR
 
 
 def _fields(excluded: bytes) -> bytes:
@@ -45,22 +56,51 @@ def _fields(excluded: bytes) -> bytes:
     return rb',"(?!(?:' + excluded + rb')")[a-z_]{1,40}":' + _VALUE
 
 
-#: A line that counts only as a time: ``state`` (any flat fields), ``call_ok`` (exactly one string ``ident``),
-#: first as the worker writes them (fastest), then with any flat fields; else the last group, the whole line,
-#: for the decoder. Groups: four pairs of (t, pass), then the other line.
+#: One line: the kind (a letter for ``call_ok``, ``call_start``, ``sink_put``; none for ``state``), then
+#: ``t`` and ``pass`` (shared by the four), then the tail the kind must have (a conditional on the letter),
+#: else the whole line for the decoder.
 _LINE = re.compile(
-    rb'\{"ev":"(?:state","t":' + _TIME + b',"pass":' + _PASS + b',"pid":' + _INT + b',"doc_id":' + _STR
-    + b',"state":' + _STR + b',"error":(?:' + _STR + b'|null),"attempts":' + _INT + b"\\}\n"
-    + rb'|call_ok","t":' + _TIME + b',"pass":' + _PASS + b',"pid":' + _INT + b',"doc_id":' + _STR
-    + b',"ident":' + _STR + b',"chunk":' + _INT + b',"attempt":' + _INT + b',"call":' + _INT
+    rb'\{"ev":"(?:state|call_(o)k|call_(s)tart|sink_(p)ut)","t":' + _TIME + b',"pass":(' + _INT + b")"
+    + b"(?(1)(?:" + _HEAD + b',"ident":' + _STR + b',"chunk":' + _INT + b',"attempt":' + _INT + b',"call":' + _INT
     + b',"latency":' + _NUM + b"\\}\n"
-    + rb'|state","t":' + _TIME + b',"pass":' + _PASS + b"(?:" + _fields(b"ev|t|pass") + b")*\\}\n"
-    + rb'|call_ok","t":' + _TIME + b',"pass":' + _PASS + b"(?:" + _fields(b"ev|t|pass|ident") + b')*,"ident":'
-    + _STR + b"(?:" + _fields(b"ev|t|pass|ident") + b")*\\}\n)"
+    + b"|(?:" + _fields(b"ev|t|pass|ident") + b')*,"ident":' + _STR + b"(?:" + _fields(b"ev|t|pass|ident") + b")*\\}\n)"
+    + b"|(?(2)" + _HEAD + b',"ident":' + _ID + b',"chunk":' + _INT + b',"attempt":(' + _INT + b'),"call":' + _INT
+    + b',"inflight":(' + _INT + b'),"doc_inflight":(' + _INT + b")\\}\n"
+    + b"|(?(3)" + _HEAD + b',"ident":' + _ID + b',"key":' + _STR + b',"mode":' + _STR + b',"n":' + _INT
+    + b',"writes":' + _INT + b',"upgrade":(true|false)\\}\n'
+    + b"|(?:" + _HEAD + b',"state":' + _STR + b',"error":(?:' + _STR + b'|null),"attempts":' + _INT + b"\\}\n"
+    + b"|(?:" + _fields(b"ev|t|pass") + b")*\\}\n))))"
     + rb"|([^\n]*\n)")
+#: The groups of :data:`_LINE` after the first (the letter of ``call_ok``), in order: the letter of ``call_start``
+#: and of ``sink_put``, t, pass, a call's ident, attempt, inflight, doc_inflight, a put's ident and upgrade, and
+#: the other line (for the decoder).
+_START, _PUT, _T, _PASS, _CALL_ID, _ATTEMPT, _INFLIGHT, _DOC_INFLIGHT, _PUT_ID, _UPGRADE, _OTHER = range(1, 12)
 
-#: What :func:`scan_ledger` yields for lines that only count as times: ``(pass, first t, largest t)``.
+#: Lines that only count as times, folded: ``(pass, first t, largest t)``.
 Tick = tuple[int, float, float]
+
+
+@dataclass(slots=True)
+class Work:
+    """Consecutive ``call_start`` and ``sink_put`` lines of one pass (with the time-only lines among them).
+
+    What the fold takes from each, already counted: the calls, those with ``attempt`` above 1, the
+    largest ``attempt``, ``inflight`` and ``doc_inflight`` (0 without calls), the commits and those with
+    ``upgrade`` true; and, in ledger order, each line's kind (``starts``: True for a call), ``ident``
+    and time, for the first dispatch of each identity and the latency of each commit.
+    """
+
+    pass_no: int
+    calls: int
+    retries: int
+    max_attempt: int
+    max_inflight: int
+    max_doc_inflight: int
+    committed: int
+    upgraded: int
+    starts: list[bool]
+    idents: list[str]
+    times: list[float]
 
 
 def event_of(raw: bytes) -> dict[str, Any] | None:
@@ -88,13 +128,14 @@ def read_ledger(path: Path) -> Iterator[dict[str, Any]]:
     return events_of(path, event_of)
 
 
-def scan_ledger(path: Path) -> Iterator[dict[str, Any] | Tick]:
-    """:func:`read_ledger`'s events in order, the lines that only count as times folded into ticks.
+def scan_ledger(path: Path) -> Iterator[dict[str, Any] | Tick | Work]:
+    """:func:`read_ledger`'s events in order, the worker's own lines of the four kinds as ticks and work.
 
-    A tick ``(pass, first t, largest t)`` stands for one or more events of ``pass`` that
-    :func:`batchlab.ledger_views.usable_event` accepts as they are, whose kind is ``state`` or ``call_ok``:
-    the fold needs nothing else of them. It comes where the first of them was (the events before it came
-    first), so a pass's first event and its last time are what the events one by one give.
+    A tick ``(pass, first t, largest t)`` stands for consecutive lines of ``pass`` read by the fast path:
+    their first time and their largest. It comes where the first of them was, followed by their
+    :class:`Work` when some of them are calls or commits; a line decoded (any other line) comes in its
+    place between them. So a pass's first event and its last time, its dispatches and its commits are
+    what the events one by one give.
     """
     if not path.exists():
         return
@@ -109,47 +150,83 @@ def scan_ledger(path: Path) -> Iterator[dict[str, Any] | Tick]:
             rest = block[cut:]
             found = _LINE.findall(block, 0, cut)
             if found:
-                yield from _block_events(found)
+                yield from _block_items(found)
 
 
-def _block_events(found: list[tuple[bytes, ...]]) -> Iterator[dict[str, Any] | Tick]:
-    """One block's matches in order: each other line decoded, each pass's time-only lines as one tick.
+def _block_items(found: list[tuple[bytes, ...]]) -> Iterator[dict[str, Any] | Tick | Work]:
+    """One block's matches in order: runs of fast lines of one pass (:func:`_run_items`), other lines decoded.
 
-    The columns are walked by C loops (``zip``, ``filter``, ``map``, ``compress``); only the other lines
-    cost a Python step each. A block where the time-only lines name two passes is walked line by line.
+    The columns are walked by C loops (``zip``, ``compress``, ``map``); only the other lines, and the
+    lines of a block where a new pass begins, cost a Python step each.
     """
     cols = list(zip(*found, strict=True))
-    ticks: dict[int, tuple[int, float, float]] = {}  # pass -> (index of its first line, first t, largest t)
-    for k in range(0, 8, 2):
-        times, passes = cols[k], set(cols[k + 1])
-        passes.discard(b"")
-        if len(passes) > 1:
-            yield from _lines_events(found)
-            return
-        if passes:
-            present = list(filter(None, times))
-            first, pass_no = times.index(present[0]), int(passes.pop())
-            tick = (first, float(present[0]), max(map(float, present)))
-            was = ticks.get(pass_no)
-            ticks[pass_no] = tick if was is None else (*min(was[:2], tick[:2]), max(was[2], tick[2]))
-    order = sorted((first, pass_no, t0, top) for pass_no, (first, t0, top) in ticks.items())
-    lines = cols[8]
-    for index in compress(range(len(lines)), lines):
-        while order and order[0][0] < index:
-            _, pass_no, t0, top = order.pop(0)
-            yield pass_no, t0, top
-        if (event := event_of(lines[index])) is not None:
-            yield event
-    for _, pass_no, t0, top in order:
-        yield pass_no, t0, top
-
-
-def _lines_events(found: list[tuple[bytes, ...]]) -> Iterator[dict[str, Any] | Tick]:
-    """:func:`_block_events` line by line (a block where a new pass begins)."""
-    for t1, p1, t2, p2, t3, p3, t4, p4, line in found:
-        if line:
-            if (event := event_of(line)) is not None:
+    passes = set(cols[_PASS])
+    passes.discard(b"")
+    others = list(compress(range(len(found)), cols[_OTHER]))
+    if len(passes) > 1:  # a pass begins in this block: cut where the pass changes too
+        seen, cuts = b"", []
+        for i, p in enumerate(cols[_PASS]):
+            if p and p != seen:
+                if seen:
+                    cuts.append(i)
+                seen = p
+        bounds = sorted({*others, *cuts})
+    else:
+        bounds = others
+    start = 0
+    for i in bounds:
+        if start < i:
+            yield from _run_items(cols, start, i)
+        if cols[_OTHER][i]:
+            start = i + 1
+            if (event := event_of(cols[_OTHER][i])) is not None:
                 yield event
         else:
-            t, p = (t1, p1) if t1 else (t2, p2) if t2 else (t3, p3) if t3 else (t4, p4)
-            yield int(p), float(t), float(t)
+            start = i
+    if start < len(found):
+        yield from _run_items(cols, start, len(found))
+
+
+def _run_items(cols: list[tuple[bytes, ...]], a: int, b: int) -> Iterator[Tick | Work]:
+    """Lines ``a`` to ``b`` of a block, all read by the fast path and of one pass: a tick, then their work."""
+    times = cols[_T][a:b]
+    pass_no = int(cols[_PASS][a])
+    yield pass_no, float(times[0]), _largest(times)
+    starts, puts = cols[_START][a:b], cols[_PUT][a:b]
+    work = list(map(max, starts, puts))  # b"s", b"p" or b"" (a time-only line)
+    if not any(work):
+        return
+    attempts = list(filter(None, cols[_ATTEMPT][a:b]))
+    calls = len(attempts)
+    retries, max_attempt, max_inflight, max_doc_inflight = 0, 0, 0, 0
+    if calls:
+        if attempts.count(b"1") == calls:
+            max_attempt = 1
+        else:
+            numbers = list(map(int, attempts))
+            retries, max_attempt = sum(map((1).__lt__, numbers)), max(numbers)
+        max_inflight = max(map(int, filter(None, cols[_INFLIGHT][a:b])))
+        max_doc_inflight = max(map(int, filter(None, cols[_DOC_INFLIGHT][a:b])))
+    idents = list(map(bytes.decode, compress(map(max, cols[_CALL_ID][a:b], cols[_PUT_ID][a:b]), work)))
+    yield Work(pass_no=pass_no, calls=calls, retries=retries, max_attempt=max_attempt, max_inflight=max_inflight,
+               max_doc_inflight=max_doc_inflight, committed=len(idents) - calls,
+               upgraded=cols[_UPGRADE][a:b].count(b"true"), starts=list(map(bool, compress(starts, work))),
+               idents=idents, times=list(map(float, compress(times, work))))
+
+
+_AT_10 = itemgetter(10)
+
+
+def _largest(times: tuple[bytes, ...]) -> float:
+    """The largest of ``times`` (:data:`_TIME` texts) as a float, most often without converting each.
+
+    The worker's times are ten digits, a point and a fraction: texts of that shape (no sign, the point
+    at index 10) compare as text as they do as numbers, and ``float`` keeps that order, so the largest
+    text is the largest number. Any other time in the run: each converted.
+    """
+    try:
+        if min(times)[:1] != b"-" and set(map(_AT_10, times)) == {46}:  # 46: "."
+            return float(max(times))
+    except IndexError:  # a time shorter than 11 characters
+        pass
+    return max(map(float, times))

@@ -1,8 +1,9 @@
 """The ledger's half of a run's metric fold, in a process of its own, while the caller folds the input and the sink.
 
 ``python -m batchlab.metric_child RUN_DIR ON_DISK SPILL_KEYS`` folds the run directory's ledger
-(:func:`batchlab.metric_fold.fold_ledger`, against its own copy of the sink's puts) and writes the
-pickled :class:`batchlab.metric_fold.LedgerHalf` to its stdout. The two halves of
+(:func:`batchlab.metric_ledger.fold_ledger`, asking the sink's puts only who was committed before a pass's
+first calls: :class:`batchlab.metric_sinks.SinkPuts`) and writes the
+pickled :class:`batchlab.metric_ledger.LedgerHalf` to its stdout. The two halves of
 :func:`batchlab.metric_fold.fold_run` read different files and meet only at the end, so on two cores
 a large run's metrics take about the time of the longer half instead of the sum (issue 17: the fold
 of a million documents was 18 % of the first pass's wall). Nothing depends on it: whenever the
@@ -23,7 +24,8 @@ from typing import Any
 
 from .fold_store import FoldStore
 from .ledger_scan import scan_ledger
-from .metric_fold import LedgerHalf, fold_ledger
+from .metric_ledger import LedgerHalf, fold_ledger
+from .metric_sinks import SinkPuts
 from .metric_split import fold_part, ready
 from .rundir import RunDir
 
@@ -119,9 +121,7 @@ def fold_ledger_of(run: Path, *, on_disk: bool, spill_keys: int) -> LedgerHalf:
     from .metrics import sink_of  # the sink opened as the metrics open it
 
     with sink_of(run) as sink, FoldStore(on_disk=on_disk, spill_keys=spill_keys) as store:
-        sink.load_puts(store, outputs=False)
-        store.index_puts()
-        return fold_ledger(scan_ledger(RunDir(run).ledger), store)
+        return fold_ledger(scan_ledger(RunDir(run).ledger), store, SinkPuts(sink, store))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,13 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     run, out = Path(args[0]), sys.stdout.buffer
     with sink_of(run) as sink, FoldStore(on_disk=args[1] == "1", spill_keys=int(args[2])) as store:
-        sink.load_puts(store, outputs=False)
-        store.index_puts()
-        pickle.dump(fold_ledger(scan_ledger(RunDir(run).ledger), store), out, protocol=pickle.HIGHEST_PROTOCOL)
+        half = fold_ledger(scan_ledger(RunDir(run).ledger), store, SinkPuts(sink, store))
+        pickle.dump(half, out, protocol=pickle.HIGHEST_PROTOCOL)
         out.flush()
         line = sys.stdin.readline()
         if not line.strip():
             return 0
+        sink.attach(store)
         sink.index_outputs()
         pickle.dump(fold_part(json.loads(line), sink), out, protocol=pickle.HIGHEST_PROTOCOL)
         out.flush()

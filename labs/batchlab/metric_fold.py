@@ -7,26 +7,25 @@ run: the sink's puts are copied into the fold's scratch database (:class:`batchl
 in memory or on disk by the batch's size), the input is streamed one document at a time and judged
 :data:`BLOCK` valid documents at a time (each first occurrence of an identity joined with its committed
 outputs, compared with the oracle's as JSON texts, then dropped), then the ledger is streamed into one
-small accumulator per pass (its time-only lines as ticks, :mod:`batchlab.ledger_scan`). What grows
+small accumulator per pass (its worker lines read by one regular expression, :mod:`batchlab.ledger_scan`;
+the accumulators in :mod:`batchlab.metric_ledger`). What grows
 with the batch (identities, puts, first dispatches, latencies) lives in the scratch database past
 :data:`batchlab.fold_store.SPILL_KEYS` keys; what stays in Python is a few counters per pass and the
 lists the figures are (missing and wrong documents, duplicates: empty on a good run). The input's side
-(:class:`InputFold`) lives in :mod:`batchlab.metric_input`; its names are importable from here too.
+(:class:`InputFold`) lives in :mod:`batchlab.metric_input`, the ledger's in :mod:`batchlab.metric_ledger`; their
+names are importable from here too.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .fold_store import SPILL_KEYS, FoldStore, Latencies, SpillMap
-from .ledger import CRASH_EVENTS, Ev
-from .ledger_scan import Tick
+from .fold_store import FoldStore
+from .ledger_scan import Tick, Work
 from .ledger_scan import read_ledger as read_ledger
-from .ledger_views import PassFirsts, PassMetrics, usable_event
+from .ledger_views import PassMetrics
 from .metric_input import BLOCK as BLOCK
 from .metric_input import InputBlock as InputBlock
 from .metric_input import InputFold as InputFold
@@ -34,102 +33,15 @@ from .metric_input import Judge as Judge
 from .metric_input import Verdict as Verdict
 from .metric_input import parsed_entries as parsed_entries
 from .metric_input import verdict_of as verdict_of
+from .metric_ledger import LedgerHalf as LedgerHalf
+from .metric_ledger import PassFold as PassFold
+from .metric_ledger import Tally as Tally
+from .metric_ledger import fold_ledger as fold_ledger
 from .metric_sinks import FileSink as FileSink
 from .metric_sinks import ListSink as ListSink
 from .metric_sinks import SinkDamage as SinkDamage
 
 Event = Mapping[str, Any]
-
-
-@dataclass
-class Tally:
-    """Run-wide figures of the whole ledger: retries, peak concurrency, failed calls by error, interruptions."""
-
-    retries: int = 0
-    max_inflight: int = 0
-    max_doc_inflight: int = 0
-    max_attempt: int = 0
-    call_errors: Counter[str] = field(default_factory=Counter)
-    crashes: list[dict[str, Any]] = field(default_factory=list)
-
-    def see(self, ev: Event) -> None:
-        kind = ev["ev"]
-        if kind == Ev.CALL_START:
-            self.max_inflight = max(self.max_inflight, int(ev.get("inflight", 0)))
-            self.max_doc_inflight = max(self.max_doc_inflight, int(ev.get("doc_inflight", 0)))
-            self.max_attempt = max(self.max_attempt, int(ev.get("attempt", 0)))
-            if int(ev.get("attempt", 1)) > 1:
-                self.retries += 1
-        elif kind == Ev.CALL_FAIL:
-            self.call_errors[str(ev.get("error"))] += 1
-        elif kind in CRASH_EVENTS:
-            self.crashes.append(dict(ev))
-
-
-class PassFold:
-    """One pass's accumulator: fed its events in ledger order, it becomes a :class:`PassMetrics`."""
-
-    def __init__(self, pass_no: int, store: FoldStore, latencies: Latencies) -> None:
-        self.pass_no = pass_no
-        self.firsts = PassFirsts()
-        self.first_t: float | None = None
-        self.last_t = -math.inf
-        self.counts = Counter[str]()
-        self.first_new_call: float | None = None
-        self._store = store
-        self._latencies = latencies
-        self._dispatched = SpillMap(store, pass_no)
-
-    def tick(self, first: float, last: float) -> None:
-        """Events of the pass from time ``first`` on, ``last`` the largest (all a ``state`` or ``call_ok`` tells the fold)."""
-        if self.first_t is None:
-            self.first_t = first
-        if last > self.last_t:
-            self.last_t = last
-
-    def see(self, ev: Event) -> None:
-        t = float(ev["t"])
-        self.tick(t, t)
-        self.firsts.see(ev)
-        kind = ev["ev"]
-        if kind == Ev.CALL_START:
-            self.counts["calls"] += 1
-            if int(ev.get("attempt", 1)) > 1:
-                self.counts["retries"] += 1
-            self._dispatched.setdefault(ev["ident"], t)
-            if self.first_new_call is None and not self._store.committed_before(ev["ident"], self.pass_no):
-                self.first_new_call = t
-        elif kind == Ev.CALL_FAIL:
-            self.counts["call_failures"] += 1
-        elif kind == Ev.SINK_PUT:
-            self.counts["committed"] += 1
-            self.counts["upgraded"] += 1 if ev.get("upgrade") is True else 0
-            t0 = self._dispatched.pop(ev["ident"])
-            if t0 is not None:
-                self._latencies.add(self.pass_no, t - t0)
-
-    def partial(self, sample: int) -> tuple[PassMetrics, float | None]:
-        """The pass's figures that its own events give, and its first call on a new identity (or None).
-
-        What needs the input's identities too (hits, what was left) is :func:`complete_pass`'s: the two
-        halves of the fold may run in two processes (:mod:`batchlab.metric_child`).
-        """
-        start, end, crash = self.firsts.start, self.firsts.end, self.firsts.crash
-        started = float(start.get("t0", start["t"])) if start else float(self.first_t or 0.0)
-        pm = PassMetrics(pass_no=self.pass_no, started=started, ended=self.last_t, exit=self.firsts.exit(),
-                         crash=dict(crash) if crash else None, committed=self.counts["committed"],
-                         calls=self.counts["calls"], retries=self.counts["retries"],
-                         call_failures=self.counts["call_failures"], upgraded=self.counts["upgraded"])
-        if end is not None and end["ev"] == Ev.PASS_END:
-            pm.report = end.get("report")
-        elif end is not None:
-            pm.student_error = str(end.get("error", ""))
-        lat = self._latencies
-        pm.latency_count = lat.count(self.pass_no)
-        pm.latency_p50_s, pm.latency_p95_s = lat.percentile(50, self.pass_no), lat.percentile(95, self.pass_no)
-        step = max(1, math.ceil(pm.latency_count / sample))
-        pm.latencies_s = [v for i, v in enumerate(lat.values(self.pass_no)) if i % step == 0]
-        return pm, self.first_new_call
 
 
 def complete_pass(pm: PassMetrics, first_new_call: float | None, unique: int, store: FoldStore,
@@ -169,51 +81,6 @@ def hits_by_pass(passes: Sequence[int], store: FoldStore) -> list[int]:
 
 
 @dataclass
-class LedgerHalf:
-    """The ledger's side of the fold: run-wide tallies, each pass's own figures, the run's latency percentiles.
-
-    Plain data (it crosses a pipe from :mod:`batchlab.metric_child`); :func:`complete_pass` adds the rest.
-    """
-
-    tally: Tally
-    passes: list[tuple[PassMetrics, float | None]]
-    latency_p50_s: float | None
-    latency_p95_s: float | None
-
-
-def fold_ledger(events: Iterable[Event | Tick], store: FoldStore) -> LedgerHalf:
-    """Fold the ledger into one accumulator per pass; ``store`` holds the sink's puts, indexed (who came before).
-
-    ``events`` may hold :data:`batchlab.ledger_scan.Tick` ``(pass, first t, largest t)`` among the events
-    (:func:`batchlab.ledger_scan.scan_ledger`): usable events that only count as times in their pass.
-    """
-    tally = Tally()
-    latencies = Latencies(store)
-    folds: dict[int, PassFold] = {}
-    for raw_ev in events:
-        if type(raw_ev) is tuple:
-            pass_no, first, last = raw_ev
-            if pass_no > 0:
-                fold = folds.get(pass_no)
-                if fold is None:
-                    fold = folds[pass_no] = PassFold(pass_no, store, latencies)
-                fold.tick(first, last)
-            continue
-        ev = usable_event(raw_ev)  # type: ignore[arg-type]
-        if ev is None:
-            continue
-        tally.see(ev)
-        pass_no = ev["pass"]
-        if pass_no > 0:
-            fold = folds.get(pass_no)
-            if fold is None:
-                fold = folds[pass_no] = PassFold(pass_no, store, latencies)
-            fold.see(ev)
-    return LedgerHalf(tally=tally, passes=[folds[p].partial(SPILL_KEYS) for p in sorted(folds)],
-                      latency_p50_s=latencies.percentile(50), latency_p95_s=latencies.percentile(95))
-
-
-@dataclass
 class Folded:
     """Everything the fold found: :func:`batchlab.metrics.compute_metrics` turns it into :class:`Metrics`."""
 
@@ -226,7 +93,7 @@ class Folded:
     latency_p95_s: float | None
 
 
-def fold_run(documents: Iterable[Any], events: Iterable[Event | Tick], sink: ListSink | FileSink,
+def fold_run(documents: Iterable[Any], events: Iterable[Event | Tick | Work], sink: ListSink | FileSink,
              store: FoldStore, *, ledger: Callable[[], LedgerHalf | None] | None = None,
              between: Callable[[], None] | None = None,
              rest: Callable[[InputFold, FoldStore, Judge], None] | None = None) -> Folded:

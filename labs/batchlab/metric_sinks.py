@@ -7,8 +7,11 @@ the oracle); split from the fold so that each module stays one idea.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import sqlite3
+import struct
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,13 +20,41 @@ from typing import Any
 from .docmodel import Document
 from .fold_store import FoldStore
 from .ledger_views import is_upgrade
-from .pipeline import MODE_DEGRADED, MODE_FULL, expected_json, output_matches
+from .pipeline import (
+    CHUNK_MAX_CHARS,
+    EMBED_DIM,
+    MODE_DEGRADED,
+    MODE_FULL,
+    _component_texts,
+    expected_json,
+    output_matches,
+)
 from .sink import SinkRecord
 
 #: A valid document as the fold judges it: its identity, the document, its cleaned text.
 Judged = tuple[str, Document, str]
 
 Event = Mapping[str, Any]
+
+
+_UNPACK = struct.Struct(f">{EMBED_DIM}H").unpack
+_STR_JSON = json.encoder.encode_basestring
+
+
+def oracle_json(text: str, mode: str) -> tuple[str, str]:
+    """:func:`batchlab.pipeline.expected_json`, the one-chunk full output (most documents) built inline.
+
+    A cleaned text of at most :data:`batchlab.pipeline.CHUNK_MAX_CHARS` characters is one chunk, itself
+    stripped (:func:`batchlab.pipeline.chunk_text`'s shortcut); its texts are made here with the same
+    steps, without the general path's chunk loop and joins (about 40 % of its cost). Anything else is
+    ``expected_json`` itself. ``tests/batchlab/test_metric_fast_paths.py`` holds the two equal.
+    """
+    if mode == MODE_FULL and len(text) <= CHUNK_MAX_CHARS:
+        whole = text.strip()
+        if whole:
+            words = _UNPACK(hashlib.blake2b(b"model:" + whole.encode("utf-8"), digest_size=EMBED_DIM * 2).digest())
+            return "[" + _STR_JSON(whole) + "]", "[[" + ", ".join(map(_component_texts().__getitem__, words)) + "]]"
+    return expected_json(text, mode)
 
 
 class SinkDamage(Exception):
@@ -59,15 +90,21 @@ class FileSink:
         self._path = path
         self._db: sqlite3.Connection | None = None
 
-    def load_puts(self, store: FoldStore, *, outputs: bool = True) -> None:
-        """Copy the puts into ``store``; with ``outputs`` also index the outputs by identity (for :meth:`records`)."""
-        if self._path is None:
+    def attach(self, store: FoldStore) -> None:
+        """Attach the sink file, read-only, to ``store``'s database as ``sink`` (once; nothing is copied)."""
+        if self._path is None or self._db is not None:
             return
         db = self._db = store.db
         db.execute("COMMIT")  # ATTACH is refused inside a transaction
         db.execute("ATTACH DATABASE ? AS sink", (f"{self._path.resolve().as_uri()}?mode=ro",))
         db.execute("BEGIN")
-        db.execute("INSERT INTO puts SELECT seq, ident, pass, upgrade != 0 FROM sink.puts ORDER BY seq")
+
+    def load_puts(self, store: FoldStore, *, outputs: bool = True) -> None:
+        """Copy the puts into ``store``; with ``outputs`` also index the outputs by identity (for :meth:`records`)."""
+        self.attach(store)
+        if self._db is None:
+            return
+        self._db.execute("INSERT INTO puts SELECT seq, ident, pass, upgrade != 0 FROM sink.puts ORDER BY seq")
         if outputs:
             self.index_outputs()
 
@@ -114,7 +151,7 @@ class FileSink:
             if len(found) == 1:  # the common case, inlined: one output, equal to the oracle's as texts
                 _, _, doc_id, mode, chunks, vectors = found[0]
                 if mode == MODE_FULL or mode == MODE_DEGRADED:
-                    want = expected_json(text, mode)
+                    want = oracle_json(text, mode)
                     if chunks == want[0] and vectors == want[1]:
                         out.append([(doc_id, mode, True)])
                         continue
@@ -123,13 +160,56 @@ class FileSink:
         return out
 
 
+class SinkPuts:
+    """:meth:`batchlab.fold_store.FoldStore.committed_before` from the sink's own puts, copied only if asked often.
+
+    The ledger's child (:mod:`batchlab.metric_child`) asks it only for each pass's first call on an
+    identity not committed before the pass (its resume time): in a run that does not redo committed
+    work, one question a pass, about the pass's first call. Copying and indexing every put for that was
+    1.4 s of the child's CPU at a million documents. So a pass that no put precedes (the sink's smallest
+    pass, one scan of its table) is answered without a lookup; other questions scan the sink's table
+    (no index there: 0.15 s at a million) up to :attr:`SCANS` times; past them the puts are copied into
+    the store and indexed, once, as the caller does, and asked there. The same SQL comparisons every way.
+    """
+
+    #: Questions answered by a scan of the sink's table before the puts are copied and indexed.
+    SCANS = 3
+
+    def __init__(self, sink: FileSink, store: FoldStore) -> None:
+        self._sink, self._store = sink, store
+        self._first: Any = None  # the smallest pass of a put (math.inf: no put), once scanned
+        self._scans = 0
+        self._copied = False
+
+    def __call__(self, ident: str, pass_no: int) -> bool:
+        """True when ``ident`` has a put of a pass before ``pass_no``."""
+        self._sink.attach(self._store)
+        db = self._sink._db
+        if db is None:
+            return False
+        if self._first is None:
+            first, some = db.execute("SELECT MIN(pass), EXISTS (SELECT 1 FROM sink.puts) FROM sink.puts").fetchone()
+            self._first = math.inf if not some else first if type(first) in (int, float) else -math.inf
+        if pass_no <= self._first:
+            return False
+        if not self._copied and self._scans < self.SCANS:
+            self._scans += 1
+            return db.execute("SELECT 1 FROM sink.puts WHERE ident = ? AND pass < ? LIMIT 1",
+                              (ident, pass_no)).fetchone() is not None
+        if not self._copied:
+            self._sink.load_puts(self._store, outputs=False)
+            self._store.index_puts()
+            self._copied = True
+        return self._store.committed_before(ident, pass_no)
+
+
 def _verdict(row: Sequence[Any], doc: Document, text: str, expected: dict[str, tuple[str, str]]) -> tuple[str, str, bool]:
     """One stored output (``ident, key, doc_id, mode, chunks, vectors``) against the oracle's for ``doc``."""
     _, key, doc_id, mode, chunks, vectors = row
     if mode == MODE_FULL or mode == MODE_DEGRADED:
         want = expected.get(mode)
         if want is None:
-            want = expected[mode] = expected_json(text, mode)
+            want = expected[mode] = oracle_json(text, mode)
         if chunks == want[0] and vectors == want[1]:
             return doc_id, mode, True
     return doc_id, mode, output_matches(doc, mode, *_decoded(key, chunks, vectors))

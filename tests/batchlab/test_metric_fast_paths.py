@@ -217,17 +217,17 @@ def test_the_scanned_ledger_folds_as_the_decoded_one(tmp_path: Path, block: int,
 
 
 def test_the_scan_keeps_every_other_event_in_order(tmp_path: Path) -> None:
-    """Besides ticks, the scan yields the decoded events in order, every one that is not state or call_ok."""
+    """Besides ticks and work, the scan yields the decoded events in order, every one of another kind."""
     path = _odd_ledger(tmp_path / "ledger.jsonl")
-    others = [x for x in scan_ledger(path) if type(x) is not tuple]
+    others = [x for x in scan_ledger(path) if isinstance(x, dict)]
     decoded = list(read_ledger(path))
-    assert [e for e in others if e["ev"] not in ("state", "call_ok")] == [
-        e for e in decoded if e["ev"] not in ("state", "call_ok")]
+    fast = ("state", "call_ok", "call_start", "sink_put")
+    assert [e for e in others if e["ev"] not in fast] == [e for e in decoded if e["ev"] not in fast]
     assert all(e in decoded for e in others)
 
 
 def test_the_workers_own_time_only_lines_take_the_fast_path(tmp_path: Path) -> None:
-    """On a real run of the reference, every state and call_ok line of the ledger is read as a tick."""
+    """On a real run of the reference, every state, call_ok, call_start and sink_put line is read by the regex."""
     if not solution_module().exists():
         pytest.skip("needs the reference solution, which a student distribution leaves out")
     docs = make_documents(12, seed=4, min_bytes=100, max_bytes=500)
@@ -237,8 +237,9 @@ def test_the_workers_own_time_only_lines_take_the_fast_path(tmp_path: Path) -> N
     run_passes(spec, [CrashPlan()])
     ledger = RunDir(spec.run_dir).ledger
     kinds = [e["ev"] for e in read_ledger(ledger)]
-    assert kinds.count("state") and kinds.count("call_ok") and kinds.count("call_fail")
-    assert not [x for x in scan_ledger(ledger) if type(x) is not tuple and x["ev"] in ("state", "call_ok")]
+    assert kinds.count("state") and kinds.count("call_ok") and kinds.count("call_fail") and kinds.count("sink_put")
+    fast = ("state", "call_ok", "call_start", "sink_put")
+    assert not [x for x in scan_ledger(ledger) if isinstance(x, dict) and x["ev"] in fast]
 
 
 def _tiny_run(base: Path) -> Path:
