@@ -4,7 +4,7 @@
 
 For each worker count: the fleet's wall time from its first pass's start to its last pass's end, throughput
 (unique documents per second) and its ratio to one worker's, the time the last pass ran alone (the long tail:
-shards are four per worker, so the last one is a quarter of a worker's share), and the load average. Then the
+shards are two per worker, so the last one is half a worker's share), and the load average. Then the
 takeover: one worker SIGKILLed mid-shard, and the time from the kill to another worker's claim of its shard
 (in seconds and in lease lengths; the target is within 2). Medians of ``--reps`` runs: the machine is noisy.
 """

@@ -8,8 +8,9 @@ with it). Nobody assigns shards: each worker claims them. A worker that dies by 
 one (``respawn``), but its shard does not wait for that: the others take it over once its lease expires.
 The batch is over when every worker has exited (they exit once every shard is done, or on a pass that failed).
 
-``shards`` defaults to up to four per worker (:func:`default_shards`): small shards are how the long tail is
-cut (the last shard to finish is a quarter of a worker's share, not a whole one), but not smaller than
+``shards`` defaults to up to two per worker (:func:`default_shards`): small shards are how the long tail is
+cut (the last shard to finish is half a worker's share, not a whole one; every shard costs its pass a read of
+the whole input, so not more), but not smaller than
 :data:`MIN_SHARD_WAVES` windows of documents, whose filling and draining would cost more than the tail.
 That arithmetic, and how a batch ended (:class:`FleetResult`, :func:`alone_tail`), is pure and lives in
 :mod:`batchlab.fleet_figures`; its names are importable from here too.

@@ -248,8 +248,9 @@ def test_the_lone_tail_is_the_last_pass_running_after_every_other_ended() -> Non
     assert alone_tail(events, since_pass=2) == 0.0
 
 
-def test_the_default_shard_count_is_four_per_worker_unless_shards_would_be_too_small() -> None:
-    """Four shards per worker on a large batch; fewer when they would be small; always a multiple of the workers."""
-    assert default_shards(4, 100_000, 8) == 16
+def test_the_default_shard_count_is_two_per_worker_unless_shards_would_be_too_small() -> None:
+    """Two shards per worker on a large batch; one when two would be small; always a multiple of the workers."""
+    assert default_shards(4, 100_000, 8) == 8
     assert default_shards(4, 2_000, 8) == 8
+    assert default_shards(4, 1_000, 8) == 4
     assert default_shards(8, 2_000, 8) == default_shards(8, 400, 8) == 8

@@ -99,7 +99,7 @@ def add_arguments(run: argparse.ArgumentParser, sub: Any) -> None:
 
     run.add_argument("--workers", type=int, default=1,
                      help="share the batch among N lease-holding worker processes (default 1: one pass)")
-    run.add_argument("--shards", type=int, default=0, help="with --workers: shards of the batch (default 4 per worker)")
+    run.add_argument("--shards", type=int, default=0, help="with --workers: shards of the batch (default 2 per worker)")
     run.add_argument("--lease-s", type=float, default=DEFAULT_LEASE_S,
                      help="with --workers: a shard lease's length in seconds (renewed every third of it)")
     run.add_argument("--store", default=None, metavar="URL",
