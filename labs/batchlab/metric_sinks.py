@@ -7,11 +7,9 @@ the oracle); split from the fold so that each module stays one idea.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sqlite3
-import struct
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,41 +18,13 @@ from typing import Any
 from .docmodel import Document
 from .fold_store import FoldStore
 from .ledger_views import is_upgrade
-from .pipeline import (
-    CHUNK_MAX_CHARS,
-    EMBED_DIM,
-    MODE_DEGRADED,
-    MODE_FULL,
-    _component_texts,
-    expected_json,
-    output_matches,
-)
+from .pipeline import MODE_DEGRADED, MODE_FULL, expected_json, output_matches
 from .sink import SinkRecord
 
 #: A valid document as the fold judges it: its identity, the document, its cleaned text.
 Judged = tuple[str, Document, str]
 
 Event = Mapping[str, Any]
-
-
-_UNPACK = struct.Struct(f">{EMBED_DIM}H").unpack
-_STR_JSON = json.encoder.encode_basestring
-
-
-def oracle_json(text: str, mode: str) -> tuple[str, str]:
-    """:func:`batchlab.pipeline.expected_json`, the one-chunk full output (most documents) built inline.
-
-    A cleaned text of at most :data:`batchlab.pipeline.CHUNK_MAX_CHARS` characters is one chunk, itself
-    stripped (:func:`batchlab.pipeline.chunk_text`'s shortcut); its texts are made here with the same
-    steps, without the general path's chunk loop and joins (about 40 % of its cost). Anything else is
-    ``expected_json`` itself. ``tests/batchlab/test_metric_fast_paths.py`` holds the two equal.
-    """
-    if mode == MODE_FULL and len(text) <= CHUNK_MAX_CHARS:
-        whole = text.strip()
-        if whole:
-            words = _UNPACK(hashlib.blake2b(b"model:" + whole.encode("utf-8"), digest_size=EMBED_DIM * 2).digest())
-            return "[" + _STR_JSON(whole) + "]", "[[" + ", ".join(map(_component_texts().__getitem__, words)) + "]]"
-    return expected_json(text, mode)
 
 
 class SinkDamage(Exception):
@@ -151,7 +121,7 @@ class FileSink:
             if len(found) == 1:  # the common case, inlined: one output, equal to the oracle's as texts
                 _, _, doc_id, mode, chunks, vectors = found[0]
                 if mode == MODE_FULL or mode == MODE_DEGRADED:
-                    want = oracle_json(text, mode)
+                    want = expected_json(text, mode)
                     if chunks == want[0] and vectors == want[1]:
                         out.append([(doc_id, mode, True)])
                         continue
@@ -209,7 +179,7 @@ def _verdict(row: Sequence[Any], doc: Document, text: str, expected: dict[str, t
     if mode == MODE_FULL or mode == MODE_DEGRADED:
         want = expected.get(mode)
         if want is None:
-            want = expected[mode] = oracle_json(text, mode)
+            want = expected[mode] = expected_json(text, mode)
         if chunks == want[0] and vectors == want[1]:
             return doc_id, mode, True
     return doc_id, mode, output_matches(doc, mode, *_decoded(key, chunks, vectors))

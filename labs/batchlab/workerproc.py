@@ -45,6 +45,7 @@ from .rundir import RunDir
 
 DEFAULT_LEASE_S = 10.0
 EXIT_PASS_FAILED = 8
+PASS_ENDED = (0, EXIT_STALE, -signal.SIGKILL)  #: a runner's ends that are no failure: done, stale, lease lost
 
 
 #: How often an idle worker looks again for a claimable shard (at most a third of a lease; jittered): a look is
@@ -223,7 +224,7 @@ class Rescuer(threading.Thread):
                     code, self.runner = run_lease(self.seat, store, lease, lease_s=self.lease_s, runner=self.runner)
                 finally:
                     self.busy = False
-                if code not in (0, EXIT_STALE, -signal.SIGKILL):
+                if code not in PASS_ENDED:
                     print(f"worker {self.owner}: the rescue pass on shard {lease.spec} failed (exit {code})",
                           flush=True)
                     self.failed = code
@@ -266,7 +267,7 @@ def work(seat: Seat | Path, batch_id: str, owner: str, *, lease_s: float = DEFAU
                 continue
             print(f"worker {owner}: claimed shard {lease.spec} token {lease.token}", flush=True)
             code, runner = run_lease(seat, store, lease, lease_s=lease_s, runner=runner)
-            if code not in (0, EXIT_STALE, -signal.SIGKILL):
+            if code not in PASS_ENDED:
                 print(f"worker {owner}: the pass on shard {lease.spec} failed (exit {code}); see "
                       f"{seat.folder}/pass*.stderr", flush=True)
                 return EXIT_PASS_FAILED
